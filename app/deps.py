@@ -1,0 +1,48 @@
+"""Per-process singletons of the job service, reached from request handlers."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from fastapi import Request
+
+from zootrain.artifacts import ArtifactStore
+from zootrain.paths import Paths
+from zootrain.queue import JobQueue
+from zootrain.registry import Registry
+from zootrain.settings import Settings
+from zootrain.zk import ZooKeeper
+
+from app.models_cache import ModelCache
+
+
+@dataclass
+class Services:
+    settings: Settings
+    zk: ZooKeeper
+    paths: Paths
+    queue: JobQueue
+    registry: Registry
+    store: ArtifactStore
+    models: ModelCache = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.models = ModelCache(self.store)
+
+    @classmethod
+    def build(cls, settings: Settings) -> Services:
+        zk = ZooKeeper(settings.zk_hosts, session_timeout=settings.zk_session_timeout)
+        paths = Paths(settings.zk_root)
+        return cls(
+            settings=settings,
+            zk=zk,
+            paths=paths,
+            queue=JobQueue(zk, paths),
+            registry=Registry(zk, paths),
+            store=ArtifactStore(settings.artifacts),
+        )
+
+
+def services(request: Request) -> Services:
+    found: Services = request.app.state.services
+    return found

@@ -1,0 +1,83 @@
+"""The job service: ``uvicorn app.main:app``. Stateless: every record lives in ZooKeeper."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+
+from fastapi import FastAPI
+
+from zootrain import __version__
+from zootrain.settings import Settings, get_settings
+from zootrain.zk import TRANSIENT_ERRORS
+
+from app import problems
+from app.deps import Services
+from app.limits import BodySizeLimit
+from app.routers import health, jobs, models, workers
+
+log = logging.getLogger("zootrain.api")
+
+
+async def _prepare(svc: Services) -> None:
+    """Create the base znodes once the first session is up (and again if that fails)."""
+    while True:
+        await svc.zk.wait_connected()
+        try:
+            await svc.queue.ensure_layout()
+            return
+        except TRANSIENT_ERRORS:
+            continue
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or get_settings()
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        svc = Services.build(settings)
+        app.state.services = svc
+        # Connect in the background: the process serves /healthz at once and /readyz turns 200
+        # when the session is up, instead of failing to start while ZooKeeper is away.
+        svc.zk.start_background()
+        prepare = asyncio.create_task(_prepare(svc))
+        try:
+            yield
+        finally:
+            prepare.cancel()
+            await svc.zk.stop()
+
+    app = FastAPI(
+        title="zootrain",
+        version=__version__,
+        summary="Distributed training of scikit-learn models, coordinated by Apache ZooKeeper.",
+        lifespan=lifespan,
+    )
+    problems.install(app)
+    for router in (jobs.router, models.router, workers.router, health.router):
+        app.include_router(router)
+    app.add_middleware(BodySizeLimit, max_bytes=settings.max_request_bytes)
+    _add_problem_schema(app)
+    return app
+
+
+def _add_problem_schema(app: FastAPI) -> None:
+    """Register the Problem schema that the operations' error responses refer to."""
+    build = app.openapi
+
+    def openapi() -> dict[str, object]:
+        if app.openapi_schema is None:
+            schema = build()
+            components = schema.setdefault("components", {}).setdefault("schemas", {})
+            components["Problem"] = problems.Problem.model_json_schema(
+                ref_template="#/components/schemas/{model}"
+            )
+            app.openapi_schema = schema
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+
+
+app = create_app()

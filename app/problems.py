@@ -1,0 +1,133 @@
+"""RFC 9457 problem details: every error the job service returns is ``application/problem+json``."""
+
+from __future__ import annotations
+
+import logging
+from http import HTTPStatus
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from kazoo.exceptions import KazooException
+from pydantic import BaseModel, Field
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from zootrain.errors import QueueFull, ZootrainError
+
+log = logging.getLogger("zootrain.api")
+
+PROBLEM_TYPE = "application/problem+json"
+
+
+class Problem(BaseModel):
+    type: str = Field("about:blank", description="URI reference naming the problem type")
+    title: str
+    status: int
+    detail: str = Field(description="What is wrong, naming the offending field or resource")
+    instance: str | None = None
+    errors: list[dict[str, Any]] | None = Field(
+        None, description="One entry per invalid field, for validation problems"
+    )
+
+
+def problem(
+    status: int,
+    detail: str,
+    *,
+    title: str | None = None,
+    instance: str | None = None,
+    headers: dict[str, str] | None = None,
+    errors: list[dict[str, Any]] | None = None,
+) -> JSONResponse:
+    body = Problem(
+        title=title or HTTPStatus(status).phrase,
+        status=status,
+        detail=detail,
+        instance=instance,
+        errors=errors,
+    )
+    return JSONResponse(
+        body.model_dump(exclude_none=True),
+        status_code=status,
+        media_type=PROBLEM_TYPE,
+        headers=headers,
+    )
+
+
+def problem_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI ``responses`` entries for the problems an operation can answer with."""
+    return {
+        status: {
+            "description": HTTPStatus(status).phrase,
+            "content": {PROBLEM_TYPE: {"schema": {"$ref": "#/components/schemas/Problem"}}},
+        }
+        for status in statuses
+    }
+
+
+def _location(loc: tuple[Any, ...] | list[Any]) -> str:
+    parts = [str(p) for p in loc if p not in ("body",)]
+    return ".".join(parts) or "body"
+
+
+def _json_safe(value: Any) -> Any:
+    if isinstance(value, str | int | float | bool) or value is None:
+        return value
+    return repr(value)[:200]
+
+
+async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
+    errors = exc.errors()
+    if any(e.get("type") == "json_invalid" for e in errors):
+        ctx = errors[0].get("ctx", {})
+        return problem(400, f"malformed JSON body: {ctx.get('error', 'invalid JSON')}")
+    fields = [
+        {
+            "field": _location(e.get("loc", ())),
+            "message": str(e.get("msg", "")).removeprefix("Value error, "),
+            "type": e.get("type"),
+        }
+        for e in errors
+    ]
+    detail = "; ".join(f"{f['field']}: {f['message']}" for f in fields[:5])
+    for e in fields:
+        e["message"] = _json_safe(e["message"])
+    return problem(422, detail or "invalid request", errors=fields)
+
+
+async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+    detail = exc.detail if isinstance(exc.detail, str) else HTTPStatus(exc.status_code).phrase
+    if exc.status_code == 404 and detail == "Not Found":
+        detail = f"no resource at {request.url.path}"
+    if exc.status_code == 405:
+        detail = f"{request.method} is not allowed on {request.url.path}"
+    return problem(exc.status_code, detail, headers=getattr(exc, "headers", None))
+
+
+async def _domain(request: Request, exc: ZootrainError) -> JSONResponse:
+    headers = {"Retry-After": str(exc.retry_after)} if isinstance(exc, QueueFull) else None
+    return problem(exc.status, exc.detail, title=exc.title, headers=headers)
+
+
+async def _zookeeper(request: Request, exc: KazooException) -> JSONResponse:
+    log.warning("zookeeper error on %s %s: %r", request.method, request.url.path, exc)
+    return problem(
+        503,
+        f"the coordination service did not answer ({type(exc).__name__}); retry shortly",
+        headers={"Retry-After": "1"},
+    )
+
+
+async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+    log.exception("unhandled error on %s %s", request.method, request.url.path)
+    return problem(500, "internal error; the server log has the details")
+
+
+def install(app: FastAPI) -> None:
+    app.add_exception_handler(RequestValidationError, _validation)  # type: ignore[arg-type]
+    app.add_exception_handler(StarletteHTTPException, _http)  # type: ignore[arg-type]
+    app.add_exception_handler(ZootrainError, _domain)  # type: ignore[arg-type]
+    app.add_exception_handler(KazooException, _zookeeper)  # type: ignore[arg-type]
+    app.add_exception_handler(TimeoutError, _zookeeper)  # type: ignore[arg-type]
+    app.add_exception_handler(Exception, _unexpected)

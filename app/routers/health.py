@@ -1,0 +1,27 @@
+"""Liveness and readiness, for load balancers and orchestrators."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends
+from fastapi.responses import JSONResponse
+
+from zootrain.views import Status
+
+from app.deps import Services, services
+from app.problems import problem, problem_responses
+
+router = APIRouter(tags=["health"])
+
+
+@router.get("/healthz", response_model=Status)
+async def healthz() -> Status:
+    return Status(status="ok")
+
+
+@router.get("/readyz", response_model=Status, responses=problem_responses(503))
+async def readyz(svc: Annotated[Services, Depends(services)]) -> Status | JSONResponse:
+    if not svc.zk.connected:
+        return problem(503, "not connected to ZooKeeper", headers={"Retry-After": "1"})
+    return Status(status="ready")

@@ -1,0 +1,98 @@
+"""/v1/jobs: submit, inspect, list and cancel training jobs."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Header, Path, Query, Response, status
+
+from zootrain.records import JOB_ID_PATTERN, JobRecord, JobSpec, JobState
+from zootrain.views import JobList, JobView
+
+from app.deps import Services, services
+from app.problems import problem_responses
+
+router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
+
+JobId = Annotated[str, Path(pattern=JOB_ID_PATTERN, description="Job id, as returned by submit")]
+
+
+@router.post(
+    "",
+    status_code=status.HTTP_202_ACCEPTED,
+    response_model=JobView,
+    responses={
+        200: {"model": JobView, "description": "Replay of an earlier submit with the same key"},
+        **problem_responses(400, 413, 422, 429, 503),
+    },
+    summary="Submit a training job",
+)
+async def submit_job(
+    spec: JobSpec,
+    response: Response,
+    svc: Annotated[Services, Depends(services)],
+    idempotency_key: Annotated[
+        str | None,
+        Header(
+            min_length=1,
+            max_length=255,
+            description="Retry-safe submits: the same key and body return the same job",
+        ),
+    ] = None,
+) -> JobView:
+    submitted = await svc.queue.submit(
+        spec,
+        idempotency_key=idempotency_key,
+        max_queue=svc.settings.max_queue,
+        idempotency_retention=svc.settings.idempotency_retention,
+    )
+    response.headers["Location"] = f"/v1/jobs/{submitted.job.id}"
+    if not submitted.created:
+        response.status_code = status.HTTP_200_OK
+        response.headers["Idempotent-Replayed"] = "true"
+    return await _view(svc, submitted.job)
+
+
+@router.get(
+    "",
+    response_model=JobList,
+    responses=problem_responses(422, 503),
+    summary="List jobs, newest first",
+)
+async def list_jobs(
+    svc: Annotated[Services, Depends(services)],
+    state: Annotated[JobState | None, Query(description="Only jobs in this state")] = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+    cursor: Annotated[
+        str | None, Query(pattern=JOB_ID_PATTERN, description="next_cursor of the previous page")
+    ] = None,
+) -> JobList:
+    items, next_cursor = await svc.queue.list_jobs(state=state, limit=limit, cursor=cursor)
+    return JobList(items=items, next_cursor=next_cursor)
+
+
+@router.get(
+    "/{job_id}",
+    response_model=JobView,
+    responses=problem_responses(404, 422, 503),
+    summary="A job with its shards",
+)
+async def get_job(job_id: JobId, svc: Annotated[Services, Depends(services)]) -> JobView:
+    job, _ = await svc.queue.read_job(job_id)
+    return await _view(svc, job)
+
+
+@router.delete(
+    "/{job_id}",
+    response_model=JobView,
+    responses=problem_responses(404, 409, 422, 503),
+    summary="Cancel a job that has not finished",
+)
+async def cancel_job(job_id: JobId, svc: Annotated[Services, Depends(services)]) -> JobView:
+    job = await svc.queue.cancel(job_id)
+    return await _view(svc, job)
+
+
+async def _view(svc: Services, job: JobRecord) -> JobView:
+    shards = await svc.queue.read_shards(job.id, job.spec.shards)
+    return JobView(**job.model_dump(), shards=[s for s, _ in shards])

@@ -1,0 +1,79 @@
+"""What runs inside a training child process: one shard's fit, or the merge of a job's shards.
+
+Payloads and results are plain dicts (they cross a pipe). Everything a retried shard needs is in
+the payload, and the rows it trains on follow from the job's seed, so a retry trains the same rows.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from zootrain.artifacts import ArtifactStore
+from zootrain.ml import modelfile
+from zootrain.ml.datasets import Split, dataset_task, load_dataset, split_dataset
+from zootrain.ml.merge import merge_models
+from zootrain.ml.metrics import evaluate
+from zootrain.ml.partition import shard_rows
+from zootrain.ml.training import fit_shard, shard_seed
+from zootrain.records import JobSpec
+
+
+def _split(spec: JobSpec) -> Split:
+    X, y = load_dataset(spec.dataset)
+    return split_dataset(
+        X, y, task=dataset_task(spec.dataset), test_size=spec.test_size, seed=spec.random_state
+    )
+
+
+def train_shard(payload: dict[str, Any]) -> dict[str, Any]:
+    spec = JobSpec.model_validate(payload["spec"])
+    index: int = payload["index"]
+    store = ArtifactStore(payload["artifacts"])
+    task = dataset_task(spec.dataset)
+    split = _split(spec)
+    rows = shard_rows(len(split.X_train), spec.shards, index, spec.partition, spec.random_state)
+    started = time.perf_counter()
+    model = fit_shard(
+        spec.algorithm,
+        spec.params,
+        X=split.X_train[rows],
+        y=split.y_train[rows],
+        classes=split.classes,
+        random_state=shard_seed(spec.random_state, index),
+    )
+    seconds = time.perf_counter() - started
+    metrics = evaluate(model, split.X_test, split.y_test, task=task, classes=split.classes)
+    uri, digest = store.put(modelfile.dumps(model))
+    return {
+        "artifact": uri,
+        "sha256": digest,
+        "rows": len(rows),
+        "metrics": metrics,
+        "train_seconds": seconds,
+    }
+
+
+def merge_job(payload: dict[str, Any]) -> dict[str, Any]:
+    spec = JobSpec.model_validate(payload["spec"])
+    store = ArtifactStore(payload["artifacts"])
+    shards: list[dict[str, Any]] = payload["shards"]
+    models = [modelfile.loads(store.get(s["artifact"], s["sha256"])) for s in shards]
+    merged = merge_models(spec.algorithm, models, [s["rows"] for s in shards])
+    split = _split(spec)
+    task = dataset_task(spec.dataset)
+    metrics = evaluate(merged, split.X_test, split.y_test, task=task, classes=split.classes)
+    data = modelfile.dumps(merged)
+    uri, digest = store.put(data)
+    classes = None if split.classes is None else split.classes.tolist()
+    return {
+        "artifact": uri,
+        "sha256": digest,
+        "size": len(data),
+        "metrics": metrics,
+        "n_features": int(split.X_train.shape[1]),
+        "classes": classes,
+        "train_rows": len(split.X_train),
+        "test_rows": len(split.X_test),
+        "task": task,
+    }

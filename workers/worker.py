@@ -1,0 +1,542 @@
+"""The worker: a watch-driven claim loop that trains shards and merges finished jobs.
+
+One dispatcher coroutine looks for work whenever something it watches changes (the queue's
+children, a lock it found taken, a retry's backoff running out, the session coming back, one of
+its own tasks ending) and otherwise sleeps on an asyncio.Event: it never polls ZooKeeper.
+Training and merging run in child processes (workers/processes.py), so the session's heartbeats
+and the watches keep flowing while the CPU is busy.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import secrets
+import socket
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from kazoo.exceptions import BadVersionError, NodeExistsError, NoNodeError
+
+from zootrain import locks
+from zootrain.artifacts import ArtifactStore
+from zootrain.paths import Paths, sorted_queue
+from zootrain.queue import JobQueue, backoff_delay
+from zootrain.records import (
+    JobRecord,
+    JobState,
+    ShardMetrics,
+    ShardRecord,
+    ShardState,
+    VersionRecord,
+    WorkerRecord,
+    utcnow,
+)
+from zootrain.registry import Registry
+from zootrain.settings import Settings
+from zootrain.zk import TRANSIENT_ERRORS, KazooState, WatchedEvent, ZnodeStat, ZooKeeper
+
+from workers import processes, training
+
+log = logging.getLogger("zootrain.worker")
+
+
+@dataclass
+class Claim:
+    """A unit of work this worker holds the lock for: a shard, or a job's merge (index None)."""
+
+    job: JobRecord
+    lock: str
+    index: int | None = None
+    shard: ShardRecord | None = None
+    stat: ZnodeStat | None = None
+    reason: str | None = None  # why the task was cancelled: "cancelled", "lost", "handback"
+    task: asyncio.Task[None] | None = field(default=None, repr=False)
+
+    @property
+    def key(self) -> str:
+        return f"{self.job.id}/{'merge' if self.index is None else self.index}"
+
+
+class Worker:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.id = settings.worker_id or f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(2)}"
+        self.zk = ZooKeeper(settings.zk_hosts, session_timeout=settings.zk_session_timeout)
+        self.paths = Paths(settings.zk_root)
+        self.queue = JobQueue(self.zk, self.paths)
+        self.registry = Registry(self.zk, self.paths)
+        self.store = ArtifactStore(settings.artifacts)
+        self.started_at = utcnow()
+        self.claims: dict[str, Claim] = {}
+        self._wake = asyncio.Event()
+        self._stopping = asyncio.Event()
+        self._registered = False
+        self._timers: dict[str, asyncio.TimerHandle] = {}
+
+    # -- lifecycle ------------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        await self.zk.start(self.settings.zk_connect_timeout)
+        self.zk.add_state_listener(self._on_session)
+        await self.queue.ensure_layout()
+        await processes.warm_up()
+        await self._register()
+        log.info("worker %s ready (capacity %d)", self.id, self.settings.worker_concurrency)
+        try:
+            await self._dispatch()
+            await self._drain()
+        finally:
+            await self.zk.stop()
+            log.info("worker %s stopped", self.id)
+
+    def stop(self) -> None:
+        """Graceful stop: claim nothing more, let running shards finish within the grace period."""
+        if not self._stopping.is_set():
+            log.info("worker %s stopping", self.id)
+            self._stopping.set()
+            self.wake()
+
+    def wake(self, *_: object) -> None:
+        self._wake.set()
+
+    async def _drain(self) -> None:
+        tasks = [c.task for c in self.claims.values() if c.task is not None]
+        if not tasks:
+            return
+        _, pending = await asyncio.wait(tasks, timeout=self.settings.worker_grace)
+        for claim in list(self.claims.values()):
+            if claim.task in pending:
+                self._cancel(claim, "handback")
+        if pending:
+            await asyncio.wait(pending)
+
+    def _on_session(self, state: KazooState) -> None:
+        if state == KazooState.LOST:
+            # The session is gone and every lock with it: whatever we train now, another worker
+            # may already be training. Kill it and keep nothing of it.
+            self._registered = False
+            for claim in list(self.claims.values()):
+                self._cancel(claim, "lost")
+        elif state == KazooState.CONNECTED:
+            if not self._registered and not self._stopping.is_set():
+                asyncio.get_running_loop().create_task(self._register())
+            self.wake()
+
+    async def _register(self) -> None:
+        record = self._record()
+        path = self.paths.worker(self.id)
+        while True:
+            try:
+                await self.zk.create(path, record.dump(), ephemeral=True)
+                break
+            except NodeExistsError:
+                if await locks.held_by_us(self.zk, path):
+                    break
+                # Our previous session's node lingers until that session expires.
+                gone = asyncio.Event()
+                if await locks.watch_release(self.zk, path, gone.set):
+                    await gone.wait()
+        self._registered = True
+
+    def _record(self) -> WorkerRecord:
+        return WorkerRecord(
+            id=self.id,
+            host=socket.gethostname(),
+            pid=os.getpid(),
+            started_at=self.started_at,
+            capacity=self.settings.worker_concurrency,
+            current=sorted(self.claims),
+        )
+
+    async def _update_record(self) -> None:
+        if not self._registered:
+            return
+        try:
+            await self.zk.set(self.paths.worker(self.id), self._record().dump())
+        except (NoNodeError, *TRANSIENT_ERRORS):
+            pass  # re-registration after a reconnect writes a fresh record
+
+    # -- dispatch -------------------------------------------------------------------------------
+
+    async def _dispatch(self) -> None:
+        while not self._stopping.is_set():
+            self._wake.clear()
+            if self.zk.connected and len(self.claims) < self.settings.worker_concurrency:
+                try:
+                    claim = await self._find_work()
+                except TRANSIENT_ERRORS:
+                    claim = None  # the CONNECTED event wakes us again
+                except Exception:
+                    log.exception("scanning the queue failed")
+                    claim = None
+                if claim is not None:
+                    self._start(claim)
+                    continue
+            await self._wake.wait()
+
+    def _start(self, claim: Claim) -> None:
+        self.claims[claim.key] = claim
+        work = self._train(claim) if claim.index is not None else self._merge(claim)
+        claim.task = asyncio.get_running_loop().create_task(work, name=claim.key)
+        claim.task.add_done_callback(lambda _: self._finished(claim))
+        asyncio.get_running_loop().create_task(self._update_record())
+
+    def _finished(self, claim: Claim) -> None:
+        self.claims.pop(claim.key, None)
+        asyncio.get_running_loop().create_task(self._update_record())
+        self.wake()
+
+    def _cancel(self, claim: Claim, reason: str) -> None:
+        if claim.task is not None and not claim.task.done():
+            claim.reason = claim.reason or reason
+            claim.task.cancel()
+
+    async def _find_work(self) -> Claim | None:
+        names = await self.zk.get_children(self.paths.queue, watch=self.wake)
+        for entry in sorted_queue(names):
+            try:
+                job, _ = await self.queue.read_job(entry.job_id)
+            except Exception:
+                continue
+            if job.state.terminal:
+                continue  # its queue entry is about to go (or housekeeping removes it)
+            claim = await self._claim_in_job(job)
+            if claim is not None:
+                return claim
+        return None
+
+    async def _claim_in_job(self, job: JobRecord) -> Claim | None:
+        shards = await self.queue.read_shards(job.id, job.spec.shards)
+        now = time.time()
+        for shard, _ in shards:
+            if f"{job.id}/{shard.index}" in self.claims:
+                continue
+            if shard.state == ShardState.pending and (shard.not_before or 0) > now:
+                self._wake_at(f"{job.id}/{shard.index}", shard.not_before or now)
+                continue
+            if shard.state not in (ShardState.pending, ShardState.running):
+                continue
+            claim = await self._claim_shard(job, shard.index)
+            if claim is not None:
+                return claim
+        if all(s.state == ShardState.done for s, _ in shards) and f"{job.id}/merge" not in self.claims:
+            return await self._claim_merge(job)
+        return None
+
+    async def _claim_shard(self, job: JobRecord, index: int) -> Claim | None:
+        lock = self.paths.shard_lock(job.id, index)
+        if not await self.queue.try_lock(lock, self.id):
+            # Taken: its owner is alive. Wake when it lets go (done, handed back, or died).
+            await locks.watch_release(self.zk, lock, self.wake)
+            return None
+        try:
+            # Only now, holding the lock, is the record's state meaningful: re-read it.
+            shard, stat = await self.queue.read_shard(job.id, index)
+            claimable = shard.state == ShardState.pending or shard.state == ShardState.running
+            if not claimable or (shard.not_before or 0) > time.time():
+                await self.queue.unlock(lock)
+                return None
+            if shard.attempts >= job.spec.max_attempts:
+                # Its workers kept dying (e.g. killed for memory): stop trying.
+                await self._give_up(job, shard, stat, f"worker died {shard.attempts} times")
+                await self.queue.unlock(lock)
+                return None
+            running = shard.model_copy(
+                update={
+                    "state": ShardState.running,
+                    "attempts": shard.attempts + 1,
+                    "worker": self.id,
+                    "started_at": utcnow(),
+                    "error": None,
+                }
+            )
+            stat = await self.queue.write_shard(job.id, running, stat.version)
+        except BadVersionError:
+            await self.queue.unlock(lock)
+            return None
+        except BaseException:
+            await self.queue.unlock(lock)
+            raise
+        await self.queue.mark_running(job.id)
+        log.info("claim %s/%d attempt %d", job.id, index, running.attempts)
+        return Claim(job=job, lock=lock, index=index, shard=running, stat=stat)
+
+    async def _claim_merge(self, job: JobRecord) -> Claim | None:
+        lock = self.paths.merge_lock(job.id)
+        if not await self.queue.try_lock(lock, self.id):
+            await locks.watch_release(self.zk, lock, self.wake)
+            return None
+        job, _ = await self.queue.read_job(job.id)
+        if job.state not in (JobState.queued, JobState.running, JobState.merging):
+            await self.queue.unlock(lock)
+            return None
+        log.info("claim %s/merge", job.id)
+        return Claim(job=job, lock=lock)
+
+    def _wake_at(self, key: str, when: float) -> None:
+        if key in self._timers:
+            return
+        loop = asyncio.get_running_loop()
+
+        def fire() -> None:
+            self._timers.pop(key, None)
+            self.wake()
+
+        self._timers[key] = loop.call_later(max(0.0, when - time.time()), fire)
+
+    # -- watching the job we work on ------------------------------------------------------------
+
+    async def _watch_job(self, claim: Claim) -> None:
+        """Cancel ``claim`` if its job is cancelled (or otherwise finished) under us."""
+
+        def changed(event: WatchedEvent) -> None:
+            if claim.task is not None and not claim.task.done():
+                asyncio.get_running_loop().create_task(self._watch_job(claim))
+
+        try:
+            data, _ = await self.zk.get(self.paths.job(claim.job.id), watch=changed)
+        except NoNodeError:
+            self._cancel(claim, "cancelled")
+            return
+        except TRANSIENT_ERRORS:
+            return
+        if JobRecord.load(data).state.terminal:
+            self._cancel(claim, "cancelled")
+
+    # -- training a shard -----------------------------------------------------------------------
+
+    async def _train(self, claim: Claim) -> None:
+        try:
+            await self._train_shard(claim)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            # A running shard whose lock is free is claimable again: nothing is stuck.
+            log.exception("shard %s: coordination failed", claim.key)
+            await self._unlock(claim)
+
+    async def _train_shard(self, claim: Claim) -> None:
+        assert claim.index is not None and claim.shard is not None and claim.stat is not None
+        await self._watch_job(claim)
+        payload = {
+            "spec": claim.job.spec.model_dump(mode="json"),
+            "index": claim.index,
+            "artifacts": str(self.store.root),
+        }
+        try:
+            result = await processes.run_in_child(training.train_shard, payload)
+        except asyncio.CancelledError:
+            await asyncio.shield(self._after_cancel(claim))
+            return
+        except (processes.ChildFailed, processes.ChildDied) as exc:
+            log.warning("shard %s failed: %s", claim.key, exc)
+            await self._shard_failed(claim, str(exc))
+            return
+        except Exception as exc:
+            log.exception("shard %s failed", claim.key)
+            await self._shard_failed(claim, f"{type(exc).__name__}: {exc}")
+            return
+        done = claim.shard.model_copy(
+            update={
+                "state": ShardState.done,
+                "artifact": result["artifact"],
+                "sha256": result["sha256"],
+                "rows": result["rows"],
+                "metrics": result["metrics"],
+                "train_seconds": result["train_seconds"],
+                "finished_at": utcnow(),
+            }
+        )
+        try:
+            # Fencing: this write carries the version our claim wrote. If we lost the lock and
+            # someone re-claimed the shard, the version moved on and our result is discarded.
+            await self.queue.write_shard(claim.job.id, done, claim.stat.version)
+        except (BadVersionError, NoNodeError):
+            log.warning("shard %s was taken over; result discarded", claim.key)
+            return
+        finally:
+            await self._unlock(claim)
+        log.info("done %s in %.2fs", claim.key, result["train_seconds"])
+        # The worker finishing the last shard merges at once rather than waiting for a wake.
+        merge = await self._claim_merge_if_complete(claim.job)
+        if merge is not None:
+            self._start(merge)
+
+    async def _claim_merge_if_complete(self, job: JobRecord) -> Claim | None:
+        if self._stopping.is_set():
+            return None
+        try:
+            shards = await self.queue.read_shards(job.id, job.spec.shards)
+            if all(s.state == ShardState.done for s, _ in shards):
+                return await self._claim_merge(job)
+        except Exception:
+            log.exception("checking %s for a merge failed", job.id)
+        return None
+
+    async def _after_cancel(self, claim: Claim) -> None:
+        """Leave the shard as the reason for cancelling it requires."""
+        log.info("stopped %s (%s)", claim.key, claim.reason)
+        if claim.reason == "handback" and claim.shard is not None and claim.stat is not None:
+            # A graceful stop hands the shard back without consuming an attempt.
+            back = claim.shard.model_copy(
+                update={
+                    "state": ShardState.pending,
+                    "attempts": max(0, claim.shard.attempts - 1),
+                    "worker": None,
+                }
+            )
+            try:
+                await self.queue.write_shard(claim.job.id, back, claim.stat.version)
+            except (BadVersionError, NoNodeError, *TRANSIENT_ERRORS):
+                pass
+        if claim.reason != "lost":
+            await self._unlock(claim)
+
+    async def _shard_failed(self, claim: Claim, error: str) -> None:
+        assert claim.shard is not None and claim.stat is not None
+        shard = claim.shard
+        try:
+            if shard.attempts >= claim.job.spec.max_attempts:
+                await self._give_up(claim.job, shard, claim.stat, error)
+            else:
+                delay = backoff_delay(
+                    shard.attempts, self.settings.retry_backoff, self.settings.retry_backoff_max
+                )
+                retry = shard.model_copy(
+                    update={
+                        "state": ShardState.pending,
+                        "worker": None,
+                        "error": error,
+                        "not_before": time.time() + delay,
+                    }
+                )
+                await self.queue.write_shard(claim.job.id, retry, claim.stat.version)
+                log.info("shard %s retries in %.1fs", claim.key, delay)
+        except (BadVersionError, NoNodeError):
+            pass
+        finally:
+            await self._unlock(claim)
+
+    async def _give_up(
+        self, job: JobRecord, shard: ShardRecord, stat: ZnodeStat, error: str
+    ) -> None:
+        """The shard is out of attempts: it fails, and its job with it, in one multi."""
+        failed = shard.model_copy(
+            update={"state": ShardState.failed, "error": error, "finished_at": utcnow()}
+        )
+        message = f"shard {shard.index} failed after {shard.attempts} attempts: {error}"
+        shard_path = self.paths.shard(job.id, shard.index)
+        while True:
+            current, job_stat = await self.queue.read_job(job.id)
+            if current.state.terminal:
+                return
+            try:
+                await self.queue.finish_job(
+                    current,
+                    job_stat,
+                    JobState.failed,
+                    error=message,
+                    also=lambda tx: tx.set_data(shard_path, failed.dump(), stat.version),
+                )
+                log.warning("job %s failed: %s", job.id, message)
+                return
+            except BadVersionError:
+                continue
+
+    async def _unlock(self, claim: Claim) -> None:
+        try:
+            await self.queue.unlock(claim.lock)
+        except Exception:
+            # The lock is ephemeral: if we cannot delete it, it goes with our session.
+            log.warning("could not release %s", claim.lock)
+
+    # -- merging and publishing -----------------------------------------------------------------
+
+    async def _merge(self, claim: Claim) -> None:
+        try:
+            await self._merge_and_publish(claim)
+        except asyncio.CancelledError:
+            log.info("stopped %s (%s)", claim.key, claim.reason)
+            raise
+        except Exception:
+            # The job stays `merging` with its merge lock free: the next scan merges it again.
+            log.exception("merging %s failed", claim.key)
+        finally:
+            if claim.reason != "lost":
+                await asyncio.shield(self._unlock(claim))
+
+    async def _merge_and_publish(self, claim: Claim) -> None:
+        job, stat = await self.queue.read_job(claim.job.id)
+        if job.state.terminal:
+            return
+        shards = [s for s, _ in await self.queue.read_shards(job.id, job.spec.shards)]
+        if any(s.state != ShardState.done for s in shards):
+            return
+        if job.state != JobState.merging:
+            try:
+                job, stat = await self.queue.set_job_state(job, stat, JobState.merging)
+            except BadVersionError:
+                return  # cancelled or changed: the next wake looks again
+        claim.job = job
+        await self._watch_job(claim)
+        payload = {
+            "spec": job.spec.model_dump(mode="json"),
+            "artifacts": str(self.store.root),
+            "shards": [
+                {"artifact": s.artifact, "sha256": s.sha256, "rows": s.rows} for s in shards
+            ],
+        }
+        started = time.perf_counter()
+        try:
+            result = await processes.run_in_child(training.merge_job, payload)
+        except (processes.ChildFailed, processes.ChildDied) as exc:
+            await self._merge_failed(job, stat, str(exc))
+            return
+        version = _version_record(job, shards, result)
+        try:
+            published = await self.registry.publish(self.queue, job, stat, version)
+        except (BadVersionError, NoNodeError):
+            log.warning("job %s changed while merging; nothing published", job.id)
+            return
+        assert published.model is not None
+        log.info(
+            "published %s v%d from job %s (merge %.2fs)",
+            published.model.name,
+            published.model.version,
+            job.id,
+            time.perf_counter() - started,
+        )
+
+    async def _merge_failed(self, job: JobRecord, stat: ZnodeStat, error: str) -> None:
+        log.warning("merge of %s failed: %s", job.id, error)
+        try:
+            await self.queue.finish_job(job, stat, JobState.failed, error=f"merge failed: {error}")
+        except BadVersionError:
+            pass
+
+
+def _version_record(
+    job: JobRecord, shards: list[ShardRecord], result: dict[str, Any]
+) -> VersionRecord:
+    return VersionRecord(
+        model=job.spec.model_name,
+        job_id=job.id,
+        algorithm=job.spec.algorithm,
+        task=result["task"],
+        shards=job.spec.shards,
+        artifact=result["artifact"],
+        sha256=result["sha256"],
+        size=result["size"],
+        n_features=result["n_features"],
+        classes=result["classes"],
+        metrics=result["metrics"],
+        shard_metrics=[
+            ShardMetrics(index=s.index, rows=s.rows or 0, metrics=s.metrics or {}) for s in shards
+        ],
+        train_rows=result["train_rows"],
+        test_rows=result["test_rows"],
+        created_at=utcnow(),
+    )

@@ -1,0 +1,48 @@
+"""Domain errors, raised by the core and turned into problem+json responses by the job service."""
+
+from __future__ import annotations
+
+
+class ZootrainError(Exception):
+    status = 500
+    title = "Internal error"
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(detail)
+        self.detail = detail
+
+
+class NotFound(ZootrainError):
+    status = 404
+    title = "Not found"
+
+
+class Conflict(ZootrainError):
+    status = 409
+    title = "Conflict"
+
+
+class InvalidRequest(ZootrainError):
+    status = 422
+    title = "Unprocessable request"
+
+
+class QueueFull(ZootrainError):
+    status = 429
+    title = "Queue full"
+
+    def __init__(self, detail: str, retry_after: int) -> None:
+        super().__init__(detail)
+        self.retry_after = retry_after
+
+
+class Unavailable(ZootrainError):
+    status = 503
+    title = "Coordination service unavailable"
+
+
+class ArtifactError(ZootrainError):
+    """An artifact is missing, does not match its recorded sha256, or holds untrusted types."""
+
+    status = 500
+    title = "Artifact unusable"

@@ -1,0 +1,284 @@
+"""The algorithms zootrain can train, and validation of user-supplied parameters.
+
+Parameters arrive as JSON from the API and are checked here, before any worker
+starts, against the estimator's own constraints plus zootrain's limits.
+"""
+
+from __future__ import annotations
+
+import difflib
+import math
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from sklearn.base import BaseEstimator
+from sklearn.ensemble import (
+    ExtraTreesClassifier,
+    ExtraTreesRegressor,
+    RandomForestClassifier,
+    RandomForestRegressor,
+)
+from sklearn.utils._param_validation import InvalidParameterError
+
+from zootrain.ml.datasets import Task
+
+MAX_N_ESTIMATORS = 2000
+"""Trees per shard; the merged forest holds shards x n_estimators trees."""
+MAX_DEPTH = 200
+MAX_LIST_LENGTH = 500
+MAX_STRING_LENGTH = 100
+MAX_RANDOM_STATE = 2**32 - 1
+
+# Set by zootrain itself: one core per worker (n_jobs), seeds derived from the job
+# (random_state), one fit per shard (warm_start), quiet logs (verbose). oob_score is
+# out because out-of-bag rows of one shard are meaningless for the merged forest.
+CONTROLLED_PARAMS = frozenset({"n_jobs", "random_state", "warm_start", "verbose", "oob_score"})
+
+ParamCheck = Callable[[Mapping[str, Any]], None]
+
+
+class ParamError(ValueError):
+    """A user-supplied parameter is unknown, reserved or has a bad value."""
+
+    def __init__(self, param: str, message: str) -> None:
+        super().__init__(message)
+        self.param = param
+
+
+@dataclass(frozen=True)
+class Algorithm:
+    name: str
+    task: Task
+    estimator: type[BaseEstimator]
+    merge: str
+    """Merge family in zootrain.ml.merge, e.g. "forest_union"."""
+    description: str = ""
+    controlled: frozenset[str] = CONTROLLED_PARAMS
+    ceilings: Mapping[str, float] = field(default_factory=dict, hash=False)
+    """Upper bounds on numeric parameters, on top of the estimator's own constraints."""
+    checks: tuple[ParamCheck, ...] = ()
+    """Checks on the full parameter set (defaults filled in), for rules that involve
+    several parameters or that sklearn only enforces at fit time."""
+
+    def default_params(self) -> dict[str, Any]:
+        return dict(self.estimator().get_params(deep=False))
+
+    def accepted_params(self) -> list[str]:
+        return sorted(set(self.default_params()) - self.controlled)
+
+
+def _check_max_samples(params: Mapping[str, Any]) -> None:
+    # sklearn only rejects this combination inside fit(), i.e. on every worker.
+    if params.get("max_samples") is not None and not params.get("bootstrap"):
+        raise ParamError(
+            "max_samples", "max_samples requires bootstrap=true (it sizes the bootstrap sample)"
+        )
+
+
+def _check_class_weight(params: Mapping[str, Any]) -> None:
+    value = params.get("class_weight")
+    if value is not None and not isinstance(value, str):
+        raise ParamError(
+            "class_weight",
+            "class_weight must be 'balanced', 'balanced_subsample' or null; per-class "
+            "weight mappings are not supported",
+        )
+
+
+def _check_monotonic_cst(params: Mapping[str, Any]) -> None:
+    value = params.get("monotonic_cst")
+    if value is None:
+        return
+    if not isinstance(value, list) or any(
+        isinstance(v, bool) or v not in (-1, 0, 1) for v in value
+    ):
+        raise ParamError(
+            "monotonic_cst",
+            "monotonic_cst must be a list with one of -1, 0, 1 per feature",
+        )
+
+
+_FOREST_CEILINGS: Mapping[str, float] = {"n_estimators": MAX_N_ESTIMATORS, "max_depth": MAX_DEPTH}
+_FOREST_CHECKS: tuple[ParamCheck, ...] = (
+    _check_max_samples,
+    _check_class_weight,
+    _check_monotonic_cst,
+)
+
+
+def _forest(name: str, task: Task, estimator: type[BaseEstimator], description: str) -> Algorithm:
+    return Algorithm(
+        name=name,
+        task=task,
+        estimator=estimator,
+        merge="forest_union",
+        description=description,
+        ceilings=_FOREST_CEILINGS,
+        checks=_FOREST_CHECKS,
+    )
+
+
+ALGORITHMS: dict[str, Algorithm] = {
+    a.name: a
+    for a in (
+        _forest(
+            "random_forest_classifier",
+            "classification",
+            RandomForestClassifier,
+            "Random forest; shard forests are merged by pooling their trees.",
+        ),
+        _forest(
+            "random_forest_regressor",
+            "regression",
+            RandomForestRegressor,
+            "Random forest; shard forests are merged by pooling their trees.",
+        ),
+        _forest(
+            "extra_trees_classifier",
+            "classification",
+            ExtraTreesClassifier,
+            "Extremely randomized trees; merged by pooling their trees.",
+        ),
+        _forest(
+            "extra_trees_regressor",
+            "regression",
+            ExtraTreesRegressor,
+            "Extremely randomized trees; merged by pooling their trees.",
+        ),
+    )
+}
+
+
+def get_algorithm(name: str) -> Algorithm:
+    try:
+        return ALGORITHMS[name]
+    except (KeyError, TypeError):
+        raise ValueError(
+            f"unknown algorithm {name!r}; known algorithms: {', '.join(sorted(ALGORITHMS))}"
+        ) from None
+
+
+def check_task(algorithm: str, task: Task) -> None:
+    """Refuse e.g. a classifier on a regression dataset."""
+    alg = get_algorithm(algorithm)
+    if alg.task != task:
+        fitting = sorted(a.name for a in ALGORITHMS.values() if a.task == task)
+        raise ValueError(
+            f"algorithm {alg.name!r} is for {alg.task} but the dataset is a {task} task; "
+            f"use one of: {', '.join(fitting)}"
+        )
+
+
+def validate_params(algorithm: str, params: dict[str, Any]) -> dict[str, Any]:
+    """Check user parameters for `algorithm`; return a cleaned copy (plain JSON types).
+
+    Raises ValueError for an unknown algorithm and ParamError for anything wrong
+    with a parameter.
+    """
+    alg = get_algorithm(algorithm)
+    if not isinstance(params, Mapping):
+        raise ValueError(f"params must be a JSON object, got {type(params).__name__}")
+    defaults = alg.default_params()
+    accepted = alg.accepted_params()
+    cleaned: dict[str, Any] = {}
+    for name, raw in params.items():
+        if not isinstance(name, str):
+            raise ParamError(str(name), f"parameter names must be strings, got {name!r}")
+        if name in alg.controlled:
+            raise ParamError(
+                name,
+                f"{name} cannot be set: zootrain sets it"
+                + (" (from the job's seed)" if name == "random_state" else ""),
+            )
+        if name not in defaults:
+            close = difflib.get_close_matches(name, accepted, n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise ParamError(
+                name,
+                f"unknown parameter {name!r} for {alg.name}{hint}; accepted: {', '.join(accepted)}",
+            )
+        value = _to_json_value(name, raw)
+        _check_estimator_constraint(alg, name, value)
+        _check_ceiling(alg, name, value)
+        cleaned[name] = value
+
+    effective = {**defaults, **cleaned}
+    for check in alg.checks:
+        check(effective)
+    return cleaned
+
+
+def build_estimator(algorithm: str, params: dict[str, Any], random_state: int) -> BaseEstimator:
+    """An unfitted estimator with validated params, the given seed and one core."""
+    alg = get_algorithm(algorithm)
+    cleaned = validate_params(algorithm, params)
+    if isinstance(random_state, bool) or not 0 <= random_state <= MAX_RANDOM_STATE:
+        raise ValueError(f"random_state must be in [0, {MAX_RANDOM_STATE}], got {random_state}")
+    defaults = alg.default_params()
+    if "random_state" in defaults:
+        cleaned["random_state"] = int(random_state)
+    if "n_jobs" in defaults:
+        # Each worker process trains one shard; parallelism is across workers.
+        cleaned["n_jobs"] = 1
+    return alg.estimator(**cleaned)
+
+
+def _to_json_value(name: str, value: Any) -> Any:
+    """A copy of value as plain JSON scalars / a flat list of them, or ParamError."""
+    if isinstance(value, list | tuple):
+        if len(value) > MAX_LIST_LENGTH:
+            raise ParamError(name, f"{name} has {len(value)} items; the limit is {MAX_LIST_LENGTH}")
+        return [_to_json_scalar(name, v) for v in value]
+    return _to_json_scalar(name, value)
+
+
+def _to_json_scalar(name: str, value: Any) -> Any:
+    # Subclasses (np.float64, IntEnum, ...) are narrowed to the builtin type so the
+    # stored params and the saved model only hold plain values.
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        return bool(value)
+    if isinstance(value, int):
+        return int(value)
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise ParamError(name, f"{name} must be a finite number, got {value}")
+        return float(value)
+    if isinstance(value, str):
+        if len(value) > MAX_STRING_LENGTH:
+            raise ParamError(name, f"{name} is longer than {MAX_STRING_LENGTH} characters")
+        return str(value)
+    raise ParamError(
+        name,
+        f"{name} must be a JSON number, string, boolean, null or a list of those; "
+        f"got {type(value).__name__}",
+    )
+
+
+def _accepts_bool(alg: Algorithm, name: str) -> bool:
+    constraints = getattr(alg.estimator, "_parameter_constraints", {}).get(name, [])
+    if constraints == "no_validation":
+        return True
+    return any(c == "boolean" or c is bool for c in constraints)
+
+
+def _check_estimator_constraint(alg: Algorithm, name: str, value: Any) -> None:
+    # Python's bool is an int, so sklearn's Interval(Integral, ...) would take
+    # n_estimators=true; only let booleans through where sklearn asks for one.
+    if isinstance(value, bool) and not _accepts_bool(alg, name):
+        raise ParamError(name, f"{name} does not take a boolean, got {str(value).lower()}")
+    try:
+        # One parameter at a time, so the error can name the offending one.
+        alg.estimator(**{name: value})._validate_params()
+    except (InvalidParameterError, TypeError, ValueError) as exc:
+        raise ParamError(name, str(exc)) from None
+
+
+def _check_ceiling(alg: Algorithm, name: str, value: Any) -> None:
+    limit = alg.ceilings.get(name)
+    if limit is None or isinstance(value, bool) or not isinstance(value, int | float):
+        return
+    if value > limit:
+        raise ParamError(name, f"{name}={value} exceeds zootrain's limit of {limit:g}")

@@ -1,0 +1,73 @@
+"""Held-out evaluation of a model, as JSON-safe numbers."""
+
+from __future__ import annotations
+
+import math
+import warnings
+from typing import Any
+
+import numpy as np
+from sklearn.metrics import (
+    accuracy_score,
+    f1_score,
+    log_loss,
+    r2_score,
+    root_mean_squared_error,
+)
+
+from zootrain.ml.datasets import Task
+
+
+def evaluate(
+    model: Any, X: np.ndarray, y: np.ndarray, *, task: Task, classes: np.ndarray | None
+) -> dict[str, float]:
+    """Classification: accuracy, f1_macro, log_loss (if the model has predict_proba).
+    Regression: r2, rmse.
+
+    Values are plain finite floats; a metric that is undefined on this test set
+    (e.g. r2 on a single row) is left out rather than reported as NaN.
+    """
+    if len(X) == 0:
+        raise ValueError("cannot evaluate on an empty test set")
+    if len(X) != len(y):
+        raise ValueError(f"X has {len(X)} rows but y has {len(y)}")
+    with warnings.catch_warnings():
+        # Undefined-metric warnings are handled by dropping non-finite values below.
+        warnings.simplefilter("ignore")
+        if task == "classification":
+            scores = _classification(model, X, y, classes)
+        else:
+            pred = model.predict(X)
+            scores = {"r2": r2_score(y, pred), "rmse": root_mean_squared_error(y, pred)}
+    return {name: float(v) for name, v in scores.items() if math.isfinite(float(v))}
+
+
+def _classification(
+    model: Any, X: np.ndarray, y: np.ndarray, classes: np.ndarray | None
+) -> dict[str, Any]:
+    pred = model.predict(X)
+    scores: dict[str, Any] = {
+        "accuracy": accuracy_score(y, pred),
+        # Macro over the labels present in y or the predictions: a class missing from
+        # the test set would otherwise count as an F1 of zero.
+        "f1_macro": f1_score(y, pred, average="macro", zero_division=0),
+    }
+    if hasattr(model, "predict_proba"):
+        labels = np.asarray(model.classes_) if classes is None else np.asarray(classes)
+        proba = _proba_over(model, X, labels)
+        if proba is not None and len(labels) >= 2:
+            scores["log_loss"] = log_loss(y, proba, labels=labels)
+    return scores
+
+
+def _proba_over(model: Any, X: np.ndarray, labels: np.ndarray) -> np.ndarray | None:
+    """predict_proba with columns in `labels` order (zeros for labels the model lacks)."""
+    proba = np.asarray(model.predict_proba(X))
+    model_classes = np.asarray(model.classes_)
+    if np.array_equal(model_classes, labels):
+        return proba
+    if not np.isin(model_classes, labels).all():
+        return None
+    out = np.zeros((len(X), len(labels)), dtype=np.float64)
+    out[:, np.searchsorted(labels, model_classes)] = proba
+    return out

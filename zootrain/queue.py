@@ -1,0 +1,290 @@
+"""The job queue in ZooKeeper: submit, read, list and cancel jobs; claim and settle shards.
+
+Every write that depends on what was read carries the version it was read at (compare-and-set),
+so two processes racing over one record cannot both win, and a process that lost its lock
+cannot overwrite what the new owner wrote.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import timedelta
+
+from kazoo.client import TransactionRequest
+from kazoo.exceptions import BadVersionError, NodeExistsError, NoNodeError
+
+from zootrain import locks
+from zootrain.errors import Conflict, InvalidRequest, NotFound, QueueFull
+from zootrain.paths import Paths, parse_queue_entry, sorted_queue
+from zootrain.records import (
+    IdempotencyRecord,
+    JobRecord,
+    JobSpec,
+    JobState,
+    ShardRecord,
+    ShardState,
+    new_job_id,
+    utcnow,
+)
+from zootrain.zk import TRANSIENT_ERRORS, TransactionFailed, ZnodeStat, ZooKeeper
+
+log = logging.getLogger(__name__)
+
+Versioned = tuple[JobRecord, ZnodeStat]
+
+
+@dataclass(frozen=True)
+class Submitted:
+    job: JobRecord
+    created: bool  # False when an Idempotency-Key replayed an earlier submit
+
+
+class JobQueue:
+    def __init__(self, zk: ZooKeeper, paths: Paths) -> None:
+        self.zk = zk
+        self.paths = paths
+
+    async def ensure_layout(self) -> None:
+        for path in self.paths.bases:
+            await self.zk.ensure_path(path)
+
+    # -- submit ---------------------------------------------------------------------------------
+
+    async def submit(
+        self,
+        spec: JobSpec,
+        *,
+        idempotency_key: str | None = None,
+        max_queue: int = 10_000,
+        idempotency_retention: float = 86_400.0,
+    ) -> Submitted:
+        """Create the job, its shards, its queue entry (and its key) in ONE multi."""
+        key_path = None
+        if idempotency_key is not None:
+            key_path = self.paths.idempotency_key(
+                hashlib.sha256(idempotency_key.encode()).hexdigest()
+            )
+            replay = await self._replay(key_path, spec, idempotency_retention)
+            if replay is not None:
+                return Submitted(replay, created=False)
+
+        queue = await self.zk.retry(lambda: self.zk.exists(self.paths.queue))
+        if queue is not None and queue.numChildren >= max_queue:
+            raise QueueFull(f"the queue holds {queue.numChildren} unfinished jobs (limit {max_queue})", 5)
+
+        now = utcnow()
+        job = JobRecord(id=new_job_id(), spec=spec, created_at=now, updated_at=now)
+        tx = self.zk.transaction()
+        tx.create(self.paths.job(job.id), job.dump())
+        tx.create(self.paths.shards(job.id))
+        for index in range(spec.shards):
+            tx.create(self.paths.shard(job.id, index), ShardRecord(index=index).dump())
+        tx.create(self.paths.queue_prefix(job.id, spec.priority), job.id.encode(), sequence=True)
+        if key_path is not None:
+            record = IdempotencyRecord(job_id=job.id, fingerprint=spec.fingerprint(), created_at=now)
+            tx.create(key_path, record.dump())
+
+        # The job id is chosen before the transaction, so a commit whose reply was lost can be
+        # told apart from one that never happened: after a reconnect, the job node says which.
+        for _ in range(3):
+            try:
+                await self.zk.commit(tx)
+                return Submitted(job, created=True)
+            except TransactionFailed as failed:
+                if key_path is not None and isinstance(failed.error, NodeExistsError) and failed.index == len(tx.operations) - 1:
+                    # Another request with the same key won the race: answer as it did.
+                    replay = await self._replay(key_path, spec, idempotency_retention)
+                    if replay is not None:
+                        return Submitted(replay, created=False)
+                raise
+            except TRANSIENT_ERRORS:
+                await self.zk.wait_connected(self.zk.session_timeout * 2)
+                await self.zk.sync(self.paths.job(job.id))
+                if await self.zk.exists(self.paths.job(job.id)) is not None:
+                    return Submitted(job, created=True)
+                tx = _copy_transaction(self.zk, tx)
+        raise InvalidRequest("could not record the job: ZooKeeper kept dropping the connection")
+
+    async def _replay(self, key_path: str, spec: JobSpec, retention: float) -> JobRecord | None:
+        try:
+            data, stat = await self.zk.retry(lambda: self.zk.get(key_path))
+        except NoNodeError:
+            return None
+        record = IdempotencyRecord.load(data)
+        if record.created_at + timedelta(seconds=retention) < utcnow():
+            try:
+                await self.zk.delete(key_path, stat.version)
+            except (NoNodeError, BadVersionError):
+                pass
+            return None
+        if record.fingerprint != spec.fingerprint():
+            raise InvalidRequest(
+                "Idempotency-Key was already used with a different request body"
+            )
+        try:
+            job, _ = await self.read_job(record.job_id)
+        except NotFound:
+            return None  # the job was removed by retention: the key no longer stands for it
+        return job
+
+    # -- read -----------------------------------------------------------------------------------
+
+    async def read_job(self, job_id: str) -> Versioned:
+        try:
+            data, stat = await self.zk.retry(lambda: self.zk.get(self.paths.job(job_id)))
+        except NoNodeError:
+            raise NotFound(f"job {job_id!r} does not exist") from None
+        return JobRecord.load(data), stat
+
+    async def read_shard(self, job_id: str, index: int) -> tuple[ShardRecord, ZnodeStat]:
+        data, stat = await self.zk.retry(lambda: self.zk.get(self.paths.shard(job_id, index)))
+        return ShardRecord.load(data), stat
+
+    async def read_shards(self, job_id: str, count: int) -> list[tuple[ShardRecord, ZnodeStat]]:
+        return list(await asyncio.gather(*(self.read_shard(job_id, i) for i in range(count))))
+
+    async def job_ids(self) -> list[str]:
+        return sorted(await self.zk.retry(lambda: self.zk.get_children(self.paths.jobs)))
+
+    async def list_jobs(
+        self, *, state: JobState | None = None, limit: int = 50, cursor: str | None = None
+    ) -> tuple[list[JobRecord], str | None]:
+        """Newest first (ids are time-ordered); ``cursor`` is the last id of the previous page."""
+        ids = [i for i in reversed(await self.job_ids()) if cursor is None or i < cursor]
+        page: list[JobRecord] = []
+        batch = max(limit, 16)
+        for start in range(0, len(ids), batch):
+            chunk = ids[start : start + batch]
+            records = await asyncio.gather(*(self._maybe_job(i) for i in chunk), return_exceptions=False)
+            for record in records:
+                if record is None or (state is not None and record.state != state):
+                    continue
+                page.append(record)
+                if len(page) == limit:
+                    more = record.id != ids[-1]
+                    return page, record.id if more else None
+        return page, None
+
+    async def _maybe_job(self, job_id: str) -> JobRecord | None:
+        try:
+            return (await self.read_job(job_id))[0]
+        except NotFound:
+            return None
+
+    async def find_queue_entry(self, job_id: str) -> str | None:
+        names = await self.zk.retry(lambda: self.zk.get_children(self.paths.queue))
+        for name in names:
+            entry = parse_queue_entry(name)
+            if entry is not None and entry.job_id == job_id:
+                return name
+        return None
+
+    async def queue(self) -> list[str]:
+        names = await self.zk.retry(lambda: self.zk.get_children(self.paths.queue))
+        return [e.job_id for e in sorted_queue(names)]
+
+    # -- settle a job ---------------------------------------------------------------------------
+
+    async def cancel(self, job_id: str) -> JobRecord:
+        """Cancel an unfinished job; cancelling a cancelled job answers the same (idempotent)."""
+        while True:
+            job, stat = await self.read_job(job_id)
+            if job.state == JobState.cancelled:
+                return job
+            if job.state.terminal:
+                raise Conflict(f"job {job_id} already finished ({job.state})")
+            try:
+                return await self.finish_job(job, stat, JobState.cancelled, error=None)
+            except BadVersionError:
+                continue  # the job moved on while we read it: look again
+
+    async def finish_job(
+        self,
+        job: JobRecord,
+        stat: ZnodeStat,
+        state: JobState,
+        *,
+        error: str | None,
+        also: Callable[[TransactionRequest], None] | None = None,
+    ) -> JobRecord:
+        """Move a job to a terminal state and drop its queue entry, in one version-checked multi.
+
+        ``also`` adds operations that must happen with it (a version node, a failed shard).
+        Raises BadVersionError when the job record changed since ``stat`` was read.
+        """
+        now = utcnow()
+        done = job.model_copy(
+            update={"state": state, "error": error, "updated_at": now, "finished_at": now}
+        )
+        entry = await self.find_queue_entry(job.id)
+        tx = self.zk.transaction()
+        tx.set_data(self.paths.job(job.id), done.dump(), stat.version)
+        if entry is not None:
+            tx.delete(self.paths.queue_entry(entry))
+        if also is not None:
+            also(tx)
+        try:
+            await self.zk.commit(tx)
+        except TransactionFailed as failed:
+            if isinstance(failed.error, NoNodeError) and entry is not None and failed.index == 1:
+                # The entry went away between listing and deleting (another finisher): re-read.
+                raise BadVersionError() from None
+            if isinstance(failed.error, BadVersionError) and failed.index == 0:
+                raise failed.error from None
+            raise
+        return done
+
+    async def set_job_state(
+        self, job: JobRecord, stat: ZnodeStat, state: JobState
+    ) -> tuple[JobRecord, ZnodeStat]:
+        now = utcnow()
+        update: dict[str, object] = {"state": state, "updated_at": now}
+        if state == JobState.running and job.started_at is None:
+            update["started_at"] = now
+        moved = job.model_copy(update=update)
+        new_stat = await self.zk.set(self.paths.job(job.id), moved.dump(), stat.version)
+        return moved, new_stat
+
+    # -- shards ---------------------------------------------------------------------------------
+
+    async def write_shard(
+        self, job_id: str, shard: ShardRecord, version: int
+    ) -> ZnodeStat:
+        return await self.zk.set(self.paths.shard(job_id, shard.index), shard.dump(), version)
+
+    async def mark_running(self, job_id: str) -> None:
+        """queued → running, once; whoever loses the race finds it already done."""
+        while True:
+            job, stat = await self.read_job(job_id)
+            if job.state != JobState.queued:
+                return
+            try:
+                await self.set_job_state(job, stat, JobState.running)
+                return
+            except BadVersionError:
+                continue
+
+    async def try_lock(self, path: str, owner: str) -> bool:
+        return await locks.try_acquire(self.zk, path, owner)
+
+    async def unlock(self, path: str) -> None:
+        await locks.release(self.zk, path)
+
+
+def backoff_delay(attempts: int, base: float, cap: float) -> float:
+    """Seconds before attempt ``attempts + 1``: base, 2·base, 4·base … up to cap."""
+    if base <= 0:
+        return 0.0
+    return float(min(cap, base * math.pow(2, max(0, attempts - 1))))
+
+
+def _copy_transaction(zk: ZooKeeper, tx: TransactionRequest) -> TransactionRequest:
+    # A committed TransactionRequest cannot be committed again; its operations can.
+    fresh = zk.transaction()
+    fresh.operations = list(tx.operations)
+    return fresh

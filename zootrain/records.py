@@ -1,0 +1,234 @@
+"""The records kept in ZooKeeper (JSON written from these pydantic models) and the job spec."""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+import time
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+
+from zootrain.ml.algorithms import ALGORITHMS, ParamError, check_task, validate_params
+from zootrain.ml.datasets import DatasetSpec, dataset_shape, dataset_task
+
+MODEL_NAME_PATTERN = r"^[a-z0-9][a-z0-9._-]{0,62}$"
+JOB_ID_PATTERN = r"^[0-9a-f]{20}$"
+MAX_ATTEMPTS = 20
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def new_job_id() -> str:
+    """Time-ordered (so sorting ids sorts jobs by age) and unguessable enough to be unique."""
+    return f"{time.time_ns() // 1_000_000:012x}{secrets.token_hex(4)}"
+
+
+class JobState(StrEnum):
+    queued = "queued"
+    running = "running"
+    merging = "merging"
+    succeeded = "succeeded"
+    failed = "failed"
+    cancelled = "cancelled"
+
+    @property
+    def terminal(self) -> bool:
+        return self in (JobState.succeeded, JobState.failed, JobState.cancelled)
+
+
+class ShardState(StrEnum):
+    pending = "pending"
+    running = "running"
+    done = "done"
+    failed = "failed"
+
+
+class Record(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    def dump(self) -> bytes:
+        return self.model_dump_json().encode()
+
+    @classmethod
+    def load(cls, data: bytes) -> Any:
+        return cls.model_validate_json(data)
+
+
+# -- the job spec (what a user submits) --------------------------------------------------------
+
+
+class JobSpec(BaseModel):
+    """A training job. Validated completely before anything is written to ZooKeeper."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    model_name: Annotated[
+        str,
+        Field(
+            pattern=MODEL_NAME_PATTERN,
+            description="Name of the model the job publishes a new version of.",
+            examples=["iris-forest"],
+        ),
+    ]
+    algorithm: Annotated[
+        str,
+        Field(
+            description="Estimator to train on every shard.",
+            json_schema_extra={"enum": sorted(ALGORITHMS)},
+            examples=["random_forest_classifier"],
+        ),
+    ]
+    params: dict[str, Any] = Field(
+        default_factory=dict,
+        description="Estimator parameters, validated against the estimator's own constraints.",
+        examples=[{"n_estimators": 50, "max_depth": 8}],
+    )
+    dataset: DatasetSpec
+    shards: int = Field(4, ge=1, le=256, description="Number of data shards (one model each).")
+    partition: Literal["random", "range"] = Field(
+        "random", description="How training rows are assigned to shards (deterministic)."
+    )
+    test_size: float = Field(
+        0.2, gt=0.0, lt=1.0, description="Fraction of rows held out to score every model."
+    )
+    random_state: int = Field(0, ge=0, le=2**32 - 1, description="Seed for split and shards.")
+    max_attempts: int = Field(3, ge=1, le=MAX_ATTEMPTS, description="Tries per shard.")
+    priority: int = Field(5, ge=0, le=9, description="0 (lowest) to 9 (highest).")
+
+    @field_validator("algorithm")
+    @classmethod
+    def _known_algorithm(cls, value: str) -> str:
+        if value not in ALGORITHMS:
+            known = ", ".join(sorted(ALGORITHMS))
+            raise ValueError(f"unknown algorithm {value!r}; known: {known}")
+        return value
+
+    @field_validator("params")
+    @classmethod
+    def _valid_params(cls, value: dict[str, Any], info: ValidationInfo) -> dict[str, Any]:
+        algorithm = info.data.get("algorithm")
+        if algorithm is None:
+            return value  # the algorithm itself was invalid, and is reported
+        try:
+            return validate_params(algorithm, value)
+        except ParamError as exc:
+            raise ValueError(f"{exc.param}: {exc}") from None
+
+    @model_validator(mode="after")
+    def _consistent(self) -> JobSpec:
+        check_task(self.algorithm, dataset_task(self.dataset))
+        rows, _ = dataset_shape(self.dataset)
+        train_rows = rows - max(1, int(round(rows * self.test_size)))
+        if self.shards > train_rows:
+            raise ValueError(
+                f"shards ({self.shards}) exceeds the {train_rows} training rows of the dataset"
+            )
+        if rows - train_rows < 2:
+            raise ValueError("test_size leaves fewer than 2 held-out rows")
+        return self
+
+    def fingerprint(self) -> str:
+        """A digest of the request's meaning, for Idempotency-Key replays."""
+        return hashlib.sha256(self.model_dump_json().encode()).hexdigest()
+
+
+# -- records in ZooKeeper ----------------------------------------------------------------------
+
+
+class ModelRef(BaseModel):
+    name: str
+    version: int
+
+
+class JobRecord(Record):
+    """/jobs/<id>: the job's spec and lifecycle."""
+
+    id: str
+    state: JobState = JobState.queued
+    spec: JobSpec
+    created_at: datetime
+    updated_at: datetime
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    error: str | None = None
+    model: ModelRef | None = None
+
+
+class ShardRecord(Record):
+    """/jobs/<id>/shards/<index>: one unit of training."""
+
+    index: int
+    state: ShardState = ShardState.pending
+    attempts: int = 0
+    worker: str | None = None
+    rows: int | None = None
+    metrics: dict[str, float] | None = None
+    artifact: str | None = None
+    sha256: str | None = None
+    error: str | None = None
+    not_before: float | None = Field(
+        None, description="epoch seconds before which a retried shard is not claimed (backoff)"
+    )
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    train_seconds: float | None = None
+
+
+class ShardMetrics(BaseModel):
+    index: int
+    rows: int
+    metrics: dict[str, float]
+
+
+class VersionRecord(Record):
+    """/models/<name>/v-<seq>: a published model version."""
+
+    model: str
+    version: int = 0  # filled from the node name when read
+    job_id: str
+    algorithm: str
+    task: str
+    shards: int
+    artifact: str
+    sha256: str
+    size: int
+    n_features: int
+    classes: list[Any] | None = None
+    metrics: dict[str, float]
+    shard_metrics: list[ShardMetrics]
+    train_rows: int
+    test_rows: int
+    created_at: datetime
+
+
+class WorkerRecord(Record):
+    """/workers/<id> (ephemeral): a live worker."""
+
+    id: str
+    host: str
+    pid: int
+    started_at: datetime
+    capacity: int
+    current: list[str] = Field(
+        default_factory=list, description="shards being worked on, as '<job>/<index>'"
+    )
+
+
+class IdempotencyRecord(Record):
+    """/idempotency/<sha256 of key>: which job a key created, and from which request."""
+
+    job_id: str
+    fingerprint: str
+    created_at: datetime

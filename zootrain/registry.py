@@ -1,0 +1,85 @@
+"""The model registry: published versions of named models, and the one multi that publishes.
+
+Version nodes are named ``v-<n-1>`` with n chosen by the publisher (latest + 1) rather than by
+ZooKeeper's sequential suffix: the job record has to name its version inside the same multi that
+creates it, and a name known in advance allows that. Two publishers racing for one number collide
+on NodeExists and the loser takes the next number, so numbers stay dense and unique.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+from kazoo.exceptions import BadVersionError, NodeExistsError, NoNodeError
+
+from zootrain.errors import NotFound
+from zootrain.paths import Paths, parse_version_node
+from zootrain.queue import JobQueue
+from zootrain.records import JobRecord, JobState, ModelRef, VersionRecord, utcnow
+from zootrain.zk import TransactionFailed, ZnodeStat, ZooKeeper
+
+
+class Registry:
+    def __init__(self, zk: ZooKeeper, paths: Paths) -> None:
+        self.zk = zk
+        self.paths = paths
+
+    async def model_names(self) -> list[str]:
+        return sorted(await self.zk.retry(lambda: self.zk.get_children(self.paths.models)))
+
+    async def versions(self, name: str) -> list[int]:
+        try:
+            names = await self.zk.retry(lambda: self.zk.get_children(self.paths.model(name)))
+        except NoNodeError:
+            raise NotFound(f"model {name!r} does not exist") from None
+        return sorted(v for v in map(parse_version_node, names) if v is not None)
+
+    async def latest(self, name: str) -> int:
+        versions = await self.versions(name)
+        if not versions:
+            raise NotFound(f"model {name!r} has no published version")
+        return versions[-1]
+
+    async def read(self, name: str, version: int | None = None) -> VersionRecord:
+        number = version if version is not None else await self.latest(name)
+        try:
+            data, _ = await self.zk.retry(lambda: self.zk.get(self.paths.version(name, number)))
+        except NoNodeError:
+            raise NotFound(f"model {name!r} has no version {number}") from None
+        record: VersionRecord = VersionRecord.load(data)
+        record.version = number
+        return record
+
+    async def read_all(self, name: str) -> list[VersionRecord]:
+        numbers = await self.versions(name)
+        return list(await asyncio.gather(*(self.read(name, n) for n in numbers)))
+
+    async def publish(
+        self, queue: JobQueue, job: JobRecord, stat: ZnodeStat, version: VersionRecord
+    ) -> JobRecord:
+        """Create the version, set the job ``succeeded`` and drop its queue entry, atomically.
+
+        Raises BadVersionError if the job changed since ``stat`` (cancelled, or published by
+        another merger): the version is then not created, so it is published at most once.
+        """
+        name = job.spec.model_name
+        await self.zk.ensure_path(self.paths.model(name))
+        while True:
+            numbers = await self.versions(name)
+            number = (numbers[-1] if numbers else 0) + 1
+            record = version.model_copy(update={"version": number, "created_at": utcnow()})
+            model = ModelRef(name=name, version=number)
+            try:
+                return await queue.finish_job(
+                    job.model_copy(update={"model": model}),
+                    stat,
+                    JobState.succeeded,
+                    error=None,
+                    also=lambda tx: tx.create(self.paths.version(name, number), record.dump()),
+                )
+            except TransactionFailed as failed:
+                if isinstance(failed.error, NodeExistsError):
+                    continue  # another job took that number first: take the next
+                if isinstance(failed.error, BadVersionError):
+                    raise failed.error from None
+                raise

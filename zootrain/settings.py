@@ -1,0 +1,45 @@
+"""Configuration, read from ``ZOOTRAIN_*`` environment variables (pydantic-settings)."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="ZOOTRAIN_", extra="ignore")
+
+    zk_hosts: str = Field(
+        "127.0.0.1:2181",
+        description="ZooKeeper connection string: comma-separated host:port, one per ensemble node.",
+    )
+    zk_root: str = Field("/zootrain", pattern=r"^(/[A-Za-z0-9._-]+)+$")
+    zk_session_timeout: float = Field(10.0, gt=1, le=120, description="seconds")
+    zk_connect_timeout: float = Field(15.0, gt=0, description="seconds to wait at start-up")
+    artifacts: Path = Field(Path("var/artifacts"), description="artifact store directory")
+
+    max_queue: int = Field(10_000, ge=1, description="unfinished jobs accepted before 429")
+    max_shards: int = Field(256, ge=1, le=4096)
+    max_request_bytes: int = Field(1_000_000, ge=1024, description="largest accepted JSON body")
+    max_predict_instances: int = Field(10_000, ge=1)
+    idempotency_retention: float = Field(
+        86_400.0, gt=0, description="seconds an Idempotency-Key is remembered"
+    )
+
+    worker_id: str | None = Field(None, pattern=r"^[A-Za-z0-9._-]{1,64}$")
+    worker_concurrency: int = Field(1, ge=1, le=64, description="shards a worker trains at once")
+    worker_grace: float = Field(
+        30.0, ge=0, description="seconds a stopping worker lets its running shard finish"
+    )
+    retry_backoff: float = Field(
+        1.0, ge=0, description="seconds before a failed shard's first retry; doubles per attempt"
+    )
+    retry_backoff_max: float = Field(60.0, ge=0)
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()

@@ -1,0 +1,47 @@
+"""Shapes of the job service's requests and responses (shared by the service and the client)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from zootrain.records import JobRecord, ShardRecord
+
+FiniteFloat = Annotated[float, Field(allow_inf_nan=False)]
+
+
+class JobView(JobRecord):
+    shards: list[ShardRecord] = Field(default_factory=list)
+
+
+class JobList(BaseModel):
+    items: list[JobRecord]
+    next_cursor: str | None = Field(
+        None, description="Pass as `cursor` for the next page; null on the last page"
+    )
+
+
+class ModelSummary(BaseModel):
+    name: str
+    latest_version: int | None
+    versions: int
+
+
+class PredictRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    instances: list[list[FiniteFloat]] = Field(
+        min_length=1, description="Rows of feature values", examples=[[[5.1, 3.5, 1.4, 0.2]]]
+    )
+    version: int | None = Field(None, ge=1, description="Defaults to the latest version")
+
+
+class PredictResponse(BaseModel):
+    model: str
+    version: int
+    predictions: list[Any]
+
+
+class Status(BaseModel):
+    status: str
