@@ -6,14 +6,13 @@ from dataclasses import dataclass, field
 
 from fastapi import Request
 
+from app.models_cache import ModelCache
 from zootrain.artifacts import ArtifactStore
 from zootrain.paths import Paths
 from zootrain.queue import JobQueue
 from zootrain.registry import Registry
 from zootrain.settings import Settings
 from zootrain.zk import ZooKeeper
-
-from app.models_cache import ModelCache
 
 
 @dataclass

@@ -9,14 +9,13 @@ from collections.abc import AsyncIterator
 
 from fastapi import FastAPI
 
-from zootrain import __version__
-from zootrain.settings import Settings, get_settings
-from zootrain.zk import TRANSIENT_ERRORS
-
 from app import problems
 from app.deps import Services
 from app.limits import BodySizeLimit
 from app.routers import health, jobs, models, workers
+from zootrain import __version__
+from zootrain.settings import Settings, get_settings
+from zootrain.zk import TRANSIENT_ERRORS
 
 log = logging.getLogger("zootrain.api")
 

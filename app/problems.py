@@ -9,9 +9,11 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from fastapi.routing import APIRoute
 from kazoo.exceptions import KazooException
 from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 
 from zootrain.errors import QueueFull, ZootrainError
 
@@ -100,9 +102,22 @@ async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
     detail = exc.detail if isinstance(exc.detail, str) else HTTPStatus(exc.status_code).phrase
     if exc.status_code == 404 and detail == "Not Found":
         detail = f"no resource at {request.url.path}"
+    headers = getattr(exc, "headers", None)
     if exc.status_code == 405:
         detail = f"{request.method} is not allowed on {request.url.path}"
-    return problem(exc.status_code, detail, headers=getattr(exc, "headers", None))
+        headers = {**(headers or {}), "Allow": ", ".join(_allowed_methods(request))}
+    return problem(exc.status_code, detail, headers=headers)
+
+
+def _allowed_methods(request: Request) -> list[str]:
+    # Starlette names only the first route that matched the path; a path served by several
+    # routes (GET and DELETE of one job) must list all of them.
+    methods: set[str] = set()
+    for route in request.app.router.routes:
+        match, _ = route.matches({**request.scope, "method": "GET"})
+        if match != Match.NONE and isinstance(route, APIRoute):
+            methods |= route.methods or set()
+    return sorted(methods)
 
 
 async def _domain(request: Request, exc: ZootrainError) -> JSONResponse:
@@ -128,6 +143,6 @@ def install(app: FastAPI) -> None:
     app.add_exception_handler(RequestValidationError, _validation)  # type: ignore[arg-type]
     app.add_exception_handler(StarletteHTTPException, _http)  # type: ignore[arg-type]
     app.add_exception_handler(ZootrainError, _domain)  # type: ignore[arg-type]
-    app.add_exception_handler(KazooException, _zookeeper)  # type: ignore[arg-type]
-    app.add_exception_handler(TimeoutError, _zookeeper)  # type: ignore[arg-type]
+    app.add_exception_handler(KazooException, _zookeeper)
+    app.add_exception_handler(TimeoutError, _zookeeper)
     app.add_exception_handler(Exception, _unexpected)

@@ -6,9 +6,8 @@ import asyncio
 import logging
 import signal
 
-from zootrain.settings import get_settings
-
 from workers.worker import Worker
+from zootrain.settings import get_settings
 
 
 async def main() -> None:
@@ -20,8 +19,6 @@ async def main() -> None:
 
 
 if __name__ == "__main__":
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s"
-    )
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     logging.getLogger("kazoo").setLevel(logging.WARNING)
     asyncio.run(main())

@@ -9,6 +9,7 @@ task kills the child at once (job cancelled, session lost, worker stopping).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ctypes
 import multiprocessing
 import signal
@@ -88,10 +89,8 @@ def _receive(receiver: Connection) -> dict[str, Any] | None:
 
 def _child_main(function: ChildFunction, payload: dict[str, Any], sender: Connection) -> None:
     # Die with the forkserver, which dies with the worker: an orphan would train on unseen.
-    try:
+    with contextlib.suppress(OSError, AttributeError):
         ctypes.CDLL(None).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
-    except (OSError, AttributeError):
-        pass
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     try:

@@ -10,6 +10,7 @@ and the watches keep flowing while the CPU is busy.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import secrets
@@ -20,6 +21,7 @@ from typing import Any
 
 from kazoo.exceptions import BadVersionError, NodeExistsError, NoNodeError
 
+from workers import processes, training
 from zootrain import locks
 from zootrain.artifacts import ArtifactStore
 from zootrain.paths import Paths, sorted_queue
@@ -37,8 +39,6 @@ from zootrain.records import (
 from zootrain.registry import Registry
 from zootrain.settings import Settings
 from zootrain.zk import TRANSIENT_ERRORS, KazooState, WatchedEvent, ZnodeStat, ZooKeeper
-
-from workers import processes, training
 
 log = logging.getLogger("zootrain.worker")
 
@@ -63,7 +63,9 @@ class Claim:
 class Worker:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self.id = settings.worker_id or f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(2)}"
+        self.id = (
+            settings.worker_id or f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(2)}"
+        )
         self.zk = ZooKeeper(settings.zk_hosts, session_timeout=settings.zk_session_timeout)
         self.paths = Paths(settings.zk_root)
         self.queue = JobQueue(self.zk, self.paths)
@@ -222,7 +224,10 @@ class Worker:
             claim = await self._claim_shard(job, shard.index)
             if claim is not None:
                 return claim
-        if all(s.state == ShardState.done for s, _ in shards) and f"{job.id}/merge" not in self.claims:
+        if (
+            all(s.state == ShardState.done for s, _ in shards)
+            and f"{job.id}/merge" not in self.claims
+        ):
             return await self._claim_merge(job)
         return None
 
@@ -512,10 +517,8 @@ class Worker:
 
     async def _merge_failed(self, job: JobRecord, stat: ZnodeStat, error: str) -> None:
         log.warning("merge of %s failed: %s", job.id, error)
-        try:
+        with contextlib.suppress(BadVersionError):
             await self.queue.finish_job(job, stat, JobState.failed, error=f"merge failed: {error}")
-        except BadVersionError:
-            pass
 
 
 def _version_record(

@@ -8,6 +8,7 @@ cannot overwrite what the new owner wrote.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import logging
 import math
@@ -27,7 +28,6 @@ from zootrain.records import (
     JobSpec,
     JobState,
     ShardRecord,
-    ShardState,
     new_job_id,
     utcnow,
 )
@@ -75,7 +75,9 @@ class JobQueue:
 
         queue = await self.zk.retry(lambda: self.zk.exists(self.paths.queue))
         if queue is not None and queue.numChildren >= max_queue:
-            raise QueueFull(f"the queue holds {queue.numChildren} unfinished jobs (limit {max_queue})", 5)
+            raise QueueFull(
+                f"the queue holds {queue.numChildren} unfinished jobs (limit {max_queue})", 5
+            )
 
         now = utcnow()
         job = JobRecord(id=new_job_id(), spec=spec, created_at=now, updated_at=now)
@@ -86,7 +88,9 @@ class JobQueue:
             tx.create(self.paths.shard(job.id, index), ShardRecord(index=index).dump())
         tx.create(self.paths.queue_prefix(job.id, spec.priority), job.id.encode(), sequence=True)
         if key_path is not None:
-            record = IdempotencyRecord(job_id=job.id, fingerprint=spec.fingerprint(), created_at=now)
+            record = IdempotencyRecord(
+                job_id=job.id, fingerprint=spec.fingerprint(), created_at=now
+            )
             tx.create(key_path, record.dump())
 
         # The job id is chosen before the transaction, so a commit whose reply was lost can be
@@ -96,7 +100,11 @@ class JobQueue:
                 await self.zk.commit(tx)
                 return Submitted(job, created=True)
             except TransactionFailed as failed:
-                if key_path is not None and isinstance(failed.error, NodeExistsError) and failed.index == len(tx.operations) - 1:
+                if (
+                    key_path is not None
+                    and isinstance(failed.error, NodeExistsError)
+                    and failed.index == len(tx.operations) - 1
+                ):
                     # Another request with the same key won the race: answer as it did.
                     replay = await self._replay(key_path, spec, idempotency_retention)
                     if replay is not None:
@@ -117,15 +125,11 @@ class JobQueue:
             return None
         record = IdempotencyRecord.load(data)
         if record.created_at + timedelta(seconds=retention) < utcnow():
-            try:
+            with contextlib.suppress(NoNodeError, BadVersionError):
                 await self.zk.delete(key_path, stat.version)
-            except (NoNodeError, BadVersionError):
-                pass
             return None
         if record.fingerprint != spec.fingerprint():
-            raise InvalidRequest(
-                "Idempotency-Key was already used with a different request body"
-            )
+            raise InvalidRequest("Idempotency-Key was already used with a different request body")
         try:
             job, _ = await self.read_job(record.job_id)
         except NotFound:
@@ -160,7 +164,9 @@ class JobQueue:
         batch = max(limit, 16)
         for start in range(0, len(ids), batch):
             chunk = ids[start : start + batch]
-            records = await asyncio.gather(*(self._maybe_job(i) for i in chunk), return_exceptions=False)
+            records = await asyncio.gather(
+                *(self._maybe_job(i) for i in chunk), return_exceptions=False
+            )
             for record in records:
                 if record is None or (state is not None and record.state != state):
                     continue
@@ -252,9 +258,7 @@ class JobQueue:
 
     # -- shards ---------------------------------------------------------------------------------
 
-    async def write_shard(
-        self, job_id: str, shard: ShardRecord, version: int
-    ) -> ZnodeStat:
+    async def write_shard(self, job_id: str, shard: ShardRecord, version: int) -> ZnodeStat:
         return await self.zk.set(self.paths.shard(job_id, shard.index), shard.dump(), version)
 
     async def mark_running(self, job_id: str) -> None:

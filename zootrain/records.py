@@ -72,7 +72,8 @@ class Record(BaseModel):
 class JobSpec(BaseModel):
     """A training job. Validated completely before anything is written to ZooKeeper."""
 
-    model_config = ConfigDict(extra="forbid")
+    # strict: "3" is not a number of shards; the schema says integer and so do we.
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     model_name: Annotated[
         str,
@@ -130,7 +131,7 @@ class JobSpec(BaseModel):
     def _consistent(self) -> JobSpec:
         check_task(self.algorithm, dataset_task(self.dataset))
         rows, _ = dataset_shape(self.dataset)
-        train_rows = rows - max(1, int(round(rows * self.test_size)))
+        train_rows = rows - max(1, round(rows * self.test_size))
         if self.shards > train_rows:
             raise ValueError(
                 f"shards ({self.shards}) exceeds the {train_rows} training rows of the dataset"

@@ -9,6 +9,7 @@ on NodeExists and the loser takes the next number, so numbers stay dense and uni
 from __future__ import annotations
 
 import asyncio
+import functools
 
 from kazoo.exceptions import BadVersionError, NodeExistsError, NoNodeError
 
@@ -16,7 +17,7 @@ from zootrain.errors import NotFound
 from zootrain.paths import Paths, parse_version_node
 from zootrain.queue import JobQueue
 from zootrain.records import JobRecord, JobState, ModelRef, VersionRecord, utcnow
-from zootrain.zk import TransactionFailed, ZnodeStat, ZooKeeper
+from zootrain.zk import TransactionFailed, TransactionRequest, ZnodeStat, ZooKeeper
 
 
 class Registry:
@@ -69,13 +70,16 @@ class Registry:
             number = (numbers[-1] if numbers else 0) + 1
             record = version.model_copy(update={"version": number, "created_at": utcnow()})
             model = ModelRef(name=name, version=number)
+            add_version = functools.partial(
+                _create, self.paths.version(name, number), record.dump()
+            )
             try:
                 return await queue.finish_job(
                     job.model_copy(update={"model": model}),
                     stat,
                     JobState.succeeded,
                     error=None,
-                    also=lambda tx: tx.create(self.paths.version(name, number), record.dump()),
+                    also=add_version,
                 )
             except TransactionFailed as failed:
                 if isinstance(failed.error, NodeExistsError):
@@ -83,3 +87,7 @@ class Registry:
                 if isinstance(failed.error, BadVersionError):
                     raise failed.error from None
                 raise
+
+
+def _create(path: str, data: bytes, tx: TransactionRequest) -> None:
+    tx.create(path, data)

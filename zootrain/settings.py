@@ -14,7 +14,7 @@ class Settings(BaseSettings):
 
     zk_hosts: str = Field(
         "127.0.0.1:2181",
-        description="ZooKeeper connection string: comma-separated host:port, one per ensemble node.",
+        description="ZooKeeper connection string: comma-separated host:port, one per node.",
     )
     zk_root: str = Field("/zootrain", pattern=r"^(/[A-Za-z0-9._-]+)+$")
     zk_session_timeout: float = Field(10.0, gt=1, le=120, description="seconds")

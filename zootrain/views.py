@@ -31,7 +31,7 @@ class ModelSummary(BaseModel):
 class PredictRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    instances: list[list[FiniteFloat]] = Field(
+    instances: list[Annotated[list[FiniteFloat], Field(min_length=1)]] = Field(
         min_length=1, description="Rows of feature values", examples=[[[5.1, 3.5, 1.4, 0.2]]]
     )
     version: int | None = Field(None, ge=1, description="Defaults to the latest version")

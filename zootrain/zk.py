@@ -10,6 +10,7 @@ Why kazoo and not an asyncio-native client: see docs/zookeeper-client.md (measur
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TypeVar
@@ -30,6 +31,7 @@ from kazoo.retry import KazooRetry
 __all__ = [
     "KazooState",
     "TransactionFailed",
+    "TransactionRequest",
     "WatchedEvent",
     "ZnodeStat",
     "ZooKeeper",
@@ -140,10 +142,9 @@ class ZooKeeper:
         # Runs in kazoo's thread, which must never block: hand over to the loop.
         loop = self._loop
         if loop is not None and not loop.is_closed():
-            try:
+            # The loop may close between the check and the call.
+            with contextlib.suppress(RuntimeError):
                 loop.call_soon_threadsafe(self._set_state, state)
-            except RuntimeError:  # the loop closed between the check and the call
-                pass
 
     def _set_state(self, state: KazooState) -> None:
         if state == self.state:
@@ -176,10 +177,8 @@ class ZooKeeper:
                 future.set_exception(result.exception)
 
         def on_done(result: Any) -> None:  # kazoo's thread
-            try:
+            with contextlib.suppress(RuntimeError):
                 loop.call_soon_threadsafe(settle, result)
-            except RuntimeError:
-                pass
 
         async_result.rawlink(on_done)
         return future
@@ -190,10 +189,8 @@ class ZooKeeper:
         loop = self._require_loop()
 
         def fire(event: WatchedEvent) -> None:  # kazoo's thread
-            try:
+            with contextlib.suppress(RuntimeError):
                 loop.call_soon_threadsafe(watch, event)
-            except RuntimeError:
-                pass
 
         return fire
 
@@ -252,10 +249,8 @@ class ZooKeeper:
         for part in parts:
             current = f"{current}/{part}"
             if await self.exists(current) is None:
-                try:
+                with contextlib.suppress(NodeExistsError):
                     await self.create(current)
-                except NodeExistsError:
-                    pass
 
     async def sync(self, path: str) -> None:
         """Make this session's server catch up with the leader before the next read."""

@@ -7,10 +7,9 @@ from typing import Annotated
 from fastapi import APIRouter, Depends
 from fastapi.responses import JSONResponse
 
-from zootrain.views import Status
-
 from app.deps import Services, services
 from app.problems import problem, problem_responses
+from zootrain.views import Status
 
 router = APIRouter(tags=["health"])
 

@@ -6,11 +6,10 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Header, Path, Query, Response, status
 
-from zootrain.records import JOB_ID_PATTERN, JobRecord, JobSpec, JobState
-from zootrain.views import JobList, JobView
-
 from app.deps import Services, services
 from app.problems import problem_responses
+from zootrain.records import JOB_ID_PATTERN, JobRecord, JobSpec, JobState
+from zootrain.views import JobList, JobView
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
 

@@ -11,12 +11,11 @@ from fastapi import APIRouter, Depends, Path
 from fastapi.responses import Response
 from starlette.concurrency import run_in_threadpool
 
+from app.deps import Services, services
+from app.problems import problem_responses
 from zootrain.errors import InvalidRequest, NotFound
 from zootrain.records import MODEL_NAME_PATTERN, VersionRecord
 from zootrain.views import ModelSummary, PredictRequest, PredictResponse
-
-from app.deps import Services, services
-from app.problems import problem_responses
 
 router = APIRouter(prefix="/v1/models", tags=["models"])
 

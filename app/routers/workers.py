@@ -8,10 +8,9 @@ from typing import Annotated
 from fastapi import APIRouter, Depends
 from kazoo.exceptions import NoNodeError
 
-from zootrain.records import WorkerRecord
-
 from app.deps import Services, services
 from app.problems import problem_responses
+from zootrain.records import WorkerRecord
 
 router = APIRouter(prefix="/v1/workers", tags=["workers"])
 

@@ -84,7 +84,9 @@ class Stack:
         index = sum(1 for p in self.processes if p.name.startswith(name))
         worker_name = f"{name}-{index}"
         process = self._spawn(worker_name, [sys.executable, "-m", "workers"], extra)
-        wait_for(lambda: "ready" in process.output() or not process.alive(), 60, f"{worker_name} ready")
+        wait_for(
+            lambda: "ready" in process.output() or not process.alive(), 60, f"{worker_name} ready"
+        )
         assert process.alive(), process.output()
         return process
 
@@ -92,7 +94,16 @@ class Stack:
         port = free_port()
         process = self._spawn(
             "api",
-            [sys.executable, "-m", "uvicorn", "app.main:app", "--host", "127.0.0.1", "--port", str(port)],
+            [
+                sys.executable,
+                "-m",
+                "uvicorn",
+                "app.main:app",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+            ],
         )
         self.api_url = f"http://127.0.0.1:{port}"
 

@@ -1,5 +1,4 @@
-"""Real Apache ZooKeeper servers for the tests: standalone or an ensemble, on free loopback ports."""
-
+"""Real Apache ZooKeeper servers for the tests: standalone or an ensemble, on free ports."""
 from __future__ import annotations
 
 import os
@@ -144,7 +143,9 @@ class ZooKeeperCluster:
             if ready():
                 return
             time.sleep(0.1)
-        raise TimeoutError(f"ZooKeeper {what} not serving after {timeout}s (logs in {self.directory})")
+        raise TimeoutError(
+            f"ZooKeeper {what} not serving after {timeout}s (logs in {self.directory})"
+        )
 
     def leader(self) -> Node:
         for node in self.nodes:

@@ -1,0 +1,47 @@
+# zootrain: `make up` runs the whole stack and a demo job; `make test` runs every test.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: up down demo test test-fast lint openapi bench install zookeeper clean
+
+up: install zookeeper            ## start ZooKeeper, the job service and two workers; run a demo job
+	@scripts/up.sh
+	@scripts/demo.sh
+
+down:                            ## stop what `make up` started
+	@scripts/down.sh
+
+demo:                            ## submit a demo job to a running stack
+	@scripts/demo.sh
+
+test: install zookeeper          ## the whole suite (starts its own ZooKeeper servers)
+	$(BIN)/pytest
+
+test-fast: install               ## unit tests only, no server
+	$(BIN)/pytest tests/unit
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check zootrain app workers
+	$(BIN)/mypy
+
+openapi: install                 ## regenerate openapi.json from the app
+	$(BIN)/python -m app.openapi > openapi.json
+
+bench: install zookeeper         ## benchmarks, printed as ratios to same-run baselines
+	$(BIN)/python -m bench
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	@scripts/bootstrap.sh "$(PYTHON)" "$(VENV)"
+	@touch $(STAMP)
+
+zookeeper:
+	@scripts/ensure-zookeeper.sh
+
+clean: down
+	rm -rf var $(VENV)

@@ -1,0 +1,11 @@
+#!/usr/bin/env bash
+# Stop what `make up` started, by the PIDs it recorded: workers first, ZooKeeper last.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+source scripts/common.sh
+for pidfile in "$VAR"/run/worker-*.pid; do
+  [ -e "$pidfile" ] || continue
+  stop_pid "$(basename "$pidfile" .pid)"
+done
+stop_pid api
+stop_pid zookeeper

@@ -1,0 +1,183 @@
+"""Fixtures for the integration tests: the job service in-process, a shared real stack, helpers."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import re
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from fastapi.testclient import TestClient
+from kazoo.client import KazooClient
+
+from app.main import create_app
+from tests.support.stack import Process, Stack, wait_for
+from tests.support.zkserver import ZooKeeperCluster
+from zootrain.settings import Settings
+
+PROBLEM = "application/problem+json"
+
+
+def settings_from_env(env: dict[str, str], **overrides: Any) -> Settings:
+    values: dict[str, Any] = {
+        "zk_hosts": env["ZOOTRAIN_ZK_HOSTS"],
+        "zk_root": env["ZOOTRAIN_ZK_ROOT"],
+        "artifacts": Path(env["ZOOTRAIN_ARTIFACTS"]),
+        "zk_session_timeout": float(env["ZOOTRAIN_ZK_SESSION_TIMEOUT"]),
+    }
+    values.update(overrides)
+    return Settings(**values)
+
+
+@contextlib.contextmanager
+def api_client(settings: Settings, kazoo: KazooClient) -> Iterator[TestClient]:
+    """The real job service, in-process, against the real ZooKeeper."""
+    with TestClient(create_app(settings), raise_server_exceptions=False) as client:
+        wait_for(lambda: client.get("/readyz").status_code == 200, 30, "/readyz")
+        # /readyz says "connected"; the base znodes are created just after (app.main._prepare).
+        wait_for(
+            lambda: all(kazoo.exists(f"{settings.zk_root}/{n}") for n in BASES),
+            30,
+            "the base znodes",
+        )
+        yield client
+
+
+BASES = ("queue", "jobs", "locks", "workers", "models", "idempotency", "election")
+
+
+@pytest.fixture
+def api_settings(settings_env: dict[str, str]) -> Settings:
+    return settings_from_env(settings_env)
+
+
+@pytest.fixture
+def api(api_settings: Settings, kazoo: KazooClient) -> Iterator[TestClient]:
+    with api_client(api_settings, kazoo) as client:
+        yield client
+
+
+@pytest.fixture(scope="session")
+def shared_stack(
+    zookeeper: ZooKeeperCluster, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Stack]:
+    """A real uvicorn job service and two real workers, shared by tests that only run jobs to
+    success (and check things by job id, never by "the only job in the root")."""
+    directory = tmp_path_factory.mktemp("shared-stack")
+    env = {
+        "ZOOTRAIN_ZK_HOSTS": zookeeper.hosts,
+        "ZOOTRAIN_ZK_ROOT": f"/test-shared-{uuid.uuid4().hex[:12]}",
+        "ZOOTRAIN_ARTIFACTS": str(directory / "artifacts"),
+        "ZOOTRAIN_ZK_SESSION_TIMEOUT": "4",
+        "ZOOTRAIN_RETRY_BACKOFF": "0.2",
+    }
+    stack = Stack(directory, env)
+    try:
+        stack.start_api()
+        stack.start_worker("worker", ZOOTRAIN_WORKER_ID="shared-a")
+        stack.start_worker("worker", ZOOTRAIN_WORKER_ID="shared-b")
+        yield stack
+    finally:
+        stack.stop()
+
+
+@pytest.fixture
+def shared_http(shared_stack: Stack) -> Iterator[httpx.Client]:
+    assert shared_stack.api_url is not None
+    with httpx.Client(base_url=shared_stack.api_url, timeout=60) as client:
+        yield client
+
+
+# -- helpers -------------------------------------------------------------------------------------
+
+
+def iris_spec(model_name: str = "iris-forest", **overrides: Any) -> dict[str, Any]:
+    spec: dict[str, Any] = {
+        "model_name": model_name,
+        "algorithm": "random_forest_classifier",
+        "params": {"n_estimators": 3, "max_depth": 4},
+        "dataset": {"kind": "builtin", "name": "iris"},
+        "shards": 2,
+    }
+    spec.update(overrides)
+    return spec
+
+
+def submit(client: Any, spec: dict[str, Any], **headers: str) -> dict[str, Any]:
+    response = client.post("/v1/jobs", json=spec, headers=headers)
+    assert response.status_code == 202, response.text
+    body: dict[str, Any] = response.json()
+    return body
+
+
+def assert_problem(response: Any, status: int | tuple[int, ...], *needles: str) -> dict[str, Any]:
+    """A problem+json answer with the given status whose detail mentions every needle."""
+    statuses = (status,) if isinstance(status, int) else status
+    assert response.status_code in statuses, (response.status_code, response.text)
+    assert response.headers["content-type"].startswith(PROBLEM), response.headers
+    body: dict[str, Any] = response.json()
+    assert body["status"] == response.status_code
+    assert body["title"]
+    for needle in needles:
+        assert needle in body["detail"], (needle, body)
+    return body
+
+
+def children(kazoo: KazooClient, path: str) -> list[str]:
+    return sorted(kazoo.get_children(path)) if kazoo.exists(path) else []
+
+
+def read_json(kazoo: KazooClient, path: str) -> dict[str, Any]:
+    data, _ = kazoo.get(path)
+    value: dict[str, Any] = json.loads(data)
+    return value
+
+
+def shard_records(kazoo: KazooClient, root: str, job_id: str) -> list[dict[str, Any]]:
+    base = f"{root}/jobs/{job_id}/shards"
+    return [read_json(kazoo, f"{base}/{name}") for name in children(kazoo, base)]
+
+
+def claim_lines(process: Process, job_id: str, index: int) -> list[str]:
+    pattern = re.compile(rf"\bclaim {re.escape(job_id)}/{index} attempt \d+")
+    return [line for line in process.output().splitlines() if pattern.search(line)]
+
+
+def descendants(pid: int) -> set[int]:
+    """Live (non-zombie) descendants of ``pid``, from /proc."""
+    parents: dict[int, int] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            stat = Path(f"/proc/{entry}/stat").read_text()
+        except OSError:
+            continue
+        # The command name is in parentheses and may contain spaces: split after it.
+        fields = stat.rsplit(")", 1)[1].split()
+        if fields[0] == "Z":
+            continue
+        parents[int(entry)] = int(fields[1])
+    found: set[int] = set()
+    frontier = [pid]
+    while frontier:
+        current = frontier.pop()
+        for child, parent in parents.items():
+            if parent == current and child not in found:
+                found.add(child)
+                frontier.append(child)
+    return found
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"

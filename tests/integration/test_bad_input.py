@@ -1,0 +1,230 @@
+"""Bad input: a clear 4xx problem+json naming what is wrong, and nothing written to ZooKeeper."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import pytest
+from fastapi.testclient import TestClient
+from kazoo.client import KazooClient
+
+from tests.integration.conftest import (
+    api_client,
+    assert_problem,
+    children,
+    iris_spec,
+    settings_from_env,
+    submit,
+)
+from tests.support.stack import wait_job
+
+pytestmark = pytest.mark.integration
+
+MAX_BYTES = 4096
+
+
+@pytest.fixture
+def small_api(settings_env: dict[str, str], kazoo: KazooClient) -> Iterator[TestClient]:
+    with api_client(settings_from_env(settings_env, max_request_bytes=MAX_BYTES), kazoo) as client:
+        yield client
+
+
+def _with(**changes: Any) -> dict[str, Any]:
+    return iris_spec(**changes)
+
+
+def _params(**params: Any) -> dict[str, Any]:
+    return iris_spec(params=params)
+
+
+# (id, body, expected status, substrings the detail must contain)
+BAD_BODIES: list[tuple[str, Any, int, tuple[str, ...]]] = [
+    ("shards-not-int", _with(shards="many"), 422, ("shards",)),
+    ("priority-not-int", _with(priority=[1]), 422, ("priority",)),
+    ("params-not-object", _with(params=[1, 2]), 422, ("params",)),
+    ("model-name-not-string", _with(model_name=12), 422, ("model_name",)),
+    ("dataset-not-object", _with(dataset="iris"), 422, ("dataset",)),
+    ("body-not-object", [1, 2, 3], 422, ()),
+    ("missing-field", {k: v for k, v in iris_spec().items() if k != "algorithm"}, 422,
+     ("algorithm",)),
+    ("unknown-top-level-field", {**iris_spec(), "colour": "blue"}, 422, ("colour",)),
+    ("unknown-algorithm", _with(algorithm="deep_forest"), 422, ("algorithm", "deep_forest")),
+    ("unknown-dataset", _with(dataset={"kind": "builtin", "name": "mnist"}), 422,
+     ("dataset", "name")),
+    ("unknown-dataset-kind", _with(dataset={"kind": "csv", "url": "x"}), 422, ("dataset",)),
+    ("unknown-param", _params(n_estimatorz=10), 422, ("params", "n_estimatorz")),
+    ("controlled-param", _params(n_jobs=4), 422, ("params", "n_jobs")),
+    ("bad-param-value", _params(n_estimators=-1), 422, ("params", "n_estimators", "-1")),
+    ("bad-param-type", _params(max_depth="deep"), 422, ("params", "max_depth")),
+    ("param-bool-for-int", _params(n_estimators=True), 422, ("n_estimators",)),
+    ("param-over-ceiling", _params(n_estimators=100_000), 422, ("n_estimators",)),
+    ("shards-zero", _with(shards=0), 422, ("shards",)),
+    ("shards-257", _with(shards=257), 422, ("shards",)),
+    ("shards-more-than-rows", _with(shards=200), 422, ("shards", "200")),
+    ("classifier-on-regression", _with(dataset={"kind": "builtin", "name": "diabetes"}), 422,
+     ("random_forest_classifier", "regression")),
+    ("regressor-on-classification", _with(algorithm="random_forest_regressor"), 422,
+     ("random_forest_regressor", "classification")),
+    ("model-name-bad-chars", _with(model_name="Bad Name/../x"), 422, ("model_name",)),
+    ("model-name-too-long", _with(model_name="a" * 64), 422, ("model_name",)),
+    ("test-size-1", _with(test_size=1.0), 422, ("test_size",)),
+    ("priority-10", _with(priority=10), 422, ("priority",)),
+    ("max-attempts-0", _with(max_attempts=0), 422, ("max_attempts",)),
+    ("synthetic-too-many-values",
+     _with(dataset={"kind": "synthetic", "task": "classification", "n_samples": 2_000_000,
+                    "n_features": 500}), 422, ("n_samples",)),
+]
+
+
+def _assert_nothing_written(kazoo: KazooClient, root: str) -> None:
+    for name in ("jobs", "queue", "idempotency", "locks", "models"):
+        assert children(kazoo, f"{root}/{name}") == [], name
+
+
+@pytest.mark.parametrize("body,status,needles", [b[1:] for b in BAD_BODIES],
+                         ids=[b[0] for b in BAD_BODIES])
+def test_bad_spec_is_a_problem_naming_the_field(
+    small_api: TestClient,
+    kazoo: KazooClient,
+    zk_root: str,
+    body: Any,
+    status: int,
+    needles: tuple[str, ...],
+) -> None:
+    # With and without an Idempotency-Key: neither a job nor a key may be written.
+    for headers in ({}, {"Idempotency-Key": "bad-input"}):
+        response = small_api.post("/v1/jobs", json=body, headers=headers)
+        problem = assert_problem(response, status, *needles)
+        if status == 422:
+            assert problem.get("errors"), problem
+    _assert_nothing_written(kazoo, zk_root)
+
+
+def test_malformed_and_oversized_bodies(
+    small_api: TestClient, kazoo: KazooClient, zk_root: str
+) -> None:
+    json_headers = {"content-type": "application/json"}
+    malformed = small_api.post("/v1/jobs", content=b'{"model_name": "x", ', headers=json_headers)
+    assert_problem(malformed, 400, "JSON")
+
+    not_json = small_api.post("/v1/jobs", content=b"model_name=x", headers=json_headers)
+    assert_problem(not_json, 400, "JSON")
+
+    spec = iris_spec()
+    spec["padding"] = "x" * (MAX_BYTES + 100)  # over the limit whatever the field
+    big = json.dumps(spec).encode()
+    oversized = small_api.post("/v1/jobs", content=big, headers=json_headers)
+    assert_problem(oversized, 413, str(MAX_BYTES))
+
+    _assert_nothing_written(kazoo, zk_root)
+
+    # A body just under the limit is still accepted.
+    ok = small_api.post("/v1/jobs", json=iris_spec())
+    assert ok.status_code == 202, ok.text
+
+
+@pytest.mark.xfail(
+    reason="BUG: app/limits.py raises BodyTooLarge from receive(); FastAPI's body reader "
+    "(fastapi/routing.py, `except Exception`) turns it into a 400 'There was an error parsing "
+    "the body' before BodySizeLimit can answer 413",
+    strict=True,
+)
+def test_oversized_chunked_body_without_content_length_is_413(
+    small_api: TestClient, kazoo: KazooClient, zk_root: str
+) -> None:
+    spec = iris_spec()
+    spec["padding"] = "x" * (MAX_BYTES + 100)
+    big = json.dumps(spec).encode()
+
+    def chunks() -> Iterator[bytes]:  # no Content-Length: Transfer-Encoding: chunked
+        for start in range(0, len(big), 1024):
+            yield big[start : start + 1024]
+
+    streamed = small_api.post(
+        "/v1/jobs", content=chunks(), headers={"content-type": "application/json"}
+    )
+    _assert_nothing_written(kazoo, zk_root)
+    assert_problem(streamed, 413, str(MAX_BYTES))
+
+
+def test_unknown_and_malformed_resources(api: TestClient, kazoo: KazooClient, zk_root: str) -> None:
+    missing = "0123456789abcdef0123"
+    assert_problem(api.get(f"/v1/jobs/{missing}"), 404, missing)
+    assert_problem(api.delete(f"/v1/jobs/{missing}"), 404, missing)
+    for bad in ("not-a-job-id", "0123456789ABCDEF0123", "0" * 21):
+        assert_problem(api.get(f"/v1/jobs/{bad}"), (400, 404, 422))
+        assert_problem(api.delete(f"/v1/jobs/{bad}"), (400, 404, 405, 422))
+    assert_problem(api.get("/v1/jobs", params={"cursor": "nope"}), 422, "cursor")
+    assert_problem(api.get("/v1/jobs", params={"state": "sleeping"}), 422, "state")
+    assert_problem(api.get("/v1/jobs", params={"limit": 0}), 422, "limit")
+
+    assert_problem(api.get("/v1/models/no-such-model/versions"), 404, "no-such-model")
+    assert_problem(api.get("/v1/models/no-such-model/versions/1"), 404, "no-such-model")
+    assert_problem(api.get("/v1/models/no-such-model/versions/1/artifact"), 404, "no-such-model")
+    predict = api.post("/v1/models/no-such-model/predict", json={"instances": [[1, 2, 3, 4]]})
+    assert_problem(predict, 404, "no-such-model")
+    assert_problem(api.get("/v1/models/Bad%20Name/versions"), 422)
+    assert_problem(api.get("/v1/nowhere"), 404, "/v1/nowhere")
+    _assert_nothing_written(kazoo, zk_root)
+
+
+# -- bad input against a published model (real workers, shared) ---------------------------------
+
+
+@pytest.fixture(scope="module")
+def finished_iris(shared_stack: Any) -> dict[str, Any]:
+    with httpx.Client(base_url=shared_stack.api_url, timeout=60) as client:
+        job = submit(client, iris_spec(model_name="bad-input-iris", shards=2))
+        view = wait_job(client, job["id"])
+    assert view["state"] == "succeeded", view
+    return view
+
+
+def test_predict_with_wrong_feature_count(
+    shared_http: httpx.Client, finished_iris: dict[str, Any]
+) -> None:
+    name = finished_iris["model"]["name"]
+    version = finished_iris["model"]["version"]
+    good = shared_http.post(f"/v1/models/{name}/predict", json={"instances": [[5.1, 3.5, 1.4, 0.2]]})
+    assert good.status_code == 200, good.text
+
+    wrong = shared_http.post(
+        f"/v1/models/{name}/predict", json={"instances": [[5.1, 3.5, 1.4, 0.2], [1.0, 2.0, 3.0]]}
+    )
+    assert_problem(wrong, 422, "instances[1]", "3", "4")
+
+    assert_problem(shared_http.post(f"/v1/models/{name}/predict", json={"instances": []}), 422,
+                   "instances")
+    assert_problem(
+        shared_http.post(f"/v1/models/{name}/predict", json={"instances": [["a", 1, 2, 3]]}),
+        422,
+        "instances",
+    )
+    assert_problem(
+        shared_http.post(
+            f"/v1/models/{name}/predict",
+            json={"instances": [[5.1, 3.5, 1.4, 0.2]], "version": version + 10},
+        ),
+        404,
+        name,
+    )
+    assert_problem(
+        shared_http.post(f"/v1/models/{name}/predict",
+                         json={"instances": [[5.1, 3.5, 1.4, 0.2]], "extra": 1}),
+        422,
+        "extra",
+    )
+
+
+def test_cancel_finished_job_is_conflict(
+    shared_http: httpx.Client, finished_iris: dict[str, Any]
+) -> None:
+    job_id = finished_iris["id"]
+    conflict = shared_http.delete(f"/v1/jobs/{job_id}")
+    assert_problem(conflict, 409, job_id)
+    after = shared_http.get(f"/v1/jobs/{job_id}").json()
+    assert after["state"] == "succeeded"
+    assert after["finished_at"] == finished_iris["finished_at"]

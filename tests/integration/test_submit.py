@@ -1,0 +1,173 @@
+"""Submit: exactly which znodes a 202 writes, in one multi; priorities; Idempotency-Key."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import pytest
+from fastapi.testclient import TestClient
+from kazoo.client import KazooClient
+
+from tests.integration.conftest import assert_problem, children, iris_spec, read_json, submit
+
+pytestmark = pytest.mark.integration
+
+SEQ_ENTRY = re.compile(r"^(?P<rank>\d)-(?P<job>[0-9a-f]{20})-(?P<seq>\d{10})$")
+
+
+def test_submit_creates_job_shards_and_queue_entry_in_one_multi(
+    api: TestClient, kazoo: KazooClient, zk_root: str
+) -> None:
+    spec = iris_spec(shards=3, priority=5)
+    response = api.post("/v1/jobs", json=spec)
+    assert response.status_code == 202, response.text
+    view = response.json()
+    job_id = view["id"]
+    assert re.fullmatch(r"[0-9a-f]{20}", job_id)
+    assert response.headers["location"] == f"/v1/jobs/{job_id}"
+    assert view["state"] == "queued"
+    assert [s["state"] for s in view["shards"]] == ["pending"] * 3
+
+    # /jobs/<id>: the job record, as JSON
+    assert children(kazoo, f"{zk_root}/jobs") == [job_id]
+    job_path = f"{zk_root}/jobs/{job_id}"
+    record = read_json(kazoo, job_path)
+    assert record["id"] == job_id
+    assert record["state"] == "queued"
+    assert record["spec"]["model_name"] == spec["model_name"]
+    assert record["spec"]["algorithm"] == spec["algorithm"]
+    assert record["spec"]["params"] == spec["params"]
+    assert record["spec"]["dataset"] == spec["dataset"]
+    assert record["spec"]["shards"] == 3
+    assert record["error"] is None and record["model"] is None
+    _, job_stat = kazoo.get(job_path)
+    assert job_stat.ephemeralOwner == 0
+
+    # /jobs/<id>/shards/0000..0002, pending
+    shards_path = f"{job_path}/shards"
+    assert children(kazoo, shards_path) == ["0000", "0001", "0002"]
+    czxids = {job_stat.czxid, kazoo.exists(shards_path).czxid}
+    for index, name in enumerate(["0000", "0001", "0002"]):
+        shard = read_json(kazoo, f"{shards_path}/{name}")
+        assert shard["index"] == index
+        assert shard["state"] == "pending"
+        assert shard["attempts"] == 0
+        assert shard["worker"] is None
+        stat = kazoo.exists(f"{shards_path}/{name}")
+        assert stat.ephemeralOwner == 0
+        czxids.add(stat.czxid)
+
+    # exactly one queue entry <rank>-<id>-<10 digit sequence>, persistent sequential
+    entries = children(kazoo, f"{zk_root}/queue")
+    assert len(entries) == 1, entries
+    match = SEQ_ENTRY.fullmatch(entries[0])
+    assert match is not None, entries
+    assert match["job"] == job_id
+    assert match["rank"] == "4"  # 9 - priority 5
+    data, queue_stat = kazoo.get(f"{zk_root}/queue/{entries[0]}")
+    assert data.decode() == job_id
+    assert queue_stat.ephemeralOwner == 0
+    czxids.add(queue_stat.czxid)
+
+    # One multi: every node the submit created carries the same creation zxid.
+    assert len(czxids) == 1, czxids
+
+    # No key, no idempotency record; nothing locked.
+    assert children(kazoo, f"{zk_root}/idempotency") == []
+    assert children(kazoo, f"{zk_root}/locks") == []
+
+    # The API reads back what it wrote.
+    got = api.get(f"/v1/jobs/{job_id}")
+    assert got.status_code == 200
+    assert got.json()["id"] == job_id and got.json()["state"] == "queued"
+
+
+def test_idempotency_record_is_part_of_the_same_multi(
+    api: TestClient, kazoo: KazooClient, zk_root: str
+) -> None:
+    job = submit(api, iris_spec(), **{"Idempotency-Key": "same-multi"})
+    keys = children(kazoo, f"{zk_root}/idempotency")
+    assert len(keys) == 1
+    key_stat = kazoo.exists(f"{zk_root}/idempotency/{keys[0]}")
+    record = read_json(kazoo, f"{zk_root}/idempotency/{keys[0]}")
+    assert record["job_id"] == job["id"]
+    job_stat = kazoo.exists(f"{zk_root}/jobs/{job['id']}")
+    (entry,) = children(kazoo, f"{zk_root}/queue")
+    queue_stat = kazoo.exists(f"{zk_root}/queue/{entry}")
+    assert key_stat.czxid == job_stat.czxid == queue_stat.czxid
+
+
+def test_higher_priority_sorts_first_in_the_queue(
+    api: TestClient, kazoo: KazooClient, zk_root: str
+) -> None:
+    low = submit(api, iris_spec(priority=5))
+    high = submit(api, iris_spec(priority=9))
+    lowest = submit(api, iris_spec(priority=0))
+    entries = sorted(children(kazoo, f"{zk_root}/queue"))
+    assert [SEQ_ENTRY.fullmatch(e)["job"] for e in entries] == [  # type: ignore[index]
+        high["id"],
+        low["id"],
+        lowest["id"],
+    ]
+    ranks = {SEQ_ENTRY.fullmatch(e)["job"]: e[0] for e in entries}  # type: ignore[index]
+    assert ranks == {high["id"]: "0", low["id"]: "4", lowest["id"]: "9"}
+    # Sequence numbers follow submission order, whatever the priority.
+    seqs = {SEQ_ENTRY.fullmatch(e)["job"]: int(e[-10:]) for e in entries}  # type: ignore[index]
+    assert seqs[low["id"]] < seqs[high["id"]] < seqs[lowest["id"]]
+
+
+def test_idempotency_key_replays_same_job(
+    api: TestClient, kazoo: KazooClient, zk_root: str
+) -> None:
+    spec = iris_spec()
+    headers = {"Idempotency-Key": "retry-me-123"}
+    first = api.post("/v1/jobs", json=spec, headers=headers)
+    assert first.status_code == 202, first.text
+    job_id = first.json()["id"]
+    before = {n: kazoo.exists(f"{zk_root}/{n}") for n in ("jobs", "queue", "idempotency")}
+
+    again = api.post("/v1/jobs", json=spec, headers=headers)
+    assert again.status_code == 200, again.text
+    assert again.json()["id"] == job_id
+    assert again.headers["location"] == f"/v1/jobs/{job_id}"
+
+    assert children(kazoo, f"{zk_root}/jobs") == [job_id]
+    assert len(children(kazoo, f"{zk_root}/queue")) == 1
+    assert len(children(kazoo, f"{zk_root}/idempotency")) == 1
+    after = {n: kazoo.exists(f"{zk_root}/{n}") for n in ("jobs", "queue", "idempotency")}
+    for name in before:  # pzxid: no child was created or deleted under these nodes
+        assert after[name].pzxid == before[name].pzxid, name
+
+    # A body that means the same (same JSON, other key order) replays too.
+    reordered = json.loads(json.dumps(dict(reversed(list(spec.items())))))
+    replay = api.post("/v1/jobs", json=reordered, headers=headers)
+    assert replay.status_code == 200
+    assert replay.json()["id"] == job_id
+
+
+def test_idempotency_key_with_other_body_is_refused_and_writes_nothing(
+    api: TestClient, kazoo: KazooClient, zk_root: str
+) -> None:
+    headers = {"Idempotency-Key": "key-1"}
+    job = submit(api, iris_spec(), **headers)
+    (key,) = children(kazoo, f"{zk_root}/idempotency")
+    key_stat = kazoo.exists(f"{zk_root}/idempotency/{key}")
+    before = {n: kazoo.exists(f"{zk_root}/{n}") for n in ("jobs", "queue", "idempotency")}
+
+    other = api.post("/v1/jobs", json=iris_spec(shards=3), headers=headers)
+    body = assert_problem(other, 422, "Idempotency-Key")
+    assert "id" not in body
+
+    assert children(kazoo, f"{zk_root}/jobs") == [job["id"]]
+    assert len(children(kazoo, f"{zk_root}/queue")) == 1
+    assert children(kazoo, f"{zk_root}/idempotency") == [key]
+    assert kazoo.exists(f"{zk_root}/idempotency/{key}").mzxid == key_stat.mzxid
+    after = {n: kazoo.exists(f"{zk_root}/{n}") for n in ("jobs", "queue", "idempotency")}
+    for name in before:
+        assert after[name].pzxid == before[name].pzxid, name
+
+    # Another key is another job.
+    fresh = submit(api, iris_spec(shards=3), **{"Idempotency-Key": "key-2"})
+    assert fresh["id"] != job["id"]
+    assert len(children(kazoo, f"{zk_root}/jobs")) == 2
