@@ -22,6 +22,7 @@ from typing import Any
 from kazoo.exceptions import BadVersionError, NodeExistsError, NoNodeError
 
 from workers import processes, training
+from workers.housekeeping import Housekeeper
 from zootrain import locks
 from zootrain.artifacts import ArtifactStore
 from zootrain.paths import Paths, sorted_queue
@@ -77,6 +78,7 @@ class Worker:
         self._stopping = asyncio.Event()
         self._registered = False
         self._timers: dict[str, asyncio.TimerHandle] = {}
+        self._armed: set[str] = set()  # watches set and not yet fired
 
     # -- lifecycle ------------------------------------------------------------------------------
 
@@ -87,10 +89,15 @@ class Worker:
         await processes.warm_up()
         await self._register()
         log.info("worker %s ready (capacity %d)", self.id, self.settings.worker_concurrency)
+        housekeeping = asyncio.create_task(
+            Housekeeper(self.queue, self.settings, self.id).run(self._stopping)
+        )
         try:
             await self._dispatch()
             await self._drain()
+            await housekeeping
         finally:
+            housekeeping.cancel()
             await self.zk.stop()
             log.info("worker %s stopped", self.id)
 
@@ -103,6 +110,27 @@ class Worker:
 
     def wake(self, *_: object) -> None:
         self._wake.set()
+
+    # Watches are one-shot, and kazoo keeps every callback registered until the node changes:
+    # arm each watch once, and re-arm it only after it fired (or the session that held it died).
+    def _queue_changed(self, event: WatchedEvent) -> None:
+        self._armed.discard("queue-children")
+        self.wake()
+
+    def _nudged(self, event: WatchedEvent) -> None:
+        self._armed.discard("queue-data")
+        self.wake()
+
+    def _lock_freed(self, path: str) -> None:
+        self._armed.discard(path)
+        self.wake()
+
+    async def _watch_lock(self, path: str) -> None:
+        if path not in self._armed:
+            self._armed.add(path)
+            if not await locks.watch_release(self.zk, path, lambda: self._lock_freed(path)):
+                self._armed.discard(path)
+                self.wake()  # freed before the watch was set: look again
 
     async def _drain(self) -> None:
         tasks = [c.task for c in self.claims.values() if c.task is not None]
@@ -120,6 +148,7 @@ class Worker:
             # The session is gone and every lock with it: whatever we train now, another worker
             # may already be training. Kill it and keep nothing of it.
             self._registered = False
+            self._armed.clear()  # the watches died with the session
             for claim in list(self.claims.values()):
                 self._cancel(claim, "lost")
         elif state == KazooState.CONNECTED:
@@ -197,7 +226,13 @@ class Worker:
             claim.task.cancel()
 
     async def _find_work(self) -> Claim | None:
-        names = await self.zk.get_children(self.paths.queue, watch=self.wake)
+        children_watch = None if "queue-children" in self._armed else self._queue_changed
+        names = await self.zk.get_children(self.paths.queue, watch=children_watch)
+        self._armed.add("queue-children")
+        if "queue-data" not in self._armed:
+            # The housekeeper writes to the queue node to wake everyone for what no watch covered.
+            await self.zk.exists(self.paths.queue, watch=self._nudged)
+            self._armed.add("queue-data")
         for entry in sorted_queue(names):
             try:
                 job, _ = await self.queue.read_job(entry.job_id)
@@ -235,7 +270,7 @@ class Worker:
         lock = self.paths.shard_lock(job.id, index)
         if not await self.queue.try_lock(lock, self.id):
             # Taken: its owner is alive. Wake when it lets go (done, handed back, or died).
-            await locks.watch_release(self.zk, lock, self.wake)
+            await self._watch_lock(lock)
             return None
         try:
             # Only now, holding the lock, is the record's state meaningful: re-read it.
@@ -272,7 +307,7 @@ class Worker:
     async def _claim_merge(self, job: JobRecord) -> Claim | None:
         lock = self.paths.merge_lock(job.id)
         if not await self.queue.try_lock(lock, self.id):
-            await locks.watch_release(self.zk, lock, self.wake)
+            await self._watch_lock(lock)
             return None
         job, _ = await self.queue.read_job(job.id)
         if job.state not in (JobState.queued, JobState.running, JobState.merging):
@@ -302,7 +337,11 @@ class Worker:
                 asyncio.get_running_loop().create_task(self._watch_job(claim))
 
         try:
-            data, _ = await self.zk.get(self.paths.job(claim.job.id), watch=changed)
+            # kazoo fires every watch when the connection drops; re-arm once it is back.
+            data, _ = await self.zk.retry(
+                lambda: self.zk.get(self.paths.job(claim.job.id), watch=changed),
+                deadline=self.zk.session_timeout * 3,
+            )
         except NoNodeError:
             self._cancel(claim, "cancelled")
             return

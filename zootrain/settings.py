@@ -29,6 +29,13 @@ class Settings(BaseSettings):
         86_400.0, gt=0, description="seconds an Idempotency-Key is remembered"
     )
 
+    job_retention: float = Field(
+        7 * 86_400.0, gt=0, description="seconds a finished job is kept before it is deleted"
+    )
+    housekeeping_interval: float = Field(
+        30.0, gt=0, description="seconds between the elected housekeeper's sweeps"
+    )
+
     worker_id: str | None = Field(None, pattern=r"^[A-Za-z0-9._-]{1,64}$")
     worker_concurrency: int = Field(1, ge=1, le=64, description="shards a worker trains at once")
     worker_grace: float = Field(

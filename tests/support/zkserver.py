@@ -1,4 +1,5 @@
 """Real Apache ZooKeeper servers for the tests: standalone or an ensemble, on free ports."""
+
 from __future__ import annotations
 
 import os

@@ -1,0 +1,82 @@
+"""Job spec validation: everything is checked before anything is written (no server needed)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from pydantic import ValidationError
+
+from zootrain.records import JobRecord, JobSpec, new_job_id, utcnow
+
+GOOD: dict[str, Any] = {
+    "model_name": "iris-forest",
+    "algorithm": "random_forest_classifier",
+    "params": {"n_estimators": 10},
+    "dataset": {"kind": "builtin", "name": "iris"},
+    "shards": 4,
+}
+
+
+def errors(**changes: Any) -> str:
+    with pytest.raises(ValidationError) as caught:
+        JobSpec.model_validate({**GOOD, **changes})
+    return str(caught.value)
+
+
+def test_good_spec_gets_defaults() -> None:
+    spec = JobSpec.model_validate(GOOD)
+    assert (spec.partition, spec.test_size, spec.max_attempts, spec.priority) == (
+        "random",
+        0.2,
+        3,
+        5,
+    )
+
+
+@pytest.mark.parametrize(
+    ("changes", "named"),
+    [
+        ({"model_name": "Bad Name"}, "model_name"),
+        ({"model_name": "-x"}, "model_name"),
+        ({"algorithm": "gradient_magic"}, "gradient_magic"),
+        ({"params": {"n_estimatorz": 3}}, "n_estimatorz"),
+        ({"params": {"n_estimators": -1}}, "n_estimators"),
+        ({"params": {"n_jobs": 4}}, "n_jobs"),
+        ({"dataset": {"kind": "builtin", "name": "mnist"}}, "mnist"),
+        ({"dataset": {"kind": "s3"}}, "kind"),
+        ({"shards": 0}, "shards"),
+        ({"shards": 257}, "shards"),
+        ({"shards": 200}, "exceeds"),
+        ({"partition": "zigzag"}, "partition"),
+        ({"test_size": 1.0}, "test_size"),
+        ({"max_attempts": 0}, "max_attempts"),
+        ({"priority": 10}, "priority"),
+        ({"surprise": 1}, "surprise"),
+        ({"shards": "4"}, "shards"),
+        ({"dataset": {"kind": "builtin", "name": "diabetes"}}, "regression"),
+    ],
+)
+def test_bad_spec_names_the_problem(changes: dict[str, Any], named: str) -> None:
+    assert named in errors(**changes)
+
+
+def test_fingerprint_follows_meaning_not_spelling() -> None:
+    a = JobSpec.model_validate(GOOD)
+    b = JobSpec.model_validate({**GOOD, "partition": "random"})  # the default, spelled out
+    c = JobSpec.model_validate({**GOOD, "shards": 3})
+    assert a.fingerprint() == b.fingerprint() != c.fingerprint()
+
+
+def test_job_ids_sort_by_time_and_are_unique() -> None:
+    ids = [new_job_id() for _ in range(200)]
+    assert len(set(ids)) == 200
+    assert ids == sorted(ids) or ids[0][:12] <= ids[-1][:12]
+
+
+def test_job_record_roundtrip() -> None:
+    now = utcnow()
+    job = JobRecord(
+        id=new_job_id(), spec=JobSpec.model_validate(GOOD), created_at=now, updated_at=now
+    )
+    assert JobRecord.load(job.dump()) == job

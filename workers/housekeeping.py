@@ -1,0 +1,148 @@
+"""Housekeeping, done by one elected worker: what no watch covers.
+
+- a queue entry whose job is terminal or gone (a finisher died between its writes, or the job
+  was removed by hand) is deleted, so the queue holds unfinished jobs only;
+- a job whose shards are all done but whose merge lock is free (its merger died before anyone
+  watched the lock) gets the workers' attention: the sweep nudges the queue node they watch;
+- terminal jobs older than the retention are deleted, each in one multi with its shards, and so
+  are expired Idempotency-Keys.
+
+Retention is about time, which nothing in ZooKeeper announces: the sweep runs on a timer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable
+from datetime import timedelta
+
+from kazoo.exceptions import BadVersionError, NoNodeError, NotEmptyError
+
+from zootrain.election import Election
+from zootrain.paths import sorted_queue
+from zootrain.queue import JobQueue
+from zootrain.records import IdempotencyRecord, JobRecord, JobState, ShardState, utcnow
+from zootrain.settings import Settings
+from zootrain.zk import TRANSIENT_ERRORS, TransactionFailed
+
+log = logging.getLogger("zootrain.housekeeping")
+
+
+class Housekeeper:
+    def __init__(self, queue: JobQueue, settings: Settings, identifier: str) -> None:
+        self.queue = queue
+        self.zk = queue.zk
+        self.paths = queue.paths
+        self.settings = settings
+        self.election = Election(self.zk, self.paths.election, identifier)
+
+    async def run(self, stopping: asyncio.Event) -> None:
+        try:
+            while not stopping.is_set():
+                if not await _first(self.election.lead(), stopping.wait()):
+                    break
+                log.info("leading housekeeping")
+                while self.election.is_leader and not stopping.is_set():
+                    try:
+                        await self.sweep()
+                    except TRANSIENT_ERRORS:
+                        pass
+                    except Exception:
+                        log.exception("housekeeping sweep failed")
+                    await _first(
+                        stopping.wait(),
+                        self.election.wait_lost(),
+                        timeout=self.settings.housekeeping_interval,
+                    )
+        finally:
+            await self.election.resign()
+
+    async def sweep(self) -> dict[str, int]:
+        counts = {
+            "queue_entries": await self.repair_queue(),
+            "jobs": await self.expire_jobs(),
+            "keys": await self.expire_keys(),
+        }
+        if any(counts.values()):
+            log.info("housekeeping removed %s", counts)
+        return counts
+
+    async def repair_queue(self) -> int:
+        removed = 0
+        stalled = False
+        for entry in sorted_queue(await self.zk.get_children(self.paths.queue)):
+            try:
+                job, _ = await self.queue.read_job(entry.job_id)
+            except Exception:
+                job = None
+            if job is None or job.state.terminal:
+                with contextlib.suppress(NoNodeError):
+                    await self.zk.delete(self.paths.queue_entry(entry.name))
+                    removed += 1
+            elif job.state in (JobState.running, JobState.merging):
+                stalled |= await self._merge_stalled(job)
+        if stalled:
+            # Workers watch the queue node: a write to it wakes every one to rescan.
+            await self.zk.set(self.paths.queue, str(utcnow().timestamp()).encode())
+        return removed
+
+    async def _merge_stalled(self, job: JobRecord) -> bool:
+        shards = await self.queue.read_shards(job.id, job.spec.shards)
+        if not all(s.state == ShardState.done for s, _ in shards):
+            return False
+        return await self.zk.exists(self.paths.merge_lock(job.id)) is None
+
+    async def expire_jobs(self) -> int:
+        cutoff = utcnow() - timedelta(seconds=self.settings.job_retention)
+        removed = 0
+        for job_id in await self.queue.job_ids():
+            try:
+                job, stat = await self.queue.read_job(job_id)
+            except Exception:
+                continue
+            if job.state.terminal and (job.finished_at or job.updated_at) < cutoff:
+                removed += await self._delete_job(job, stat.version)
+        return removed
+
+    async def _delete_job(self, job: JobRecord, version: int) -> int:
+        # One multi: a job is never half-deleted, and the version check keeps us from
+        # deleting a record that changed since we judged it.
+        tx = self.zk.transaction()
+        for index in range(job.spec.shards):
+            tx.delete(self.paths.shard(job.id, index))
+        tx.delete(self.paths.shards(job.id))
+        tx.delete(self.paths.job(job.id), version)
+        try:
+            await self.zk.commit(tx)
+            return 1
+        except TransactionFailed as failed:
+            if isinstance(failed.error, BadVersionError | NoNodeError | NotEmptyError):
+                return 0
+            raise
+
+    async def expire_keys(self) -> int:
+        cutoff = utcnow() - timedelta(seconds=self.settings.idempotency_retention)
+        removed = 0
+        for name in await self.zk.get_children(self.paths.idempotency):
+            path = self.paths.idempotency_key(name)
+            try:
+                data, stat = await self.zk.get(path)
+                if IdempotencyRecord.load(data).created_at < cutoff:
+                    await self.zk.delete(path, stat.version)
+                    removed += 1
+            except (NoNodeError, BadVersionError):
+                continue
+        return removed
+
+
+async def _first(*waits: Awaitable[object], timeout: float | None = None) -> bool:
+    """Wait for the first of ``waits``; True if the first one given finished."""
+    tasks = [asyncio.ensure_future(w) for w in waits]
+    try:
+        done, _ = await asyncio.wait(tasks, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+        return tasks[0] in done
+    finally:
+        for task in tasks:
+            task.cancel()
