@@ -11,6 +11,7 @@ from typing import Any
 
 from zootrain.artifacts import ArtifactStore
 from zootrain.ml import modelfile
+from zootrain.ml.algorithms import ALGORITHMS
 from zootrain.ml.datasets import Split, dataset_task, load_dataset, split_dataset
 from zootrain.ml.merge import merge_models
 from zootrain.ml.metrics import evaluate
@@ -32,7 +33,9 @@ def train_shard(payload: dict[str, Any]) -> dict[str, Any]:
     store = ArtifactStore(payload["artifacts"])
     task = dataset_task(spec.dataset)
     split = _split(spec)
-    rows = shard_rows(len(split.X_train), spec.shards, index, spec.partition, spec.random_state)
+    rows = shard_rows(
+        len(split.X_train), spec.shards, index, spec.partition, spec.random_state, y=split.y_train
+    )
     started = time.perf_counter()
     model = fit_shard(
         spec.algorithm,
@@ -65,7 +68,9 @@ def merge_job(payload: dict[str, Any]) -> dict[str, Any]:
     metrics = evaluate(merged, split.X_test, split.y_test, task=task, classes=split.classes)
     data = modelfile.dumps(merged)
     uri, digest = store.put(data)
-    classes = None if split.classes is None else split.classes.tolist()
+    clusters = ALGORITHMS[spec.algorithm].task == "clustering"
+    # A clusterer predicts cluster ids, not the dataset's labels.
+    classes = None if split.classes is None or clusters else split.classes.tolist()
     return {
         "artifact": uri,
         "sha256": digest,

@@ -7,7 +7,7 @@ import secrets
 import time
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 from pydantic import (
     BaseModel,
@@ -20,6 +20,7 @@ from pydantic import (
 
 from zootrain.ml.algorithms import ALGORITHMS, ParamError, check_task, validate_params
 from zootrain.ml.datasets import DatasetSpec, dataset_shape, dataset_task
+from zootrain.ml.partition import Strategy, check_partition
 
 MODEL_NAME_PATTERN = r"^[a-z0-9][a-z0-9._-]{0,62}$"
 JOB_ID_PATTERN = r"^[0-9a-f]{20}$"
@@ -98,8 +99,13 @@ class JobSpec(BaseModel):
     )
     dataset: DatasetSpec
     shards: int = Field(4, ge=1, le=256, description="Number of data shards (one model each).")
-    partition: Literal["random", "range"] = Field(
-        "random", description="How training rows are assigned to shards (deterministic)."
+    partition: Strategy = Field(
+        "random",
+        description=(
+            "How training rows are assigned to shards, deterministically from random_state: "
+            "random, stratified (classification), range (contiguous blocks), or replicate "
+            "(forests: every shard sees all rows and grows its share of the trees)."
+        ),
     )
     test_size: float = Field(
         0.2, gt=0.0, lt=1.0, description="Fraction of rows held out to score every model."
@@ -130,6 +136,7 @@ class JobSpec(BaseModel):
     @model_validator(mode="after")
     def _consistent(self) -> JobSpec:
         check_task(self.algorithm, dataset_task(self.dataset))
+        check_partition(self.algorithm, self.partition, dataset_task(self.dataset))
         rows, _ = dataset_shape(self.dataset)
         train_rows = rows - max(1, round(rows * self.test_size))
         if self.shards > train_rows:

@@ -107,3 +107,32 @@ def test_cancel_running_job_kills_training(stack: Stack, kazoo: KazooClient, zk_
         later = submit(client, iris_spec(model_name="after-cancel"))
         assert wait_job(client, later["id"])["state"] == "succeeded"
         assert read_json(kazoo, f"{zk_root}/jobs/{job_id}")["state"] == "cancelled"
+
+
+def test_cancel_while_merging_publishes_nothing(
+    stack: Stack, kazoo: KazooClient, zk_root: str
+) -> None:
+    stack.start_api()
+    worker = stack.start_worker()
+    # Many small trees: quick shards, a merge (load, pool, save) of several seconds.
+    spec = iris_spec(model_name="never-published", params={"n_estimators": 700, "max_depth": 3})
+    with httpx.Client(base_url=stack.api_url, timeout=30) as client:
+        job_id = submit(client, spec)["id"]
+        wait_for(
+            lambda: client.get(f"/v1/jobs/{job_id}").json()["state"] == "merging",
+            60,
+            "the job to be merging",
+        )
+        cancelled = client.delete(f"/v1/jobs/{job_id}")
+        assert cancelled.status_code == 200, cancelled.text
+        assert cancelled.json()["state"] == "cancelled"
+
+        wait_for(lambda: f"stopped {job_id}/merge" in worker.output(), 30, "the merge to stop")
+        wait_for(lambda: children(kazoo, f"{zk_root}/locks") == [], 15, "the merge lock to go")
+        view = client.get(f"/v1/jobs/{job_id}").json()
+        assert view["state"] == "cancelled" and view["model"] is None
+        assert all(s["state"] == "done" for s in view["shards"])
+        assert f"from job {job_id}" not in worker.output()
+        versions = client.get("/v1/models/never-published/versions")
+        assert versions.status_code == 404 or versions.json() == [], versions.text
+        assert children(kazoo, f"{zk_root}/queue") == []

@@ -252,3 +252,20 @@ def test_job_list_is_newest_first_with_state_filter_and_cursor(
     assert first["next_cursor"] == newest_first[1]
     second = api.get("/v1/jobs", params={"limit": 2, "cursor": first["next_cursor"]}).json()
     assert [j["id"] for j in second["items"]] == newest_first[2:4]
+
+
+def test_single_worker_takes_jobs_in_priority_then_submission_order(
+    api: TestClient, stack: Stack, kazoo: KazooClient, zk_root: str
+) -> None:
+    order = [("low", 1), ("mid-a", 5), ("high", 9), ("mid-b", 5)]
+    ids = {
+        name: submit(api, iris_spec(model_name=name, shards=1, priority=priority))["id"]
+        for name, priority in order
+    }
+    worker = stack.start_worker()  # only now: the whole queue is waiting for it
+    for job_id in ids.values():
+        assert wait_job(api, job_id)["state"] == "succeeded"
+    log = worker.output()
+    claimed = sorted(ids, key=lambda name: log.index(f"claim {ids[name]}/0 "))
+    assert claimed == ["high", "mid-a", "mid-b", "low"]
+    assert children(kazoo, f"{zk_root}/queue") == []

@@ -51,8 +51,39 @@ def test_synthetic_classification_classes() -> None:
     assert spec.informative == 10
 
 
+def test_blobs_are_a_classification_dataset_labelled_by_blob() -> None:
+    spec = parse_dataset(
+        {
+            "kind": "synthetic",
+            "task": "blobs",
+            "n_samples": 300,
+            "n_features": 3,
+            "n_classes": 4,
+            "cluster_std": 0.5,
+            "random_state": 2,
+        }
+    )
+    assert isinstance(spec, SyntheticDataset)
+    assert dataset_task(spec) == "classification"
+    assert dataset_shape(spec) == (300, 3)
+    X, y = load_dataset(spec)
+    assert X.shape == (300, 3)
+    assert X.dtype == np.float64
+    assert np.unique(y).tolist() == [0, 1, 2, 3]
+    X2, y2 = load_dataset(spec)
+    assert np.array_equal(X, X2)
+    assert np.array_equal(y, y2)
+    # Each blob is a tight cloud: within-blob spread is close to cluster_std.
+    for label in range(4):
+        assert np.allclose(X[y == label].std(axis=0), 0.5, atol=0.15)
+    wide, _ = load_dataset(spec.model_copy(update={"cluster_std": 3.0}))
+    assert not np.array_equal(X, wide)
+    assert SyntheticDataset(kind="synthetic", task="blobs", n_samples=50).cluster_std == 1.0
+
+
 def test_spec_roundtrips_through_json() -> None:
     for spec in (
+        SyntheticDataset(kind="synthetic", task="blobs", n_samples=60, cluster_std=2.0),
         SyntheticDataset(kind="synthetic", task="regression", n_samples=50, noise=2.5),
         SyntheticDataset(kind="synthetic", task="classification", n_samples=50, n_classes=3),
         BuiltinDataset(kind="builtin", name="wine"),
@@ -104,6 +135,23 @@ def test_spec_roundtrips_through_json() -> None:
             {"kind": "synthetic", "task": "regression", "n_samples": 50, "random_state": -1},
             "random_state",
         ),
+        (
+            {"kind": "synthetic", "task": "classification", "n_samples": 50, "cluster_std": 2},
+            "cluster_std only applies to task='blobs'",
+        ),
+        (
+            {"kind": "synthetic", "task": "blobs", "n_samples": 50, "cluster_std": 0},
+            "cluster_std",
+        ),
+        (
+            {"kind": "synthetic", "task": "blobs", "n_samples": 50, "noise": 1.0},
+            "noise only applies to task='regression'",
+        ),
+        (
+            {"kind": "synthetic", "task": "blobs", "n_samples": 50, "n_informative": 2},
+            "n_informative does not apply to task='blobs'",
+        ),
+        ({"kind": "synthetic", "task": "clusters", "n_samples": 50}, "task"),
         (
             {"kind": "synthetic", "task": "regression", "n_samples": 2_000_000, "n_features": 500},
             "exceeds the limit",

@@ -7,8 +7,9 @@ import pytest
 from sklearn.base import BaseEstimator
 from sklearn.ensemble import RandomForestClassifier
 
+from zootrain.ml.algorithms import ALGORITHMS
 from zootrain.ml.datasets import BuiltinDataset, Split, load_dataset, split_dataset
-from zootrain.ml.merge import merge_models
+from zootrain.ml.merge import MERGERS, SHARD_FITTERS, merge_models, merger, shard_fitter
 from zootrain.ml.metrics import evaluate
 from zootrain.ml.partition import shard_rows
 from zootrain.ml.training import fit_shard, shard_seed
@@ -161,3 +162,13 @@ def test_merge_errors(digits: Split, diabetes: Split) -> None:
     )
     with pytest.raises(ValueError, match="n_features_in_"):
         merge_models("random_forest_classifier", [models[0], narrow], [1, 1])
+
+
+def test_every_algorithm_has_a_registered_family() -> None:
+    for alg in ALGORITHMS.values():
+        assert alg.merge in MERGERS, alg.name
+        assert shard_fitter(alg.merge) is SHARD_FITTERS[alg.merge]
+    with pytest.raises(ValueError, match="already registered"):
+        merger("forest_union")(MERGERS["forest_union"])
+    with pytest.raises(NotImplementedError, match="no merger registered"):
+        shard_fitter("nope")

@@ -28,27 +28,57 @@ class Payload:
         self.__dict__.update(state)
 
 
-def _fitted(algorithm: str, seed: int, drop_class: int | None = None) -> BaseEstimator:
-    rng = np.random.RandomState(seed)
-    X = rng.normal(size=(80, 5))
+_PARAMS: dict[str, dict[str, Any]] = {
+    **{name: {"n_estimators": 3} for name, a in ALGORITHMS.items() if a.merge == "forest_union"},
+    "kmeans": {"n_clusters": 3},
+}
+
+
+def _features(seed: int, n_rows: int) -> np.ndarray:
+    # Non-negative, because multinomial_nb only takes counts-like features.
+    return np.abs(np.random.RandomState(seed).normal(size=(n_rows, 5)))
+
+
+def _fitted(algorithm: str, seed: int, drop_class: int | None = None) -> tuple[BaseEstimator, int]:
+    """A shard model (missing `drop_class`, if given) and its number of rows."""
+    X = _features(seed, 80)
     y: np.ndarray
-    if ALGORITHMS[algorithm].task == "classification":
+    if ALGORITHMS[algorithm].task == "regression":
+        y = X[:, 0] * 2.0 + np.random.RandomState(seed).normal(size=80)
+        classes: np.ndarray | None = None
+    else:
         y = np.arange(80) % 3
         if drop_class is not None:
             X, y = X[y != drop_class], y[y != drop_class]
-        classes: np.ndarray | None = np.array([0, 1, 2])
-    else:
-        y = X[:, 0] * 2.0 + rng.normal(size=80)
-        classes = None
-    return fit_shard(algorithm, {"n_estimators": 3}, X=X, y=y, classes=classes, random_state=seed)
+        classes = np.array([0, 1, 2])
+    params = _PARAMS.get(algorithm, {})
+    model = fit_shard(algorithm, params, X=X, y=y, classes=classes, random_state=seed)
+    return model, len(X)
+
+
+def _shards(algorithm: str, drop_class: int) -> tuple[list[BaseEstimator], list[int]]:
+    (a, rows_a), (b, rows_b) = _fitted(algorithm, 0), _fitted(algorithm, 1, drop_class)
+    return [a, b], [rows_a, rows_b]
+
+
+def _shards_and_merged(algorithm: str, drop_class: int) -> list[BaseEstimator]:
+    shards, rows = _shards(algorithm, drop_class)
+    return [*shards, merge_models(algorithm, shards, rows)]
+
+
+def _fitted_state(model: BaseEstimator) -> dict[str, Any]:
+    """Public fitted attributes that are plain values (trees are checked via predict)."""
+    return {
+        k: v
+        for k, v in vars(model).items()
+        if k.endswith("_") and not k.startswith("_") and isinstance(v, np.ndarray | float | int)
+    }
 
 
 @pytest.mark.parametrize("algorithm", sorted(ALGORITHMS))
 def test_roundtrip_of_shard_and_merged_models(algorithm: str) -> None:
-    shards = [_fitted(algorithm, 0), _fitted(algorithm, 1, drop_class=2)]
-    merged = merge_models(algorithm, shards, [80, 53])
-    X = np.random.RandomState(9).normal(size=(20, 5))
-    for model in [*shards, merged]:
+    X = _features(9, 20)
+    for model in _shards_and_merged(algorithm, drop_class=2):
         data = dumps(model)
         assert isinstance(data, bytes)
         loaded = loads(data)
@@ -56,13 +86,37 @@ def test_roundtrip_of_shard_and_merged_models(algorithm: str) -> None:
         assert np.array_equal(loaded.predict(X), model.predict(X))
         if hasattr(model, "predict_proba"):
             assert np.array_equal(loaded.predict_proba(X), model.predict_proba(X))
+        # Everything the merge relies on (e.g. sufficient statistics) survives too.
+        state, loaded_state = _fitted_state(model), _fitted_state(loaded)
+        assert state.keys() == loaded_state.keys()
+        for name, value in state.items():
+            assert np.array_equal(loaded_state[name], value), name
+
+
+def test_merge_statistics_survive_a_roundtrip() -> None:
+    for algorithm, attrs in {
+        "linear_regression": ("n_samples_seen_", "x_mean_", "y_mean_", "xtx_", "xty_"),
+        "ridge": ("n_samples_seen_", "x_mean_", "y_mean_", "xtx_", "xty_"),
+        "sgd_classifier": ("coef_fitted_",),
+        "logistic_regression": ("coef_fitted_",),
+        "kmeans": ("cluster_sizes_",),
+    }.items():
+        shards, rows = _shards(algorithm, drop_class=1)
+        merged = merge_models(algorithm, shards, rows)
+        for model in (shards[1], merged):
+            loaded = loads(dumps(model))
+            for attr in attrs:
+                assert np.array_equal(getattr(loaded, attr), getattr(model, attr)), attr
+        # Loaded shards merge to the same model as the originals.
+        remerged = merge_models(algorithm, [loads(dumps(m)) for m in shards], rows)
+        X = _features(3, 10)
+        assert np.array_equal(remerged.predict(X), merged.predict(X))
 
 
 def test_trusted_types_are_exactly_what_the_algorithms_need() -> None:
     needed: set[str] = set()
     for algorithm in ALGORITHMS:
-        shards = [_fitted(algorithm, 0), _fitted(algorithm, 1, drop_class=0)]
-        for model in [*shards, merge_models(algorithm, shards, [80, 53])]:
+        for model in _shards_and_merged(algorithm, drop_class=0):
             needed |= set(sio.get_untrusted_types(data=dumps(model)))
     assert needed == TRUSTED_TYPES
 

@@ -1,14 +1,18 @@
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import numpy as np
 import pytest
 from sklearn.ensemble import RandomForestClassifier
+from sklearn.linear_model import LogisticRegression, SGDClassifier
 
 from zootrain.ml.algorithms import (
     ALGORITHMS,
     MAX_DEPTH,
+    MAX_ITER,
+    MAX_N_CLUSTERS,
     MAX_N_ESTIMATORS,
     ParamError,
     build_estimator,
@@ -26,14 +30,89 @@ def param_error(algorithm: str, params: dict[str, Any]) -> ParamError:
 
 
 def test_required_algorithms_exist() -> None:
-    for name in (
+    families = {
+        "random_forest_classifier": "forest_union",
+        "random_forest_regressor": "forest_union",
+        "extra_trees_classifier": "forest_union",
+        "extra_trees_regressor": "forest_union",
+        "sgd_classifier": "linear_average",
+        "sgd_regressor": "linear_average",
+        "logistic_regression": "softmax_average",
+        "linear_regression": "normal_equations",
+        "ridge": "normal_equations",
+        "gaussian_nb": "gaussian_nb",
+        "multinomial_nb": "multinomial_nb",
+        "kmeans": "kmeans_centroids",
+    }
+    assert {name: alg.merge for name, alg in ALGORITHMS.items()} == families
+    assert {name for name, alg in ALGORITHMS.items() if alg.replicable} == {
         "random_forest_classifier",
         "random_forest_regressor",
         "extra_trees_classifier",
         "extra_trees_regressor",
-    ):
-        assert ALGORITHMS[name].name == name
-        assert ALGORITHMS[name].merge == "forest_union"
+    }
+    assert ALGORITHMS["kmeans"].task == "clustering"
+
+
+# (algorithm, a misspelt parameter and its suggestion, a bad value, a good set)
+NEW_ALGORITHMS: list[tuple[str, str, str, dict[str, Any], dict[str, Any]]] = [
+    ("sgd_classifier", "los", "loss", {"loss": "mse"}, {"loss": "log_loss", "alpha": 1e-3}),
+    ("sgd_regressor", "epsilonn", "epsilon", {"alpha": -1.0}, {"penalty": "l1", "average": 10}),
+    ("logistic_regression", "c", "C", {"C": 0}, {"C": 0.5, "l1_ratio": 1, "solver": "saga"}),
+    ("linear_regression", "fit_intercepts", "fit_intercept", {"fit_intercept": 1}, {}),
+    ("ridge", "alhpa", "alpha", {"alpha": -0.5}, {"alpha": [2.0], "solver": "svd"}),
+    ("gaussian_nb", "var_smooth", "var_smoothing", {"var_smoothing": -1e-9}, {"priors": [0.5] * 2}),
+    ("multinomial_nb", "alpah", "alpha", {"fit_prior": "yes"}, {"alpha": 0.5, "fit_prior": False}),
+    ("kmeans", "n_cluster", "n_clusters", {"n_clusters": 0}, {"n_clusters": 3, "init": "random"}),
+]
+
+
+@pytest.mark.parametrize(("algorithm", "typo", "meant", "bad", "good"), NEW_ALGORITHMS)
+def test_new_algorithms_validate_params(
+    algorithm: str, typo: str, meant: str, bad: dict[str, Any], good: dict[str, Any]
+) -> None:
+    err = param_error(algorithm, {typo: 1})
+    assert err.param == typo
+    assert f"did you mean {meant!r}" in str(err)
+    assert param_error(algorithm, bad).param == next(iter(bad))
+    assert validate_params(algorithm, good) == good
+    assert validate_params(algorithm, {}) == {}
+    # random_state is refused wherever the estimator has one (zootrain seeds it).
+    if "random_state" in ALGORITHMS[algorithm].default_params():
+        assert "zootrain sets it" in str(param_error(algorithm, {"random_state": 1}))
+
+
+@pytest.mark.parametrize(
+    ("algorithm", "params", "param", "match"),
+    [
+        ("sgd_classifier", {"class_weight": {"0": 2}}, "class_weight", "JSON number"),
+        ("sgd_classifier", {"alpha": 0.0}, "alpha", "alpha must be > 0"),
+        ("sgd_regressor", {"learning_rate": "pa1"}, "loss", "epsilon_insensitive"),
+        ("sgd_regressor", {"max_iter": MAX_ITER + 1}, "max_iter", "limit"),
+        ("logistic_regression", {"l1_ratio": 1}, "solver", "lbfgs supports only"),
+        ("logistic_regression", {"l1_ratio": 0.5, "solver": "sag"}, "solver", "elasticnet"),
+        ("logistic_regression", {"dual": True}, "solver", "dual"),
+        ("logistic_regression", {"n_jobs": 2}, "n_jobs", "zootrain sets it"),
+        ("linear_regression", {"positive": True}, "positive", "not supported"),
+        ("ridge", {"positive": True}, "positive", "normal equations"),
+        ("ridge", {"solver": "lbfgs"}, "solver", "requires positive"),
+        ("ridge", {"alpha": [1.0, 2.0]}, "alpha", "one target"),
+        ("gaussian_nb", {"priors": [0.5, 0.6]}, "priors", "sum to 1"),
+        ("gaussian_nb", {"priors": [1.5, -0.5]}, "priors", "non-negative"),
+        ("gaussian_nb", {"priors": ["a", "b"]}, "priors", "non-negative numbers"),
+        ("multinomial_nb", {"class_prior": [-0.1, 1.1]}, "class_prior", "non-negative"),
+        ("multinomial_nb", {"alpha": [1.0, -1.0]}, "alpha", "non-negative"),
+        ("kmeans", {"init": [1.0, 2.0]}, "init", "'k-means\\+\\+' or 'random'"),
+        ("kmeans", {"n_clusters": MAX_N_CLUSTERS + 1}, "n_clusters", "limit"),
+        ("kmeans", {"n_jobs": 1}, "n_jobs", "unknown parameter"),
+    ],
+)
+def test_new_algorithm_rules(
+    algorithm: str, params: dict[str, Any], param: str, match: str
+) -> None:
+    err = param_error(algorithm, params)
+    assert err.param == param
+    assert re.search(match, str(err)), str(err)
 
 
 def test_unknown_algorithm_lists_known_ones() -> None:
@@ -136,6 +215,17 @@ def test_build_estimator_sets_seed_and_one_core() -> None:
         build_estimator(RFC, {}, random_state=-1)
 
 
+def test_build_estimator_fixed_params() -> None:
+    sgd = build_estimator("sgd_classifier", {}, random_state=5)
+    assert isinstance(sgd, SGDClassifier)
+    assert (sgd.n_jobs, sgd.random_state) == (1, 5)
+    # Setting n_jobs on LogisticRegression warns since scikit-learn 1.8 (it is ignored).
+    logistic = build_estimator("logistic_regression", {"C": 2.0}, random_state=5)
+    assert isinstance(logistic, LogisticRegression)
+    assert (logistic.n_jobs, logistic.random_state, logistic.C) == (None, 5, 2.0)
+    assert "n_jobs" not in build_estimator("kmeans", {}, random_state=0).get_params()
+
+
 def test_check_task() -> None:
     check_task(RFC, "classification")
     check_task("extra_trees_regressor", "regression")
@@ -145,3 +235,8 @@ def test_check_task() -> None:
         check_task("random_forest_regressor", "classification")
     with pytest.raises(ValueError, match="unknown algorithm"):
         check_task("nope", "regression")
+    # Clustering fits any dataset, and is offered as an alternative.
+    check_task("kmeans", "regression")
+    check_task("kmeans", "classification")
+    with pytest.raises(ValueError, match=r"use one of: .*kmeans.*ridge"):
+        check_task("gaussian_nb", "regression")

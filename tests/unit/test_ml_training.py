@@ -70,6 +70,8 @@ def test_fit_shard_errors() -> None:
         fit_shard(
             "random_forest_regressor", {}, X=X, y=y, classes=np.array([0, 1, 2]), random_state=0
         )
+    with pytest.raises(ValueError, match="needs the target y"):
+        fit_shard("gaussian_nb", {}, X=X, y=None, classes=None, random_state=0)
     with pytest.raises(ValueError, match="sorted"):
         fit_shard(
             "random_forest_classifier", {}, X=X, y=y, classes=np.array([2, 1, 0]), random_state=0
@@ -100,5 +102,7 @@ def test_evaluate_gives_json_safe_floats() -> None:
     scores = evaluate(reg, Xr, yr, task="regression", classes=None)
     assert set(scores) == {"r2", "rmse"}
     assert all(type(v) is float for v in scores.values())
+    with pytest.raises(ValueError, match="y is needed"):
+        evaluate(reg, Xr, None, task="regression", classes=None)
     # r2 is undefined on one row: left out rather than NaN.
     assert set(evaluate(reg, Xr[:1], yr[:1], task="regression", classes=None)) == {"rmse"}

@@ -10,22 +10,39 @@ import difflib
 import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 from sklearn.base import BaseEstimator
+from sklearn.cluster import KMeans
 from sklearn.ensemble import (
     ExtraTreesClassifier,
     ExtraTreesRegressor,
     RandomForestClassifier,
     RandomForestRegressor,
 )
+from sklearn.linear_model import (
+    LinearRegression,
+    LogisticRegression,
+    Ridge,
+    SGDClassifier,
+    SGDRegressor,
+)
+from sklearn.linear_model._logistic import _check_solver
+from sklearn.naive_bayes import GaussianNB, MultinomialNB
 from sklearn.utils._param_validation import InvalidParameterError
 
 from zootrain.ml.datasets import Task
 
+AlgorithmTask = Literal["classification", "regression", "clustering"]
+"""What an algorithm learns. Clustering ignores the target, so it fits any dataset."""
+
 MAX_N_ESTIMATORS = 2000
 """Trees per shard; the merged forest holds shards x n_estimators trees."""
 MAX_DEPTH = 200
+MAX_ITER = 100_000
+"""Iterations of the iterative solvers (SGD epochs, lbfgs, Lloyd), per shard."""
+MAX_N_CLUSTERS = 1000
+MAX_N_INIT = 100
 MAX_LIST_LENGTH = 500
 MAX_STRING_LENGTH = 100
 MAX_RANDOM_STATE = 2**32 - 1
@@ -49,11 +66,19 @@ class ParamError(ValueError):
 @dataclass(frozen=True)
 class Algorithm:
     name: str
-    task: Task
+    task: AlgorithmTask
     estimator: type[BaseEstimator]
     merge: str
-    """Merge family in zootrain.ml.merge, e.g. "forest_union"."""
+    """Merge family in zootrain.ml.merge, e.g. "forest_union": how a shard is fitted
+    for merging and how shard models are combined."""
     description: str = ""
+    fixed: Mapping[str, Any] = field(default_factory=lambda: {"n_jobs": 1}, hash=False)
+    """Parameters zootrain always sets besides random_state (where the estimator has
+    them). n_jobs=1: each worker process trains one shard; parallelism is across
+    workers."""
+    replicable: bool = False
+    """Shards may all train on every row (partition "replicate"): only for ensembles
+    whose shards grow different members from their own seeds."""
     controlled: frozenset[str] = CONTROLLED_PARAMS
     ceilings: Mapping[str, float] = field(default_factory=dict, hash=False)
     """Upper bounds on numeric parameters, on top of the estimator's own constraints."""
@@ -99,6 +124,89 @@ def _check_monotonic_cst(params: Mapping[str, Any]) -> None:
         )
 
 
+def _check_string(name: str, allowed: str) -> ParamCheck:
+    # sklearn also takes arrays / callables here, which a JSON list would pass for.
+    def check(params: Mapping[str, Any]) -> None:
+        if not isinstance(params.get(name), str):
+            raise ParamError(name, f"{name} must be one of {allowed}")
+
+    return check
+
+
+def _check_non_negative_list(name: str) -> ParamCheck:
+    def check(params: Mapping[str, Any]) -> None:
+        value = params.get(name)
+        if isinstance(value, list) and not all(
+            isinstance(v, int | float) and not isinstance(v, bool) and v >= 0 for v in value
+        ):
+            raise ParamError(name, f"{name} must be a list of non-negative numbers")
+
+    return check
+
+
+def _check_priors(params: Mapping[str, Any]) -> None:
+    # GaussianNB checks this in fit(), i.e. on every worker.
+    priors = params.get("priors")
+    if priors is not None and not math.isclose(sum(priors), 1.0, abs_tol=1e-8):
+        raise ParamError("priors", f"priors must sum to 1, got {sum(priors):g}")
+
+
+def _check_one_target(name: str) -> ParamCheck:
+    # zootrain datasets have a single target, and sklearn wants one value per target.
+    def check(params: Mapping[str, Any]) -> None:
+        value = params.get(name)
+        if isinstance(value, list) and len(value) != 1:
+            raise ParamError(name, f"{name} must be a number (datasets have one target)")
+
+    return check
+
+
+def _check_not_positive(params: Mapping[str, Any]) -> None:
+    if params.get("positive"):
+        raise ParamError(
+            "positive",
+            "positive=true is not supported: shard models are merged exactly by solving "
+            "the unconstrained normal equations of all rows",
+        )
+
+
+def _check_ridge_solver(params: Mapping[str, Any]) -> None:
+    # sklearn only allows lbfgs together with positive=true, which zootrain refuses.
+    if params.get("solver") == "lbfgs":
+        raise ParamError("solver", "solver='lbfgs' requires positive=true, which is not supported")
+
+
+def _check_sgd(estimator: type[BaseEstimator]) -> ParamCheck:
+    """sklearn's own cross-parameter checks for SGD, which it only runs inside fit()."""
+
+    def check(params: Mapping[str, Any]) -> None:
+        try:
+            estimator(**params)._more_validate_params()
+        except ValueError as exc:
+            raise ParamError(_named_in(str(exc), params), str(exc)) from None
+
+    return check
+
+
+def _check_logistic_solver(params: Mapping[str, Any]) -> None:
+    """Solver / penalty / dual compatibility, which LogisticRegression checks in fit()."""
+    penalty = params.get("penalty")
+    if penalty == "deprecated":
+        # scikit-learn >= 1.8 derives the penalty from l1_ratio (C=inf is not JSON).
+        l1_ratio = params.get("l1_ratio")
+        penalty = "l2" if not l1_ratio else "l1" if l1_ratio == 1 else "elasticnet"
+    try:
+        _check_solver(params.get("solver"), penalty, params.get("dual"))
+    except ValueError as exc:
+        raise ParamError("solver", str(exc)) from None
+
+
+def _named_in(message: str, params: Mapping[str, Any]) -> str:
+    """The parameter a sklearn message names first (messages name the culprits)."""
+    found = [(message.find(name), name) for name in params if name in message]
+    return min(found)[1] if found else "params"
+
+
 _FOREST_CEILINGS: Mapping[str, float] = {"n_estimators": MAX_N_ESTIMATORS, "max_depth": MAX_DEPTH}
 _FOREST_CHECKS: tuple[ParamCheck, ...] = (
     _check_max_samples,
@@ -116,7 +224,11 @@ def _forest(name: str, task: Task, estimator: type[BaseEstimator], description: 
         description=description,
         ceilings=_FOREST_CEILINGS,
         checks=_FOREST_CHECKS,
+        replicable=True,
     )
+
+
+_ITER_CEILING: Mapping[str, float] = {"max_iter": MAX_ITER}
 
 
 ALGORITHMS: dict[str, Algorithm] = {
@@ -146,6 +258,85 @@ ALGORITHMS: dict[str, Algorithm] = {
             ExtraTreesRegressor,
             "Extremely randomized trees; merged by pooling their trees.",
         ),
+        Algorithm(
+            name="sgd_classifier",
+            task="classification",
+            estimator=SGDClassifier,
+            merge="linear_average",
+            description="Linear model trained by SGD (one-vs-rest); merged by averaging "
+            "coefficients weighted by shard rows (approximate).",
+            ceilings=_ITER_CEILING,
+            checks=(_check_class_weight, _check_sgd(SGDClassifier)),
+        ),
+        Algorithm(
+            name="sgd_regressor",
+            task="regression",
+            estimator=SGDRegressor,
+            merge="linear_average",
+            description="Linear model trained by SGD; merged by averaging coefficients "
+            "weighted by shard rows (approximate).",
+            ceilings=_ITER_CEILING,
+            checks=(_check_sgd(SGDRegressor),),
+        ),
+        Algorithm(
+            name="logistic_regression",
+            task="classification",
+            estimator=LogisticRegression,
+            merge="softmax_average",
+            description="(Multinomial) logistic regression; merged by averaging "
+            "coefficients weighted by shard rows (approximate).",
+            # n_jobs has no effect since scikit-learn 1.8 and setting it warns.
+            fixed={},
+            ceilings=_ITER_CEILING,
+            checks=(_check_class_weight, _check_logistic_solver),
+        ),
+        Algorithm(
+            name="linear_regression",
+            task="regression",
+            estimator=LinearRegression,
+            merge="normal_equations",
+            description="Ordinary least squares; merged exactly from per-shard sufficient "
+            "statistics (equals a fit on all rows).",
+            checks=(_check_not_positive,),
+        ),
+        Algorithm(
+            name="ridge",
+            task="regression",
+            estimator=Ridge,
+            merge="normal_equations",
+            description="Ridge regression; merged exactly from per-shard sufficient "
+            "statistics (equals a fit on all rows).",
+            ceilings=_ITER_CEILING,
+            checks=(_check_not_positive, _check_ridge_solver, _check_one_target("alpha")),
+        ),
+        Algorithm(
+            name="gaussian_nb",
+            task="classification",
+            estimator=GaussianNB,
+            merge="gaussian_nb",
+            description="Gaussian naive Bayes; merged exactly from per-class counts, "
+            "means and variances (equals a fit on all rows).",
+            checks=(_check_non_negative_list("priors"), _check_priors),
+        ),
+        Algorithm(
+            name="multinomial_nb",
+            task="classification",
+            estimator=MultinomialNB,
+            merge="multinomial_nb",
+            description="Multinomial naive Bayes for non-negative features (counts); "
+            "merged exactly by summing counts (equals a fit on all rows).",
+            checks=(_check_non_negative_list("class_prior"), _check_non_negative_list("alpha")),
+        ),
+        Algorithm(
+            name="kmeans",
+            task="clustering",
+            estimator=KMeans,
+            merge="kmeans_centroids",
+            description="k-means; merged by a weighted k-means over all shards' centroids "
+            "(approximate). Fits any dataset; the target is only used for scoring.",
+            ceilings={"n_clusters": MAX_N_CLUSTERS, "max_iter": MAX_ITER, "n_init": MAX_N_INIT},
+            checks=(_check_string("init", "'k-means++' or 'random'"),),
+        ),
     )
 }
 
@@ -160,10 +351,10 @@ def get_algorithm(name: str) -> Algorithm:
 
 
 def check_task(algorithm: str, task: Task) -> None:
-    """Refuse e.g. a classifier on a regression dataset."""
+    """Refuse e.g. a classifier on a regression dataset (clustering fits any dataset)."""
     alg = get_algorithm(algorithm)
-    if alg.task != task:
-        fitting = sorted(a.name for a in ALGORITHMS.values() if a.task == task)
+    if alg.task not in (task, "clustering"):
+        fitting = sorted(a.name for a in ALGORITHMS.values() if a.task in (task, "clustering"))
         raise ValueError(
             f"algorithm {alg.name!r} is for {alg.task} but the dataset is a {task} task; "
             f"use one of: {', '.join(fitting)}"
@@ -185,14 +376,16 @@ def validate_params(algorithm: str, params: dict[str, Any]) -> dict[str, Any]:
     for name, raw in params.items():
         if not isinstance(name, str):
             raise ParamError(str(name), f"parameter names must be strings, got {name!r}")
-        if name in alg.controlled:
+        if name in alg.controlled and name in defaults:
             raise ParamError(
                 name,
                 f"{name} cannot be set: zootrain sets it"
                 + (" (from the job's seed)" if name == "random_state" else ""),
             )
         if name not in defaults:
-            close = difflib.get_close_matches(name, accepted, n=1)
+            # Case first: difflib finds nothing close to a one-letter name like "c" (C).
+            close = [a for a in accepted if a.lower() == name.lower()]
+            close = close or difflib.get_close_matches(name, accepted, n=1)
             hint = f" (did you mean {close[0]!r}?)" if close else ""
             raise ParamError(
                 name,
@@ -218,9 +411,7 @@ def build_estimator(algorithm: str, params: dict[str, Any], random_state: int) -
     defaults = alg.default_params()
     if "random_state" in defaults:
         cleaned["random_state"] = int(random_state)
-    if "n_jobs" in defaults:
-        # Each worker process trains one shard; parallelism is across workers.
-        cleaned["n_jobs"] = 1
+    cleaned.update({name: value for name, value in alg.fixed.items() if name in defaults})
     return alg.estimator(**cleaned)
 
 

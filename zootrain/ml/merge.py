@@ -1,39 +1,69 @@
 """Merging shard models into one model.
 
-Each algorithm names a merge family (Algorithm.merge); a family is a function
-registered here with @merger. Families check that the shard models are compatible
-and build a new estimator without touching their inputs.
+Each algorithm names a merge family (Algorithm.merge). A family is registered here
+with @merger and is two functions: how a shard model is fitted so that it can be
+merged (class alignment, sufficient statistics), and how fitted shard models are
+combined. Families check that the shard models are compatible and build a new
+estimator without touching their inputs.
+
+Families (the modules hold the details, including what is approximate):
+    forest_union      pool all trees (zootrain.ml.forest)
+    linear_average    row-weighted average of coef_ / intercept_, one-vs-rest layout
+    softmax_average   the same for multinomial logistic regression (zootrain.ml.linear)
+    normal_equations  exact: pooled sufficient statistics, one solve (zootrain.ml.linear)
+    gaussian_nb       exact: pooled per-class moments (zootrain.ml.naive_bayes)
+    multinomial_nb    exact: summed counts (zootrain.ml.naive_bayes)
+    kmeans_centroids  weighted k-means over shard centroids (zootrain.ml.clustering)
 """
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Callable
 from typing import Any
 
 import numpy as np
-from sklearn.base import BaseEstimator, clone
+from sklearn.base import BaseEstimator
 from sklearn.exceptions import NotFittedError
 from sklearn.utils.validation import check_is_fitted
 
+from zootrain.ml import clustering, forest, linear, naive_bayes
 from zootrain.ml.algorithms import get_algorithm
 
 Merger = Callable[[list[BaseEstimator], list[int]], BaseEstimator]
 """(shard models, training rows per shard) -> merged model."""
 
+ShardFit = Callable[[Any, np.ndarray, np.ndarray | None, np.ndarray | None], None]
+"""(unfitted estimator, X, y, job classes or None) -> None: fits the estimator in place,
+leaving it ready for the family's merger. y is None for clustering."""
+
 MERGERS: dict[str, Merger] = {}
+SHARD_FITTERS: dict[str, ShardFit] = {}
 
 
-def merger(family: str) -> Callable[[Merger], Merger]:
-    """Register a merge family under `family`."""
+def fit_plain(model: Any, X: np.ndarray, y: np.ndarray | None, classes: np.ndarray | None) -> None:
+    """The default shard fit, for families that need nothing beyond estimator.fit."""
+    del classes
+    model.fit(X, y)
+
+
+def merger(family: str, *, fit: ShardFit = fit_plain) -> Callable[[Merger], Merger]:
+    """Register a merge family under `family`, with the shard fit its merge relies on."""
 
     def register(fn: Merger) -> Merger:
         if family in MERGERS:
             raise ValueError(f"merge family {family!r} is already registered")
         MERGERS[family] = fn
+        SHARD_FITTERS[family] = fit
         return fn
 
     return register
+
+
+def shard_fitter(family: str) -> ShardFit:
+    try:
+        return SHARD_FITTERS[family]
+    except KeyError:
+        raise NotImplementedError(f"no merger registered for family {family!r}") from None
 
 
 def merge_models(algorithm: str, models: list[BaseEstimator], rows: list[int]) -> BaseEstimator:
@@ -88,35 +118,11 @@ def _check_same_fitted_shape(models: list[BaseEstimator]) -> None:
                 )
 
 
-# Fitted attributes a pooled forest inherits from its shards (all shards agree on
-# them). The bootstrap bookkeeping (_n_samples, _n_samples_bootstrap, _sample_weight)
-# is left out on purpose: it describes one shard's rows, so estimators_samples_
-# would silently return wrong indices for the merged forest.
-_FOREST_SHARED_ATTRS = (
-    "n_features_in_",
-    "feature_names_in_",
-    "n_outputs_",
-    "classes_",
-    "n_classes_",
-    "estimator_",
-)
-
-
-@merger("forest_union")
-def _merge_forest_union(models: list[BaseEstimator], rows: list[int]) -> BaseEstimator:
-    """Pool all shards' trees into one forest.
-
-    A forest predicts the mean over its trees, so the pooled forest is the
-    tree-count-weighted mean of the shard forests; with equal n_estimators per shard
-    that is their plain average, so `rows` is not needed.
-    """
-    del rows
-    first: Any = models[0]
-    merged: Any = clone(first)
-    # Deep copies: the merged forest must not share mutable trees with the inputs.
-    merged.estimators_ = [copy.deepcopy(tree) for m in models for tree in m.estimators_]
-    merged.n_estimators = len(merged.estimators_)
-    for attr in _FOREST_SHARED_ATTRS:
-        if hasattr(first, attr):
-            setattr(merged, attr, copy.deepcopy(getattr(first, attr)))
-    return merged
+# Every family, with the shard fit its merge relies on.
+merger("forest_union", fit=forest.fit_forest)(forest.merge_union)
+merger("linear_average", fit=linear.fit_one_vs_rest)(linear.merge_average)
+merger("softmax_average", fit=linear.fit_softmax)(linear.merge_average)
+merger("normal_equations", fit=linear.fit_normal_equations)(linear.merge_normal_equations)
+merger("gaussian_nb", fit=naive_bayes.fit_gaussian)(naive_bayes.merge_gaussian)
+merger("multinomial_nb", fit=naive_bayes.fit_multinomial)(naive_bayes.merge_multinomial)
+merger("kmeans_centroids", fit=clustering.fit_kmeans)(clustering.merge_centroids)

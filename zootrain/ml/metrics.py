@@ -7,8 +7,10 @@ import warnings
 from typing import Any
 
 import numpy as np
+from sklearn.base import ClusterMixin
 from sklearn.metrics import (
     accuracy_score,
+    adjusted_rand_score,
     f1_score,
     log_loss,
     r2_score,
@@ -19,27 +21,42 @@ from zootrain.ml.datasets import Task
 
 
 def evaluate(
-    model: Any, X: np.ndarray, y: np.ndarray, *, task: Task, classes: np.ndarray | None
+    model: Any, X: np.ndarray, y: np.ndarray | None, *, task: Task, classes: np.ndarray | None
 ) -> dict[str, float]:
     """Classification: accuracy, f1_macro, log_loss (if the model has predict_proba).
     Regression: r2, rmse.
+    Clustering models (whatever the dataset's task): inertia of the rows around
+    the model's centres and, on a classification dataset, adjusted_rand of the
+    clusters against the labels. y may be None for them.
 
     Values are plain finite floats; a metric that is undefined on this test set
     (e.g. r2 on a single row) is left out rather than reported as NaN.
     """
     if len(X) == 0:
         raise ValueError("cannot evaluate on an empty test set")
-    if len(X) != len(y):
+    if y is not None and len(X) != len(y):
         raise ValueError(f"X has {len(X)} rows but y has {len(y)}")
     with warnings.catch_warnings():
         # Undefined-metric warnings are handled by dropping non-finite values below.
         warnings.simplefilter("ignore")
-        if task == "classification":
+        if isinstance(model, ClusterMixin):
+            scores = _clustering(model, X, y if task == "classification" else None)
+        elif y is None:
+            raise ValueError("y is needed to evaluate a classifier or regressor")
+        elif task == "classification":
             scores = _classification(model, X, y, classes)
         else:
             pred = model.predict(X)
             scores = {"r2": r2_score(y, pred), "rmse": root_mean_squared_error(y, pred)}
     return {name: float(v) for name, v in scores.items() if math.isfinite(float(v))}
+
+
+def _clustering(model: Any, X: np.ndarray, labels: np.ndarray | None) -> dict[str, Any]:
+    # score() is the negated sum of squared distances to the closest centre.
+    scores: dict[str, Any] = {"inertia": -model.score(X)}
+    if labels is not None:
+        scores["adjusted_rand"] = adjusted_rand_score(labels, model.predict(X))
+    return scores
 
 
 def _classification(

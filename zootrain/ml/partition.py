@@ -1,52 +1,136 @@
 """Which training rows each shard gets.
 
 Workers compute their own shard independently, so the assignment must be a pure
-function of (n_rows, shards, seed): no worker ever sees another worker's indices.
+function of (n_rows, shards, seed, and for "stratified" the labels): no worker ever
+sees another worker's indices.
 """
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Literal, get_args
 
 import numpy as np
 
-Strategy = Literal["random", "range"]
-STRATEGIES: tuple[Strategy, ...] = ("random", "range")
+from zootrain.ml.algorithms import ALGORITHMS, get_algorithm
+from zootrain.ml.datasets import Task
+
+Strategy = Literal["random", "stratified", "range", "replicate"]
+STRATEGIES: tuple[Strategy, ...] = get_args(Strategy)
 MAX_SEED = 2**32 - 1
 
 
 def shard_sizes(n_rows: int, shards: int) -> list[int]:
-    """Rows per shard: as equal as possible, the first n_rows % shards get one extra."""
+    """Rows per shard: as equal as possible, the first n_rows % shards get one extra.
+
+    This is the size of every shard under the disjoint strategies (all but "replicate").
+    """
     _check_counts(n_rows, shards)
     base, extra = divmod(n_rows, shards)
     return [base + 1 if i < extra else base for i in range(shards)]
 
 
-def shard_rows(n_rows: int, shards: int, index: int, strategy: Strategy, seed: int) -> np.ndarray:
+def shard_rows(
+    n_rows: int,
+    shards: int,
+    index: int,
+    strategy: Strategy,
+    seed: int,
+    *,
+    y: np.ndarray | None = None,
+) -> np.ndarray:
     """Sorted int64 row indices of shard `index`.
 
-    Over all indexes the shards are disjoint and cover range(n_rows) exactly.
     `range` gives contiguous blocks; `random` cuts a seeded permutation into blocks,
-    which matters when the rows are ordered (e.g. by class or by time).
+    which matters when the rows are ordered (e.g. by class or by time); `stratified`
+    (needs the labels `y`) deals every class out evenly, so each shard holds each class
+    in proportion (per class, shard counts differ by at most one). For these three
+    the shards are disjoint and cover range(n_rows) exactly, with shard_sizes() rows.
+    `replicate` gives every shard all rows, for ensembles whose shards differ by seed.
     """
+    if strategy not in STRATEGIES:
+        raise ValueError(f"unknown strategy {strategy!r}; expected one of {list(STRATEGIES)}")
+    if strategy == "replicate":
+        _check_index(index, shards)
+        if n_rows < 1:
+            raise ValueError(f"cannot replicate {n_rows} rows: every shard needs a row")
+        return np.arange(n_rows, dtype=np.int64)
+
     _check_counts(n_rows, shards)
+    _check_index(index, shards)
+    if strategy == "range":
+        sizes = shard_sizes(n_rows, shards)
+        start = sum(sizes[:index])
+        return np.arange(start, start + sizes[index], dtype=np.int64)
+
+    if not 0 <= seed <= MAX_SEED:
+        raise ValueError(f"seed must be in [0, {MAX_SEED}], got {seed}")
+    # The legacy RandomState stream is frozen by NumPy's compatibility policy
+    # (NEP 19), unlike Generator's; workers on different NumPy versions must
+    # still agree on the permutation.
+    perm = np.random.RandomState(seed).permutation(n_rows)
+    if strategy == "random":
+        sizes = shard_sizes(n_rows, shards)
+        start = sum(sizes[:index])
+        order = perm[start : start + sizes[index]]
+    else:
+        order = _stratified_order(perm, _labels(y, n_rows))[index::shards]
+    return np.sort(order).astype(np.int64, copy=False)
+
+
+def _stratified_order(perm: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Rows grouped by class (in sorted label order), shuffled within each class.
+
+    Dealing this order out round-robin (shard i takes positions i, i+S, ...) gives each
+    shard floor or ceil of n_c/S rows of every class c, and - because the dealing runs
+    on across class boundaries - total sizes equal to shard_sizes().
+    """
+    _, codes = np.unique(y, return_inverse=True)
+    # Stable, so rows of one class keep their seeded random order.
+    return perm[np.argsort(codes[perm], kind="stable")]
+
+
+def _labels(y: np.ndarray | None, n_rows: int) -> np.ndarray:
+    if y is None:
+        raise ValueError("strategy 'stratified' needs the class labels: pass y=")
+    labels = np.asarray(y)
+    if labels.ndim != 1 or len(labels) != n_rows:
+        raise ValueError(
+            f"y must be a 1-d array with one label per row ({n_rows}), got shape {labels.shape}"
+        )
+    return labels
+
+
+def check_partition(algorithm: str, strategy: Strategy, task: Task) -> None:
+    """Refuse a strategy that makes no sense for this algorithm and dataset task.
+
+    `stratified` balances labels, so it needs a classification dataset. `replicate`
+    trains every shard on all rows, which only adds anything for ensembles whose
+    shards grow different members from their own seeds (Algorithm.replicable); any
+    other merge would average S copies of nearly the same model or, for the exact
+    merges, count every row S times.
+    """
+    alg = get_algorithm(algorithm)
+    if strategy not in STRATEGIES:
+        raise ValueError(f"unknown partition {strategy!r}; expected one of {list(STRATEGIES)}")
+    if strategy == "stratified" and task != "classification":
+        raise ValueError(
+            f"partition 'stratified' balances class labels across shards, but the dataset "
+            f"is a {task} task; use 'random' or 'range'"
+        )
+    if strategy == "replicate" and not alg.replicable:
+        ensembles = sorted(a.name for a in ALGORITHMS.values() if a.replicable)
+        raise ValueError(
+            f"partition 'replicate' gives every shard all rows, which only helps ensembles "
+            f"whose shards grow different trees ({', '.join(ensembles)}); {alg.name} would "
+            "fit the same model on every shard: use 'random', 'stratified' or 'range'"
+        )
+
+
+def _check_index(index: int, shards: int) -> None:
+    if shards < 1:
+        raise ValueError(f"shards must be at least 1, got {shards}")
     if not 0 <= index < shards:
         raise ValueError(f"shard index must be in [0, {shards}), got {index}")
-    sizes = shard_sizes(n_rows, shards)
-    start = sum(sizes[:index])
-    stop = start + sizes[index]
-
-    if strategy == "range":
-        return np.arange(start, stop, dtype=np.int64)
-    if strategy == "random":
-        if not 0 <= seed <= MAX_SEED:
-            raise ValueError(f"seed must be in [0, {MAX_SEED}], got {seed}")
-        # The legacy RandomState stream is frozen by NumPy's compatibility policy
-        # (NEP 19), unlike Generator's; workers on different NumPy versions must
-        # still agree on the permutation.
-        perm = np.random.RandomState(seed).permutation(n_rows)
-        return np.sort(perm[start:stop]).astype(np.int64, copy=False)
-    raise ValueError(f"unknown strategy {strategy!r}; expected one of {list(STRATEGIES)}")
 
 
 def _check_counts(n_rows: int, shards: int) -> None:

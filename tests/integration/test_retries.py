@@ -1,0 +1,62 @@
+"""Retries: a shard whose training raises is retried, then fails its job; it blocks nobody."""
+
+from __future__ import annotations
+
+import pytest
+from fastapi.testclient import TestClient
+from kazoo.client import KazooClient
+
+from tests.integration.conftest import children, claim_lines, iris_spec, read_json
+from tests.support.stack import Stack, wait_for, wait_job
+
+pytestmark = pytest.mark.integration
+
+# Passes validation (monotonic_cst values are checked, not its length) but sklearn's fit()
+# refuses it: one constraint for 30 features.
+POISON = iris_spec(
+    model_name="poison",
+    dataset={"kind": "builtin", "name": "breast_cancer"},
+    params={"n_estimators": 3, "monotonic_cst": [1]},
+    shards=1,
+    max_attempts=2,
+    priority=9,
+)
+
+
+def test_failing_shard_is_retried_then_fails_job_without_blocking_the_queue(
+    api: TestClient, stack: Stack, kazoo: KazooClient, zk_root: str
+) -> None:
+    accepted = api.post("/v1/jobs", json=POISON)
+    assert accepted.status_code == 202, accepted.text
+    poison_id = accepted.json()["id"]
+    good = api.post("/v1/jobs", json=iris_spec(model_name="healthy", priority=5))
+    assert good.status_code == 202, good.text
+    good_id = good.json()["id"]
+
+    # One worker, so the good job can only run if the poison does not hold the worker.
+    worker = stack.start_worker()
+
+    poisoned = wait_job(api, poison_id)
+    assert poisoned["state"] == "failed", poisoned
+    error = poisoned["error"]
+    assert "shard 0" in error and "2 attempts" in error, error
+    assert "ValueError" in error and "monotonic_cst" in error, error
+    assert poisoned["model"] is None
+    (shard,) = poisoned["shards"]
+    assert shard["state"] == "failed"
+    assert shard["attempts"] == 2
+    assert "ValueError" in shard["error"] and "monotonic_cst" in shard["error"]
+    assert [line.rstrip()[-9:] for line in claim_lines(worker, poison_id, 0)] == [
+        "attempt 1",
+        "attempt 2",
+    ]
+
+    healthy = wait_job(api, good_id)
+    assert healthy["state"] == "succeeded", healthy
+    assert healthy["model"]["name"] == "healthy"
+
+    assert children(kazoo, f"{zk_root}/queue") == []
+    assert children(kazoo, f"{zk_root}/models") == ["healthy"]
+    assert read_json(kazoo, f"{zk_root}/jobs/{poison_id}")["state"] == "failed"
+    wait_for(lambda: children(kazoo, f"{zk_root}/locks") == [], 15, "the locks to go")
+    assert worker.alive()
