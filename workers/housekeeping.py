@@ -21,9 +21,11 @@ from datetime import timedelta
 from kazoo.exceptions import BadVersionError, NoNodeError, NotEmptyError
 
 from zootrain.election import Election
+from zootrain.errors import NotFound
 from zootrain.paths import sorted_queue
 from zootrain.queue import JobQueue
 from zootrain.records import IdempotencyRecord, JobRecord, JobState, ShardState, utcnow
+from zootrain.registry import Registry
 from zootrain.settings import Settings
 from zootrain.zk import TRANSIENT_ERRORS, TransactionFailed
 
@@ -36,6 +38,7 @@ class Housekeeper:
         self.zk = queue.zk
         self.paths = queue.paths
         self.settings = settings
+        self.registry = Registry(self.zk, self.paths)
         self.election = Election(self.zk, self.paths.election, identifier)
 
     async def run(self, stopping: asyncio.Event) -> None:
@@ -64,6 +67,7 @@ class Housekeeper:
             "queue_entries": await self.repair_queue(),
             "jobs": await self.expire_jobs(),
             "keys": await self.expire_keys(),
+            "versions": await self.trim_versions(),
         }
         if any(counts.values()):
             log.info("housekeeping removed %s", counts)
@@ -95,15 +99,41 @@ class Housekeeper:
         return await self.zk.exists(self.paths.merge_lock(job.id)) is None
 
     async def expire_jobs(self) -> int:
+        """Delete finished jobs past the retention, and the oldest beyond the count cap.
+
+        Ids start with their creation time, so only ids older than the cutoff can have finished
+        before it, and the count cap reads from the oldest: a sweep never reads every job.
+        """
         cutoff = utcnow() - timedelta(seconds=self.settings.job_retention)
+        cutoff_id = f"{int(cutoff.timestamp() * 1000):012x}"
+        ids = await self.queue.job_ids()
+        excess = len(ids) - self.settings.max_finished_jobs - self.settings.max_queue
         removed = 0
-        for job_id in await self.queue.job_ids():
+        for job_id in ids:
+            if job_id >= cutoff_id and removed >= excess:
+                break
             try:
                 job, stat = await self.queue.read_job(job_id)
             except Exception:
                 continue
-            if job.state.terminal and (job.finished_at or job.updated_at) < cutoff:
+            if not job.state.terminal:
+                continue
+            old = (job.finished_at or job.updated_at) < cutoff
+            if old or removed < excess:
                 removed += await self._delete_job(job, stat.version)
+        return removed
+
+    async def trim_versions(self) -> int:
+        removed = 0
+        for name in await self.zk.get_children(self.paths.models):
+            try:
+                versions = await self.registry.versions(name)
+            except NotFound:
+                continue
+            for number in versions[: max(0, len(versions) - self.settings.max_versions)]:
+                with contextlib.suppress(NoNodeError):
+                    await self.zk.delete(self.paths.version(name, number))
+                    removed += 1
         return removed
 
     async def _delete_job(self, job: JobRecord, version: int) -> int:
@@ -125,15 +155,17 @@ class Housekeeper:
     async def expire_keys(self) -> int:
         cutoff = utcnow() - timedelta(seconds=self.settings.idempotency_retention)
         removed = 0
-        for name in await self.zk.get_children(self.paths.idempotency):
-            path = self.paths.idempotency_key(name)
-            try:
-                data, stat = await self.zk.get(path)
-                if IdempotencyRecord.load(data).created_at < cutoff:
-                    await self.zk.delete(path, stat.version)
-                    removed += 1
-            except (NoNodeError, BadVersionError):
-                continue
+        for bucket in await self.zk.get_children(self.paths.idempotency):
+            bucket_path = f"{self.paths.idempotency}/{bucket}"
+            for name in await self.zk.get_children(bucket_path):
+                path = f"{bucket_path}/{name}"
+                try:
+                    data, stat = await self.zk.get(path)
+                    if IdempotencyRecord.load(data).created_at < cutoff:
+                        await self.zk.delete(path, stat.version)
+                        removed += 1
+                except (NoNodeError, BadVersionError):
+                    continue
         return removed
 
 

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 SHARD_WIDTH = 4  # shard nodes are zero-padded so that children sort in index order
 SEQUENCE_WIDTH = 10  # ZooKeeper's own width for sequential suffixes
+IDEMPOTENCY_BUCKETS = tuple(f"{b:02x}" for b in range(256))
 
 _QUEUE_ENTRY = re.compile(r"^(?P<prio>\d)-(?P<job>[0-9a-z]+)-(?P<seq>\d{10})$")
 _VERSION = re.compile(r"^v-(?P<seq>\d{10})$")
@@ -92,8 +93,13 @@ class Paths:
     def version(self, name: str, version: int) -> str:
         return f"{self.model(name)}/{version_node(version)}"
 
+    # Keys are spread over 256 buckets by their digest's first byte: a day of keyed submits must
+    # not grow one node's children towards ZooKeeper's 1 MB getChildren reply.
+    def idempotency_bucket(self, digest: str) -> str:
+        return f"{self.idempotency}/{digest[:2]}"
+
     def idempotency_key(self, digest: str) -> str:
-        return f"{self.idempotency}/{digest}"
+        return f"{self.idempotency_bucket(digest)}/{digest}"
 
 
 def queue_rank(priority: int) -> int:

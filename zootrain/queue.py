@@ -21,7 +21,7 @@ from kazoo.exceptions import BadVersionError, NodeExistsError, NoNodeError
 
 from zootrain import locks
 from zootrain.errors import Conflict, InvalidRequest, NotFound, QueueFull
-from zootrain.paths import Paths, parse_queue_entry, sorted_queue
+from zootrain.paths import IDEMPOTENCY_BUCKETS, Paths, parse_queue_entry, sorted_queue
 from zootrain.records import (
     IdempotencyRecord,
     JobRecord,
@@ -52,6 +52,11 @@ class JobQueue:
     async def ensure_layout(self) -> None:
         for path in self.paths.bases:
             await self.zk.ensure_path(path)
+        present = set(await self.zk.get_children(self.paths.idempotency))
+        for bucket in IDEMPOTENCY_BUCKETS:
+            if bucket not in present:
+                with contextlib.suppress(NodeExistsError):
+                    await self.zk.create(f"{self.paths.idempotency}/{bucket}")
 
     # -- submit ---------------------------------------------------------------------------------
 

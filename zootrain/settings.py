@@ -32,6 +32,12 @@ class Settings(BaseSettings):
     job_retention: float = Field(
         7 * 86_400.0, gt=0, description="seconds a finished job is kept before it is deleted"
     )
+    max_finished_jobs: int = Field(
+        10_000, ge=1, description="finished jobs kept at most; the oldest go first"
+    )
+    max_versions: int = Field(
+        1_000, ge=1, description="versions kept per model; the oldest records go first"
+    )
     housekeeping_interval: float = Field(
         30.0, gt=0, description="seconds between the elected housekeeper's sweeps"
     )
