@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 
 from fastapi import Request
 
+from app.events import EventHub
 from app.models_cache import ModelCache
 from zootrain.artifacts import ArtifactStore
 from zootrain.paths import Paths
@@ -24,9 +25,11 @@ class Services:
     registry: Registry
     store: ArtifactStore
     models: ModelCache = field(init=False)
+    events: EventHub = field(init=False)
 
     def __post_init__(self) -> None:
         self.models = ModelCache(self.store)
+        self.events = EventHub(self.zk, self.paths)
 
     @classmethod
     def build(cls, settings: Settings) -> Services:

@@ -32,7 +32,7 @@ fi
 wait_until "the job service on $API_URL" api_ready
 
 for n in 1 2; do
-  running "worker-$n" || start "worker-$n" "$BIN/python" -m workers
+  running "worker-$n" || ZOOTRAIN_METRICS_PORT=$((9100 + n)) start "worker-$n" "$BIN/python" -m workers
 done
 wait_until "two workers registered" workers_ready 2
 

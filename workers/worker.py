@@ -20,8 +20,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from kazoo.exceptions import BadVersionError, NodeExistsError, NoNodeError
+from prometheus_client import start_http_server
 
-from workers import processes, training
+from workers import metrics, processes, training
 from workers.housekeeping import Housekeeper
 from zootrain import locks
 from zootrain.artifacts import ArtifactStore
@@ -83,7 +84,10 @@ class Worker:
     # -- lifecycle ------------------------------------------------------------------------------
 
     async def run(self) -> None:
+        if self.settings.metrics_port is not None:
+            start_http_server(self.settings.metrics_port)
         await self.zk.start(self.settings.zk_connect_timeout)
+        metrics.CONNECTED.set(1)
         self.zk.add_state_listener(self._on_session)
         await self.queue.ensure_layout()
         await processes.warm_up()
@@ -144,6 +148,7 @@ class Worker:
             await asyncio.wait(pending)
 
     def _on_session(self, state: KazooState) -> None:
+        metrics.CONNECTED.set(1 if state == KazooState.CONNECTED else 0)
         if state == KazooState.LOST:
             # The session is gone and every lock with it: whatever we train now, another worker
             # may already be training. Kill it and keep nothing of it.
@@ -210,6 +215,7 @@ class Worker:
 
     def _start(self, claim: Claim) -> None:
         self.claims[claim.key] = claim
+        metrics.BUSY.set(len(self.claims))
         work = self._train(claim) if claim.index is not None else self._merge(claim)
         claim.task = asyncio.get_running_loop().create_task(work, name=claim.key)
         claim.task.add_done_callback(lambda _: self._finished(claim))
@@ -217,6 +223,7 @@ class Worker:
 
     def _finished(self, claim: Claim) -> None:
         self.claims.pop(claim.key, None)
+        metrics.BUSY.set(len(self.claims))
         asyncio.get_running_loop().create_task(self._update_record())
         self.wake()
 
@@ -302,6 +309,9 @@ class Worker:
             raise
         await self.queue.mark_running(job.id)
         log.info("claim %s/%d attempt %d", job.id, index, running.attempts)
+        if running.attempts == 1:
+            waited = (utcnow() - job.created_at).total_seconds()
+            metrics.CLAIM_LATENCY.observe(max(0.0, waited))
         return Claim(job=job, lock=lock, index=index, shard=running, stat=stat)
 
     async def _claim_merge(self, job: JobRecord) -> Claim | None:
@@ -377,6 +387,7 @@ class Worker:
             return
         except (processes.ChildFailed, processes.ChildDied) as exc:
             log.warning("shard %s failed: %s", claim.key, exc)
+            metrics.SHARDS.labels(algorithm=claim.job.spec.algorithm, outcome="failed").inc()
             await self._shard_failed(claim, str(exc))
             return
         except Exception as exc:
@@ -404,6 +415,10 @@ class Worker:
         finally:
             await self._unlock(claim)
         log.info("done %s in %.2fs", claim.key, result["train_seconds"])
+        metrics.SHARDS.labels(algorithm=claim.job.spec.algorithm, outcome="done").inc()
+        metrics.TRAIN_SECONDS.labels(algorithm=claim.job.spec.algorithm).observe(
+            result["train_seconds"]
+        )
         # The worker finishing the last shard merges at once rather than waiting for a wake.
         merge = await self._claim_merge_if_complete(claim.job)
         if merge is not None:
@@ -423,6 +438,7 @@ class Worker:
     async def _after_cancel(self, claim: Claim) -> None:
         """Leave the shard as the reason for cancelling it requires."""
         log.info("stopped %s (%s)", claim.key, claim.reason)
+        metrics.CANCELLED.labels(reason=claim.reason or "unknown").inc()
         if claim.reason == "handback" and claim.shard is not None and claim.stat is not None:
             # A graceful stop hands the shard back without consuming an attempt.
             back = claim.shard.model_copy(
@@ -458,6 +474,7 @@ class Worker:
                     }
                 )
                 await self.queue.write_shard(claim.job.id, retry, claim.stat.version)
+                metrics.RETRIES.inc()
                 log.info("shard %s retries in %.1fs", claim.key, delay)
         except (BadVersionError, NoNodeError):
             pass
@@ -486,6 +503,7 @@ class Worker:
                     also=lambda tx: tx.set_data(shard_path, failed.dump(), stat.version),
                 )
                 log.warning("job %s failed: %s", job.id, message)
+                metrics.FINISHED.labels(state="failed").inc()
                 return
             except BadVersionError:
                 continue
@@ -537,6 +555,7 @@ class Worker:
         try:
             result = await processes.run_in_child(training.merge_job, payload)
         except (processes.ChildFailed, processes.ChildDied) as exc:
+            metrics.MERGES.labels(outcome="failed").inc()
             await self._merge_failed(job, stat, str(exc))
             return
         version = _version_record(job, shards, result)
@@ -546,6 +565,8 @@ class Worker:
             log.warning("job %s changed while merging; nothing published", job.id)
             return
         assert published.model is not None
+        metrics.MERGES.labels(outcome="published").inc()
+        metrics.FINISHED.labels(state="succeeded").inc()
         log.info(
             "published %s v%d from job %s (merge %.2fs)",
             published.model.name,

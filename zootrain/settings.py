@@ -42,6 +42,10 @@ class Settings(BaseSettings):
         30.0, gt=0, description="seconds between the elected housekeeper's sweeps"
     )
 
+    metrics_port: int | None = Field(
+        None, ge=1, le=65535, description="a worker serves Prometheus metrics on this port"
+    )
+
     worker_id: str | None = Field(None, pattern=r"^[A-Za-z0-9._-]{1,64}$")
     worker_concurrency: int = Field(1, ge=1, le=64, description="shards a worker trains at once")
     worker_grace: float = Field(

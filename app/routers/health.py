@@ -5,8 +5,9 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Depends
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 
+from app import metrics
 from app.deps import Services, services
 from app.problems import problem, problem_responses
 from zootrain.views import Status
@@ -17,6 +18,17 @@ router = APIRouter(tags=["health"])
 @router.get("/healthz", response_model=Status)
 async def healthz() -> Status:
     return Status(status="ok")
+
+
+@router.get(
+    "/metrics",
+    response_class=Response,
+    responses={200: {"description": "Prometheus text format", "content": {"text/plain": {}}}},
+    summary="Prometheus metrics",
+)
+async def prometheus(svc: Annotated[Services, Depends(services)]) -> Response:
+    body, content_type = await metrics.render(svc.queue)
+    return Response(body, media_type=content_type)
 
 
 @router.get("/readyz", response_model=Status, responses=problem_responses(503))

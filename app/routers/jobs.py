@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterable
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Header, Path, Query, Response, status
+from fastapi.sse import EventSourceResponse, ServerSentEvent
 
+from app import events, metrics
 from app.deps import Services, services
 from app.problems import problem_responses
+from zootrain.errors import QueueFull
 from zootrain.records import JOB_ID_PATTERN, JobRecord, JobSpec, JobState
 from zootrain.views import JobList, JobView
 
@@ -39,12 +43,18 @@ async def submit_job(
         ),
     ] = None,
 ) -> JobView:
-    submitted = await svc.queue.submit(
-        spec,
-        idempotency_key=idempotency_key,
-        max_queue=svc.settings.max_queue,
-        idempotency_retention=svc.settings.idempotency_retention,
-    )
+    with metrics.SUBMIT_SECONDS.time():
+        try:
+            submitted = await svc.queue.submit(
+                spec,
+                idempotency_key=idempotency_key,
+                max_queue=svc.settings.max_queue,
+                idempotency_retention=svc.settings.idempotency_retention,
+            )
+        except QueueFull:
+            metrics.REJECTED.labels(reason="queue_full").inc()
+            raise
+    (metrics.SUBMITS if submitted.created else metrics.SUBMIT_REPLAYS).inc()
     response.headers["Location"] = f"/v1/jobs/{submitted.job.id}"
     if not submitted.created:
         response.status_code = status.HTTP_200_OK
@@ -89,7 +99,41 @@ async def get_job(job_id: JobId, svc: Annotated[Services, Depends(services)]) ->
 )
 async def cancel_job(job_id: JobId, svc: Annotated[Services, Depends(services)]) -> JobView:
     job = await svc.queue.cancel(job_id)
+    metrics.CANCELS.inc()
     return await _view(svc, job)
+
+
+async def existing_job(job_id: JobId, svc: Annotated[Services, Depends(services)]) -> JobRecord:
+    # A dependency, so that an unknown job is a 404 before any event stream starts.
+    job, _ = await svc.queue.read_job(job_id)
+    return job
+
+
+@router.get(
+    "/{job_id}/events",
+    response_class=EventSourceResponse,
+    responses=problem_responses(404, 422, 503),
+    summary="Stream the job's changes as Server-Sent Events",
+    description=(
+        "One event per change of the job record (`event: job`) or of one of its shards "
+        "(`event: shard`, with `job_id`); `data` is the record as JSON. Each event's `id` is "
+        "ZooKeeper's zxid of the change: reconnect with `Last-Event-ID` to resume without "
+        "missed or repeated events. The stream ends after the job's terminal event."
+    ),
+)
+async def job_events(
+    job: Annotated[JobRecord, Depends(existing_job)],
+    svc: Annotated[Services, Depends(services)],
+    last_event_id: Annotated[
+        str | None, Header(alias="Last-Event-ID", pattern=r"^\d{1,19}$")
+    ] = None,
+) -> AsyncIterable[ServerSentEvent]:
+    after = int(last_event_id) if last_event_id is not None else 0
+    async for event in events.stream(svc.events, job, after, ping=15.0):
+        if event is None:
+            yield ServerSentEvent(comment="keep-alive")
+        else:
+            yield ServerSentEvent(id=str(event.zxid), event=event.kind, data=event.data)
 
 
 async def _view(svc: Services, job: JobRecord) -> JobView:

@@ -11,6 +11,7 @@ from fastapi import APIRouter, Depends, Path
 from fastapi.responses import Response
 from starlette.concurrency import run_in_threadpool
 
+from app import metrics
 from app.deps import Services, services
 from app.problems import problem_responses
 from zootrain.errors import InvalidRequest, NotFound
@@ -112,6 +113,7 @@ async def predict(
     model = await svc.models.get(record.artifact, record.sha256)
     X = np.asarray(body.instances, dtype=np.float64)
     predictions = await run_in_threadpool(model.predict, X)
+    metrics.PREDICTIONS.labels(model=name).inc(len(X))
     return PredictResponse(model=name, version=record.version, predictions=_plain(predictions))
 
 

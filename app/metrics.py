@@ -1,0 +1,58 @@
+"""Prometheus metrics of the job service, served at /metrics."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+from prometheus_client import CONTENT_TYPE_LATEST, Counter, Gauge, Histogram, generate_latest
+
+from zootrain.paths import sorted_queue
+from zootrain.queue import JobQueue
+from zootrain.records import JobState
+
+SUBMITS = Counter("zootrain_jobs_submitted_total", "Jobs accepted by POST /v1/jobs")
+SUBMIT_REPLAYS = Counter(
+    "zootrain_submit_replays_total", "Submits answered from an earlier Idempotency-Key"
+)
+SUBMIT_SECONDS = Histogram(
+    "zootrain_submit_latency_seconds",
+    "Time to validate and record a job (the submit multi included)",
+    buckets=(0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
+)
+CANCELS = Counter("zootrain_jobs_cancelled_total", "Jobs cancelled through DELETE /v1/jobs/{id}")
+REJECTED = Counter("zootrain_submits_rejected_total", "Submits refused", ["reason"])
+QUEUE_DEPTH = Gauge("zootrain_queue_depth", "Unfinished jobs in the ZooKeeper queue")
+UNFINISHED = Gauge("zootrain_jobs", "Unfinished jobs by state", ["state"])
+CONNECTED = Gauge("zootrain_zookeeper_connected", "1 while the ZooKeeper session is connected")
+PREDICTIONS = Counter("zootrain_predictions_total", "Rows predicted", ["model"])
+
+_REFRESH_EVERY = 5.0  # seconds: a scrape reads the queue at most this often
+_last_refresh = 0.0
+_refresh_lock = asyncio.Lock()
+
+
+async def render(queue: JobQueue) -> tuple[bytes, str]:
+    await _refresh(queue)
+    return generate_latest(), CONTENT_TYPE_LATEST
+
+
+async def _refresh(queue: JobQueue) -> None:
+    global _last_refresh
+    CONNECTED.set(1 if queue.zk.connected else 0)
+    async with _refresh_lock:
+        if time.monotonic() - _last_refresh < _REFRESH_EVERY or not queue.zk.connected:
+            return
+        names = await queue.zk.get_children(queue.paths.queue)
+        entries = sorted_queue(names)
+        QUEUE_DEPTH.set(len(entries))
+        counts = dict.fromkeys((JobState.queued, JobState.running, JobState.merging), 0)
+        jobs = await asyncio.gather(
+            *(queue.read_job(e.job_id) for e in entries), return_exceptions=True
+        )
+        for result in jobs:
+            if isinstance(result, tuple) and result[0].state in counts:
+                counts[result[0].state] += 1
+        for state, count in counts.items():
+            UNFINISHED.labels(state=state.value).set(count)
+        _last_refresh = time.monotonic()

@@ -1,0 +1,25 @@
+"""Prometheus metrics of a worker, served on ZOOTRAIN_METRICS_PORT when it is set."""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram
+
+_SECONDS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800)
+
+SHARDS = Counter("zootrain_shards_total", "Shards trained, by outcome", ["algorithm", "outcome"])
+TRAIN_SECONDS = Histogram(
+    "zootrain_shard_training_seconds", "Time to fit one shard", ["algorithm"], buckets=_SECONDS
+)
+CLAIM_LATENCY = Histogram(
+    "zootrain_claim_latency_seconds",
+    "From a job's submit to one of its shards' claim (first attempts only)",
+    buckets=(0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300),
+)
+MERGES = Counter("zootrain_merges_total", "Merges, by outcome", ["outcome"])
+RETRIES = Counter("zootrain_shard_retries_total", "Shard attempts that failed and will retry")
+CANCELLED = Counter(
+    "zootrain_shards_stopped_total", "Running shards stopped before the end", ["reason"]
+)
+FINISHED = Counter("zootrain_jobs_finished_total", "Jobs this worker finished", ["state"])
+BUSY = Gauge("zootrain_worker_busy", "Shards and merges this worker is working on")
+CONNECTED = Gauge("zootrain_zookeeper_connected", "1 while the ZooKeeper session is connected")
