@@ -5,7 +5,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: up down demo test test-fast lint openapi bench install zookeeper clean
+.PHONY: up down demo test test-fast lint openapi bench install zookeeper test-packages clean
 
 up: install zookeeper            ## start ZooKeeper, the job service and two workers; run a demo job
 	@scripts/up.sh
@@ -17,7 +17,7 @@ down:                            ## stop what `make up` started
 demo:                            ## submit a demo job to a running stack
 	@scripts/demo.sh
 
-test: install zookeeper          ## the whole suite (starts its own ZooKeeper servers)
+test: install test-packages      ## the whole suite (starts its own ZooKeeper servers)
 	$(BIN)/pytest
 
 test-fast: install               ## unit tests only, no server
@@ -41,7 +41,10 @@ $(STAMP): pyproject.toml
 	@touch $(STAMP)
 
 zookeeper:
-	@scripts/ensure-zookeeper.sh
+	@scripts/ensure-packages.sh zookeeper
+
+test-packages:
+	@scripts/ensure-packages.sh zookeeper docker-compose
 
 clean: down
 	rm -rf var $(VENV)

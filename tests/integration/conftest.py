@@ -181,3 +181,11 @@ def pid_alive(pid: int) -> bool:
     except OSError:
         return False
     return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
+def wait_until_empty(kazoo: KazooClient, path: str, timeout: float = 15.0) -> None:
+    """Wait for ``path`` to have no children; the error names the ones that stayed."""
+    try:
+        wait_for(lambda: children(kazoo, path) == [], timeout, f"{path} to be empty")
+    except TimeoutError as exc:
+        raise TimeoutError(f"{exc}; still there: {children(kazoo, path)}") from None

@@ -204,7 +204,9 @@ def test_predict_with_wrong_feature_count(
 ) -> None:
     name = finished_iris["model"]["name"]
     version = finished_iris["model"]["version"]
-    good = shared_http.post(f"/v1/models/{name}/predict", json={"instances": [[5.1, 3.5, 1.4, 0.2]]})
+    good = shared_http.post(
+        f"/v1/models/{name}/predict", json={"instances": [[5.1, 3.5, 1.4, 0.2]]}
+    )
     assert good.status_code == 200, good.text
 
     wrong = shared_http.post(

@@ -16,6 +16,7 @@ from tests.integration.conftest import (
     read_json,
     shard_records,
     submit,
+    wait_until_empty,
 )
 from tests.support.stack import Stack, wait_for, wait_job
 
@@ -85,7 +86,7 @@ def test_cancel_running_job_kills_training(stack: Stack, kazoo: KazooClient, zk_
         assert cancelled.status_code == 200, cancelled.text
         assert cancelled.json()["state"] == "cancelled"
 
-        wait_for(lambda: children(kazoo, f"{zk_root}/locks") == [], 15, "the shard lock to go")
+        wait_until_empty(kazoo, f"{zk_root}/locks")
         wait_for(
             lambda: f"stopped {job_id}/{index} (cancelled)" in worker.output(),
             15,
@@ -128,7 +129,7 @@ def test_cancel_while_merging_publishes_nothing(
         assert cancelled.json()["state"] == "cancelled"
 
         wait_for(lambda: f"stopped {job_id}/merge" in worker.output(), 30, "the merge to stop")
-        wait_for(lambda: children(kazoo, f"{zk_root}/locks") == [], 15, "the merge lock to go")
+        wait_until_empty(kazoo, f"{zk_root}/locks")
         view = client.get(f"/v1/jobs/{job_id}").json()
         assert view["state"] == "cancelled" and view["model"] is None
         assert all(s["state"] == "done" for s in view["shards"])

@@ -16,7 +16,6 @@ from tests.integration.conftest import (
     children,
     claim_lines,
     iris_spec,
-    shard_records,
     submit,
 )
 from tests.support.stack import Stack, wait_for, wait_job
@@ -124,7 +123,9 @@ def test_forest_classifier_job_end_to_end(
     merged = modelfile.loads(artifact.content)
     assert len(merged.estimators_) == shards * trees_per_shard
     # The published metrics are the merged model's score on the held-out split.
-    local = evaluate(merged, split.X_test, split.y_test, task="classification", classes=split.classes)
+    local = evaluate(
+        merged, split.X_test, split.y_test, task="classification", classes=split.classes
+    )
     assert local["accuracy"] == pytest.approx(version["metrics"]["accuracy"])
 
     # Close to one forest with as many trees trained on all the training rows.

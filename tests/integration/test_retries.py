@@ -6,8 +6,14 @@ import pytest
 from fastapi.testclient import TestClient
 from kazoo.client import KazooClient
 
-from tests.integration.conftest import children, claim_lines, iris_spec, read_json
-from tests.support.stack import Stack, wait_for, wait_job
+from tests.integration.conftest import (
+    children,
+    claim_lines,
+    iris_spec,
+    read_json,
+    wait_until_empty,
+)
+from tests.support.stack import Stack, wait_job
 
 pytestmark = pytest.mark.integration
 
@@ -58,5 +64,5 @@ def test_failing_shard_is_retried_then_fails_job_without_blocking_the_queue(
     assert children(kazoo, f"{zk_root}/queue") == []
     assert children(kazoo, f"{zk_root}/models") == ["healthy"]
     assert read_json(kazoo, f"{zk_root}/jobs/{poison_id}")["state"] == "failed"
-    wait_for(lambda: children(kazoo, f"{zk_root}/locks") == [], 15, "the locks to go")
+    wait_until_empty(kazoo, f"{zk_root}/locks")
     assert worker.alive()

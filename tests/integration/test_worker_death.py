@@ -16,6 +16,7 @@ from tests.integration.conftest import (
     iris_spec,
     shard_records,
     submit,
+    wait_until_empty,
 )
 from tests.support.stack import Stack, wait_for, wait_job
 
@@ -81,7 +82,7 @@ def test_killed_worker_shard_is_reclaimed_and_job_succeeds(
         workers_listed = [w["id"] for w in client.get("/v1/workers").json()]
         assert workers_listed == [survivor_id]
         assert children(kazoo, f"{zk_root}/queue") == []
-        wait_for(lambda: children(kazoo, f"{zk_root}/locks") == [], 15, "the locks to go")
+        wait_until_empty(kazoo, f"{zk_root}/locks")
         assert survivor.alive()
 
 
@@ -134,7 +135,7 @@ def test_worker_killed_while_merging_is_replaced_and_publishes_once(
         assert [v["job_id"] for v in versions] == [job_id]
         assert view["model"] == {"name": "merge-survivor", "version": versions[0]["version"]}
         assert children(kazoo, f"{zk_root}/queue") == []
-        wait_for(lambda: children(kazoo, f"{zk_root}/locks") == [], 15, "the locks to go")
+        wait_until_empty(kazoo, f"{zk_root}/locks")
 
 
 def test_graceful_stop_hands_the_shard_back_without_using_an_attempt(

@@ -1,0 +1,42 @@
+"""The docker compose stack: a valid file that configures the services with settings that exist."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import yaml
+
+from zootrain.settings import Settings
+
+COMPOSE = Path(__file__).resolve().parents[2] / "docker" / "docker-compose.yml"
+
+
+def test_compose_file_is_valid() -> None:
+    validator = shutil.which("docker-compose")
+    assert validator, "docker-compose (Debian package) is needed: `make test` installs it"
+    result = subprocess.run(
+        [validator, "-f", str(COMPOSE), "config", "-q"], capture_output=True, text=True
+    )
+    assert result.returncode == 0, result.stderr
+
+
+def test_compose_names_only_real_settings() -> None:
+    names = set(re.findall(r"\bZOOTRAIN_[A-Z_]+\b", COMPOSE.read_text()))
+    known = {f"ZOOTRAIN_{field.upper()}" for field in Settings.model_fields}
+    assert names, "the compose file configures nothing"
+    assert names <= known, f"unknown settings in the compose file: {sorted(names - known)}"
+
+
+def test_compose_topology() -> None:
+    services = yaml.safe_load(COMPOSE.read_text())["services"]
+    zookeepers = [s for s in services if s.startswith("zk")]
+    assert len(zookeepers) == 3
+    hosts = services["api"]["environment"]["ZOOTRAIN_ZK_HOSTS"].split(",")
+    assert sorted(h.split(":")[0] for h in hosts) == sorted(zookeepers)
+    assert services["worker"]["command"] == ["python", "-m", "workers"]
+    assert "container_name" not in services["worker"], "workers must scale with --scale"
+    for name in ("api", "worker"):
+        assert "healthcheck" in services[name] and services[name]["restart"]
