@@ -44,7 +44,7 @@ zookeeper:
 	@scripts/ensure-packages.sh zookeeper
 
 test-packages:
-	@scripts/ensure-packages.sh zookeeper docker-compose
+	@scripts/ensure-packages.sh zookeeper docker-compose chromium
 
 clean: down
 	rm -rf var $(VENV)

@@ -2,6 +2,7 @@
 # Install the Debian packages named on the command line that this machine lacks:
 #   zookeeper       the server (and the Java it runs on) for `make up` and the tests
 #   docker-compose  the compose file validator used by the tests (no engine needed)
+#   chromium        the browser the dashboard test drives (Playwright, never a downloaded one)
 set -euo pipefail
 as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
 
@@ -10,6 +11,7 @@ for package in "$@"; do
   case $package in
     zookeeper) [ -f /usr/share/java/zookeeper.jar ] && command -v java >/dev/null || missing+=(zookeeper) ;;
     docker-compose) command -v docker-compose >/dev/null || missing+=(docker-compose) ;;
+    chromium) command -v chromium >/dev/null || missing+=(chromium) ;;
     *) dpkg -s "$package" >/dev/null 2>&1 || missing+=("$package") ;;
   esac
 done
