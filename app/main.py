@@ -12,7 +12,7 @@ from fastapi import FastAPI
 from app import problems
 from app.deps import Services
 from app.limits import BodySizeLimit
-from app.routers import health, jobs, models, workers
+from app.routers import datasets, health, jobs, models, ui, workers
 from zootrain import __version__
 from zootrain.settings import Settings, get_settings
 from zootrain.zk import TRANSIENT_ERRORS
@@ -55,9 +55,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     problems.install(app)
-    for router in (jobs.router, models.router, workers.router, health.router):
+    for router in (jobs.router, datasets.router, models.router, workers.router, health.router):
         app.include_router(router)
-    app.add_middleware(BodySizeLimit, max_bytes=settings.max_request_bytes)
+    app.include_router(ui.router)
+    app.mount("/ui", ui.static, name="ui")
+    app.add_middleware(
+        BodySizeLimit, max_bytes=settings.max_request_bytes, exempt=(datasets.UPLOAD_PATH,)
+    )
     _add_problem_schema(app)
     return app
 

@@ -12,27 +12,46 @@ from typing import Any
 from zootrain.artifacts import ArtifactStore
 from zootrain.ml import modelfile
 from zootrain.ml.algorithms import ALGORITHMS
-from zootrain.ml.datasets import Split, dataset_task, load_dataset, split_dataset
+from zootrain.ml.datasets import (
+    Split,
+    Task,
+    UploadedDataset,
+    dataset_task,
+    load_dataset,
+    split_dataset,
+)
 from zootrain.ml.merge import merge_models
 from zootrain.ml.metrics import evaluate
 from zootrain.ml.partition import shard_rows
+from zootrain.ml.tabular import DatasetSource, load_uploaded
 from zootrain.ml.training import fit_shard, shard_seed
 from zootrain.records import JobSpec
 
 
-def _split(spec: JobSpec) -> Split:
-    X, y = load_dataset(spec.dataset)
-    return split_dataset(
-        X, y, task=dataset_task(spec.dataset), test_size=spec.test_size, seed=spec.random_state
-    )
+def _split(spec: JobSpec, payload: dict[str, Any], store: ArtifactStore) -> tuple[Split, Task]:
+    """The job's dataset, cut into training and held-out rows, and its task.
+
+    An uploaded dataset comes from the source resolved at submit (in the job record): its file
+    is read only once its bytes match the recorded sha256, and only the planned columns.
+    """
+    if isinstance(spec.dataset, UploadedDataset):
+        if payload.get("dataset_source") is None:
+            raise ValueError(f"job on uploaded dataset {spec.dataset.id} has no resolved source")
+        source = DatasetSource.model_validate(payload["dataset_source"])
+        X, y = load_uploaded(source, store.get(source.artifact, source.sha256))
+        task = source.task
+    else:
+        X, y = load_dataset(spec.dataset)
+        task = dataset_task(spec.dataset)
+    split = split_dataset(X, y, task=task, test_size=spec.test_size, seed=spec.random_state)
+    return split, task
 
 
 def train_shard(payload: dict[str, Any]) -> dict[str, Any]:
     spec = JobSpec.model_validate(payload["spec"])
     index: int = payload["index"]
     store = ArtifactStore(payload["artifacts"])
-    task = dataset_task(spec.dataset)
-    split = _split(spec)
+    split, task = _split(spec, payload, store)
     rows = shard_rows(
         len(split.X_train), spec.shards, index, spec.partition, spec.random_state, y=split.y_train
     )
@@ -63,8 +82,7 @@ def merge_job(payload: dict[str, Any]) -> dict[str, Any]:
     shards: list[dict[str, Any]] = payload["shards"]
     models = [modelfile.loads(store.get(s["artifact"], s["sha256"])) for s in shards]
     merged = merge_models(spec.algorithm, models, [s["rows"] for s in shards])
-    split = _split(spec)
-    task = dataset_task(spec.dataset)
+    split, task = _split(spec, payload, store)
     metrics = evaluate(merged, split.X_test, split.y_test, task=task, classes=split.classes)
     data = modelfile.dumps(merged)
     uri, digest = store.put(data)

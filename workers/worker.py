@@ -379,6 +379,7 @@ class Worker:
             "spec": claim.job.spec.model_dump(mode="json"),
             "index": claim.index,
             "artifacts": str(self.store.root),
+            "dataset_source": _source(claim.job),
         }
         try:
             result = await processes.run_in_child(training.train_shard, payload)
@@ -547,6 +548,7 @@ class Worker:
         payload = {
             "spec": job.spec.model_dump(mode="json"),
             "artifacts": str(self.store.root),
+            "dataset_source": _source(job),
             "shards": [
                 {"artifact": s.artifact, "sha256": s.sha256, "rows": s.rows} for s in shards
             ],
@@ -579,6 +581,11 @@ class Worker:
         log.warning("merge of %s failed: %s", job.id, error)
         with contextlib.suppress(BadVersionError):
             await self.queue.finish_job(job, stat, JobState.failed, error=f"merge failed: {error}")
+
+
+def _source(job: JobRecord) -> dict[str, Any] | None:
+    source = job.dataset_source
+    return None if source is None else source.model_dump(mode="json")
 
 
 def _version_record(

@@ -46,6 +46,10 @@ class Paths:
         return f"{self.root}/election"
 
     @property
+    def datasets(self) -> str:
+        return f"{self.root}/datasets"
+
+    @property
     def bases(self) -> tuple[str, ...]:
         """The nodes that must exist before anything else is written."""
         return (
@@ -56,6 +60,7 @@ class Paths:
             self.models,
             self.idempotency,
             self.election,
+            self.datasets,
         )
 
     def job(self, job_id: str) -> str:
@@ -80,6 +85,9 @@ class Paths:
 
     def merge_lock(self, job_id: str) -> str:
         return f"{self.locks}/{job_id}.merge"
+
+    def dataset(self, dataset_id: str) -> str:
+        return f"{self.datasets}/{dataset_id}"
 
     def worker(self, worker_id: str) -> str:
         return f"{self.workers}/{worker_id}"

@@ -21,6 +21,7 @@ from kazoo.exceptions import BadVersionError, NodeExistsError, NoNodeError
 
 from zootrain import locks
 from zootrain.errors import Conflict, InvalidRequest, NotFound, QueueFull
+from zootrain.ml.tabular import DatasetSource
 from zootrain.paths import IDEMPOTENCY_BUCKETS, Paths, parse_queue_entry, sorted_queue
 from zootrain.records import (
     IdempotencyRecord,
@@ -65,6 +66,7 @@ class JobQueue:
         spec: JobSpec,
         *,
         idempotency_key: str | None = None,
+        dataset_source: DatasetSource | None = None,
         max_queue: int = 10_000,
         idempotency_retention: float = 86_400.0,
     ) -> Submitted:
@@ -85,7 +87,13 @@ class JobQueue:
             )
 
         now = utcnow()
-        job = JobRecord(id=new_job_id(), spec=spec, created_at=now, updated_at=now)
+        job = JobRecord(
+            id=new_job_id(),
+            spec=spec,
+            dataset_source=dataset_source,
+            created_at=now,
+            updated_at=now,
+        )
         tx = self.zk.transaction()
         tx.create(self.paths.job(job.id), job.dump())
         tx.create(self.paths.shards(job.id))

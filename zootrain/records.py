@@ -19,8 +19,9 @@ from pydantic import (
 )
 
 from zootrain.ml.algorithms import ALGORITHMS, ParamError, check_task, validate_params
-from zootrain.ml.datasets import DatasetSpec, dataset_shape, dataset_task
+from zootrain.ml.datasets import DatasetSpec, UploadedDataset, dataset_shape, dataset_task
 from zootrain.ml.partition import Strategy, check_partition
+from zootrain.ml.tabular import DatasetSource
 
 MODEL_NAME_PATTERN = r"^[a-z0-9][a-z0-9._-]{0,62}$"
 JOB_ID_PATTERN = r"^[0-9a-f]{20}$"
@@ -135,6 +136,10 @@ class JobSpec(BaseModel):
 
     @model_validator(mode="after")
     def _consistent(self) -> JobSpec:
+        if isinstance(self.dataset, UploadedDataset):
+            # Task, columns and rows are in the dataset's record: checked against it at submit
+            # (zootrain.datasets), before anything is written.
+            return self
         check_task(self.algorithm, dataset_task(self.dataset))
         check_partition(self.algorithm, self.partition, dataset_task(self.dataset))
         rows, _ = dataset_shape(self.dataset)
@@ -172,6 +177,19 @@ class JobRecord(Record):
     finished_at: datetime | None = None
     error: str | None = None
     model: ModelRef | None = None
+    dataset_source: DatasetSource | None = Field(
+        None,
+        frozen=True,
+        description="An uploaded dataset as resolved at submit: artifact, sha256, rows, task "
+        "and encoding plan (plan.encoded_features is what predict's instances hold). Set when "
+        "the job is created and never changed.",
+    )
+
+    @model_validator(mode="after")
+    def _uploaded_is_resolved(self) -> JobRecord:
+        if isinstance(self.spec.dataset, UploadedDataset) and self.dataset_source is None:
+            raise ValueError("a job on an uploaded dataset needs its resolved dataset_source")
+        return self
 
 
 class ShardRecord(Record):

@@ -25,6 +25,14 @@ class Settings(BaseSettings):
     max_shards: int = Field(256, ge=1, le=4096)
     max_request_bytes: int = Field(1_000_000, ge=1024, description="largest accepted JSON body")
     max_predict_instances: int = Field(10_000, ge=1)
+    max_upload_bytes: int = Field(
+        200_000_000, ge=1, description="largest dataset file accepted by POST /v1/datasets"
+    )
+    max_dataset_rows: int = Field(5_000_000, ge=1, description="rows of an uploaded dataset")
+    max_dataset_columns: int = Field(
+        1_000, ge=1, le=10_000, description="columns of an uploaded dataset"
+    )
+    max_datasets: int = Field(10_000, ge=1, description="uploaded datasets kept at once")
     idempotency_retention: float = Field(
         86_400.0, gt=0, description="seconds an Idempotency-Key is remembered"
     )

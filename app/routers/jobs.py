@@ -11,6 +11,7 @@ from fastapi.sse import EventSourceResponse, ServerSentEvent
 from app import events, metrics
 from app.deps import Services, services
 from app.problems import problem_responses
+from zootrain.datasets import DatasetCatalog
 from zootrain.errors import QueueFull
 from zootrain.records import JOB_ID_PATTERN, JobRecord, JobSpec, JobState
 from zootrain.views import JobList, JobView
@@ -44,10 +45,14 @@ async def submit_job(
     ] = None,
 ) -> JobView:
     with metrics.SUBMIT_SECONDS.time():
+        # An uploaded dataset is checked against its record (422 naming the field); its
+        # resolved source goes into the job record, in submit's one multi.
+        source = await DatasetCatalog(svc.zk, svc.paths, svc.store).resolve(spec)
         try:
             submitted = await svc.queue.submit(
                 spec,
                 idempotency_key=idempotency_key,
+                dataset_source=source,
                 max_queue=svc.settings.max_queue,
                 idempotency_retention=svc.settings.idempotency_retention,
             )

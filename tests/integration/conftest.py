@@ -16,9 +16,11 @@ import pytest
 from fastapi.testclient import TestClient
 from kazoo.client import KazooClient
 
+import zootrain.paths
 from app.main import create_app
 from tests.support.stack import Process, Stack, wait_for
 from tests.support.zkserver import ZooKeeperCluster
+from zootrain.paths import Paths
 from zootrain.settings import Settings
 
 PROBLEM = "application/problem+json"
@@ -35,21 +37,35 @@ def settings_from_env(env: dict[str, str], **overrides: Any) -> Settings:
     return Settings(**values)
 
 
+def layout_ready(kazoo: KazooClient, root: str) -> bool:
+    """Whether the service finished creating its base znodes (app.main._prepare)."""
+    paths = Paths(root)
+    if not all(kazoo.exists(p) for p in paths.bases):
+        return False
+    buckets = getattr(zootrain.paths, "IDEMPOTENCY_BUCKETS", ())
+    return len(kazoo.get_children(paths.idempotency)) >= len(buckets)
+
+
+def wait_layout(kazoo: KazooClient, root: str) -> None:
+    # /readyz only says "connected": the base znodes are created after it turns 200.
+    wait_for(lambda: layout_ready(kazoo, root), 30, "the base znodes")
+
+
 @contextlib.contextmanager
 def api_client(settings: Settings, kazoo: KazooClient) -> Iterator[TestClient]:
     """The real job service, in-process, against the real ZooKeeper."""
     with TestClient(create_app(settings), raise_server_exceptions=False) as client:
         wait_for(lambda: client.get("/readyz").status_code == 200, 30, "/readyz")
-        # /readyz says "connected"; the base znodes are created just after (app.main._prepare).
-        wait_for(
-            lambda: all(kazoo.exists(f"{settings.zk_root}/{n}") for n in BASES),
-            30,
-            "the base znodes",
-        )
+        wait_layout(kazoo, settings.zk_root)
         yield client
 
 
-BASES = ("queue", "jobs", "locks", "workers", "models", "idempotency", "election")
+def start_api(stack: Stack, kazoo: KazooClient) -> str:
+    """Stack.start_api, then wait for the layout; returns the base URL."""
+    stack.start_api()
+    wait_layout(kazoo, stack.settings["ZOOTRAIN_ZK_ROOT"])
+    assert stack.api_url is not None
+    return stack.api_url
 
 
 @pytest.fixture
@@ -131,6 +147,22 @@ def assert_problem(response: Any, status: int | tuple[int, ...], *needles: str) 
 
 def children(kazoo: KazooClient, path: str) -> list[str]:
     return sorted(kazoo.get_children(path)) if kazoo.exists(path) else []
+
+
+_DIGEST = re.compile(r"^[0-9a-f]{64}$")
+
+
+def idempotency_keys(kazoo: KazooClient, root: str) -> dict[str, str]:
+    """Every Idempotency-Key node under /idempotency (flat or in buckets): digest -> path."""
+    found: dict[str, str] = {}
+    base = f"{root}/idempotency"
+    for name in children(kazoo, base):
+        if _DIGEST.match(name):
+            found[name] = f"{base}/{name}"
+            continue
+        for key in children(kazoo, f"{base}/{name}"):
+            found[key] = f"{base}/{name}/{key}"
+    return found
 
 
 def read_json(kazoo: KazooClient, path: str) -> dict[str, Any]:

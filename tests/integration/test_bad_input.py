@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import uuid
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any
 
 import httpx
@@ -15,21 +17,52 @@ from tests.integration.conftest import (
     api_client,
     assert_problem,
     children,
+    idempotency_keys,
     iris_spec,
     settings_from_env,
     submit,
 )
 from tests.support.stack import wait_job
+from tests.support.zkserver import ZooKeeperCluster
+from zootrain.settings import Settings
 
 pytestmark = pytest.mark.integration
 
 MAX_BYTES = 4096
 
 
-@pytest.fixture
-def small_api(settings_env: dict[str, str], kazoo: KazooClient) -> Iterator[TestClient]:
-    with api_client(settings_from_env(settings_env, max_request_bytes=MAX_BYTES), kazoo) as client:
-        yield client
+@dataclass
+class Service:
+    client: TestClient
+    kazoo: KazooClient
+    root: str
+
+    def assert_nothing_written(self) -> None:
+        _assert_nothing_written(self.kazoo, self.root)
+
+
+@pytest.fixture(scope="module")
+def small(
+    zookeeper: ZooKeeperCluster, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Service]:
+    """One in-process job service (body limit MAX_BYTES) on its own root for every bad request
+    below: they all must leave that root empty, so sharing it makes the check cumulative."""
+    root = f"/test-bad-{uuid.uuid4().hex[:12]}"
+    env = {
+        "ZOOTRAIN_ZK_HOSTS": zookeeper.hosts,
+        "ZOOTRAIN_ZK_ROOT": root,
+        "ZOOTRAIN_ARTIFACTS": str(tmp_path_factory.mktemp("bad-input") / "artifacts"),
+        "ZOOTRAIN_ZK_SESSION_TIMEOUT": "4",
+    }
+    kazoo = KazooClient(hosts=zookeeper.hosts)
+    kazoo.start(30)
+    try:
+        settings = settings_from_env(env, max_request_bytes=MAX_BYTES)
+        with api_client(settings, kazoo) as client:
+            yield Service(client, kazoo, root)
+    finally:
+        kazoo.stop()
+        kazoo.close()
 
 
 def _with(**changes: Any) -> dict[str, Any]:
@@ -48,12 +81,20 @@ BAD_BODIES: list[tuple[str, Any, int, tuple[str, ...]]] = [
     ("model-name-not-string", _with(model_name=12), 422, ("model_name",)),
     ("dataset-not-object", _with(dataset="iris"), 422, ("dataset",)),
     ("body-not-object", [1, 2, 3], 422, ()),
-    ("missing-field", {k: v for k, v in iris_spec().items() if k != "algorithm"}, 422,
-     ("algorithm",)),
+    (
+        "missing-field",
+        {k: v for k, v in iris_spec().items() if k != "algorithm"},
+        422,
+        ("algorithm",),
+    ),
     ("unknown-top-level-field", {**iris_spec(), "colour": "blue"}, 422, ("colour",)),
     ("unknown-algorithm", _with(algorithm="deep_forest"), 422, ("algorithm", "deep_forest")),
-    ("unknown-dataset", _with(dataset={"kind": "builtin", "name": "mnist"}), 422,
-     ("dataset", "name")),
+    (
+        "unknown-dataset",
+        _with(dataset={"kind": "builtin", "name": "mnist"}),
+        422,
+        ("dataset", "name"),
+    ),
     ("unknown-dataset-kind", _with(dataset={"kind": "csv", "url": "x"}), 422, ("dataset",)),
     ("unknown-param", _params(n_estimatorz=10), 422, ("params", "n_estimatorz")),
     ("controlled-param", _params(n_jobs=4), 422, ("params", "n_jobs")),
@@ -64,66 +105,81 @@ BAD_BODIES: list[tuple[str, Any, int, tuple[str, ...]]] = [
     ("shards-zero", _with(shards=0), 422, ("shards",)),
     ("shards-257", _with(shards=257), 422, ("shards",)),
     ("shards-more-than-rows", _with(shards=200), 422, ("shards", "200")),
-    ("classifier-on-regression", _with(dataset={"kind": "builtin", "name": "diabetes"}), 422,
-     ("random_forest_classifier", "regression")),
-    ("regressor-on-classification", _with(algorithm="random_forest_regressor"), 422,
-     ("random_forest_regressor", "classification")),
+    (
+        "classifier-on-regression",
+        _with(dataset={"kind": "builtin", "name": "diabetes"}),
+        422,
+        ("random_forest_classifier", "regression"),
+    ),
+    (
+        "regressor-on-classification",
+        _with(algorithm="random_forest_regressor"),
+        422,
+        ("random_forest_regressor", "classification"),
+    ),
     ("model-name-bad-chars", _with(model_name="Bad Name/../x"), 422, ("model_name",)),
     ("model-name-too-long", _with(model_name="a" * 64), 422, ("model_name",)),
     ("test-size-1", _with(test_size=1.0), 422, ("test_size",)),
     ("priority-10", _with(priority=10), 422, ("priority",)),
     ("max-attempts-0", _with(max_attempts=0), 422, ("max_attempts",)),
-    ("synthetic-too-many-values",
-     _with(dataset={"kind": "synthetic", "task": "classification", "n_samples": 2_000_000,
-                    "n_features": 500}), 422, ("n_samples",)),
+    (
+        "synthetic-too-many-values",
+        _with(
+            dataset={
+                "kind": "synthetic",
+                "task": "classification",
+                "n_samples": 2_000_000,
+                "n_features": 500,
+            }
+        ),
+        422,
+        ("n_samples",),
+    ),
 ]
 
 
 def _assert_nothing_written(kazoo: KazooClient, root: str) -> None:
-    for name in ("jobs", "queue", "idempotency", "locks", "models"):
+    for name in ("jobs", "queue", "locks", "models"):
         assert children(kazoo, f"{root}/{name}") == [], name
+    assert idempotency_keys(kazoo, root) == {}
 
 
-@pytest.mark.parametrize("body,status,needles", [b[1:] for b in BAD_BODIES],
-                         ids=[b[0] for b in BAD_BODIES])
+@pytest.mark.parametrize(
+    "body,status,needles", [b[1:] for b in BAD_BODIES], ids=[b[0] for b in BAD_BODIES]
+)
 def test_bad_spec_is_a_problem_naming_the_field(
-    small_api: TestClient,
-    kazoo: KazooClient,
-    zk_root: str,
-    body: Any,
-    status: int,
-    needles: tuple[str, ...],
+    small: Service, body: Any, status: int, needles: tuple[str, ...]
 ) -> None:
     # With and without an Idempotency-Key: neither a job nor a key may be written.
     for headers in ({}, {"Idempotency-Key": "bad-input"}):
-        response = small_api.post("/v1/jobs", json=body, headers=headers)
+        response = small.client.post("/v1/jobs", json=body, headers=headers)
         problem = assert_problem(response, status, *needles)
         if status == 422:
             assert problem.get("errors"), problem
-    _assert_nothing_written(kazoo, zk_root)
+    small.assert_nothing_written()
 
 
-def test_malformed_and_oversized_bodies(
-    small_api: TestClient, kazoo: KazooClient, zk_root: str
-) -> None:
+def test_malformed_and_oversized_bodies(small: Service) -> None:
     json_headers = {"content-type": "application/json"}
-    malformed = small_api.post("/v1/jobs", content=b'{"model_name": "x", ', headers=json_headers)
+    malformed = small.client.post("/v1/jobs", content=b'{"model_name": "x", ', headers=json_headers)
     assert_problem(malformed, 400, "JSON")
 
-    not_json = small_api.post("/v1/jobs", content=b"model_name=x", headers=json_headers)
+    not_json = small.client.post("/v1/jobs", content=b"model_name=x", headers=json_headers)
     assert_problem(not_json, 400, "JSON")
 
     spec = iris_spec()
     spec["padding"] = "x" * (MAX_BYTES + 100)  # over the limit whatever the field
-    big = json.dumps(spec).encode()
-    oversized = small_api.post("/v1/jobs", content=big, headers=json_headers)
+    oversized = small.client.post(
+        "/v1/jobs", content=json.dumps(spec).encode(), headers=json_headers
+    )
     assert_problem(oversized, 413, str(MAX_BYTES))
+    small.assert_nothing_written()
 
-    _assert_nothing_written(kazoo, zk_root)
 
-    # A body just under the limit is still accepted.
-    ok = small_api.post("/v1/jobs", json=iris_spec())
-    assert ok.status_code == 202, ok.text
+def test_all_bad_requests_left_nothing_behind(small: Service) -> None:
+    # Runs after the tests above (file order): the shared root is still empty.
+    small.assert_nothing_written()
+    assert small.client.get("/v1/jobs").json() == {"items": [], "next_cursor": None}
 
 
 @pytest.mark.xfail(
@@ -133,21 +189,20 @@ def test_malformed_and_oversized_bodies(
     strict=True,
 )
 def test_oversized_chunked_body_without_content_length_is_413(
-    small_api: TestClient, kazoo: KazooClient, zk_root: str
+    api: TestClient, api_settings: Settings, kazoo: KazooClient, zk_root: str
 ) -> None:
+    limit = api_settings.max_request_bytes
     spec = iris_spec()
-    spec["padding"] = "x" * (MAX_BYTES + 100)
+    spec["padding"] = "x" * (limit + 100)
     big = json.dumps(spec).encode()
 
     def chunks() -> Iterator[bytes]:  # no Content-Length: Transfer-Encoding: chunked
-        for start in range(0, len(big), 1024):
-            yield big[start : start + 1024]
+        for start in range(0, len(big), 64 * 1024):
+            yield big[start : start + 64 * 1024]
 
-    streamed = small_api.post(
-        "/v1/jobs", content=chunks(), headers={"content-type": "application/json"}
-    )
+    streamed = api.post("/v1/jobs", content=chunks(), headers={"content-type": "application/json"})
     _assert_nothing_written(kazoo, zk_root)
-    assert_problem(streamed, 413, str(MAX_BYTES))
+    assert_problem(streamed, 413, str(limit))
 
 
 @pytest.mark.xfail(
@@ -158,10 +213,10 @@ def test_oversized_chunked_body_without_content_length_is_413(
     strict=True,
 )
 def test_shards_over_training_rows_counts_rows_like_the_split(
-    small_api: TestClient, kazoo: KazooClient, zk_root: str
+    api: TestClient, kazoo: KazooClient, zk_root: str
 ) -> None:
     # 150 rows, test_size 0.201: the split holds out ceil(30.15) = 31 rows, leaving 119.
-    response = small_api.post("/v1/jobs", json=iris_spec(shards=120, test_size=0.201))
+    response = api.post("/v1/jobs", json=iris_spec(shards=120, test_size=0.201))
     assert_problem(response, 422, "shards", "119")
     _assert_nothing_written(kazoo, zk_root)
 
@@ -214,8 +269,9 @@ def test_predict_with_wrong_feature_count(
     )
     assert_problem(wrong, 422, "instances[1]", "3", "4")
 
-    assert_problem(shared_http.post(f"/v1/models/{name}/predict", json={"instances": []}), 422,
-                   "instances")
+    assert_problem(
+        shared_http.post(f"/v1/models/{name}/predict", json={"instances": []}), 422, "instances"
+    )
     assert_problem(
         shared_http.post(f"/v1/models/{name}/predict", json={"instances": [["a", 1, 2, 3]]}),
         422,
@@ -230,8 +286,9 @@ def test_predict_with_wrong_feature_count(
         name,
     )
     assert_problem(
-        shared_http.post(f"/v1/models/{name}/predict",
-                         json={"instances": [[5.1, 3.5, 1.4, 0.2]], "extra": 1}),
+        shared_http.post(
+            f"/v1/models/{name}/predict", json={"instances": [[5.1, 3.5, 1.4, 0.2]], "extra": 1}
+        ),
         422,
         "extra",
     )

@@ -15,6 +15,7 @@ from tests.integration.conftest import (
     pid_alive,
     read_json,
     shard_records,
+    start_api,
     submit,
     wait_until_empty,
 )
@@ -32,7 +33,7 @@ SLOW_SPEC = iris_spec(
 
 
 def test_cancel_queued_job(stack: Stack, kazoo: KazooClient, zk_root: str) -> None:
-    stack.start_api()
+    start_api(stack, kazoo)
     with httpx.Client(base_url=stack.api_url, timeout=30) as client:
         job = submit(client, iris_spec(model_name="never-trained"))
         job_id = job["id"]
@@ -64,7 +65,7 @@ def test_cancel_queued_job(stack: Stack, kazoo: KazooClient, zk_root: str) -> No
 
 
 def test_cancel_running_job_kills_training(stack: Stack, kazoo: KazooClient, zk_root: str) -> None:
-    stack.start_api()
+    start_api(stack, kazoo)
     worker = stack.start_worker()
     idle_children = descendants(worker.popen.pid)
     with httpx.Client(base_url=stack.api_url, timeout=30) as client:
@@ -113,7 +114,7 @@ def test_cancel_running_job_kills_training(stack: Stack, kazoo: KazooClient, zk_
 def test_cancel_while_merging_publishes_nothing(
     stack: Stack, kazoo: KazooClient, zk_root: str
 ) -> None:
-    stack.start_api()
+    start_api(stack, kazoo)
     worker = stack.start_worker()
     # Many small trees: quick shards, a merge (load, pool, save) of several seconds.
     spec = iris_spec(model_name="never-published", params={"n_estimators": 700, "max_depth": 3})

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
+import posixpath
 import re
 import threading
 import time
@@ -16,6 +18,7 @@ from tests.integration.conftest import (
     api_client,
     assert_problem,
     children,
+    idempotency_keys,
     iris_spec,
     read_json,
     settings_from_env,
@@ -23,6 +26,13 @@ from tests.integration.conftest import (
 )
 
 pytestmark = pytest.mark.integration
+
+
+def _parents(kazoo: KazooClient, root: str, key_path: str) -> dict[str, int]:
+    """pzxid of the nodes a submit adds children to: it moves whenever a child comes or goes."""
+    paths = [f"{root}/jobs", f"{root}/queue", posixpath.dirname(key_path)]
+    return {p: kazoo.exists(p).pzxid for p in paths}
+
 
 SEQ_ENTRY = re.compile(r"^(?P<rank>\d)-(?P<job>[0-9a-f]{20})-(?P<seq>\d{10})$")
 
@@ -85,7 +95,7 @@ def test_submit_creates_job_shards_and_queue_entry_in_one_multi(
     assert len(czxids) == 1, czxids
 
     # No key, no idempotency record; nothing locked.
-    assert children(kazoo, f"{zk_root}/idempotency") == []
+    assert idempotency_keys(kazoo, zk_root) == {}
     assert children(kazoo, f"{zk_root}/locks") == []
 
     # The API reads back what it wrote.
@@ -98,10 +108,11 @@ def test_idempotency_record_is_part_of_the_same_multi(
     api: TestClient, kazoo: KazooClient, zk_root: str
 ) -> None:
     job = submit(api, iris_spec(), **{"Idempotency-Key": "same-multi"})
-    keys = children(kazoo, f"{zk_root}/idempotency")
-    assert len(keys) == 1
-    key_stat = kazoo.exists(f"{zk_root}/idempotency/{keys[0]}")
-    record = read_json(kazoo, f"{zk_root}/idempotency/{keys[0]}")
+    keys = idempotency_keys(kazoo, zk_root)
+    assert list(keys) == [hashlib.sha256(b"same-multi").hexdigest()]
+    (key_path,) = keys.values()
+    key_stat = kazoo.exists(key_path)
+    record = read_json(kazoo, key_path)
     assert record["job_id"] == job["id"]
     job_stat = kazoo.exists(f"{zk_root}/jobs/{job['id']}")
     (entry,) = children(kazoo, f"{zk_root}/queue")
@@ -136,7 +147,8 @@ def test_idempotency_key_replays_same_job(
     first = api.post("/v1/jobs", json=spec, headers=headers)
     assert first.status_code == 202, first.text
     job_id = first.json()["id"]
-    before = {n: kazoo.exists(f"{zk_root}/{n}") for n in ("jobs", "queue", "idempotency")}
+    (key_path,) = idempotency_keys(kazoo, zk_root).values()
+    before = _parents(kazoo, zk_root, key_path)
 
     again = api.post("/v1/jobs", json=spec, headers=headers)
     assert again.status_code == 200, again.text
@@ -145,10 +157,9 @@ def test_idempotency_key_replays_same_job(
 
     assert children(kazoo, f"{zk_root}/jobs") == [job_id]
     assert len(children(kazoo, f"{zk_root}/queue")) == 1
-    assert len(children(kazoo, f"{zk_root}/idempotency")) == 1
-    after = {n: kazoo.exists(f"{zk_root}/{n}") for n in ("jobs", "queue", "idempotency")}
-    for name in before:  # pzxid: no child was created or deleted under these nodes
-        assert after[name].pzxid == before[name].pzxid, name
+    assert list(idempotency_keys(kazoo, zk_root).values()) == [key_path]
+    # pzxid: no child was created or deleted under these nodes
+    assert _parents(kazoo, zk_root, key_path) == before
 
     # A body that means the same (same JSON, other key order) replays too.
     reordered = json.loads(json.dumps(dict(reversed(list(spec.items())))))
@@ -162,9 +173,9 @@ def test_idempotency_key_with_other_body_is_refused_and_writes_nothing(
 ) -> None:
     headers = {"Idempotency-Key": "key-1"}
     job = submit(api, iris_spec(), **headers)
-    (key,) = children(kazoo, f"{zk_root}/idempotency")
-    key_stat = kazoo.exists(f"{zk_root}/idempotency/{key}")
-    before = {n: kazoo.exists(f"{zk_root}/{n}") for n in ("jobs", "queue", "idempotency")}
+    (key_path,) = idempotency_keys(kazoo, zk_root).values()
+    key_stat = kazoo.exists(key_path)
+    before = _parents(kazoo, zk_root, key_path)
 
     other = api.post("/v1/jobs", json=iris_spec(shards=3), headers=headers)
     body = assert_problem(other, 422, "Idempotency-Key")
@@ -172,11 +183,9 @@ def test_idempotency_key_with_other_body_is_refused_and_writes_nothing(
 
     assert children(kazoo, f"{zk_root}/jobs") == [job["id"]]
     assert len(children(kazoo, f"{zk_root}/queue")) == 1
-    assert children(kazoo, f"{zk_root}/idempotency") == [key]
-    assert kazoo.exists(f"{zk_root}/idempotency/{key}").mzxid == key_stat.mzxid
-    after = {n: kazoo.exists(f"{zk_root}/{n}") for n in ("jobs", "queue", "idempotency")}
-    for name in before:
-        assert after[name].pzxid == before[name].pzxid, name
+    assert list(idempotency_keys(kazoo, zk_root).values()) == [key_path]
+    assert kazoo.exists(key_path).mzxid == key_stat.mzxid
+    assert _parents(kazoo, zk_root, key_path) == before
 
     # Another key is another job.
     fresh = submit(api, iris_spec(shards=3), **{"Idempotency-Key": "key-2"})
@@ -202,7 +211,7 @@ def test_concurrent_submits_with_one_key_make_one_job(
     assert len({job_id for _, job_id in results}) == 1, results
     assert children(kazoo, f"{zk_root}/jobs") == [results[0][1]]
     assert len(children(kazoo, f"{zk_root}/queue")) == 1
-    assert len(children(kazoo, f"{zk_root}/idempotency")) == 1
+    assert len(idempotency_keys(kazoo, zk_root)) == 1
 
 
 def test_expired_idempotency_key_starts_a_new_job(
@@ -216,8 +225,8 @@ def test_expired_idempotency_key_starts_a_new_job(
         second = api.post("/v1/jobs", json=iris_spec(shards=3), headers=headers)
         assert second.status_code == 202, second.text
         assert second.json()["id"] != first["id"]
-        (key,) = children(kazoo, f"{zk_root}/idempotency")
-        assert read_json(kazoo, f"{zk_root}/idempotency/{key}")["job_id"] == second.json()["id"]
+        (key_path,) = idempotency_keys(kazoo, zk_root).values()
+        assert read_json(kazoo, key_path)["job_id"] == second.json()["id"]
         assert len(children(kazoo, f"{zk_root}/jobs")) == 2
 
 
@@ -232,7 +241,7 @@ def test_full_queue_is_429_and_writes_nothing(
         assert_problem(full, 429, "2")
         assert int(full.headers["retry-after"]) >= 1
         assert {n: kazoo.exists(f"{zk_root}/{n}").pzxid for n in ("jobs", "queue")} == before
-        assert children(kazoo, f"{zk_root}/idempotency") == []
+        assert idempotency_keys(kazoo, zk_root) == {}
         # Cancelling frees a place.
         victim = children(kazoo, f"{zk_root}/jobs")[0]
         assert api.delete(f"/v1/jobs/{victim}").status_code == 200

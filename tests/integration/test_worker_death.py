@@ -15,6 +15,7 @@ from tests.integration.conftest import (
     descendants,
     iris_spec,
     shard_records,
+    start_api,
     submit,
     wait_until_empty,
 )
@@ -34,7 +35,7 @@ SPEC = iris_spec(
 def test_killed_worker_shard_is_reclaimed_and_job_succeeds(
     stack: Stack, kazoo: KazooClient, zk_root: str
 ) -> None:
-    stack.start_api()
+    start_api(stack, kazoo)
     workers = {
         "alpha": stack.start_worker("worker", ZOOTRAIN_WORKER_ID="alpha"),
         "beta": stack.start_worker("worker", ZOOTRAIN_WORKER_ID="beta"),
@@ -97,7 +98,7 @@ MERGE_HEAVY = iris_spec(
 def test_worker_killed_while_merging_is_replaced_and_publishes_once(
     stack: Stack, kazoo: KazooClient, zk_root: str
 ) -> None:
-    stack.start_api()
+    start_api(stack, kazoo)
     workers = {
         "alpha": stack.start_worker("worker", ZOOTRAIN_WORKER_ID="alpha"),
         "beta": stack.start_worker("worker", ZOOTRAIN_WORKER_ID="beta"),
@@ -141,7 +142,7 @@ def test_worker_killed_while_merging_is_replaced_and_publishes_once(
 def test_graceful_stop_hands_the_shard_back_without_using_an_attempt(
     stack: Stack, kazoo: KazooClient, zk_root: str
 ) -> None:
-    stack.start_api()
+    start_api(stack, kazoo)
     quitter = stack.start_worker("quitter", ZOOTRAIN_WORKER_ID="quitter", ZOOTRAIN_WORKER_GRACE="0")
     spec = {
         **SPEC,
@@ -179,7 +180,7 @@ def test_paused_worker_loses_its_shard_and_its_result_is_discarded(
     stack: Stack, kazoo: KazooClient, zk_root: str
 ) -> None:
     """A worker frozen past its session timeout (GC pause, partition) must not publish."""
-    stack.start_api()
+    start_api(stack, kazoo)
     sleeper = stack.start_worker("worker", ZOOTRAIN_WORKER_ID="sleeper")
     idle = descendants(sleeper.popen.pid)
     spec = {**SPEC, "model_name": "fenced", "shards": 1}
@@ -214,7 +215,9 @@ def test_paused_worker_loses_its_shard_and_its_result_is_discarded(
         assert view["shards"][0]["worker"] == "awake"
         assert view["shards"][0]["attempts"] == 2
         assert f"done {job_id}/0" not in sleeper.output()
-        assert f"from job {job_id}" in awake.output()
+        # Either worker may merge (the resumed one has a fresh session by then), once.
+        published = f"from job {job_id}"
+        assert sleeper.output().count(published) + awake.output().count(published) == 1
         versions = client.get("/v1/models/fenced/versions").json()
         assert [v["job_id"] for v in versions] == [job_id]
         # The resumed worker registers again with a new session and keeps serving.
@@ -253,9 +256,7 @@ def test_housekeeping_after_session_expiry_does_not_spin(
         "the worker to register again",
     )
     # Alone, it leads again: once before the pause and once after its new session.
-    wait_for(
-        lambda: len(children(kazoo, f"{zk_root}/election")) == 1, 30, "a single candidate"
-    )
+    wait_for(lambda: len(children(kazoo, f"{zk_root}/election")) == 1, 30, "a single candidate")
     wait_for(
         lambda: worker.output().count("leading housekeeping") >= 2, 30, "the worker to lead again"
     )

@@ -28,6 +28,9 @@ MAX_SYNTHETIC_FEATURES = 500
 # rows x features (100M float64 values = 800 MB), not on either dimension alone.
 MAX_SYNTHETIC_VALUES = 100_000_000
 MAX_SYNTHETIC_CLASSES = 50
+DATASET_ID_PATTERN = r"^[0-9a-f]{20}$"
+MAX_COLUMN_NAME_CHARS = 256
+MAX_FEATURE_COLUMNS = 10_000
 MAX_CLUSTER_STD = 1e6
 MAX_SEED = 2**32 - 1
 DEFAULT_INFORMATIVE = 10
@@ -124,6 +127,50 @@ class SyntheticDataset(BaseModel):
         return self
 
 
+class UploadedDataset(BaseModel):
+    """A dataset uploaded with POST /v1/datasets: one column is the target, the rest features.
+
+    Its task, size and columns are known only from its record in ZooKeeper, so a job on it is
+    checked against that record at submit (zootrain.datasets), which also fixes how every
+    column is encoded; workers load it from that resolved source, not from this spec alone.
+    """
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    kind: Literal["uploaded"]
+    id: str = Field(
+        pattern=DATASET_ID_PATTERN,
+        description="Dataset id, as returned by POST /v1/datasets.",
+        examples=["0192f3a4b5c6d7e8f9a0"],
+    )
+    target: str = Field(
+        min_length=1,
+        max_length=MAX_COLUMN_NAME_CHARS,
+        description="The column to predict; every other column is a feature by default.",
+    )
+    features: list[Annotated[str, Field(min_length=1, max_length=MAX_COLUMN_NAME_CHARS)]] | None = (
+        Field(
+            default=None,
+            min_length=1,
+            max_length=MAX_FEATURE_COLUMNS,
+            description="The feature columns, in this order (default: all but the target, in file "
+            "order). Leave out columns that cannot be encoded or have missing values.",
+        )
+    )
+
+    @model_validator(mode="after")
+    def _check_columns(self) -> Self:
+        if self.features is not None:
+            seen: set[str] = set()
+            for name in self.features:
+                if name in seen:
+                    raise ValueError(f"features: column {name!r} is listed twice")
+                seen.add(name)
+            if self.target in seen:
+                raise ValueError(f"features: the target {self.target!r} cannot be a feature")
+        return self
+
+
 _SYNTHETIC_TASKS: dict[SyntheticTask, Task] = {
     "classification": "classification",
     "regression": "regression",
@@ -133,7 +180,7 @@ _SYNTHETIC_TASKS: dict[SyntheticTask, Task] = {
 
 # To add a dataset kind: define its model, add it to this union, and handle it in
 # the `match` statements below (mypy's assert_never flags any that are missed).
-AnyDataset = BuiltinDataset | SyntheticDataset
+AnyDataset = BuiltinDataset | SyntheticDataset | UploadedDataset
 DatasetSpec = Annotated[AnyDataset, Field(discriminator="kind")]
 DATASET_ADAPTER: TypeAdapter[AnyDataset] = TypeAdapter(DatasetSpec)
 
@@ -143,12 +190,23 @@ def parse_dataset(data: Any) -> AnyDataset:
     return DATASET_ADAPTER.validate_python(data)
 
 
+def _needs_record(spec: UploadedDataset) -> ValueError:
+    return ValueError(
+        f"uploaded dataset {spec.id}: its task, shape and data come from its record "
+        "(zootrain.datasets resolves them at submit; workers load it with "
+        "zootrain.ml.tabular.load_uploaded)"
+    )
+
+
 def dataset_task(spec: AnyDataset) -> Task:
+    """The task of a builtin or synthetic dataset; an uploaded one's depends on its record."""
     match spec:
         case BuiltinDataset():
             return _BUILTINS[spec.name].task
         case SyntheticDataset():
             return _SYNTHETIC_TASKS[spec.task]
+        case UploadedDataset():
+            raise _needs_record(spec)
         case _:
             assert_never(spec)
 
@@ -160,6 +218,8 @@ def dataset_shape(spec: AnyDataset) -> tuple[int, int]:
             return _BUILTINS[spec.name].shape
         case SyntheticDataset():
             return spec.n_samples, spec.n_features
+        case UploadedDataset():
+            raise _needs_record(spec)
         case _:
             assert_never(spec)
 
@@ -171,6 +231,8 @@ def load_dataset(spec: AnyDataset) -> tuple[np.ndarray, np.ndarray]:
             X, y = _BUILTINS[spec.name].loader(return_X_y=True)
         case SyntheticDataset():
             X, y = _make_synthetic(spec)
+        case UploadedDataset():
+            raise _needs_record(spec)
         case _:
             assert_never(spec)
     return np.ascontiguousarray(X, dtype=np.float64), np.ascontiguousarray(y)

@@ -1,0 +1,323 @@
+"""/v1/datasets: upload CSV or Parquet files, list, inspect and delete them.
+
+An upload is streamed: the multipart body is parsed as it arrives and the file part goes straight
+into a temporary file in the artifact store (hashed on the way), so neither the whole body nor the
+whole file is ever held in memory, and a file over ZOOTRAIN_MAX_UPLOAD_BYTES is refused as soon as
+it crosses the limit. The file is then read once (pandas) to check and describe it; only a file
+that passes is kept and recorded.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Depends, Path, Query, Request, Response, status
+from python_multipart import MultipartParser
+from python_multipart.exceptions import FormParserError
+from python_multipart.multipart import parse_options_header
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import ClientDisconnect
+
+from app.deps import Services, services
+from app.problems import problem_responses
+from zootrain.datasets import (
+    MAX_NAME_CHARS,
+    BlobWriter,
+    ContentTooLarge,
+    DatasetCatalog,
+    DatasetList,
+    DatasetRecord,
+    DatasetSummary,
+    MalformedUpload,
+    UnsupportedContent,
+    default_name,
+)
+from zootrain.errors import InvalidRequest
+from zootrain.ml.datasets import DATASET_ID_PATTERN
+from zootrain.ml.tabular import TableError, describe, sniff
+
+UPLOAD_PATH = "/v1/datasets"
+MULTIPART_SLACK = 64 * 1024
+"""Room for the multipart framing and the `name` field around the file, in a declared length."""
+
+router = APIRouter(prefix=UPLOAD_PATH, tags=["datasets"])
+
+DatasetId = Annotated[
+    str, Path(pattern=DATASET_ID_PATTERN, description="Dataset id, as returned by the upload")
+]
+
+_UPLOAD_BODY: dict[str, Any] = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "multipart/form-data": {
+                "schema": {
+                    "type": "object",
+                    "required": ["file"],
+                    "properties": {
+                        "file": {
+                            "type": "string",
+                            "format": "binary",
+                            "description": "A CSV (UTF-8, comma-separated, header row) or "
+                            "Parquet file",
+                        },
+                        "name": {
+                            "type": "string",
+                            "maxLength": MAX_NAME_CHARS,
+                            "description": "A name to show; default: the file's name",
+                        },
+                    },
+                }
+            }
+        },
+    }
+}
+
+
+def _catalog(svc: Services) -> DatasetCatalog:
+    return DatasetCatalog(svc.zk, svc.paths, svc.store)
+
+
+@router.post(
+    "",
+    status_code=status.HTTP_201_CREATED,
+    response_model=DatasetRecord,
+    responses=problem_responses(400, 409, 413, 415, 422, 503),
+    summary="Upload a dataset (CSV or Parquet)",
+    description=(
+        "Multipart form: `file` (CSV or Parquet) and optionally `name`. The file is checked "
+        "and described (rows; every column's type, missing values, distinct values and, for "
+        "text columns with few values, the values one-hot encoding will use). 201 with the "
+        "dataset and `Location`; a job then names it as "
+        '`{"kind": "uploaded", "id": …, "target": "<column>"}`.'
+    ),
+    openapi_extra=_UPLOAD_BODY,
+)
+async def upload_dataset(
+    request: Request, response: Response, svc: Annotated[Services, Depends(services)]
+) -> DatasetRecord:
+    settings = svc.settings
+    limit = settings.max_upload_bytes
+    boundary = _boundary(request.headers.get("content-type", ""))
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit + MULTIPART_SLACK:
+        raise ContentTooLarge(_too_large(limit))
+    catalog = _catalog(svc)
+    await catalog.check_capacity(settings.max_datasets)
+    blob = await run_in_threadpool(BlobWriter, svc.store)
+    try:
+        form = await _receive(request, boundary, blob, limit)
+        await run_in_threadpool(blob.close)
+        if not form.has_file:
+            raise InvalidRequest("file: missing; send the data as a multipart part named `file`")
+        if blob.size == 0:
+            raise InvalidRequest("file: the file is empty")
+        try:
+            fmt = sniff(blob.head, form.filename, form.content_type)
+            table = await run_in_threadpool(
+                lambda: describe(
+                    blob.path,
+                    fmt,
+                    max_rows=settings.max_dataset_rows,
+                    max_columns=settings.max_dataset_columns,
+                )
+            )
+        except TableError as exc:
+            error = UnsupportedContent if exc.unsupported else InvalidRequest
+            raise error(f"file: {exc}") from None
+        record = await catalog.add(
+            blob, name=form.name or default_name(form.filename), fmt=fmt, table=table
+        )
+    finally:
+        await run_in_threadpool(blob.discard)
+    response.headers["Location"] = f"{UPLOAD_PATH}/{record.id}"
+    return record
+
+
+@router.get(
+    "",
+    response_model=DatasetList,
+    responses=problem_responses(422, 503),
+    summary="List datasets, newest first",
+)
+async def list_datasets(
+    svc: Annotated[Services, Depends(services)],
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+    cursor: Annotated[
+        str | None,
+        Query(pattern=DATASET_ID_PATTERN, description="next_cursor of the previous page"),
+    ] = None,
+) -> DatasetList:
+    records, next_cursor = await _catalog(svc).list_page(limit=limit, cursor=cursor)
+    return DatasetList(items=[DatasetSummary.of(r) for r in records], next_cursor=next_cursor)
+
+
+@router.get(
+    "/{dataset_id}",
+    response_model=DatasetRecord,
+    responses=problem_responses(404, 422, 503),
+    summary="A dataset with its columns",
+)
+async def get_dataset(
+    dataset_id: DatasetId, svc: Annotated[Services, Depends(services)]
+) -> DatasetRecord:
+    record, _ = await _catalog(svc).read(dataset_id)
+    return record
+
+
+@router.delete(
+    "/{dataset_id}",
+    status_code=status.HTTP_204_NO_CONTENT,
+    response_class=Response,
+    responses=problem_responses(404, 409, 422, 503),
+    summary="Delete a dataset that no unfinished job uses",
+    description=(
+        "409 while a job that has not finished uses the dataset. The file is deleted from the "
+        "artifact store too, unless another dataset has the same content."
+    ),
+)
+async def delete_dataset(
+    dataset_id: DatasetId, svc: Annotated[Services, Depends(services)]
+) -> Response:
+    await _catalog(svc).delete(dataset_id)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+# -- the multipart stream ----------------------------------------------------------------------
+
+
+def _too_large(limit: int) -> str:
+    return f"the file exceeds the upload limit of {limit} bytes (ZOOTRAIN_MAX_UPLOAD_BYTES)"
+
+
+def _boundary(content_type: str) -> bytes:
+    kind, options = parse_options_header(content_type)
+    if kind != b"multipart/form-data":
+        shown = kind.decode("latin-1") or "none"
+        raise UnsupportedContent(
+            f"Content-Type is {shown}; upload with multipart/form-data (a `file` part and "
+            "optionally `name`)"
+        )
+    boundary = options.get(b"boundary")
+    if not boundary:
+        raise MalformedUpload("multipart/form-data without a boundary parameter")
+    return boundary
+
+
+@dataclass
+class _Form:
+    name: str | None = None
+    filename: str | None = None
+    content_type: str | None = None
+    has_file: bool = False
+
+
+@dataclass
+class _Receiver:
+    """python-multipart callbacks: file bytes are queued for the writer, counted against the
+    limit as they arrive; the small `name` field is kept."""
+
+    limit: int
+    form: _Form = field(default_factory=_Form)
+    pending: list[bytes] = field(default_factory=list)
+    received: int = 0
+    ended: bool = False
+    _part: Literal["file", "name"] | None = None
+    _text: bytearray = field(default_factory=bytearray)
+    _header_name: bytes = b""
+    _header_value: bytes = b""
+    _headers: dict[bytes, bytes] = field(default_factory=dict)
+
+    def callbacks(self) -> dict[str, Any]:
+        return {
+            "on_part_begin": self.on_part_begin,
+            "on_part_data": self.on_part_data,
+            "on_part_end": self.on_part_end,
+            "on_header_field": self.on_header_field,
+            "on_header_value": self.on_header_value,
+            "on_header_end": self.on_header_end,
+            "on_headers_finished": self.on_headers_finished,
+            "on_end": self.on_end,
+        }
+
+    def on_part_begin(self) -> None:
+        self._part = None
+        self._headers = {}
+        self._text = bytearray()
+
+    def on_header_field(self, data: bytes, start: int, end: int) -> None:
+        self._header_name += data[start:end]
+
+    def on_header_value(self, data: bytes, start: int, end: int) -> None:
+        self._header_value += data[start:end]
+
+    def on_header_end(self) -> None:
+        self._headers[self._header_name.strip().lower()] = self._header_value.strip()
+        self._header_name = self._header_value = b""
+
+    def on_headers_finished(self) -> None:
+        _, options = parse_options_header(self._headers.get(b"content-disposition", b""))
+        name = options.get(b"name", b"").decode("utf-8", "replace")
+        if name == "file":
+            if self.form.has_file:
+                raise InvalidRequest("file: send a single file per upload")
+            self.form.has_file = True
+            self._part = "file"
+            filename = options.get(b"filename")
+            self.form.filename = filename.decode("utf-8", "replace") if filename else None
+            content_type = self._headers.get(b"content-type", b"").decode("latin-1")
+            self.form.content_type = content_type or None
+        elif name == "name":
+            if self.form.name is not None:
+                raise InvalidRequest("name: given twice")
+            self._part = "name"
+        else:
+            raise InvalidRequest(
+                f"unexpected form field {name[:50]!r}: send `file` (the data) and optionally `name`"
+            )
+
+    def on_part_data(self, data: bytes, start: int, end: int) -> None:
+        if self._part == "file":
+            self.received += end - start
+            if self.received > self.limit:
+                raise ContentTooLarge(_too_large(self.limit))
+            self.pending.append(bytes(data[start:end]))
+        else:
+            self._text += data[start:end]
+            if len(self._text) > 4 * MAX_NAME_CHARS:
+                raise InvalidRequest(f"name: longer than {MAX_NAME_CHARS} characters")
+
+    def on_part_end(self) -> None:
+        if self._part != "name":
+            return
+        try:
+            text = self._text.decode("utf-8").strip()
+        except UnicodeDecodeError:
+            raise InvalidRequest("name: not UTF-8 text") from None
+        if len(text) > MAX_NAME_CHARS:
+            raise InvalidRequest(f"name: longer than {MAX_NAME_CHARS} characters")
+        self.form.name = text or None
+
+    def on_end(self) -> None:
+        self.ended = True
+
+
+async def _receive(request: Request, boundary: bytes, blob: BlobWriter, limit: int) -> _Form:
+    receiver = _Receiver(limit)
+    parser = MultipartParser(boundary, receiver.callbacks())  # type: ignore[arg-type]
+    try:
+        async for chunk in request.stream():
+            parser.write(chunk)
+            if receiver.pending:
+                data = b"".join(receiver.pending)
+                receiver.pending.clear()
+                await run_in_threadpool(blob.write, data)
+        parser.finalize()
+    except FormParserError as exc:
+        raise MalformedUpload(f"malformed multipart body: {exc}") from None
+    except ClientDisconnect:
+        raise MalformedUpload("the client went away before the upload ended") from None
+    if not receiver.ended:
+        raise MalformedUpload("the multipart body ended before its closing boundary")
+    return receiver.form

@@ -1,0 +1,725 @@
+"""Chaos run: a 3-node ZooKeeper ensemble, the job service and 3 workers, jobs streaming in, and
+while they run: workers SIGKILLed and replaced every few seconds, the job service SIGKILLed and
+replaced, one ZooKeeper node killed and restarted. Then everything is checked straight against
+ZooKeeper with a fresh client:
+
+- every accepted job is terminal, and succeeded unless the client's cancel was accepted;
+- one job per Idempotency-Key, and no job nobody submitted;
+- each succeeded job published exactly one model version (the one its record names), a
+  cancelled job none, and no version exists without its succeeded job; versions are dense;
+- no two live workers trained the same shard at the same time (claim intervals from the worker
+  logs; a SIGKILLed worker's intervals end at its kill time, recorded here);
+- once the workers are stopped (and the killed ones' sessions expired): no lock, queue entry,
+  worker or election znode left behind.
+
+The jobs, cancels and chaos schedule come from ``--seed``; what the processes do with them is
+up to the machine's timing. Prints one summary line; exits 1 if any check failed.
+
+    python -m bench.chaos --jobs 30 --seed 7          # the short form the test suite runs
+    python -m bench.chaos --long --seed 7             # 200 jobs, more chaos
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import heapq
+import json
+import logging
+import queue
+import random
+import re
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+if __package__ in (None, ""):  # run as a file: python bench/chaos.py
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import httpx
+from kazoo.client import KazooClient
+from kazoo.exceptions import KazooException
+
+from tests.support.stack import Process, Stack, wait_for
+from tests.support.zkserver import ZooKeeperCluster
+from zootrain.ml.algorithms import ALGORITHMS, check_task
+from zootrain.records import JobSpec
+
+SESSION_TIMEOUT = 4.0
+TERMINAL = ("succeeded", "failed", "cancelled")
+
+# Small datasets bundled with scikit-learn, and their task.
+DATASETS = {
+    "iris": "classification",
+    "wine": "classification",
+    "breast_cancer": "classification",
+    "diabetes": "regression",
+}
+
+
+def _forest(rng: random.Random) -> dict[str, Any]:
+    return {"n_estimators": rng.randint(2, 8), "max_depth": rng.randint(2, 6)}
+
+
+# Parameters that keep every algorithm quick and convergent on these datasets; an algorithm
+# not listed here trains with its defaults.
+PARAMS: dict[str, Callable[[random.Random], dict[str, Any]]] = {
+    "random_forest_classifier": _forest,
+    "random_forest_regressor": _forest,
+    "extra_trees_classifier": _forest,
+    "extra_trees_regressor": _forest,
+    "logistic_regression": lambda rng: {"max_iter": 100},
+    "sgd_classifier": lambda rng: {"max_iter": 200},
+    "sgd_regressor": lambda rng: {"max_iter": 200},
+    "ridge": lambda rng: {"alpha": rng.choice([0.1, 1.0, 10.0])},
+    "kmeans": lambda rng: {"n_clusters": 3, "n_init": 1},
+}
+# Algorithms the run may pick; forests (what zootrain is mostly for) twice as often.
+WEIGHTS = {
+    "random_forest_classifier": 3,
+    "random_forest_regressor": 3,
+    "extra_trees_classifier": 2,
+    "extra_trees_regressor": 2,
+}
+
+
+# -- the plan (all from the seed) -----------------------------------------------------------------
+
+
+@dataclass
+class PlannedJob:
+    index: int
+    key: str
+    spec: dict[str, Any]
+    submit_at: float  # seconds after the start of the run
+    cancel_after: float | None  # seconds after its submit, if the client cancels it
+
+
+def plan_jobs(rng: random.Random, count: int, seed: int, cancel_rate: float) -> list[PlannedJob]:
+    jobs: list[PlannedJob] = []
+    at = 0.0
+    for index in range(count):
+        spec = _random_spec(rng, index)
+        cancel = rng.uniform(0.0, 2.5) if rng.random() < cancel_rate else None
+        jobs.append(PlannedJob(index, f"chaos-{seed}-{index}", spec, at, cancel))
+        at += rng.uniform(0.1, 0.9)
+    return jobs
+
+
+def _random_spec(rng: random.Random, index: int) -> dict[str, Any]:
+    while True:
+        dataset = rng.choice(sorted(DATASETS))
+        fitting = []
+        for name in sorted(ALGORITHMS):
+            try:
+                check_task(name, DATASETS[dataset])  # type: ignore[arg-type]
+            except ValueError:
+                continue
+            if name in PARAMS or name in ("gaussian_nb", "linear_regression", "multinomial_nb"):
+                fitting += [name] * WEIGHTS.get(name, 1)
+        algorithm = rng.choice(fitting)
+        spec = {
+            "model_name": f"chaos-{algorithm.replace('_', '-')}",
+            "algorithm": algorithm,
+            "params": PARAMS.get(algorithm, lambda _: {})(rng),
+            "dataset": {"kind": "builtin", "name": dataset},
+            "shards": rng.randint(2, 8),
+            "random_state": rng.randint(0, 10_000),
+            # Every kill of a shard's worker costs an attempt: leave room for a run of bad luck.
+            "max_attempts": 10,
+            "priority": rng.randint(0, 9),
+        }
+        try:
+            JobSpec.model_validate(spec)
+        except ValueError:
+            continue  # e.g. a partition the algorithm refuses: draw again
+        return spec
+
+
+# -- HTTP through restarts ------------------------------------------------------------------------
+
+
+class Client:
+    """Retries connection errors and 5xx against whatever ``url`` currently is."""
+
+    def __init__(self, url: str) -> None:
+        self._url = url
+        self._lock = threading.Lock()
+        self.retries = 0
+
+    @property
+    def url(self) -> str:
+        with self._lock:
+            return self._url
+
+    @url.setter
+    def url(self, value: str) -> None:
+        with self._lock:
+            self._url = value
+
+    def request(self, method: str, path: str, deadline: float = 120.0, **kw: Any) -> httpx.Response:
+        limit = time.monotonic() + deadline
+        while True:
+            try:
+                response = httpx.request(method, self.url + path, timeout=15.0, **kw)
+                if response.status_code < 500:
+                    return response
+                error = f"{response.status_code} {response.text[:300]}"
+            except httpx.HTTPError as exc:
+                error = repr(exc)
+            if time.monotonic() > limit:
+                raise TimeoutError(f"{method} {path} kept failing: {error}")
+            self.retries += 1
+            time.sleep(0.1)
+
+
+class Submitter(threading.Thread):
+    """Submits the planned jobs on schedule (each under its Idempotency-Key, retried with the
+    same key until answered) and cancels the ones planned to be cancelled."""
+
+    def __init__(self, client: Client, jobs: list[PlannedJob], start: float) -> None:
+        super().__init__(daemon=True, name="submitter")
+        self.client = client
+        self.jobs = jobs
+        self.start_time = start
+        self.accepted: dict[int, str] = {}  # planned index -> job id
+        self.statuses: dict[int, int] = {}
+        self.cancels: dict[int, int] = {}  # planned index -> status of the DELETE (200 or 409)
+        self.errors: list[str] = []
+        self.done = threading.Event()
+
+    def run(self) -> None:
+        events: list[tuple[float, int, str]] = [(j.submit_at, j.index, "submit") for j in self.jobs]
+        heapq.heapify(events)
+        try:
+            while events:
+                at, index, what = heapq.heappop(events)
+                delay = self.start_time + at - time.monotonic()
+                if delay > 0:
+                    time.sleep(delay)
+                job = self.jobs[index]
+                if what == "submit":
+                    response = self.client.request(
+                        "POST", "/v1/jobs", json=job.spec, headers={"Idempotency-Key": job.key}
+                    )
+                    self.statuses[index] = response.status_code
+                    if response.status_code not in (200, 202):
+                        self.errors.append(
+                            f"submit {job.key}: {response.status_code} {response.text}"
+                        )
+                        continue
+                    self.accepted[index] = response.json()["id"]
+                    if job.cancel_after is not None:
+                        due = time.monotonic() - self.start_time + job.cancel_after
+                        heapq.heappush(events, (due, index, "cancel"))
+                else:
+                    response = self.client.request("DELETE", f"/v1/jobs/{self.accepted[index]}")
+                    if response.status_code not in (200, 409):
+                        self.errors.append(
+                            f"cancel {job.key}: {response.status_code} {response.text}"
+                        )
+                    self.cancels[index] = response.status_code
+        except Exception as exc:  # reported as a violation
+            self.errors.append(f"submitter: {exc!r}")
+        finally:
+            self.done.set()
+
+
+class Starter(threading.Thread):
+    """Starts replacement workers one at a time (a start takes seconds; the chaos goes on)."""
+
+    def __init__(self, stack: Stack, workers: list[Process]) -> None:
+        super().__init__(daemon=True, name="starter")
+        self.stack = stack
+        self.workers = workers
+        self.lock = threading.Lock()
+        self.requests: queue.Queue[bool] = queue.Queue()
+        self.errors: list[str] = []
+
+    def alive(self) -> list[Process]:
+        with self.lock:
+            return [w for w in self.workers if w.alive()]
+
+    def remove(self, process: Process) -> None:
+        with self.lock:
+            self.workers.remove(process)
+
+    def run(self) -> None:
+        while self.requests.get():
+            try:
+                process = self.stack.start_worker("worker")
+                with self.lock:
+                    self.workers.append(process)
+            except Exception as exc:
+                self.errors.append(f"starting a worker: {exc!r}")
+            finally:
+                self.requests.task_done()
+
+
+# -- reading ZooKeeper ----------------------------------------------------------------------------
+
+
+class Reader:
+    """A plain kazoo client, tolerant of the ZooKeeper node it talks to dying."""
+
+    def __init__(self, hosts: str, root: str) -> None:
+        self.client = KazooClient(hosts=hosts, timeout=10)
+        self.client.start(30)
+        self.root = root
+
+    def close(self) -> None:
+        self.client.stop()
+        self.client.close()
+
+    def children(self, path: str) -> list[str]:
+        full = f"{self.root}/{path}" if path else self.root
+        return sorted(self.client.get_children(full)) if self.client.exists(full) else []
+
+    def json(self, path: str) -> dict[str, Any] | None:
+        full = f"{self.root}/{path}"
+        if not self.client.exists(full):
+            return None
+        data, _ = self.client.get(full)
+        value: dict[str, Any] = json.loads(data)
+        return value
+
+    def data(self, path: str) -> str | None:
+        full = f"{self.root}/{path}"
+        return self.client.get(full)[0].decode() if self.client.exists(full) else None
+
+    def unfinished(self, job_ids: list[str]) -> list[str]:
+        left = []
+        for job_id in job_ids:
+            record = self.json(f"jobs/{job_id}")
+            if record is None or record["state"] not in TERMINAL:
+                left.append(job_id)
+        return left
+
+
+# -- worker logs ----------------------------------------------------------------------------------
+
+_LINE = re.compile(r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}) \S+ \S+ (.*)$")
+_CLAIM = re.compile(r"^claim ([0-9a-f]{20})/(\d+) attempt (\d+)$")
+_KEY = re.compile(r"\b([0-9a-f]{20})/(\d+)(?![\d])")
+
+
+@dataclass
+class Interval:
+    worker: str
+    job: str
+    index: int
+    attempt: int
+    start: float
+    end: float
+    how: str  # the line (or event) that ended it
+
+
+def _stamp(text: str) -> float:
+    return datetime.strptime(text, "%Y-%m-%d %H:%M:%S,%f").timestamp()
+
+
+def claim_intervals(process: Process, killed_at: float | None, ended_at: float) -> list[Interval]:
+    """A worker's shard claims, each from its "claim" line to the first later line about the
+    same shard (done, stopped, failed, discarded) or, failing one, the worker's death."""
+    open_claims: dict[tuple[str, int], Interval] = {}
+    found: list[Interval] = []
+    for raw in process.output().splitlines():
+        line = _LINE.match(raw)
+        if line is None:
+            continue
+        when, message = _stamp(line[1]), line[2]
+        claim = _CLAIM.match(message)
+        if claim is not None:
+            key = (claim[1], int(claim[2]))
+            open_claims[key] = Interval(
+                process.name, key[0], key[1], int(claim[3]), when, float("inf"), ""
+            )
+            continue
+        for job, index in _KEY.findall(message):
+            interval = open_claims.pop((job, int(index)), None)
+            if interval is not None:
+                interval.end, interval.how = when, message[:80]
+                found.append(interval)
+    for interval in open_claims.values():
+        if killed_at is not None:
+            interval.end, interval.how = killed_at, "SIGKILL"
+        else:
+            interval.end, interval.how = ended_at, "exit"
+        found.append(interval)
+    return found
+
+
+def overlaps(intervals: list[Interval]) -> list[str]:
+    by_shard: dict[tuple[str, int], list[Interval]] = {}
+    for interval in intervals:
+        by_shard.setdefault((interval.job, interval.index), []).append(interval)
+    found = []
+    for (job, index), group in by_shard.items():
+        group.sort(key=lambda i: i.start)
+        for position, first in enumerate(group):
+            for second in group[position + 1 :]:
+                if second.worker != first.worker and second.start < first.end:
+                    found.append(
+                        f"shard {job}/{index} trained by {first.worker} (attempt {first.attempt}, "
+                        f"until {first.how!r}) and {second.worker} (attempt {second.attempt}) "
+                        f"for {first.end - second.start:.3f}s at once"
+                    )
+    return found
+
+
+# -- the run --------------------------------------------------------------------------------------
+
+
+@dataclass
+class Report:
+    seed: int
+    jobs: int
+    accepted: int = 0
+    succeeded: int = 0
+    cancelled: int = 0
+    failed: int = 0
+    versions: int = 0
+    shard_claims: int = 0
+    reclaims: int = 0
+    worker_kills: int = 0
+    api_restarts: int = 0
+    zk_restarts: int = 0
+    client_retries: int = 0
+    seconds: float = 0.0
+    violations: list[str] = field(default_factory=list)
+
+    def summary(self) -> str:
+        return (
+            f"chaos seed={self.seed} jobs={self.jobs} accepted={self.accepted} "
+            f"succeeded={self.succeeded} cancelled={self.cancelled} failed={self.failed} "
+            f"versions={self.versions} shard_claims={self.shard_claims} "
+            f"reclaims={self.reclaims} worker_kills={self.worker_kills} "
+            f"api_restarts={self.api_restarts} zk_restarts={self.zk_restarts} "
+            f"client_retries={self.client_retries} violations={len(self.violations)} "
+            f"in {self.seconds:.0f}s"
+        )
+
+
+@dataclass
+class Chaos:
+    """Timed events; worker kills come every few seconds until the jobs are done."""
+
+    api_restart_at: list[float]
+    zk_kill_at: list[tuple[float, float, str]]  # (at, down for, "leader"/"follower")
+    kill_every: tuple[float, float]
+    min_kills: int
+
+
+def run(
+    jobs: int = 30,
+    seed: int = 1,
+    long: bool = False,
+    directory: Path | None = None,
+    say: Callable[[str], None] = lambda message: None,
+) -> Report:
+    logging.getLogger("kazoo").setLevel(logging.ERROR)  # our reader's reconnects are expected
+    directory = Path(directory or tempfile.mkdtemp(prefix="zootrain-chaos-"))
+    rng = random.Random(seed)
+    plan = plan_jobs(rng, jobs, seed, cancel_rate=0.2)
+    span = plan[-1].submit_at if plan else 0.0
+    chaos_rng = random.Random(seed * 7919 + 1)
+    chaos = Chaos(
+        api_restart_at=sorted(chaos_rng.uniform(0.2, 0.9) * span for _ in range(3 if long else 1)),
+        zk_kill_at=sorted(
+            (
+                chaos_rng.uniform(0.3, 0.8) * span,
+                chaos_rng.uniform(3.0, 6.0),
+                chaos_rng.choice(["leader", "follower"]),
+            )
+            for _ in range(3 if long else 1)
+        ),
+        kill_every=(2.0, 5.0),
+        min_kills=10 if long else 3,
+    )
+    report = Report(seed=seed, jobs=jobs)
+    started = time.monotonic()
+    cluster = ZooKeeperCluster(directory / "zookeeper", size=3).start()
+    root = f"/chaos-{uuid.uuid4().hex[:10]}"
+    env = {
+        "ZOOTRAIN_ZK_HOSTS": cluster.hosts,
+        "ZOOTRAIN_ZK_ROOT": root,
+        "ZOOTRAIN_ARTIFACTS": str(directory / "artifacts"),
+        "ZOOTRAIN_ZK_SESSION_TIMEOUT": str(SESSION_TIMEOUT),
+        "ZOOTRAIN_RETRY_BACKOFF": "0.2",
+        "ZOOTRAIN_HOUSEKEEPING_INTERVAL": "2",
+    }
+    stack = Stack(directory, env)
+    killed: dict[str, float] = {}  # worker process name -> wall-clock kill time
+    ended: dict[str, float] = {}
+    reader: Reader | None = None
+    try:
+        api = stack.start_api()
+        assert stack.api_url is not None
+        starter = Starter(stack, [stack.start_worker("worker") for _ in range(3)])
+        starter.start()
+        reader = Reader(cluster.hosts, root)
+        client = Client(stack.api_url)
+        submitter = Submitter(client, plan, time.monotonic())
+        submitter.start()
+        t0 = submitter.start_time
+        say(f"{len(plan)} jobs over {span:.0f}s; logs in {directory}")
+
+        next_kill = t0 + chaos_rng.uniform(*chaos.kill_every)
+        api_restarts = list(chaos.api_restart_at)
+        zk_events = list(chaos.zk_kill_at)
+        zk_down: tuple[Any, float] | None = None  # (node, restart at)
+        deadline = t0 + span + (900 if long else 150)
+        while True:
+            now = time.monotonic()
+            if api_restarts and now - t0 >= api_restarts[0]:
+                api_restarts.pop(0)
+                api.kill()
+                api = stack.start_api()
+                assert stack.api_url is not None
+                client.url = stack.api_url
+                report.api_restarts += 1
+                say(f"{now - t0:5.1f}s job service restarted")
+            if zk_down is None and zk_events and now - t0 >= zk_events[0][0]:
+                _, down_for, which = zk_events.pop(0)
+                leader = cluster.leader()
+                node = (
+                    leader
+                    if which == "leader"
+                    else next(n for n in cluster.nodes if n is not leader and n.process is not None)
+                )
+                cluster.kill_node(node)
+                zk_down = (node, time.monotonic() + down_for)
+                say(f"{now - t0:5.1f}s ZooKeeper node {node.myid} ({which}) killed")
+            if zk_down is not None and now >= zk_down[1]:
+                cluster.start_node(zk_down[0])
+                report.zk_restarts += 1
+                say(f"{now - t0:5.1f}s ZooKeeper node {zk_down[0].myid} restarted")
+                zk_down = None
+            if now >= next_kill and len(starter.alive()) >= 2:
+                victim = _choose_victim(chaos_rng, starter.alive(), reader)
+                victim.kill()
+                killed[victim.name] = time.time()
+                starter.remove(victim)
+                starter.requests.put(True)  # a replacement, started in the background
+                report.worker_kills += 1
+                say(f"{now - t0:5.1f}s {victim.name} SIGKILLed")
+                next_kill = time.monotonic() + chaos_rng.uniform(*chaos.kill_every)
+
+            finished = submitter.done.is_set() and not _safe(
+                lambda: reader.unfinished(list(submitter.accepted.values())), [""]
+            )
+            chaos_done = (
+                not api_restarts
+                and not zk_events
+                and zk_down is None
+                and report.worker_kills >= chaos.min_kills
+            )
+            if finished and chaos_done:
+                break
+            if time.monotonic() > deadline:
+                left = _safe(lambda: reader.unfinished(list(submitter.accepted.values())), [])
+                report.violations.append(
+                    f"not done by the deadline: {len(left)} unfinished jobs, e.g. {left[:3]}"
+                )
+                break
+            time.sleep(0.25)
+
+        submitter.join(30)
+        starter.requests.join()  # no worker half-started when we stop them all
+        starter.requests.put(False)
+        report.violations += submitter.errors + starter.errors
+        report.client_retries = client.retries
+
+        # Stop everyone cleanly; the killed workers' sessions expire on their own.
+        for process in stack.processes:
+            if process.name.startswith("worker") and process.alive():
+                code = process.stop(60)
+                ended[process.name] = time.time()
+                if code != 0:
+                    report.violations.append(f"{process.name} exited with {code} on SIGTERM")
+        api.stop(20)
+        _check(report, reader, plan, submitter, stack, killed, ended)
+    finally:
+        if reader is not None:
+            reader.close()
+        stack.stop()
+        cluster.stop()
+        report.seconds = time.monotonic() - started
+    return report
+
+
+def _safe(read: Callable[[], Any], fallback: Any) -> Any:
+    try:
+        return read()
+    except KazooException:
+        return fallback
+
+
+def _choose_victim(rng: random.Random, workers: list[Process], reader: Reader) -> Process:
+    """A random worker, preferring one that holds a lock (is training or merging)."""
+    owners = set()
+    for name in _safe(lambda: reader.children("locks"), []):
+        owner = _safe(lambda n=name: reader.data(f"locks/{n}"), None)
+        if owner:
+            owners.add(owner)
+    busy = [w for w in workers if _worker_id(w) in owners]
+    return rng.choice(busy or workers)
+
+
+def _worker_id(process: Process) -> str | None:
+    found = re.search(r"worker (\S+) ready", process.output())
+    return found[1] if found else None
+
+
+def _check(
+    report: Report,
+    reader: Reader,
+    plan: list[PlannedJob],
+    submitter: Submitter,
+    stack: Stack,
+    killed: dict[str, float],
+    ended: dict[str, float],
+) -> None:
+    bad = report.violations
+    accepted = submitter.accepted
+    report.accepted = len(accepted)
+    if len(set(accepted.values())) != len(accepted):
+        bad.append("two keys were answered with the same job")
+    unanswered = [plan[i].key for i in range(len(plan)) if i not in accepted]
+    if unanswered:
+        bad.append(f"submits never accepted: {unanswered[:5]}")
+
+    with contextlib.suppress(TimeoutError):  # what stays is reported below
+        wait_for(
+            lambda: not reader.children("workers") and not reader.children("election"),
+            SESSION_TIMEOUT * 3 + 10,
+            "the killed workers' sessions to expire",
+        )
+
+    # Jobs: every accepted one terminal, succeeded unless its cancel was accepted.
+    stored = reader.children("jobs")
+    strays = sorted(set(stored) - set(accepted.values()))
+    if strays:
+        bad.append(f"{len(strays)} jobs nobody was answered with: {strays[:5]}")
+    records: dict[str, dict[str, Any]] = {}
+    for index, job_id in accepted.items():
+        record = reader.json(f"jobs/{job_id}")
+        if record is None:
+            bad.append(f"accepted job {job_id} ({plan[index].key}) does not exist")
+            continue
+        records[job_id] = record
+        state = record["state"]
+        expected = "cancelled" if submitter.cancels.get(index) == 200 else "succeeded"
+        if state == "succeeded":
+            report.succeeded += 1
+        elif state == "cancelled":
+            report.cancelled += 1
+        elif state == "failed":
+            report.failed += 1
+        if state != expected:
+            bad.append(
+                f"job {job_id} ({plan[index].spec['algorithm']} on "
+                f"{plan[index].spec['dataset']['name']}) is {state}, expected {expected}: "
+                f"{record.get('error')}"
+            )
+        if state == "succeeded":
+            shards = [
+                reader.json(f"jobs/{job_id}/shards/{n}")
+                for n in reader.children(f"jobs/{job_id}/shards")
+            ]
+            if [s["state"] for s in shards if s] != ["done"] * record["spec"]["shards"]:
+                bad.append(
+                    f"succeeded job {job_id} has shards {[s and s['state'] for s in shards]}"
+                )
+
+    # Idempotency: one key record per accepted submit, naming its job.
+    keys: list[str] = []
+    pending = [f"{reader.root}/idempotency"]
+    while pending:
+        path = pending.pop()
+        names = reader.client.get_children(path)
+        if not names and path != f"{reader.root}/idempotency":
+            data, _ = reader.client.get(path)
+            if data:
+                keys.append(json.loads(data)["job_id"])
+        pending.extend(f"{path}/{n}" for n in names)
+    if sorted(keys) != sorted(accepted.values()):
+        bad.append(f"{len(keys)} Idempotency-Key records for {len(accepted)} accepted submits")
+
+    # Versions: exactly one per succeeded job, none for any other, numbers dense per model.
+    by_job: dict[str, list[tuple[str, int]]] = {}
+    for model in reader.children("models"):
+        numbers = []
+        for node in reader.children(f"models/{model}"):
+            version = reader.json(f"models/{model}/{node}")
+            number = int(node.rsplit("-", 1)[1]) + 1
+            numbers.append(number)
+            if version is not None:
+                by_job.setdefault(version["job_id"], []).append((model, number))
+        report.versions += len(numbers)
+        if sorted(numbers) != list(range(1, len(numbers) + 1)):
+            bad.append(f"model {model} has versions {sorted(numbers)}")
+    for job_id, published in by_job.items():
+        record = records.get(job_id)
+        if record is None or record["state"] != "succeeded":
+            bad.append(
+                f"version(s) {published} of job {job_id} which is {record and record['state']}"
+            )
+        elif len(published) != 1:
+            bad.append(f"job {job_id} published {len(published)} versions: {published}")
+        elif record["model"] != {"name": published[0][0], "version": published[0][1]}:
+            bad.append(f"job {job_id} names {record['model']} but published {published[0]}")
+    for job_id, record in records.items():
+        if record["state"] == "succeeded" and job_id not in by_job:
+            bad.append(f"succeeded job {job_id} published nothing")
+
+    # One live trainer per shard at any moment.
+    intervals: list[Interval] = []
+    now = time.time()
+    for process in stack.processes:
+        if process.name.startswith("worker"):
+            intervals += claim_intervals(
+                process, killed.get(process.name), ended.get(process.name, now)
+            )
+    report.shard_claims = len(intervals)
+    report.reclaims = sum(1 for i in intervals if i.attempt > 1)
+    bad += overlaps(intervals)
+
+    # Nothing left behind.
+    for path in ("locks", "queue", "workers", "election"):
+        left = reader.children(path)
+        if left:
+            bad.append(f"/{path} still holds {left[:5]}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--jobs", type=int, default=None, help="jobs to submit (30; 200 --long)")
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--long", action="store_true", help="200 jobs and more chaos")
+    parser.add_argument("--dir", type=Path, default=None, help="keep logs here")
+    parser.add_argument("--quiet", action="store_true")
+    args = parser.parse_args(argv)
+    jobs = args.jobs if args.jobs is not None else (200 if args.long else 30)
+    report = run(
+        jobs=jobs,
+        seed=args.seed,
+        long=args.long,
+        directory=args.dir,
+        say=(lambda _: None) if args.quiet else (lambda m: print(m, file=sys.stderr, flush=True)),
+    )
+    for violation in report.violations:
+        print(f"VIOLATION: {violation}")
+    print(report.summary())
+    return 1 if report.violations else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,136 @@
+"""4. Per-shard overhead: seconds of coordination per shard, against the shard's training time.
+
+Derived from the records the system keeps (no extra instrumentation), for tiny shards (the
+dispatch benchmark's jobs) and large ones (the end-to-end jobs); when those did not run in
+this invocation, a few of each are run here. Per shard, on the worker that trained it:
+
+- claim: from the job's creation (or the worker's previous shard's finish) to the shard's
+  `started_at`: notification, queue scan, lock, record writes;
+- in-child overhead: ``finished_at - started_at - train_seconds``: process start, dataset load
+  and split, held-out evaluation, model serialisation and the artifact write;
+- merge and publish, per job: last shard's `finished_at` to the job's `finished_at` (merge
+  lock, artifact reads, merge, evaluation, artifact write, the publishing multi), divided
+  over its shards.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import statistics
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+
+from bench.e2e import job_spec
+from bench.harness import Context, Figure, JobRun, Observer, run_job, timestamp, tiny_spec
+
+
+@dataclass
+class Breakdown:
+    jobs: int
+    shards: int
+    claim: float
+    in_child: float
+    merge: float  # per shard
+    train: float
+
+    @property
+    def coordination(self) -> float:
+        return self.claim + self.in_child + self.merge
+
+
+def breakdown(runs: list[JobRun]) -> Breakdown:
+    claims: list[float] = []
+    in_child: list[float] = []
+    merges: list[float] = []
+    trains: list[float] = []
+    jobs = [r for r in runs if r.state == "succeeded"]
+    for run in jobs:
+        created = timestamp(run.job["created_at"]) or 0.0
+        finished = timestamp(run.job["finished_at"]) or 0.0
+        by_worker: dict[str, list[dict[str, Any]]] = {}
+        for shard in run.shards:
+            by_worker.setdefault(str(shard.get("worker")), []).append(shard)
+        last = 0.0
+        for shards in by_worker.values():
+            previous = created
+            for shard in sorted(shards, key=lambda s: timestamp(s["started_at"]) or 0.0):
+                started = timestamp(shard["started_at"]) or 0.0
+                done = timestamp(shard["finished_at"]) or 0.0
+                train = float(shard.get("train_seconds") or 0.0)
+                claims.append(started - previous)
+                in_child.append(done - started - train)
+                trains.append(train)
+                previous = done
+                last = max(last, done)
+        merges.extend([(finished - last) / len(run.shards)] * len(run.shards))
+    mean = statistics.fmean
+    return Breakdown(
+        jobs=len(jobs),
+        shards=len(trains),
+        claim=mean(claims) if claims else float("nan"),
+        in_child=mean(in_child) if in_child else float("nan"),
+        merge=mean(merges) if merges else float("nan"),
+        train=mean(trains) if trains else float("nan"),
+    )
+
+
+async def own_jobs(ctx: Context) -> tuple[list[JobRun], list[JobRun]]:
+    """Tiny and large jobs, for when dispatch and e2e did not run in this invocation."""
+    tiny_count = 5 if ctx.quick else 20
+    rows = 20_000 if ctx.quick else 50_000
+    with ctx.zookeeper("overhead") as zk, ctx.stack("overhead", zk) as stack:
+        stack.start_api_server()
+        stack.start_worker("worker")
+        stack.start_worker("worker")
+        observer = await Observer(zk.hosts).start()
+        try:
+            async with httpx.AsyncClient(base_url=stack.url, timeout=60) as client:
+                tiny = [
+                    await asyncio.wait_for(
+                        run_job(client, observer, stack.paths, tiny_spec("bench-overhead")), 300
+                    )
+                    for _ in range(tiny_count)
+                ]
+                large = [
+                    await asyncio.wait_for(
+                        run_job(client, observer, stack.paths, job_spec(rows, 2)), 1800
+                    )
+                ]
+        finally:
+            await observer.stop()
+    return tiny, large
+
+
+async def run(ctx: Context) -> list[Figure]:
+    tiny: list[JobRun] | None = ctx.shared.get("tiny_jobs")
+    large: list[JobRun] | None = ctx.shared.get("large_jobs")
+    if not tiny or not large:
+        ctx.log("overhead: dispatch/e2e did not run here: running a few jobs of each size")
+        tiny, large = await own_jobs(ctx)
+    command = ctx.command("overhead")
+    figures: list[Figure] = []
+    for label, runs in (("tiny shards (iris)", tiny), ("large shards (forest)", large)):
+        b = breakdown(runs)
+        ctx.log(f"overhead {label}: {b}")
+        note = f"{b.shards} shards of {b.jobs} jobs"
+        rows = [
+            ("coordination per shard", b.coordination, note),
+            ("  of which claim", b.claim, ""),
+            ("  of which in-child (start, data, eval, artifact)", b.in_child, ""),
+            ("  of which merge + publish (per shard)", b.merge, ""),
+        ]
+        for name, value, row_note in rows:
+            figures.append(
+                Figure(
+                    f"overhead, {label}: {name.strip()}",
+                    value,
+                    "s",
+                    baseline=b.train,
+                    baseline_name="train_seconds per shard",
+                    command=command,
+                    note=row_note,
+                )
+            )
+    return figures

@@ -1,0 +1,270 @@
+"""Helpers for the failover tests: reading what the code wrote straight from ZooKeeper, the
+worker logs, and a retrying HTTP client for tests that kill the job service under it."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+from kazoo.client import KazooClient
+
+from tests.support.stack import Process, wait_for
+from zootrain.paths import Paths
+
+TERMINAL = ("succeeded", "failed", "cancelled")
+
+
+def fresh_kazoo(hosts: str) -> KazooClient:
+    """A new plain client, straight against ZooKeeper, for checking what the code left."""
+    client = KazooClient(hosts=hosts)
+    client.start(30)
+    return client
+
+
+BASES = ("queue", "jobs", "locks", "workers", "models", "idempotency", "election")
+
+
+def wait_layout(kazoo: KazooClient, root: str, timeout: float = 30.0) -> None:
+    """/readyz answers once the session is up; the base znodes are created just after."""
+    wait_for(
+        lambda: all(kazoo.exists(f"{root}/{name}") for name in BASES), timeout, "the base znodes"
+    )
+
+
+def children(kazoo: KazooClient, path: str) -> list[str]:
+    return sorted(kazoo.get_children(path)) if kazoo.exists(path) else []
+
+
+def read_json(kazoo: KazooClient, path: str) -> dict[str, Any]:
+    data, _ = kazoo.get(path)
+    value: dict[str, Any] = json.loads(data)
+    return value
+
+
+def job_record(kazoo: KazooClient, root: str, job_id: str) -> dict[str, Any] | None:
+    path = f"{root}/jobs/{job_id}"
+    return read_json(kazoo, path) if kazoo.exists(path) else None
+
+
+def shard_records(kazoo: KazooClient, root: str, job_id: str) -> list[dict[str, Any]]:
+    base = f"{root}/jobs/{job_id}/shards"
+    return [read_json(kazoo, f"{base}/{name}") for name in children(kazoo, base)]
+
+
+def versions_by_job(kazoo: KazooClient, root: str) -> dict[str, list[tuple[str, str]]]:
+    """job id -> [(model, version node)] for every version record under /models."""
+    found: dict[str, list[tuple[str, str]]] = {}
+    for model in children(kazoo, f"{root}/models"):
+        for node in children(kazoo, f"{root}/models/{model}"):
+            record = read_json(kazoo, f"{root}/models/{model}/{node}")
+            found.setdefault(record["job_id"], []).append((model, node))
+    return found
+
+
+def idempotency_path(root: str, key: str) -> str:
+    return Paths(root).idempotency_key(hashlib.sha256(key.encode()).hexdigest())
+
+
+def idempotency_records(kazoo: KazooClient, root: str) -> list[dict[str, Any]]:
+    """Every Idempotency-Key record, wherever the layout nests them (buckets or flat)."""
+    records: list[dict[str, Any]] = []
+    stack = [f"{root}/idempotency"]
+    while stack:
+        path = stack.pop()
+        names = children(kazoo, path)
+        if not names and path != f"{root}/idempotency":
+            data, _ = kazoo.get(path)
+            if data:
+                records.append(json.loads(data))
+        stack.extend(f"{path}/{n}" for n in names)
+    return records
+
+
+def lines_matching(process: Process, pattern: str) -> list[str]:
+    compiled = re.compile(pattern)
+    return [line for line in process.output().splitlines() if compiled.search(line)]
+
+
+def claim_lines(process: Process, job_id: str, index: int) -> list[str]:
+    return lines_matching(process, rf"\bclaim {re.escape(job_id)}/{index} attempt \d+")
+
+
+def descendants(pid: int) -> set[int]:
+    """Live (non-zombie) descendants of ``pid``, from /proc."""
+    parents: dict[int, int] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            stat = Path(f"/proc/{entry}/stat").read_text()
+        except OSError:
+            continue
+        fields = stat.rsplit(")", 1)[1].split()
+        if fields[0] == "Z":
+            continue
+        parents[int(entry)] = int(fields[1])
+    found: set[int] = set()
+    frontier = [pid]
+    while frontier:
+        current = frontier.pop()
+        for child, parent in parents.items():
+            if parent == current and child not in found:
+                found.add(child)
+                frontier.append(child)
+    return found
+
+
+def wait_terminal(kazoo: KazooClient, root: str, job_ids: list[str], timeout: float) -> None:
+    """Wait (reading ZooKeeper directly) until every job is terminal."""
+
+    def pending() -> list[str]:
+        out = []
+        for job_id in job_ids:
+            record = job_record(kazoo, root, job_id)
+            if record is None or record["state"] not in TERMINAL:
+                out.append(job_id)
+        return out
+
+    try:
+        wait_for(lambda: not pending(), timeout, "every job to finish", interval=0.25)
+    except TimeoutError as exc:
+        left = pending()
+        states = {j: (job_record(kazoo, root, j) or {}).get("state") for j in left[:5]}
+        raise TimeoutError(f"{exc}; {len(left)} unfinished, e.g. {states}") from None
+
+
+def iris_spec(model_name: str, **overrides: Any) -> dict[str, Any]:
+    spec: dict[str, Any] = {
+        "model_name": model_name,
+        "algorithm": "random_forest_classifier",
+        "params": {"n_estimators": 3, "max_depth": 4},
+        "dataset": {"kind": "builtin", "name": "iris"},
+        "shards": 2,
+    }
+    spec.update(overrides)
+    return spec
+
+
+def slow_spec(model_name: str, n_samples: int = 40_000, **overrides: Any) -> dict[str, Any]:
+    """One shard that trains for several seconds on this machine (about 5 s for 40 000 rows)."""
+    return iris_spec(
+        model_name,
+        dataset={"kind": "synthetic", "task": "classification", "n_samples": n_samples},
+        params={"n_estimators": 80, "max_depth": 12},
+        shards=1,
+        **overrides,
+    )
+
+
+class RetryingClient:
+    """A client that keeps answering through job-service restarts.
+
+    Connection errors and 5xx are retried (with the same Idempotency-Key for submits) against
+    whatever ``url`` currently is: the test swaps it when it starts a replacement service.
+    """
+
+    def __init__(self, url: str, timeout: float = 10.0) -> None:
+        self._url = url
+        self._lock = threading.Lock()
+        self.timeout = timeout
+        self.retries = 0
+
+    @property
+    def url(self) -> str:
+        with self._lock:
+            return self._url
+
+    @url.setter
+    def url(self, value: str) -> None:
+        with self._lock:
+            self._url = value
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        deadline: float = 60.0,
+        retry_statuses: tuple[int, ...] = (500, 502, 503, 504),
+        **kwargs: Any,
+    ) -> httpx.Response:
+        limit = time.monotonic() + deadline
+        while True:
+            try:
+                response = httpx.request(method, self.url + path, timeout=self.timeout, **kwargs)
+                if response.status_code not in retry_statuses:
+                    return response
+                error = f"{response.status_code} {response.text[:200]}"
+            except httpx.HTTPError as exc:
+                error = repr(exc)
+            if time.monotonic() > limit:
+                raise TimeoutError(f"{method} {path} kept failing: {error}")
+            self.retries += 1
+            time.sleep(0.1)
+
+    def submit(self, spec: dict[str, Any], key: str, **kwargs: Any) -> httpx.Response:
+        return self.request(
+            "POST", "/v1/jobs", json=spec, headers={"Idempotency-Key": key}, **kwargs
+        )
+
+
+class Submitter(threading.Thread):
+    """Submits small jobs one after another, each under its own Idempotency-Key, retrying a key
+    (connection errors, 5xx) until it is answered."""
+
+    def __init__(self, client: RetryingClient, prefix: str) -> None:
+        super().__init__(daemon=True)
+        self.client = client
+        self.prefix = prefix
+        self.answers: dict[str, tuple[int, str]] = {}
+        self.errors: list[BaseException] = []
+        self.stopping = threading.Event()
+
+    def spec(self, index: int) -> dict[str, Any]:
+        return iris_spec(f"{self.prefix}-model-{index % 3}", random_state=index)
+
+    def run(self) -> None:
+        index = 0
+        try:
+            while not self.stopping.is_set():
+                key = f"{self.prefix}-{index}"
+                response = self.client.submit(self.spec(index), key, deadline=90)
+                assert response.status_code in (200, 202), response.text
+                self.answers[key] = (response.status_code, response.json()["id"])
+                index += 1
+                time.sleep(0.15)
+        except BaseException as exc:  # reported by the test
+            self.errors.append(exc)
+
+    def wait_more(self, count: int, what: str) -> None:
+        target = len(self.answers) + count
+        wait_for(
+            lambda: len(self.answers) >= target or bool(self.errors), 90, f"{count} submits {what}"
+        )
+        assert not self.errors, self.errors
+
+
+def describe_locks(kazoo: KazooClient, root: str) -> list[str]:
+    """Every lock znode with its owner (data) and session, for failure messages."""
+    found = []
+    for name in children(kazoo, f"{root}/locks"):
+        try:
+            data, stat = kazoo.get(f"{root}/locks/{name}")
+        except Exception:  # gone meanwhile
+            continue
+        found.append(f"{name} owner={data.decode()} session={stat.ephemeralOwner:#x}")
+    return found
+
+
+def wait_no_locks(kazoo: KazooClient, root: str, timeout: float = 20.0) -> None:
+    try:
+        wait_for(lambda: children(kazoo, f"{root}/locks") == [], timeout, "every lock to go")
+    except TimeoutError as exc:
+        raise AssertionError(f"{exc}; left: {describe_locks(kazoo, root)}") from None

@@ -1,0 +1,612 @@
+"""Uploaded tables (CSV, Parquet): reading, describing, the encoding plan, and loading (X, y).
+
+Pure: no ZooKeeper and no artifact store. The job service describes a file once, at upload
+(``describe``); a job's submit turns that description into an ``EncodingPlan`` (``make_plan``);
+every worker then loads the same (X, y) from the same bytes and plan (``load_uploaded``), reading
+only the columns the plan names.
+
+Encoding, decided at submit and fixed in the job's record:
+
+- integer and float columns are features as float64; booleans as 0.0 / 1.0;
+- text (and any other non-numeric) columns with at most ``MAX_CATEGORIES`` distinct values,
+  each at most ``MAX_LEVEL_CHARS`` characters, are one-hot encoded over their sorted distinct
+  values (one 0/1 column per value, in that order); other text columns cannot be features;
+- a feature column with a missing value (empty, ``NA``, ``NaN``, ``null``…; ±inf counts as
+  missing in numeric columns) is refused, naming the column: nothing is imputed;
+- the target: a classifier takes any labels (text, integers, floats, booleans), encoded over
+  the job's full label set as for every dataset; a regressor needs a numeric target.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import io
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+from typing import IO, Literal
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+from pydantic import BaseModel, ConfigDict, Field, computed_field
+
+from zootrain.ml.algorithms import get_algorithm
+from zootrain.ml.datasets import MAX_COLUMN_NAME_CHARS, Task
+
+Format = Literal["csv", "parquet"]
+ColumnKind = Literal["integer", "float", "boolean", "text"]
+Encoding = Literal["numeric", "boolean", "onehot"]
+
+MAX_CATEGORIES = 50
+"""Distinct values of a text column that is still one-hot encoded."""
+MAX_LEVEL_CHARS = 100
+"""Longest category value that is one-hot encoded (values are kept in ZooKeeper records)."""
+MAX_CLASSES = 1000
+"""Distinct labels of a classification target."""
+MAX_ENCODED_VALUES = 100_000_000
+"""rows x encoded features: every worker materialises the whole encoded dataset (800 MB)."""
+SNIFF_BYTES = 8192
+
+PARQUET_SUFFIXES = frozenset({".parquet", ".pq"})
+CSV_SUFFIXES = frozenset({"", ".csv", ".txt"})
+PARQUET_TYPES = frozenset(
+    {"application/vnd.apache.parquet", "application/x-parquet", "application/parquet"}
+)
+_PARQUET_MAGIC = b"PAR1"
+_OTHER_FORMATS = {
+    b"PK\x03\x04": "a ZIP archive (e.g. xlsx)",
+    b"\x1f\x8b": "gzip-compressed",
+    b"\xd0\xcf\x11\xe0": "an OLE2 document (e.g. xls)",
+    b"BZh": "bzip2-compressed",
+    b"\xfd7zXZ\x00": "xz-compressed",
+    b"\x28\xb5\x2f\xfd": "zstd-compressed",
+    b"ARROW1": "an Arrow IPC file",
+    b"Obj\x01": "an Avro file",
+    b"ORC": "an ORC file",
+    b"%PDF": "a PDF document",
+    b"\x89PNG": "a PNG image",
+    b"\xff\xd8\xff": "a JPEG image",
+    b"SQLite format 3\x00": "an SQLite database",
+}
+
+Source = Path | bytes
+
+
+class TableError(ValueError):
+    """The file cannot be used as a dataset. ``unsupported``: it is not CSV or Parquet at all."""
+
+    def __init__(self, message: str, *, unsupported: bool = False) -> None:
+        super().__init__(message)
+        self.unsupported = unsupported
+
+
+class PlanError(ValueError):
+    """A job's dataset settings do not fit the dataset; ``field`` names the spec field."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(f"{field}: {message}")
+        self.field = field
+
+
+# -- describing a table ------------------------------------------------------------------------
+
+
+class ColumnInfo(BaseModel):
+    """One column of an uploaded dataset, as read at upload."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    name: str
+    dtype: str = Field(description="The column's type as pandas reads it (int64, float64, str…)")
+    kind: ColumnKind = Field(description="integer, float, boolean or text (anything else)")
+    numeric: bool = Field(description="Usable as a number: integer, float or boolean")
+    non_null: int = Field(description="Rows with a value (±inf counts as missing)")
+    distinct: int = Field(description="Distinct non-missing values")
+    categories: int | None = Field(
+        None, description="Distinct values of a non-numeric column; null for numeric ones"
+    )
+    levels: list[str] | None = Field(
+        None,
+        description=f"The sorted distinct values of a text column that can be one-hot encoded "
+        f"(at most {MAX_CATEGORIES}, each at most {MAX_LEVEL_CHARS} characters); null otherwise",
+    )
+
+
+@dataclass(frozen=True)
+class Table:
+    rows: int
+    columns: list[ColumnInfo]
+
+
+def sniff(head: bytes, filename: str | None, content_type: str | None) -> Format:
+    """The format of a file from its first bytes (and its name and type, to explain refusals)."""
+    name = (filename or "").replace("\\", "/")
+    suffix = PurePosixPath(name).suffix.lower()
+    declared_type = (content_type or "").split(";")[0].strip().lower()
+    if head.startswith(_PARQUET_MAGIC):
+        return "parquet"
+    if suffix in PARQUET_SUFFIXES or declared_type in PARQUET_TYPES:
+        raise TableError("not a Parquet file: it does not start with the PAR1 magic bytes")
+    for magic, what in _OTHER_FORMATS.items():
+        if head.startswith(magic):
+            raise TableError(f"the file is {what}; upload CSV or Parquet", unsupported=True)
+    if b"\x00" in head:
+        raise TableError(
+            "the file is binary (it holds NUL bytes) and not Parquet; upload CSV or Parquet",
+            unsupported=True,
+        )
+    if suffix not in CSV_SUFFIXES:
+        raise TableError(
+            f"unsupported file type {suffix!r}: upload a .csv or .parquet file", unsupported=True
+        )
+    return "csv"
+
+
+def describe(source: Source, fmt: Format, *, max_rows: int, max_columns: int) -> Table:
+    """Read a whole table and describe its columns; TableError if it cannot be a dataset."""
+    names, known_rows = _header(source, fmt)
+    if known_rows is not None and known_rows > max_rows:
+        raise TableError(
+            f"the file has {known_rows} rows, over the limit of {max_rows} "
+            "(ZOOTRAIN_MAX_DATASET_ROWS)"
+        )
+    if not names:
+        raise TableError("the file has no columns")
+    if len(names) > max_columns:
+        raise TableError(
+            f"the file has {len(names)} columns, over the limit of {max_columns} "
+            "(ZOOTRAIN_MAX_DATASET_COLUMNS)"
+        )
+    for name in names:
+        if len(name) > MAX_COLUMN_NAME_CHARS:
+            raise TableError(
+                f"column name {name[:40]!r}… is longer than {MAX_COLUMN_NAME_CHARS} characters"
+            )
+    seen: set[str] = set()
+    for name in names:
+        if name in seen:
+            raise TableError(f"column name {name!r} appears twice; column names must be unique")
+        seen.add(name)
+    frame = read_frame(source, fmt, max_rows=max_rows)
+    rows = len(frame)
+    if rows > max_rows:
+        raise TableError(
+            f"the file has more than {max_rows} rows, the limit (ZOOTRAIN_MAX_DATASET_ROWS)"
+        )
+    if rows == 0:
+        raise TableError("the file has a header but no rows")
+    if len(frame.columns) == 0:
+        raise TableError("the file has no columns")
+    return Table(rows=rows, columns=[_describe_column(str(n), frame[n]) for n in frame.columns])
+
+
+def read_frame(
+    source: Source,
+    fmt: Format,
+    *,
+    columns: Sequence[str] | None = None,
+    max_rows: int | None = None,
+) -> pd.DataFrame:
+    """Read the table (only ``columns`` when given), the same way at upload and in workers.
+
+    CSV: comma-separated UTF-8 with a header row; types are inferred per column by pandas,
+    and pandas' default missing-value markers apply. Parquet: the file's own types.
+    ``max_rows`` stops a CSV after one row more than that (enough to tell it is too long).
+    """
+    try:
+        if fmt == "csv":
+            _check_first_row(source)
+            frame = pd.read_csv(
+                _open(source),
+                usecols=list(columns) if columns is not None else None,
+                nrows=max_rows + 1 if max_rows is not None else None,
+                index_col=False,
+                low_memory=False,
+                encoding="utf-8",
+                engine="c",
+            )
+        else:
+            frame = pd.read_parquet(
+                _open(source),
+                engine="pyarrow",
+                columns=list(columns) if columns is not None else None,
+            )
+    except TableError:
+        raise
+    except pd.errors.EmptyDataError:
+        raise TableError("the file has no columns") from None
+    except UnicodeDecodeError as exc:
+        raise TableError(f"not a UTF-8 text file ({exc.reason} at byte {exc.start})") from None
+    except (ValueError, TypeError, OverflowError, csv.Error, pa.ArrowException, OSError) as exc:
+        raise TableError(f"unreadable {fmt.upper()} file: {_short(exc)}") from None
+    frame.columns = [str(c) for c in frame.columns]
+    return frame
+
+
+def _open(source: Source) -> Path | IO[bytes]:
+    return io.BytesIO(source) if isinstance(source, bytes) else source
+
+
+def _header(source: Source, fmt: Format) -> tuple[list[str], int | None]:
+    """The column names (and a Parquet file's row count), read without the data, so that the
+    ceilings are checked before anything is parsed."""
+    if fmt == "parquet":
+        try:
+            parquet = pq.ParquetFile(_open(source))
+            schema, rows = parquet.schema_arrow, parquet.metadata.num_rows
+        except (ValueError, TypeError, pa.ArrowException, OSError) as exc:
+            raise TableError(f"unreadable PARQUET file: {_short(exc)}") from None
+        index = set(_pandas_index_columns(schema))
+        return [name for name in schema.names if name not in index], rows
+    header, _ = _csv_head(source)
+    return header, None
+
+
+def _pandas_index_columns(schema: pa.Schema) -> list[str]:
+    metadata = schema.pandas_metadata or {}
+    return [c for c in metadata.get("index_columns", []) if isinstance(c, str)]
+
+
+def _csv_head(source: Source) -> tuple[list[str], list[str] | None]:
+    """The header and the first data row (blank lines skipped, as pandas does)."""
+    with contextlib.ExitStack() as stack:
+        raw = (
+            io.BytesIO(source)
+            if isinstance(source, bytes)
+            else stack.enter_context(source.open("rb"))
+        )
+        text = io.TextIOWrapper(raw, encoding="utf-8-sig", newline="")
+        rows = csv.reader(text)
+        found: list[list[str]] = []
+        try:
+            for row in rows:
+                if row:
+                    found.append(row)
+                if len(found) == 2:
+                    break
+        except UnicodeDecodeError as exc:
+            raise TableError(f"not a UTF-8 text file ({exc.reason})") from None
+        except csv.Error as exc:
+            raise TableError(f"unreadable CSV file: {_short(exc)}") from None
+        finally:
+            text.detach()
+    if not found:
+        return [], None
+    return found[0], found[1] if len(found) > 1 else None
+
+
+def _check_first_row(source: Source) -> None:
+    # With more fields in the first row than in the header, pandas would silently take the
+    # first column as the index (or drop the extra values); every later row is checked by
+    # pandas itself ("Expected 2 fields in line 3, saw 3").
+    header, first = _csv_head(source)
+    if first is not None and len(first) > len(header):
+        raise TableError(
+            f"unreadable CSV file: the first data row has {len(first)} fields but the header "
+            f"has {len(header)}"
+        )
+
+
+def _short(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    message = text[0] if text else type(exc).__name__
+    return message[:300]
+
+
+def column_kind(series: pd.Series) -> ColumnKind:
+    dtype = series.dtype
+    if isinstance(dtype, pd.CategoricalDtype):
+        return "text"
+    if pd.api.types.is_bool_dtype(dtype):
+        return "boolean"
+    if pd.api.types.is_integer_dtype(dtype):
+        return "integer"
+    if pd.api.types.is_float_dtype(dtype):
+        return "float"
+    if pd.api.types.is_object_dtype(dtype):
+        inferred = pd.api.types.infer_dtype(series, skipna=True)
+        if inferred == "boolean":
+            return "boolean"
+        if inferred == "integer":
+            return "integer"
+        if inferred in ("floating", "mixed-integer-float", "decimal"):
+            return "float"
+    return "text"
+
+
+def _describe_column(name: str, series: pd.Series) -> ColumnInfo:
+    kind = column_kind(series)
+    dtype = str(series.dtype)
+    if kind in ("integer", "float"):
+        values = _floats(series)
+        finite = values[np.isfinite(values)]
+        return ColumnInfo(
+            name=name,
+            dtype=dtype,
+            kind=kind,
+            numeric=True,
+            non_null=len(finite),
+            distinct=len(pd.unique(finite)),
+        )
+    present = series[series.notna()]
+    if kind == "boolean":
+        return ColumnInfo(
+            name=name,
+            dtype=dtype,
+            kind=kind,
+            numeric=True,
+            non_null=len(present),
+            distinct=int(present.nunique()),
+        )
+    labels = pd.unique(np.asarray(present.astype(str), dtype=object))
+    levels: list[str] | None = None
+    if len(labels) <= MAX_CATEGORIES and all(len(v) <= MAX_LEVEL_CHARS for v in labels):
+        levels = sorted(str(v) for v in labels)
+    return ColumnInfo(
+        name=name,
+        dtype=dtype,
+        kind=kind,
+        numeric=False,
+        non_null=len(present),
+        distinct=len(labels),
+        categories=len(labels),
+        levels=levels,
+    )
+
+
+def _floats(series: pd.Series) -> np.ndarray:
+    numbers = pd.to_numeric(series, errors="coerce")
+    return np.asarray(numbers.to_numpy(dtype=np.float64, na_value=np.nan), dtype=np.float64)
+
+
+# -- the encoding plan -------------------------------------------------------------------------
+
+
+class FeatureEncoding(BaseModel):
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    column: str
+    encoding: Encoding
+    levels: list[str] | None = Field(
+        None, description="onehot: the sorted values, one 0/1 feature each, in this order"
+    )
+
+    @property
+    def width(self) -> int:
+        return len(self.levels or ()) if self.encoding == "onehot" else 1
+
+    def names(self) -> list[str]:
+        if self.encoding == "onehot":
+            return [f"{self.column}={level}" for level in self.levels or ()]
+        return [self.column]
+
+
+class EncodingPlan(BaseModel):
+    """How a job turns the table's columns into X (float64) and y; identical on every shard."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    target: str
+    target_kind: ColumnKind
+    target_encoding: Literal["labels", "numeric"] = Field(
+        description="labels: the column's values as class labels; numeric: float64"
+    )
+    features: list[FeatureEncoding]
+
+    @computed_field(  # type: ignore[prop-decorator]
+        description="The model's input columns, in order: what predict's instances hold"
+    )
+    @property
+    def encoded_features(self) -> list[str]:
+        return [name for feature in self.features for name in feature.names()]
+
+    @property
+    def n_features(self) -> int:
+        return sum(feature.width for feature in self.features)
+
+    def columns(self) -> list[str]:
+        """The table columns to read: the features, then the target."""
+        return list(dict.fromkeys([*(f.column for f in self.features), self.target]))
+
+
+class DatasetSource(BaseModel):
+    """An uploaded dataset as a job resolved it at submit: where its bytes are and how to
+    encode them. Kept in the job's record, so a later change to the dataset cannot reach it."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    dataset_id: str
+    format: Format
+    artifact: str
+    sha256: str
+    size: int
+    rows: int
+    task: Task
+    plan: EncodingPlan
+
+
+def make_plan(
+    columns: Sequence[ColumnInfo],
+    rows: int,
+    *,
+    algorithm: str,
+    target: str,
+    features: Sequence[str] | None,
+) -> tuple[EncodingPlan, Task]:
+    """Check a job's target and features against a table; PlanError names what is wrong."""
+    by_name = {c.name: c for c in columns}
+    if target not in by_name:
+        raise PlanError(
+            "dataset.target", f"column {target!r} is not in the dataset; {_listing(columns)}"
+        )
+    label = by_name[target]
+    task = _task(algorithm, label)
+    if label.non_null < rows:
+        raise PlanError(
+            "dataset.target",
+            f"column {target!r} has {rows - label.non_null} missing values; the target needs "
+            "a value on every row",
+        )
+    if task == "classification":
+        if label.distinct < 2:
+            raise PlanError(
+                "dataset.target",
+                f"column {target!r} has a single value; a classifier needs at least 2 classes",
+            )
+        if label.distinct > MAX_CLASSES:
+            raise PlanError(
+                "dataset.target",
+                f"column {target!r} has {label.distinct} distinct values, over the "
+                f"{MAX_CLASSES} classes a classifier may have (a regressor fits numbers)",
+            )
+
+    names = list(features) if features is not None else [c.name for c in columns]
+    names = [n for n in names if n != target]
+    if not names:
+        raise PlanError("dataset.features", "no feature columns: the dataset has only its target")
+    encodings = [_feature(by_name, name, rows, columns) for name in names]
+    plan = EncodingPlan(
+        target=target,
+        target_kind=label.kind,
+        target_encoding="labels" if task == "classification" else "numeric",
+        features=encodings,
+    )
+    if rows * plan.n_features > MAX_ENCODED_VALUES:
+        raise PlanError(
+            "dataset",
+            f"{rows} rows x {plan.n_features} encoded features = {rows * plan.n_features:,} "
+            f"values, over the limit of {MAX_ENCODED_VALUES:,}; use fewer feature columns",
+        )
+    return plan, task
+
+
+def _task(algorithm: str, label: ColumnInfo) -> Task:
+    alg = get_algorithm(algorithm)
+    if alg.task == "regression":
+        if not label.numeric:
+            raise PlanError(
+                "dataset.target",
+                f"column {label.name!r} is {label.kind} ({label.dtype}); {algorithm} is a "
+                "regressor and needs a numeric target (a classifier takes any labels)",
+            )
+        return "regression"
+    if alg.task == "classification":
+        return "classification"
+    # Clustering ignores the target; it only scores the clusters. Labels (anything but a float
+    # column) are compared with the clusters (adjusted_rand); a float target is not.
+    return "regression" if label.kind == "float" else "classification"
+
+
+def _feature(
+    by_name: dict[str, ColumnInfo], name: str, rows: int, columns: Sequence[ColumnInfo]
+) -> FeatureEncoding:
+    column = by_name.get(name)
+    if column is None:
+        raise PlanError(
+            "dataset.features", f"column {name!r} is not in the dataset; {_listing(columns)}"
+        )
+    if column.non_null < rows:
+        raise PlanError(
+            "dataset.features",
+            f"column {name!r} has {rows - column.non_null} missing values; features may not "
+            "have missing values (fill them in before uploading, or leave the column out by "
+            "listing the features to use in dataset.features)",
+        )
+    if column.kind in ("integer", "float"):
+        return FeatureEncoding(column=name, encoding="numeric")
+    if column.kind == "boolean":
+        return FeatureEncoding(column=name, encoding="boolean")
+    if column.levels is None:
+        reason = (
+            f"{column.categories} distinct values (more than {MAX_CATEGORIES})"
+            if (column.categories or 0) > MAX_CATEGORIES
+            else f"values longer than {MAX_LEVEL_CHARS} characters"
+        )
+        raise PlanError(
+            "dataset.features",
+            f"column {name!r} is {column.kind} ({column.dtype}) with {reason}, so it cannot "
+            f"be encoded (one-hot takes at most {MAX_CATEGORIES} distinct values); leave it "
+            "out by listing the features to use in dataset.features",
+        )
+    return FeatureEncoding(column=name, encoding="onehot", levels=list(column.levels))
+
+
+def _listing(columns: Sequence[ColumnInfo]) -> str:
+    names = [c.name for c in columns]
+    shown = ", ".join(repr(n) for n in names[:20])
+    more = f" and {len(names) - 20} more" if len(names) > 20 else ""
+    return f"its columns are {shown}{more}"
+
+
+# -- loading -----------------------------------------------------------------------------------
+
+
+def load_uploaded(source: DatasetSource, data: bytes) -> tuple[np.ndarray, np.ndarray]:
+    """(X, y) of an uploaded dataset from its (already sha256-verified) bytes and plan."""
+    plan = source.plan
+    frame = read_frame(data, source.format, columns=plan.columns())
+    if len(frame) != source.rows:
+        raise TableError(f"the dataset has {len(frame)} rows, its record says {source.rows}")
+    X = encode_features(frame, plan)
+    y = encode_target(frame[plan.target], plan)
+    return np.ascontiguousarray(X, dtype=np.float64), np.ascontiguousarray(y)
+
+
+def encode_features(frame: pd.DataFrame, plan: EncodingPlan) -> np.ndarray:
+    """The plan's features as one float64 matrix (one-hot blocks in level order)."""
+    rows = len(frame)
+    X = np.zeros((rows, plan.n_features), dtype=np.float64)
+    offset = 0
+    for feature in plan.features:
+        series = frame[feature.column]
+        if feature.encoding == "onehot":
+            codes = _codes(series, feature.levels or [])
+            if (codes < 0).any():
+                raise TableError(
+                    f"column {feature.column!r} has a missing value or one outside its "
+                    f"{feature.width} encoded categories"
+                )
+            X[np.arange(rows), offset + codes] = 1.0
+        else:
+            values = _booleans(series) if feature.encoding == "boolean" else _floats(series)
+            if not np.isfinite(values).all():
+                raise TableError(f"column {feature.column!r} has missing or infinite values")
+            X[:, offset] = values
+        offset += feature.width
+    return X
+
+
+def encode_target(series: pd.Series, plan: EncodingPlan) -> np.ndarray:
+    if series.isna().any():
+        raise TableError(f"the target column {plan.target!r} has missing values")
+    if plan.target_encoding == "numeric":
+        values = _booleans(series) if plan.target_kind == "boolean" else _floats(series)
+        if not np.isfinite(values).all():
+            raise TableError(f"the target column {plan.target!r} has non-finite values")
+        return values
+    match plan.target_kind:
+        case "integer":
+            return np.asarray(series.to_numpy(), dtype=np.int64)
+        case "float":
+            return _floats(series)
+        case "boolean":
+            return np.asarray(series.to_numpy(), dtype=bool)
+        case _:
+            # Fixed-width unicode, not object: sortable for the label set, and storable in a
+            # model file without pickling.
+            return np.asarray([str(v) for v in series.astype(str)], dtype=str)
+
+
+def _codes(series: pd.Series, levels: list[str]) -> np.ndarray:
+    labels = series.astype(str).where(series.notna())
+    return np.asarray(pd.Categorical(labels, categories=levels).codes, dtype=np.int64)
+
+
+def _booleans(series: pd.Series) -> np.ndarray:
+    return np.asarray(
+        series.astype(object).map({True: 1.0, False: 0.0}).to_numpy(dtype=np.float64),
+        dtype=np.float64,
+    )
