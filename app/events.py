@@ -2,10 +2,13 @@
 
 One ``JobFeed`` per job and per process holds the watches on the job record and its shard
 records, however many clients stream that job: each client is a queue the feed fans out to.
-Every event's id is the changed node's ``mzxid``, ZooKeeper's global order of writes, so a
-client that reconnects with ``Last-Event-ID`` gets exactly the changes it has not seen: each
-node whose current ``mzxid`` is newer, once, in order. Changes between two reads of one node
-collapse into its latest state, which supersedes them.
+Every event's id is ``<mzxid>-<node>``: the changed node's ``mzxid`` (ZooKeeper's global order
+of writes) and the node's place in the job (shards by index, the job record last). Writes of one
+multi share a zxid, so the node part keeps ids unique and the order total, and the job record's
+terminal event comes after the shard writes of its own multi. A client that reconnects with
+``Last-Event-ID`` gets exactly the changes it has not seen: each node whose current state is
+newer, once, in order. Changes between two reads of one node collapse into its latest state,
+which supersedes them.
 """
 
 from __future__ import annotations
@@ -13,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from kazoo.exceptions import NoNodeError
@@ -28,8 +31,17 @@ log = logging.getLogger("zootrain.events")
 @dataclass(frozen=True, order=True)
 class Event:
     zxid: int
-    kind: str  # "job" or "shard"
-    data: dict[str, Any]
+    node: int  # shard index; the job record is the last node
+    kind: str = field(compare=False)  # "job" or "shard"
+    data: dict[str, Any] = field(compare=False)
+
+    @property
+    def id(self) -> str:
+        return f"{self.zxid}-{self.node}"
+
+    @property
+    def position(self) -> tuple[int, int]:
+        return (self.zxid, self.node)
 
     @property
     def terminal(self) -> bool:
@@ -41,7 +53,7 @@ class JobFeed:
         self.zk = zk
         self.paths = paths
         self.job_id = job.id
-        self.shards = job.spec.shards
+        self.tasks = job.spec.tasks
         self.latest: dict[str, Event] = {}  # node path -> its newest event
         self.subscribers: set[asyncio.Queue[Event]] = set()
         self._closed = False
@@ -50,7 +62,7 @@ class JobFeed:
         await asyncio.gather(*(self._read(path) for path in self._paths()))
 
     def _paths(self) -> list[str]:
-        shards = [self.paths.shard(self.job_id, i) for i in range(self.shards)]
+        shards = [self.paths.shard(self.job_id, i) for i in range(self.tasks)]
         return [self.paths.job(self.job_id), *shards]
 
     async def _read(self, path: str) -> None:
@@ -65,11 +77,12 @@ class JobFeed:
         except NoNodeError:
             return  # the job was deleted (retention): nothing more will happen to it
         if path == self.paths.job(self.job_id):
-            kind, record = "job", JobRecord.load(data).model_dump(mode="json")
+            node, kind, record = self.tasks, "job", JobRecord.load(data).model_dump(mode="json")
         else:
-            shard = ShardRecord.load(data).model_dump(mode="json")
-            kind, record = "shard", {"job_id": self.job_id, **shard}
-        event = Event(stat.mzxid, kind, record)
+            shard = ShardRecord.load(data)
+            record = {"job_id": self.job_id, **shard.model_dump(mode="json")}
+            node, kind = shard.index, "shard"
+        event = Event(stat.mzxid, node, kind, record)
         previous = self.latest.get(path)
         if previous is not None and previous.zxid >= event.zxid:
             return  # a watch fired (e.g. on a reconnect) but nothing changed
@@ -83,8 +96,8 @@ class JobFeed:
         except TRANSIENT_ERRORS:
             log.warning("event feed of %s lost a watch on %s", self.job_id, path)
 
-    def snapshot(self, after: int) -> list[Event]:
-        return sorted(e for e in self.latest.values() if e.zxid > after)
+    def snapshot(self, after: tuple[int, int]) -> list[Event]:
+        return sorted(e for e in self.latest.values() if e.position > after)
 
     def close(self) -> None:
         self._closed = True
@@ -133,8 +146,8 @@ class EventHub:
             del self._starting[job.id]
 
 
-async def stream(hub: EventHub, job: JobRecord, last_event_id: int, ping: float) -> Any:
-    """Yield (id, kind, data) for every change after ``last_event_id``, then stop at the end."""
+async def stream(hub: EventHub, job: JobRecord, last_event_id: tuple[int, int], ping: float) -> Any:
+    """Yield every change after ``last_event_id`` (zxid, node), then stop at the job's end."""
     async with hub.subscribe(job) as (feed, queue):
         sent = last_event_id
         pending = feed.snapshot(after=sent)
@@ -143,9 +156,9 @@ async def stream(hub: EventHub, job: JobRecord, last_event_id: int, ping: float)
             return  # the client saw the end already
         while True:
             for event in pending:
-                if event.zxid <= sent:
+                if event.position <= sent:
                     continue
-                sent = event.zxid
+                sent = event.position
                 yield event
                 if event.terminal:
                     return

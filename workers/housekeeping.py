@@ -93,7 +93,7 @@ class Housekeeper:
         return removed
 
     async def _merge_stalled(self, job: JobRecord) -> bool:
-        shards = await self.queue.read_shards(job.id, job.spec.shards)
+        shards = await self.queue.read_shards(job.id, job.spec.tasks)
         if not all(s.state == ShardState.done for s, _ in shards):
             return False
         return await self.zk.exists(self.paths.merge_lock(job.id)) is None
@@ -140,7 +140,7 @@ class Housekeeper:
         # One multi: a job is never half-deleted, and the version check keeps us from
         # deleting a record that changed since we judged it.
         tx = self.zk.transaction()
-        for index in range(job.spec.shards):
+        for index in range(job.spec.tasks):
             tx.delete(self.paths.shard(job.id, index))
         tx.delete(self.paths.shards(job.id))
         tx.delete(self.paths.job(job.id), version)

@@ -11,7 +11,7 @@ from typing import Any
 
 from zootrain.artifacts import ArtifactStore
 from zootrain.ml import modelfile
-from zootrain.ml.algorithms import ALGORITHMS
+from zootrain.ml.algorithms import ALGORITHMS, build_estimator
 from zootrain.ml.datasets import (
     Split,
     Task,
@@ -23,6 +23,7 @@ from zootrain.ml.datasets import (
 from zootrain.ml.merge import merge_models
 from zootrain.ml.metrics import evaluate
 from zootrain.ml.partition import shard_rows
+from zootrain.ml.search import baseline_params, best_candidate, cross_validate
 from zootrain.ml.tabular import DatasetSource, load_uploaded
 from zootrain.ml.training import fit_shard, shard_seed
 from zootrain.records import JobSpec
@@ -48,10 +49,16 @@ def _split(spec: JobSpec, payload: dict[str, Any], store: ArtifactStore) -> tupl
 
 
 def train_shard(payload: dict[str, Any]) -> dict[str, Any]:
+    """One task of a job: a data shard's model, the all-rows baseline, or a search candidate."""
     spec = JobSpec.model_validate(payload["spec"])
     index: int = payload["index"]
     store = ArtifactStore(payload["artifacts"])
     split, task = _split(spec, payload, store)
+    role = spec.role(index)
+    if role == "candidate":
+        return _cross_validate(spec, index, split)
+    if role == "baseline":
+        return _baseline(spec, split, task)
     rows = shard_rows(
         len(split.X_train), spec.shards, index, spec.partition, spec.random_state, y=split.y_train
     )
@@ -76,15 +83,76 @@ def train_shard(payload: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def _cross_validate(spec: JobSpec, index: int, split: Split) -> dict[str, Any]:
+    assert spec.search is not None
+    started = time.perf_counter()
+    scores = cross_validate(
+        spec.algorithm,
+        spec.candidate_params()[index],
+        split.X_train,
+        split.y_train,
+        folds=spec.search.cv,
+        scoring=spec.search.scoring,
+        seed=spec.random_state,
+    )
+    seconds = time.perf_counter() - started
+    rows = len(split.X_train)
+    return {
+        "artifact": None,
+        "sha256": None,
+        "rows": rows,
+        "metrics": scores,
+        "train_seconds": seconds,
+    }
+
+
+def _fit_all_rows(spec: JobSpec, params: dict[str, Any], split: Split) -> Any:
+    model = build_estimator(spec.algorithm, params, random_state=spec.random_state)
+    if ALGORITHMS[spec.algorithm].task == "clustering":
+        return model.fit(split.X_train)
+    return model.fit(split.X_train, split.y_train)
+
+
+def _baseline(spec: JobSpec, split: Split, task: Task) -> dict[str, Any]:
+    """A single model on all training rows, as large as the merged one, for comparison."""
+    started = time.perf_counter()
+    params = baseline_params(spec.algorithm, spec.params, spec.shards)
+    model = _fit_all_rows(spec, params, split)
+    seconds = time.perf_counter() - started
+    metrics = evaluate(model, split.X_test, split.y_test, task=task, classes=split.classes)
+    rows = len(split.X_train)
+    return {
+        "artifact": None,
+        "sha256": None,
+        "rows": rows,
+        "metrics": metrics,
+        "train_seconds": seconds,
+    }
+
+
 def merge_job(payload: dict[str, Any]) -> dict[str, Any]:
+    """Merge a job's shard models (or pick and refit its best candidate) and score the result."""
     spec = JobSpec.model_validate(payload["spec"])
     store = ArtifactStore(payload["artifacts"])
-    shards: list[dict[str, Any]] = payload["shards"]
-    models = [modelfile.loads(store.get(s["artifact"], s["sha256"])) for s in shards]
-    merged = merge_models(spec.algorithm, models, [s["rows"] for s in shards])
+    tasks: list[dict[str, Any]] = payload["shards"]
     split, task = _split(spec, payload, store)
-    metrics = evaluate(merged, split.X_test, split.y_test, task=task, classes=split.classes)
-    data = modelfile.dumps(merged)
+    extra: dict[str, Any] = {}
+    if spec.kind == "search":
+        model, extra["search"] = _best_candidate(spec, tasks, split)
+    else:
+        shards = [t for t in tasks if t["role"] == "shard"]
+        models = [modelfile.loads(store.get(s["artifact"], s["sha256"])) for s in shards]
+        model = merge_models(spec.algorithm, models, [s["rows"] for s in shards])
+    metrics = evaluate(model, split.X_test, split.y_test, task=task, classes=split.classes)
+    baseline = next((t for t in tasks if t["role"] == "baseline"), None)
+    if baseline is not None:
+        extra["baseline_metrics"] = baseline["metrics"]
+        extra["baseline_gap"] = {
+            name: metrics[name] - value
+            for name, value in baseline["metrics"].items()
+            if name in metrics
+        }
+    data = modelfile.dumps(model)
     uri, digest = store.put(data)
     clusters = ALGORITHMS[spec.algorithm].task == "clustering"
     # A clusterer predicts cluster ids, not the dataset's labels.
@@ -99,4 +167,25 @@ def merge_job(payload: dict[str, Any]) -> dict[str, Any]:
         "train_rows": len(split.X_train),
         "test_rows": len(split.X_test),
         "task": task,
+        **extra,
     }
+
+
+def _best_candidate(
+    spec: JobSpec, tasks: list[dict[str, Any]], split: Split
+) -> tuple[Any, dict[str, Any]]:
+    assert spec.search is not None
+    candidates = spec.candidate_params()
+    scores = [t["metrics"]["cv_mean"] for t in tasks]
+    best = best_candidate(scores)
+    model = _fit_all_rows(spec, candidates[best], split)
+    summary = {
+        "best_index": best,
+        "best_params": candidates[best],
+        "cv": spec.search.cv,
+        "scoring": spec.search.scoring,
+        "candidates": [
+            {"index": i, "params": candidates[i], **tasks[i]["metrics"]} for i in range(len(tasks))
+        ],
+    }
+    return model, summary

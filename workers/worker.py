@@ -253,7 +253,7 @@ class Worker:
         return None
 
     async def _claim_in_job(self, job: JobRecord) -> Claim | None:
-        shards = await self.queue.read_shards(job.id, job.spec.shards)
+        shards = await self.queue.read_shards(job.id, job.spec.tasks)
         now = time.time()
         for shard, _ in shards:
             if f"{job.id}/{shard.index}" in self.claims:
@@ -429,7 +429,7 @@ class Worker:
         if self._stopping.is_set():
             return None
         try:
-            shards = await self.queue.read_shards(job.id, job.spec.shards)
+            shards = await self.queue.read_shards(job.id, job.spec.tasks)
             if all(s.state == ShardState.done for s, _ in shards):
                 return await self._claim_merge(job)
         except Exception:
@@ -535,7 +535,7 @@ class Worker:
         job, stat = await self.queue.read_job(claim.job.id)
         if job.state.terminal:
             return
-        shards = [s for s, _ in await self.queue.read_shards(job.id, job.spec.shards)]
+        shards = [s for s, _ in await self.queue.read_shards(job.id, job.spec.tasks)]
         if any(s.state != ShardState.done for s in shards):
             return
         if job.state != JobState.merging:
@@ -550,7 +550,14 @@ class Worker:
             "artifacts": str(self.store.root),
             "dataset_source": _source(job),
             "shards": [
-                {"artifact": s.artifact, "sha256": s.sha256, "rows": s.rows} for s in shards
+                {
+                    "role": s.role,
+                    "artifact": s.artifact,
+                    "sha256": s.sha256,
+                    "rows": s.rows,
+                    "metrics": s.metrics,
+                }
+                for s in shards
             ],
         }
         started = time.perf_counter()
@@ -604,8 +611,13 @@ def _version_record(
         classes=result["classes"],
         metrics=result["metrics"],
         shard_metrics=[
-            ShardMetrics(index=s.index, rows=s.rows or 0, metrics=s.metrics or {}) for s in shards
+            ShardMetrics(index=s.index, rows=s.rows or 0, metrics=s.metrics or {})
+            for s in shards
+            if s.role != "baseline"
         ],
+        baseline_metrics=result.get("baseline_metrics"),
+        baseline_gap=result.get("baseline_gap"),
+        search=result.get("search"),
         train_rows=result["train_rows"],
         test_rows=result["test_rows"],
         created_at=utcnow(),

@@ -192,16 +192,25 @@ class RetryPolicy:
 
 
 class JobEvent(JobRecord):
-    """``event: job``: the job record after a change; ``event_id`` is the change's zxid."""
+    """``event: job``: the job record after a change; ``event_id`` is ``<zxid>-<node>``."""
 
-    event_id: int
+    event_id: str
 
 
 class ShardEvent(ShardRecord):
     """``event: shard``: one shard record (with its job's id) after a change."""
 
     job_id: str
-    event_id: int
+    event_id: str
+
+
+def event_position(event_id: str) -> tuple[int, int] | None:
+    """The order of an event id ``<zxid>-<node>`` (a bare ``<zxid>`` is node 0)."""
+    zxid, _, node = event_id.partition("-")
+    try:
+        return int(zxid), int(node or 0)
+    except ValueError:
+        return None
 
 
 Event = JobEvent | ShardEvent
@@ -248,18 +257,17 @@ class _SSEDecoder:
 class _EventCursor:
     """Where a (possibly reconnected) event stream is: its last event id and whether it ended."""
 
-    last_id: int | None = None
+    last_id: str | None = None
     done: bool = False
 
     def accept(self, raw: _RawEvent) -> Event | None:
         """The typed event, or None for an unknown kind or one already seen (by id)."""
-        try:
-            event_id = int(raw.id) if raw.id is not None else None
-        except ValueError:
-            event_id = None
-        if event_id is None:
+        position = event_position(raw.id) if raw.id is not None else None
+        if raw.id is None or position is None:
             return None
-        if self.last_id is not None and event_id <= self.last_id:
+        event_id = raw.id
+        last = event_position(self.last_id) if self.last_id is not None else None
+        if last is not None and position <= last:
             return None  # a repeat: the stream is resumable by id, so never yield one twice
         event: Event
         if raw.event == "job":
@@ -643,7 +651,7 @@ class Client(_Base):
         return self._run(_Calls.cancel(job_id))
 
     def events(
-        self, job_id: str, *, last_event_id: int | None = None, timeout: float | None = None
+        self, job_id: str, *, last_event_id: str | None = None, timeout: float | None = None
     ) -> Iterator[Event]:
         """The job's changes as they happen, ending after its terminal job event.
 
@@ -871,7 +879,7 @@ class AsyncClient(_Base):
         return await self._run(_Calls.cancel(job_id))
 
     def events(
-        self, job_id: str, *, last_event_id: int | None = None, timeout: float | None = None
+        self, job_id: str, *, last_event_id: str | None = None, timeout: float | None = None
     ) -> AsyncIterator[Event]:
         """See ``Client.events``."""
         return self._events(job_id, _EventCursor(last_event_id), _deadline(timeout))

@@ -97,8 +97,9 @@ class JobQueue:
         tx = self.zk.transaction()
         tx.create(self.paths.job(job.id), job.dump())
         tx.create(self.paths.shards(job.id))
-        for index in range(spec.shards):
-            tx.create(self.paths.shard(job.id, index), ShardRecord(index=index).dump())
+        for index in range(spec.tasks):
+            shard = ShardRecord(index=index, role=spec.role(index))
+            tx.create(self.paths.shard(job.id, index), shard.dump())
         tx.create(self.paths.queue_prefix(job.id, spec.priority), job.id.encode(), sequence=True)
         if key_path is not None:
             record = IdempotencyRecord(

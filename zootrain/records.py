@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import hashlib
+import math
 import secrets
 import time
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     BaseModel,
@@ -17,10 +18,12 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+from sklearn.metrics import get_scorer_names
 
 from zootrain.ml.algorithms import ALGORITHMS, ParamError, check_task, validate_params
 from zootrain.ml.datasets import DatasetSpec, UploadedDataset, dataset_shape, dataset_task
 from zootrain.ml.partition import Strategy, check_partition
+from zootrain.ml.search import MAX_CANDIDATES, candidates, check_candidates
 from zootrain.ml.tabular import DatasetSource
 
 MODEL_NAME_PATTERN = r"^[a-z0-9][a-z0-9._-]{0,62}$"
@@ -71,6 +74,40 @@ class Record(BaseModel):
 # -- the job spec (what a user submits) --------------------------------------------------------
 
 
+TaskRole = Literal["shard", "baseline", "candidate"]
+
+
+class SearchSpec(BaseModel):
+    """A hyper-parameter search: a grid, or lists to sample ``n_iter`` candidates from."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    param_grid: dict[str, Annotated[list[Any], Field(min_length=1, max_length=100)]] | None = Field(
+        None, examples=[{"max_depth": [4, 8, None], "n_estimators": [20, 50]}]
+    )
+    param_distributions: (
+        dict[str, Annotated[list[Any], Field(min_length=1, max_length=1000)]] | None
+    ) = Field(None, description="Values sampled uniformly, n_iter candidates in all")
+    n_iter: int = Field(10, ge=1, le=MAX_CANDIDATES)
+    cv: int = Field(3, ge=2, le=10, description="Cross-validation folds per candidate")
+    scoring: str | None = Field(
+        None, description="A scikit-learn scorer name; default: the estimator's own score"
+    )
+
+    @field_validator("scoring")
+    @classmethod
+    def _known_scorer(cls, value: str | None) -> str | None:
+        if value is not None and value not in get_scorer_names():
+            raise ValueError(f"unknown scorer {value!r}")
+        return value
+
+    @model_validator(mode="after")
+    def _one_space(self) -> SearchSpec:
+        if (self.param_grid is None) == (self.param_distributions is None):
+            raise ValueError("give exactly one of param_grid and param_distributions")
+        return self
+
+
 class JobSpec(BaseModel):
     """A training job. Validated completely before anything is written to ZooKeeper."""
 
@@ -114,6 +151,21 @@ class JobSpec(BaseModel):
     random_state: int = Field(0, ge=0, le=2**32 - 1, description="Seed for split and shards.")
     max_attempts: int = Field(3, ge=1, le=MAX_ATTEMPTS, description="Tries per shard.")
     priority: int = Field(5, ge=0, le=9, description="0 (lowest) to 9 (highest).")
+    baseline: bool = Field(
+        False,
+        description=(
+            "Also train one model on all training rows (a forest with all the shards' trees) "
+            "as one more task, and publish merged minus single on the version."
+        ),
+    )
+    kind: Literal["train", "search"] = Field(
+        "train",
+        description=(
+            "train: one model per data shard, merged. search: one task per hyper-parameter "
+            "candidate (see `search`); the best cross-validated candidate is refit on all rows."
+        ),
+    )
+    search: SearchSpec | None = None
 
     @field_validator("algorithm")
     @classmethod
@@ -136,14 +188,21 @@ class JobSpec(BaseModel):
 
     @model_validator(mode="after")
     def _consistent(self) -> JobSpec:
+        if self.kind == "search" and isinstance(self.dataset, UploadedDataset):
+            return self._with_candidates()
         if isinstance(self.dataset, UploadedDataset):
             # Task, columns and rows are in the dataset's record: checked against it at submit
             # (zootrain.datasets), before anything is written.
             return self
         check_task(self.algorithm, dataset_task(self.dataset))
         check_partition(self.algorithm, self.partition, dataset_task(self.dataset))
+        if self.kind == "search":
+            return self._with_candidates()
+        if self.search is not None:
+            raise ValueError("search: only a job of kind 'search' takes a search")
         rows, _ = dataset_shape(self.dataset)
-        train_rows = rows - max(1, round(rows * self.test_size))
+        # The same rounding as split_dataset (train_test_split): the test set is ceil'd.
+        train_rows = rows - math.ceil(rows * self.test_size)
         if self.shards > train_rows:
             raise ValueError(
                 f"shards ({self.shards}) exceeds the {train_rows} training rows of the dataset"
@@ -151,6 +210,39 @@ class JobSpec(BaseModel):
         if rows - train_rows < 2:
             raise ValueError("test_size leaves fewer than 2 held-out rows")
         return self
+
+    def _with_candidates(self) -> JobSpec:
+        if self.search is None:
+            raise ValueError("search: a job of kind 'search' needs a search")
+        if self.baseline:
+            raise ValueError("baseline: a search job refits its best candidate on all rows")
+        try:
+            check_candidates(self.algorithm, self.candidate_params())
+        except ParamError as exc:
+            raise ValueError(f"search: candidate parameter {exc.param}: {exc}") from None
+        # Each candidate is one task: the job's "shards" are its candidates.
+        self.shards = len(self.candidate_params())
+        return self
+
+    @property
+    def tasks(self) -> int:
+        """Task records the job has: its shards (or candidates), and the baseline if asked."""
+        return self.shards + (1 if self.baseline else 0)
+
+    def role(self, index: int) -> TaskRole:
+        if self.kind == "search":
+            return "candidate"
+        return "baseline" if index >= self.shards else "shard"
+
+    def candidate_params(self) -> list[dict[str, Any]]:
+        assert self.search is not None
+        return candidates(
+            self.params,
+            self.search.param_grid,
+            self.search.param_distributions,
+            self.search.n_iter,
+            self.random_state,
+        )
 
     def fingerprint(self) -> str:
         """A digest of the request's meaning, for Idempotency-Key replays."""
@@ -196,6 +288,7 @@ class ShardRecord(Record):
     """/jobs/<id>/shards/<index>: one unit of training."""
 
     index: int
+    role: TaskRole = "shard"
     state: ShardState = ShardState.pending
     attempts: int = 0
     worker: str | None = None
@@ -234,6 +327,15 @@ class VersionRecord(Record):
     classes: list[Any] | None = None
     metrics: dict[str, float]
     shard_metrics: list[ShardMetrics]
+    baseline_metrics: dict[str, float] | None = Field(
+        None, description="A single model trained on all training rows (spec.baseline)"
+    )
+    baseline_gap: dict[str, float] | None = Field(
+        None, description="Merged minus single, metric by metric"
+    )
+    search: dict[str, Any] | None = Field(
+        None, description="Search jobs: every candidate's cross-validated score, and the best"
+    )
     train_rows: int
     test_rows: int
     created_at: datetime

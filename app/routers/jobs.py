@@ -122,25 +122,29 @@ async def existing_job(job_id: JobId, svc: Annotated[Services, Depends(services)
     description=(
         "One event per change of the job record (`event: job`) or of one of its shards "
         "(`event: shard`, with `job_id`); `data` is the record as JSON. Each event's `id` is "
-        "ZooKeeper's zxid of the change: reconnect with `Last-Event-ID` to resume without "
-        "missed or repeated events. The stream ends after the job's terminal event."
+        "`<zxid>-<node>` (ZooKeeper's order of the change, then the node): reconnect with "
+        "`Last-Event-ID` to resume without missed or repeated events. The stream ends after "
+        "the job's terminal event."
     ),
 )
 async def job_events(
     job: Annotated[JobRecord, Depends(existing_job)],
     svc: Annotated[Services, Depends(services)],
     last_event_id: Annotated[
-        str | None, Header(alias="Last-Event-ID", pattern=r"^\d{1,19}$")
+        str | None, Header(alias="Last-Event-ID", pattern=r"^\d{1,19}(-\d{1,5})?$")
     ] = None,
 ) -> AsyncIterable[ServerSentEvent]:
-    after = int(last_event_id) if last_event_id is not None else 0
+    after = (0, 0)
+    if last_event_id is not None:
+        zxid, _, node = last_event_id.partition("-")
+        after = (int(zxid), int(node or 0))
     async for event in events.stream(svc.events, job, after, ping=15.0):
         if event is None:
             yield ServerSentEvent(comment="keep-alive")
         else:
-            yield ServerSentEvent(id=str(event.zxid), event=event.kind, data=event.data)
+            yield ServerSentEvent(id=event.id, event=event.kind, data=event.data)
 
 
 async def _view(svc: Services, job: JobRecord) -> JobView:
-    shards = await svc.queue.read_shards(job.id, job.spec.shards)
+    shards = await svc.queue.read_shards(job.id, job.spec.tasks)
     return JobView(**job.model_dump(), shards=[s for s, _ in shards])

@@ -29,6 +29,7 @@ from zootrain.client import (
     RetryPolicy,
     ShardEvent,
     ZootrainError,
+    event_position,
 )
 from zootrain.records import JobState
 
@@ -178,7 +179,7 @@ def check_submit_wait_and_inspect(api_url: str, tmp_path: Path) -> None:
     assert events[-1]["event"] == "job" and events[-1]["state"] == "succeeded"
     assert {e["index"] for e in events if e["event"] == "shard"} <= {0, 1, 2}
     ids = [e["event_id"] for e in events]
-    assert ids == sorted(set(ids))  # in order, no repeats
+    assert ids == sorted(set(ids), key=event_position)  # in order, no repeats
     table = zootrain(api_url, "watch", submitted["id"])  # a finished job: its final table
     assert table.returncode == 0 and "succeeded" in table.stdout
 
@@ -281,7 +282,7 @@ def check_client_submit_events_predict_download(api_url: str, tmp_path: Path) ->
         done = {e.index for e in events if isinstance(e, ShardEvent) and e.state == "done"}
         assert done == {0, 1}
         ids = [e.event_id for e in events]
-        assert ids == sorted(set(ids))
+        assert ids == sorted(set(ids), key=event_position)
 
         view = client.wait(job.id, timeout=60)  # already finished: returns at once
         assert view.state == JobState.succeeded and view.model is not None
@@ -314,7 +315,7 @@ def check_client_events_resume_without_repeats(api_url: str) -> None:
         stream.close()  # (a generator) drops the connection
         rest = list(client.events(job.id, last_event_id=first[-1].event_id))
     ids = [e.event_id for e in first + rest]
-    assert ids == sorted(set(ids)), ids  # no repeats, in order
+    assert ids == sorted(set(ids), key=event_position), ids  # no repeats, in order
     assert isinstance(rest[-1], JobEvent) and rest[-1].state.terminal
 
 
@@ -326,7 +327,7 @@ def check_client_reconnects_a_dropped_stream(api_url: str) -> None:
     resumed = [h for h in proxy.heads if b"/events" in h and b"last-event-id" in h.lower()]
     assert resumed, proxy.heads
     ids = [e.event_id for e in events]
-    assert ids == sorted(set(ids)), ids
+    assert ids == sorted(set(ids), key=event_position), ids
     assert isinstance(events[-1], JobEvent) and events[-1].state == JobState.succeeded
 
 
@@ -343,7 +344,7 @@ def test_async_client(stack: Stack, tmp_path: Path) -> None:
                     break
             rest = [e async for e in client.events(job.id, last_event_id=seen[-1])]
             ids = seen + [e.event_id for e in rest]
-            assert ids == sorted(set(ids)), ids
+            assert ids == sorted(set(ids), key=event_position), ids
             view = await client.wait(job.id, timeout=60)
             assert view.state == JobState.succeeded and view.model is not None
             result = await client.predict("iris-async", [[5.1, 3.5, 1.4, 0.2]])

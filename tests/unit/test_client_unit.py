@@ -380,7 +380,7 @@ def test_events_are_typed_and_end_after_the_terminal_job_event() -> None:
     with client(recorder) as c:
         events = list(c.events(JOB_ID))
     assert [type(e) for e in events] == [JobEvent, ShardEvent, ShardEvent, JobEvent]
-    assert [e.event_id for e in events] == [10, 11, 12, 13]
+    assert [e.event_id for e in events] == ["10", "11", "12", "13"]
     assert isinstance(events[1], ShardEvent) and events[1].job_id == JOB_ID
     assert events[-1].state == JobState.succeeded
     assert "Last-Event-ID" not in recorder.requests[0].headers
@@ -402,7 +402,7 @@ def test_a_dropped_stream_is_resumed_with_last_event_id_and_nothing_repeats(
     )
     with client(recorder) as c:
         events = list(c.events(JOB_ID))
-    assert [e.event_id for e in events] == [10, 11, 15, 20]
+    assert [e.event_id for e in events] == ["10", "11", "15", "20"]
     assert recorder.requests[1].headers["Last-Event-ID"] == "11"
     assert events[-1].state == JobState.failed
 
@@ -412,8 +412,8 @@ def test_events_resume_from_a_given_id() -> None:
         httpx.Response(200, content=sse(("job", 20, job("cancelled"))), headers=SSE_HEADERS)
     )
     with client(recorder) as c:
-        events = list(c.events(JOB_ID, last_event_id=12))
-    assert [e.event_id for e in events] == [20]
+        events = list(c.events(JOB_ID, last_event_id="12"))
+    assert [e.event_id for e in events] == ["20"]
     assert recorder.requests[0].headers["Last-Event-ID"] == "12"
 
 
@@ -426,7 +426,7 @@ def test_an_empty_stream_of_a_finished_job_ends_the_iteration() -> None:
 
     recorder = Recorder(handler)
     with client(recorder) as c:
-        assert list(c.events(JOB_ID, last_event_id=99)) == []
+        assert list(c.events(JOB_ID, last_event_id="99")) == []
     assert [r.url.path for r in recorder.requests] == [
         f"/v1/jobs/{JOB_ID}/events",
         f"/v1/jobs/{JOB_ID}",
@@ -563,14 +563,14 @@ def test_async_client_retries_and_resumes_events() -> None:
             return problem(503, "busy", **{"Retry-After": "0"})
         return httpx.Response(200, json=job("succeeded"))
 
-    async def main() -> tuple[list[int], JobState]:
+    async def main() -> tuple[list[str], JobState]:
         async with AsyncClient(URL, retry=FAST, transport=httpx.MockTransport(handler)) as c:
             ids = [e.event_id async for e in c.events(JOB_ID)]
             view = await c.get_job(JOB_ID)
             return ids, view.state
 
     ids, state = asyncio.run(main())
-    assert ids == [10, 12]
+    assert ids == ["10", "12"]
     assert state == JobState.succeeded
     event_requests = [r for r in requests if r.url.path.endswith("/events")]
     assert event_requests[1].headers["Last-Event-ID"] == "10"

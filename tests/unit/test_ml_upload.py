@@ -438,7 +438,9 @@ def test_shards_train_and_merge_from_an_uploaded_file(
     shards = []
     for index in range(2):
         result = training.train_shard({**base, "index": index})
-        shards.append({"artifact": result["artifact"], "sha256": result["sha256"], "rows": 80})
+        shards.append(
+            {"role": "shard", "artifact": result["artifact"], "sha256": result["sha256"], "rows": 80}
+        )
     merged = training.merge_job({**base, "shards": shards})
     # price as the target leaves species (3 one-hot columns) among the features
     assert merged["n_features"] == (7 if target == "species" else 9)

@@ -1,0 +1,85 @@
+"""Task parallelism: hyper-parameter search candidates, and the single-model baseline.
+
+A search job's candidates are its tasks: each is cross-validated by whichever worker claims it,
+and the merge keeps the best mean score and refits it on all training rows. The candidate list
+is a pure function of the spec (grid order, or a seeded sample), so every worker agrees on what
+candidate ``i`` is without it being written anywhere.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from sklearn.model_selection import (
+    KFold,
+    ParameterGrid,
+    ParameterSampler,
+    StratifiedKFold,
+    cross_val_score,
+)
+
+from zootrain.ml.algorithms import ALGORITHMS, build_estimator, validate_params
+
+MAX_CANDIDATES = 256
+
+
+def candidates(
+    base: dict[str, Any],
+    grid: dict[str, list[Any]] | None,
+    distributions: dict[str, list[Any]] | None,
+    n_iter: int,
+    seed: int,
+) -> list[dict[str, Any]]:
+    """Every candidate's full parameters (``base`` overridden by the candidate's own)."""
+    if grid is not None:
+        points = list(ParameterGrid(grid))
+    elif distributions is not None:
+        points = list(ParameterSampler(distributions, n_iter=n_iter, random_state=seed))
+    else:
+        raise ValueError("a search needs param_grid or param_distributions")
+    return [{**base, **{k: _plain(v) for k, v in point.items()}} for point in points]
+
+
+def check_candidates(algorithm: str, params: list[dict[str, Any]]) -> None:
+    """Validate every candidate as a job's params are validated (ParamError names the value)."""
+    if not params:
+        raise ValueError("the search has no candidate")
+    if len(params) > MAX_CANDIDATES:
+        raise ValueError(f"the search has {len(params)} candidates; at most {MAX_CANDIDATES}")
+    for candidate in params:
+        validate_params(algorithm, candidate)
+
+
+def cross_validate(
+    algorithm: str,
+    params: dict[str, Any],
+    X: np.ndarray,
+    y: np.ndarray,
+    *,
+    folds: int,
+    scoring: str | None,
+    seed: int,
+) -> dict[str, float]:
+    estimator = build_estimator(algorithm, params, random_state=seed)
+    classifier = ALGORITHMS[algorithm].task == "classification"
+    splitter = (StratifiedKFold if classifier else KFold)(folds, shuffle=True, random_state=seed)
+    scores = cross_val_score(estimator, X, y, cv=splitter, scoring=scoring, error_score="raise")
+    return {"cv_mean": float(np.mean(scores)), "cv_std": float(np.std(scores))}
+
+
+def best_candidate(scores: list[float]) -> int:
+    """The index of the highest mean score; the first on a tie (deterministic)."""
+    return int(np.argmax(np.asarray(scores)))
+
+
+def baseline_params(algorithm: str, params: dict[str, Any], shards: int) -> dict[str, Any]:
+    """A single model comparable to the merged one: a forest gets all the shards' trees."""
+    if ALGORITHMS[algorithm].merge != "forest_union":
+        return dict(params)
+    trees = int(params.get("n_estimators", 100)) * shards
+    return {**params, "n_estimators": trees}
+
+
+def _plain(value: Any) -> Any:
+    return value.item() if isinstance(value, np.generic) else value
