@@ -389,6 +389,7 @@ class Report:
     shard_claims: int = 0
     reclaims: int = 0
     worker_kills: int = 0
+    busy_kills: int = 0  # of a worker holding a lock: training or merging
     api_restarts: int = 0
     zk_restarts: int = 0
     client_retries: int = 0
@@ -401,6 +402,7 @@ class Report:
             f"succeeded={self.succeeded} cancelled={self.cancelled} failed={self.failed} "
             f"versions={self.versions} shard_claims={self.shard_claims} "
             f"reclaims={self.reclaims} worker_kills={self.worker_kills} "
+            f"busy_kills={self.busy_kills} "
             f"api_restarts={self.api_restarts} zk_restarts={self.zk_restarts} "
             f"client_retries={self.client_retries} violations={len(self.violations)} "
             f"in {self.seconds:.0f}s"
@@ -476,6 +478,7 @@ def run(
         zk_events = list(chaos.zk_kill_at)
         zk_down: tuple[Any, float] | None = None  # (node, restart at)
         deadline = t0 + span + (900 if long else 150)
+        finished = False
         while True:
             now = time.monotonic()
             if api_restarts and now - t0 >= api_restarts[0]:
@@ -503,7 +506,11 @@ def run(
                 say(f"{now - t0:5.1f}s ZooKeeper node {zk_down[0].myid} restarted")
                 zk_down = None
             if now >= next_kill and len(starter.alive()) >= 2:
-                victim = _choose_victim(chaos_rng, starter.alive(), reader)
+                victim, busy = _choose_victim(chaos_rng, starter.alive(), reader)
+                if not busy and now < next_kill + 2.0 and not finished:
+                    time.sleep(0.1)  # give work in progress a moment to show up: kill that
+                    continue
+                report.busy_kills += busy
                 victim.kill()
                 killed[victim.name] = time.time()
                 starter.remove(victim)
@@ -562,7 +569,9 @@ def _safe(read: Callable[[], Any], fallback: Any) -> Any:
         return fallback
 
 
-def _choose_victim(rng: random.Random, workers: list[Process], reader: Reader) -> Process:
+def _choose_victim(
+    rng: random.Random, workers: list[Process], reader: Reader
+) -> tuple[Process, bool]:
     """A random worker, preferring one that holds a lock (is training or merging)."""
     owners = set()
     for name in _safe(lambda: reader.children("locks"), []):
@@ -570,7 +579,7 @@ def _choose_victim(rng: random.Random, workers: list[Process], reader: Reader) -
         if owner:
             owners.add(owner)
     busy = [w for w in workers if _worker_id(w) in owners]
-    return rng.choice(busy or workers)
+    return rng.choice(busy or workers), bool(busy)
 
 
 def _worker_id(process: Process) -> str | None:
@@ -634,7 +643,7 @@ def _check(
                 reader.json(f"jobs/{job_id}/shards/{n}")
                 for n in reader.children(f"jobs/{job_id}/shards")
             ]
-            if [s["state"] for s in shards if s] != ["done"] * record["spec"]["shards"]:
+            if not shards or any(s is None or s["state"] != "done" for s in shards):
                 bad.append(
                     f"succeeded job {job_id} has shards {[s and s['state'] for s in shards]}"
                 )

@@ -15,6 +15,7 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import Any
 
 from kazoo.client import TransactionRequest
 from kazoo.exceptions import BadVersionError, NodeExistsError, NoNodeError
@@ -29,6 +30,7 @@ from zootrain.records import (
     JobSpec,
     JobState,
     ShardRecord,
+    ShardState,
     new_job_id,
     utcnow,
 )
@@ -211,17 +213,42 @@ class JobQueue:
     # -- settle a job ---------------------------------------------------------------------------
 
     async def cancel(self, job_id: str) -> JobRecord:
-        """Cancel an unfinished job; cancelling a cancelled job answers the same (idempotent)."""
+        """Cancel an unfinished job; cancelling a cancelled job answers the same (idempotent).
+
+        One multi sets the job and every unfinished shard ``cancelled`` and drops the queue
+        entry; each record carries the version it was read at, so a shard that a worker changed
+        meanwhile makes the multi fail and the cancel look again.
+        """
         while True:
             job, stat = await self.read_job(job_id)
             if job.state == JobState.cancelled:
                 return job
             if job.state.terminal:
                 raise Conflict(f"job {job_id} already finished ({job.state})")
+            shards = await self.read_shards(job.id, job.spec.tasks)
+            now = utcnow()
+            stopped = [
+                (shard.model_copy(update={"state": ShardState.cancelled, "finished_at": now}), st)
+                for shard, st in shards
+                if shard.state in (ShardState.pending, ShardState.running)
+            ]
+
+            def cancel_shards(tx: TransactionRequest, stopped: list[Any] = stopped) -> None:
+                for shard, shard_stat in stopped:
+                    tx.set_data(
+                        self.paths.shard(job_id, shard.index), shard.dump(), shard_stat.version
+                    )
+
             try:
-                return await self.finish_job(job, stat, JobState.cancelled, error=None)
+                return await self.finish_job(
+                    job, stat, JobState.cancelled, error=None, also=cancel_shards
+                )
             except BadVersionError:
                 continue  # the job moved on while we read it: look again
+            except TransactionFailed as failed:
+                if isinstance(failed.error, BadVersionError):
+                    continue  # a shard moved on (claimed, finished): look again
+                raise
 
     async def finish_job(
         self,

@@ -58,6 +58,7 @@ class ShardState(StrEnum):
     running = "running"
     done = "done"
     failed = "failed"
+    cancelled = "cancelled"  # its job was cancelled before it finished
 
 
 class Record(BaseModel):

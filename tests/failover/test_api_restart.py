@@ -35,12 +35,12 @@ def test_submits_through_job_service_restarts_create_each_job_once(
     submitter.start()
     try:
         for _ in range(2):
-            submitter.wait_more(6, "before the job service dies")
+            submitter.wait_more(4, "before the job service dies")
             api.kill()  # SIGKILL, most likely with a request in flight
             api = stack.start_api()  # a new port: the client has to follow
             assert stack.api_url is not None
             client.url = stack.api_url
-        submitter.wait_more(6, "after the last restart")
+        submitter.wait_more(4, "after the last restart")
     finally:
         submitter.stopping.set()
         submitter.join(120)

@@ -37,20 +37,20 @@ def test_jobs_survive_the_loss_of_the_leader_and_of_a_follower(
     submitter = Submitter(RetryingClient(stack.api_url), "ens")
     submitter.start()
     try:
-        submitter.wait_more(4, "before any failure")
+        submitter.wait_more(3, "before any failure")
 
         leader = ensemble.leader()
         ensemble.kill_node(leader)
         wait_for(lambda: other_leader(ensemble, leader), 60, "the ensemble to elect a new leader")
-        submitter.wait_more(6, "without the old leader")
+        submitter.wait_more(5, "without the old leader")
         ensemble.start_node(leader)  # it rejoins as a follower
-        submitter.wait_more(3, "with the old leader back")
+        submitter.wait_more(2, "with the old leader back")
 
         follower = next(n for n in ensemble.nodes if n is not leader and n.mode() == "follower")
         ensemble.kill_node(follower)
-        submitter.wait_more(6, "without a follower")
+        submitter.wait_more(5, "without a follower")
         ensemble.start_node(follower)
-        submitter.wait_more(3, "with the whole ensemble back")
+        submitter.wait_more(2, "with the whole ensemble back")
     finally:
         submitter.stopping.set()
         submitter.join(120)

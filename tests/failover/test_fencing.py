@@ -37,7 +37,7 @@ def test_worker_frozen_past_its_session_cannot_overwrite_or_publish(
     }
     idle = {name: descendants(w.popen.pid) for name, w in workers.items()}
     with httpx.Client(base_url=stack.api_url, timeout=30) as client:
-        response = client.post("/v1/jobs", json=slow_spec("fenced-forest", n_samples=30_000))
+        response = client.post("/v1/jobs", json=slow_spec("fenced-forest", n_samples=25_000))
         assert response.status_code == 202, response.text
         job_id = response.json()["id"]
         shard_path = f"{zk_root}/jobs/{job_id}/shards/0000"

@@ -81,7 +81,7 @@ def test_finished_jobs_are_deleted_after_the_retention_and_running_ones_are_not(
         ZOOTRAIN_WORKER_CONCURRENCY="2",
     )
     with httpx.Client(base_url=stack.api_url, timeout=30) as client:
-        slow = submit(client, slow_spec("retained-slow", n_samples=30_000))
+        slow = submit(client, slow_spec("retained-slow", n_samples=20_000))
         quick = submit(client, iris_spec("retained-quick"))
 
         # The quick job publishes, then its record and shards go about a second later.
