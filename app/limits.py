@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 
+from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.problems import PROBLEM_TYPE
-
-
-class BodyTooLarge(Exception):
-    pass
 
 
 class BodySizeLimit:
@@ -30,27 +28,35 @@ class BodySizeLimit:
             return
         seen = 0
         started = False
+        rejected = False
 
         async def counted() -> Message:
-            nonlocal seen
+            # Answer 413 ourselves the moment the limit is passed, and tell the app the client
+            # went away: raising here instead would reach the app's body parser, which turns
+            # any error into a 400.
+            nonlocal seen, rejected
+            if rejected:
+                return {"type": "http.disconnect"}
             message = await receive()
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
                 if seen > self.max_bytes:
-                    raise BodyTooLarge
+                    rejected = True
+                    if not started:
+                        await self._reject(send)
+                    return {"type": "http.disconnect"}
             return message
 
         async def tracked(message: Message) -> None:
             nonlocal started
+            if rejected:
+                return  # the 413 has been sent: whatever the app says now goes nowhere
             if message["type"] == "http.response.start":
                 started = True
             await send(message)
 
-        try:
+        with contextlib.suppress(ClientDisconnect):
             await self.app(scope, counted, tracked)
-        except BodyTooLarge:
-            if not started:
-                await self._reject(send)
 
     async def _reject(self, send: Send) -> None:
         body = json.dumps(

@@ -20,11 +20,12 @@ import httpx
 import numpy as np
 from sklearn.ensemble import RandomForestClassifier
 
-from bench.harness import Context, Figure, JobRun, Observer, run_job, tiny_spec
+from bench.harness import Context, Figure, JobRun, Observer, restarter, run_job, tiny_spec
 from zootrain.ml.datasets import SyntheticDataset, dataset_task, load_dataset, split_dataset
 
 SHARDS = 4
 GOAL = 1.10
+STALL = 30.0  # no shard running this long after the 202: the idle workers missed the job
 TEST_SIZE = 0.2
 SEED = 0
 
@@ -84,23 +85,38 @@ async def run(ctx: Context) -> list[Figure]:
     results: dict[int, tuple[JobRun, float]] = {}
     with ctx.zookeeper("e2e") as zk, ctx.stack("e2e", zk) as stack:
         stack.start_api_server()
-        workers = [stack.start_worker("worker"), stack.start_worker("worker")]
+        stack.start_worker("worker")
+        stack.start_worker("worker")
         observer = await Observer(zk.hosts).start()
+        recover = restarter(ctx, stack, "e2e")
         try:
             async with httpx.AsyncClient(base_url=stack.url, timeout=60) as client:
                 # Warm-up: both workers' first children, first imports, first artifact writes.
                 await asyncio.gather(
                     *(
-                        asyncio.wait_for(run_job(client, observer, stack.paths, tiny_spec()), 300)
+                        asyncio.wait_for(
+                            run_job(
+                                client,
+                                observer,
+                                stack.paths,
+                                tiny_spec(),
+                                stall=STALL,
+                                recover=recover,
+                            ),
+                            300,
+                        )
                         for _ in range(2)
                     )
                 )
                 for count in (2, 1):
                     if count == 1:
-                        workers[1].stop()
+                        stack.workers()[-1].stop()
                     baseline = await loop.run_in_executor(None, fit_seconds, X, y, trees, count)
                     ctx.log(f"e2e: scikit-learn n_jobs={count}: {baseline:.1f}s")
-                    job = await asyncio.wait_for(run_job(client, observer, stack.paths, spec), 3600)
+                    job = await asyncio.wait_for(
+                        run_job(client, observer, stack.paths, spec, stall=STALL, recover=recover),
+                        3600,
+                    )
                     if job.state != "succeeded":
                         raise RuntimeError(f"e2e job {job.id} {job.state}: {job.job.get('error')}")
                     ctx.log(f"e2e: zootrain, {count} worker(s): {job.finished - job.posted:.1f}s")
@@ -124,7 +140,8 @@ async def run(ctx: Context) -> list[Figure]:
                 goal=f"≤ {GOAL:.2f}x",
                 met=ratio <= GOAL,
                 command=command,
-                note=f"shards trained {train:.1f} s in all",
+                note=f"shards trained {train:.1f} s in all"
+                + ("; STALLED, workers restarted" if job.stalled else ""),
             )
         )
     return figures

@@ -27,6 +27,7 @@ from bench.harness import (
     child_processes,
     close_kazoo,
     kazoo_client,
+    restarter,
     rss_bytes,
     run_job,
     tiny_spec,
@@ -99,7 +100,8 @@ async def run(ctx: Context) -> list[Figure]:
                 queued = await loop.run_in_executor(
                     None, job_znodes, client, stack.paths, job_id, key
                 )
-                worker = stack.start_worker("worker")
+                stack.start_worker("worker")
+                recover = restarter(ctx, stack, "footprint")
                 await observer.wait_until(
                     stack.paths.job(job_id), lambda r: r["state"] in ("succeeded", "failed")
                 )
@@ -107,10 +109,14 @@ async def run(ctx: Context) -> list[Figure]:
                     None, job_znodes, client, stack.paths, job_id, key
                 )
                 for _ in range(3 if ctx.quick else 10):  # warm both services up
-                    await asyncio.wait_for(run_job(http, observer, stack.paths, spec), 300)
+                    await asyncio.wait_for(
+                        run_job(http, observer, stack.paths, spec, stall=30.0, recover=recover),
+                        300,
+                    )
                     await http.get(f"/v1/jobs/{job_id}")
                 await asyncio.sleep(2.0)  # idle
                 processes = [("job service (uvicorn, 1 process)", api.popen.pid)]
+                worker = stack.workers()[0]
                 processes.append(("worker, idle", worker.popen.pid))
                 for pid, cmdline in child_processes(worker.popen.pid):
                     if "forkserver" in cmdline:

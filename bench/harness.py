@@ -17,7 +17,7 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -189,6 +189,16 @@ class BenchStack(Stack):
         assert process.alive(), process.output()
         self.wait_layout()
         return process
+
+    def workers(self) -> list[Process]:
+        return [p for p in self.processes if p.name.startswith("worker") and p.alive()]
+
+    def restart_workers(self) -> list[Process]:
+        """Replace every live worker with a fresh process (same settings)."""
+        count = len(self.workers())
+        for process in self.workers():
+            process.stop(20)
+        return [self.start_worker("worker") for _ in range(count)]
 
     def wait_layout(self) -> None:
         """/readyz says "connected": the base znodes are created just after."""
@@ -446,6 +456,7 @@ class JobRun:
     finished: float  # ... when the terminal state was seen
     running: list[float]  # per shard: wall time its `running` write was applied
     missed: int  # shards seen only after `running` (their started_at stands in)
+    stalled: bool  # no shard was running within the stall limit: workers were restarted
     job: dict[str, Any]
     job_stat: ZnodeStat
     shards: list[dict[str, Any]]
@@ -465,14 +476,37 @@ def timestamp(value: str | None) -> float | None:
     return datetime.fromisoformat(value).timestamp() if value else None
 
 
+Recover = Callable[[], Awaitable[None]]
+
+
+def restarter(ctx: Context, stack: BenchStack, what: str) -> Recover:
+    """A ``recover`` for run_job: replace the stack's workers (they missed a queue change)."""
+
+    async def recover() -> None:
+        ctx.log(f"{what}: a job went unclaimed by idle workers: restarting them")
+        ctx.shared[f"stalls:{what}"] = ctx.shared.get(f"stalls:{what}", 0) + 1
+        await asyncio.get_running_loop().run_in_executor(None, stack.restart_workers)
+
+    return recover
+
+
 async def run_job(
-    client: httpx.AsyncClient, observer: Observer, paths: Paths, spec: dict[str, Any]
+    client: httpx.AsyncClient,
+    observer: Observer,
+    paths: Paths,
+    spec: dict[str, Any],
+    *,
+    stall: float | None = None,
+    recover: Recover | None = None,
 ) -> JobRun:
     """Submit ``spec``, then follow its shards and job by data watches until it ends.
 
     A shard's dispatch time is when ZooKeeper applied its `running` write (the znode's mtime,
     same clock as ours on one machine), read by the watch that saw the change; a shard already
     past `running` when first read falls back to its record's started_at (counted in missed).
+
+    When no shard is running ``stall`` seconds after the 202, idle workers missed the job:
+    ``recover()`` (e.g. restart them) runs, and the run is marked stalled.
     """
     posted = time.time()
     response = await client.post("/v1/jobs", json=spec)
@@ -499,9 +533,17 @@ async def run_job(
         return record, stat, time.time()
 
     shards = spec.get("shards", 4)
-    times, (job, job_stat, seen) = await asyncio.gather(
-        asyncio.gather(*(running(i) for i in range(shards))), finished()
-    )
+    watches = [asyncio.ensure_future(running(i)) for i in range(shards)]
+    end = asyncio.ensure_future(finished())
+    stalled = False
+    if stall is not None:
+        done, _ = await asyncio.wait([*watches, end], timeout=stall, return_when="FIRST_COMPLETED")
+        if not done:
+            stalled = True
+            if recover is not None:
+                await recover()
+    times = await asyncio.gather(*watches)
+    job, job_stat, seen = await end
     reads = await asyncio.gather(*(observer.get(paths.shard(job_id, i)) for i in range(shards)))
     return JobRun(
         id=job_id,
@@ -510,6 +552,7 @@ async def run_job(
         finished=seen,
         running=list(times),
         missed=missed,
+        stalled=stalled,
         job=job,
         job_stat=job_stat,
         shards=[json.loads(data) for data, _ in reads],
@@ -593,6 +636,24 @@ def rss_bytes(pid: int) -> float | None:
     except OSError:
         return None
     return None
+
+
+def cpu_seconds(pid: int, *, children: bool = False) -> float:
+    """User + system CPU seconds of ``pid`` (and of its live children), from /proc."""
+    pids = [pid] + ([p for p, _ in child_processes(pid)] if children else [])
+    total = 0.0
+    for each in pids:
+        try:
+            fields = Path(f"/proc/{each}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return total
+
+
+def own_cpu_seconds() -> float:
+    times = os.times()
+    return times.user + times.system
 
 
 def uss_bytes(pid: int) -> float | None:

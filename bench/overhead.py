@@ -23,7 +23,16 @@ from typing import Any
 import httpx
 
 from bench.e2e import job_spec
-from bench.harness import Context, Figure, JobRun, Observer, run_job, timestamp, tiny_spec
+from bench.harness import (
+    Context,
+    Figure,
+    JobRun,
+    Observer,
+    restarter,
+    run_job,
+    timestamp,
+    tiny_spec,
+)
 
 
 @dataclass
@@ -85,19 +94,18 @@ async def own_jobs(ctx: Context) -> tuple[list[JobRun], list[JobRun]]:
         stack.start_worker("worker")
         stack.start_worker("worker")
         observer = await Observer(zk.hosts).start()
+        recover = restarter(ctx, stack, "overhead")
         try:
             async with httpx.AsyncClient(base_url=stack.url, timeout=60) as client:
-                tiny = [
-                    await asyncio.wait_for(
-                        run_job(client, observer, stack.paths, tiny_spec("bench-overhead")), 300
+
+                async def job(spec: dict[str, Any]) -> JobRun:
+                    return await asyncio.wait_for(
+                        run_job(client, observer, stack.paths, spec, stall=30.0, recover=recover),
+                        1800,
                     )
-                    for _ in range(tiny_count)
-                ]
-                large = [
-                    await asyncio.wait_for(
-                        run_job(client, observer, stack.paths, job_spec(rows, 2)), 1800
-                    )
-                ]
+
+                tiny = [await job(tiny_spec("bench-overhead")) for _ in range(tiny_count)]
+                large = [await job(job_spec(rows, 2))]
         finally:
             await observer.stop()
     return tiny, large
@@ -112,7 +120,7 @@ async def run(ctx: Context) -> list[Figure]:
     command = ctx.command("overhead")
     figures: list[Figure] = []
     for label, runs in (("tiny shards (iris)", tiny), ("large shards (forest)", large)):
-        b = breakdown(runs)
+        b = breakdown([r for r in runs if not r.stalled])
         ctx.log(f"overhead {label}: {b}")
         note = f"{b.shards} shards of {b.jobs} jobs"
         rows = [

@@ -29,10 +29,19 @@ class Profiler:
         self.name = name
         self.subprocesses = subprocesses
         self.pid = pid
-        self.output = directory / f"profile-{name}-{pid}.txt"
-        self.log = directory / f"profile-{name}-{pid}.log"
+        self.directory = directory
+        self.slug = re.sub(r"[^A-Za-z0-9]+", "-", name).strip("-")
         self.rate = rate
         self.process: subprocess.Popen[bytes] | None = None
+        self.outputs: list[Path] = []
+
+    @property
+    def output(self) -> Path:
+        return self.directory / f"profile-{self.slug}-{self.pid}.txt"
+
+    @property
+    def log(self) -> Path:
+        return self.directory / f"profile-{self.slug}-{self.pid}.log"
 
     @staticmethod
     def available() -> bool:
@@ -48,7 +57,14 @@ class Profiler:
             argv.append("--subprocesses")
         with self.log.open("wb") as log:
             self.process = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT)
+        self.outputs.append(self.output)
         return self
+
+    def retarget(self, pid: int) -> None:
+        """The process was replaced (e.g. a worker restarted): go on sampling the new one."""
+        self.stop()
+        self.pid = pid
+        self.start()
 
     def stop(self) -> None:
         if self.process is None:
@@ -65,9 +81,13 @@ class Profiler:
     def stacks(self) -> Counter[tuple[str, tuple[str, ...]]]:
         """(process group, frames) -> samples; groups: main, forkserver, children, other."""
         found: Counter[tuple[str, tuple[str, ...]]] = Counter()
-        if not self.output.exists():
-            return found
-        for line in self.output.read_text(errors="replace").splitlines():
+        lines = [
+            line
+            for output in self.outputs or [self.output]
+            if output.exists()
+            for line in output.read_text(errors="replace").splitlines()
+        ]
+        for line in lines:
             stack, _, count = line.rpartition(" ")
             if not stack or not count.isdigit():
                 continue
@@ -98,7 +118,7 @@ class Profiler:
                 continue
             title = self.name if group == "main" else f"{self.name}'s training children"
             parts.append(_table(title, self.pid, self.rate, selected, top))
-        parts.append(f"raw stacks: {self.output}")
+        parts.append("raw stacks: " + ", ".join(str(o) for o in self.outputs))
         return "\n\n".join(parts)
 
 

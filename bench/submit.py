@@ -17,8 +17,10 @@ from bench.harness import (
     Pipelined,
     RawJobs,
     close_kazoo,
+    cpu_seconds,
     ensure_bases,
     kazoo_client,
+    own_cpu_seconds,
     percentile,
     pipelined_commits,
     submit_load,
@@ -98,13 +100,23 @@ async def run(ctx: Context) -> list[Figure]:
                         ctx.directory("profiles"),
                     ).start()
                 for clients in LEVELS:
+                    api_cpu = cpu_seconds(api.popen.pid, children=processes > 1)
+                    client_cpu = own_cpu_seconds()
                     load = await submit_load(stack.url, spec, clients=clients, duration=duration)
+                    api_cpu = cpu_seconds(api.popen.pid, children=processes > 1) - api_cpu
+                    client_cpu = own_cpu_seconds() - client_cpu
+                    busy = load.elapsed + max(load.latencies, default=0.0)
+                    accepted = max(1, load.accepted)
+                    usage = (
+                        f"service {api_cpu / busy:.2f} cores, {api_cpu / accepted * 1000:.1f} ms "
+                        f"CPU/job; client {client_cpu / busy:.2f} cores"
+                    )
                     p50 = percentile(load.latencies, 50)
                     p99 = percentile(load.latencies, 99)
                     ctx.log(
                         f"submit ({label}): {clients} clients {load.rate:.0f} jobs/s "
                         f"p50 {p50 * 1000:.1f} ms p99 {p99 * 1000:.1f} ms "
-                        f"statuses {load.statuses}"
+                        f"statuses {load.statuses}; {usage}"
                     )
                     rate_goal = clients == 64
                     ratio = load.rate / raw.rate if raw.rate else None
@@ -120,7 +132,7 @@ async def run(ctx: Context) -> list[Figure]:
                             if rate_goal
                             else None,
                             command=command,
-                            note=f"{load.accepted} accepted, {load.errors} not",
+                            note=f"{load.accepted} accepted, {load.errors} not; {usage}",
                         )
                     )
                     figures.append(

@@ -44,23 +44,30 @@ class Housekeeper:
     async def run(self, stopping: asyncio.Event) -> None:
         try:
             while not stopping.is_set():
-                if not await _first(self.election.lead(), stopping.wait()):
-                    break
-                log.info("leading housekeeping")
-                while self.election.is_leader and not stopping.is_set():
-                    try:
-                        await self.sweep()
-                    except TRANSIENT_ERRORS:
-                        pass
-                    except Exception:
-                        log.exception("housekeeping sweep failed")
-                    await _first(
-                        stopping.wait(),
-                        self.election.wait_lost(),
-                        timeout=self.settings.housekeeping_interval,
-                    )
+                try:
+                    if not await _first(self.election.lead(), stopping.wait()):
+                        break
+                    log.info("leading housekeeping")
+                    await self._lead(stopping)
+                except Exception:
+                    log.exception("housekeeping failed; standing for election again")
+                    await _first(stopping.wait(), timeout=self.settings.housekeeping_interval)
         finally:
             await self.election.resign()
+
+    async def _lead(self, stopping: asyncio.Event) -> None:
+        while self.election.is_leader and not stopping.is_set():
+            try:
+                await self.sweep()
+            except TRANSIENT_ERRORS:
+                pass
+            except Exception:
+                log.exception("housekeeping sweep failed")
+            await _first(
+                stopping.wait(),
+                self.election.wait_lost(),
+                timeout=self.settings.housekeeping_interval,
+            )
 
     async def sweep(self) -> dict[str, int]:
         counts = {
@@ -170,11 +177,17 @@ class Housekeeper:
 
 
 async def _first(*waits: Awaitable[object], timeout: float | None = None) -> bool:
-    """Wait for the first of ``waits``; True if the first one given finished."""
+    """Wait for the first of ``waits``; True if the first one given finished.
+
+    If the first one finished by raising, its exception propagates: "done" is not "succeeded".
+    """
     tasks = [asyncio.ensure_future(w) for w in waits]
     try:
         done, _ = await asyncio.wait(tasks, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
-        return tasks[0] in done
+        if tasks[0] in done:
+            tasks[0].result()
+            return True
+        return False
     finally:
         for task in tasks:
             task.cancel()

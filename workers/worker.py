@@ -55,6 +55,9 @@ class Claim:
     shard: ShardRecord | None = None
     stat: ZnodeStat | None = None
     reason: str | None = None  # why the task was cancelled: "cancelled", "lost", "handback"
+    # Set once the child has answered: from then on the task only writes its (version-checked)
+    # outcome and releases its lock, and cancelling it would leave the lock behind.
+    settling: bool = False
     task: asyncio.Task[None] | None = field(default=None, repr=False)
 
     @property
@@ -228,7 +231,7 @@ class Worker:
         self.wake()
 
     def _cancel(self, claim: Claim, reason: str) -> None:
-        if claim.task is not None and not claim.task.done():
+        if claim.task is not None and not claim.task.done() and not claim.settling:
             claim.reason = claim.reason or reason
             claim.task.cancel()
 
@@ -383,15 +386,18 @@ class Worker:
         }
         try:
             result = await processes.run_in_child(training.train_shard, payload)
+            claim.settling = True
         except asyncio.CancelledError:
             await asyncio.shield(self._after_cancel(claim))
             return
         except (processes.ChildFailed, processes.ChildDied) as exc:
+            claim.settling = True
             log.warning("shard %s failed: %s", claim.key, exc)
             metrics.SHARDS.labels(algorithm=claim.job.spec.algorithm, outcome="failed").inc()
             await self._shard_failed(claim, str(exc))
             return
         except Exception as exc:
+            claim.settling = True
             log.exception("shard %s failed", claim.key)
             await self._shard_failed(claim, f"{type(exc).__name__}: {exc}")
             return
@@ -414,7 +420,7 @@ class Worker:
             log.warning("shard %s was taken over; result discarded", claim.key)
             return
         finally:
-            await self._unlock(claim)
+            await asyncio.shield(self._unlock(claim))
         log.info("done %s in %.2fs", claim.key, result["train_seconds"])
         metrics.SHARDS.labels(algorithm=claim.job.spec.algorithm, outcome="done").inc()
         metrics.TRAIN_SECONDS.labels(algorithm=claim.job.spec.algorithm).observe(
@@ -480,7 +486,7 @@ class Worker:
         except (BadVersionError, NoNodeError):
             pass
         finally:
-            await self._unlock(claim)
+            await asyncio.shield(self._unlock(claim))
 
     async def _give_up(
         self, job: JobRecord, shard: ShardRecord, stat: ZnodeStat, error: str
@@ -564,9 +570,11 @@ class Worker:
         try:
             result = await processes.run_in_child(training.merge_job, payload)
         except (processes.ChildFailed, processes.ChildDied) as exc:
+            claim.settling = True
             metrics.MERGES.labels(outcome="failed").inc()
             await self._merge_failed(job, stat, str(exc))
             return
+        claim.settling = True
         version = _version_record(job, shards, result)
         try:
             published = await self.registry.publish(self.queue, job, stat, version)

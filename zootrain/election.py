@@ -12,7 +12,7 @@ import contextlib
 import logging
 import uuid
 
-from kazoo.exceptions import NoNodeError
+from kazoo.exceptions import NoNodeError, SessionExpiredError
 
 from zootrain.zk import TRANSIENT_ERRORS, KazooState, WatchedEvent, ZooKeeper
 
@@ -57,6 +57,8 @@ class Election:
                     return
             except TRANSIENT_ERRORS:
                 pass  # the CONNECTED notice sets _changed and we look again
+            except SessionExpiredError:
+                self._node = None  # the candidate went with the session; the new one stands
             await self._changed.wait()
 
     async def wait_lost(self) -> None:

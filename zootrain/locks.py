@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from kazoo.exceptions import NodeExistsError, NoNodeError
+from kazoo.exceptions import NodeExistsError, NoNodeError, SessionExpiredError
 
 from zootrain.zk import TRANSIENT_ERRORS, WatchedEvent, ZooKeeper
 
@@ -35,13 +35,24 @@ async def held_by_us(zk: ZooKeeper, path: str) -> bool:
 
 
 async def release(zk: ZooKeeper, path: str) -> None:
-    """Delete the lock if this session still holds it (never someone else's)."""
-    try:
-        stat = await zk.retry(lambda: zk.exists(path))
-        if stat is not None and stat.ephemeralOwner == zk.session_id:
+    """Delete the lock if this session still holds it (never someone else's).
+
+    A delete cut off by a connection drop is tried again once the session is back: a lock left
+    behind would keep its shard from everyone for the rest of this worker's session.
+    """
+    while True:
+        try:
+            stat = await zk.retry(lambda: zk.exists(path))
+            if stat is None or stat.ephemeralOwner != zk.session_id:
+                return
             await zk.delete(path, stat.version)
-    except NoNodeError:
-        pass
+            return
+        except NoNodeError:
+            return
+        except SessionExpiredError:
+            return  # the session, and with it the ephemeral lock, is gone
+        except TRANSIENT_ERRORS:
+            await zk.wait_connected(zk.session_timeout)
 
 
 async def watch_release(zk: ZooKeeper, path: str, on_free: Callable[[], None]) -> bool:

@@ -149,7 +149,11 @@ class JobQueue:
         try:
             job, _ = await self.read_job(record.job_id)
         except NotFound:
-            return None  # the job was removed by retention: the key no longer stands for it
+            # The job was removed by retention: the key no longer stands for anything. Drop it
+            # (version-checked) so that this request's multi can create it afresh.
+            with contextlib.suppress(NoNodeError, BadVersionError):
+                await self.zk.delete(key_path, stat.version)
+            return None
         return job
 
     # -- read -----------------------------------------------------------------------------------

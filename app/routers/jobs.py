@@ -12,7 +12,7 @@ from app import events, metrics
 from app.deps import Services, services
 from app.problems import problem_responses
 from zootrain.datasets import DatasetCatalog
-from zootrain.errors import QueueFull
+from zootrain.errors import InvalidRequest, QueueFull
 from zootrain.records import JOB_ID_PATTERN, JobRecord, JobSpec, JobState
 from zootrain.views import JobList, JobView
 
@@ -44,6 +44,11 @@ async def submit_job(
         ),
     ] = None,
 ) -> JobView:
+    if spec.tasks > svc.settings.max_shards:
+        raise InvalidRequest(
+            f"shards: the job has {spec.tasks} tasks; this server accepts at most "
+            f"{svc.settings.max_shards} (ZOOTRAIN_MAX_SHARDS)"
+        )
     with metrics.SUBMIT_SECONDS.time():
         # An uploaded dataset is checked against its record (422 naming the field); its
         # resolved source goes into the job record, in submit's one multi.

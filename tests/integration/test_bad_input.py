@@ -205,13 +205,6 @@ def test_oversized_chunked_body_without_content_length_is_413(
     assert_problem(streamed, 413, str(limit))
 
 
-@pytest.mark.xfail(
-    reason="BUG: zootrain/records.py JobSpec._consistent counts held-out rows with "
-    "round(rows * test_size) but split_dataset (zootrain/ml/datasets.py) cuts "
-    "ceil(rows * test_size): iris with test_size 0.201 has 119 training rows, yet 120 shards "
-    "are accepted and every shard then fails in shard_rows",
-    strict=True,
-)
 def test_shards_over_training_rows_counts_rows_like_the_split(
     api: TestClient, kazoo: KazooClient, zk_root: str
 ) -> None:

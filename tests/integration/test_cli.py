@@ -360,13 +360,6 @@ def test_async_client(stack: Stack, tmp_path: Path) -> None:
     asyncio.run(main())
 
 
-@pytest.mark.xfail(
-    reason="BUG: app/events.py Event is a dataclass(order=True) over (zxid, kind, data): "
-    "ZooKeeper gives every op of one multi the same zxid, and submit creates all shard records "
-    "in one multi, so two never-claimed shards tie on (zxid, kind) and sorting compares their "
-    "data dicts: TypeError in JobFeed.snapshot/stream, and the stream ends with no events",
-    strict=True,
-)
 def test_events_of_a_job_with_pending_shards(stack: Stack) -> None:
     api_url = start(stack, workers=0)  # nobody claims: the shards stay as submit made them
     with Client(api_url, retry=RetryPolicy(retries=1, backoff=0.1)) as client:

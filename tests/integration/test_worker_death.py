@@ -1,4 +1,5 @@
-"""Worker death: a SIGKILLed worker's shard is re-claimed by another after its session expires."""
+"""Worker death, freeze and stop: SIGKILL mid-shard and mid-merge, SIGSTOP past the session
+timeout (fencing), SIGTERM (hand-back); and housekeeping after a session expiry."""
 
 from __future__ import annotations
 
@@ -26,7 +27,7 @@ pytestmark = pytest.mark.integration
 # A few seconds a shard on this machine: long enough to kill a worker in the middle of one.
 SPEC = iris_spec(
     model_name="survivor-forest",
-    dataset={"kind": "synthetic", "task": "classification", "n_samples": 60_000},
+    dataset={"kind": "synthetic", "task": "classification", "n_samples": 40_000},
     params={"n_estimators": 80, "max_depth": 12},
     shards=2,
 )
@@ -35,12 +36,12 @@ SPEC = iris_spec(
 def test_killed_worker_shard_is_reclaimed_and_job_succeeds(
     stack: Stack, kazoo: KazooClient, zk_root: str
 ) -> None:
-    start_api(stack, kazoo)
+    api_url = start_api(stack, kazoo)
     workers = {
         "alpha": stack.start_worker("worker", ZOOTRAIN_WORKER_ID="alpha"),
         "beta": stack.start_worker("worker", ZOOTRAIN_WORKER_ID="beta"),
     }
-    with httpx.Client(base_url=stack.api_url, timeout=30) as client:
+    with httpx.Client(base_url=api_url, timeout=30) as client:
         job_id = submit(client, SPEC)["id"]
 
         def both_running() -> bool:
@@ -98,12 +99,12 @@ MERGE_HEAVY = iris_spec(
 def test_worker_killed_while_merging_is_replaced_and_publishes_once(
     stack: Stack, kazoo: KazooClient, zk_root: str
 ) -> None:
-    start_api(stack, kazoo)
+    api_url = start_api(stack, kazoo)
     workers = {
         "alpha": stack.start_worker("worker", ZOOTRAIN_WORKER_ID="alpha"),
         "beta": stack.start_worker("worker", ZOOTRAIN_WORKER_ID="beta"),
     }
-    with httpx.Client(base_url=stack.api_url, timeout=30) as client:
+    with httpx.Client(base_url=api_url, timeout=30) as client:
         job_id = submit(client, MERGE_HEAVY)["id"]
         merging = f"claim {job_id}/merge"
 
@@ -142,16 +143,10 @@ def test_worker_killed_while_merging_is_replaced_and_publishes_once(
 def test_graceful_stop_hands_the_shard_back_without_using_an_attempt(
     stack: Stack, kazoo: KazooClient, zk_root: str
 ) -> None:
-    start_api(stack, kazoo)
+    api_url = start_api(stack, kazoo)
     quitter = stack.start_worker("quitter", ZOOTRAIN_WORKER_ID="quitter", ZOOTRAIN_WORKER_GRACE="0")
-    spec = {
-        **SPEC,
-        "model_name": "handed-back",
-        "dataset": {"kind": "synthetic", "task": "classification", "n_samples": 40_000},
-        "shards": 1,
-        "max_attempts": 1,
-    }
-    with httpx.Client(base_url=stack.api_url, timeout=30) as client:
+    spec = {**SPEC, "model_name": "handed-back", "shards": 1, "max_attempts": 1}
+    with httpx.Client(base_url=api_url, timeout=30) as client:
         job_id = submit(client, spec)["id"]
         wait_for(
             lambda: shard_records(kazoo, zk_root, job_id)[0]["state"] == "running",
@@ -180,11 +175,11 @@ def test_paused_worker_loses_its_shard_and_its_result_is_discarded(
     stack: Stack, kazoo: KazooClient, zk_root: str
 ) -> None:
     """A worker frozen past its session timeout (GC pause, partition) must not publish."""
-    start_api(stack, kazoo)
+    api_url = start_api(stack, kazoo)
     sleeper = stack.start_worker("worker", ZOOTRAIN_WORKER_ID="sleeper")
     idle = descendants(sleeper.popen.pid)
     spec = {**SPEC, "model_name": "fenced", "shards": 1}
-    with httpx.Client(base_url=stack.api_url, timeout=30) as client:
+    with httpx.Client(base_url=api_url, timeout=30) as client:
         job_id = submit(client, spec)["id"]
         wait_for(lambda: claim_lines(sleeper, job_id, 0), 60, "the claim")
         wait_for(lambda: descendants(sleeper.popen.pid) - idle, 30, "the training child")
