@@ -33,7 +33,11 @@ class Services:
 
     @classmethod
     def build(cls, settings: Settings) -> Services:
-        zk = ZooKeeper(settings.zk_hosts, session_timeout=settings.zk_session_timeout)
+        zk = ZooKeeper(
+            settings.zk_hosts,
+            session_timeout=settings.zk_session_timeout,
+            digest=settings.zk_auth,
+        )
         paths = Paths(settings.zk_root)
         return cls(
             settings=settings,

@@ -305,6 +305,18 @@ def zk_mntr(zk: ZooKeeperCluster) -> dict[str, str]:
     return values
 
 
+async def zk_idle(zk: ZooKeeperCluster, *, seconds: float = 1.0, packets: int = 10) -> bool:
+    """Whether ZooKeeper receives (almost) no requests for ``seconds``: every client idle."""
+    loop = asyncio.get_running_loop()
+
+    def received() -> int:
+        return int(zk_mntr(zk).get("zk_packets_received", "0"))
+
+    before = await loop.run_in_executor(None, received)
+    await asyncio.sleep(seconds)
+    return await loop.run_in_executor(None, received) - before <= packets
+
+
 async def wait_quiet(
     zk: ZooKeeperCluster, *, window: float = 0.25, packets: int = 6, timeout: float = 300
 ) -> float:
@@ -498,6 +510,7 @@ async def run_job(
     *,
     stall: float | None = None,
     recover: Recover | None = None,
+    idle: Callable[[], Awaitable[bool]] | None = None,
 ) -> JobRun:
     """Submit ``spec``, then follow its shards and job by data watches until it ends.
 
@@ -505,8 +518,9 @@ async def run_job(
     same clock as ours on one machine), read by the watch that saw the change; a shard already
     past `running` when first read falls back to its record's started_at (counted in missed).
 
-    When no shard is running ``stall`` seconds after the 202, idle workers missed the job:
-    ``recover()`` (e.g. restart them) runs, and the run is marked stalled.
+    When no shard is running ``stall`` seconds after the 202 (and, with ``idle``, the workers
+    are idle then: not still scanning a long queue), they missed the job: ``recover()`` (e.g.
+    restart them) runs, and the run is marked stalled.
     """
     posted = time.time()
     response = await client.post("/v1/jobs", json=spec)
@@ -536,12 +550,15 @@ async def run_job(
     watches = [asyncio.ensure_future(running(i)) for i in range(shards)]
     end = asyncio.ensure_future(finished())
     stalled = False
-    if stall is not None:
+    while stall is not None:
         done, _ = await asyncio.wait([*watches, end], timeout=stall, return_when="FIRST_COMPLETED")
-        if not done:
+        if done:
+            break
+        if idle is None or await idle():
             stalled = True
             if recover is not None:
                 await recover()
+            break
     times = await asyncio.gather(*watches)
     job, job_stat, seen = await end
     reads = await asyncio.gather(*(observer.get(paths.shard(job_id, i)) for i in range(shards)))

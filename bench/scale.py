@@ -43,15 +43,15 @@ from bench.harness import (
     submit_load,
     tiny_spec,
     wait_quiet,
+    zk_idle,
 )
 from tests.support.zkserver import ZooKeeperCluster
 from zootrain.paths import Paths, queue_rank
 
 MONTH = 30 * 86_400.0
-# A job no idle worker claimed in this long was missed (workers are then restarted); right
-# after a job the workers are rescanning the whole queue, which takes long at 10,000.
-QUIET_STALL = 15.0
-BUSY_STALL = 180.0
+# A job still unclaimed this long after its 202, while ZooKeeper hears nothing from the workers
+# (they are not scanning the queue), was missed: the workers are restarted.
+STALL = 10.0
 
 
 @dataclass
@@ -124,6 +124,10 @@ async def measure_level(
     recover: Recover,
 ) -> None:
     loop = asyncio.get_running_loop()
+
+    async def idle() -> bool:
+        return await zk_idle(zk)
+
     await wait_quiet(zk)
     level.get_children = await loop.run_in_executor(None, time_get_children, client, dispatch_paths)
     level.walk = await loop.run_in_executor(None, time_walk, client, dispatch_paths)
@@ -137,7 +141,9 @@ async def measure_level(
             if index > 0:  # the first wait follows our own reads, not a publish
                 level.rescan.append(waited)
             run = await asyncio.wait_for(
-                run_job(http, observer, dispatch_paths, spec, stall=QUIET_STALL, recover=recover),
+                run_job(
+                    http, observer, dispatch_paths, spec, stall=STALL, recover=recover, idle=idle
+                ),
                 600,
             )
             if run.stalled:
@@ -149,7 +155,9 @@ async def measure_level(
         started = time.monotonic()
         for index in range(busy_jobs):
             run = await asyncio.wait_for(
-                run_job(http, observer, dispatch_paths, spec, stall=BUSY_STALL, recover=recover),
+                run_job(
+                    http, observer, dispatch_paths, spec, stall=STALL, recover=recover, idle=idle
+                ),
                 600,
             )
             if run.stalled:

@@ -71,7 +71,11 @@ class Worker:
         self.id = (
             settings.worker_id or f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(2)}"
         )
-        self.zk = ZooKeeper(settings.zk_hosts, session_timeout=settings.zk_session_timeout)
+        self.zk = ZooKeeper(
+            settings.zk_hosts,
+            session_timeout=settings.zk_session_timeout,
+            digest=settings.zk_auth,
+        )
         self.paths = Paths(settings.zk_root)
         self.queue = JobQueue(self.zk, self.paths)
         self.registry = Registry(self.zk, self.paths)

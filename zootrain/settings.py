@@ -17,6 +17,15 @@ class Settings(BaseSettings):
         description="ZooKeeper connection string: comma-separated host:port, one per node.",
     )
     zk_root: str = Field("/zootrain", pattern=r"^(/[A-Za-z0-9._-]+)+$")
+    zk_auth: str | None = Field(
+        None,
+        pattern=r"^[^:\s]+:\S+$",
+        description=(
+            "user:password for ZooKeeper digest ACLs: every znode is created readable and "
+            "writable by these credentials only"
+        ),
+        repr=False,
+    )
     zk_session_timeout: float = Field(10.0, gt=1, le=120, description="seconds")
     zk_connect_timeout: float = Field(15.0, gt=0, description="seconds to wait at start-up")
     artifacts: Path = Field(Path("var/artifacts"), description="artifact store directory")

@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 from kazoo.client import KazooClient, TransactionRequest
@@ -27,6 +27,7 @@ from kazoo.exceptions import (
 )
 from kazoo.protocol.states import KazooState, WatchedEvent, ZnodeStat
 from kazoo.retry import KazooRetry
+from kazoo.security import make_digest_acl
 
 __all__ = [
     "KazooState",
@@ -74,16 +75,23 @@ class ZooKeeper:
         hosts: str,
         *,
         session_timeout: float = 10.0,
-        auth_data: Sequence[tuple[str, str]] | None = None,
+        digest: str | None = None,
     ) -> None:
+        """``digest`` ("user:password") turns on ZooKeeper ACLs: the session authenticates with
+        it, and every node this process creates is readable and writable by it alone."""
         # kazoo's default connection backoff grows to 60 s, which turns a one-second leader
         # failover into a minute of downtime: cap it near the one-second mark.
         retry = KazooRetry(max_tries=-1, delay=0.05, backoff=2, max_delay=1.0, max_jitter=0.1)
+        acl = None
+        if digest is not None:
+            user, _, password = digest.partition(":")
+            acl = [make_digest_acl(user, password, all=True)]
         self.client = KazooClient(
             hosts=hosts,
             timeout=session_timeout,
             connection_retry=retry,
-            auth_data=list(auth_data) if auth_data else None,
+            auth_data=[("digest", digest)] if digest is not None else None,
+            default_acl=acl,
         )
         self.hosts = hosts
         self.session_timeout = session_timeout

@@ -268,15 +268,3 @@ def wait_no_locks(kazoo: KazooClient, root: str, timeout: float = 20.0) -> None:
         wait_for(lambda: children(kazoo, f"{root}/locks") == [], timeout, "every lock to go")
     except TimeoutError as exc:
         raise AssertionError(f"{exc}; left: {describe_locks(kazoo, root)}") from None
-
-
-def unexplained_locks(kazoo: KazooClient, root: str, processes: list[Process]) -> list[str]:
-    """Locks other than those a live worker failed to release because its connection dropped
-    mid-release (it logged "could not release <path>"): that leak is a known product bug,
-    reproduced exactly by test_connection_loss.py, and goes with the worker's session."""
-    logs = "\n".join(p.output() for p in processes)
-    return [
-        lock
-        for lock in describe_locks(kazoo, root)
-        if f"could not release {root}/locks/{lock.split()[0]}" not in logs
-    ]

@@ -80,7 +80,7 @@ def test_finished_jobs_are_deleted_after_the_retention_and_running_ones_are_not(
         ZOOTRAIN_HOUSEKEEPING_INTERVAL="0.5",
         ZOOTRAIN_WORKER_CONCURRENCY="2",
     )
-    with httpx.Client(base_url=stack.api_url, timeout=30) as client:
+    with httpx.Client(base_url=str(stack.api_url), timeout=30) as client:
         slow = submit(client, slow_spec("retained-slow", n_samples=20_000))
         quick = submit(client, iris_spec("retained-quick"))
 
@@ -111,19 +111,13 @@ def test_finished_jobs_are_deleted_after_the_retention_and_running_ones_are_not(
     assert children(kazoo, f"{zk_root}/queue") == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: zootrain/queue.py JobQueue._replay returns None for a key whose job was "
-    "deleted by retention but leaves the key node, so submit's multi fails on NodeExists "
-    "and the request answers 503 until the key itself expires",
-)
 def test_a_key_whose_job_was_deleted_by_retention_submits_a_new_job(
     stack: Stack, kazoo: KazooClient, zk_root: str
 ) -> None:
     stack.start_api()
     stack.start_worker("worker", ZOOTRAIN_JOB_RETENTION="1", ZOOTRAIN_HOUSEKEEPING_INTERVAL="0.5")
     spec = iris_spec("retained-key")
-    with httpx.Client(base_url=stack.api_url, timeout=30) as client:
+    with httpx.Client(base_url=str(stack.api_url), timeout=30) as client:
         first = submit(client, spec, **{"Idempotency-Key": "kept-key"})
         wait_for(lambda: first in versions_by_job(kazoo, zk_root), 60, "the job to publish")
         wait_for(lambda: not kazoo.exists(f"{zk_root}/jobs/{first}"), 30, "its deletion")
@@ -142,7 +136,7 @@ def test_orphan_queue_entries_are_removed_by_the_leader(
     stack.start_api()
     worker = stack.start_worker("worker", ZOOTRAIN_HOUSEKEEPING_INTERVAL="0.5")
     wait_for(lambda: leading(worker.output()), 30, "the worker to lead housekeeping")
-    with httpx.Client(base_url=stack.api_url, timeout=30) as client:
+    with httpx.Client(base_url=str(stack.api_url), timeout=30) as client:
         job_id = submit(client, iris_spec("orphaned"))
         view = wait_job(client, job_id, timeout=60)
         assert view["state"] == "succeeded", view
