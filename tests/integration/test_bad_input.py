@@ -182,12 +182,6 @@ def test_all_bad_requests_left_nothing_behind(small: Service) -> None:
     assert small.client.get("/v1/jobs").json() == {"items": [], "next_cursor": None}
 
 
-@pytest.mark.xfail(
-    reason="BUG: app/limits.py raises BodyTooLarge from receive(); FastAPI's body reader "
-    "(fastapi/routing.py, `except Exception`) turns it into a 400 'There was an error parsing "
-    "the body' before BodySizeLimit can answer 413",
-    strict=True,
-)
 def test_oversized_chunked_body_without_content_length_is_413(
     api: TestClient, api_settings: Settings, kazoo: KazooClient, zk_root: str
 ) -> None:

@@ -69,12 +69,6 @@ def test_failing_shard_is_retried_then_fails_job_without_blocking_the_queue(
     assert [n for n in children(kazoo, f"{zk_root}/locks") if n.startswith(good_id)] == []
 
 
-@pytest.mark.xfail(
-    reason="BUG: workers/worker.py _give_up() sets the job failed, which fires the worker's own "
-    "job watch (_watch_job), which cancels the claim task while _shard_failed's finally is "
-    "awaiting _unlock(): the shard lock znode is left behind for the worker's whole life",
-    strict=True,
-)
 def test_failed_jobs_release_their_shard_locks(
     api: TestClient, stack: Stack, kazoo: KazooClient, zk_root: str
 ) -> None:

@@ -224,13 +224,6 @@ def test_paused_worker_loses_its_shard_and_its_result_is_discarded(
         assert sleeper.alive()
 
 
-@pytest.mark.xfail(
-    reason="BUG: after a session expiry zootrain/election.py Election.lead() lets "
-    "SessionExpiredError escape (it catches only TRANSIENT_ERRORS) and "
-    "workers/housekeeping.py _first() returns True for a task that finished with an exception, "
-    "so Housekeeper.run spins logging 'leading housekeeping' until the new session connects",
-    strict=True,
-)
 def test_housekeeping_after_session_expiry_does_not_spin(
     stack: Stack, kazoo: KazooClient, zk_root: str
 ) -> None:
