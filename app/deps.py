@@ -24,6 +24,7 @@ class Services:
     queue: JobQueue
     registry: Registry
     store: ArtifactStore
+    prepared: bool = False  # the base znodes exist: submits can be recorded
     models: ModelCache = field(init=False)
     events: EventHub = field(init=False)
 

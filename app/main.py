@@ -26,6 +26,7 @@ async def _prepare(svc: Services) -> None:
         await svc.zk.wait_connected()
         try:
             await svc.queue.ensure_layout()
+            svc.prepared = True
             return
         except TRANSIENT_ERRORS:
             continue

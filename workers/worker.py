@@ -19,7 +19,12 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from kazoo.exceptions import BadVersionError, NodeExistsError, NoNodeError
+from kazoo.exceptions import (
+    BadVersionError,
+    NodeExistsError,
+    NoNodeError,
+    SessionExpiredError,
+)
 from prometheus_client import start_http_server
 
 from workers import metrics, processes, training
@@ -199,7 +204,7 @@ class Worker:
             return
         try:
             await self.zk.set(self.paths.worker(self.id), self._record().dump())
-        except (NoNodeError, *TRANSIENT_ERRORS):
+        except (NoNodeError, SessionExpiredError, *TRANSIENT_ERRORS):
             pass  # re-registration after a reconnect writes a fresh record
 
     # -- dispatch -------------------------------------------------------------------------------
@@ -362,8 +367,8 @@ class Worker:
         except NoNodeError:
             self._cancel(claim, "cancelled")
             return
-        except TRANSIENT_ERRORS:
-            return
+        except (SessionExpiredError, *TRANSIENT_ERRORS):
+            return  # unwatched from here; the LOST notice still stops the claim
         if JobRecord.load(data).state.terminal:
             self._cancel(claim, "cancelled")
 

@@ -56,8 +56,17 @@ class JobQueue:
         for path in self.paths.bases:
             await self.zk.ensure_path(path)
         present = set(await self.zk.get_children(self.paths.idempotency))
-        for bucket in IDEMPOTENCY_BUCKETS:
-            if bucket not in present:
+        missing = [b for b in IDEMPOTENCY_BUCKETS if b not in present]
+        if not missing:
+            return
+        tx = self.zk.transaction()  # one round trip for a fresh root, not 256
+        for bucket in missing:
+            tx.create(f"{self.paths.idempotency}/{bucket}")
+        try:
+            await self.zk.commit(tx)
+        except TransactionFailed:
+            # Another process is laying out the same root: create what is still missing.
+            for bucket in missing:
                 with contextlib.suppress(NodeExistsError):
                     await self.zk.create(f"{self.paths.idempotency}/{bucket}")
 

@@ -35,4 +35,6 @@ async def prometheus(svc: Annotated[Services, Depends(services)]) -> Response:
 async def readyz(svc: Annotated[Services, Depends(services)]) -> Status | JSONResponse:
     if not svc.zk.connected:
         return problem(503, "not connected to ZooKeeper", headers={"Retry-After": "1"})
+    if not svc.prepared:
+        return problem(503, "creating the base znodes", headers={"Retry-After": "1"})
     return Status(status="ready")

@@ -61,6 +61,8 @@ def test_sigterm_with_long_grace_finishes_the_running_shard(
 
         output = patient.output()
         assert f"done {job_id}/0 in " in output, output[-3000:]
+        # The stop arrived mid-shard, and the shard still finished.
+        assert output.index("worker patient stopping") < output.index(f"done {job_id}/0 in ")
         assert f"stopped {job_id}/0" not in output
         shard = shard_records(kazoo, zk_root, job_id)[0]
         assert shard["state"] == "done", shard

@@ -259,13 +259,6 @@ def test_max_shards_setting_is_enforced(
         assert_problem(response, 422, "shards", "4")
 
 
-@pytest.mark.xfail(
-    reason="BUG: app/routers/health.py readyz answers 200 as soon as the session is connected, "
-    "while app/main.py _prepare (JobQueue.ensure_layout: base nodes, then 256 idempotency "
-    "buckets one by one) is still running; a keyed submit in that window is a 503 "
-    "(TransactionFailed NoNode on its bucket)",
-    strict=True,
-)
 def test_ready_service_accepts_a_keyed_submit_at_once(
     settings_env: dict[str, str], kazoo: KazooClient, zk_root: str
 ) -> None:
