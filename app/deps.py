@@ -50,6 +50,7 @@ class Services:
         )
 
 
-def services(request: Request) -> Services:
+async def services(request: Request) -> Services:
+    # async: a plain function would be run in the thread pool on every request.
     found: Services = request.app.state.services
     return found

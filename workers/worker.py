@@ -16,8 +16,9 @@ import os
 import secrets
 import socket
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from kazoo.exceptions import (
     BadVersionError,
@@ -48,6 +49,8 @@ from zootrain.settings import Settings
 from zootrain.zk import TRANSIENT_ERRORS, KazooState, WatchedEvent, ZnodeStat, ZooKeeper
 
 log = logging.getLogger("zootrain.worker")
+
+T = TypeVar("T")
 
 
 @dataclass
@@ -140,6 +143,29 @@ class Worker:
     def _lock_freed(self, path: str) -> None:
         self._armed.discard(path)
         self.wake()
+
+    async def _arm(
+        self,
+        key: str,
+        callback: Callable[[WatchedEvent], None],
+        read: Callable[..., Awaitable[T]],
+    ) -> T:
+        """Read the queue node, setting ``callback`` as its watch unless one is already armed.
+
+        The mark goes up before the read: kazoo may run the watch (on its event thread) before
+        the read's reply reaches us, and a mark set after the await would then stay up for a
+        watch that already fired, leaving this worker deaf to new jobs.
+        """
+        watch = None
+        if key not in self._armed:
+            self._armed.add(key)
+            watch = callback
+        try:
+            return await read(self.paths.queue, watch=watch)
+        except BaseException:
+            if watch is not None:
+                self._armed.discard(key)
+            raise
 
     async def _watch_lock(self, path: str) -> None:
         if path not in self._armed:
@@ -245,13 +271,9 @@ class Worker:
             claim.task.cancel()
 
     async def _find_work(self) -> Claim | None:
-        children_watch = None if "queue-children" in self._armed else self._queue_changed
-        names = await self.zk.get_children(self.paths.queue, watch=children_watch)
-        self._armed.add("queue-children")
-        if "queue-data" not in self._armed:
-            # The housekeeper writes to the queue node to wake everyone for what no watch covered.
-            await self.zk.exists(self.paths.queue, watch=self._nudged)
-            self._armed.add("queue-data")
+        names = await self._arm("queue-children", self._queue_changed, self.zk.get_children)
+        # The housekeeper writes to the queue node to wake everyone for what no watch covered.
+        await self._arm("queue-data", self._nudged, self.zk.exists)
         for entry in sorted_queue(names):
             try:
                 job, _ = await self.queue.read_job(entry.job_id)

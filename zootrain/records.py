@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
+import json
 import math
 import secrets
 import time
@@ -76,6 +78,22 @@ class Record(BaseModel):
 
 
 TaskRole = Literal["shard", "baseline", "candidate"]
+
+
+def _validated_params(algorithm: str, params: dict[str, Any]) -> dict[str, Any]:
+    """validate_params, remembered: every read of a job record validates its spec again, and
+    asking scikit-learn's constraints each time costs more than the read."""
+    try:
+        key = json.dumps(params, sort_keys=True)
+    except (TypeError, ValueError):
+        return validate_params(algorithm, params)
+    cleaned: dict[str, Any] = json.loads(_validated_params_json(algorithm, key))
+    return cleaned
+
+
+@functools.lru_cache(maxsize=4096)
+def _validated_params_json(algorithm: str, params: str) -> str:
+    return json.dumps(validate_params(algorithm, json.loads(params)))
 
 
 class SearchSpec(BaseModel):
@@ -183,7 +201,7 @@ class JobSpec(BaseModel):
         if algorithm is None:
             return value  # the algorithm itself was invalid, and is reported
         try:
-            return validate_params(algorithm, value)
+            return _validated_params(algorithm, value)
         except ParamError as exc:
             raise ValueError(f"{exc.param}: {exc}") from None
 

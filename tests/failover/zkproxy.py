@@ -13,7 +13,8 @@ import socket
 import struct
 import threading
 
-DELETE = 2  # ZooKeeper's OpCode.delete
+DELETE = 2  # ZooKeeper's OpCode values
+SET_DATA = 5
 
 
 def _recv_exact(sock: socket.socket, size: int) -> bytes | None:
@@ -36,7 +37,7 @@ class ZooKeeperProxy:
         self._listener = socket.create_server(("127.0.0.1", 0))
         self.port: int = self._listener.getsockname()[1]
         self._lock = threading.Lock()
-        self._cut_prefix: str | None = None
+        self._cut: tuple[int, str, bytes] | None = None  # opcode, path prefix, data needle
         self.cut: list[str] = []  # paths whose delete was cut off
         self.connections = 0
         self._closed = False
@@ -47,8 +48,13 @@ class ZooKeeperProxy:
 
     def cut_next_delete(self, prefix: str) -> None:
         """Drop the connection instead of forwarding the next delete of a path under prefix."""
+        self.cut_next(DELETE, prefix)
+
+    def cut_next(self, opcode: int, prefix: str, needle: bytes = b"") -> None:
+        """Drop the connection instead of forwarding the next request with this opcode on a
+        path under prefix (and, if given, whose bytes contain needle)."""
         with self._lock:
-            self._cut_prefix = prefix
+            self._cut = (opcode, prefix, needle)
 
     def start(self) -> ZooKeeperProxy:
         threading.Thread(target=self._accept, daemon=True, name="zk-proxy").start()
@@ -115,13 +121,16 @@ class ZooKeeperProxy:
         self._close(client, server)
 
     def _should_cut(self, body: bytes) -> bool:
-        if len(body) < 12 or struct.unpack(">i", body[4:8])[0] != DELETE:
-            return False
-        (length,) = struct.unpack(">i", body[8:12])
-        path = body[12 : 12 + length].decode(errors="replace")
         with self._lock:
-            if self._cut_prefix is None or not path.startswith(self._cut_prefix):
+            if self._cut is None or len(body) < 12:
                 return False
-            self._cut_prefix = None
+            opcode, prefix, needle = self._cut
+            if struct.unpack(">i", body[4:8])[0] != opcode:
+                return False
+            (length,) = struct.unpack(">i", body[8:12])
+            path = body[12 : 12 + length].decode(errors="replace")
+            if not path.startswith(prefix) or needle not in body:
+                return False
+            self._cut = None
             self.cut.append(path)
             return True
