@@ -446,10 +446,9 @@ class Worker:
         try:
             # Fencing: this write carries the version our claim wrote. If we lost the lock and
             # someone re-claimed the shard, the version moved on and our result is discarded.
-            await self.queue.write_shard(claim.job.id, done, claim.stat.version)
-        except (BadVersionError, NoNodeError):
-            log.warning("shard %s was taken over; result discarded", claim.key)
-            return
+            if not await self._settle(claim, done):
+                log.warning("shard %s was taken over; result discarded", claim.key)
+                return
         finally:
             await asyncio.shield(self._unlock(claim))
         log.info("done %s in %.2fs", claim.key, result["train_seconds"])
@@ -461,6 +460,31 @@ class Worker:
         merge = await self._claim_merge_if_complete(claim.job)
         if merge is not None:
             self._start(merge)
+
+    async def _settle(self, claim: Claim, outcome: ShardRecord) -> bool:
+        """Write a shard's outcome with the version its claim wrote; False if fenced off.
+
+        A write cut off by a connection drop may or may not have been applied: once the session
+        is back it is tried again with the same version. A BadVersion then is either our own
+        earlier try (the record holds exactly our outcome, one version on) or someone else's
+        claim, which wins.
+        """
+        assert claim.stat is not None
+        tried = False
+        while True:
+            try:
+                await self.queue.write_shard(claim.job.id, outcome, claim.stat.version)
+                return True
+            except NoNodeError:
+                return False  # the job was deleted
+            except BadVersionError:
+                if not tried:
+                    return False
+                current, stat = await self.queue.read_shard(claim.job.id, outcome.index)
+                return stat.version == claim.stat.version + 1 and current == outcome
+            except TRANSIENT_ERRORS:
+                tried = True
+                await self.zk.wait_connected(self.zk.session_timeout)
 
     async def _claim_merge_if_complete(self, job: JobRecord) -> Claim | None:
         if self._stopping.is_set():
@@ -486,10 +510,8 @@ class Worker:
                     "worker": None,
                 }
             )
-            try:
-                await self.queue.write_shard(claim.job.id, back, claim.stat.version)
-            except (BadVersionError, NoNodeError, *TRANSIENT_ERRORS):
-                pass
+            with contextlib.suppress(*TRANSIENT_ERRORS, SessionExpiredError, TimeoutError):
+                await self._settle(claim, back)
         if claim.reason != "lost":
             await self._unlock(claim)
 
@@ -511,9 +533,9 @@ class Worker:
                         "not_before": time.time() + delay,
                     }
                 )
-                await self.queue.write_shard(claim.job.id, retry, claim.stat.version)
-                metrics.RETRIES.inc()
-                log.info("shard %s retries in %.1fs", claim.key, delay)
+                if await self._settle(claim, retry):
+                    metrics.RETRIES.inc()
+                    log.info("shard %s retries in %.1fs", claim.key, delay)
         except (BadVersionError, NoNodeError):
             pass
         finally:

@@ -62,13 +62,6 @@ def test_a_lock_release_cut_off_by_a_connection_drop_still_releases_the_lock(
         pytest.fail(f"lock left behind by a live worker: {describe_locks(kazoo, zk_root)}")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: workers/worker.py Worker._train_shard does not retry the version-checked "
-    "'done' write after ConnectionLoss (it falls to _train's 'coordination failed'): the "
-    "result is dropped, the shard re-claimed as a new attempt, and with max_attempts=1 the "
-    "job fails ('worker died 1 times') though no worker died",
-)
 def test_a_done_write_cut_off_by_a_connection_drop_still_records_the_shard(
     stack: Stack, proxy: ZooKeeperProxy, kazoo: KazooClient, zk_root: str
 ) -> None:
