@@ -374,7 +374,7 @@ def test_events_of_a_job_with_pending_shards(stack: Stack) -> None:
 
 # -- a TCP proxy that cuts the first event stream after its first event --------------------------
 
-EVENT_END = re.compile(rb"\nid: \d+\n\n")
+EVENT_END = re.compile(rb"\nid: \d+-\d+\r?\n\r?\n")
 
 
 class DroppingProxy:
