@@ -369,9 +369,7 @@ def test_job_record_takes_the_resolved_source_and_keeps_it() -> None:
     with pytest.raises(ValidationError, match="dataset_source"):
         JobRecord(id=new_job_id(), spec=spec, created_at=now, updated_at=now)
     assert "dataset_source" not in spec.model_dump()  # not part of the request
-    job = JobRecord(
-        id=new_job_id(), spec=spec, dataset_source=src, created_at=now, updated_at=now
-    )
+    job = JobRecord(id=new_job_id(), spec=spec, dataset_source=src, created_at=now, updated_at=now)
     assert job.dataset_source == src
     again = JobRecord.load(job.dump())
     assert again.dataset_source == src
@@ -439,7 +437,12 @@ def test_shards_train_and_merge_from_an_uploaded_file(
     for index in range(2):
         result = training.train_shard({**base, "index": index})
         shards.append(
-            {"role": "shard", "artifact": result["artifact"], "sha256": result["sha256"], "rows": 80}
+            {
+                "role": "shard",
+                "artifact": result["artifact"],
+                "sha256": result["sha256"],
+                "rows": 80,
+            }
         )
     merged = training.merge_job({**base, "shards": shards})
     # price as the target leaves species (3 one-hot columns) among the features
