@@ -7,6 +7,7 @@ import time
 
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, Gauge, Histogram, generate_latest
 
+from zootrain.metrics import ZOOKEEPER_CONNECTED as CONNECTED
 from zootrain.paths import sorted_queue
 from zootrain.queue import JobQueue
 from zootrain.records import JobState
@@ -24,7 +25,6 @@ CANCELS = Counter("zootrain_jobs_cancelled_total", "Jobs cancelled through DELET
 REJECTED = Counter("zootrain_submits_rejected_total", "Submits refused", ["reason"])
 QUEUE_DEPTH = Gauge("zootrain_queue_depth", "Unfinished jobs in the ZooKeeper queue")
 UNFINISHED = Gauge("zootrain_jobs", "Unfinished jobs by state", ["state"])
-CONNECTED = Gauge("zootrain_zookeeper_connected", "1 while the ZooKeeper session is connected")
 PREDICTIONS = Counter("zootrain_predictions_total", "Rows predicted", ["model"])
 
 _REFRESH_EVERY = 5.0  # seconds: a scrape reads the queue at most this often

@@ -22,4 +22,3 @@ CANCELLED = Counter(
 )
 FINISHED = Counter("zootrain_jobs_finished_total", "Jobs this worker finished", ["state"])
 BUSY = Gauge("zootrain_worker_busy", "Shards and merges this worker is working on")
-CONNECTED = Gauge("zootrain_zookeeper_connected", "1 while the ZooKeeper session is connected")

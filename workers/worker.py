@@ -32,6 +32,7 @@ from workers import metrics, processes, training
 from workers.housekeeping import Housekeeper
 from zootrain import locks
 from zootrain.artifacts import ArtifactStore
+from zootrain.metrics import ZOOKEEPER_CONNECTED
 from zootrain.paths import Paths, sorted_queue
 from zootrain.queue import JobQueue, backoff_delay
 from zootrain.records import (
@@ -102,7 +103,7 @@ class Worker:
         if self.settings.metrics_port is not None:
             start_http_server(self.settings.metrics_port)
         await self.zk.start(self.settings.zk_connect_timeout)
-        metrics.CONNECTED.set(1)
+        ZOOKEEPER_CONNECTED.set(1)
         self.zk.add_state_listener(self._on_session)
         await self.queue.ensure_layout()
         await processes.warm_up()
@@ -186,7 +187,7 @@ class Worker:
             await asyncio.wait(pending)
 
     def _on_session(self, state: KazooState) -> None:
-        metrics.CONNECTED.set(1 if state == KazooState.CONNECTED else 0)
+        ZOOKEEPER_CONNECTED.set(1 if state == KazooState.CONNECTED else 0)
         if state == KazooState.LOST:
             # The session is gone and every lock with it: whatever we train now, another worker
             # may already be training. Kill it and keep nothing of it.
