@@ -68,12 +68,12 @@ class Row:
         return self.merged - self.single
 
 
-def datasets(quick: bool) -> dict[str, Any]:
+def datasets(quick: bool, rows: int | None = None) -> dict[str, Any]:
     found: dict[str, Any] = {
         name: BuiltinDataset(kind="builtin", name=name)
         for name in ("digits", "breast_cancer", "wine", "diabetes")
     }
-    rows = 20_000 if quick else 200_000
+    rows = rows or (20_000 if quick else 200_000)
     found[f"synthetic-{rows // 1000}k"] = SyntheticDataset(
         kind="synthetic", task="classification", n_samples=rows, n_features=20, random_state=1
     )
@@ -142,20 +142,29 @@ def measure(
     )
 
 
-def run(quick: bool) -> list[Row]:
-    shard_counts = [4] if quick else [2, 4, 8]
-    seeds = [0] if quick else [0, 1, 2]
-    rows: list[Row] = []
-    for name, spec in datasets(quick).items():
+def run(
+    quick: bool,
+    *,
+    rows: int | None = None,
+    shard_counts: list[int] | None = None,
+    seeds: list[int] | None = None,
+    only: str | None = None,
+) -> list[Row]:
+    shard_counts = shard_counts or ([4] if quick else [2, 4, 8])
+    seeds = seeds or ([0] if quick else [0, 1, 2])
+    found: list[Row] = []
+    for name, spec in datasets(quick, rows).items():
+        if only is not None and only not in name:
+            continue
         for algorithm in sorted(ALGORITHMS):
             partitions = ["random", "replicate"] if ALGORITHMS[algorithm].replicable else ["random"]
             for partition in partitions:
                 for shards in shard_counts:
                     row = measure(name, spec, algorithm, partition, shards, seeds)
                     if row is not None:
-                        rows.append(row)
+                        found.append(row)
                         print_row(row)
-    return rows
+    return found
 
 
 def print_header() -> None:
@@ -178,9 +187,19 @@ def main() -> None:
     warnings.filterwarnings("ignore", category=ConvergenceWarning)
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="small data, 4 shards, one seed")
+    parser.add_argument("--rows", type=int, help="rows of the synthetic sets")
+    parser.add_argument("--shards", help="comma-separated shard counts, e.g. 2,4,8")
+    parser.add_argument("--seeds", help="comma-separated seeds, e.g. 0,1,2")
+    parser.add_argument("--only", help="only datasets whose name contains this")
     args = parser.parse_args()
     print_header()
-    run(args.quick)
+    run(
+        args.quick,
+        rows=args.rows,
+        shard_counts=[int(n) for n in args.shards.split(",")] if args.shards else None,
+        seeds=[int(n) for n in args.seeds.split(",")] if args.seeds else None,
+        only=args.only,
+    )
 
 
 if __name__ == "__main__":
