@@ -5,11 +5,9 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import re
 import threading
 import time
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -94,31 +92,6 @@ def lines_matching(process: Process, pattern: str) -> list[str]:
 
 def claim_lines(process: Process, job_id: str, index: int) -> list[str]:
     return lines_matching(process, rf"\bclaim {re.escape(job_id)}/{index} attempt \d+")
-
-
-def descendants(pid: int) -> set[int]:
-    """Live (non-zombie) descendants of ``pid``, from /proc."""
-    parents: dict[int, int] = {}
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            stat = Path(f"/proc/{entry}/stat").read_text()
-        except OSError:
-            continue
-        fields = stat.rsplit(")", 1)[1].split()
-        if fields[0] == "Z":
-            continue
-        parents[int(entry)] = int(fields[1])
-    found: set[int] = set()
-    frontier = [pid]
-    while frontier:
-        current = frontier.pop()
-        for child, parent in parents.items():
-            if parent == current and child not in found:
-                found.add(child)
-                frontier.append(child)
-    return found
 
 
 def wait_terminal(kazoo: KazooClient, root: str, job_ids: list[str], timeout: float) -> None:

@@ -15,13 +15,12 @@ from kazoo.client import KazooClient
 from tests.failover.helpers import (
     children,
     claim_lines,
-    descendants,
     lines_matching,
     shard_records,
     slow_spec,
     versions_by_job,
 )
-from tests.support.stack import Stack, wait_for, wait_job
+from tests.support.stack import Stack, descendants, wait_for, wait_job
 
 pytestmark = pytest.mark.integration
 

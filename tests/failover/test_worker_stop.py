@@ -13,13 +13,12 @@ from kazoo.client import KazooClient
 from tests.failover.helpers import (
     children,
     claim_lines,
-    descendants,
     read_json,
     shard_records,
     slow_spec,
     versions_by_job,
 )
-from tests.support.stack import Process, Stack, wait_for, wait_job
+from tests.support.stack import Process, Stack, descendants, wait_for, wait_job
 
 pytestmark = pytest.mark.integration
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import re
 import uuid
 from collections.abc import Iterator
@@ -179,32 +178,6 @@ def shard_records(kazoo: KazooClient, root: str, job_id: str) -> list[dict[str, 
 def claim_lines(process: Process, job_id: str, index: int) -> list[str]:
     pattern = re.compile(rf"\bclaim {re.escape(job_id)}/{index} attempt \d+")
     return [line for line in process.output().splitlines() if pattern.search(line)]
-
-
-def descendants(pid: int) -> set[int]:
-    """Live (non-zombie) descendants of ``pid``, from /proc."""
-    parents: dict[int, int] = {}
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            stat = Path(f"/proc/{entry}/stat").read_text()
-        except OSError:
-            continue
-        # The command name is in parentheses and may contain spaces: split after it.
-        fields = stat.rsplit(")", 1)[1].split()
-        if fields[0] == "Z":
-            continue
-        parents[int(entry)] = int(fields[1])
-    found: set[int] = set()
-    frontier = [pid]
-    while frontier:
-        current = frontier.pop()
-        for child, parent in parents.items():
-            if parent == current and child not in found:
-                found.add(child)
-                frontier.append(child)
-    return found
 
 
 def pid_alive(pid: int) -> bool:

@@ -10,7 +10,6 @@ from tests.integration.conftest import (
     assert_problem,
     children,
     claim_lines,
-    descendants,
     iris_spec,
     pid_alive,
     read_json,
@@ -19,7 +18,7 @@ from tests.integration.conftest import (
     submit,
     wait_until_empty,
 )
-from tests.support.stack import Stack, wait_for, wait_job
+from tests.support.stack import Stack, descendants, wait_for, wait_job
 
 pytestmark = pytest.mark.integration
 

@@ -13,14 +13,13 @@ from kazoo.client import KazooClient
 from tests.integration.conftest import (
     children,
     claim_lines,
-    descendants,
     iris_spec,
     shard_records,
     start_api,
     submit,
     wait_until_empty,
 )
-from tests.support.stack import Stack, wait_for, wait_job
+from tests.support.stack import Stack, descendants, wait_for, wait_job
 
 pytestmark = pytest.mark.integration
 
