@@ -45,6 +45,7 @@ Versioned = tuple[JobRecord, ZnodeStat]
 class Submitted:
     job: JobRecord
     created: bool  # False when an Idempotency-Key replayed an earlier submit
+    shards: list[ShardRecord] | None = None  # as created: no need to read them back
 
 
 class JobQueue:
@@ -108,9 +109,9 @@ class JobQueue:
         tx = self.zk.transaction()
         tx.create(self.paths.job(job.id), job.dump())
         tx.create(self.paths.shards(job.id))
-        for index in range(spec.tasks):
-            shard = ShardRecord(index=index, role=spec.role(index))
-            tx.create(self.paths.shard(job.id, index), shard.dump())
+        shards = [ShardRecord(index=i, role=spec.role(i)) for i in range(spec.tasks)]
+        for shard in shards:
+            tx.create(self.paths.shard(job.id, shard.index), shard.dump())
         tx.create(self.paths.queue_prefix(job.id, spec.priority), job.id.encode(), sequence=True)
         if key_path is not None:
             record = IdempotencyRecord(
@@ -123,7 +124,7 @@ class JobQueue:
         for _ in range(3):
             try:
                 await self.zk.commit(tx)
-                return Submitted(job, created=True)
+                return Submitted(job, created=True, shards=shards)
             except TransactionFailed as failed:
                 if (
                     key_path is not None
@@ -139,7 +140,7 @@ class JobQueue:
                 await self.zk.wait_connected(self.zk.session_timeout * 2)
                 await self.zk.sync(self.paths.job(job.id))
                 if await self.zk.exists(self.paths.job(job.id)) is not None:
-                    return Submitted(job, created=True)
+                    return Submitted(job, created=True, shards=shards)
                 tx = _copy_transaction(self.zk, tx)
         raise InvalidRequest("could not record the job: ZooKeeper kept dropping the connection")
 

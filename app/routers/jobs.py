@@ -13,7 +13,7 @@ from app.deps import Services, services
 from app.problems import problem_responses
 from zootrain.datasets import DatasetCatalog
 from zootrain.errors import InvalidRequest, QueueFull
-from zootrain.records import JOB_ID_PATTERN, JobRecord, JobSpec, JobState
+from zootrain.records import JOB_ID_PATTERN, JobRecord, JobSpec, JobState, ShardRecord
 from zootrain.views import JobList, JobView
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
@@ -69,7 +69,7 @@ async def submit_job(
     if not submitted.created:
         response.status_code = status.HTTP_200_OK
         response.headers["Idempotent-Replayed"] = "true"
-    return await _view(svc, submitted.job)
+    return await _view(svc, submitted.job, submitted.shards)
 
 
 @router.get(
@@ -150,8 +150,10 @@ async def job_events(
             yield ServerSentEvent(id=event.id, event=event.kind, data=event.data)
 
 
-async def _view(svc: Services, job: JobRecord) -> JobView:
-    shards = await svc.queue.read_shards(job.id, job.spec.tasks)
+async def _view(svc: Services, job: JobRecord, shards: list[ShardRecord] | None = None) -> JobView:
+    """The job with its shards (read from ZooKeeper unless the caller just wrote them)."""
+    if shards is None:
+        shards = [s for s, _ in await svc.queue.read_shards(job.id, job.spec.tasks)]
     # The records are validated already: construct, rather than validate the spec once more.
     fields = {name: getattr(job, name) for name in type(job).model_fields}
-    return JobView.model_construct(**fields, shards=[s for s, _ in shards])
+    return JobView.model_construct(**fields, shards=shards)
