@@ -22,8 +22,18 @@ def value(text: str, sample: str) -> float:
 def test_service_and_worker_metrics(stack: Stack) -> None:
     port = free_port()
     stack.start_api()
-    stack.start_worker(ZOOTRAIN_METRICS_PORT=str(port))
     with httpx.Client(base_url=stack.api_url or "", timeout=30) as api:
+        # Cancelled before any worker exists: nobody can claim it first.
+        idle = api.post(
+            "/v1/jobs",
+            json={
+                "model_name": "metrics-idle",
+                "algorithm": "random_forest_classifier",
+                "dataset": {"kind": "builtin", "name": "iris"},
+            },
+        ).json()
+        assert api.delete(f"/v1/jobs/{idle['id']}").status_code == 200
+        stack.start_worker(ZOOTRAIN_METRICS_PORT=str(port))
         job = api.post(
             "/v1/jobs",
             json={
@@ -35,16 +45,6 @@ def test_service_and_worker_metrics(stack: Stack) -> None:
             },
         ).json()
         assert wait_job(api, job["id"])["state"] == "succeeded"
-        cancelled = api.post(
-            "/v1/jobs",
-            json={
-                "model_name": "metrics-idle",
-                "algorithm": "random_forest_classifier",
-                "dataset": {"kind": "builtin", "name": "iris"},
-                "priority": 0,
-            },
-        ).json()
-        api.delete(f"/v1/jobs/{cancelled['id']}")
         scrape = api.get("/metrics")
     assert scrape.status_code == 200
     assert scrape.headers["content-type"].startswith("text/plain")
