@@ -78,6 +78,7 @@ class JobQueue:
         spec: JobSpec,
         *,
         idempotency_key: str | None = None,
+        owner: str | None = None,
         dataset_source: DatasetSource | None = None,
         max_queue: int = 10_000,
         idempotency_retention: float = 86_400.0,
@@ -85,9 +86,9 @@ class JobQueue:
         """Create the job, its shards, its queue entry (and its key) in ONE multi."""
         key_path = None
         if idempotency_key is not None:
-            key_path = self.paths.idempotency_key(
-                hashlib.sha256(idempotency_key.encode()).hexdigest()
-            )
+            # Keys are scoped to their owner: one token cannot replay (and so read) another's job.
+            scoped = idempotency_key if owner is None else f"{owner}\0{idempotency_key}"
+            key_path = self.paths.idempotency_key(hashlib.sha256(scoped.encode()).hexdigest())
             replay = await self._replay(key_path, spec, idempotency_retention)
             if replay is not None:
                 return Submitted(replay, created=False)
@@ -102,6 +103,7 @@ class JobQueue:
         job = JobRecord(
             id=new_job_id(),
             spec=spec,
+            owner=owner,
             dataset_source=dataset_source,
             created_at=now,
             updated_at=now,

@@ -288,6 +288,9 @@ class JobRecord(Record):
     finished_at: datetime | None = None
     error: str | None = None
     model: ModelRef | None = None
+    owner: str | None = Field(
+        None, frozen=True, description="Name of the API token that submitted the job"
+    )
     dataset_source: DatasetSource | None = Field(
         None,
         frozen=True,

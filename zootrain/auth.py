@@ -1,0 +1,151 @@
+"""API tokens: how they are made, stored as hashes, parsed from configuration and checked.
+
+A token is a random secret (``zt_`` + 32 random bytes, URL-safe). The service never stores it:
+the configuration holds ``name:sha256:scopes`` entries, one per token, in ``ZOOTRAIN_TOKENS``
+(whitespace- or newline-separated) or in the file named by ``ZOOTRAIN_TOKENS_FILE`` (one per
+line, ``#`` comments). A plain SHA-256 is the right hash here, unlike for passwords: the tokens
+carry 256 bits of entropy, so there is nothing for a slow hash to protect against, and a fast
+one keeps the check off the request's critical path.
+"""
+
+from __future__ import annotations
+
+import enum
+import hashlib
+import re
+import secrets
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+TOKEN_PREFIX = "zt_"
+NAME_PATTERN = r"^[A-Za-z0-9._@-]{1,64}$"
+_DIGEST = re.compile(r"^[0-9a-f]{64}$")
+
+
+class Scope(enum.StrEnum):
+    READ = "read"  # look at jobs, models, datasets, workers; predict
+    SUBMIT = "submit"  # submit jobs, upload datasets, cancel one's own jobs
+    ADMIN = "admin"  # everything: cancel others' jobs, delete datasets
+
+
+class TokenConfigError(ValueError):
+    """The token configuration cannot be used; the message names the entry."""
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    """Who a request acts as: the token's name and the scopes it holds."""
+
+    name: str
+    scopes: frozenset[Scope]
+
+    def allows(self, scope: Scope) -> bool:
+        # admin holds every scope: an operator's token should not need a list.
+        return scope in self.scopes or Scope.ADMIN in self.scopes
+
+
+# Without authentication (ZOOTRAIN_AUTH=off) every request acts as this principal.
+ANONYMOUS = Principal("anonymous", frozenset(Scope))
+
+
+def new_token() -> str:
+    return TOKEN_PREFIX + secrets.token_urlsafe(32)
+
+
+def token_digest(token: str) -> str:
+    return hashlib.sha256(token.encode("utf-8")).hexdigest()
+
+
+def config_entry(name: str, token: str, scopes: Iterable[Scope | str]) -> str:
+    """The ``name:sha256:scopes`` line that lets ``token`` in; it holds no secret."""
+    listed = ",".join(sorted(str(Scope(s)) for s in scopes))
+    return f"{name}:{token_digest(token)}:{listed}"
+
+
+@dataclass(frozen=True)
+class TokenTable:
+    """The configured tokens, by digest."""
+
+    by_digest: dict[str, Principal]
+
+    @classmethod
+    def parse(cls, text: str, *, origin: str = "ZOOTRAIN_TOKENS") -> TokenTable:
+        by_digest: dict[str, Principal] = {}
+        names: set[str] = set()
+        for number, raw in enumerate(text.splitlines(), start=1):
+            line = raw.split("#", 1)[0]
+            for entry in line.split():
+                principal, digest = _parse_entry(entry, f"{origin} line {number}")
+                if principal.name in names:
+                    raise TokenConfigError(
+                        f"{origin} line {number}: the name {principal.name!r} is used twice"
+                    )
+                if digest in by_digest:
+                    raise TokenConfigError(
+                        f"{origin} line {number}: {principal.name!r} has the same token as "
+                        f"{by_digest[digest].name!r}"
+                    )
+                names.add(principal.name)
+                by_digest[digest] = principal
+        return cls(by_digest)
+
+    @classmethod
+    def load(cls, inline: str | None, file: Path | None) -> TokenTable:
+        table = cls.parse(inline or "")
+        if file is not None:
+            try:
+                text = file.read_text(encoding="utf-8")
+            except OSError as exc:
+                raise TokenConfigError(
+                    f"ZOOTRAIN_TOKENS_FILE: cannot read {file}: {exc.strerror}"
+                ) from None
+            extra = cls.parse(text, origin="ZOOTRAIN_TOKENS_FILE")
+            clash = {p.name for p in table.by_digest.values()} & {
+                p.name for p in extra.by_digest.values()
+            }
+            if clash:
+                raise TokenConfigError(
+                    f"token names defined in both ZOOTRAIN_TOKENS and ZOOTRAIN_TOKENS_FILE: "
+                    f"{', '.join(sorted(clash))}"
+                )
+            table = cls({**table.by_digest, **extra.by_digest})
+        return table
+
+    def __len__(self) -> int:
+        return len(self.by_digest)
+
+    def authenticate(self, token: str) -> Principal | None:
+        # The lookup is keyed by a digest of what was presented, so its timing tells an
+        # attacker nothing about the configured tokens (no character-by-character compare).
+        return self.by_digest.get(token_digest(token))
+
+
+def _parse_entry(entry: str, where: str) -> tuple[Principal, str]:
+    parts = entry.split(":")
+    if len(parts) != 3:
+        raise TokenConfigError(
+            f"{where}: expected name:sha256:scopes (zootrain token new prints one), "
+            f"got {len(parts)} field(s)"
+        )
+    name, digest, listed = parts
+    if not re.match(NAME_PATTERN, name):
+        raise TokenConfigError(f"{where}: invalid token name {name!r} (letters, digits, ._@-)")
+    digest = digest.lower().removeprefix("sha256=")
+    if not _DIGEST.match(digest):
+        # Never echo the field: someone may have pasted the token itself here.
+        raise TokenConfigError(
+            f"{where}: the second field of {name!r} must be the token's SHA-256 in hex "
+            "(64 characters), not the token"
+        )
+    scopes: set[Scope] = set()
+    for item in filter(None, listed.split(",")):
+        try:
+            scopes.add(Scope(item))
+        except ValueError:
+            raise TokenConfigError(
+                f"{where}: unknown scope {item!r} for {name!r}; scopes are read, submit, admin"
+            ) from None
+    if not scopes:
+        raise TokenConfigError(f"{where}: {name!r} has no scopes")
+    return Principal(name, frozenset(scopes)), digest
