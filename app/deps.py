@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 
 from fastapi import Request
 
+from app.auth import Gate
 from app.events import EventHub
 from app.models_cache import ModelCache
 from zootrain.artifacts import ArtifactStore
@@ -24,6 +25,7 @@ class Services:
     queue: JobQueue
     registry: Registry
     store: ArtifactStore
+    gate: Gate
     prepared: bool = False  # the base znodes exist: submits can be recorded
     models: ModelCache = field(init=False)
     events: EventHub = field(init=False)
@@ -34,6 +36,8 @@ class Services:
 
     @classmethod
     def build(cls, settings: Settings) -> Services:
+        # First: a token configuration that cannot be used stops the service before it serves.
+        gate = Gate.from_settings(settings)
         zk = ZooKeeper(
             settings.zk_hosts,
             session_timeout=settings.zk_session_timeout,
@@ -47,6 +51,7 @@ class Services:
             queue=JobQueue(zk, paths),
             registry=Registry(zk, paths),
             store=ArtifactStore(settings.artifacts),
+            gate=gate,
         )
 
 

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator
+from typing import Any
 
 from fastapi import FastAPI
 
@@ -78,10 +79,21 @@ def _add_problem_schema(app: FastAPI) -> None:
             components["Problem"] = problems.Problem.model_json_schema(
                 ref_template="#/components/schemas/{model}"
             )
+            _document_auth_problems(schema)
             app.openapi_schema = schema
         return app.openapi_schema
 
     app.openapi = openapi  # type: ignore[method-assign]
+
+
+def _document_auth_problems(schema: dict[str, Any]) -> None:
+    """Every operation that needs a token can answer 401 (no valid token) and 403 (scope)."""
+    for operations in schema.get("paths", {}).values():
+        for operation in operations.values():
+            if isinstance(operation, dict) and operation.get("security"):
+                responses = operation.setdefault("responses", {})
+                for status, entry in problems.problem_responses(401, 403).items():
+                    responses.setdefault(str(status), entry)
 
 
 app = create_app()

@@ -15,7 +15,7 @@ from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
 
-from zootrain.errors import QueueFull, ZootrainError
+from zootrain.errors import ZootrainError
 
 log = logging.getLogger("zootrain.api")
 
@@ -121,8 +121,7 @@ def _allowed_methods(request: Request) -> list[str]:
 
 
 async def _domain(request: Request, exc: ZootrainError) -> JSONResponse:
-    headers = {"Retry-After": str(exc.retry_after)} if isinstance(exc, QueueFull) else None
-    return problem(exc.status, exc.detail, title=exc.title, headers=headers)
+    return problem(exc.status, exc.detail, title=exc.title, headers=exc.headers())
 
 
 async def _zookeeper(request: Request, exc: KazooException) -> JSONResponse:

@@ -47,6 +47,7 @@ import httpx
 from kazoo.client import KazooClient
 from kazoo.exceptions import KazooException
 
+from bench.harness import AUTH, auth_env
 from tests.support.stack import Process, Stack, wait_for
 from tests.support.zkserver import ZooKeeperCluster
 from zootrain.ml.algorithms import ALGORITHMS, check_task
@@ -168,6 +169,7 @@ class Client:
         limit = time.monotonic() + deadline
         while True:
             try:
+                kw["headers"] = {**AUTH, **kw.get("headers", {})}
                 response = httpx.request(method, self.url + path, timeout=15.0, **kw)
                 if response.status_code < 500:
                     return response
@@ -456,6 +458,7 @@ def run(
         "ZOOTRAIN_ZK_SESSION_TIMEOUT": str(SESSION_TIMEOUT),
         "ZOOTRAIN_RETRY_BACKOFF": "0.2",
         "ZOOTRAIN_HOUSEKEEPING_INTERVAL": "2",
+        **auth_env(),
     }
     stack = Stack(directory, env)
     killed: dict[str, float] = {}  # worker process name -> wall-clock kill time

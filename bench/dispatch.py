@@ -15,14 +15,13 @@ import threading
 import time
 import uuid
 
-import httpx
-
 from bench.harness import (
     Context,
     Figure,
     JobRun,
     Observer,
     Recover,
+    api_client,
     close_kazoo,
     kazoo_client,
     percentile,
@@ -83,7 +82,7 @@ async def timed_jobs(
             run_job(client, observer, stack_paths, spec, stall=STALL, recover=recover), 300
         )
 
-    async with httpx.AsyncClient(base_url=url, timeout=60) as client:
+    async with api_client(url) as client:
         for _ in range(2):  # warm-up: first forks, first imports in the children
             await job()
         stop = time.monotonic() + budget

@@ -16,11 +16,19 @@ import asyncio
 import time
 from typing import Any
 
-import httpx
 import numpy as np
 from sklearn.ensemble import RandomForestClassifier
 
-from bench.harness import Context, Figure, JobRun, Observer, restarter, run_job, tiny_spec
+from bench.harness import (
+    Context,
+    Figure,
+    JobRun,
+    Observer,
+    api_client,
+    restarter,
+    run_job,
+    tiny_spec,
+)
 from zootrain.ml.datasets import SyntheticDataset, dataset_task, load_dataset, split_dataset
 
 SHARDS = 4
@@ -90,7 +98,7 @@ async def run(ctx: Context) -> list[Figure]:
         observer = await Observer(zk.hosts).start()
         recover = restarter(ctx, stack, "e2e")
         try:
-            async with httpx.AsyncClient(base_url=stack.url, timeout=60) as client:
+            async with api_client(stack.url) as client:
                 # Warm-up: both workers' first children, first imports, first artifact writes.
                 await asyncio.gather(
                     *(

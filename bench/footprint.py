@@ -17,13 +17,13 @@ import subprocess
 import sys
 import uuid
 
-import httpx
 from kazoo.client import KazooClient
 
 from bench.harness import (
     Context,
     Figure,
     Observer,
+    api_client,
     child_processes,
     close_kazoo,
     kazoo_client,
@@ -93,7 +93,7 @@ async def run(ctx: Context) -> list[Figure]:
         client = kazoo_client(zk.hosts)
         observer = await Observer(zk.hosts).start()
         try:
-            async with httpx.AsyncClient(base_url=stack.url, timeout=60) as http:
+            async with api_client(stack.url) as http:
                 response = await http.post("/v1/jobs", json=spec, headers={"Idempotency-Key": key})
                 response.raise_for_status()
                 job_id = response.json()["id"]

@@ -30,11 +30,32 @@ from kazoo.protocol.states import WatchedEvent, ZnodeStat
 
 from tests.support.stack import Process, Stack, wait_for
 from tests.support.zkserver import ZooKeeperCluster, four_letter, free_port
+from zootrain.auth import config_entry, new_token
 from zootrain.paths import IDEMPOTENCY_BUCKETS, Paths
 from zootrain.records import JobRecord, JobSpec, ShardRecord, new_job_id, utcnow
 
 ROOT = Path(__file__).resolve().parents[1]
 TERMINAL = ("succeeded", "failed", "cancelled")
+
+# One admin token per run: the job service gets only its hash (ZOOTRAIN_TOKENS), every request
+# of the benchmarks carries it.
+TOKEN = new_token()
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
+
+
+def auth_env() -> dict[str, str]:
+    """The job service's settings for the run's token, with no per-token submit rate limit
+    (the benchmarks measure throughput)."""
+    return {
+        "ZOOTRAIN_TOKENS": config_entry("bench", TOKEN, ["admin"]),
+        "ZOOTRAIN_SUBMIT_RATE": "0",
+    }
+
+
+def api_client(url: str, **kwargs: Any) -> httpx.AsyncClient:
+    """An httpx client for the job service that sends the run's token on every request."""
+    kwargs.setdefault("timeout", 60)
+    return httpx.AsyncClient(base_url=url, headers=AUTH, **kwargs)
 
 
 # -- figures -------------------------------------------------------------------------------------
@@ -147,6 +168,7 @@ def settings_env(zk: ZooKeeperCluster, root: str, directory: Path, **extra: str)
         "ZOOTRAIN_MAX_QUEUE": "1000000",
         # Sweeps walk the whole queue: keep them out of the measurements.
         "ZOOTRAIN_HOUSEKEEPING_INTERVAL": "3600",
+        **auth_env(),
     }
     env.update(extra)
     return env
@@ -600,7 +622,7 @@ async def submit_load(url: str, spec: dict[str, Any], *, clients: int, duration:
     quarter of what the service answers to a C client, ab, or to 64 separate clients).
     """
     body = json.dumps(spec).encode()
-    headers = {"content-type": "application/json"}
+    headers = {"content-type": "application/json", **AUTH}
     limits = httpx.Limits(max_connections=1, max_keepalive_connections=1)
     latencies: list[float] = []
     statuses: dict[int, int] = {}

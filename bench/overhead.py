@@ -20,14 +20,13 @@ import statistics
 from dataclasses import dataclass
 from typing import Any
 
-import httpx
-
 from bench.e2e import job_spec
 from bench.harness import (
     Context,
     Figure,
     JobRun,
     Observer,
+    api_client,
     restarter,
     run_job,
     timestamp,
@@ -96,7 +95,7 @@ async def own_jobs(ctx: Context) -> tuple[list[JobRun], list[JobRun]]:
         observer = await Observer(zk.hosts).start()
         recover = restarter(ctx, stack, "overhead")
         try:
-            async with httpx.AsyncClient(base_url=stack.url, timeout=60) as client:
+            async with api_client(stack.url) as client:
 
                 async def job(spec: dict[str, Any]) -> JobRun:
                     return await asyncio.wait_for(

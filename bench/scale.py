@@ -24,7 +24,6 @@ import asyncio
 import time
 from dataclasses import dataclass, field
 
-import httpx
 from kazoo.client import KazooClient
 
 from bench.harness import (
@@ -33,6 +32,7 @@ from bench.harness import (
     Observer,
     RawJobs,
     Recover,
+    api_client,
     close_kazoo,
     kazoo_client,
     median,
@@ -134,7 +134,7 @@ async def measure_level(
     spec = tiny_spec("bench-scale", shards=1, priority=9)
     quiet_jobs, busy_jobs = (3, 3) if ctx.quick else (8, 5)
     budget = 20.0 if ctx.quick else 60.0  # per kind of job and size; at least 2 jobs each
-    async with httpx.AsyncClient(base_url=dispatch_url, timeout=60) as http:
+    async with api_client(dispatch_url) as http:
         started = time.monotonic()
         for index in range(quiet_jobs):
             waited = await wait_quiet(zk)

@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 from kazoo.client import KazooClient
 
+from tests.support.auth import TOKENS
 from tests.support.stack import Stack
 from tests.support.zkserver import ZooKeeperCluster
 
@@ -32,6 +33,7 @@ def settings_env(zookeeper: ZooKeeperCluster, zk_root: str, tmp_path: Path) -> d
         "ZOOTRAIN_ARTIFACTS": str(tmp_path / "artifacts"),
         "ZOOTRAIN_ZK_SESSION_TIMEOUT": "4",
         "ZOOTRAIN_RETRY_BACKOFF": "0.2",
+        "ZOOTRAIN_TOKENS": TOKENS,
     }
 
 

@@ -9,7 +9,11 @@ once by ``_SSEDecoder``; only the sending, sleeping and streaming loops exist tw
 Retries: idempotent calls (GET, DELETE, and ``POST /v1/jobs``, which always carries an
 ``Idempotency-Key``) are retried on connection errors and on 502/503/504 with exponential
 backoff; any call is retried when the connection could not be made at all or when the service
-answered 429. ``Retry-After`` is honoured on 429 and 503.
+answered 429. ``Retry-After`` is honoured on 429 and 503. A 401 or 403 is never retried.
+
+Authentication: a ``token`` (default: ``$ZOOTRAIN_TOKEN``) is sent as ``Authorization: Bearer``
+on every request, event streams and downloads included. It is kept out of every repr, str and
+error message.
 """
 
 from __future__ import annotations
@@ -518,17 +522,57 @@ def _check_deadline(deadline: float | None, delay: float, what: str) -> None:
         raise TimeoutError(f"timed out waiting for {what}")
 
 
+class _BearerAuth(httpx.Auth):
+    """``Authorization: Bearer <token>`` on every request; its repr never shows the token."""
+
+    def __init__(self, token: str) -> None:
+        self._header = f"Bearer {token}"
+
+    def auth_flow(self, request: httpx.Request) -> Iterator[httpx.Request]:
+        request.headers["Authorization"] = self._header
+        yield request
+
+    def __repr__(self) -> str:
+        return "_BearerAuth(<hidden>)"
+
+
+def _resolve_token(token: str | None) -> str | None:
+    """The token to send: ``token`` if given (``""``: none), else ``$ZOOTRAIN_TOKEN``."""
+    value = (token if token is not None else os.environ.get("ZOOTRAIN_TOKEN", "")).strip()
+    if not value:
+        return None
+    # Checked here, so that no HTTP library error quotes the header (and the token in it).
+    if not all(33 <= ord(char) < 127 for char in value):
+        raise ValueError(
+            "the API token contains spaces, control or non-ASCII characters, which a token "
+            "never has (check ZOOTRAIN_TOKEN or the token you passed)"
+        )
+    return value
+
+
 class _Base:
     def __init__(
         self,
         base_url: str | None,
         timeout: float | httpx.Timeout,
         retry: RetryPolicy | None,
+        token: str | None,
     ) -> None:
         self.base_url = (base_url or os.environ.get("ZOOTRAIN_URL") or DEFAULT_URL).rstrip("/")
         self.timeout = timeout if isinstance(timeout, httpx.Timeout) else httpx.Timeout(timeout)
         self.retry = retry or RetryPolicy()
         self.headers = {"User-Agent": f"zootrain-client/{__version__}"}
+        resolved = _resolve_token(token)
+        self._auth = _BearerAuth(resolved) if resolved is not None else None
+
+    @property
+    def has_token(self) -> bool:
+        """Whether requests carry an API token (the token itself is not readable back)."""
+        return self._auth is not None
+
+    def __repr__(self) -> str:
+        token = ", token=<hidden>" if self._auth is not None else ""
+        return f"{type(self).__name__}({self.base_url!r}{token})"
 
     def _request_kwargs(
         self, call: _Call[Any], deadline: float | None, stream: bool = False
@@ -561,19 +605,28 @@ class _Base:
 
 
 class Client(_Base):
-    """``Client("http://host:8000")``, or ``$ZOOTRAIN_URL``, or http://127.0.0.1:8000."""
+    """``Client("http://host:8000")``, or ``$ZOOTRAIN_URL``, or http://127.0.0.1:8000.
+
+    ``token`` is the API token sent as ``Authorization: Bearer`` (default: ``$ZOOTRAIN_TOKEN``;
+    ``""`` sends none).
+    """
 
     def __init__(
         self,
         base_url: str | None = None,
         *,
+        token: str | None = None,
         timeout: float | httpx.Timeout = DEFAULT_TIMEOUT,
         retry: RetryPolicy | None = None,
         transport: httpx.BaseTransport | None = None,
     ) -> None:
-        super().__init__(base_url, timeout, retry)
+        super().__init__(base_url, timeout, retry, token)
         self._http = httpx.Client(
-            base_url=self.base_url, headers=self.headers, transport=transport, timeout=self.timeout
+            base_url=self.base_url,
+            headers=self.headers,
+            auth=self._auth,
+            transport=transport,
+            timeout=self.timeout,
         )
 
     def __enter__(self) -> Client:
@@ -796,13 +849,18 @@ class AsyncClient(_Base):
         self,
         base_url: str | None = None,
         *,
+        token: str | None = None,
         timeout: float | httpx.Timeout = DEFAULT_TIMEOUT,
         retry: RetryPolicy | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
-        super().__init__(base_url, timeout, retry)
+        super().__init__(base_url, timeout, retry, token)
         self._http = httpx.AsyncClient(
-            base_url=self.base_url, headers=self.headers, transport=transport, timeout=self.timeout
+            base_url=self.base_url,
+            headers=self.headers,
+            auth=self._auth,
+            transport=transport,
+            timeout=self.timeout,
         )
 
     async def __aenter__(self) -> AsyncClient:

@@ -11,6 +11,10 @@ class ZootrainError(Exception):
         super().__init__(detail)
         self.detail = detail
 
+    def headers(self) -> dict[str, str] | None:
+        """HTTP headers the problem response carries (Retry-After, WWW-Authenticate)."""
+        return None
+
 
 class NotFound(ZootrainError):
     status = 404
@@ -27,13 +31,37 @@ class InvalidRequest(ZootrainError):
     title = "Unprocessable request"
 
 
-class QueueFull(ZootrainError):
+class Unauthorized(ZootrainError):
+    status = 401
+    title = "Unauthorized"
+
+    def headers(self) -> dict[str, str] | None:
+        return {"WWW-Authenticate": 'Bearer realm="zootrain"'}
+
+
+class Forbidden(ZootrainError):
+    status = 403
+    title = "Forbidden"
+
+
+class TooManyRequests(ZootrainError):
     status = 429
-    title = "Queue full"
+    title = "Too many requests"
 
     def __init__(self, detail: str, retry_after: int) -> None:
         super().__init__(detail)
         self.retry_after = retry_after
+
+    def headers(self) -> dict[str, str] | None:
+        return {"Retry-After": str(self.retry_after)}
+
+
+class QueueFull(TooManyRequests):
+    title = "Queue full"
+
+
+class RateLimited(TooManyRequests):
+    title = "Rate limit exceeded"
 
 
 class Unavailable(ZootrainError):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -29,6 +30,25 @@ class Settings(BaseSettings):
     zk_session_timeout: float = Field(10.0, gt=1, le=120, description="seconds")
     zk_connect_timeout: float = Field(15.0, gt=0, description="seconds to wait at start-up")
     artifacts: Path = Field(Path("var/artifacts"), description="artifact store directory")
+
+    auth: Literal["on", "off"] = Field(
+        "on",
+        description="off: no token is asked for and every request may do anything (local "
+        "development only; the job service says so loudly in its log)",
+    )
+    tokens: str | None = Field(
+        None,
+        description="API tokens, as name:sha256:scopes entries separated by spaces or newlines "
+        "(zootrain token new prints one); scopes are read, submit, admin",
+        repr=False,
+    )
+    tokens_file: Path | None = Field(
+        None, description="a file of name:sha256:scopes entries, one per line, # comments"
+    )
+    submit_rate: float = Field(
+        10.0, ge=0, description="submits per second allowed per token (0: unlimited)"
+    )
+    submit_burst: int = Field(50, ge=1, description="submits a token may make at once")
 
     max_queue: int = Field(10_000, ge=1, description="unfinished jobs accepted before 429")
     max_shards: int = Field(256, ge=1, le=4096)

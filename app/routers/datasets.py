@@ -19,6 +19,7 @@ from python_multipart.multipart import parse_options_header
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import ClientDisconnect
 
+from app.auth import READ, Admin, Submitter
 from app.deps import Services, services
 from app.problems import problem_responses
 from zootrain.datasets import (
@@ -95,7 +96,10 @@ def _catalog(svc: Services) -> DatasetCatalog:
     openapi_extra=_UPLOAD_BODY,
 )
 async def upload_dataset(
-    request: Request, response: Response, svc: Annotated[Services, Depends(services)]
+    request: Request,
+    response: Response,
+    svc: Annotated[Services, Depends(services)],
+    _: Submitter,
 ) -> DatasetRecord:
     settings = svc.settings
     limit = settings.max_upload_bytes
@@ -140,6 +144,7 @@ async def upload_dataset(
     response_model=DatasetList,
     responses=problem_responses(422, 503),
     summary="List datasets, newest first",
+    dependencies=[READ],
 )
 async def list_datasets(
     svc: Annotated[Services, Depends(services)],
@@ -158,6 +163,7 @@ async def list_datasets(
     response_model=DatasetRecord,
     responses=problem_responses(404, 422, 503),
     summary="A dataset with its columns",
+    dependencies=[READ],
 )
 async def get_dataset(
     dataset_id: DatasetId, svc: Annotated[Services, Depends(services)]
@@ -174,11 +180,11 @@ async def get_dataset(
     summary="Delete a dataset that no unfinished job uses",
     description=(
         "409 while a job that has not finished uses the dataset. The file is deleted from the "
-        "artifact store too, unless another dataset has the same content."
+        "artifact store too, unless another dataset has the same content. Needs `admin`."
     ),
 )
 async def delete_dataset(
-    dataset_id: DatasetId, svc: Annotated[Services, Depends(services)]
+    dataset_id: DatasetId, svc: Annotated[Services, Depends(services)], _: Admin
 ) -> Response:
     await _catalog(svc).delete(dataset_id)
     return Response(status_code=status.HTTP_204_NO_CONTENT)

@@ -9,10 +9,12 @@ from fastapi import APIRouter, Depends, Header, Path, Query, Response, status
 from fastapi.sse import EventSourceResponse, ServerSentEvent
 
 from app import events, metrics
+from app.auth import READ, Submitter
 from app.deps import Services, services
 from app.problems import problem_responses
+from zootrain.auth import ANONYMOUS, Scope
 from zootrain.datasets import DatasetCatalog
-from zootrain.errors import InvalidRequest, QueueFull
+from zootrain.errors import Forbidden, InvalidRequest, QueueFull
 from zootrain.records import JOB_ID_PATTERN, JobRecord, JobSpec, JobState, ShardRecord
 from zootrain.views import JobList, JobView
 
@@ -35,6 +37,7 @@ async def submit_job(
     spec: JobSpec,
     response: Response,
     svc: Annotated[Services, Depends(services)],
+    principal: Submitter,
     idempotency_key: Annotated[
         str | None,
         Header(
@@ -49,6 +52,7 @@ async def submit_job(
             f"shards: the job has {spec.tasks} tasks; this server accepts at most "
             f"{svc.settings.max_shards} (ZOOTRAIN_MAX_SHARDS)"
         )
+    svc.gate.submits.take(principal.name)
     with metrics.SUBMIT_SECONDS.time():
         # An uploaded dataset is checked against its record (422 naming the field); its
         # resolved source goes into the job record, in submit's one multi.
@@ -57,6 +61,7 @@ async def submit_job(
             submitted = await svc.queue.submit(
                 spec,
                 idempotency_key=idempotency_key,
+                owner=None if principal is ANONYMOUS else principal.name,
                 dataset_source=source,
                 max_queue=svc.settings.max_queue,
                 idempotency_retention=svc.settings.idempotency_retention,
@@ -77,6 +82,7 @@ async def submit_job(
     response_model=JobList,
     responses=problem_responses(422, 503),
     summary="List jobs, newest first",
+    dependencies=[READ],
 )
 async def list_jobs(
     svc: Annotated[Services, Depends(services)],
@@ -95,6 +101,7 @@ async def list_jobs(
     response_model=JobView,
     responses=problem_responses(404, 422, 503),
     summary="A job with its shards",
+    dependencies=[READ],
 )
 async def get_job(job_id: JobId, svc: Annotated[Services, Depends(services)]) -> JobView:
     job, _ = await svc.queue.read_job(job_id)
@@ -106,8 +113,18 @@ async def get_job(job_id: JobId, svc: Annotated[Services, Depends(services)]) ->
     response_model=JobView,
     responses=problem_responses(404, 409, 422, 503),
     summary="Cancel a job that has not finished",
+    description="A token may cancel the jobs it submitted; another token's job needs `admin`.",
 )
-async def cancel_job(job_id: JobId, svc: Annotated[Services, Depends(services)]) -> JobView:
+async def cancel_job(
+    job_id: JobId, svc: Annotated[Services, Depends(services)], principal: Submitter
+) -> JobView:
+    current, _ = await svc.queue.read_job(job_id)
+    # The owner is written once, at submit: checking it before the cancel cannot race.
+    if current.owner != principal.name and not principal.allows(Scope.ADMIN):
+        raise Forbidden(
+            f"job {job_id} was submitted by {current.owner or 'another token'!r}; cancelling "
+            "another token's job needs the 'admin' scope"
+        )
     job = await svc.queue.cancel(job_id)
     metrics.CANCELS.inc()
     return await _view(svc, job)
@@ -124,6 +141,7 @@ async def existing_job(job_id: JobId, svc: Annotated[Services, Depends(services)
     response_class=EventSourceResponse,
     responses=problem_responses(404, 422, 503),
     summary="Stream the job's changes as Server-Sent Events",
+    dependencies=[READ],
     description=(
         "One event per change of the job record (`event: job`) or of one of its shards "
         "(`event: shard`, with `job_id`); `data` is the record as JSON. Each event's `id` is "

@@ -12,13 +12,14 @@ from fastapi.responses import Response
 from starlette.concurrency import run_in_threadpool
 
 from app import metrics
+from app.auth import READ
 from app.deps import Services, services
 from app.problems import problem_responses
 from zootrain.errors import InvalidRequest, NotFound
 from zootrain.records import MODEL_NAME_PATTERN, VersionRecord
 from zootrain.views import ModelSummary, PredictRequest, PredictResponse
 
-router = APIRouter(prefix="/v1/models", tags=["models"])
+router = APIRouter(prefix="/v1/models", tags=["models"], dependencies=[READ])
 
 ModelName = Annotated[str, Path(pattern=MODEL_NAME_PATTERN)]
 VersionNumber = Annotated[int, Path(ge=1, le=9_999_999_999)]

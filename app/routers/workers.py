@@ -8,11 +8,12 @@ from typing import Annotated
 from fastapi import APIRouter, Depends
 from kazoo.exceptions import NoNodeError
 
+from app.auth import READ
 from app.deps import Services, services
 from app.problems import problem_responses
 from zootrain.records import WorkerRecord
 
-router = APIRouter(prefix="/v1/workers", tags=["workers"])
+router = APIRouter(prefix="/v1/workers", tags=["workers"], dependencies=[READ])
 
 
 @router.get("", response_model=list[WorkerRecord], responses=problem_responses(503))

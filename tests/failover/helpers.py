@@ -13,6 +13,7 @@ from typing import Any
 import httpx
 from kazoo.client import KazooClient
 
+from tests.support.auth import AUTH
 from tests.support.stack import Process, wait_for
 from zootrain.paths import Paths
 
@@ -169,6 +170,7 @@ class RetryingClient:
         **kwargs: Any,
     ) -> httpx.Response:
         limit = time.monotonic() + deadline
+        kwargs["headers"] = {**AUTH, **kwargs.get("headers", {})}
         while True:
             try:
                 response = httpx.request(method, self.url + path, timeout=self.timeout, **kwargs)

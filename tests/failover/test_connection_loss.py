@@ -24,6 +24,7 @@ from tests.failover.helpers import (
     wait_layout,
 )
 from tests.failover.zkproxy import SET_DATA, ZooKeeperProxy
+from tests.support.auth import AUTH
 from tests.support.stack import Stack, wait_for, wait_job
 from tests.support.zkserver import ZooKeeperCluster
 
@@ -44,7 +45,7 @@ def test_a_lock_release_cut_off_by_a_connection_drop_still_releases_the_lock(
     wait_layout(kazoo, zk_root)
     proxy.cut_next_delete(f"{zk_root}/locks/")
     worker = stack.start_worker("worker", ZOOTRAIN_ZK_HOSTS=proxy.address)
-    with httpx.Client(base_url=str(stack.api_url), timeout=30) as client:
+    with httpx.Client(headers=AUTH, base_url=str(stack.api_url), timeout=30) as client:
         response = client.post("/v1/jobs", json=iris_spec("cut-off", shards=1))
         assert response.status_code == 202, response.text
         job_id = response.json()["id"]
@@ -69,7 +70,7 @@ def test_a_done_write_cut_off_by_a_connection_drop_still_records_the_shard(
     wait_layout(kazoo, zk_root)
     proxy.cut_next(SET_DATA, f"{zk_root}/jobs/", b'"state":"done"')
     worker = stack.start_worker("worker", ZOOTRAIN_ZK_HOSTS=proxy.address)
-    with httpx.Client(base_url=str(stack.api_url), timeout=30) as client:
+    with httpx.Client(headers=AUTH, base_url=str(stack.api_url), timeout=30) as client:
         spec = iris_spec("cut-done", shards=1, max_attempts=1)
         response = client.post("/v1/jobs", json=spec)
         assert response.status_code == 202, response.text

@@ -20,6 +20,7 @@ from tests.failover.helpers import (
     slow_spec,
     versions_by_job,
 )
+from tests.support.auth import AUTH
 from tests.support.stack import Stack, descendants, wait_for, wait_job
 
 pytestmark = pytest.mark.integration
@@ -35,7 +36,7 @@ def test_worker_frozen_past_its_session_cannot_overwrite_or_publish(
         name: stack.start_worker("worker", ZOOTRAIN_WORKER_ID=name) for name in ("left", "right")
     }
     idle = {name: descendants(w.popen.pid) for name, w in workers.items()}
-    with httpx.Client(base_url=str(stack.api_url), timeout=30) as client:
+    with httpx.Client(headers=AUTH, base_url=str(stack.api_url), timeout=30) as client:
         response = client.post("/v1/jobs", json=slow_spec("fenced-forest", n_samples=25_000))
         assert response.status_code == 202, response.text
         job_id = response.json()["id"]

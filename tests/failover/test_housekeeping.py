@@ -17,6 +17,7 @@ from tests.failover.helpers import (
     slow_spec,
     versions_by_job,
 )
+from tests.support.auth import AUTH
 from tests.support.stack import Stack, wait_for, wait_job
 
 pytestmark = pytest.mark.integration
@@ -80,7 +81,7 @@ def test_finished_jobs_are_deleted_after_the_retention_and_running_ones_are_not(
         ZOOTRAIN_HOUSEKEEPING_INTERVAL="0.5",
         ZOOTRAIN_WORKER_CONCURRENCY="2",
     )
-    with httpx.Client(base_url=str(stack.api_url), timeout=30) as client:
+    with httpx.Client(headers=AUTH, base_url=str(stack.api_url), timeout=30) as client:
         slow = submit(client, slow_spec("retained-slow", n_samples=20_000))
         quick = submit(client, iris_spec("retained-quick"))
 
@@ -117,7 +118,7 @@ def test_a_key_whose_job_was_deleted_by_retention_submits_a_new_job(
     stack.start_api()
     stack.start_worker("worker", ZOOTRAIN_JOB_RETENTION="1", ZOOTRAIN_HOUSEKEEPING_INTERVAL="0.5")
     spec = iris_spec("retained-key")
-    with httpx.Client(base_url=str(stack.api_url), timeout=30) as client:
+    with httpx.Client(headers=AUTH, base_url=str(stack.api_url), timeout=30) as client:
         first = submit(client, spec, **{"Idempotency-Key": "kept-key"})
         wait_for(lambda: first in versions_by_job(kazoo, zk_root), 60, "the job to publish")
         wait_for(lambda: not kazoo.exists(f"{zk_root}/jobs/{first}"), 30, "its deletion")
@@ -136,7 +137,7 @@ def test_orphan_queue_entries_are_removed_by_the_leader(
     stack.start_api()
     worker = stack.start_worker("worker", ZOOTRAIN_HOUSEKEEPING_INTERVAL="0.5")
     wait_for(lambda: leading(worker.output()), 30, "the worker to lead housekeeping")
-    with httpx.Client(base_url=str(stack.api_url), timeout=30) as client:
+    with httpx.Client(headers=AUTH, base_url=str(stack.api_url), timeout=30) as client:
         job_id = submit(client, iris_spec("orphaned"))
         view = wait_job(client, job_id, timeout=60)
         assert view["state"] == "succeeded", view

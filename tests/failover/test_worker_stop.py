@@ -18,6 +18,7 @@ from tests.failover.helpers import (
     slow_spec,
     versions_by_job,
 )
+from tests.support.auth import AUTH
 from tests.support.stack import Process, Stack, descendants, wait_for, wait_job
 
 pytestmark = pytest.mark.integration
@@ -49,7 +50,7 @@ def test_sigterm_with_long_grace_finishes_the_running_shard(
         "patient", ZOOTRAIN_WORKER_ID="patient", ZOOTRAIN_WORKER_GRACE="120"
     )
     idle = descendants(patient.popen.pid)
-    with httpx.Client(base_url=str(stack.api_url), timeout=30) as client:
+    with httpx.Client(headers=AUTH, base_url=str(stack.api_url), timeout=30) as client:
         job_id = submit(client, slow_spec("patient-forest", n_samples=20_000))
         wait_training(patient, job_id, idle)
         shard = shard_records(kazoo, zk_root, job_id)[0]
@@ -91,7 +92,7 @@ def test_sigterm_past_grace_hands_the_shard_back_and_another_worker_finishes(
     stack.start_api()
     first = stack.start_worker("first", ZOOTRAIN_WORKER_ID="first")
     idle = descendants(first.popen.pid)
-    with httpx.Client(base_url=str(stack.api_url), timeout=30) as client:
+    with httpx.Client(headers=AUTH, base_url=str(stack.api_url), timeout=30) as client:
         job_id = submit(client, slow_spec("handback-forest", n_samples=25_000, max_attempts=3))
 
         # A first attempt dies with its worker, so the shard to hand back is on attempt 2:

@@ -17,6 +17,7 @@ from kazoo.client import KazooClient
 
 import zootrain.paths
 from app.main import create_app
+from tests.support.auth import AUTH, TOKENS
 from tests.support.stack import Process, Stack, wait_for
 from tests.support.zkserver import ZooKeeperCluster
 from zootrain.paths import Paths
@@ -31,6 +32,7 @@ def settings_from_env(env: dict[str, str], **overrides: Any) -> Settings:
         "zk_root": env["ZOOTRAIN_ZK_ROOT"],
         "artifacts": Path(env["ZOOTRAIN_ARTIFACTS"]),
         "zk_session_timeout": float(env["ZOOTRAIN_ZK_SESSION_TIMEOUT"]),
+        "tokens": env["ZOOTRAIN_TOKENS"],
     }
     values.update(overrides)
     return Settings(**values)
@@ -53,7 +55,7 @@ def wait_layout(kazoo: KazooClient, root: str) -> None:
 @contextlib.contextmanager
 def api_client(settings: Settings, kazoo: KazooClient) -> Iterator[TestClient]:
     """The real job service, in-process, against the real ZooKeeper."""
-    with TestClient(create_app(settings), raise_server_exceptions=False) as client:
+    with TestClient(create_app(settings), raise_server_exceptions=False, headers=AUTH) as client:
         wait_for(lambda: client.get("/readyz").status_code == 200, 30, "/readyz")
         wait_layout(kazoo, settings.zk_root)
         yield client
@@ -91,6 +93,7 @@ def shared_stack(
         "ZOOTRAIN_ARTIFACTS": str(directory / "artifacts"),
         "ZOOTRAIN_ZK_SESSION_TIMEOUT": "4",
         "ZOOTRAIN_RETRY_BACKOFF": "0.2",
+        "ZOOTRAIN_TOKENS": TOKENS,
     }
     stack = Stack(directory, env)
     try:
@@ -105,7 +108,7 @@ def shared_stack(
 @pytest.fixture
 def shared_http(shared_stack: Stack) -> Iterator[httpx.Client]:
     assert shared_stack.api_url is not None
-    with httpx.Client(base_url=shared_stack.api_url, timeout=60) as client:
+    with httpx.Client(headers=AUTH, base_url=shared_stack.api_url, timeout=60) as client:
         yield client
 
 

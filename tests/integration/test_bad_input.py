@@ -22,6 +22,7 @@ from tests.integration.conftest import (
     settings_from_env,
     submit,
 )
+from tests.support.auth import AUTH
 from tests.support.stack import wait_job
 from tests.support.zkserver import ZooKeeperCluster
 from zootrain.settings import Settings
@@ -234,7 +235,7 @@ def test_unknown_and_malformed_resources(api: TestClient, kazoo: KazooClient, zk
 
 @pytest.fixture(scope="module")
 def finished_iris(shared_stack: Any) -> dict[str, Any]:
-    with httpx.Client(base_url=shared_stack.api_url, timeout=60) as client:
+    with httpx.Client(headers=AUTH, base_url=shared_stack.api_url, timeout=60) as client:
         job = submit(client, iris_spec(model_name="bad-input-iris", shards=2))
         view = wait_job(client, job["id"])
     assert view["state"] == "succeeded", view

@@ -18,6 +18,7 @@ from tests.integration.conftest import (
     submit,
     wait_until_empty,
 )
+from tests.support.auth import AUTH
 from tests.support.stack import Stack, descendants, wait_for, wait_job
 
 pytestmark = pytest.mark.integration
@@ -33,7 +34,7 @@ SLOW_SPEC = iris_spec(
 
 def test_cancel_queued_job(stack: Stack, kazoo: KazooClient, zk_root: str) -> None:
     api_url = start_api(stack, kazoo)
-    with httpx.Client(base_url=api_url, timeout=30) as client:
+    with httpx.Client(headers=AUTH, base_url=api_url, timeout=30) as client:
         job = submit(client, iris_spec(model_name="never-trained"))
         job_id = job["id"]
         assert len(children(kazoo, f"{zk_root}/queue")) == 1
@@ -68,7 +69,7 @@ def test_cancel_running_job_kills_training(stack: Stack, kazoo: KazooClient, zk_
     api_url = start_api(stack, kazoo)
     worker = stack.start_worker()
     idle_children = descendants(worker.popen.pid)
-    with httpx.Client(base_url=api_url, timeout=30) as client:
+    with httpx.Client(headers=AUTH, base_url=api_url, timeout=30) as client:
         job_id = submit(client, SLOW_SPEC)["id"]
 
         def training() -> bool:
@@ -118,7 +119,7 @@ def test_cancel_while_merging_publishes_nothing(
     worker = stack.start_worker()
     # Many small trees: quick shards, a merge (load, pool, save) of several seconds.
     spec = iris_spec(model_name="never-published", params={"n_estimators": 700, "max_depth": 3})
-    with httpx.Client(base_url=api_url, timeout=30) as client:
+    with httpx.Client(headers=AUTH, base_url=api_url, timeout=30) as client:
         job_id = submit(client, spec)["id"]
         wait_for(
             lambda: client.get(f"/v1/jobs/{job_id}").json()["state"] == "merging",

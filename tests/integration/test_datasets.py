@@ -17,6 +17,7 @@ import pytest
 from kazoo.client import KazooClient
 
 from tests.integration.conftest import assert_problem, children, read_json
+from tests.support.auth import AUTH
 from tests.support.stack import Stack, wait_job
 
 pytestmark = pytest.mark.integration
@@ -58,7 +59,7 @@ def service(stack: Stack) -> Iterator[httpx.Client]:
     stack.settings["ZOOTRAIN_MAX_DATASET_COLUMNS"] = str(MAX_COLUMNS)
     stack.start_api()
     assert stack.api_url is not None
-    with httpx.Client(base_url=stack.api_url, timeout=60) as client:
+    with httpx.Client(headers=AUTH, base_url=stack.api_url, timeout=60) as client:
         yield client
 
 

@@ -7,6 +7,7 @@ from typing import Any
 import httpx
 import pytest
 
+from tests.support.auth import AUTH
 from tests.support.stack import Stack, wait_job
 from zootrain.ml.algorithms import ALGORITHMS
 
@@ -41,7 +42,7 @@ def test_the_family_list_covers_every_algorithm() -> None:
 def test_every_family_search_and_baseline_through_workers(stack: Stack) -> None:
     stack.start_api()
     stack.start_worker(ZOOTRAIN_WORKER_CONCURRENCY="2")
-    with httpx.Client(base_url=stack.api_url or "", timeout=30) as api:
+    with httpx.Client(headers=AUTH, base_url=stack.api_url or "", timeout=30) as api:
         jobs: dict[str, str] = {}
         for algorithm, (dataset, params, _) in FAMILIES.items():
             spec = {

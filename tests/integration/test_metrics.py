@@ -7,6 +7,7 @@ import re
 import httpx
 import pytest
 
+from tests.support.auth import AUTH
 from tests.support.stack import Stack, wait_job
 from tests.support.zkserver import free_port
 
@@ -22,7 +23,7 @@ def value(text: str, sample: str) -> float:
 def test_service_and_worker_metrics(stack: Stack) -> None:
     port = free_port()
     stack.start_api()
-    with httpx.Client(base_url=stack.api_url or "", timeout=30) as api:
+    with httpx.Client(headers=AUTH, base_url=stack.api_url or "", timeout=30) as api:
         # Cancelled before any worker exists: nobody can claim it first.
         idle = api.post(
             "/v1/jobs",

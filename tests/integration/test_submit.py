@@ -25,6 +25,7 @@ from tests.integration.conftest import (
     settings_from_env,
     submit,
 )
+from tests.support.auth import AUTH
 from tests.support.stack import wait_for
 
 pytestmark = pytest.mark.integration
@@ -111,7 +112,8 @@ def test_idempotency_record_is_part_of_the_same_multi(
 ) -> None:
     job = submit(api, iris_spec(), **{"Idempotency-Key": "same-multi"})
     keys = idempotency_keys(kazoo, zk_root)
-    assert list(keys) == [hashlib.sha256(b"same-multi").hexdigest()]
+    # Keys are scoped to the token that sent them.
+    assert list(keys) == [hashlib.sha256(b"test-admin\0same-multi").hexdigest()]
     (key_path,) = keys.values()
     key_stat = kazoo.exists(key_path)
     record = read_json(kazoo, key_path)
@@ -266,10 +268,10 @@ def test_ready_service_accepts_a_keyed_submit_at_once(
     key = next(
         f"key-{n}"
         for n in range(100_000)
-        if hashlib.sha256(f"key-{n}".encode()).hexdigest().startswith("ff")
+        if hashlib.sha256(f"test-admin\0key-{n}".encode()).hexdigest().startswith("ff")
     )
     app = create_app(settings_from_env(settings_env))
-    with TestClient(app, raise_server_exceptions=False) as client:
+    with TestClient(app, raise_server_exceptions=False, headers=AUTH) as client:
         # What a load balancer does: send traffic once /readyz says so.
         wait_for(lambda: client.get("/readyz").status_code == 200, 30, "/readyz", interval=0.02)
         response = client.post("/v1/jobs", json=iris_spec(), headers={"Idempotency-Key": key})

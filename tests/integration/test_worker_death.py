@@ -19,6 +19,7 @@ from tests.integration.conftest import (
     submit,
     wait_until_empty,
 )
+from tests.support.auth import AUTH
 from tests.support.stack import Stack, descendants, wait_for, wait_job
 
 pytestmark = pytest.mark.integration
@@ -40,7 +41,7 @@ def test_killed_worker_shard_is_reclaimed_and_job_succeeds(
         "alpha": stack.start_worker("worker", ZOOTRAIN_WORKER_ID="alpha"),
         "beta": stack.start_worker("worker", ZOOTRAIN_WORKER_ID="beta"),
     }
-    with httpx.Client(base_url=api_url, timeout=30) as client:
+    with httpx.Client(headers=AUTH, base_url=api_url, timeout=30) as client:
         job_id = submit(client, SPEC)["id"]
 
         def both_running() -> bool:
@@ -103,7 +104,7 @@ def test_worker_killed_while_merging_is_replaced_and_publishes_once(
         "alpha": stack.start_worker("worker", ZOOTRAIN_WORKER_ID="alpha"),
         "beta": stack.start_worker("worker", ZOOTRAIN_WORKER_ID="beta"),
     }
-    with httpx.Client(base_url=api_url, timeout=30) as client:
+    with httpx.Client(headers=AUTH, base_url=api_url, timeout=30) as client:
         job_id = submit(client, MERGE_HEAVY)["id"]
         merging = f"claim {job_id}/merge"
 
@@ -145,7 +146,7 @@ def test_graceful_stop_hands_the_shard_back_without_using_an_attempt(
     api_url = start_api(stack, kazoo)
     quitter = stack.start_worker("quitter", ZOOTRAIN_WORKER_ID="quitter", ZOOTRAIN_WORKER_GRACE="0")
     spec = {**SPEC, "model_name": "handed-back", "shards": 1, "max_attempts": 1}
-    with httpx.Client(base_url=api_url, timeout=30) as client:
+    with httpx.Client(headers=AUTH, base_url=api_url, timeout=30) as client:
         job_id = submit(client, spec)["id"]
         wait_for(
             lambda: shard_records(kazoo, zk_root, job_id)[0]["state"] == "running",
@@ -178,7 +179,7 @@ def test_paused_worker_loses_its_shard_and_its_result_is_discarded(
     sleeper = stack.start_worker("worker", ZOOTRAIN_WORKER_ID="sleeper")
     idle = descendants(sleeper.popen.pid)
     spec = {**SPEC, "model_name": "fenced", "shards": 1}
-    with httpx.Client(base_url=api_url, timeout=30) as client:
+    with httpx.Client(headers=AUTH, base_url=api_url, timeout=30) as client:
         job_id = submit(client, spec)["id"]
         wait_for(lambda: claim_lines(sleeper, job_id, 0), 60, "the claim")
         wait_for(lambda: descendants(sleeper.popen.pid) - idle, 30, "the training child")

@@ -12,6 +12,7 @@ import skops.io
 from kazoo.client import KazooClient
 from sklearn.preprocessing import FunctionTransformer
 
+from tests.support.auth import AUTH
 from tests.support.stack import Stack, wait_job
 
 pytestmark = pytest.mark.integration
@@ -41,7 +42,7 @@ def test_tampered_and_untrusted_model_files_are_refused(
     stack.start_worker()
     store = Path(stack.settings["ZOOTRAIN_ARTIFACTS"])
     row = {"instances": [[5.1, 3.5, 1.4, 0.2]]}
-    with httpx.Client(base_url=stack.api_url or "", timeout=30) as api:
+    with httpx.Client(headers=AUTH, base_url=stack.api_url or "", timeout=30) as api:
         # 1. Flip bytes of a published model: its sha256 no longer matches the record.
         tampered = _publish(api, "tampered")
         path = store / str(tampered["artifact"])

@@ -8,6 +8,7 @@ import pytest
 from kazoo.client import KazooClient
 from kazoo.exceptions import NoAuthError
 
+from tests.support.auth import AUTH
 from tests.support.stack import Stack, wait_job
 from tests.support.zkserver import ZooKeeperCluster
 
@@ -22,7 +23,7 @@ def test_a_bare_client_can_neither_read_nor_write(
     stack.settings["ZOOTRAIN_ZK_AUTH"] = CREDENTIALS
     stack.start_api()
     stack.start_worker()
-    with httpx.Client(base_url=stack.api_url or "", timeout=30) as api:
+    with httpx.Client(headers=AUTH, base_url=stack.api_url or "", timeout=30) as api:
         submitted = api.post(
             "/v1/jobs",
             json={

@@ -1,0 +1,130 @@
+"""Who may call what: bearer tokens with scopes, and a per-token limit on submits.
+
+Every operation under /v1 depends on ``require(scope)``. Tokens are checked against the hashes in
+the configuration (``zootrain.auth``); the token itself is never logged or echoed. The open
+paths are the ones an orchestrator or a browser needs before it has a token: /healthz, /readyz,
+/metrics, the dashboard's static files and the OpenAPI document.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Annotated
+
+from fastapi import Depends, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+
+from zootrain.auth import ANONYMOUS, Principal, Scope, TokenTable
+from zootrain.errors import Forbidden, RateLimited, Unauthorized
+from zootrain.settings import Settings
+
+log = logging.getLogger("zootrain.api")
+
+# auto_error=False: a missing header is our 401 in problem+json, not Starlette's plain 403.
+bearer = HTTPBearer(
+    auto_error=False,
+    description="An API token (`zootrain token new`), sent as `Authorization: Bearer <token>`",
+)
+
+
+@dataclass
+class Gate:
+    """The job service's authentication state, built once at start-up."""
+
+    enabled: bool
+    tokens: TokenTable
+    submits: SubmitLimiter
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Gate:
+        """Raises TokenConfigError (naming the bad entry) or RuntimeError on unusable settings."""
+        limiter = SubmitLimiter(settings.submit_rate, settings.submit_burst)
+        if settings.auth == "off":
+            log.warning(
+                "AUTHENTICATION IS OFF (ZOOTRAIN_AUTH=off): anyone who can reach this port can "
+                "submit, cancel and delete. Use this for local development only."
+            )
+            return cls(False, TokenTable({}), limiter)
+        tokens = TokenTable.load(settings.tokens, settings.tokens_file)
+        if not tokens:
+            raise RuntimeError(
+                "no API token is configured: set ZOOTRAIN_TOKENS or ZOOTRAIN_TOKENS_FILE "
+                "(`zootrain token new NAME --scopes admin` prints an entry), or set "
+                "ZOOTRAIN_AUTH=off for local development"
+            )
+        log.info("authentication on: %d token(s) configured", len(tokens))
+        return cls(True, tokens, limiter)
+
+    def authenticate(self, credentials: HTTPAuthorizationCredentials | None) -> Principal:
+        if not self.enabled:
+            return ANONYMOUS
+        if credentials is None:
+            raise Unauthorized(
+                "this operation needs an API token: send `Authorization: Bearer <token>`"
+            )
+        principal = self.tokens.authenticate(credentials.credentials)
+        if principal is None:
+            raise Unauthorized("the bearer token is not valid (unknown or revoked)")
+        return principal
+
+
+@dataclass
+class SubmitLimiter:
+    """A token bucket per principal: ``burst`` submits at once, refilled at ``rate`` a second.
+
+    Kept in this process: with N job-service processes a token may submit N times the rate.
+    The queue's own ceiling (ZOOTRAIN_MAX_QUEUE) is the global bound.
+    """
+
+    rate: float
+    burst: int
+    _buckets: dict[str, tuple[float, float]] = field(default_factory=dict)  # tokens, at
+
+    def take(self, who: str) -> None:
+        if self.rate <= 0:
+            return
+        now = time.monotonic()
+        tokens, at = self._buckets.get(who, (float(self.burst), now))
+        tokens = min(float(self.burst), tokens + (now - at) * self.rate)
+        if tokens < 1.0:
+            wait = math.ceil((1.0 - tokens) / self.rate)
+            raise RateLimited(
+                f"token {who!r} may submit {self.rate:g} jobs a second (bursts of {self.burst}; "
+                "ZOOTRAIN_SUBMIT_RATE, ZOOTRAIN_SUBMIT_BURST); retry after the Retry-After delay",
+                max(1, wait),
+            )
+        self._buckets[who] = (tokens - 1.0, now)
+
+
+def gate(request: Request) -> Gate:
+    found: Gate = request.app.state.services.gate
+    return found
+
+
+Credentials = Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]
+
+
+def require(scope: Scope) -> Callable[..., Awaitable[Principal]]:
+    """A dependency: the request's principal, which must hold ``scope``."""
+
+    async def dependency(request: Request, credentials: Credentials) -> Principal:
+        principal = gate(request).authenticate(credentials)
+        if not principal.allows(scope):
+            raise Forbidden(
+                f"token {principal.name!r} lacks the {scope.value!r} scope this operation needs "
+                f"(it holds: {', '.join(sorted(s.value for s in principal.scopes))})"
+            )
+        request.state.principal = principal
+        return principal
+
+    dependency.__name__ = f"require_{scope.value}"
+    return dependency
+
+
+READ = Depends(require(Scope.READ))
+Submitter = Annotated[Principal, Depends(require(Scope.SUBMIT))]
+Admin = Annotated[Principal, Depends(require(Scope.ADMIN))]
