@@ -5,7 +5,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: up down demo test test-fast lint openapi bench install zookeeper test-packages clean
+.PHONY: up down demo test test-fast fuzz lint openapi bench install zookeeper test-packages clean
 
 up: install zookeeper            ## start ZooKeeper, the job service and two workers; run a demo job
 	@scripts/up.sh
@@ -22,6 +22,10 @@ test: install test-packages      ## the whole suite (starts its own ZooKeeper se
 
 test-fast: install               ## unit tests only, no server
 	$(BIN)/pytest tests/unit
+
+fuzz: install zookeeper          ## the long fuzz: 10,000+ schemathesis requests, authenticated
+	ZOOTRAIN_FUZZ_EXAMPLES=500 ZOOTRAIN_FUZZ_MIN_REQUESTS=10000 \
+		$(BIN)/pytest tests/contract -k schemathesis
 
 lint: install
 	$(BIN)/ruff check .

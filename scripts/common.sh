@@ -6,6 +6,8 @@ API_PORT=${ZOOTRAIN_API_PORT:-8000}
 API_URL=${ZOOTRAIN_URL:-http://127.0.0.1:$API_PORT}
 export ZOOTRAIN_ZK_HOSTS=${ZOOTRAIN_ZK_HOSTS:-127.0.0.1:$ZK_PORT}
 export ZOOTRAIN_ARTIFACTS=${ZOOTRAIN_ARTIFACTS:-$PWD/$VAR/artifacts}
+# The admin API token `make up` made (only its hash goes to the job service).
+TOKEN_FILE=$VAR/token
 
 pidfile() { echo "$VAR/run/$1.pid"; }
 
@@ -17,7 +19,8 @@ running() {
 start() {
   local name=$1; shift
   # setsid: the process outlives this shell and `make`; its PID is the group to stop later.
-  setsid nohup "$@" >>"$VAR/log/$name.log" 2>&1 < /dev/null &
+  # No service gets the client's token (a user's exported ZOOTRAIN_TOKEN): they need none.
+  env -u ZOOTRAIN_TOKEN setsid nohup "$@" >>"$VAR/log/$name.log" 2>&1 < /dev/null &
   echo $! > "$(pidfile "$name")"
   echo "started $name (pid $!)"
 }
@@ -47,9 +50,17 @@ PY
 
 api_ready() { curl -fsS -o /dev/null "$API_URL/readyz" 2>/dev/null; }
 
+# curl with `Authorization: Bearer $ZOOTRAIN_TOKEN`. The header comes from a file descriptor
+# (curl -H @file), not the command line, so the token never shows in `ps`.
+api_curl() {
+  curl -H @<(printf 'Authorization: Bearer %s\n' "${ZOOTRAIN_TOKEN:-}") "$@"
+}
+
+token_accepted() { api_curl -fsS -o /dev/null "$API_URL/v1/workers" 2>/dev/null; }
+
 workers_ready() {
   local want=$1
-  [ "$(curl -fsS "$API_URL/v1/workers" 2>/dev/null | "$BIN/python" -c 'import json,sys; print(len(json.load(sys.stdin)))' 2>/dev/null)" -ge "$want" ] 2>/dev/null
+  [ "$(api_curl -fsS "$API_URL/v1/workers" 2>/dev/null | "$BIN/python" -c 'import json,sys; print(len(json.load(sys.stdin)))' 2>/dev/null)" -ge "$want" ] 2>/dev/null
 }
 
 wait_until() {

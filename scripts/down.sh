@@ -9,3 +9,6 @@ for pidfile in "$VAR"/run/worker-*.pid; do
 done
 stop_pid api
 stop_pid zookeeper
+if [ -s "$TOKEN_FILE" ]; then
+  echo "the API token stays in $TOKEN_FILE for the next make up (make clean deletes it)"
+fi

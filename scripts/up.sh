@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Start a standalone ZooKeeper, the job service and two workers in the background.
 # PIDs and logs go under var/; running it again starts only what is not running.
+# The first run makes an admin API token, kept in var/token (yours only) and reused after: the
+# job service gets only its hash (ZOOTRAIN_TOKENS), and this script prints the token.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/common.sh
@@ -26,10 +28,29 @@ CFG
   wait_until "ZooKeeper on 127.0.0.1:$ZK_PORT" zk_ok
 fi
 
+if [ ! -s "$TOKEN_FILE" ]; then
+  (umask 077 && "$BIN/python" -c 'from zootrain.auth import new_token; print(new_token())' \
+    > "$TOKEN_FILE.new")
+  mv "$TOKEN_FILE.new" "$TOKEN_FILE"
+  echo "made a new admin API token in $TOKEN_FILE"
+fi
+chmod 600 "$TOKEN_FILE"
+ZOOTRAIN_TOKEN=$(cat "$TOKEN_FILE")  # for this script's own requests (not exported to services)
+# The name:sha256:scopes entry; the token goes in on stdin, never on a command line.
+entry=$("$BIN/python" -c 'import sys; from zootrain.auth import config_entry
+print(config_entry("admin", sys.stdin.read().strip(), ["admin"]))' < "$TOKEN_FILE")
+
 if ! running api; then
-  start api "$BIN/uvicorn" app.main:app --host 127.0.0.1 --port "$API_PORT"
+  # Tokens you configured yourself (ZOOTRAIN_TOKENS, ZOOTRAIN_TOKENS_FILE) are kept as well.
+  ZOOTRAIN_TOKENS="$entry${ZOOTRAIN_TOKENS:+$'\n'$ZOOTRAIN_TOKENS}" \
+    start api "$BIN/uvicorn" app.main:app --host 127.0.0.1 --port "$API_PORT"
 fi
 wait_until "the job service on $API_URL" api_ready
+if ! token_accepted; then
+  echo "the job service on $API_URL does not accept the token in $TOKEN_FILE" \
+    "(was it started with other tokens?): run make down, then make up" >&2
+  exit 1
+fi
 
 for n in 1 2; do
   running "worker-$n" || ZOOTRAIN_METRICS_PORT=$((9100 + n)) start "worker-$n" "$BIN/python" -m workers
@@ -37,3 +58,10 @@ done
 wait_until "two workers registered" workers_ready 2
 
 echo "zootrain is up: API $API_URL, ZooKeeper 127.0.0.1:$ZK_PORT, logs in $VAR/log"
+echo
+echo "API token (admin scope; kept in $TOKEN_FILE, readable by you only):"
+echo "  $ZOOTRAIN_TOKEN"
+echo "Give it to the CLI, the Python client and the README's curl lines from your shell:"
+echo "  export ZOOTRAIN_TOKEN=\$(cat $TOKEN_FILE)"
+echo "The dashboard, $API_URL/ui/, asks for it once."
+echo

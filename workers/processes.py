@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ctypes
+import importlib
 import multiprocessing
 import signal
 import traceback
@@ -23,6 +24,9 @@ _CONTEXT.set_forkserver_preload(["workers.training"])
 _PR_SET_PDEATHSIG = 1
 
 ChildFunction = Callable[[dict[str, Any]], dict[str, Any]]
+# A child function, or its name as "module:function": imported in the child (the forkserver
+# preloads workers.training), so the parent need not import what the function needs.
+ChildTarget = ChildFunction | str
 
 
 class ChildFailed(Exception):
@@ -45,7 +49,7 @@ async def warm_up() -> None:
     await asyncio.get_running_loop().run_in_executor(None, forkserver.ensure_running)
 
 
-async def run_in_child(function: ChildFunction, payload: dict[str, Any]) -> dict[str, Any]:
+async def run_in_child(function: ChildTarget, payload: dict[str, Any]) -> dict[str, Any]:
     loop = asyncio.get_running_loop()
     receiver, sender = _CONTEXT.Pipe(duplex=False)
     process = _CONTEXT.Process(target=_child_main, args=(function, payload, sender), daemon=True)
@@ -87,14 +91,22 @@ def _receive(receiver: Connection) -> dict[str, Any] | None:
         return None
 
 
-def _child_main(function: ChildFunction, payload: dict[str, Any], sender: Connection) -> None:
+def _resolve(target: ChildTarget) -> ChildFunction:
+    if not isinstance(target, str):
+        return target
+    module, _, name = target.partition(":")
+    function: ChildFunction = getattr(importlib.import_module(module), name)
+    return function
+
+
+def _child_main(function: ChildTarget, payload: dict[str, Any], sender: Connection) -> None:
     # Die with the forkserver, which dies with the worker: an orphan would train on unseen.
     with contextlib.suppress(OSError, AttributeError):
         ctypes.CDLL(None).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     try:
-        sender.send({"value": function(payload)})
+        sender.send({"value": _resolve(function)(payload)})
     except Exception as exc:
         sender.send({"error": f"{type(exc).__name__}: {exc}", "trace": traceback.format_exc()})
     finally:

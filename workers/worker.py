@@ -18,7 +18,7 @@ import socket
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 from kazoo.exceptions import (
     BadVersionError,
@@ -28,10 +28,11 @@ from kazoo.exceptions import (
 )
 from prometheus_client import start_http_server
 
-from workers import metrics, processes, training
+from workers import metrics, processes
 from workers.housekeeping import Housekeeper
 from zootrain import locks
 from zootrain.artifacts import ArtifactStore
+from zootrain.errors import NotFound
 from zootrain.metrics import ZOOKEEPER_CONNECTED
 from zootrain.paths import Paths, sorted_queue
 from zootrain.queue import JobQueue, backoff_delay
@@ -50,6 +51,15 @@ from zootrain.settings import Settings
 from zootrain.zk import TRANSIENT_ERRORS, KazooState, WatchedEvent, ZnodeStat, ZooKeeper
 
 log = logging.getLogger("zootrain.worker")
+
+# A scan reads this many queued jobs concurrently at first, four times more each next batch.
+SCAN_FIRST_BATCH = 8
+SCAN_MAX_BATCH = 256
+Shards = list[tuple[ShardRecord, ZnodeStat]]
+# What the training children run, by name: importing workers.training here would bring
+# scikit-learn into this process; the forkserver has it imported already.
+TRAIN_SHARD = "workers.training:train_shard"
+MERGE_JOB = "workers.training:merge_job"
 
 T = TypeVar("T")
 
@@ -86,7 +96,9 @@ class Worker:
             digest=settings.zk_auth,
         )
         self.paths = Paths(settings.zk_root)
-        self.queue = JobQueue(self.zk, self.paths)
+        # This process never imports scikit-learn (about 170 MB): it reads job records without
+        # the checks that need it (submit made them) and names its children's functions.
+        self.queue = JobQueue(self.zk, self.paths, trusted=True)
         self.registry = Registry(self.zk, self.paths)
         self.store = ArtifactStore(settings.artifacts)
         self.started_at = utcnow()
@@ -96,6 +108,14 @@ class Worker:
         self._registered = False
         self._timers: dict[str, asyncio.TimerHandle] = {}
         self._armed: set[str] = set()  # watches set and not yet fired
+        # Queued jobs a scan found nothing to claim in, each for a reason that a wake-up covers:
+        # a lock someone else holds (its release watch), a retry's backoff (its timer), our own
+        # claim (its end), a terminal job (its entry is going). Scans skip them until that
+        # wake-up forgets them, so an idle worker re-reads only what may have changed.
+        self._blocked: set[str] = set()
+        self._events = 0  # counts the wake-ups that forget a job ...
+        self._touched: dict[str, int] = {}  # ... the latest one for each job, this scan
+        self._reset_at = 0  # ... and the latest one that forgot every job
 
     # -- lifecycle ------------------------------------------------------------------------------
 
@@ -139,11 +159,27 @@ class Worker:
 
     def _nudged(self, event: WatchedEvent) -> None:
         self._armed.discard("queue-data")
+        self._forget_all()  # housekeeping asks for a full look
         self.wake()
 
     def _lock_freed(self, path: str) -> None:
         self._armed.discard(path)
+        self._forget(_lock_job(path))
         self.wake()
+
+    def _forget(self, job_id: str) -> None:
+        """Something about ``job_id`` changed: the next scan reads it again."""
+        self._blocked.discard(job_id)
+        self._events += 1
+        self._touched[job_id] = self._events
+
+    def _forget_all(self) -> None:
+        self._blocked.clear()
+        self._events += 1
+        self._reset_at = self._events
+
+    def _unchanged_since(self, job_id: str, mark: int) -> bool:
+        return self._reset_at <= mark and self._touched.get(job_id, 0) <= mark
 
     async def _arm(
         self,
@@ -168,12 +204,16 @@ class Worker:
                 self._armed.discard(key)
             raise
 
-    async def _watch_lock(self, path: str) -> None:
+    async def _watch_lock(self, path: str) -> bool:
+        """Watch a lock someone else holds; False if it was freed before the watch was set."""
         if path not in self._armed:
             self._armed.add(path)
             if not await locks.watch_release(self.zk, path, lambda: self._lock_freed(path)):
                 self._armed.discard(path)
+                self._forget(_lock_job(path))
                 self.wake()  # freed before the watch was set: look again
+                return False
+        return True
 
     async def _drain(self) -> None:
         tasks = [c.task for c in self.claims.values() if c.task is not None]
@@ -193,9 +233,11 @@ class Worker:
             # may already be training. Kill it and keep nothing of it.
             self._registered = False
             self._armed.clear()  # the watches died with the session
+            self._forget_all()
             for claim in list(self.claims.values()):
                 self._cancel(claim, "lost")
         elif state == KazooState.CONNECTED:
+            self._forget_all()  # whatever changed while we were away, no watch told us
             if not self._registered and not self._stopping.is_set():
                 asyncio.get_running_loop().create_task(self._register())
             self.wake()
@@ -262,6 +304,7 @@ class Worker:
 
     def _finished(self, claim: Claim) -> None:
         self.claims.pop(claim.key, None)
+        self._forget(claim.job.id)
         metrics.BUSY.set(len(self.claims))
         asyncio.get_running_loop().create_task(self._update_record())
         self.wake()
@@ -275,57 +318,94 @@ class Worker:
         names = await self._arm("queue-children", self._queue_changed, self.zk.get_children)
         # The housekeeper writes to the queue node to wake everyone for what no watch covered.
         await self._arm("queue-data", self._nudged, self.zk.exists)
-        for entry in sorted_queue(names):
-            try:
-                job, _ = await self.queue.read_job(entry.job_id)
-            except Exception:
-                continue
-            if job.state.terminal:
-                continue  # its queue entry is about to go (or housekeeping removes it)
-            claim = await self._claim_in_job(job)
-            if claim is not None:
-                return claim
+        entries = sorted_queue(names)
+        self._drop_gone({e.job_id for e in entries})
+        todo = [e.job_id for e in entries if e.job_id not in self._blocked]
+        self._touched.clear()  # only wake-ups during this scan matter from here
+        # Read jobs (and their shards) a batch at a time, concurrently; try them in queue
+        # order. The first batch is small: the job at the head is usually the one to claim.
+        batch, start = SCAN_FIRST_BATCH, 0
+        while start < len(todo):
+            chunk = todo[start : start + batch]
+            start += len(chunk)
+            batch = min(batch * 4, SCAN_MAX_BATCH)
+            mark = self._events
+            reads = await asyncio.gather(*(self._read_job(job_id) for job_id in chunk))
+            for job_id, read in zip(chunk, reads, strict=True):
+                if read is None:
+                    continue  # could not read it: try again next time
+                if read is False:
+                    claim, waiting = None, True  # final: its queue entry is going
+                else:
+                    claim, waiting = await self._claim_in_job(*read)
+                if claim is not None:
+                    return claim
+                if waiting and self._unchanged_since(job_id, mark):
+                    self._blocked.add(job_id)
         return None
 
-    async def _claim_in_job(self, job: JobRecord) -> Claim | None:
-        shards = await self.queue.read_shards(job.id, job.spec.tasks)
+    def _drop_gone(self, queued: set[str]) -> None:
+        """Forget what we know of jobs that left the queue, and cancel their retry timers."""
+        self._blocked &= queued
+        for key in [k for k in self._timers if k.partition("/")[0] not in queued]:
+            self._timers.pop(key).cancel()
+
+    async def _read_job(self, job_id: str) -> tuple[JobRecord, Shards] | Literal[False] | None:
+        """The job and its shards; False for a deleted or terminal job; None if unreadable."""
+        try:
+            job, _ = await self.queue.read_job(job_id)
+            if job.state.terminal:
+                return False  # its queue entry is about to go (or housekeeping removes it)
+            return job, await self.queue.read_shards(job.id, job.spec.tasks)
+        except NotFound:
+            return False
+        except Exception:
+            log.debug("could not read job %s", job_id, exc_info=True)
+            return None
+
+    async def _claim_in_job(self, job: JobRecord, shards: Shards) -> tuple[Claim | None, bool]:
+        """(a claim, or None and whether a wake-up is sure to come when that may change)."""
         now = time.time()
+        waiting = True
         for shard, _ in shards:
-            if f"{job.id}/{shard.index}" in self.claims:
-                continue
+            key = f"{job.id}/{shard.index}"
+            if key in self.claims:
+                continue  # ours: its end forgets the job
             if shard.state == ShardState.pending and (shard.not_before or 0) > now:
-                self._wake_at(f"{job.id}/{shard.index}", shard.not_before or now)
+                self._wake_at(key, shard.not_before or now)
                 continue
             if shard.state not in (ShardState.pending, ShardState.running):
-                continue
-            claim = await self._claim_shard(job, shard.index)
+                continue  # done, failed, cancelled: final
+            claim, watched = await self._claim_shard(job, shard.index)
             if claim is not None:
-                return claim
+                return claim, False
+            waiting = waiting and watched
         if (
             all(s.state == ShardState.done for s, _ in shards)
             and f"{job.id}/merge" not in self.claims
         ):
-            return await self._claim_merge(job)
-        return None
+            claim, watched = await self._claim_merge(job)
+            return claim, waiting and watched
+        return None, waiting
 
-    async def _claim_shard(self, job: JobRecord, index: int) -> Claim | None:
+    async def _claim_shard(self, job: JobRecord, index: int) -> tuple[Claim | None, bool]:
+        """(the claim, or None and whether the lock is someone else's and watched)."""
         lock = self.paths.shard_lock(job.id, index)
         if not await self.queue.try_lock(lock, self.id):
             # Taken: its owner is alive. Wake when it lets go (done, handed back, or died).
-            await self._watch_lock(lock)
-            return None
+            return None, await self._watch_lock(lock)
         try:
             # Only now, holding the lock, is the record's state meaningful: re-read it.
             shard, stat = await self.queue.read_shard(job.id, index)
             claimable = shard.state == ShardState.pending or shard.state == ShardState.running
             if not claimable or (shard.not_before or 0) > time.time():
                 await self.queue.unlock(lock)
-                return None
+                return None, False
             if shard.attempts >= job.spec.max_attempts:
                 # Its workers kept dying (e.g. killed for memory): stop trying.
                 await self._give_up(job, shard, stat, f"worker died {shard.attempts} times")
                 await self.queue.unlock(lock)
-                return None
+                return None, False
             running = shard.model_copy(
                 update={
                     "state": ShardState.running,
@@ -338,7 +418,7 @@ class Worker:
             stat = await self.queue.write_shard(job.id, running, stat.version)
         except BadVersionError:
             await self.queue.unlock(lock)
-            return None
+            return None, False
         except BaseException:
             await self.queue.unlock(lock)
             raise
@@ -347,30 +427,35 @@ class Worker:
         if running.attempts == 1:
             waited = (utcnow() - job.created_at).total_seconds()
             metrics.CLAIM_LATENCY.observe(max(0.0, waited))
-        return Claim(job=job, lock=lock, index=index, shard=running, stat=stat)
+        return Claim(job=job, lock=lock, index=index, shard=running, stat=stat), False
 
-    async def _claim_merge(self, job: JobRecord) -> Claim | None:
+    async def _claim_merge(self, job: JobRecord) -> tuple[Claim | None, bool]:
+        """(the claim, or None and whether the lock is someone else's and watched)."""
         lock = self.paths.merge_lock(job.id)
         if not await self.queue.try_lock(lock, self.id):
-            await self._watch_lock(lock)
-            return None
+            return None, await self._watch_lock(lock)
         job, _ = await self.queue.read_job(job.id)
         if job.state not in (JobState.queued, JobState.running, JobState.merging):
             await self.queue.unlock(lock)
-            return None
+            return None, False
         log.info("claim %s/merge", job.id)
-        return Claim(job=job, lock=lock)
+        return Claim(job=job, lock=lock), False
 
     def _wake_at(self, key: str, when: float) -> None:
-        if key in self._timers:
-            return
         loop = asyncio.get_running_loop()
+        at = loop.time() + max(0.0, when - time.time())
+        timer = self._timers.get(key)
+        if timer is not None:
+            if timer.when() <= at:
+                return  # an earlier wake-up reads the shard again anyway
+            timer.cancel()
 
         def fire() -> None:
             self._timers.pop(key, None)
+            self._forget(key.partition("/")[0])
             self.wake()
 
-        self._timers[key] = loop.call_later(max(0.0, when - time.time()), fire)
+        self._timers[key] = loop.call_at(at, fire)
 
     # -- watching the job we work on ------------------------------------------------------------
 
@@ -392,7 +477,7 @@ class Worker:
             return
         except (SessionExpiredError, *TRANSIENT_ERRORS):
             return  # unwatched from here; the LOST notice still stops the claim
-        if JobRecord.load(data).state.terminal:
+        if JobRecord.load(data, trusted=True).state.terminal:
             self._cancel(claim, "cancelled")
 
     # -- training a shard -----------------------------------------------------------------------
@@ -417,7 +502,7 @@ class Worker:
             "dataset_source": _source(claim.job),
         }
         try:
-            result = await processes.run_in_child(training.train_shard, payload)
+            result = await processes.run_in_child(TRAIN_SHARD, payload)
             claim.settling = True
         except asyncio.CancelledError:
             await asyncio.shield(self._after_cancel(claim))
@@ -493,7 +578,7 @@ class Worker:
         try:
             shards = await self.queue.read_shards(job.id, job.spec.tasks)
             if all(s.state == ShardState.done for s, _ in shards):
-                return await self._claim_merge(job)
+                return (await self._claim_merge(job))[0]
         except Exception:
             log.exception("checking %s for a merge failed", job.id)
         return None
@@ -622,7 +707,7 @@ class Worker:
         }
         started = time.perf_counter()
         try:
-            result = await processes.run_in_child(training.merge_job, payload)
+            result = await processes.run_in_child(MERGE_JOB, payload)
         except (processes.ChildFailed, processes.ChildDied) as exc:
             claim.settling = True
             metrics.MERGES.labels(outcome="failed").inc()
@@ -650,6 +735,11 @@ class Worker:
         log.warning("merge of %s failed: %s", job.id, error)
         with contextlib.suppress(BadVersionError):
             await self.queue.finish_job(job, stat, JobState.failed, error=f"merge failed: {error}")
+
+
+def _lock_job(path: str) -> str:
+    """The job id of a lock (``locks/<job-id>.<shard>`` or ``locks/<job-id>.merge``)."""
+    return path.rpartition("/")[2].partition(".")[0]
 
 
 def _source(job: JobRecord) -> dict[str, Any] | None:

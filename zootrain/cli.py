@@ -1,7 +1,8 @@
 """The ``zootrain`` command: submit, follow and inspect training jobs; list models; predict.
 
 Every command prints tables for people, or with ``--json`` machine-readable JSON on stdout and
-nothing else. The service is ``--url`` or ``$ZOOTRAIN_URL`` (default http://127.0.0.1:8000).
+nothing else. The service is ``--url`` or ``$ZOOTRAIN_URL`` (default http://127.0.0.1:8000); the
+API token is ``--token`` or ``$ZOOTRAIN_TOKEN``. ``zootrain token new`` makes a token (offline).
 Errors are one red line on stderr and exit code 1; usage errors exit 2; a job followed with
 ``submit --wait`` or ``watch`` that ends failed or cancelled exits 1 too.
 """
@@ -13,6 +14,7 @@ import csv
 import io
 import json
 import os
+import re
 import sys
 from collections.abc import Iterator, Sequence
 from datetime import datetime
@@ -31,6 +33,7 @@ from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedCo
 from rich.table import Column, Table
 from rich.text import Text
 
+from zootrain.auth import NAME_PATTERN, Scope, config_entry, new_token
 from zootrain.client import Client, ShardEvent, ZootrainError
 from zootrain.records import JobRecord, JobState, ShardRecord, ShardState, VersionRecord
 from zootrain.views import JobView
@@ -44,6 +47,8 @@ app = typer.Typer(
 )
 datasets_app = typer.Typer(help="Uploaded datasets (on servers that have /v1/datasets).")
 app.add_typer(datasets_app, name="datasets")
+token_app = typer.Typer(help="API tokens for the job service (made here, offline).")
+app.add_typer(token_app, name="token")
 
 # Piped output is not wrapped at 80 columns (rich's default without a terminal): ids stay whole.
 out = Console(
@@ -59,6 +64,21 @@ Url = Annotated[
         envvar="ZOOTRAIN_URL",
         show_envvar=True,
         help="Base URL of the job service \\[default: http://127.0.0.1:8000]",
+    ),
+]
+TOKEN_HELP = (
+    "API token, sent as `Authorization: Bearer`. Prefer $ZOOTRAIN_TOKEN: a token on the "
+    "command line shows in `ps` and the shell's history."
+)
+# Per command (like --url) and global (below, with the environment variable): a --token given
+# after the command wins over one before it, which wins over $ZOOTRAIN_TOKEN.
+Token = Annotated[
+    str | None,
+    typer.Option(
+        "--token",
+        help="API token \\[default: $ZOOTRAIN_TOKEN, which is safer: a token on the command "
+        "line shows in `ps` and the shell's history].",
+        show_default=False,
     ),
 ]
 Json = Annotated[bool, typer.Option("--json", help="Print JSON for scripts instead of tables.")]
@@ -84,14 +104,58 @@ def fail(message: str, code: int = 1) -> NoReturn:
     raise typer.Exit(code)
 
 
+# The global --token / $ZOOTRAIN_TOKEN, set by the callback below on every invocation.
+_global: dict[str, str | None] = {"token": None}
+
+
+@app.callback()
+def main(
+    token: Annotated[
+        str | None,
+        typer.Option(
+            "--token",
+            envvar="ZOOTRAIN_TOKEN",
+            show_envvar=True,
+            help=TOKEN_HELP,
+            show_default=False,
+        ),
+    ] = None,
+) -> None:
+    """Distributed scikit-learn training, coordinated by ZooKeeper: the command-line client."""
+    _global["token"] = token
+
+
+def given_token(token: str | None) -> str | None:
+    """The command's --token, else the global one (--token before the command, $ZOOTRAIN_TOKEN)."""
+    return token if token is not None else _global["token"]
+
+
+def problem_message(exc: ZootrainError, has_token: bool) -> str:
+    """One line for an error answer; a 401 or 403 says what to do about the token."""
+    message = f"{exc.detail} ({exc.status} {exc.title})" if exc.status else exc.detail
+    if exc.status == 401:
+        hint = (
+            "the service refused the API token: check ZOOTRAIN_TOKEN (or --token)"
+            if has_token
+            else "this service needs an API token: export ZOOTRAIN_TOKEN=<token> (or pass --token)"
+        )
+        return f"{message}; {hint}"
+    if exc.status == 403:
+        return f"{message}; use a token that holds that scope (ZOOTRAIN_TOKEN or --token)"
+    return message
+
+
 @contextlib.contextmanager
-def service(url: str | None) -> Iterator[Client]:
+def service(url: str | None, token: str | None = None) -> Iterator[Client]:
     """A client, with every failure turned into one red line and exit code 1."""
-    client = Client(url)
+    try:
+        client = Client(url, token=given_token(token))
+    except ValueError as exc:  # an unusable token (the message does not quote it)
+        fail(str(exc))
     try:
         yield client
     except ZootrainError as exc:
-        fail(f"{exc.detail} ({exc.status} {exc.title})" if exc.status else exc.detail)
+        fail(problem_message(exc, client.has_token))
     except httpx.TransportError as exc:
         fail(f"cannot reach {client.base_url}: {exc or type(exc).__name__}")
     except httpx.HTTPError as exc:
@@ -345,11 +409,12 @@ def submit(
         float | None, typer.Option(help="With --wait: give up after this many seconds.")
     ] = None,
     url: Url = None,
+    token: Token = None,
     as_json: Json = False,
 ) -> None:
     """Submit a training job (from a spec file, or flags)."""
     spec = build_spec(spec_file, model_name, algorithm, dataset, shards, param or [])
-    with service(url) as client:
+    with service(url, token) as client:
         job = client.submit(spec, idempotency_key=idempotency_key)
         if not wait:
             if as_json:
@@ -411,10 +476,13 @@ def shard_table(shards: Sequence[ShardRecord], title: str | None = None) -> Tabl
 
 @app.command()
 def status(
-    job_id: Annotated[str, typer.Argument(metavar="JOB")], url: Url = None, as_json: Json = False
+    job_id: Annotated[str, typer.Argument(metavar="JOB")],
+    url: Url = None,
+    token: Token = None,
+    as_json: Json = False,
 ) -> None:
     """A job: its state, spec, shards and published model."""
-    with service(url) as client:
+    with service(url, token) as client:
         job = client.get_job(job_id)
     if as_json:
         emit_json(job)
@@ -428,10 +496,11 @@ def list_jobs(
     limit: Annotated[int, typer.Option(min=1, max=500, help="Jobs per page.")] = 20,
     cursor: Annotated[str | None, typer.Option(help="next_cursor of the previous page.")] = None,
     url: Url = None,
+    token: Token = None,
     as_json: Json = False,
 ) -> None:
     """Jobs, newest first."""
-    with service(url) as client:
+    with service(url, token) as client:
         page = client.list_jobs(state=state, limit=limit, cursor=cursor)
     if as_json:
         emit_json(page)
@@ -462,13 +531,14 @@ def watch(
     job_id: Annotated[str, typer.Argument(metavar="JOB")],
     timeout: Annotated[float | None, typer.Option(help="Give up after this many seconds.")] = None,
     url: Url = None,
+    token: Token = None,
     as_json: Json = False,
 ) -> None:
     """Follow a job's shards live until it ends (exit 1 unless it succeeds).
 
     With --json, one JSON event per line as they arrive.
     """
-    with service(url) as client:
+    with service(url, token) as client:
         job = client.get_job(job_id)
         if as_json:
             for event in client.events(job_id, timeout=timeout):
@@ -514,10 +584,13 @@ def watch(
 
 @app.command()
 def cancel(
-    job_id: Annotated[str, typer.Argument(metavar="JOB")], url: Url = None, as_json: Json = False
+    job_id: Annotated[str, typer.Argument(metavar="JOB")],
+    url: Url = None,
+    token: Token = None,
+    as_json: Json = False,
 ) -> None:
     """Cancel a job that has not finished (its running shards are killed)."""
-    with service(url) as client:
+    with service(url, token) as client:
         job = client.cancel(job_id)
     if as_json:
         emit_json(job)
@@ -554,12 +627,13 @@ def models(
         int | None, typer.Option(min=1, help="With NAME: one version in detail.")
     ] = None,
     url: Url = None,
+    token: Token = None,
     as_json: Json = False,
 ) -> None:
     """Models and their latest versions; with NAME, that model's versions."""
     if version is not None and name is None:
         raise typer.BadParameter("--version needs a model NAME", param_hint="--version")
-    with service(url) as client:
+    with service(url, token) as client:
         if name is None:
             summaries = client.models()
             if as_json:
@@ -639,11 +713,12 @@ def predict(
         int | None, typer.Option(min=1, help="Model version \\[default: latest].")
     ] = None,
     url: Url = None,
+    token: Token = None,
     as_json: Json = False,
 ) -> None:
     """Predictions of a published model for every row of a CSV file."""
     rows = read_rows(csv_file)
-    with service(url) as client:
+    with service(url, token) as client:
         result = client.predict(model, rows, version=version)
     if as_json:
         emit_json(result)
@@ -657,9 +732,9 @@ def predict(
 
 
 @app.command()
-def workers(url: Url = None, as_json: Json = False) -> None:
+def workers(url: Url = None, token: Token = None, as_json: Json = False) -> None:
     """The live workers and what they are training."""
-    with service(url) as client:
+    with service(url, token) as client:
         records = client.workers()
     if as_json:
         emit_json(records)
@@ -729,10 +804,11 @@ def datasets_upload(
         str | None, typer.Option(help="A name to show \\[default: the file's].")
     ] = None,
     url: Url = None,
+    token: Token = None,
     as_json: Json = False,
 ) -> None:
     """Upload a dataset file (CSV with a header row, or Parquet)."""
-    with service(url) as client:
+    with service(url, token) as client:
         record = client.upload_dataset(file, name=name)
     if as_json:
         emit_json(record)
@@ -753,10 +829,11 @@ def datasets_list(
     limit: Annotated[int | None, typer.Option(min=1, max=500, help="Datasets per page.")] = None,
     cursor: Annotated[str | None, typer.Option(help="next_cursor of the previous page.")] = None,
     url: Url = None,
+    token: Token = None,
     as_json: Json = False,
 ) -> None:
     """Uploaded datasets, newest first."""
-    with service(url) as client:
+    with service(url, token) as client:
         page = client.list_datasets(limit=limit, cursor=cursor)
     if as_json:
         emit_json(page)
@@ -775,15 +852,89 @@ def datasets_list(
 def datasets_show(
     dataset_id: Annotated[str, typer.Argument(metavar="ID")],
     url: Url = None,
+    token: Token = None,
     as_json: Json = False,
 ) -> None:
     """One uploaded dataset with its columns."""
-    with service(url) as client:
+    with service(url, token) as client:
         record = client.get_dataset(dataset_id)
     if as_json:
         emit_json(record)
     elif isinstance(record, dict):
         out.print(dataset_detail(record))
+
+
+# -- tokens ------------------------------------------------------------------------------------
+
+
+def parse_scopes(value: str) -> list[Scope]:
+    scopes: list[Scope] = []
+    for item in filter(None, (part.strip().lower() for part in value.split(","))):
+        try:
+            scope = Scope(item)
+        except ValueError:
+            raise typer.BadParameter(
+                f"unknown scope {item!r}: scopes are read, submit, admin", param_hint="--scopes"
+            ) from None
+        if scope not in scopes:
+            scopes.append(scope)
+    if not scopes:
+        raise typer.BadParameter("give at least one scope", param_hint="--scopes")
+    return scopes
+
+
+@token_app.command("new")
+def token_new(
+    name: Annotated[
+        str,
+        typer.Argument(
+            metavar="NAME", help="Who or what the token is for: letters, digits and ._@-"
+        ),
+    ],
+    scopes: Annotated[
+        str,
+        typer.Option(
+            help="Comma-separated: read (look, predict), submit (submit, upload, cancel own "
+            "jobs), admin (everything)."
+        ),
+    ] = "read,submit",
+    as_json: Json = False,
+) -> None:
+    """Make a new API token and the ZOOTRAIN_TOKENS entry that lets it in (nothing is sent).
+
+    The token is shown once and kept nowhere; only the entry (its SHA-256) goes in the server.
+    """
+    if not re.match(NAME_PATTERN, name):
+        raise typer.BadParameter(
+            f"{name!r}: use 1 to 64 letters, digits and ._@- characters", param_hint="NAME"
+        )
+    wanted = parse_scopes(scopes)
+    token = new_token()
+    entry = config_entry(name, token, wanted)
+    if as_json:
+        emit_json({"name": name, "scopes": sorted(wanted), "token": token, "entry": entry})
+        return
+    listed = ", ".join(sorted(wanted))
+    out.print(
+        f"API token for {name} (scopes: {listed}). It is shown this once and stored nowhere:",
+        soft_wrap=True,
+        markup=False,
+    )
+    out.print(f"  {token}", soft_wrap=True, markup=False, style="bold")
+    out.print(
+        "\nThe job service's ZOOTRAIN_TOKENS (or a line of ZOOTRAIN_TOKENS_FILE) gets this "
+        "entry. It holds only the token's SHA-256: never put the token itself in the server's "
+        "configuration.",
+        soft_wrap=True,
+        markup=False,
+    )
+    out.print(f"  {entry}", soft_wrap=True, markup=False, style="bold")
+    out.print(
+        "\nClients send the token: export ZOOTRAIN_TOKEN=<the token above>  (or --token)",
+        soft_wrap=True,
+        markup=False,
+        style="bright_black",
+    )
 
 
 if __name__ == "__main__":

@@ -22,7 +22,7 @@ from kazoo.exceptions import BadVersionError, NodeExistsError, NoNodeError
 
 from zootrain import locks
 from zootrain.errors import Conflict, InvalidRequest, NotFound, QueueFull
-from zootrain.ml.tabular import DatasetSource
+from zootrain.ml.sources import DatasetSource
 from zootrain.paths import IDEMPOTENCY_BUCKETS, Paths, parse_queue_entry, sorted_queue
 from zootrain.records import (
     IdempotencyRecord,
@@ -48,10 +48,82 @@ class Submitted:
     shards: list[ShardRecord] | None = None  # as created: no need to read them back
 
 
+class QueueGauge:
+    """How many entries ``queue/`` holds, for backpressure, without a read on every submit.
+
+    The figure is the queue node's ``numChildren`` from the latest stat read, plus the entries
+    this process created after that read was sent. While submits keep coming it is re-read in
+    the background, at most every ``refresh`` seconds, so it lags by what other processes
+    submitted (or workers finished) since, plus the submits in flight: the limit is
+    approximate by that much. A refusal never rests on the estimate: before a 429 the count is
+    read afresh (a cancel or a finished job makes room at once).
+
+    Why a timed stat read and not a child watch: a child watch is armed only by getChildren,
+    which lists every entry (10,000 names at the default limit) each time it is re-armed, i.e.
+    after every submit; the stat read is one small reply whatever the queue's size.
+    """
+
+    def __init__(self, zk: ZooKeeper, path: str, *, refresh: float = 0.05) -> None:
+        self.zk = zk
+        self.path = path
+        self.refresh = refresh
+        self._created = 0  # queue entries this process created, ever
+        self._base: int | None = None  # numChildren of the latest read applied ...
+        self._base_created = 0  # ... and self._created when that read was sent
+        self._base_read = 0  # which read that was
+        self._reads = 0
+        self._sent_at = -math.inf
+        self._background: asyncio.Task[int] | None = None
+
+    def added(self) -> None:
+        self._created += 1
+
+    @property
+    def estimate(self) -> int | None:
+        if self._base is None:
+            return None
+        return self._base + self._created - self._base_created
+
+    async def full(self, limit: int) -> int | None:
+        """The number of entries if the queue holds ``limit`` or more, else None."""
+        estimate = self.estimate
+        if estimate is None:
+            estimate = await self._read()
+        elif self._background is None and self._age() >= self.refresh:
+            self._background = asyncio.get_running_loop().create_task(self._read())
+            self._background.add_done_callback(self._background_done)
+        if estimate < limit:
+            return None
+        count = await self._read()
+        return count if count >= limit else None
+
+    def _age(self) -> float:
+        return asyncio.get_running_loop().time() - self._sent_at
+
+    def _background_done(self, task: asyncio.Task[int]) -> None:
+        self._background = None
+        if not task.cancelled() and task.exception() is not None:
+            log.debug("queue size refresh failed: %r", task.exception())
+
+    async def _read(self) -> int:
+        self._reads += 1
+        read, created = self._reads, self._created
+        self._sent_at = asyncio.get_running_loop().time()
+        stat = await self.zk.retry(lambda: self.zk.exists(self.path))
+        count = 0 if stat is None else stat.numChildren
+        if read > self._base_read:  # a read sent earlier may answer later: keep the newest
+            self._base, self._base_created, self._base_read = count, created, read
+        return count
+
+
 class JobQueue:
-    def __init__(self, zk: ZooKeeper, paths: Paths) -> None:
+    def __init__(self, zk: ZooKeeper, paths: Paths, *, trusted: bool = False) -> None:
+        """``trusted``: job records are read back without the spec checks that ask
+        scikit-learn (they passed them at submit): see Record.load. A worker's main process."""
         self.zk = zk
         self.paths = paths
+        self.trusted = trusted
+        self.gauge = QueueGauge(zk, paths.queue)
 
     async def ensure_layout(self) -> None:
         for path in self.paths.bases:
@@ -93,11 +165,9 @@ class JobQueue:
             if replay is not None:
                 return Submitted(replay, created=False)
 
-        queue = await self.zk.retry(lambda: self.zk.exists(self.paths.queue))
-        if queue is not None and queue.numChildren >= max_queue:
-            raise QueueFull(
-                f"the queue holds {queue.numChildren} unfinished jobs (limit {max_queue})", 5
-            )
+        held = await self.gauge.full(max_queue)
+        if held is not None:
+            raise QueueFull(f"the queue holds {held} unfinished jobs (limit {max_queue})", 5)
 
         now = utcnow()
         job = JobRecord(
@@ -126,6 +196,7 @@ class JobQueue:
         for _ in range(3):
             try:
                 await self.zk.commit(tx)
+                self.gauge.added()
                 return Submitted(job, created=True, shards=shards)
             except TransactionFailed as failed:
                 if (
@@ -142,6 +213,7 @@ class JobQueue:
                 await self.zk.wait_connected(self.zk.session_timeout * 2)
                 await self.zk.sync(self.paths.job(job.id))
                 if await self.zk.exists(self.paths.job(job.id)) is not None:
+                    self.gauge.added()
                     return Submitted(job, created=True, shards=shards)
                 tx = _copy_transaction(self.zk, tx)
         raise InvalidRequest("could not record the job: ZooKeeper kept dropping the connection")
@@ -175,7 +247,7 @@ class JobQueue:
             data, stat = await self.zk.retry(lambda: self.zk.get(self.paths.job(job_id)))
         except NoNodeError:
             raise NotFound(f"job {job_id!r} does not exist") from None
-        return JobRecord.load(data), stat
+        return JobRecord.load(data, trusted=self.trusted), stat
 
     async def read_shard(self, job_id: str, index: int) -> tuple[ShardRecord, ZnodeStat]:
         data, stat = await self.zk.retry(lambda: self.zk.get(self.paths.shard(job_id, index)))

@@ -20,13 +20,15 @@ from pydantic import (
     field_validator,
     model_validator,
 )
-from sklearn.metrics import get_scorer_names
 
-from zootrain.ml.algorithms import ALGORITHMS, ParamError, check_task, validate_params
+# Nothing here imports scikit-learn: the validators that need it (zootrain.ml.algorithms, the
+# scorer names) import it when they first run, and a record loaded with TRUSTED (what a worker's
+# main process reads back from ZooKeeper, validated at submit) never runs them.
+from zootrain.ml.catalog import ALGORITHM_NAMES, ParamError
 from zootrain.ml.datasets import DatasetSpec, UploadedDataset, dataset_shape, dataset_task
 from zootrain.ml.partition import Strategy, check_partition
 from zootrain.ml.search import MAX_CANDIDATES, candidates, check_candidates
-from zootrain.ml.tabular import DatasetSource
+from zootrain.ml.sources import DatasetSource
 
 MODEL_NAME_PATTERN = r"^[a-z0-9][a-z0-9._-]{0,62}$"
 JOB_ID_PATTERN = r"^[0-9a-f]{20}$"
@@ -70,8 +72,19 @@ class Record(BaseModel):
         return self.model_dump_json().encode()
 
     @classmethod
-    def load(cls, data: bytes) -> Any:
-        return cls.model_validate_json(data)
+    def load(cls, data: bytes, *, trusted: bool = False) -> Any:
+        """Parse a record. ``trusted``: it was written by zootrain, whose submit validated its
+        spec completely; the checks that ask scikit-learn are not run again (the ones that
+        pydantic itself makes still are). Only a worker's main process reads this way: it
+        never imports scikit-learn, its training children validate the spec again."""
+        return cls.model_validate_json(data, context=TRUSTED if trusted else None)
+
+
+TRUSTED = {"trusted": True}
+
+
+def _trusted(info: ValidationInfo) -> bool:
+    return bool(info.context and info.context.get("trusted"))
 
 
 # -- the job spec (what a user submits) --------------------------------------------------------
@@ -83,6 +96,8 @@ TaskRole = Literal["shard", "baseline", "candidate"]
 def _validated_params(algorithm: str, params: dict[str, Any]) -> dict[str, Any]:
     """validate_params, remembered: every read of a job record validates its spec again, and
     asking scikit-learn's constraints each time costs more than the read."""
+    from zootrain.ml.algorithms import validate_params
+
     try:
         key = json.dumps(params, sort_keys=True)
     except (TypeError, ValueError):
@@ -93,6 +108,8 @@ def _validated_params(algorithm: str, params: dict[str, Any]) -> dict[str, Any]:
 
 @functools.lru_cache(maxsize=4096)
 def _validated_params_json(algorithm: str, params: str) -> str:
+    from zootrain.ml.algorithms import validate_params
+
     return json.dumps(validate_params(algorithm, json.loads(params)))
 
 
@@ -115,7 +132,11 @@ class SearchSpec(BaseModel):
 
     @field_validator("scoring")
     @classmethod
-    def _known_scorer(cls, value: str | None) -> str | None:
+    def _known_scorer(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if _trusted(info):
+            return value
+        from sklearn.metrics import get_scorer_names
+
         if value is not None and value not in get_scorer_names():
             raise ValueError(f"unknown scorer {value!r}")
         return value
@@ -145,7 +166,7 @@ class JobSpec(BaseModel):
         str,
         Field(
             description="Estimator to train on every shard.",
-            json_schema_extra={"enum": sorted(ALGORITHMS)},
+            json_schema_extra={"enum": sorted(ALGORITHM_NAMES)},
             examples=["random_forest_classifier"],
         ),
     ]
@@ -189,8 +210,8 @@ class JobSpec(BaseModel):
     @field_validator("algorithm")
     @classmethod
     def _known_algorithm(cls, value: str) -> str:
-        if value not in ALGORITHMS:
-            known = ", ".join(sorted(ALGORITHMS))
+        if value not in ALGORITHM_NAMES:
+            known = ", ".join(sorted(ALGORITHM_NAMES))
             raise ValueError(f"unknown algorithm {value!r}; known: {known}")
         return value
 
@@ -200,13 +221,19 @@ class JobSpec(BaseModel):
         algorithm = info.data.get("algorithm")
         if algorithm is None:
             return value  # the algorithm itself was invalid, and is reported
+        if _trusted(info):
+            return value  # cleaned at submit
         try:
             return _validated_params(algorithm, value)
         except ParamError as exc:
             raise ValueError(f"{exc.param}: {exc}") from None
 
     @model_validator(mode="after")
-    def _consistent(self) -> JobSpec:
+    def _consistent(self, info: ValidationInfo) -> JobSpec:
+        if _trusted(info):
+            return self  # checked at submit; a search's shards are its candidates already
+        from zootrain.ml.algorithms import check_task
+
         if self.kind == "search" and isinstance(self.dataset, UploadedDataset):
             return self._with_candidates()
         if isinstance(self.dataset, UploadedDataset):

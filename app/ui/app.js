@@ -2,17 +2,154 @@
 "use strict";
 
 const $ = (selector) => document.querySelector(selector);
+const TERMINAL = ["succeeded", "failed", "cancelled"];
 let nextCursor = null;
 let jobStream = null;
+
+// -- the API token ---------------------------------------------------------------------------
+// Kept in localStorage (this origin only) and sent as `Authorization: Bearer` on every request,
+// the event stream included; never in a URL. Without storage (private modes), in memory.
+
+const TOKEN_KEY = "zootrain.token";
+let memoryToken = null;
+
+function storedToken() {
+  try { return localStorage.getItem(TOKEN_KEY) || null; } catch { return memoryToken; }
+}
+
+function storeToken(token) {
+  memoryToken = token;
+  try {
+    if (token) localStorage.setItem(TOKEN_KEY, token); else localStorage.removeItem(TOKEN_KEY);
+  } catch { /* storage unavailable: the in-memory copy lasts until the tab closes */ }
+  renderAuth();
+}
+
+function withToken(headers = {}) {
+  const token = storedToken();
+  return token ? { ...headers, Authorization: `Bearer ${token}` } : headers;
+}
+
+class AuthRequired extends Error {}
+
+function renderAuth() {
+  const signedIn = Boolean(storedToken());
+  $("#token-form").hidden = signedIn;
+  $("#signed-in").hidden = !signedIn;
+}
+
+// A 401 (or signing out): the prompt instead of half-loaded views; a refused token is forgotten.
+function askForToken(detail, reason) {
+  const refused = !reason && Boolean(storedToken());
+  if (refused) storeToken(null);
+  closeJobStream();
+  document.querySelectorAll(".view").forEach((el) => { el.hidden = true; });
+  $("#auth-reason").textContent = reason || (refused
+    ? `The service refused the stored token${detail ? ` (${detail})` : ""}. Enter another one.`
+    : "This zootrain service needs an API token to show jobs, models and workers.");
+  $("#auth-prompt").hidden = false;
+  $("#status").textContent = "";
+  $("#token-input").focus();
+  return new AuthRequired(detail || "an API token is needed");
+}
 
 async function api(path, options = {}) {
   const response = await fetch(path, {
     ...options,
-    headers: { "Content-Type": "application/json", ...(options.headers || {}) },
+    headers: withToken({ "Content-Type": "application/json", ...(options.headers || {}) }),
   });
   const body = response.headers.get("content-type")?.includes("json") ? await response.json() : null;
+  if (response.status === 401) throw askForToken(body?.detail);
   if (!response.ok) throw new Error(body?.detail || `${response.status} ${response.statusText}`);
   return body;
+}
+
+// -- Server-Sent Events over fetch() ---------------------------------------------------------
+// EventSource cannot send an Authorization header, so this reads the stream itself and keeps
+// EventSource's behaviour: `event:`/`data:`/`id:`/`retry:` fields, blank-line dispatch, and
+// after a dropped or ended stream a reconnect that sends `Last-Event-ID`, so nothing is missed
+// or repeated. `handlers` maps event names to functions of (data, id); close() stops it.
+
+function eventStream(path, handlers, onError) {
+  const controller = new AbortController();
+  const stream = { closed: false, close() { this.closed = true; controller.abort(); } };
+  let lastEventId = "";
+  let retryMs = 3000;  // EventSource's usual reconnection delay; the stream's `retry:` sets it
+  let progressed = false;  // an event arrived since the last (re)connect
+
+  async function readOnce() {
+    const headers = withToken({ Accept: "text/event-stream" });
+    if (lastEventId) headers["Last-Event-ID"] = lastEventId;
+    const response = await fetch(path, { headers, cache: "no-store", signal: controller.signal });
+    if (!response.ok) {
+      const body = response.headers.get("content-type")?.includes("json")
+        ? await response.json().catch(() => null) : null;
+      if (response.status === 401) throw askForToken(body?.detail);
+      const error = new Error(body?.detail || `${response.status} ${response.statusText}`);
+      error.retry = [502, 503, 504].includes(response.status);
+      throw error;
+    }
+    const reader = response.body.getReader();
+    const decoder = new TextDecoder();
+    let buffer = "", eventType = "", data = [], idBuffer = lastEventId;
+    const line = (text) => {
+      if (text === "") {  // dispatch
+        lastEventId = idBuffer;
+        if (data.length) {
+          const handler = handlers[eventType || "message"];
+          progressed = true;
+          if (handler) handler(data.join("\n"), lastEventId);
+        }
+        eventType = ""; data = [];
+        return;
+      }
+      if (text.startsWith(":")) return;  // a comment: the service's keep-alive
+      const colon = text.indexOf(":");
+      const field = colon < 0 ? text : text.slice(0, colon);
+      let value = colon < 0 ? "" : text.slice(colon + 1);
+      if (value.startsWith(" ")) value = value.slice(1);
+      if (field === "event") eventType = value;
+      else if (field === "data") data.push(value);
+      else if (field === "id" && !value.includes("\0")) idBuffer = value;
+      else if (field === "retry" && /^\d+$/.test(value)) retryMs = Number(value);
+    };
+    for (;;) {
+      const { value, done } = await reader.read();
+      if (done) break;
+      buffer += decoder.decode(value, { stream: true });
+      // Lines end in \r\n, \n or \r; a \r at the very end may be half of a \r\n still to come.
+      const lines = buffer.split(/\r\n|\r(?!$)|\n/);
+      buffer = lines.pop();
+      for (const text of lines) {
+        line(text);
+        if (stream.closed) { reader.cancel().catch(() => {}); return; }
+      }
+    }
+  }
+
+  (async () => {
+    let failures = 0;
+    while (!stream.closed) {
+      progressed = false;
+      try {
+        await readOnce();  // the stream ended before the caller closed it: reconnect
+      } catch (error) {
+        if (stream.closed || error instanceof AuthRequired) return;
+        if (error.retry === false) { stream.closed = true; onError(error); return; }
+        // A network error or a 502/503/504: reconnect too.
+      }
+      if (stream.closed) return;
+      failures = progressed ? 0 : failures + 1;
+      // Backing off while reconnecting brings nothing new (a service that is down).
+      const delay = Math.min(30000, retryMs * 2 ** Math.max(0, failures - 1));
+      await new Promise((resolve) => setTimeout(resolve, delay));
+    }
+  })();
+  return stream;
+}
+
+function closeJobStream() {
+  if (jobStream) { jobStream.close(); jobStream = null; }
 }
 
 function cell(text, className) {
@@ -36,9 +173,10 @@ function when(iso) {
 // -- views -----------------------------------------------------------------------------------
 
 function show(view) {
+  $("#auth-prompt").hidden = true;
   document.querySelectorAll(".view").forEach((el) => { el.hidden = el.id !== `view-${view}`; });
   document.querySelectorAll("nav a").forEach((a) => a.classList.toggle("active", a.dataset.view === view));
-  if (view !== "job" && jobStream) { jobStream.close(); jobStream = null; }
+  if (view !== "job") closeJobStream();
 }
 
 async function route() {
@@ -51,7 +189,7 @@ async function route() {
     else { show("jobs"); await loadJobs(true); }
     $("#status").textContent = "";
   } catch (error) {
-    $("#status").textContent = error.message;
+    if (!(error instanceof AuthRequired)) $("#status").textContent = error.message;
   }
 }
 
@@ -108,7 +246,7 @@ function renderJob(job) {
     `${job.spec.algorithm} on ${job.spec.dataset.name || job.spec.dataset.kind}, ${job.spec.shards} shards${model}`;
   $("#job-error").hidden = !job.error;
   $("#job-error").textContent = job.error || "";
-  const finished = ["succeeded", "failed", "cancelled"].includes(job.state);
+  const finished = TERMINAL.includes(job.state);
   $("#cancel-job").hidden = finished;
 }
 
@@ -117,18 +255,19 @@ async function openJob(id) {
   const job = await api(`/v1/jobs/${id}`);
   renderJob(job);
   job.shards.forEach(renderShard);
-  if (jobStream) jobStream.close();
-  // The browser's EventSource reconnects by itself and sends Last-Event-ID: no update is lost.
-  jobStream = new EventSource(`/v1/jobs/${id}/events`);
-  jobStream.addEventListener("job", (event) => {
-    const record = JSON.parse(event.data);
-    renderJob(record);
-    if (["succeeded", "failed", "cancelled"].includes(record.state)) jobStream.close();
-  });
-  jobStream.addEventListener("shard", (event) => renderShard(JSON.parse(event.data)));
+  closeJobStream();
+  const stream = eventStream(`/v1/jobs/${id}/events`, {
+    job: (data) => {
+      const record = JSON.parse(data);
+      renderJob(record);
+      if (TERMINAL.includes(record.state)) stream.close();
+    },
+    shard: (data) => renderShard(JSON.parse(data)),
+  }, (error) => { $("#status").textContent = error.message; });
+  jobStream = stream;
   $("#cancel-job").onclick = async () => {
     try { renderJob(await api(`/v1/jobs/${id}`, { method: "DELETE" })); }
-    catch (error) { $("#status").textContent = error.message; }
+    catch (error) { if (!(error instanceof AuthRequired)) $("#status").textContent = error.message; }
   };
 }
 
@@ -161,6 +300,7 @@ async function submitJob(event) {
     });
     location.hash = `job/${job.id}`;
   } catch (failure) {
+    if (failure instanceof AuthRequired) return;
     error.textContent = failure.message;
     error.hidden = false;
   }
@@ -239,9 +379,28 @@ async function loadWorkers() {
   }
 }
 
+$("#token-form").addEventListener("submit", (event) => {
+  event.preventDefault();  // the form is never sent anywhere: the token stays out of URLs
+  const input = $("#token-input");
+  const token = input.value.trim();
+  input.value = "";
+  if (!token) return;
+  storeToken(token);
+  route();
+});
+$("#sign-out").addEventListener("click", () => {
+  storeToken(null);
+  askForToken(null, "Signed out: this browser no longer keeps the token.");
+});
+// Signing in or out in another tab of this dashboard applies here too.
+window.addEventListener("storage", (event) => {
+  if (event.key === TOKEN_KEY || event.key === null) { renderAuth(); route(); }
+});
+
 window.addEventListener("hashchange", route);
 $("#state-filter").addEventListener("change", () => loadJobs(true));
 $("#refresh-jobs").addEventListener("click", () => loadJobs(true));
 $("#more-jobs").addEventListener("click", () => loadJobs(false));
 $("#submit-form").addEventListener("submit", submitJob);
+renderAuth();
 route();

@@ -1,7 +1,8 @@
 """The ``zootrain`` command and the Python client against a real stack (uvicorn, workers, ZK).
 
 The command runs as a real process (``python -m zootrain.cli``); the clients talk HTTP to the
-real job service, whose events come from real ZooKeeper watches.
+real job service, whose events come from real ZooKeeper watches. The service asks for API
+tokens (tests/support/auth.TOKENS): the command and the clients use the read+submit one.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from typing import Any
 
 import pytest
 
+from tests.support.auth import READ_TOKEN, SUBMIT_TOKEN
 from tests.support.stack import ROOT, Stack, environment
 from zootrain.client import (
     AsyncClient,
@@ -70,16 +72,21 @@ def start(stack: Stack, workers: int = 2) -> str:
 
 
 def zootrain(
-    url: str | None, *args: str, env: dict[str, str] | None = None, stdin: str | None = None
+    url: str | None,
+    *args: str,
+    env: dict[str, str] | None = None,
+    stdin: str | None = None,
+    token: str | None = SUBMIT_TOKEN,
 ) -> subprocess.CompletedProcess[str]:
-    """The real entry point, in its own process."""
+    """The real entry point, in its own process, with ``token`` in $ZOOTRAIN_TOKEN."""
     argv = [sys.executable, "-m", "zootrain.cli", *args]
     if url is not None:
         argv += ["--url", url]
+    settings = {"ZOOTRAIN_TOKEN": token} if token is not None else {}
     return subprocess.run(
         argv,
         cwd=ROOT,
-        env=environment(env or {}),
+        env=environment({**settings, **(env or {})}),
         input=stdin,
         capture_output=True,
         text=True,
@@ -101,6 +108,7 @@ def test_cli(stack: Stack, tmp_path: Path) -> None:
     check_submit_wait_and_inspect(api_url, tmp_path)
     check_failing_job_exits_non_zero(api_url, tmp_path)
     check_errors(api_url, tmp_path)
+    check_tokens(api_url)
     check_datasets(api_url, tmp_path)
 
 
@@ -218,8 +226,45 @@ def check_errors(api_url: str, tmp_path: Path) -> None:
     assert usage.returncode == 2 and "--model-name" in usage.stderr
 
 
+def check_tokens(api_url: str) -> None:
+    # No token: the service's 401, and what to do about it.
+    missing = zootrain(api_url, "workers", token=None)
+    assert missing.returncode == 1 and missing.stdout == ""
+    assert "401" in missing.stderr and "export ZOOTRAIN_TOKEN" in missing.stderr, missing.stderr
+    assert len(missing.stderr.strip().splitlines()) == 1
+
+    refused = zootrain(api_url, "workers", token="zt_not-a-token")
+    assert refused.returncode == 1 and "refused the API token" in refused.stderr
+    assert "zt_not-a-token" not in refused.stderr  # never echoed
+
+    # A read-only token may look but not submit: the 403 names the scope.
+    looked = parsed(zootrain(api_url, "list", "--json", token=READ_TOKEN))
+    assert looked["items"]
+    forbidden = zootrain(
+        api_url,
+        "submit",
+        "--model-name",
+        "never",
+        "--algorithm",
+        "random_forest_classifier",
+        "--dataset",
+        "iris",
+        token=READ_TOKEN,
+    )
+    assert forbidden.returncode == 1 and "403" in forbidden.stderr
+    assert "submit" in forbidden.stderr and "scope" in forbidden.stderr, forbidden.stderr
+
+    # --token before the command, or after it (which wins), instead of the environment.
+    before = zootrain(None, "--token", SUBMIT_TOKEN, "workers", "--url", api_url, token=None)
+    assert before.returncode == 0, before.stderr
+    after = zootrain(api_url, "--token", "zt_not-a-token", "workers", "--token", SUBMIT_TOKEN)
+    assert after.returncode == 0, after.stderr
+    flagged = zootrain(api_url, "workers", "--token", "zt_not-a-token")  # over the environment
+    assert flagged.returncode == 1 and "refused" in flagged.stderr
+
+
 def check_datasets(api_url: str, tmp_path: Path) -> None:
-    with Client(api_url) as client:
+    with Client(api_url, token=SUBMIT_TOKEN) as client:
         available = "/v1/datasets" in client.openapi()["paths"]
     if not available:
         result = zootrain(api_url, "datasets", "list")
@@ -263,6 +308,7 @@ def test_client(stack: Stack, tmp_path: Path) -> None:
     check_client_submit_events_predict_download(api_url, tmp_path)
     check_client_events_resume_without_repeats(api_url)
     check_client_reconnects_a_dropped_stream(api_url)
+    check_client_tokens(api_url)
 
 
 # Patient about event streams that end early: see test_events_of_a_job_with_pending_shards.
@@ -270,7 +316,7 @@ PATIENT = RetryPolicy(retries=8, max_backoff=2.0)
 
 
 def check_client_submit_events_predict_download(api_url: str, tmp_path: Path) -> None:
-    with Client(api_url, retry=PATIENT) as client:
+    with Client(api_url, token=SUBMIT_TOKEN, retry=PATIENT) as client:
         assert client.health().status == "ok" and client.ready().status == "ready"
         job = client.submit(iris("iris-py"), idempotency_key="iris-py-1")
         again = client.submit(iris("iris-py"), idempotency_key="iris-py-1")
@@ -308,7 +354,7 @@ def check_client_submit_events_predict_download(api_url: str, tmp_path: Path) ->
 def check_client_events_resume_without_repeats(api_url: str) -> None:
     spec = iris("digits-py", dataset={"kind": "builtin", "name": "digits"}, shards=3)
     spec["params"] = {"n_estimators": 10}
-    with Client(api_url, retry=PATIENT) as client:
+    with Client(api_url, token=SUBMIT_TOKEN, retry=PATIENT) as client:
         job = client.submit(spec)
         stream = client.events(job.id)
         first = [next(stream), next(stream)]
@@ -320,7 +366,10 @@ def check_client_events_resume_without_repeats(api_url: str) -> None:
 
 
 def check_client_reconnects_a_dropped_stream(api_url: str) -> None:
-    with DroppingProxy(api_url) as proxy, Client(proxy.url, retry=PATIENT) as client:
+    with (
+        DroppingProxy(api_url) as proxy,
+        Client(proxy.url, token=SUBMIT_TOKEN, retry=PATIENT) as client,
+    ):
         job = client.submit(iris("iris-drop", shards=3))
         events = list(client.events(job.id))
     assert proxy.dropped, "the proxy never cut a stream"
@@ -331,11 +380,26 @@ def check_client_reconnects_a_dropped_stream(api_url: str) -> None:
     assert isinstance(events[-1], JobEvent) and events[-1].state == JobState.succeeded
 
 
+def check_client_tokens(api_url: str) -> None:
+    # Neither a token nor $ZOOTRAIN_TOKEN: a 401 problem, raised at once (not retried).
+    with Client(api_url, token="", retry=PATIENT) as client:
+        with pytest.raises(ZootrainError) as caught:
+            client.list_jobs()
+        assert caught.value.status == 401 and "token" in caught.value.detail
+        assert client.health().status == "ok"  # the open paths stay open
+    with Client(api_url, token=READ_TOKEN) as client:
+        assert client.list_jobs(limit=1).items
+        with pytest.raises(ZootrainError) as caught:
+            client.submit(iris("read-only"))
+        assert caught.value.status == 403 and "submit" in caught.value.detail
+        assert READ_TOKEN not in str(caught.value) + repr(caught.value) + repr(client)
+
+
 def test_async_client(stack: Stack, tmp_path: Path) -> None:
     api_url = start(stack, workers=1)
 
     async def main() -> None:
-        async with AsyncClient(api_url, retry=PATIENT) as client:
+        async with AsyncClient(api_url, token=SUBMIT_TOKEN, retry=PATIENT) as client:
             job = await client.submit(iris("iris-async"))
             seen = []
             async for event in client.events(job.id):
@@ -362,7 +426,7 @@ def test_async_client(stack: Stack, tmp_path: Path) -> None:
 
 def test_events_of_a_job_with_pending_shards(stack: Stack) -> None:
     api_url = start(stack, workers=0)  # nobody claims: the shards stay as submit made them
-    with Client(api_url, retry=RetryPolicy(retries=1, backoff=0.1)) as client:
+    with Client(api_url, token=SUBMIT_TOKEN, retry=RetryPolicy(retries=1, backoff=0.1)) as client:
         job = client.submit(iris("pending", shards=3))
         events = []
         with contextlib.suppress(TimeoutError):

@@ -1,4 +1,8 @@
-"""The dashboard in real headless Chromium (Debian's package, driven by Playwright)."""
+"""The dashboard in real headless Chromium (Debian's package, driven by Playwright).
+
+The stack asks for API tokens (tests/support/auth.TOKENS): the page must prompt for one, send it
+on every request and the event stream, and never put it in a URL.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +12,7 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import expect, sync_playwright
 
+from tests.support.auth import SUBMIT_TOKEN
 from tests.support.stack import ROOT, Stack
 
 pytestmark = pytest.mark.integration
@@ -36,6 +41,31 @@ def test_submit_through_the_form_and_watch_shards_finish(stack: Stack, tmp_path:
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=chromium, args=CHROMIUM_FLAGS)
         page = browser.new_page(viewport={"width": 1200, "height": 900})
+        urls: list[str] = []
+        page.on("request", lambda request: urls.append(request.url))
+
+        # Without a token: a prompt to enter one, not a half-loaded page.
+        page.goto(f"{stack.api_url}/ui/#jobs")
+        expect(page.locator("#auth-prompt")).to_be_visible()
+        expect(page.locator("#auth-prompt h2")).to_have_text("Enter an API token")
+        expect(page.locator("#view-jobs")).to_be_hidden()
+        expect(page.locator("#token-input")).to_be_focused()
+        page.screenshot(path=str(SCREENSHOTS / "dashboard-token.png"))
+
+        # A wrong token is refused, said so and not kept.
+        page.fill("#token-input", "zt_not-a-token")
+        page.press("#token-input", "Enter")
+        expect(page.locator("#auth-reason")).to_contain_text("refused")
+        assert page.evaluate("localStorage.getItem('zootrain.token')") is None
+
+        # A real one (read and submit scopes) lets every view in, and is kept for the next visit.
+        page.fill("#token-input", SUBMIT_TOKEN)
+        page.click("#token-form button[type=submit]")
+        expect(page.locator("#auth-prompt")).to_be_hidden()
+        expect(page.locator("#view-jobs")).to_be_visible()
+        expect(page.locator("#sign-out")).to_be_visible()
+        assert page.evaluate("localStorage.getItem('zootrain.token')") == SUBMIT_TOKEN
+
         page.goto(f"{stack.api_url}/ui/#submit")
         page.fill("input[name=model_name]", "dash-forest")
         page.select_option("select[name=algorithm]", "random_forest_classifier")
@@ -61,4 +91,15 @@ def test_submit_through_the_form_and_watch_shards_finish(stack: Stack, tmp_path:
         page.goto(f"{stack.api_url}/ui/#jobs")
         page.select_option("#state-filter", "succeeded")
         expect(page.locator("#jobs-table tbody tr")).to_have_count(1)
+
+        # Signing out forgets the token and brings the prompt back.
+        page.click("#sign-out")
+        expect(page.locator("#auth-prompt")).to_be_visible()
+        expect(page.locator("#view-jobs")).to_be_hidden()
+        assert page.evaluate("localStorage.getItem('zootrain.token')") is None
+        page.reload()
+        expect(page.locator("#auth-prompt")).to_be_visible()
         browser.close()
+
+    assert any("/events" in url for url in urls), urls  # the job page followed the stream
+    assert not [url for url in urls if SUBMIT_TOKEN in url or "zt_not-a-token" in url]

@@ -543,6 +543,123 @@ def test_datasets_on_a_server_with_them_pass_errors_through(tmp_path: Path) -> N
     assert caught.value.detail == "dataset 'd9' does not exist"
 
 
+# -- API tokens --------------------------------------------------------------------------------
+
+TOKEN = "zt_unit-test-token-0123456789abcdefghijklmnopqrstuv"
+
+
+def token_handler(request: httpx.Request) -> httpx.Response:
+    """A service that answers every kind of call, so one client can make them all."""
+    path = request.url.path
+    if path.endswith("/events"):
+        return httpx.Response(200, content=sse(("job", 5, job("succeeded"))), headers=SSE_HEADERS)
+    if path.endswith("/artifact"):
+        data = b"model"
+        return httpx.Response(
+            200, content=data, headers={"X-Content-SHA256": hashlib.sha256(data).hexdigest()}
+        )
+    if path == "/v1/datasets" and request.method == "POST":
+        return httpx.Response(201, json={"id": "d1"})
+    if path == "/v1/jobs" and request.method == "POST":
+        return httpx.Response(202, json=job())
+    return httpx.Response(200, json=job("succeeded"))
+
+
+def test_the_token_goes_with_every_request(tmp_path: Path) -> None:
+    recorder = Recorder(token_handler)
+    csv_file = tmp_path / "data.csv"
+    csv_file.write_text("a,b\n1,2\n")
+    with Client(URL, token=TOKEN, retry=FAST, transport=httpx.MockTransport(recorder)) as c:
+        c.submit(job()["spec"])
+        c.get_job(JOB_ID)
+        assert [e.event_id for e in c.events(JOB_ID)] == ["5"]
+        c.download_artifact("iris-forest", 1, tmp_path)
+        c.upload_dataset(csv_file)
+        c.cancel(JOB_ID)
+    assert [r.url.path.rsplit("/", 1)[-1] for r in recorder.requests] == [
+        "jobs",
+        JOB_ID,
+        "events",
+        "artifact",
+        "datasets",
+        JOB_ID,
+    ]
+    assert {r.headers.get("Authorization") for r in recorder.requests} == {f"Bearer {TOKEN}"}
+
+
+def test_the_async_client_sends_the_token_too(tmp_path: Path) -> None:
+    seen: list[httpx.Request] = []
+
+    async def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        return token_handler(request)
+
+    async def main() -> None:
+        transport = httpx.MockTransport(handler)
+        async with AsyncClient(URL, token=TOKEN, retry=FAST, transport=transport) as c:
+            await c.submit(job()["spec"])
+            assert [e.event_id async for e in c.events(JOB_ID)] == ["5"]
+            await c.download_artifact("iris-forest", 1, tmp_path)
+
+    asyncio.run(main())
+    assert len(seen) == 3
+    assert {r.headers.get("Authorization") for r in seen} == {f"Bearer {TOKEN}"}
+
+
+def test_the_token_comes_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    recorder = Recorder(httpx.Response(200, json=[]))
+    monkeypatch.setenv("ZOOTRAIN_TOKEN", f"  {TOKEN}\n")  # as `$(cat var/token)` might give it
+    with client(recorder) as c:
+        assert c.has_token
+        c.workers()
+    with Client(URL, token="zt_given", transport=httpx.MockTransport(recorder)) as c:
+        c.workers()  # an explicit token wins
+    with Client(URL, token="", transport=httpx.MockTransport(recorder)) as c:
+        assert not c.has_token
+        c.workers()  # "" sends none, whatever the environment says
+    monkeypatch.delenv("ZOOTRAIN_TOKEN")
+    with client(recorder) as c:
+        assert not c.has_token
+        c.workers()
+    assert [r.headers.get("Authorization") for r in recorder.requests] == [
+        f"Bearer {TOKEN}",
+        "Bearer zt_given",
+        None,
+        None,
+    ]
+
+
+@pytest.mark.parametrize("status", [401, 403])
+def test_401_and_403_are_not_retried_and_carry_the_problem(status: int) -> None:
+    detail = {401: "the bearer token is not valid", 403: "token 'ci' lacks the 'submit' scope"}
+    recorder = Recorder(problem(status, detail[status], **{"WWW-Authenticate": "Bearer"}))
+    with Client(URL, token=TOKEN, retry=FAST, transport=httpx.MockTransport(recorder)) as c:
+        with pytest.raises(ZootrainError) as caught:
+            c.submit(job()["spec"])  # idempotent, so retried on a 503: not on these
+        with pytest.raises(ZootrainError):
+            list(c.events(JOB_ID))
+    assert caught.value.status == status and caught.value.detail == detail[status]
+    assert len(recorder.requests) == 2  # one each
+
+
+def test_the_token_stays_out_of_reprs_and_errors() -> None:
+    recorder = Recorder(problem(401, "the bearer token is not valid"))
+    with Client(URL, token=TOKEN, retry=FAST, transport=httpx.MockTransport(recorder)) as c:
+        with pytest.raises(ZootrainError) as caught:
+            c.models()
+        shown = [repr(c), str(c), repr(vars(c)), repr(c._http.headers), repr(c._http.auth)]
+    assert repr(c) == f"Client('{URL}', token=<hidden>)"
+    shown += [str(caught.value), repr(caught.value), repr(caught.value.__dict__)]
+    assert not [text for text in shown if TOKEN in text]
+
+
+@pytest.mark.parametrize("bad", ["zt_two words", "zt_line\nbreak", "zt_ünïcode"])
+def test_an_unusable_token_is_refused_without_quoting_it(bad: str) -> None:
+    with pytest.raises(ValueError) as caught:
+        Client(URL, token=bad)
+    assert bad.strip() not in str(caught.value) and "token" in str(caught.value)
+
+
 # -- the async client shares the behaviour -----------------------------------------------------
 
 

@@ -31,6 +31,8 @@ from sklearn.linear_model._logistic import _check_solver
 from sklearn.naive_bayes import GaussianNB, MultinomialNB
 from sklearn.utils._param_validation import InvalidParameterError
 
+from zootrain.ml.catalog import ALGORITHM_NAMES
+from zootrain.ml.catalog import ParamError as ParamError  # raised by validate_params
 from zootrain.ml.datasets import Task
 
 AlgorithmTask = Literal["classification", "regression", "clustering"]
@@ -53,14 +55,6 @@ MAX_RANDOM_STATE = 2**32 - 1
 CONTROLLED_PARAMS = frozenset({"n_jobs", "random_state", "warm_start", "verbose", "oob_score"})
 
 ParamCheck = Callable[[Mapping[str, Any]], None]
-
-
-class ParamError(ValueError):
-    """A user-supplied parameter is unknown, reserved or has a bad value."""
-
-    def __init__(self, param: str, message: str) -> None:
-        super().__init__(message)
-        self.param = param
 
 
 @dataclass(frozen=True)
@@ -339,6 +333,10 @@ ALGORITHMS: dict[str, Algorithm] = {
         ),
     )
 }
+
+
+if tuple(ALGORITHMS) != ALGORITHM_NAMES:  # zootrain.ml.catalog must list them, in this order
+    raise RuntimeError(f"zootrain.ml.catalog.ALGORITHM_NAMES is not {tuple(ALGORITHMS)}")
 
 
 def get_algorithm(name: str) -> Algorithm:

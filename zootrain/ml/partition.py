@@ -11,7 +11,6 @@ from typing import Literal, get_args
 
 import numpy as np
 
-from zootrain.ml.algorithms import ALGORITHMS, get_algorithm
 from zootrain.ml.datasets import Task
 
 Strategy = Literal["random", "stratified", "range", "replicate"]
@@ -109,6 +108,8 @@ def check_partition(algorithm: str, strategy: Strategy, task: Task) -> None:
     other merge would average S copies of nearly the same model or, for the exact
     merges, count every row S times.
     """
+    from zootrain.ml.algorithms import ALGORITHMS, get_algorithm  # scikit-learn: lazily
+
     alg = get_algorithm(algorithm)
     if strategy not in STRATEGIES:
         raise ValueError(f"unknown partition {strategy!r}; expected one of {list(STRATEGIES)}")

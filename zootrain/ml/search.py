@@ -11,15 +11,9 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-from sklearn.model_selection import (
-    KFold,
-    ParameterGrid,
-    ParameterSampler,
-    StratifiedKFold,
-    cross_val_score,
-)
 
-from zootrain.ml.algorithms import ALGORITHMS, build_estimator, validate_params
+# scikit-learn (and zootrain.ml.algorithms with it) is imported by the functions that use it:
+# job records import this module, in processes that never train.
 
 MAX_CANDIDATES = 256
 
@@ -32,6 +26,8 @@ def candidates(
     seed: int,
 ) -> list[dict[str, Any]]:
     """Every candidate's full parameters (``base`` overridden by the candidate's own)."""
+    from sklearn.model_selection import ParameterGrid, ParameterSampler
+
     if grid is not None:
         points = list(ParameterGrid(grid))
     elif distributions is not None:
@@ -47,6 +43,8 @@ def check_candidates(algorithm: str, params: list[dict[str, Any]]) -> None:
         raise ValueError("the search has no candidate")
     if len(params) > MAX_CANDIDATES:
         raise ValueError(f"the search has {len(params)} candidates; at most {MAX_CANDIDATES}")
+    from zootrain.ml.algorithms import validate_params
+
     for candidate in params:
         validate_params(algorithm, candidate)
 
@@ -61,6 +59,10 @@ def cross_validate(
     scoring: str | None,
     seed: int,
 ) -> dict[str, float]:
+    from sklearn.model_selection import KFold, StratifiedKFold, cross_val_score
+
+    from zootrain.ml.algorithms import ALGORITHMS, build_estimator
+
     estimator = build_estimator(algorithm, params, random_state=seed)
     classifier = ALGORITHMS[algorithm].task == "classification"
     splitter = (StratifiedKFold if classifier else KFold)(folds, shuffle=True, random_state=seed)
@@ -75,6 +77,8 @@ def best_candidate(scores: list[float]) -> int:
 
 def baseline_params(algorithm: str, params: dict[str, Any], shards: int) -> dict[str, Any]:
     """A single model comparable to the merged one: a forest gets all the shards' trees."""
+    from zootrain.ml.algorithms import ALGORITHMS
+
     if ALGORITHMS[algorithm].merge != "forest_union":
         return dict(params)
     trees = int(params.get("n_estimators", 100)) * shards

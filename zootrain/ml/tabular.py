@@ -25,20 +25,24 @@ import io
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import IO, Literal
+from typing import IO
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
-from pydantic import BaseModel, ConfigDict, Field, computed_field
+from pydantic import BaseModel, ConfigDict, Field
 
 from zootrain.ml.algorithms import get_algorithm
 from zootrain.ml.datasets import MAX_COLUMN_NAME_CHARS, Task
 
-Format = Literal["csv", "parquet"]
-ColumnKind = Literal["integer", "float", "boolean", "text"]
-Encoding = Literal["numeric", "boolean", "onehot"]
+# The models a job record holds live in zootrain.ml.sources (no pandas or pyarrow there).
+from zootrain.ml.sources import ColumnKind as ColumnKind
+from zootrain.ml.sources import DatasetSource as DatasetSource
+from zootrain.ml.sources import Encoding as Encoding
+from zootrain.ml.sources import EncodingPlan as EncodingPlan
+from zootrain.ml.sources import FeatureEncoding as FeatureEncoding
+from zootrain.ml.sources import Format as Format
 
 MAX_CATEGORIES = 50
 """Distinct values of a text column that is still one-hot encoded."""
@@ -363,69 +367,6 @@ def _floats(series: pd.Series) -> np.ndarray:
 
 
 # -- the encoding plan -------------------------------------------------------------------------
-
-
-class FeatureEncoding(BaseModel):
-    model_config = ConfigDict(extra="ignore", frozen=True)
-
-    column: str
-    encoding: Encoding
-    levels: list[str] | None = Field(
-        None, description="onehot: the sorted values, one 0/1 feature each, in this order"
-    )
-
-    @property
-    def width(self) -> int:
-        return len(self.levels or ()) if self.encoding == "onehot" else 1
-
-    def names(self) -> list[str]:
-        if self.encoding == "onehot":
-            return [f"{self.column}={level}" for level in self.levels or ()]
-        return [self.column]
-
-
-class EncodingPlan(BaseModel):
-    """How a job turns the table's columns into X (float64) and y; identical on every shard."""
-
-    model_config = ConfigDict(extra="ignore", frozen=True)
-
-    target: str
-    target_kind: ColumnKind
-    target_encoding: Literal["labels", "numeric"] = Field(
-        description="labels: the column's values as class labels; numeric: float64"
-    )
-    features: list[FeatureEncoding]
-
-    @computed_field(  # type: ignore[prop-decorator]
-        description="The model's input columns, in order: what predict's instances hold"
-    )
-    @property
-    def encoded_features(self) -> list[str]:
-        return [name for feature in self.features for name in feature.names()]
-
-    @property
-    def n_features(self) -> int:
-        return sum(feature.width for feature in self.features)
-
-    def columns(self) -> list[str]:
-        """The table columns to read: the features, then the target."""
-        return list(dict.fromkeys([*(f.column for f in self.features), self.target]))
-
-
-class DatasetSource(BaseModel):
-    """An uploaded dataset as a job resolved it at submit: where its bytes are and how to
-    encode them. Kept in the job's record, so a later change to the dataset cannot reach it."""
-
-    model_config = ConfigDict(extra="ignore", frozen=True)
-
-    dataset_id: str
-    format: Format
-    artifact: str
-    sha256: str
-    size: int
-    rows: int
-    task: Task
-    plan: EncodingPlan
 
 
 def make_plan(
