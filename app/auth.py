@@ -18,6 +18,7 @@ from typing import Annotated
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
+from app import metrics
 from zootrain.auth import ANONYMOUS, Principal, Scope, TokenTable
 from zootrain.errors import Forbidden, RateLimited, Unauthorized
 from zootrain.settings import Settings
@@ -63,11 +64,13 @@ class Gate:
         if not self.enabled:
             return ANONYMOUS
         if credentials is None:
+            metrics.AUTH_FAILURES.labels(reason="missing").inc()
             raise Unauthorized(
                 "this operation needs an API token: send `Authorization: Bearer <token>`"
             )
         principal = self.tokens.authenticate(credentials.credentials)
         if principal is None:
+            metrics.AUTH_FAILURES.labels(reason="invalid").inc()
             raise Unauthorized("the bearer token is not valid (unknown or revoked)")
         return principal
 
@@ -114,6 +117,7 @@ def require(scope: Scope) -> Callable[..., Awaitable[Principal]]:
     async def dependency(request: Request, credentials: Credentials) -> Principal:
         principal = gate(request).authenticate(credentials)
         if not principal.allows(scope):
+            metrics.AUTH_FAILURES.labels(reason="scope").inc()
             raise Forbidden(
                 f"token {principal.name!r} lacks the {scope.value!r} scope this operation needs "
                 f"(it holds: {', '.join(sorted(s.value for s in principal.scopes))})"

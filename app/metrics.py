@@ -25,6 +25,9 @@ CANCELS = Counter("zootrain_jobs_cancelled_total", "Jobs cancelled through DELET
 REJECTED = Counter("zootrain_submits_rejected_total", "Submits refused", ["reason"])
 QUEUE_DEPTH = Gauge("zootrain_queue_depth", "Unfinished jobs in the ZooKeeper queue")
 UNFINISHED = Gauge("zootrain_jobs", "Unfinished jobs by state", ["state"])
+AUTH_FAILURES = Counter(
+    "zootrain_auth_failures_total", "Requests refused by authentication", ["reason"]
+)
 PREDICTIONS = Counter("zootrain_predictions_total", "Rows predicted", ["model"])
 
 _REFRESH_EVERY = 5.0  # seconds: a scrape reads the queue at most this often

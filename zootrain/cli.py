@@ -137,7 +137,7 @@ def problem_message(exc: ZootrainError, has_token: bool) -> str:
         hint = (
             "the service refused the API token: check ZOOTRAIN_TOKEN (or --token)"
             if has_token
-            else "this service needs an API token: export ZOOTRAIN_TOKEN=<token> (or pass --token)"
+            else "to send one: export ZOOTRAIN_TOKEN=<token> (or pass --token)"
         )
         return f"{message}; {hint}"
     if exc.status == 403:

@@ -14,7 +14,7 @@ from app.deps import Services, services
 from app.problems import problem_responses
 from zootrain.auth import ANONYMOUS, Scope
 from zootrain.datasets import DatasetCatalog
-from zootrain.errors import Forbidden, InvalidRequest, QueueFull
+from zootrain.errors import Forbidden, InvalidRequest, QueueFull, RateLimited
 from zootrain.records import JOB_ID_PATTERN, JobRecord, JobSpec, JobState, ShardRecord
 from zootrain.views import JobList, JobView
 
@@ -52,7 +52,11 @@ async def submit_job(
             f"shards: the job has {spec.tasks} tasks; this server accepts at most "
             f"{svc.settings.max_shards} (ZOOTRAIN_MAX_SHARDS)"
         )
-    svc.gate.submits.take(principal.name)
+    try:
+        svc.gate.submits.take(principal.name)
+    except RateLimited:
+        metrics.REJECTED.labels(reason="rate_limited").inc()
+        raise
     with metrics.SUBMIT_SECONDS.time():
         # An uploaded dataset is checked against its record (422 naming the field); its
         # resolved source goes into the job record, in submit's one multi.
