@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.auth import TOKENS
 from tests.support.stack import Stack
 from tests.support.zkserver import ZooKeeperCluster
 
@@ -28,6 +29,7 @@ def ensemble_env(ensemble: ZooKeeperCluster, tmp_path: Path) -> dict[str, str]:
         "ZOOTRAIN_ARTIFACTS": str(tmp_path / "artifacts"),
         "ZOOTRAIN_ZK_SESSION_TIMEOUT": "4",
         "ZOOTRAIN_RETRY_BACKOFF": "0.2",
+        "ZOOTRAIN_TOKENS": TOKENS,
     }
 
 

@@ -32,7 +32,7 @@ def settings_from_env(env: dict[str, str], **overrides: Any) -> Settings:
         "zk_root": env["ZOOTRAIN_ZK_ROOT"],
         "artifacts": Path(env["ZOOTRAIN_ARTIFACTS"]),
         "zk_session_timeout": float(env["ZOOTRAIN_ZK_SESSION_TIMEOUT"]),
-        "tokens": env["ZOOTRAIN_TOKENS"],
+        "tokens": env.get("ZOOTRAIN_TOKENS", TOKENS),
     }
     values.update(overrides)
     return Settings(**values)
