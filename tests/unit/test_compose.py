@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import subprocess
@@ -17,8 +18,14 @@ COMPOSE = Path(__file__).resolve().parents[2] / "docker" / "docker-compose.yml"
 def test_compose_file_is_valid() -> None:
     validator = shutil.which("docker-compose")
     assert validator, "docker-compose (Debian package) is needed: `make test` installs it"
+    # The file requires ZOOTRAIN_TOKENS (the hashed entries): without it, compose must refuse.
+    env = {k: v for k, v in os.environ.items() if k != "ZOOTRAIN_TOKENS"}
+    command = [validator, "-f", str(COMPOSE), "config", "-q"]
+    refused = subprocess.run(command, capture_output=True, text=True, env=env)
+    assert refused.returncode != 0 and "ZOOTRAIN_TOKENS" in refused.stderr
+    entry = "ci:" + "0" * 64 + ":admin"
     result = subprocess.run(
-        [validator, "-f", str(COMPOSE), "config", "-q"], capture_output=True, text=True
+        command, capture_output=True, text=True, env={**env, "ZOOTRAIN_TOKENS": entry}
     )
     assert result.returncode == 0, result.stderr
 
