@@ -20,6 +20,7 @@ import uuid
 from kazoo.client import KazooClient
 
 from bench.harness import (
+    TOKEN_NAME,
     Context,
     Figure,
     Observer,
@@ -58,7 +59,9 @@ def job_znodes(client: KazooClient, paths: Paths, job_id: str, key: str) -> tupl
         for name in client.get_children(paths.queue)
         if f"-{job_id}-" in name
     ]
-    extra.append(paths.idempotency_key(hashlib.sha256(key.encode()).hexdigest()))
+    # Keys are scoped to the token that submitted (zootrain.queue.JobQueue.submit).
+    scoped = f"{TOKEN_NAME}\0{key}"
+    extra.append(paths.idempotency_key(hashlib.sha256(scoped.encode()).hexdigest()))
     job = json.loads(client.get(paths.job(job_id))[0])
     if job.get("model"):
         extra.append(paths.version(job["model"]["name"], job["model"]["version"]))

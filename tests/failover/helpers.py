@@ -67,8 +67,9 @@ def versions_by_job(kazoo: KazooClient, root: str) -> dict[str, list[tuple[str, 
     return found
 
 
-def idempotency_path(root: str, key: str) -> str:
-    return Paths(root).idempotency_key(hashlib.sha256(key.encode()).hexdigest())
+def idempotency_path(root: str, key: str, owner: str = "test-admin") -> str:
+    # Keys are scoped to the token that sent them (RetryingClient sends the admin token).
+    return Paths(root).idempotency_key(hashlib.sha256(f"{owner}\0{key}".encode()).hexdigest())
 
 
 def idempotency_records(kazoo: KazooClient, root: str) -> list[dict[str, Any]]:
