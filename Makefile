@@ -24,7 +24,7 @@ test-fast: install               ## unit tests only, no server
 	$(BIN)/pytest tests/unit
 
 fuzz: install zookeeper          ## the long fuzz: 10,000+ schemathesis requests, authenticated
-	ZOOTRAIN_FUZZ_EXAMPLES=500 ZOOTRAIN_FUZZ_MIN_REQUESTS=10000 \
+	ZOOTRAIN_FUZZ_EXAMPLES=1500 ZOOTRAIN_FUZZ_MIN_REQUESTS=10000 \
 		$(BIN)/pytest tests/contract -k schemathesis
 
 lint: install
