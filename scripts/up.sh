@@ -43,7 +43,8 @@ print(config_entry("admin", sys.stdin.read().strip(), ["admin"]))' < "$TOKEN_FIL
 if ! running api; then
   # Tokens you configured yourself (ZOOTRAIN_TOKENS, ZOOTRAIN_TOKENS_FILE) are kept as well.
   ZOOTRAIN_TOKENS="$entry${ZOOTRAIN_TOKENS:+$'\n'$ZOOTRAIN_TOKENS}" \
-    start api "$BIN/uvicorn" app.main:app --host 127.0.0.1 --port "$API_PORT"
+    start api "$BIN/uvicorn" app.main:app --host 127.0.0.1 --port "$API_PORT" \
+      --workers "${WEB_CONCURRENCY:-2}"
 fi
 wait_until "the job service on $API_URL" api_ready
 if ! token_accepted; then
