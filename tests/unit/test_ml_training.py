@@ -4,6 +4,9 @@ import math
 
 import numpy as np
 import pytest
+from sklearn.datasets import make_classification
+from sklearn.ensemble import ExtraTreesClassifier, RandomForestClassifier
+from sklearn.metrics import accuracy_score, f1_score
 
 from zootrain.ml.datasets import BuiltinDataset, load_dataset
 from zootrain.ml.metrics import evaluate
@@ -106,3 +109,13 @@ def test_evaluate_gives_json_safe_floats() -> None:
         evaluate(reg, Xr, None, task="regression", classes=None)
     # r2 is undefined on one row: left out rather than NaN.
     assert set(evaluate(reg, Xr[:1], yr[:1], task="regression", classes=None)) == {"rmse"}
+
+
+@pytest.mark.parametrize("forest", [RandomForestClassifier, ExtraTreesClassifier])
+def test_a_forest_is_scored_from_one_pass_with_predicts_own_answers(forest: type) -> None:
+    X, y = make_classification(n_samples=600, n_classes=3, n_informative=5, random_state=3)
+    model = forest(n_estimators=7, random_state=0).fit(X[:400], y[:400])
+    scores = evaluate(model, X[400:], y[400:], task="classification", classes=None)
+    predicted = model.predict(X[400:])
+    assert scores["accuracy"] == pytest.approx(accuracy_score(y[400:], predicted))
+    assert scores["f1_macro"] == pytest.approx(f1_score(y[400:], predicted, average="macro"))
