@@ -9,6 +9,7 @@ from fastapi import Request
 from app.auth import Gate
 from app.events import EventHub
 from app.models_cache import ModelCache
+from app.tables import TableChecker
 from zootrain.artifacts import ArtifactStore
 from zootrain.paths import Paths
 from zootrain.queue import JobQueue
@@ -29,6 +30,7 @@ class Services:
     prepared: bool = False  # the base znodes exist: submits can be recorded
     models: ModelCache = field(init=False)
     events: EventHub = field(init=False)
+    tables: TableChecker = field(init=False, default_factory=TableChecker)
 
     def __post_init__(self) -> None:
         self.models = ModelCache(self.store)

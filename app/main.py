@@ -54,6 +54,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             yield
         finally:
             prepare.cancel()
+            svc.tables.close()
             await svc.zk.stop()
 
     app = FastAPI(

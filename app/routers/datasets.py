@@ -3,8 +3,8 @@
 An upload is streamed: the multipart body is parsed as it arrives and the file part goes straight
 into a temporary file in the artifact store (hashed on the way), so neither the whole body nor the
 whole file is ever held in memory, and a file over ZOOTRAIN_MAX_UPLOAD_BYTES is refused as soon as
-it crosses the limit. The file is then read once (pandas) to check and describe it; only a file
-that passes is kept and recorded.
+it crosses the limit. The file is then read once (pandas, in a child process: app/tables.py) to
+check and describe it; only a file that passes is kept and recorded.
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ from zootrain.datasets import (
 )
 from zootrain.errors import InvalidRequest
 from zootrain.ml.datasets import DATASET_ID_PATTERN
-from zootrain.ml.tabular import TableError, describe, sniff
+from zootrain.ml.tabular import TableError, sniff
 
 UPLOAD_PATH = "/v1/datasets"
 MULTIPART_SLACK = 64 * 1024
@@ -119,13 +119,11 @@ async def upload_dataset(
             raise InvalidRequest("file: the file is empty")
         try:
             fmt = sniff(blob.head, form.filename, form.content_type)
-            table = await run_in_threadpool(
-                lambda: describe(
-                    blob.path,
-                    fmt,
-                    max_rows=settings.max_dataset_rows,
-                    max_columns=settings.max_dataset_columns,
-                )
+            table = await svc.tables.describe(
+                blob.path,
+                fmt,
+                max_rows=settings.max_dataset_rows,
+                max_columns=settings.max_dataset_columns,
             )
         except TableError as exc:
             error = UnsupportedContent if exc.unsupported else InvalidRequest

@@ -18,7 +18,7 @@ from kazoo.client import KazooClient
 
 from tests.integration.conftest import assert_problem, children, read_json
 from tests.support.auth import AUTH
-from tests.support.stack import Stack, wait_job
+from tests.support.stack import Stack, descendants, wait_job
 
 pytestmark = pytest.mark.integration
 
@@ -342,3 +342,13 @@ def test_jobs_train_on_uploaded_data_and_serve_predictions(
     for dataset in (classes_csv, prices_parquet):
         assert service.delete(f"/v1/datasets/{dataset['id']}").status_code == 204
     assert store_files(stack) == []
+
+
+def test_uploads_are_parsed_in_a_child_of_the_job_service(
+    stack: Stack, service: httpx.Client
+) -> None:
+    api = stack.processes[0]
+    assert not descendants(api.popen.pid), "no child before the first upload"
+    uploaded(service, csv_bytes(flowers()), "flowers.csv")
+    # The forkserver and the table-checking child (app/tables.py) hold pandas' memory peak.
+    assert descendants(api.popen.pid)

@@ -25,7 +25,7 @@ import io
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import IO
+from typing import IO, Any
 
 import numpy as np
 import pandas as pd
@@ -85,6 +85,15 @@ class TableError(ValueError):
     def __init__(self, message: str, *, unsupported: bool = False) -> None:
         super().__init__(message)
         self.unsupported = unsupported
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Raised in the job service's table-checking child: it must cross the process boundary
+        # whole (the default pickling would drop the keyword argument).
+        return (_table_error, (str(self), self.unsupported))
+
+
+def _table_error(message: str, unsupported: bool) -> TableError:
+    return TableError(message, unsupported=unsupported)
 
 
 class PlanError(ValueError):

@@ -1,0 +1,70 @@
+"""Uploaded files are parsed in a child process (app/tables.py): a file that kills the parser
+(memory) ends that upload with a 422 and leaves the job service, and the next upload, unharmed."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+from pathlib import Path
+
+import pytest
+
+from app.tables import TableChecker
+from zootrain.errors import InvalidRequest
+from zootrain.ml.tabular import TableError, describe
+
+
+def write_csv(path: Path, rows: int) -> Path:
+    with path.open("w") as f:
+        f.write("a,b,label\n")
+        for i in range(rows):
+            f.write(f"{i},{i * 0.5},{'xy'[i % 2]}\n")
+    return path
+
+
+def test_the_child_describes_as_the_service_would(tmp_path: Path) -> None:
+    csv = write_csv(tmp_path / "small.csv", 50)
+    checker = TableChecker()
+    try:
+        table = asyncio.run(checker.describe(csv, "csv", max_rows=1000, max_columns=10))
+    finally:
+        checker.close()
+    assert table == describe(csv, "csv", max_rows=1000, max_columns=10)
+    assert table.rows == 50 and [c.name for c in table.columns] == ["a", "b", "label"]
+
+
+def test_a_refusal_crosses_the_process_boundary_whole(tmp_path: Path) -> None:
+    csv = write_csv(tmp_path / "long.csv", 50)
+    checker = TableChecker()
+    try:
+        with pytest.raises(TableError, match="ZOOTRAIN_MAX_DATASET_ROWS") as refused:
+            asyncio.run(checker.describe(csv, "csv", max_rows=10, max_columns=10))
+    finally:
+        checker.close()
+    assert refused.value.unsupported is False
+
+
+def test_a_parser_killed_mid_file_is_a_422_and_the_next_upload_works(tmp_path: Path) -> None:
+    big = write_csv(tmp_path / "big.csv", 1_000_000)
+    small = write_csv(tmp_path / "small.csv", 10)
+    checker = TableChecker()
+
+    async def scenario() -> None:
+        reading = asyncio.ensure_future(
+            checker.describe(big, "csv", max_rows=10_000_000, max_columns=10)
+        )
+        # What the kernel's OOM killer would do to the child while it parses.
+        await asyncio.sleep(0.5)  # the child starts on first use, then reads for seconds
+        (pid,) = checker._executor()._processes
+        os.kill(pid, signal.SIGKILL)
+        with pytest.raises(InvalidRequest, match="died while reading it"):
+            await reading
+        table = await checker.describe(small, "csv", max_rows=100, max_columns=10)
+        assert table.rows == 10
+        assert os.getpid() != pid
+
+    try:
+        asyncio.run(scenario())
+    finally:
+        checker.close()
