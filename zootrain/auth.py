@@ -26,7 +26,7 @@ _DIGEST = re.compile(r"^[0-9a-f]{64}$")
 class Scope(enum.StrEnum):
     READ = "read"  # look at jobs, models, datasets, workers; predict
     SUBMIT = "submit"  # submit jobs, upload datasets, cancel one's own jobs
-    ADMIN = "admin"  # everything: cancel others' jobs, delete datasets
+    ADMIN = "admin"  # everything: cancel others' jobs, delete datasets and model versions
 
 
 class TokenConfigError(ValueError):

@@ -26,6 +26,11 @@ class Conflict(ZootrainError):
     title = "Conflict"
 
 
+class Gone(ZootrainError):
+    status = 410
+    title = "Gone"
+
+
 class InvalidRequest(ZootrainError):
     status = 422
     title = "Unprocessable request"

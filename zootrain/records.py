@@ -388,6 +388,11 @@ class VersionRecord(Record):
     train_rows: int
     test_rows: int
     created_at: datetime
+    deleted_at: datetime | None = Field(
+        None,
+        description="Set when an admin deleted the version: its file is gone and it is not "
+        "served. The record stays, so its number is never given to another model.",
+    )
 
 
 class WorkerRecord(Record):

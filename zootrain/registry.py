@@ -13,7 +13,7 @@ import functools
 
 from kazoo.exceptions import BadVersionError, NodeExistsError, NoNodeError
 
-from zootrain.errors import NotFound
+from zootrain.errors import Gone, NotFound
 from zootrain.paths import Paths, parse_version_node
 from zootrain.queue import JobQueue
 from zootrain.records import JobRecord, JobState, ModelRef, VersionRecord, utcnow
@@ -35,25 +35,76 @@ class Registry:
             raise NotFound(f"model {name!r} does not exist") from None
         return sorted(v for v in map(parse_version_node, names) if v is not None)
 
-    async def latest(self, name: str) -> int:
-        versions = await self.versions(name)
-        if not versions:
-            raise NotFound(f"model {name!r} has no published version")
-        return versions[-1]
-
     async def read(self, name: str, version: int | None = None) -> VersionRecord:
-        number = version if version is not None else await self.latest(name)
+        """A version to serve: the given one (Gone if deleted) or the latest not deleted."""
+        if version is None:
+            return await self.latest_live(name)
+        record, _ = await self._read(name, version)
+        if record.deleted_at is not None:
+            raise Gone(
+                f"model {name!r} version {version} was deleted at "
+                f"{record.deleted_at:%Y-%m-%dT%H:%M:%SZ}"
+            )
+        return record
+
+    async def record(self, name: str, version: int) -> VersionRecord:
+        """A version's record, deleted or not."""
+        record, _ = await self._read(name, version)
+        return record
+
+    async def _read(self, name: str, number: int) -> tuple[VersionRecord, ZnodeStat]:
         try:
-            data, _ = await self.zk.retry(lambda: self.zk.get(self.paths.version(name, number)))
+            data, stat = await self.zk.retry(lambda: self.zk.get(self.paths.version(name, number)))
         except NoNodeError:
             raise NotFound(f"model {name!r} has no version {number}") from None
         record: VersionRecord = VersionRecord.load(data)
         record.version = number
-        return record
+        return record, stat
+
+    async def latest_live(self, name: str) -> VersionRecord:
+        for number in reversed(await self.versions(name)):
+            try:
+                record, _ = await self._read(name, number)
+            except NotFound:
+                continue  # trimmed by housekeeping since the listing
+            if record.deleted_at is None:
+                return record
+        raise NotFound(f"model {name!r} has no published version")
 
     async def read_all(self, name: str) -> list[VersionRecord]:
+        """Every version's record, deleted ones included (with ``deleted_at``)."""
         numbers = await self.versions(name)
-        return list(await asyncio.gather(*(self.read(name, n) for n in numbers)))
+        found = await asyncio.gather(*(self._read(name, n) for n in numbers))
+        return [record for record, _ in found]
+
+    async def delete(self, name: str, version: int) -> VersionRecord:
+        """Mark a version deleted; the caller then removes its file (``unreferenced``).
+
+        The node stays as a tombstone: the publisher numbers a new version from the highest
+        node, so deleting the latest node would hand its number to the next, different model.
+        """
+        while True:
+            record, stat = await self._read(name, version)
+            if record.deleted_at is not None:
+                raise Gone(f"model {name!r} version {version} is already deleted")
+            deleted = record.model_copy(update={"deleted_at": utcnow()})
+            try:
+                await self.zk.set(self.paths.version(name, version), deleted.dump(), stat.version)
+            except BadVersionError:
+                continue  # changed under us (another delete): look again
+            return deleted
+
+    async def unreferenced(self, artifacts: set[str]) -> set[str]:
+        """Those of ``artifacts`` that no version left undeleted refers to (files are
+        content-addressed: two identical trainings share one)."""
+        live: set[str] = set()
+        for name in await self.model_names():
+            try:
+                records = await self.read_all(name)
+            except NotFound:
+                continue
+            live.update(r.artifact for r in records if r.deleted_at is None)
+        return artifacts - live
 
     async def publish(
         self, queue: JobQueue, job: JobRecord, stat: ZnodeStat, version: VersionRecord

@@ -24,8 +24,10 @@ class JobList(BaseModel):
 
 class ModelSummary(BaseModel):
     name: str
-    latest_version: int | None
-    versions: int
+    latest_version: int | None = Field(
+        description="The version predictions use by default: the newest not deleted"
+    )
+    versions: int = Field(description="Versions recorded, deleted ones included")
 
 
 class PredictRequest(BaseModel):

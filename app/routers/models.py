@@ -4,18 +4,19 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
 from typing import Annotated, Any
 
 import numpy as np
-from fastapi import APIRouter, Depends, Path
+from fastapi import APIRouter, Depends, Path, status
 from fastapi.responses import Response
 from starlette.concurrency import run_in_threadpool
 
 from app import metrics
-from app.auth import READ
+from app.auth import READ, Admin
 from app.deps import Services, services
 from app.problems import problem_responses
-from zootrain.errors import InvalidRequest, NotFound
+from zootrain.errors import Gone, InvalidRequest, NotFound
 from zootrain.records import MODEL_NAME_PATTERN, VersionRecord
 from zootrain.views import ModelSummary, PredictRequest, PredictResponse
 
@@ -33,11 +34,13 @@ async def list_models(svc: Annotated[Services, Depends(services)]) -> list[Model
             versions = await svc.registry.versions(name)
         except NotFound:
             continue
-        summaries.append(
-            ModelSummary(
-                name=name, latest_version=versions[-1] if versions else None, versions=len(versions)
-            )
-        )
+        if not versions:
+            continue
+        try:
+            latest: int | None = (await svc.registry.latest_live(name)).version
+        except NotFound:
+            latest = None  # every version deleted
+        summaries.append(ModelSummary(name=name, latest_version=latest, versions=len(versions)))
     return summaries
 
 
@@ -56,11 +59,60 @@ async def list_versions(
     "/{name}/versions/{version}",
     response_model=VersionRecord,
     responses=problem_responses(404, 422, 503),
+    summary="A version's record (a deleted one too, with deleted_at)",
 )
 async def get_version(
     name: ModelName, version: VersionNumber, svc: Annotated[Services, Depends(services)]
 ) -> VersionRecord:
-    return await svc.registry.read(name, version)
+    return await svc.registry.record(name, version)
+
+
+@router.delete(
+    "/{name}/versions/{version}",
+    status_code=status.HTTP_204_NO_CONTENT,
+    response_class=Response,
+    responses=problem_responses(404, 410, 422, 503),
+    summary="Delete a version (admin)",
+    description=(
+        "The version is no longer served (predict and artifact answer 410) and its file is "
+        "removed from the store unless another version has the same bytes. Its record stays "
+        "with `deleted_at`, so its number is never reused. Predictions without a version move "
+        "to the newest version not deleted."
+    ),
+)
+async def delete_version(
+    name: ModelName, version: VersionNumber, svc: Annotated[Services, Depends(services)], _: Admin
+) -> Response:
+    deleted = await svc.registry.delete(name, version)
+    await _remove_files(svc, {deleted.artifact})
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+@router.delete(
+    "/{name}",
+    status_code=status.HTTP_204_NO_CONTENT,
+    response_class=Response,
+    responses=problem_responses(404, 422, 503),
+    summary="Delete every version of a model (admin)",
+)
+async def delete_model(
+    name: ModelName, svc: Annotated[Services, Depends(services)], _: Admin
+) -> Response:
+    artifacts: set[str] = set()
+    for record in await svc.registry.read_all(name):
+        if record.deleted_at is None:
+            with contextlib.suppress(Gone):  # a concurrent delete got there first
+                artifacts.add((await svc.registry.delete(name, record.version)).artifact)
+    await _remove_files(svc, artifacts)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+async def _remove_files(svc: Services, artifacts: set[str]) -> None:
+    # Files are content-addressed: one still used by a version not deleted stays. A publish of
+    # identical bytes racing this delete could lose its file; predictions then answer 500
+    # naming the missing artifact, and the job can be run again.
+    for uri in await svc.registry.unreferenced(artifacts):
+        await run_in_threadpool(svc.store.path(uri).unlink, missing_ok=True)
 
 
 @router.get(
@@ -71,7 +123,7 @@ async def get_version(
             "description": "The model file (skops format); its sha256 is in X-Content-SHA256",
             "content": {"application/octet-stream": {}},
         },
-        **problem_responses(404, 422, 500, 503),
+        **problem_responses(404, 410, 422, 500, 503),
     },
 )
 async def get_artifact(
@@ -94,7 +146,7 @@ async def get_artifact(
 @router.post(
     "/{name}/predict",
     response_model=PredictResponse,
-    responses=problem_responses(400, 404, 413, 422, 503),
+    responses=problem_responses(400, 404, 410, 413, 422, 503),
 )
 async def predict(
     name: ModelName, body: PredictRequest, svc: Annotated[Services, Depends(services)]
