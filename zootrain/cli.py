@@ -669,6 +669,25 @@ def models(
             )
 
 
+@app.command("delete-model")
+def delete_model(
+    name: Annotated[str, typer.Argument(metavar="MODEL")],
+    version: Annotated[
+        int | None, typer.Option(min=1, help="Only this version (default: every version).")
+    ] = None,
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
+    url: Url = None,
+    token: Token = None,
+) -> None:
+    """Delete a model version, or every version of a model (needs the admin scope)."""
+    what = f"{name} version {version}" if version is not None else f"every version of {name}"
+    if not yes and not typer.confirm(f"Delete {what}? Its file leaves the store", default=False):
+        raise typer.Exit(1)
+    with service(url, token) as client:
+        client.delete_model(name, version)
+    err.print(f"deleted {what}")
+
+
 def read_rows(path: Path) -> list[list[float]]:
     """Numeric CSV rows; a first row that is not all numbers is a header and skipped."""
     try:

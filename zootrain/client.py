@@ -401,6 +401,13 @@ class _Calls:
         return _get(path, lambda _: None)
 
     @staticmethod
+    def delete_model(name: str, version: int | None) -> _Call[None]:
+        path = f"/v1/models/{_segment(name)}"
+        if version is not None:
+            path += f"/versions/{int(version)}"
+        return _Call("DELETE", path, lambda _: None, idempotent=True)
+
+    @staticmethod
     def predict(
         name: str, instances: Sequence[Sequence[float]] | Any, version: int | None
     ) -> _Call[PredictResponse]:
@@ -711,6 +718,10 @@ class Client(_Base):
     def cancel(self, job_id: str) -> JobView:
         return self._run(_Calls.cancel(job_id))
 
+    def delete_model(self, name: str, version: int | None = None) -> None:
+        """Delete one version of a model, or all of them (needs a token with ``admin``)."""
+        self._run(_Calls.delete_model(name, version))
+
     def events(
         self, job_id: str, *, last_event_id: str | None = None, timeout: float | None = None
     ) -> Iterator[Event]:
@@ -943,6 +954,10 @@ class AsyncClient(_Base):
 
     async def cancel(self, job_id: str) -> JobView:
         return await self._run(_Calls.cancel(job_id))
+
+    async def delete_model(self, name: str, version: int | None = None) -> None:
+        """See ``Client.delete_model``."""
+        await self._run(_Calls.delete_model(name, version))
 
     def events(
         self, job_id: str, *, last_event_id: str | None = None, timeout: float | None = None

@@ -3,13 +3,15 @@ the store, and its number is never given to another model."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import httpx
 import pytest
 
 from tests.support.auth import ADMIN_TOKEN, READ_TOKEN, SUBMIT_TOKEN, bearer
-from tests.support.stack import Stack, wait_job
+from tests.support.stack import Stack, environment, wait_job
 
 pytestmark = pytest.mark.integration
 
@@ -69,7 +71,17 @@ def test_an_admin_deletes_a_version_and_then_the_model(stack: Stack) -> None:
 
         # A new version takes the next number: 2 is never reused for other bytes.
         assert publish(api, 3) == 3
-        assert api.delete("/v1/models/deletable", headers=admin).status_code == 204
+        # The CLI: refused without the admin scope, done with it.
+        cli = [sys.executable, "-m", "zootrain.cli", "delete-model", "deletable", "--yes"]
+        env = {**environment({}), "ZOOTRAIN_URL": stack.api_url or ""}
+        refused = subprocess.run(
+            cli, env={**env, "ZOOTRAIN_TOKEN": SUBMIT_TOKEN}, capture_output=True, text=True
+        )
+        assert refused.returncode == 1 and "'admin'" in refused.stderr, refused.stderr
+        done = subprocess.run(
+            cli, env={**env, "ZOOTRAIN_TOKEN": ADMIN_TOKEN}, capture_output=True, text=True
+        )
+        assert done.returncode == 0, done.stderr
         assert api.post("/v1/models/deletable/predict", json=instance).status_code == 404
         records = api.get("/v1/models/deletable/versions").json()
         assert [r["deleted_at"] is not None for r in records] == [True, True, True]
