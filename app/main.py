@@ -87,6 +87,7 @@ def _add_problem_schema(app: FastAPI) -> None:
                 ref_template="#/components/schemas/{model}"
             )
             _document_auth_problems(schema)
+            _add_links(schema)
             app.openapi_schema = schema
         return app.openapi_schema
 
@@ -101,6 +102,47 @@ def _document_auth_problems(schema: dict[str, Any]) -> None:
                 responses = operation.setdefault("responses", {})
                 for status, entry in problems.problem_responses(401, 403).items():
                     responses.setdefault(str(status), entry)
+
+
+
+# OpenAPI links: what a response's id lets a client do next. Clients and generators follow
+# them, and so does schemathesis' stateful phase, which is how the fuzz run reaches a job or a
+# dataset that exists instead of guessing ids that 404.
+_JOB = "/v1/jobs/{job_id}"
+_DATASET = "/v1/datasets/{dataset_id}"
+_MODEL = "/v1/models/{name}"
+_FIRST_MODEL = {"name": "$response.body#/0/name"}
+_FIRST_LATEST = {**_FIRST_MODEL, "version": "$response.body#/0/latest_version"}
+_LINKS: dict[tuple[str, str], dict[str, tuple[str, str, dict[str, str]]]] = {
+    ("/v1/jobs", "post"): {
+        "GetJob": (_JOB, "get", {"job_id": "$response.body#/id"}),
+        "CancelJob": (_JOB, "delete", {"job_id": "$response.body#/id"}),
+        "JobEvents": (_JOB + "/events", "get", {"job_id": "$response.body#/id"}),
+    },
+    ("/v1/models", "get"): {
+        "ListVersions": (_MODEL + "/versions", "get", _FIRST_MODEL),
+        "GetLatestVersion": (_MODEL + "/versions/{version}", "get", _FIRST_LATEST),
+        "GetLatestArtifact": (_MODEL + "/versions/{version}/artifact", "get", _FIRST_LATEST),
+        "Predict": (_MODEL + "/predict", "post", _FIRST_MODEL),
+    },
+    ("/v1/datasets", "post"): {
+        "GetDataset": (_DATASET, "get", {"dataset_id": "$response.body#/id"}),
+        "DeleteDataset": (_DATASET, "delete", {"dataset_id": "$response.body#/id"}),
+    },
+}
+
+
+def _add_links(schema: dict[str, Any]) -> None:
+    paths = schema.get("paths", {})
+    for (path, method), links in _LINKS.items():
+        operation = paths[path][method]
+        for status in operation["responses"]:
+            if not status.startswith("2"):
+                continue
+            operation["responses"][status]["links"] = {
+                name: {"operationId": paths[target][verb]["operationId"], "parameters": params}
+                for name, (target, verb, params) in links.items()
+            }
 
 
 app = create_app()

@@ -60,7 +60,7 @@ def test_schemathesis_finds_no_server_error(stack: Stack, tmp_path: Path) -> Non
             "--max-examples",
             str(EXAMPLES),
             "--phases",
-            "examples,coverage,fuzzing",
+            "examples,coverage,fuzzing,stateful",
             # One worker: hypothesis describes lambdas with ast.parse, which CPython 3.11 does
             # not make thread-safe ("AST constructor recursion depth mismatch").
             "--workers",
