@@ -104,7 +104,6 @@ def _document_auth_problems(schema: dict[str, Any]) -> None:
                     responses.setdefault(str(status), entry)
 
 
-
 # OpenAPI links: what a response's id lets a client do next. Clients and generators follow
 # them, and so does schemathesis' stateful phase, which is how the fuzz run reaches a job or a
 # dataset that exists instead of guessing ids that 404.
