@@ -80,6 +80,7 @@ class Claim:
     # Set once the child has answered: from then on the task only writes its (version-checked)
     # outcome and releases its lock, and cancelling it would leave the lock behind.
     settling: bool = False
+    wound_down: bool = False  # _after_cancel ran: a second cancel must not repeat it
     task: asyncio.Task[None] | None = field(default=None, repr=False)
 
     @property
@@ -223,6 +224,9 @@ class Worker:
         return True
 
     async def _drain(self) -> None:
+        # A claim started by the dispatcher's last scan has a task that has not run yet; a task
+        # cancelled before its first step never enters its body, so nothing would hand it back.
+        await asyncio.sleep(0)
         tasks = [c.task for c in self.claims.values() if c.task is not None]
         if not tasks:
             return
@@ -511,6 +515,9 @@ class Worker:
         try:
             await self._train_shard(claim)
         except asyncio.CancelledError:
+            # Cancelled before the child started (a stop that came with the claim): leave the
+            # shard as the reason requires, as a cancelled child would have.
+            await asyncio.shield(self._after_cancel(claim))
             raise
         except Exception:
             # A running shard whose lock is free is claimable again: nothing is stuck.
@@ -610,6 +617,9 @@ class Worker:
 
     async def _after_cancel(self, claim: Claim) -> None:
         """Leave the shard as the reason for cancelling it requires."""
+        if claim.wound_down:
+            return
+        claim.wound_down = True
         log.info("stopped %s (%s)", claim.key, claim.reason)
         metrics.CANCELLED.labels(reason=claim.reason or "unknown").inc()
         if claim.reason == "handback" and claim.shard is not None and claim.stat is not None:
