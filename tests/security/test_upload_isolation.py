@@ -55,7 +55,9 @@ def test_a_parser_killed_mid_file_is_a_422_and_the_next_upload_works(tmp_path: P
             checker.describe(big, "csv", max_rows=10_000_000, max_columns=10)
         )
         # What the kernel's OOM killer would do to the child while it parses.
-        await asyncio.sleep(0.5)  # the child starts on first use, then reads for seconds
+        # The child starts with the first check; it needs well over a second to start and read
+        # a million rows, so a kill this early always lands before its answer.
+        await asyncio.sleep(0.05)
         (pid,) = checker._executor()._processes
         os.kill(pid, signal.SIGKILL)
         with pytest.raises(InvalidRequest, match="died while reading it"):
