@@ -43,11 +43,11 @@ from typing import Any
 if __package__ in (None, ""):  # run as a file: python bench/chaos.py
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import httpx
 from kazoo.client import KazooClient
 from kazoo.exceptions import KazooException
 
 from bench.harness import AUTH, auth_env
+from tests.support.http import RetryingClient
 from tests.support.stack import Process, Stack, wait_for
 from tests.support.zkserver import ZooKeeperCluster
 from zootrain.ml.algorithms import ALGORITHMS, check_task
@@ -147,46 +147,11 @@ def _random_spec(rng: random.Random, index: int) -> dict[str, Any]:
 # -- HTTP through restarts ------------------------------------------------------------------------
 
 
-class Client:
-    """Retries connection errors and 5xx against whatever ``url`` currently is."""
-
-    def __init__(self, url: str) -> None:
-        self._url = url
-        self._lock = threading.Lock()
-        self.retries = 0
-
-    @property
-    def url(self) -> str:
-        with self._lock:
-            return self._url
-
-    @url.setter
-    def url(self, value: str) -> None:
-        with self._lock:
-            self._url = value
-
-    def request(self, method: str, path: str, deadline: float = 120.0, **kw: Any) -> httpx.Response:
-        limit = time.monotonic() + deadline
-        while True:
-            try:
-                kw["headers"] = {**AUTH, **kw.get("headers", {})}
-                response = httpx.request(method, self.url + path, timeout=15.0, **kw)
-                if response.status_code < 500:
-                    return response
-                error = f"{response.status_code} {response.text[:300]}"
-            except httpx.HTTPError as exc:
-                error = repr(exc)
-            if time.monotonic() > limit:
-                raise TimeoutError(f"{method} {path} kept failing: {error}")
-            self.retries += 1
-            time.sleep(0.1)
-
-
 class Submitter(threading.Thread):
     """Submits the planned jobs on schedule (each under its Idempotency-Key, retried with the
     same key until answered) and cancels the ones planned to be cancelled."""
 
-    def __init__(self, client: Client, jobs: list[PlannedJob], start: float) -> None:
+    def __init__(self, client: RetryingClient, jobs: list[PlannedJob], start: float) -> None:
         super().__init__(daemon=True, name="submitter")
         self.client = client
         self.jobs = jobs
@@ -470,7 +435,14 @@ def run(
         starter = Starter(stack, [stack.start_worker("worker") for _ in range(3)])
         starter.start()
         reader = Reader(cluster.hosts, root)
-        client = Client(stack.api_url)
+        # Retried until answered: every 5xx, for up to two minutes per request.
+        client = RetryingClient(
+            stack.api_url,
+            timeout=15.0,
+            headers=AUTH,
+            deadline=120.0,
+            retry_statuses=range(500, 600),
+        )
         submitter = Submitter(client, plan, time.monotonic())
         submitter.start()
         t0 = submitter.start_time

@@ -10,10 +10,10 @@ import threading
 import time
 from typing import Any
 
-import httpx
 from kazoo.client import KazooClient
 
-from tests.support.auth import AUTH
+from tests.support.http import RetryingClient as RetryingClient
+from tests.support.specs import iris_spec as iris_spec
 from tests.support.stack import Process, wait_for
 from zootrain.paths import Paths
 
@@ -115,18 +115,6 @@ def wait_terminal(kazoo: KazooClient, root: str, job_ids: list[str], timeout: fl
         raise TimeoutError(f"{exc}; {len(left)} unfinished, e.g. {states}") from None
 
 
-def iris_spec(model_name: str, **overrides: Any) -> dict[str, Any]:
-    spec: dict[str, Any] = {
-        "model_name": model_name,
-        "algorithm": "random_forest_classifier",
-        "params": {"n_estimators": 3, "max_depth": 4},
-        "dataset": {"kind": "builtin", "name": "iris"},
-        "shards": 2,
-    }
-    spec.update(overrides)
-    return spec
-
-
 def slow_spec(model_name: str, n_samples: int = 40_000, **overrides: Any) -> dict[str, Any]:
     """One shard that trains for several seconds on this machine (about 5 s for 40 000 rows)."""
     return iris_spec(
@@ -136,59 +124,6 @@ def slow_spec(model_name: str, n_samples: int = 40_000, **overrides: Any) -> dic
         shards=1,
         **overrides,
     )
-
-
-class RetryingClient:
-    """A client that keeps answering through job-service restarts.
-
-    Connection errors and 5xx are retried (with the same Idempotency-Key for submits) against
-    whatever ``url`` currently is: the test swaps it when it starts a replacement service.
-    """
-
-    def __init__(self, url: str, timeout: float = 10.0) -> None:
-        self._url = url
-        self._lock = threading.Lock()
-        self.timeout = timeout
-        self.retries = 0
-
-    @property
-    def url(self) -> str:
-        with self._lock:
-            return self._url
-
-    @url.setter
-    def url(self, value: str) -> None:
-        with self._lock:
-            self._url = value
-
-    def request(
-        self,
-        method: str,
-        path: str,
-        *,
-        deadline: float = 60.0,
-        retry_statuses: tuple[int, ...] = (500, 502, 503, 504),
-        **kwargs: Any,
-    ) -> httpx.Response:
-        limit = time.monotonic() + deadline
-        kwargs["headers"] = {**AUTH, **kwargs.get("headers", {})}
-        while True:
-            try:
-                response = httpx.request(method, self.url + path, timeout=self.timeout, **kwargs)
-                if response.status_code not in retry_statuses:
-                    return response
-                error = f"{response.status_code} {response.text[:200]}"
-            except httpx.HTTPError as exc:
-                error = repr(exc)
-            if time.monotonic() > limit:
-                raise TimeoutError(f"{method} {path} kept failing: {error}")
-            self.retries += 1
-            time.sleep(0.1)
-
-    def submit(self, spec: dict[str, Any], key: str, **kwargs: Any) -> httpx.Response:
-        return self.request(
-            "POST", "/v1/jobs", json=spec, headers={"Idempotency-Key": key}, **kwargs
-        )
 
 
 class Submitter(threading.Thread):

@@ -18,6 +18,7 @@ from kazoo.client import KazooClient
 import zootrain.paths
 from app.main import create_app
 from tests.support.auth import AUTH, TOKENS
+from tests.support.specs import iris_spec as iris_spec
 from tests.support.stack import Process, Stack, wait_for
 from tests.support.zkserver import ZooKeeperCluster
 from zootrain.paths import Paths
@@ -113,18 +114,6 @@ def shared_http(shared_stack: Stack) -> Iterator[httpx.Client]:
 
 
 # -- helpers -------------------------------------------------------------------------------------
-
-
-def iris_spec(model_name: str = "iris-forest", **overrides: Any) -> dict[str, Any]:
-    spec: dict[str, Any] = {
-        "model_name": model_name,
-        "algorithm": "random_forest_classifier",
-        "params": {"n_estimators": 3, "max_depth": 4},
-        "dataset": {"kind": "builtin", "name": "iris"},
-        "shards": 2,
-    }
-    spec.update(overrides)
-    return spec
 
 
 def submit(client: Any, spec: dict[str, Any], **headers: str) -> dict[str, Any]:

@@ -23,6 +23,7 @@ from typing import Any
 import pytest
 
 from tests.support.auth import READ_TOKEN, SUBMIT_TOKEN
+from tests.support.specs import iris_spec
 from tests.support.stack import ROOT, Stack, environment
 from zootrain.client import (
     AsyncClient,
@@ -40,20 +41,8 @@ pytestmark = pytest.mark.integration
 IRIS_ROWS = "sepal length,sepal width,petal length,petal width\n5.1,3.5,1.4,0.2\n6.7,3.0,5.2,2.3\n"
 
 
-def iris(model_name: str, **overrides: Any) -> dict[str, Any]:
-    spec: dict[str, Any] = {
-        "model_name": model_name,
-        "algorithm": "random_forest_classifier",
-        "params": {"n_estimators": 3, "max_depth": 4},
-        "dataset": {"kind": "builtin", "name": "iris"},
-        "shards": 2,
-    }
-    spec.update(overrides)
-    return spec
-
-
 # Passes validation but sklearn's fit() refuses it (one monotonic constraint for 30 features).
-POISON = iris(
+POISON = iris_spec(
     "poison",
     dataset={"kind": "builtin", "name": "breast_cancer"},
     params={"n_estimators": 3, "monotonic_cst": [1]},
@@ -318,8 +307,8 @@ PATIENT = RetryPolicy(retries=8, max_backoff=2.0)
 def check_client_submit_events_predict_download(api_url: str, tmp_path: Path) -> None:
     with Client(api_url, token=SUBMIT_TOKEN, retry=PATIENT) as client:
         assert client.health().status == "ok" and client.ready().status == "ready"
-        job = client.submit(iris("iris-py"), idempotency_key="iris-py-1")
-        again = client.submit(iris("iris-py"), idempotency_key="iris-py-1")
+        job = client.submit(iris_spec("iris-py"), idempotency_key="iris-py-1")
+        again = client.submit(iris_spec("iris-py"), idempotency_key="iris-py-1")
         assert again.id == job.id  # the same key: the same job
 
         events = list(client.events(job.id))
@@ -352,7 +341,7 @@ def check_client_submit_events_predict_download(api_url: str, tmp_path: Path) ->
 
 
 def check_client_events_resume_without_repeats(api_url: str) -> None:
-    spec = iris("digits-py", dataset={"kind": "builtin", "name": "digits"}, shards=3)
+    spec = iris_spec("digits-py", dataset={"kind": "builtin", "name": "digits"}, shards=3)
     spec["params"] = {"n_estimators": 10}
     with Client(api_url, token=SUBMIT_TOKEN, retry=PATIENT) as client:
         job = client.submit(spec)
@@ -370,7 +359,7 @@ def check_client_reconnects_a_dropped_stream(api_url: str) -> None:
         DroppingProxy(api_url) as proxy,
         Client(proxy.url, token=SUBMIT_TOKEN, retry=PATIENT) as client,
     ):
-        job = client.submit(iris("iris-drop", shards=3))
+        job = client.submit(iris_spec("iris-drop", shards=3))
         events = list(client.events(job.id))
     assert proxy.dropped, "the proxy never cut a stream"
     resumed = [h for h in proxy.heads if b"/events" in h and b"last-event-id" in h.lower()]
@@ -390,7 +379,7 @@ def check_client_tokens(api_url: str) -> None:
     with Client(api_url, token=READ_TOKEN) as client:
         assert client.list_jobs(limit=1).items
         with pytest.raises(ZootrainError) as caught:
-            client.submit(iris("read-only"))
+            client.submit(iris_spec("read-only"))
         assert caught.value.status == 403 and "submit" in caught.value.detail
         assert READ_TOKEN not in str(caught.value) + repr(caught.value) + repr(client)
 
@@ -400,7 +389,7 @@ def test_async_client(stack: Stack, tmp_path: Path) -> None:
 
     async def main() -> None:
         async with AsyncClient(api_url, token=SUBMIT_TOKEN, retry=PATIENT) as client:
-            job = await client.submit(iris("iris-async"))
+            job = await client.submit(iris_spec("iris-async"))
             seen = []
             async for event in client.events(job.id):
                 seen.append(event.event_id)
@@ -427,7 +416,7 @@ def test_async_client(stack: Stack, tmp_path: Path) -> None:
 def test_events_of_a_job_with_pending_shards(stack: Stack) -> None:
     api_url = start(stack, workers=0)  # nobody claims: the shards stay as submit made them
     with Client(api_url, token=SUBMIT_TOKEN, retry=RetryPolicy(retries=1, backoff=0.1)) as client:
-        job = client.submit(iris("pending", shards=3))
+        job = client.submit(iris_spec("pending", shards=3))
         events = []
         with contextlib.suppress(TimeoutError):
             for event in client.events(job.id, timeout=5):
