@@ -61,8 +61,9 @@ class Registry:
         record.version = number
         return record, stat
 
-    async def latest_live(self, name: str) -> VersionRecord:
-        for number in reversed(await self.versions(name)):
+    async def latest_live(self, name: str, numbers: list[int] | None = None) -> VersionRecord:
+        """The newest version not deleted (``numbers``: the listing, if the caller has it)."""
+        for number in reversed(await self.versions(name) if numbers is None else numbers):
             try:
                 record, _ = await self._read(name, number)
             except NotFound:

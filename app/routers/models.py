@@ -37,7 +37,7 @@ async def list_models(svc: Annotated[Services, Depends(services)]) -> list[Model
         if not versions:
             continue
         try:
-            latest: int | None = (await svc.registry.latest_live(name)).version
+            latest: int | None = (await svc.registry.latest_live(name, versions)).version
         except NotFound:
             latest = None  # every version deleted
         summaries.append(ModelSummary(name=name, latest_version=latest, versions=len(versions)))
