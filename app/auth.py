@@ -38,18 +38,24 @@ class Gate:
 
     enabled: bool
     tokens: TokenTable
-    submits: SubmitLimiter
+    submits: RateLimiter
+    uploads: RateLimiter = field(
+        default_factory=lambda: RateLimiter(0, 1, "upload", "datasets", "ZOOTRAIN_UPLOAD")
+    )
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Gate:
         """Raises TokenConfigError (naming the bad entry) or RuntimeError on unusable settings."""
-        limiter = SubmitLimiter(settings.submit_rate, settings.submit_burst)
+        limiter = RateLimiter(settings.submit_rate, settings.submit_burst)
+        uploads = RateLimiter(
+            settings.upload_rate, settings.upload_burst, "upload", "datasets", "ZOOTRAIN_UPLOAD"
+        )
         if settings.auth == "off":
             log.warning(
                 "AUTHENTICATION IS OFF (ZOOTRAIN_AUTH=off): anyone who can reach this port can "
                 "submit, cancel and delete. Use this for local development only."
             )
-            return cls(False, TokenTable({}), limiter)
+            return cls(False, TokenTable({}), limiter, uploads)
         tokens = TokenTable.load(settings.tokens, settings.tokens_file)
         if not tokens:
             raise RuntimeError(
@@ -58,7 +64,7 @@ class Gate:
                 "ZOOTRAIN_AUTH=off for local development"
             )
         log.info("authentication on: %d token(s) configured", len(tokens))
-        return cls(True, tokens, limiter)
+        return cls(True, tokens, limiter, uploads)
 
     def authenticate(self, credentials: HTTPAuthorizationCredentials | None) -> Principal:
         if not self.enabled:
@@ -76,15 +82,19 @@ class Gate:
 
 
 @dataclass
-class SubmitLimiter:
-    """A token bucket per principal: ``burst`` submits at once, refilled at ``rate`` a second.
+class RateLimiter:
+    """A token bucket per principal: ``burst`` requests at once, refilled at ``rate`` a second.
 
-    Kept in this process: with N job-service processes a token may submit N times the rate.
-    The queue's own ceiling (ZOOTRAIN_MAX_QUEUE) is the global bound.
+    Kept in this process: with N job-service processes a token may go N times the rate. The
+    queue's own ceiling (ZOOTRAIN_MAX_QUEUE) is the global bound on submits, the upload quota
+    (ZOOTRAIN_UPLOAD_QUOTA_BYTES) on stored uploads.
     """
 
     rate: float
     burst: int
+    what: str = "submit"  # what the token may do, as the 429 says it
+    unit: str = "jobs"
+    setting: str = "ZOOTRAIN_SUBMIT"  # the settings' prefix: <setting>_RATE, <setting>_BURST
     _buckets: dict[str, tuple[float, float]] = field(default_factory=dict)  # tokens, at
 
     def take(self, who: str) -> None:
@@ -96,8 +106,9 @@ class SubmitLimiter:
         if tokens < 1.0:
             wait = math.ceil((1.0 - tokens) / self.rate)
             raise RateLimited(
-                f"token {who!r} may submit {self.rate:g} jobs a second (bursts of {self.burst}; "
-                "ZOOTRAIN_SUBMIT_RATE, ZOOTRAIN_SUBMIT_BURST); retry after the Retry-After delay",
+                f"token {who!r} may {self.what} {self.rate:g} {self.unit} a second (bursts of "
+                f"{self.burst}; {self.setting}_RATE, {self.setting}_BURST); retry after the "
+                "Retry-After delay",
                 max(1, wait),
             )
         self._buckets[who] = (tokens - 1.0, now)

@@ -30,11 +30,12 @@ class Services:
     prepared: bool = False  # the base znodes exist: submits can be recorded
     models: ModelCache = field(init=False)
     events: EventHub = field(init=False)
-    tables: TableChecker = field(init=False, default_factory=TableChecker)
+    tables: TableChecker = field(init=False)
 
     def __post_init__(self) -> None:
         self.models = ModelCache(self.store)
         self.events = EventHub(self.zk, self.paths)
+        self.tables = TableChecker(self.settings.upload_check_memory_bytes)
 
     @classmethod
     def build(cls, settings: Settings) -> Services:

@@ -53,6 +53,29 @@ class Settings(BaseSettings):
         10.0, ge=0, description="submits per second allowed per token (0: unlimited)"
     )
     submit_burst: int = Field(50, ge=1, description="submits a token may make at once")
+    upload_rate: float = Field(
+        1.0, ge=0, description="dataset uploads per second allowed per token (0: unlimited)"
+    )
+    upload_burst: int = Field(20, ge=1, description="uploads a token may make at once")
+    upload_quota_bytes: int = Field(
+        2_000_000_000,
+        ge=1,
+        description="bytes of uploaded datasets a token may keep stored; 413 past it",
+    )
+    upload_check_memory_bytes: int = Field(
+        2_000_000_000,
+        ge=100_000_000,
+        description="memory (RSS) the child process that reads and checks an upload may use; "
+        "it is stopped past it and the upload is refused with a 422",
+    )
+    max_event_streams: int = Field(
+        16, ge=1, description="event streams one token may hold open in one job-service process"
+    )
+    model_cache_bytes: int = Field(
+        1_000_000_000,
+        ge=1,
+        description="loaded models the job service keeps for predictions, by their file size",
+    )
 
     max_queue: int = Field(10_000, ge=1, description="unfinished jobs accepted before 429")
     max_shards: int = Field(256, ge=1, le=4096)

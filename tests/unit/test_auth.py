@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from app.auth import Gate, SubmitLimiter
+from app.auth import Gate, RateLimiter
 from zootrain.auth import (
     Principal,
     Scope,
@@ -104,7 +104,7 @@ def test_settings_repr_hides_tokens() -> None:
 def test_the_limiter_allows_a_burst_then_the_rate(monkeypatch: pytest.MonkeyPatch) -> None:
     now = [1000.0]
     monkeypatch.setattr("app.auth.time.monotonic", lambda: now[0])
-    limiter = SubmitLimiter(rate=2.0, burst=3)
+    limiter = RateLimiter(rate=2.0, burst=3)
     for _ in range(3):
         limiter.take("ci")
     with pytest.raises(RateLimited) as raised:
@@ -124,6 +124,6 @@ def test_the_limiter_allows_a_burst_then_the_rate(monkeypatch: pytest.MonkeyPatc
 
 
 def test_a_zero_rate_means_unlimited() -> None:
-    limiter = SubmitLimiter(rate=0, burst=1)
+    limiter = RateLimiter(rate=0, burst=1)
     for _ in range(1000):
         limiter.take("ci")
