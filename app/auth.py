@@ -141,5 +141,6 @@ def require(scope: Scope) -> Callable[..., Awaitable[Principal]]:
 
 
 READ = Depends(require(Scope.READ))
+Reader = Annotated[Principal, READ]  # the same dependency as READ: it runs once a request
 Submitter = Annotated[Principal, Depends(require(Scope.SUBMIT))]
 Admin = Annotated[Principal, Depends(require(Scope.ADMIN))]

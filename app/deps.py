@@ -8,6 +8,7 @@ from fastapi import Request
 
 from app.auth import Gate
 from app.events import EventHub
+from app.limits import StreamSlots
 from app.models_cache import ModelCache
 from app.tables import TableChecker
 from zootrain.artifacts import ArtifactStore
@@ -31,11 +32,13 @@ class Services:
     models: ModelCache = field(init=False)
     events: EventHub = field(init=False)
     tables: TableChecker = field(init=False)
+    streams: StreamSlots = field(init=False)
 
     def __post_init__(self) -> None:
-        self.models = ModelCache(self.store)
+        self.models = ModelCache(self.store, self.settings.model_cache_bytes)
         self.events = EventHub(self.zk, self.paths)
         self.tables = TableChecker(self.settings.upload_check_memory_bytes)
+        self.streams = StreamSlots(self.settings.max_event_streams)
 
     @classmethod
     def build(cls, settings: Settings) -> Services:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from pathlib import Path
@@ -11,8 +12,8 @@ import httpx
 import pytest
 
 from tests.integration.conftest import assert_problem, iris_spec
-from tests.support.auth import SUBMIT_TOKEN, bearer
-from tests.support.stack import Stack
+from tests.support.auth import READ_TOKEN, SUBMIT_TOKEN, bearer
+from tests.support.stack import Stack, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -71,3 +72,36 @@ def test_an_exploding_grid_is_refused_at_once_while_healthz_keeps_answering(stac
     assert health and set(health) == {200}, health
     # Nothing was expanded: the service's peak memory is what it was at start-up (~250 MB).
     assert peak_rss_mb(api.popen.pid) < 800, peak_rss_mb(api.popen.pid)
+
+
+def test_event_streams_are_capped_per_token(stack: Stack) -> None:
+    stack.settings["ZOOTRAIN_MAX_EVENT_STREAMS"] = "2"
+    stack.start_api()
+    with (
+        contextlib.ExitStack() as streams,
+        httpx.Client(base_url=stack.api_url or "", timeout=60) as client,
+    ):
+        submitted = client.post("/v1/jobs", json=iris_spec(), headers=bearer(SUBMIT_TOKEN))
+        assert submitted.status_code == 202, submitted.text
+        events = f"/v1/jobs/{submitted.json()['id']}/events"  # no worker: the job stays queued
+
+        def open_stream(token: str) -> httpx.Response:
+            return streams.enter_context(client.stream("GET", events, headers=bearer(token)))
+
+        first, second = open_stream(SUBMIT_TOKEN), open_stream(SUBMIT_TOKEN)
+        assert first.status_code == second.status_code == 200
+        refused = open_stream(SUBMIT_TOKEN)
+        refused.read()
+        assert_problem(refused, 429, "test-submit", "ZOOTRAIN_MAX_EVENT_STREAMS")
+        assert int(refused.headers["Retry-After"]) >= 1
+        # Another token has its own streams.
+        assert open_stream(READ_TOKEN).status_code == 200
+        # A stream the client closes frees its slot (once the service sees the disconnect).
+        first.close()
+
+        wait_for(lambda: _accepts_a_stream(client, events), 30, "a freed stream slot")
+
+
+def _accepts_a_stream(client: httpx.Client, path: str) -> bool:
+    with client.stream("GET", path, headers=bearer(SUBMIT_TOKEN)) as response:
+        return response.status_code == 200
