@@ -13,6 +13,7 @@ import math
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Annotated
 
 from fastapi import Depends, Request
@@ -20,8 +21,9 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from app import metrics
 from zootrain.auth import ANONYMOUS, Principal, Scope, TokenTable
-from zootrain.errors import Forbidden, RateLimited, Unauthorized
+from zootrain.errors import Forbidden, RateLimited, Unauthorized, Unavailable
 from zootrain.settings import Settings
+from zootrain.tokenstore import StoredTokens
 
 log = logging.getLogger("zootrain.api")
 
@@ -34,7 +36,9 @@ bearer = HTTPBearer(
 
 @dataclass
 class Gate:
-    """The job service's authentication state, built once at start-up."""
+    """The job service's authentication state: the configured tokens (ZOOTRAIN_TOKENS,
+    ZOOTRAIN_TOKENS_FILE, read once at start-up) merged with the live list in ZooKeeper
+    (zootrain.tokenstore), which a watch keeps current."""
 
     enabled: bool
     tokens: TokenTable
@@ -42,6 +46,18 @@ class Gate:
     uploads: RateLimiter = field(
         default_factory=lambda: RateLimiter(0, 1, "upload", "datasets", "ZOOTRAIN_UPLOAD")
     )
+    configured: TokenTable = field(default_factory=lambda: TokenTable({}))
+    # Until the live list is read, a token it revokes could still pass: /v1 answers 503.
+    live: bool = False
+
+    def __post_init__(self) -> None:
+        if not self.configured.by_digest:
+            self.configured = self.tokens
+
+    def apply(self, stored: StoredTokens) -> None:
+        """A new live list (TokenWatch): the table every request is checked against now."""
+        self.tokens = self.configured.merged(stored.table(), stored.revoked)
+        self.live = True
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Gate:
@@ -74,10 +90,22 @@ class Gate:
             raise Unauthorized(
                 "this operation needs an API token: send `Authorization: Bearer <token>`"
             )
+        if not self.live:
+            raise Unavailable(
+                "the job service has not read a usable token list from ZooKeeper yet (its log "
+                "says why if this lasts)"
+            )
         principal = self.tokens.authenticate(credentials.credentials)
         if principal is None:
             metrics.AUTH_FAILURES.labels(reason="invalid").inc()
             raise Unauthorized("the bearer token is not valid (unknown or revoked)")
+        if principal.expired(datetime.now(UTC)):
+            metrics.AUTH_FAILURES.labels(reason="expired").inc()
+            assert principal.expires is not None
+            raise Unauthorized(
+                f"the bearer token {principal.name!r} expired at "
+                f"{principal.expires.isoformat(timespec='minutes')}"
+            )
         return principal
 
 

@@ -24,11 +24,14 @@ log = logging.getLogger("zootrain.api")
 
 
 async def _prepare(svc: Services) -> None:
-    """Create the base znodes once the first session is up (and again if that fails)."""
+    """Create the base znodes and read the live token list once the first session is up (and
+    again if that fails)."""
     while True:
         await svc.zk.wait_connected()
         try:
             await svc.queue.ensure_layout()
+            if svc.token_watch is not None:
+                await svc.token_watch.start()
             svc.prepared = True
             return
         except TRANSIENT_ERRORS:
