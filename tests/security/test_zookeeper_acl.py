@@ -191,7 +191,8 @@ def test_zk_secure_closes_what_was_made_before_the_credentials(
     before = len(api.output())  # the same log file: what the new process writes comes after
     restarted = stack.start_api()
     with httpx.Client(headers=AUTH, base_url=stack.api_url or "", timeout=30) as client:
-        assert client.get(f"/v1/jobs/{submitted.json()['id']}").json()["state"] == "queued"
+        again_read = client.get(f"/v1/jobs/{submitted.json()['id']}")
+        assert again_read.status_code == 200, again_read.text
     assert "ZOOKEEPER ACLS ARE OFF" not in restarted.output()[before:]
 
 
