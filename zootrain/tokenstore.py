@@ -125,6 +125,7 @@ class TokenWatch:
     # One read at a time: a read that started later always ends later, so an older state can
     # never be applied over a newer one.
     _reading: asyncio.Lock = field(default_factory=asyncio.Lock)
+    _rereads: set[asyncio.Task[None]] = field(default_factory=set)  # held: the loop keeps weak refs
 
     async def start(self) -> None:
         """The first read (callers wait for it before they trust the table), then the watch.
@@ -135,10 +136,15 @@ class TokenWatch:
 
     def _on_state(self, state: KazooState) -> None:
         if state == KazooState.CONNECTED:
-            asyncio.get_running_loop().create_task(self._reread())
+            self._spawn_reread()
 
     def _changed(self, event: WatchedEvent) -> None:
-        asyncio.get_running_loop().create_task(self._reread())
+        self._spawn_reread()
+
+    def _spawn_reread(self) -> None:
+        task = asyncio.get_running_loop().create_task(self._reread())
+        self._rereads.add(task)
+        task.add_done_callback(self._rereads.discard)
 
     async def _reread(self) -> None:
         try:
