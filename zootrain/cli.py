@@ -1035,6 +1035,8 @@ def zookeeper(*, credentials_required: bool) -> Iterator[tuple[KazooClient, Path
     try:
         yield client, Paths(settings.zk_root)
     except NoAuthError:
+        if credentials is None:
+            fail("this installation's znodes need its credentials: set ZOOTRAIN_ZK_AUTH")
         fail("ZooKeeper refused the credentials in ZOOTRAIN_ZK_AUTH for this installation")
     except TokenConfigError as exc:
         fail(f"{exc}; fix or delete the node (zkCli.sh with the credentials)")
