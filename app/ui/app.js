@@ -213,14 +213,18 @@ async function route() {
   }
 }
 
+let jobLoads = 0;  // only the newest load (a filter changed, a refresh) fills the table
+
 async function loadJobs(reset) {
   const tbody = $("#jobs-table tbody");
-  if (reset) { tbody.replaceChildren(); nextCursor = null; }
+  const current = ++jobLoads;
   const params = new URLSearchParams({ limit: "25" });
   const state = $("#state-filter").value;
   if (state) params.set("state", state);
-  if (nextCursor) params.set("cursor", nextCursor);
+  if (!reset && nextCursor) params.set("cursor", nextCursor);
   const page = await api(`/v1/jobs?${params}`);
+  if (current !== jobLoads) return;  // an older answer, arriving after a newer request
+  if (reset) tbody.replaceChildren();
   for (const job of page.items) {
     const tr = document.createElement("tr");
     tr.dataset.job = job.id;
