@@ -132,7 +132,6 @@ def test_make_up_closes_zookeeper_by_default(tmp_path: Path) -> None:
             submitted = api.post("/v1/jobs", json=iris_spec(model_name="up-forest", shards=2))
             assert submitted.status_code == 202, submitted.text
             job_id = submitted.json()["id"]
-            assert wait_job(api, job_id)["state"] == "succeeded"
         bare = KazooClient(hosts=hosts)
         bare.start(30)
         try:
