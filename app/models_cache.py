@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import tempfile
 from collections import OrderedDict
+from pathlib import Path
 from typing import Any
 
 from starlette.concurrency import run_in_threadpool
@@ -31,8 +33,12 @@ class ModelCache:
         return model
 
     def _load(self, uri: str, sha256: str) -> Any:
-        data = self.store.get(uri, sha256)
-        try:
-            return modelfile.loads(data)
-        except modelfile.UntrustedModelError as exc:
-            raise ArtifactError(str(exc)) from None
+        # Streamed from the store into a private temporary file while its sha256 is checked,
+        # then loaded from there: the file's bytes are never held in memory next to the model.
+        with tempfile.NamedTemporaryFile(prefix="zootrain-model-") as handle:
+            self.store.download(uri, sha256, handle)
+            handle.flush()
+            try:
+                return modelfile.load(Path(handle.name))
+            except modelfile.UntrustedModelError as exc:
+                raise ArtifactError(str(exc)) from None
