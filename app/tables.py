@@ -16,9 +16,11 @@ import multiprocessing
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
+from typing import Any
 
 from zootrain.errors import InvalidRequest
-from zootrain.ml.tabular import Format, Table, describe
+from zootrain.ml.columnar import Manifest
+from zootrain.ml.tabular import Format, Table, describe, ingest
 
 log = logging.getLogger("zootrain.api")
 
@@ -38,8 +40,34 @@ class TableChecker:
     async def describe(self, path: Path, fmt: Format, *, max_rows: int, max_columns: int) -> Table:
         """zootrain.ml.tabular.describe in the child; TableError comes back as itself."""
         check = functools.partial(describe, path, fmt, max_rows=max_rows, max_columns=max_columns)
+        return await self._run(check)
+
+    async def ingest(
+        self,
+        path: Path,
+        fmt: Format,
+        directory: Path,
+        *,
+        sha256: str,
+        max_rows: int,
+        max_columns: int,
+    ) -> tuple[Table, Manifest, list[Path]]:
+        """zootrain.ml.tabular.ingest in the child: describe the file and write its stored
+        form (two Parquet files) into ``directory``."""
+        work = functools.partial(
+            ingest,
+            path,
+            fmt,
+            directory,
+            sha256=sha256,
+            max_rows=max_rows,
+            max_columns=max_columns,
+        )
+        return await self._run(work)
+
+    async def _run(self, work: functools.partial[Any]) -> Any:
         try:
-            return await asyncio.get_running_loop().run_in_executor(self._executor(), check)
+            return await asyncio.get_running_loop().run_in_executor(self._executor(), work)
         except BrokenProcessPool:
             log.warning("the table-checking process died reading an upload (out of memory?)")
             self._discard()

@@ -225,6 +225,19 @@ class ArtifactStore:
         except (NotFoundError, FileNotFoundError):
             return None
 
+    # -- raw access (tests, repairs): no digest involved ------------------------------------------
+
+    def get_unchecked(self, key: str) -> bytes:
+        """The stored bytes as they are, unchecked: for tools that inspect or repair a store."""
+        try:
+            return bytes(obstore.get(self._store, _check(key)).bytes())
+        except (NotFoundError, FileNotFoundError):
+            raise _missing(key) from None
+
+    def put_raw(self, key: str, data: bytes) -> None:
+        """Write ``data`` under ``key`` whatever its digest: for tools that repair a store."""
+        obstore.put(self._store, _check(key), data)
+
     # -- listing and deleting (garbage collection, deletes) ---------------------------------------
 
     def list(self, kind: str | None = None) -> Iterator[StoredObject]:

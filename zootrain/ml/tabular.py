@@ -34,6 +34,7 @@ import pyarrow.parquet as pq
 from pydantic import BaseModel, ConfigDict, Field
 
 from zootrain.ml.algorithms import get_algorithm
+from zootrain.ml.columnar import Manifest
 from zootrain.ml.datasets import MAX_COLUMN_NAME_CHARS, Task
 
 # The models a job record holds live in zootrain.ml.sources (no pandas or pyarrow there).
@@ -160,6 +161,11 @@ def sniff(head: bytes, filename: str | None, content_type: str | None) -> Format
 
 def describe(source: Source, fmt: Format, *, max_rows: int, max_columns: int) -> Table:
     """Read a whole table and describe its columns; TableError if it cannot be a dataset."""
+    return _describe(_checked_frame(source, fmt, max_rows=max_rows, max_columns=max_columns))
+
+
+def _checked_frame(source: Source, fmt: Format, *, max_rows: int, max_columns: int) -> pd.DataFrame:
+    """The whole table, once the ceilings and the column names are checked."""
     names, known_rows = _header(source, fmt)
     if known_rows is not None and known_rows > max_rows:
         raise TableError(
@@ -193,7 +199,27 @@ def describe(source: Source, fmt: Format, *, max_rows: int, max_columns: int) ->
         raise TableError("the file has a header but no rows")
     if len(frame.columns) == 0:
         raise TableError("the file has no columns")
-    return Table(rows=rows, columns=[_describe_column(str(n), frame[n]) for n in frame.columns])
+    return frame
+
+
+def _describe(frame: pd.DataFrame) -> Table:
+    columns = [_describe_column(str(n), frame[n]) for n in frame.columns]
+    return Table(rows=len(frame), columns=columns)
+
+
+def ingest(
+    source: Path, fmt: Format, directory: Path, *, sha256: str, max_rows: int, max_columns: int
+) -> tuple[Table, Manifest, list[Path]]:
+    """describe() the uploaded file, then write it in the stored form (zootrain.ml.columnar)
+    into ``directory``: (its description, the manifest, the files to store)."""
+    from zootrain.ml.columnar import shuffle_seed, to_arrow, write_files
+
+    frame = _checked_frame(source, fmt, max_rows=max_rows, max_columns=max_columns)
+    table = _describe(frame)
+    arrow = to_arrow(frame)
+    del frame
+    manifest, files = write_files(arrow, directory, shuffle_seed(sha256))
+    return table, manifest, files
 
 
 def read_frame(
