@@ -112,6 +112,16 @@ def _shard_rows(spec: JobSpec, index: int, rows: RowSource, plan: RowPlan) -> Sp
     return Split(X_train, y_train, X_test, y_test, plan.classes)
 
 
+def held_out(payload: dict[str, Any]) -> Split:
+    """The held-out rows of a job (``spec``, ``artifacts``, ``dataset_source``), as the merge
+    scores the merged model on them; the training rows are left empty."""
+    spec = JobSpec.model_validate(payload["spec"])
+    rows, task = _source(spec, payload, ArtifactStore(payload["artifacts"]))
+    plan = _plan(spec, rows, task)
+    X_test, y_test = rows.shuffled(plan.to_shuffled(plan.test))
+    return Split(np.empty((0, X_test.shape[1])), y_test[:0], X_test, y_test, plan.classes)
+
+
 def train_shard(payload: dict[str, Any]) -> dict[str, Any]:
     """One task of a job: a data shard's model, the all-rows baseline, or a search candidate."""
     spec = JobSpec.model_validate(payload["spec"])
@@ -208,8 +218,7 @@ def merge_job(payload: dict[str, Any]) -> dict[str, Any]:
     else:
         # Only the held-out rows: the merged model is scored on them.
         X_test, y_test = rows.shuffled(plan.to_shuffled(plan.test))
-        empty = np.empty((0, X_test.shape[1]))
-        split = Split(empty, y_test[:0], X_test, y_test, plan.classes)
+        split = Split(np.empty((0, X_test.shape[1])), y_test[:0], X_test, y_test, plan.classes)
         shards = [t for t in tasks if t["role"] == "shard"]
         models = [modelfile.loads(store.get(s["artifact"], s["sha256"])) for s in shards]
         model = merge_models(spec.algorithm, models, [s["rows"] for s in shards])
