@@ -95,20 +95,23 @@ def _plan(spec: JobSpec, rows: RowSource, task: Task) -> RowPlan:
 
 
 def _all_rows(rows: RowSource, plan: RowPlan) -> Split:
-    X_train, y_train = rows.shuffled(plan.to_shuffled(plan.train()))
-    X_test, y_test = rows.shuffled(plan.to_shuffled(plan.test))
+    (X_train, y_train), (X_test, y_test) = rows.shuffled_many(
+        [plan.to_shuffled(plan.train()), plan.to_shuffled(plan.test)]
+    )
     return Split(X_train, y_train, X_test, y_test, plan.classes)
 
 
 def _shard_rows(spec: JobSpec, index: int, rows: RowSource, plan: RowPlan) -> Split:
     """One shard's training rows and the held-out rows it scores itself on: nothing else."""
+    held = plan.to_shuffled(eval_positions(plan, spec.shards, index))
     if spec.partition == "range":
         test_original = rows.original_index(plan.to_shuffled(plan.test))
         X_train, y_train = rows.original(range_rows(plan, test_original, spec.shards, index))
+        X_test, y_test = rows.shuffled(held)
     else:
-        positions = shard_positions(plan, spec.shards, index, spec.partition)
-        X_train, y_train = rows.shuffled(plan.to_shuffled(positions))
-    X_test, y_test = rows.shuffled(plan.to_shuffled(eval_positions(plan, spec.shards, index)))
+        positions = plan.to_shuffled(shard_positions(plan, spec.shards, index, spec.partition))
+        # One pass: the row groups at the edge of both are read once.
+        (X_train, y_train), (X_test, y_test) = rows.shuffled_many([positions, held])
     return Split(X_train, y_train, X_test, y_test, plan.classes)
 
 

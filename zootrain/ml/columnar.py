@@ -43,7 +43,7 @@ ROW_GROUP_BYTES = 4 * 1024 * 1024
 MIN_GROUP_ROWS = 1024
 MAX_GROUP_ROWS = 65_536
 ROW_COLUMN = "__row__"
-FETCH_BATCH_BYTES = 32 * 1024 * 1024
+FETCH_BATCH_BYTES = 8 * 1024 * 1024
 """Column chunks fetched in one request batch (obstore coalesces and parallelises a batch)."""
 
 

@@ -38,6 +38,11 @@ class RowSource(ABC):
     def shuffled(self, positions: np.ndarray) -> Rows:
         """(X, y) of the rows at sorted ``positions`` of the shuffled order, in that order."""
 
+    def shuffled_many(self, parts: list[np.ndarray]) -> list[Rows]:
+        """shuffled() of several disjoint sorted position arrays (a shard's training rows and
+        its held-out slice): a source that reads storage reads a row group they share once."""
+        return [self.shuffled(p) for p in parts]
+
     @abstractmethod
     def original_index(self, positions: np.ndarray) -> np.ndarray:
         """The original row numbers of sorted shuffled ``positions``."""
@@ -134,22 +139,41 @@ class ColumnarSource(RowSource):
             done += len(found)
         return out
 
+    def shuffled_many(self, parts: list[np.ndarray]) -> list[Rows]:
+        return self._rows_many("shuffled", parts)
+
     def _rows(self, which: str, positions: np.ndarray) -> Rows:
+        return self._rows_many(which, [positions])[0]
+
+    def _rows_many(self, which: str, parts: list[np.ndarray]) -> list[Rows]:
+        """One pass over the row groups holding any of ``parts``; each row is encoded once,
+        one row group at a time, into its part's preallocated matrix."""
         from zootrain.ml.tabular import TableError, encode_features, encode_target
 
         plan = self.plan
-        X = np.empty((len(positions), plan.n_features), dtype=np.float64)
-        ys: list[np.ndarray] = []
+        union = np.concatenate(parts) if parts else np.empty(0, dtype=np.int64)
+        owner = np.concatenate([np.full(len(p), k, dtype=np.int32) for k, p in enumerate(parts)])
+        local = np.concatenate([np.arange(len(p), dtype=np.int64) for p in parts])
+        order = np.argsort(union, kind="stable")
+        union, owner, local = union[order], owner[order], local[order]
+        if len(union) > 1 and (np.diff(union) == 0).any():
+            raise ValueError("row positions must be disjoint")
+        Xs = [np.empty((len(p), plan.n_features), dtype=np.float64) for p in parts]
+        ys: list[list[np.ndarray]] = [[] for _ in parts]
         done = 0
-        for found, table in self._reader(which).batches(plan.columns(), positions):
+        for found, table in self._reader(which).batches(plan.columns(), union):
             frame = table.to_pandas()
-            X[done : done + len(found)] = encode_features(frame, plan)
-            ys.append(encode_target(frame[plan.target], plan))
+            X, y = encode_features(frame, plan), encode_target(frame[plan.target], plan)
+            owners = owner[done : done + len(found)]
+            places = local[done : done + len(found)]
+            for k in range(len(parts)):
+                mine = owners == k
+                Xs[k][places[mine]] = X[mine]
+                ys[k].append(y[mine])
             done += len(found)
-        if done != len(positions):
-            raise TableError(f"read {done} of {len(positions)} rows")
-        y = np.concatenate(ys) if ys else np.empty(0)
-        return X, y
+        if done != len(union):
+            raise TableError(f"read {done} of {len(union)} rows")
+        return [(X, np.concatenate(y) if y else np.empty(0)) for X, y in zip(Xs, ys, strict=True)]
 
 
 def _plain(value: object) -> object:
