@@ -1,20 +1,20 @@
 """What one shard's training child reads and holds: peak RSS and bytes read from the artifact
-store, for a 2,000,000 × 50 job at 1, 4 and 8 shards, before (every shard loads the whole
+store, for a 2,000,000 x 50 job at 1, 4 and 8 shards, before (every shard loads the whole
 dataset, cuts the held-out split and slices its rows: the data path up to issue 11) and now
 (a shard generates or reads only its own rows), as ratios to the shard's share of the data.
 
 ``python -m bench.data_path [--rows N] [--features F] [--runs 3] [--shards 1,4,8]``
 
-Each measurement is a fresh child process (python -c) running shard 0 of an `sgd_classifier` job (5 epochs)
-(a model whose own memory is negligible, so the data path is what is measured), after a warm-up
-shard on iris has loaded everything a shard loads lazily; its peak RSS from then on (VmHWM,
-reset through /proc/self/clear_refs) minus its RSS then (the fixed overhead: interpreter,
-NumPy, pandas, pyarrow, scikit-learn) is compared with the shard's share of the dataset in float64 (rows × features × 8
-× (1 - test_size) / shards). Bytes read are what the child fetched from the artifact store
-(zootrain.artifacts counts them; a directory store here, so the figure is the bytes, not the
-network). The uploaded dataset is stored once through the same code as an upload
-(zootrain.ml.tabular.ingest), and the "before" run reads it as the job service stored uploads
-before: one file, whole. Median of ``--runs``.
+Each measurement is a fresh child process (python -c) running shard 0 of an `sgd_classifier`
+job (5 epochs: a model whose own memory is negligible, so the data path is what is measured),
+after a warm-up shard on iris has loaded everything a shard loads lazily. Its peak RSS from then
+on (VmHWM, reset through /proc/self/clear_refs) minus its RSS then (the fixed overhead:
+interpreter, NumPy, pandas, pyarrow, scikit-learn) is compared with the shard's share of the
+dataset in float64 (rows x features x 8 x (1 - test_size) / shards). Bytes read are what the
+child fetched from the artifact store (zootrain.artifacts counts them; a directory store here,
+so the figure is the bytes, not the network). The uploaded dataset is stored once through the
+same code as an upload (zootrain.ml.tabular.ingest), and the "before" run reads it as the job
+service stored uploads before: one file, whole. Median of ``--runs``.
 
 It also times the alternative for ``random``/``stratified`` shards that docs/design.md weighs:
 a shuffle task (one worker reads the dataset once and writes one file per shard) against the
@@ -120,7 +120,7 @@ def _spec(dataset: dict[str, Any], shards: int, partition: str) -> dict[str, Any
 
 
 def _upload(directory: Path, rows: int, features: int, store_url: str) -> dict[str, Any]:
-    """Store a rows × features classification table the way an upload is stored; returns the
+    """Store a rows x features classification table the way an upload is stored; returns the
     columnar and the as-uploaded (legacy) sources."""
     import hashlib
 
