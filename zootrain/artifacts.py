@@ -296,7 +296,11 @@ def _verify(what: str, actual: str, expected: str) -> None:
 
 def _s3_store(url: str) -> Any:
     # Credentials, region and endpoint come from the environment (AWS_*), or from the instance
-    # profile / container role when no keys are set, as every AWS client does.
+    # profile / container role when no keys are set, as every AWS client does. A variable set
+    # to the empty string (what compose passes for an unset ${VAR:-}) counts as unset: obstore
+    # would take an empty endpoint or key literally.
+    for name in [k for k, v in os.environ.items() if k.startswith("AWS_") and not v]:
+        del os.environ[name]
     parsed = urlparse(url)
     endpoint = os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL") or ""
     options: ClientConfig = {"timeout": timedelta(seconds=60)}
