@@ -129,18 +129,22 @@ def to_arrow(frame: pd.DataFrame) -> pa.Table:
     return pa.Table.from_arrays(arrays, names=[str(c) for c in frame.columns])
 
 
-def write_files(table: pa.Table, directory: Path, seed: int) -> tuple[Manifest, list[Path]]:
-    """Write the two Parquet files into ``directory``; the manifest names them by sha256."""
+def write_files(
+    table: pa.Table, directory: Path, seed: int, dictionary: Sequence[str] = ()
+) -> tuple[Manifest, list[Path]]:
+    """Write the two Parquet files into ``directory``; the manifest names them by sha256.
+    ``dictionary``: the columns with few distinct values, dictionary-encoded (a column of
+    mostly distinct numbers only grows with a dictionary)."""
     import pyarrow as pa
 
     rows = table.num_rows
     per_group = group_rows(table.num_columns)
     original = directory / "original.parquet"
-    _write(table, original, per_group)
+    _write(table, original, per_group, dictionary)
     order = permutation(rows, seed)
     shuffled_table = table.take(pa.array(order)).append_column(ROW_COLUMN, pa.array(order))
     shuffled = directory / "shuffled.parquet"
-    _write(shuffled_table, shuffled, per_group)
+    _write(shuffled_table, shuffled, per_group, dictionary)
     del shuffled_table
     manifest = Manifest(
         rows=rows, seed=seed, original=describe(original), shuffled=describe(shuffled)
@@ -148,13 +152,14 @@ def write_files(table: pa.Table, directory: Path, seed: int) -> tuple[Manifest, 
     return manifest, [original, shuffled]
 
 
-def _write(table: pa.Table, path: Path, per_group: int) -> None:
+def _write(table: pa.Table, path: Path, per_group: int, dictionary: Sequence[str]) -> None:
     import pyarrow.parquet as pq
 
     pq.write_table(
         table,
         path,
         row_group_size=per_group,
+        use_dictionary=list(dictionary),
         compression="zstd",
         write_statistics=False,  # the footer stays small: readers find rows by position
         store_schema=True,

@@ -218,7 +218,8 @@ def ingest(
     table = _describe(frame)
     arrow = to_arrow(frame)
     del frame
-    manifest, files = write_files(arrow, directory, shuffle_seed(sha256))
+    few = [c.name for c in table.columns if c.distinct <= max(16, table.rows // 8)]
+    manifest, files = write_files(arrow, directory, shuffle_seed(sha256), dictionary=few)
     return table, manifest, files
 
 
