@@ -416,6 +416,11 @@ class DatasetCatalog:
             raise InvalidRequest(
                 f"dataset.id: no dataset {dataset.id!r}; upload one with POST /v1/datasets"
             ) from None
+        # The same rounding as the job's split: the held-out set is ceil'd.
+        test_rows = math.ceil(spec.test_size * record.rows)
+        train_rows = record.rows - test_rows
+        whole = spec.partition == "replicate" or spec.baseline or spec.kind == "search"
+        share = train_rows if whole else math.ceil(train_rows / max(1, spec.shards))
         try:
             plan, task = make_plan(
                 record.columns,
@@ -423,6 +428,7 @@ class DatasetCatalog:
                 algorithm=spec.algorithm,
                 target=dataset.target,
                 features=dataset.features,
+                task_rows=max(share, test_rows),
             )
         except PlanError as exc:
             raise InvalidRequest(str(exc)) from None
@@ -430,9 +436,6 @@ class DatasetCatalog:
             check_partition(spec.algorithm, spec.partition, task)
         except ValueError as exc:
             raise InvalidRequest(f"partition: {exc}") from None
-        # The same rounding as split_dataset (train_test_split): the test set is ceil'd.
-        test_rows = math.ceil(spec.test_size * record.rows)
-        train_rows = record.rows - test_rows
         if test_rows < 2:
             raise InvalidRequest(
                 f"test_size: {spec.test_size} of the {record.rows} rows of dataset {record.id} "

@@ -130,15 +130,20 @@ def to_arrow(frame: pd.DataFrame) -> pa.Table:
 
 
 def write_files(
-    table: pa.Table, directory: Path, seed: int, dictionary: Sequence[str] = ()
+    table: pa.Table,
+    directory: Path,
+    seed: int,
+    dictionary: Sequence[str] = (),
+    rows_per_group: int | None = None,
 ) -> tuple[Manifest, list[Path]]:
     """Write the two Parquet files into ``directory``; the manifest names them by sha256.
     ``dictionary``: the columns with few distinct values, dictionary-encoded (a column of
-    mostly distinct numbers only grows with a dictionary)."""
+    mostly distinct numbers only grows with a dictionary). ``rows_per_group``: default
+    ``group_rows`` of the table's width."""
     import pyarrow as pa
 
     rows = table.num_rows
-    per_group = group_rows(table.num_columns)
+    per_group = rows_per_group or group_rows(table.num_columns)
     original = directory / "original.parquet"
     _write(table, original, per_group, dictionary)
     order = permutation(rows, seed)

@@ -78,7 +78,12 @@ class SyntheticSource(RowSource):
         self.n_rows = generator.n_rows
 
     def labels(self) -> tuple[np.ndarray, np.ndarray]:
-        classes, codes = np.unique(self.generator.labels(), return_inverse=True)
+        labels = self.generator.labels()
+        classes = np.unique(labels).astype(np.int64)  # the label type the rows carry
+        # Synthetic labels are 0 … k-1 already: their codes are themselves.
+        if np.array_equal(classes, np.arange(len(classes))):
+            return classes, labels.astype(np.int16)
+        codes = np.searchsorted(classes, labels).astype(np.int16)
         return classes, codes
 
     def shuffled(self, positions: np.ndarray) -> Rows:

@@ -98,7 +98,10 @@ def plan_rows(
     if codes is not None:
         if len(codes) != n_rows:
             raise ValueError(f"{len(codes)} labels for {n_rows} rows")
-        job_codes = np.roll(codes, -offset)
+        # Label codes are small integers: int16 holds MAX_CLASSES of them in a quarter of the
+        # memory of the int64 np.unique returns (this array spans every row of the dataset).
+        small = np.int16 if classes is None or len(classes) < 2**15 else np.int32
+        job_codes = np.roll(np.asarray(codes, dtype=small), -offset)
         counts = np.bincount(job_codes, minlength=len(classes) if classes is not None else 0)
         present = counts[counts > 0]
         if present.min() >= 2 and min(n_test, n_train) >= len(present):

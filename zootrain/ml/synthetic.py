@@ -132,7 +132,10 @@ class Generator:
 
     def labels(self) -> np.ndarray:
         """Every row's label (classification and blobs), made without the features."""
-        return np.concatenate([self.block_labels(b) for b in range(self.n_blocks)])
+        out = np.empty(self.n_rows, dtype=np.int16)
+        for b in range(self.n_blocks):
+            out[b * BLOCK_ROWS : b * BLOCK_ROWS + self.block_rows(b)] = self.block_labels(b)
+        return out
 
     def rows(self, positions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(X, y) of the rows at sorted ``positions``, making only the blocks that hold them."""

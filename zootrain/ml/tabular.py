@@ -52,7 +52,9 @@ MAX_LEVEL_CHARS = 100
 MAX_CLASSES = 1000
 """Distinct labels of a classification target."""
 MAX_ENCODED_VALUES = 100_000_000
-"""rows x encoded features: every worker materialises the whole encoded dataset (800 MB)."""
+"""rows x encoded features that one task of a job holds (800 MB): a shard holds its own rows
+and its slice of the held-out rows, the merge the held-out rows, the baseline and search
+candidates every training row."""
 SNIFF_BYTES = 8192
 
 PARQUET_SUFFIXES = frozenset({".parquet", ".pq"})
@@ -412,8 +414,11 @@ def make_plan(
     algorithm: str,
     target: str,
     features: Sequence[str] | None,
+    task_rows: int | None = None,
 ) -> tuple[EncodingPlan, Task]:
-    """Check a job's target and features against a table; PlanError names what is wrong."""
+    """Check a job's target and features against a table; PlanError names what is wrong.
+
+    ``task_rows``: the most rows one task of the job reads (default: all of them)."""
     by_name = {c.name: c for c in columns}
     if target not in by_name:
         raise PlanError(
@@ -451,11 +456,13 @@ def make_plan(
         target_encoding="labels" if task == "classification" else "numeric",
         features=encodings,
     )
-    if rows * plan.n_features > MAX_ENCODED_VALUES:
+    held = rows if task_rows is None else task_rows
+    if held * plan.n_features > MAX_ENCODED_VALUES:
         raise PlanError(
             "dataset",
-            f"{rows} rows x {plan.n_features} encoded features = {rows * plan.n_features:,} "
-            f"values, over the limit of {MAX_ENCODED_VALUES:,}; use fewer feature columns",
+            f"{held} rows (the most one task of this job reads) x {plan.n_features} encoded "
+            f"features = {held * plan.n_features:,} values, over the limit of "
+            f"{MAX_ENCODED_VALUES:,}; use fewer feature columns or more shards",
         )
     return plan, task
 
