@@ -22,6 +22,7 @@ import pyarrow as pa
 import pytest
 
 from tests.support.stack import ROOT
+from workers.processes import CHILD_ENVIRONMENT
 from zootrain.artifacts import ArtifactStore
 from zootrain.datasets import StoredForm
 from zootrain.ml.columnar import write_files
@@ -41,6 +42,9 @@ resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
 try:
     result = getattr(training, function)(payload)
 except MemoryError:
+    import traceback
+    status = [l for l in open("/proc/self/status") if l.startswith(("VmPeak", "VmSize", "VmHWM"))]
+    print(traceback.format_exc() + "".join(status), file=sys.stderr)
     print(json.dumps({"memory_error": True}))
 else:
     print(json.dumps({"result": result}))
@@ -50,13 +54,16 @@ else:
 def _child(function: str, payload: dict[str, Any]) -> dict[str, Any]:
     done = subprocess.run(
         [sys.executable, "-c", _CHILD, json.dumps([LIMIT, function, payload])],
-        env={"PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"},
+        # What workers/processes.py gives its forkserver, as a worker's children get it.
+        env={"PYTHONPATH": str(ROOT), **CHILD_ENVIRONMENT},
         capture_output=True,
         text=True,
         timeout=900,
     )
     assert done.returncode == 0, done.stderr[-3000:]
     outcome: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
+    if "memory_error" in outcome:
+        print(done.stderr[-4000:])  # where it ran out, for the failure report
     return outcome
 
 
