@@ -9,8 +9,9 @@ Each measurement is a fresh child process (python -c) running shard 0 of an `sgd
 job (5 epochs: a model whose own memory is negligible, so the data path is what is measured),
 after a warm-up shard on iris has loaded everything a shard loads lazily. Its peak RSS from then
 on (VmHWM, reset through /proc/self/clear_refs) minus its RSS then (the fixed overhead:
-interpreter, NumPy, pandas, pyarrow, scikit-learn) is compared with the shard's share of the
-dataset in float64 (rows x features x 8 x (1 - test_size) / shards). Bytes read are what the
+interpreter, NumPy, pandas, pyarrow, scikit-learn) is compared with the shard's share: its own
+rows (its training rows and the slice of the held-out rows it scores itself on, about
+rows / shards) x features x 8 bytes, as float64. Bytes read are what the
 child fetched from the artifact store (zootrain.artifacts counts them; a directory store here,
 so the figure is the bytes, not the network). The uploaded dataset is stored once through the
 same code as an upload (zootrain.ml.tabular.ingest), and the "before" run reads it as the job
@@ -88,7 +89,9 @@ print(json.dumps({"base": base, "peak": peak, "read": read, "rows": rows,
 
 
 def _run_child(args: dict[str, Any]) -> dict[str, Any]:
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    from workers.processes import CHILD_ENVIRONMENT  # what a worker's training children get
+
+    env = {**os.environ, **CHILD_ENVIRONMENT, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
     done = subprocess.run(
         [sys.executable, "-c", _CHILD, json.dumps(args)],
         env=env,
@@ -228,7 +231,8 @@ def main(argv: list[str] | None = None) -> None:
         print(
             f"dataset: {args.rows:,} rows x {args.features} features = "
             f"{dataset_bytes / gib:.2f} GiB as float64; test_size {TEST_SIZE}; median of "
-            f"{args.runs}; RSS is the child's peak minus its RSS after imports"
+            f"{args.runs}; RSS is the child's peak minus its RSS after imports; share is the "
+            "shard's rows (training + its held-out slice) as float64"
         )
         if uploaded is not None:
             print(
@@ -254,7 +258,7 @@ def main(argv: list[str] | None = None) -> None:
             else:
                 dataset = {"kind": "uploaded", "id": "0" * 20, "target": "label"}
             for shards in shard_counts:
-                share = dataset_bytes * (1 - TEST_SIZE) / shards
+                share = dataset_bytes / shards
                 figures: dict[str, dict[str, float]] = {}
                 for mode in ("before", "after"):
                     payload = {
