@@ -26,7 +26,7 @@ import os
 import re
 from collections.abc import AsyncIterator, Iterator, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 from urllib.parse import urlparse
@@ -41,6 +41,11 @@ if TYPE_CHECKING:
     from obstore.store import ClientConfig, RetryConfig
 
 _KEY = re.compile(r"^(models|datasets)/[0-9a-f]{64}\.[a-z]{1,10}$")
+# obstore's directory store writes "<key>#<n>" and renames it into place; it hides such files
+# from its own listings, and they are listed here so that garbage collection can remove the
+# ones a killed writer left behind. (S3 has no such files: an unfinished multipart upload is
+# not an object; a bucket lifecycle rule, AbortIncompleteMultipartUpload, clears its parts.)
+_STAGING = re.compile(r"^(models|datasets)/[0-9a-f]{64}\.[a-z]{1,10}#\d+$")
 KINDS = ("models", "datasets")
 CHUNK = 8 * 1024 * 1024
 """Multipart part size for uploads and the read size of streamed downloads."""
@@ -58,9 +63,15 @@ _RETRY: RetryConfig = {
 class StoredObject:
     """One object of the store, as a listing shows it."""
 
-    key: str
-    size: int
-    modified: datetime
+    key: str  # "models/<sha256>.skops", "datasets/<sha256>.json", or a staging file "…#<n>"
+    size: int  # bytes
+    modified: float  # epoch seconds of its latest write (a put of the same bytes rewrites it)
+
+    @property
+    def temporary(self) -> bool:
+        """A directory store's staging file: a write in progress, or one a killed process
+        left behind."""
+        return bool(_STAGING.match(self.key))
 
 
 def normalize_url(location: str | Path) -> str:
@@ -289,10 +300,32 @@ class ArtifactStore:
             for meta in batch:
                 key = str(meta["path"])
                 if _KEY.match(key):
-                    yield StoredObject(key, int(meta["size"]), meta["last_modified"])
+                    modified = meta["last_modified"].timestamp()
+                    yield StoredObject(key, int(meta["size"]), modified)
+
+    def list_objects(self) -> Iterator[StoredObject]:
+        """Every artifact and staging file in the store, for garbage collection. Blocking
+        (a listing can take many requests): call it from a thread."""
+        for kind in KINDS:
+            yield from self.list(kind)
+        if self.local_root is not None:
+            for kind in KINDS:
+                with (
+                    contextlib.suppress(FileNotFoundError),
+                    os.scandir(self.local_root / kind) as entries,
+                ):
+                    for entry in entries:
+                        key = f"{kind}/{entry.name}"
+                        if _STAGING.match(key):
+                            with contextlib.suppress(FileNotFoundError):
+                                stat = entry.stat()
+                                yield StoredObject(key, stat.st_size, stat.st_mtime)
 
     def delete(self, key: str) -> None:
-        """Delete an object; one that is already gone is not an error."""
+        """Delete an object (or a staging file); one that is already gone is not an error."""
+        if self.local_root is not None and _STAGING.match(key):
+            (self.local_root / key).unlink(missing_ok=True)
+            return
         with contextlib.suppress(NotFoundError, FileNotFoundError):
             obstore.delete(self._store, _check(key))
 

@@ -3,6 +3,7 @@ processes, transient errors retried, every read checked."""
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import io
 import shutil
@@ -205,3 +206,67 @@ def test_transient_errors_are_retried_and_reads_are_checked(
         store.get(small, "0" * 64)
     with pytest.raises(ArtifactError, match="missing"):
         store.get(f"models/{'1' * 64}.skops", "1" * 64)
+
+
+@pytest.fixture(params=["file", "s3"])
+def any_store(
+    request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> ArtifactStore:
+    if request.param == "s3":
+        server: S3Server = request.getfixturevalue("s3server")
+        for key, value in server.environment().items():
+            monkeypatch.setenv(key, value)
+        return ArtifactStore(f"s3://{server.create_bucket()}/some/prefix")
+    return ArtifactStore(tmp_path / "store")
+
+
+def test_both_backends_keep_the_same_promises(any_store: ArtifactStore, tmp_path: Path) -> None:
+    store = any_store
+    data = np.random.default_rng(1).bytes(3 * 1024 * 1024 + 17)
+    key, digest = store.put(data)
+    assert key == f"models/{digest}.skops" and store.put(data) == (key, digest)  # idempotent
+    assert store.get(key, digest) == data and store.size(key) == len(data)
+    piece = data[1000:5000]
+    assert store.get_range(key, 1000, 4000, hashlib.sha256(piece).hexdigest()) == piece
+    ranges = [
+        (0, 10, hashlib.sha256(data[:10]).hexdigest()),
+        (2_000_000, 5, hashlib.sha256(data[2_000_000:2_000_005]).hexdigest()),
+    ]
+    assert store.get_ranges(key, ranges) == [data[:10], data[2_000_000:2_000_005]]
+    out = io.BytesIO()
+    assert store.download(key, digest, out) == len(data) and out.getvalue() == data
+    source = tmp_path / "dataset.parquet"
+    source.write_bytes(data[:100])
+    dataset, dataset_sha, size = store.put_file(source, kind="datasets", suffix="parquet")
+    assert size == 100 and dataset == f"datasets/{dataset_sha}.parquet"
+    listed = {o.key: o for o in store.list_objects()}
+    assert set(listed) == {key, dataset} and listed[key].size == len(data)
+    assert [o.key for o in store.list("datasets")] == [dataset]
+    assert all(o.modified > 0 and not o.temporary for o in listed.values())
+    # A wrong digest is refused, whole or by range, and a streamed read withholds its end.
+    with pytest.raises(ArtifactError, match="sha256"):
+        store.get(key, "f" * 64)
+    with pytest.raises(ArtifactError, match="sha256"):
+        store.get_range(key, 0, 10, "f" * 64)
+
+    async def drain(expected: str) -> list[bytes]:
+        return [chunk async for chunk in store.stream(key, expected)]
+
+    assert b"".join(asyncio.run(drain(digest))) == data
+    received: list[bytes] = []
+
+    async def partial() -> None:
+        async for chunk in store.stream(key, "f" * 64):
+            received.append(chunk)
+
+    with pytest.raises(ArtifactError, match="sha256"):
+        asyncio.run(partial())
+    assert sum(map(len, received)) < len(data)  # the last chunk was never handed out
+    # Deleting is idempotent; what is gone reads as missing.
+    store.delete(key)
+    store.delete(key)
+    assert store.size(key) is None
+    with pytest.raises(ArtifactError, match="missing"):
+        store.get(key, digest)
+    with pytest.raises(ArtifactError, match="invalid"):
+        store.get("../etc/passwd", digest)
