@@ -22,6 +22,8 @@ against the manifest, whose own sha256 is in the dataset's ZooKeeper record.
 from __future__ import annotations
 
 import bisect
+import contextlib
+import ctypes
 import hashlib
 import io
 import json
@@ -43,7 +45,7 @@ ROW_GROUP_BYTES = 4 * 1024 * 1024
 MIN_GROUP_ROWS = 1024
 MAX_GROUP_ROWS = 65_536
 ROW_COLUMN = "__row__"
-FETCH_BATCH_BYTES = 8 * 1024 * 1024
+FETCH_BATCH_BYTES = 4 * 1024 * 1024
 """Column chunks fetched in one request batch (obstore coalesces and parallelises a batch)."""
 
 
@@ -230,6 +232,16 @@ def describe(path: Path) -> ParquetRef:
 # -- reading (training children) ----------------------------------------------------------------
 
 
+def _trim() -> None:
+    """Hand freed heap memory back to the system (glibc keeps it for reuse otherwise: a shard's
+    peak would then include every batch's transient copies, not one batch's)."""
+    with contextlib.suppress(OSError, AttributeError):
+        _LIBC.malloc_trim(0)
+
+
+_LIBC = ctypes.CDLL(None)
+
+
 class _Sparse(io.RawIOBase):
     """A file of ``size`` bytes of which only some ranges were fetched (and checked); the rest
     reads as zeros. pyarrow's Parquet reader reads only the footer and the column chunks it is
@@ -368,3 +380,4 @@ class ParquetReader:
                 yield positions, table.take(pa.array(positions - group.first))
         finally:
             self._file.drop()
+            _trim()
