@@ -342,12 +342,6 @@ def file_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def check_key(key: str) -> str:
-    """Keys come from the store itself, never from users; the pattern keeps a forged record
-    from pointing anywhere else."""
-    return _check(key)
-
-
 def _key(kind: str, digest: str, suffix: str) -> str:
     return _check(f"{kind}/{digest}.{suffix}")
 
@@ -393,6 +387,3 @@ def _s3_store(url: str) -> Any:
         **config,
     )
 
-
-def store_from_env(location: str | Path) -> ArtifactStore:
-    return ArtifactStore(location)
