@@ -386,4 +386,3 @@ def _s3_store(url: str) -> Any:
         retry_config=_RETRY,
         **config,
     )
-
