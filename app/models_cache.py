@@ -17,8 +17,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import tempfile
 from collections import OrderedDict
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from starlette.concurrency import run_in_threadpool
@@ -104,8 +106,12 @@ class ModelCache:
         return size > self.capacity and self.reserved == 0 and not self._models
 
     def _read(self, uri: str, sha256: str) -> Any:
-        data = self.store.get(uri, sha256)
-        try:
-            return modelfile.loads(data)
-        except modelfile.UntrustedModelError as exc:
-            raise ArtifactError(str(exc)) from None
+        # Streamed from the store into a private temporary file while its sha256 is checked,
+        # then loaded from there: the file's bytes are never held in memory next to the model.
+        with tempfile.NamedTemporaryFile(prefix="zootrain-model-") as handle:
+            self.store.download(uri, sha256, handle)
+            handle.flush()
+            try:
+                return modelfile.load(Path(handle.name))
+            except modelfile.UntrustedModelError as exc:
+                raise ArtifactError(str(exc)) from None

@@ -27,9 +27,11 @@ import signal
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
+from typing import Any
 
 from zootrain.errors import InvalidRequest
-from zootrain.ml.tabular import Format, Table, describe
+from zootrain.ml.columnar import Manifest
+from zootrain.ml.tabular import Format, Table, describe, ingest
 
 log = logging.getLogger("zootrain.api")
 
@@ -63,12 +65,38 @@ class TableChecker:
     async def describe(self, path: Path, fmt: Format, *, max_rows: int, max_columns: int) -> Table:
         """zootrain.ml.tabular.describe in the child; TableError comes back as itself."""
         check = functools.partial(describe, path, fmt, max_rows=max_rows, max_columns=max_columns)
+        return await self._run(check)
+
+    async def ingest(
+        self,
+        path: Path,
+        fmt: Format,
+        directory: Path,
+        *,
+        sha256: str,
+        max_rows: int,
+        max_columns: int,
+    ) -> tuple[Table, Manifest, list[Path]]:
+        """zootrain.ml.tabular.ingest in the child: describe the file and write its stored
+        form (two Parquet files) into ``directory``."""
+        work = functools.partial(
+            ingest,
+            path,
+            fmt,
+            directory,
+            sha256=sha256,
+            max_rows=max_rows,
+            max_columns=max_columns,
+        )
+        return await self._run(work)
+
+    async def _run(self, work: functools.partial[Any]) -> Any:
         # One check at a time, so that the memory sampled is this check's own.
         async with self._one_at_a_time:
             watchdog: asyncio.Task[bool] | None = None
             try:
                 pool, pid = await self._child()
-                running = asyncio.get_running_loop().run_in_executor(pool, check)
+                running = asyncio.get_running_loop().run_in_executor(pool, work)
                 watchdog = asyncio.create_task(self._watch(pid, running))
                 try:
                     return await running
@@ -94,7 +122,7 @@ class TableChecker:
                     "more memory than this server has); upload a smaller file or fewer columns"
                 ) from None
 
-    async def _watch(self, pid: int, running: asyncio.Future[Table]) -> bool:
+    async def _watch(self, pid: int, running: asyncio.Future[Any]) -> bool:
         """Stop the child if its resident size passes the limit; whether it did."""
         if self.memory_limit is None:
             return False

@@ -9,7 +9,12 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/common.sh
 
-mkdir -p "$VAR/run" "$VAR/log" "$VAR/zookeeper/data" "$ZOOTRAIN_ARTIFACTS"
+mkdir -p "$VAR/run" "$VAR/log" "$VAR/zookeeper/data"
+case "$ZOOTRAIN_ARTIFACTS" in
+  s3://*) ;;  # a bucket: the operator's, nothing to create here
+  file://*) mkdir -p "${ZOOTRAIN_ARTIFACTS#file://}" ;;
+  *) mkdir -p "$ZOOTRAIN_ARTIFACTS" ;;
+esac
 
 if ! zk_ok; then
   if running zookeeper; then stop_pid zookeeper; fi

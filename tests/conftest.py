@@ -8,6 +8,7 @@ import pytest
 from kazoo.client import KazooClient
 
 from tests.support.auth import TOKENS
+from tests.support.s3server import S3Server
 from tests.support.stack import Stack
 from tests.support.zkserver import ZooKeeperCluster
 
@@ -20,17 +21,49 @@ def zookeeper(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ZooKeeperClu
     cluster.stop()
 
 
+@pytest.fixture(scope="session")
+def s3server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
+    """moto's standalone S3 emulator for the whole run, started on first use; each stack gets
+    its own bucket."""
+    server = S3Server(tmp_path_factory.mktemp("moto")).start()
+    yield server
+    server.stop()
+
+
+def artifact_settings(
+    backend: str, directory: Path, request: pytest.FixtureRequest
+) -> dict[str, str]:
+    """ZOOTRAIN_ARTIFACTS (and, for S3, the standard AWS_* variables) of one backend."""
+    if backend == "s3":
+        server: S3Server = request.getfixturevalue("s3server")
+        bucket = server.create_bucket()
+        return {"ZOOTRAIN_ARTIFACTS": f"s3://{bucket}/zootrain", **server.environment()}
+    return {"ZOOTRAIN_ARTIFACTS": str(directory / "artifacts")}
+
+
+@pytest.fixture
+def backend(request: pytest.FixtureRequest) -> str:
+    """The artifact store of ``stack``: "file" unless a test parametrizes it (indirect)."""
+    return str(getattr(request, "param", "file"))
+
+
 @pytest.fixture
 def zk_root() -> str:
     return f"/test-{uuid.uuid4().hex[:12]}"
 
 
 @pytest.fixture
-def settings_env(zookeeper: ZooKeeperCluster, zk_root: str, tmp_path: Path) -> dict[str, str]:
+def settings_env(
+    zookeeper: ZooKeeperCluster,
+    zk_root: str,
+    tmp_path: Path,
+    backend: str,
+    request: pytest.FixtureRequest,
+) -> dict[str, str]:
     return {
         "ZOOTRAIN_ZK_HOSTS": zookeeper.hosts,
         "ZOOTRAIN_ZK_ROOT": zk_root,
-        "ZOOTRAIN_ARTIFACTS": str(tmp_path / "artifacts"),
+        **artifact_settings(backend, tmp_path, request),
         "ZOOTRAIN_ZK_SESSION_TIMEOUT": "4",
         "ZOOTRAIN_RETRY_BACKOFF": "0.2",
         "ZOOTRAIN_TOKENS": TOKENS,

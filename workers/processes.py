@@ -13,11 +13,21 @@ import contextlib
 import ctypes
 import importlib
 import multiprocessing
+import os
 import signal
 import traceback
 from collections.abc import Callable
 from multiprocessing.connection import Connection
 from typing import Any
+
+# Set for the forkserver (which every training child is forked from) before it starts. A
+# training child may run under an address-space cap (RLIMIT_AS), which counts reserved address
+# space, not memory used: glibc reserves 64 MiB of it for each thread's malloc arena, and
+# Arrow's default allocator reserves large regions up front. With these, a child's address
+# space follows what it uses (a shard reading its rows of a large dataset, not the dataset).
+CHILD_ENVIRONMENT = {"MALLOC_ARENA_MAX": "2", "ARROW_DEFAULT_MEMORY_POOL": "system"}
+for _name, _value in CHILD_ENVIRONMENT.items():
+    os.environ.setdefault(_name, _value)
 
 _CONTEXT = multiprocessing.get_context("forkserver")
 _CONTEXT.set_forkserver_preload(["workers.training"])

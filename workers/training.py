@@ -2,51 +2,127 @@
 
 Payloads and results are plain dicts (they cross a pipe). Everything a retried shard needs is in
 the payload, and the rows it trains on follow from the job's seed, so a retry trains the same rows.
+A shard reads (or generates) only its own training rows and its slice of the held-out rows
+(zootrain.ml.selection); the merge reads the held-out rows only.
 """
 
 from __future__ import annotations
 
 import time
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from typing import Any
+
+import numpy as np
 
 from zootrain.artifacts import ArtifactStore
 from zootrain.ml import modelfile
 from zootrain.ml.algorithms import ALGORITHMS, build_estimator
+from zootrain.ml.columnar import Manifest
 from zootrain.ml.datasets import (
-    Split,
+    BuiltinDataset,
+    SyntheticDataset,
     Task,
     UploadedDataset,
     dataset_task,
     load_dataset,
-    split_dataset,
 )
 from zootrain.ml.merge import merge_models
 from zootrain.ml.metrics import evaluate
-from zootrain.ml.partition import shard_rows
+from zootrain.ml.rows import ArraySource, ColumnarSource, RowSource, SyntheticSource
 from zootrain.ml.search import baseline_params, best_candidate, cross_validate
+from zootrain.ml.selection import (
+    RowPlan,
+    eval_positions,
+    plan_rows,
+    range_rows,
+    shard_positions,
+)
+from zootrain.ml.synthetic import Generator
 from zootrain.ml.tabular import DatasetSource, load_uploaded
 from zootrain.ml.training import fit_shard, shard_seed
 from zootrain.records import JobSpec
 
 
-def _split(spec: JobSpec, payload: dict[str, Any], store: ArtifactStore) -> tuple[Split, Task]:
-    """The job's dataset, cut into training and held-out rows, and its task.
+@dataclass(frozen=True, eq=False)
+class Split:
+    """The rows a task has read: training rows (all, or one shard's) and held-out rows."""
 
-    An uploaded dataset comes from the source resolved at submit (in the job record): its file
-    is read only once its bytes match the recorded sha256, and only the planned columns.
+    X_train: np.ndarray
+    y_train: np.ndarray
+    X_test: np.ndarray
+    y_test: np.ndarray
+    # Sorted labels of the whole dataset (None for regression). Shards and the test set
+    # may each miss some labels; models and metrics are aligned to this instead.
+    classes: np.ndarray | None
+
+
+def _source(spec: JobSpec, payload: dict[str, Any], store: ArtifactStore) -> tuple[RowSource, Task]:
+    """The job's dataset as rows to read by position, and its task.
+
+    An uploaded dataset comes from the source resolved at submit (in the job record): its
+    manifest is read only once its bytes match the recorded sha256, then only the row groups
+    and planned columns a task needs, each chunk checked against the manifest.
     """
-    if isinstance(spec.dataset, UploadedDataset):
+    dataset = spec.dataset
+    if isinstance(dataset, UploadedDataset):
         if payload.get("dataset_source") is None:
-            raise ValueError(f"job on uploaded dataset {spec.dataset.id} has no resolved source")
+            raise ValueError(f"job on uploaded dataset {dataset.id} has no resolved source")
         source = DatasetSource.model_validate(payload["dataset_source"])
+        if source.artifact_sha256 is not None:
+            manifest = Manifest.model_validate_json(
+                store.get(source.artifact, source.artifact_sha256)
+            )
+            return ColumnarSource(store, manifest, source.plan), source.task
+        # Stored before the columnar form: one CSV or Parquet file, read whole.
         X, y = load_uploaded(source, store.get(source.artifact, source.sha256))
-        task = source.task
+        return ArraySource(X, y), source.task
+    if isinstance(dataset, SyntheticDataset):
+        return SyntheticSource(Generator(dataset)), dataset_task(dataset)
+    assert isinstance(dataset, BuiltinDataset)
+    X, y = load_dataset(dataset)
+    return ArraySource(X, y), dataset_task(dataset)
+
+
+def _plan(spec: JobSpec, rows: RowSource, task: Task) -> RowPlan:
+    """The job's held-out split; classification reads every row's label (one column)."""
+    classes = codes = None
+    if task == "classification":
+        classes, codes = rows.labels()
+    return plan_rows(
+        rows.n_rows, test_size=spec.test_size, seed=spec.random_state, classes=classes, codes=codes
+    )
+
+
+def _all_rows(rows: RowSource, plan: RowPlan) -> Split:
+    (X_train, y_train), (X_test, y_test) = rows.shuffled_many(
+        [plan.to_shuffled(plan.train()), plan.to_shuffled(plan.test)]
+    )
+    return Split(X_train, y_train, X_test, y_test, plan.classes)
+
+
+def _shard_rows(spec: JobSpec, index: int, rows: RowSource, plan: RowPlan) -> Split:
+    """One shard's training rows and the held-out rows it scores itself on: nothing else."""
+    held = plan.to_shuffled(eval_positions(plan, spec.shards, index))
+    if spec.partition == "range":
+        test_original = rows.original_index(plan.to_shuffled(plan.test))
+        X_train, y_train = rows.original(range_rows(plan, test_original, spec.shards, index))
+        X_test, y_test = rows.shuffled(held)
     else:
-        X, y = load_dataset(spec.dataset)
-        task = dataset_task(spec.dataset)
-    split = split_dataset(X, y, task=task, test_size=spec.test_size, seed=spec.random_state)
-    return split, task
+        positions = plan.to_shuffled(shard_positions(plan, spec.shards, index, spec.partition))
+        # One pass: the row groups at the edge of both are read once.
+        (X_train, y_train), (X_test, y_test) = rows.shuffled_many([positions, held])
+    return Split(X_train, y_train, X_test, y_test, plan.classes)
+
+
+def held_out(payload: dict[str, Any]) -> Split:
+    """The held-out rows of a job (``spec``, ``artifacts``, ``dataset_source``), as the merge
+    scores the merged model on them; the training rows are left empty."""
+    spec = JobSpec.model_validate(payload["spec"])
+    rows, task = _source(spec, payload, ArtifactStore(payload["artifacts"]))
+    plan = _plan(spec, rows, task)
+    X_test, y_test = rows.shuffled(plan.to_shuffled(plan.test))
+    return Split(np.empty((0, X_test.shape[1])), y_test[:0], X_test, y_test, plan.classes)
 
 
 def train_shard(payload: dict[str, Any]) -> dict[str, Any]:
@@ -54,21 +130,21 @@ def train_shard(payload: dict[str, Any]) -> dict[str, Any]:
     spec = JobSpec.model_validate(payload["spec"])
     index: int = payload["index"]
     store = ArtifactStore(payload["artifacts"])
-    split, task = _split(spec, payload, store)
+    rows, task = _source(spec, payload, store)
+    plan = _plan(spec, rows, task)
     role = spec.role(index)
     if role == "candidate":
-        return _cross_validate(spec, index, split)
+        return _cross_validate(spec, index, _all_rows(rows, plan))
     if role == "baseline":
-        return _baseline(spec, split, task)
-    rows = shard_rows(
-        len(split.X_train), spec.shards, index, spec.partition, spec.random_state, y=split.y_train
-    )
+        return _baseline(spec, _all_rows(rows, plan), task)
+    split = _shard_rows(spec, index, rows, plan)
+    del rows, plan
     started = time.perf_counter()
     model = fit_shard(
         spec.algorithm,
         spec.params,
-        X=split.X_train[rows],
-        y=split.y_train[rows],
+        X=split.X_train,
+        y=split.y_train,
         classes=split.classes,
         random_state=shard_seed(spec.random_state, index),
     )
@@ -77,9 +153,10 @@ def train_shard(payload: dict[str, Any]) -> dict[str, Any]:
     return {
         "artifact": uri,
         "sha256": digest,
-        "rows": len(rows),
+        "rows": len(split.X_train),
         "metrics": metrics,
         "train_seconds": seconds,
+        "bytes_read": store.bytes_read,
     }
 
 
@@ -135,11 +212,16 @@ def merge_job(payload: dict[str, Any]) -> dict[str, Any]:
     spec = JobSpec.model_validate(payload["spec"])
     store = ArtifactStore(payload["artifacts"])
     tasks: list[dict[str, Any]] = payload["shards"]
-    split, task = _split(spec, payload, store)
+    rows, task = _source(spec, payload, store)
+    plan = _plan(spec, rows, task)
     extra: dict[str, Any] = {}
     if spec.kind == "search":
+        split = _all_rows(rows, plan)  # the best candidate is refitted on every training row
         model, extra["search"] = _best_candidate(spec, tasks, split)
     else:
+        # Only the held-out rows: the merged model is scored on them.
+        X_test, y_test = rows.shuffled(plan.to_shuffled(plan.test))
+        split = Split(np.empty((0, X_test.shape[1])), y_test[:0], X_test, y_test, plan.classes)
         shards = [t for t in tasks if t["role"] == "shard"]
         models = [modelfile.loads(store.get(s["artifact"], s["sha256"])) for s in shards]
         model = merge_models(spec.algorithm, models, [s["rows"] for s in shards])
@@ -160,10 +242,10 @@ def merge_job(payload: dict[str, Any]) -> dict[str, Any]:
         "sha256": digest,
         "size": data_size,
         "metrics": metrics,
-        "n_features": int(split.X_train.shape[1]),
+        "n_features": int(split.X_test.shape[1]),
         "classes": classes,
-        "train_rows": len(split.X_train),
-        "test_rows": len(split.X_test),
+        "train_rows": plan.n_train,
+        "test_rows": plan.n_test,
         "task": task,
         **extra,
     }

@@ -530,7 +530,7 @@ class Worker:
         payload = {
             "spec": claim.job.spec.model_dump(mode="json"),
             "index": claim.index,
-            "artifacts": str(self.store.root),
+            "artifacts": self.store.url,
             "dataset_source": _source(claim.job),
         }
         try:
@@ -727,7 +727,7 @@ class Worker:
         await self._watch_job(claim)
         payload = {
             "spec": job.spec.model_dump(mode="json"),
-            "artifacts": str(self.store.root),
+            "artifacts": self.store.url,
             "dataset_source": _source(job),
             "shards": [
                 {

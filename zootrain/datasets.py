@@ -1,18 +1,20 @@
 """Uploaded datasets: their records in ZooKeeper, their files in the artifact store, and the
 submit-time resolution of a job's ``{"kind": "uploaded"}`` dataset.
 
-/datasets/<id> holds a DatasetRecord (columns, types, rows, the file's URI and sha256); the
-bytes are the artifact ``datasets/<sha256>.<csv|parquet>``, shared by every record with the same
-content. A file is written to a temporary name in the store's ``datasets/`` directory while it is
-hashed, checked, then hard-linked to its final name; it is deleted with the last record that
-names it, once no unfinished job uses it.
+/datasets/<id> holds a DatasetRecord (columns, types, rows, the uploaded file's sha256 and size,
+and the key and sha256 of the stored dataset's manifest). Whatever was uploaded, the store holds
+it in one form (zootrain.ml.columnar): two Parquet files (original and shuffled row order) and a
+manifest naming them, all named by their sha256, so identical uploads share their objects. The
+upload is spooled to a private temporary directory of the job service while it is hashed, read
+and converted there by a child process, and the results are streamed into the store; only then
+is the record created.
 
-Sharing one file between records needs care when one record is deleted while an identical file
-is uploaded: the uploader links the file before creating its record and links it again after
-(from its own temporary file, which only it deletes); the deleter moves the file aside, looks
-for records and jobs that use it again, and moves it back if any appeared. Whichever order the
-steps interleave in, a record never outlives its file (a crash in between can leave an unused
-file behind, never a record without one).
+Sharing objects between records needs care when one record is deleted while an identical file
+is uploaded: both hold a lock named after the content (an ephemeral znode) around the record
+change and the objects' fate. The uploader, holding it, creates its record and puts back any
+object missing; the deleter, holding it, deletes its record and then the objects unless a record
+or an unfinished job still uses them. A record therefore never outlives its objects (a crash in
+between can leave unused objects behind, never a record without them).
 """
 
 from __future__ import annotations
@@ -21,18 +23,28 @@ import asyncio
 import contextlib
 import hashlib
 import math
-import os
-import secrets
+import shutil
 import tempfile
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
 from kazoo.exceptions import NodeExistsError, NoNodeError
 from pydantic import BaseModel, Field
+from starlette.concurrency import run_in_threadpool
 
+from zootrain import locks
 from zootrain.artifacts import ArtifactStore
-from zootrain.errors import Conflict, InvalidRequest, NotFound, ZootrainError
+from zootrain.errors import (
+    ArtifactError,
+    Conflict,
+    InvalidRequest,
+    NotFound,
+    Unavailable,
+    ZootrainError,
+)
+from zootrain.ml.columnar import Manifest
 from zootrain.ml.datasets import UploadedDataset
 from zootrain.ml.partition import check_partition
 from zootrain.ml.tabular import (
@@ -76,10 +88,17 @@ class DatasetRecord(Record):
 
     id: str
     name: str | None = None
-    format: Format
-    artifact: str = Field(description="URI in the artifact store: datasets/<sha256>.<format>")
-    sha256: str
-    size: int = Field(description="bytes")
+    format: Format = Field(description="The uploaded file's format")
+    artifact: str = Field(
+        description="The stored dataset in the artifact store: datasets/<sha256>.json, the "
+        "manifest of its Parquet files (datasets/<sha256>.<format>, the file as uploaded, for "
+        "a dataset stored before that form)"
+    )
+    sha256: str = Field(description="sha256 of the uploaded file")
+    artifact_sha256: str | None = Field(
+        None, description="sha256 of the manifest (null for a dataset stored as uploaded)"
+    )
+    size: int = Field(description="bytes of the uploaded file")
     rows: int
     columns: list[ColumnInfo]
     created_at: datetime
@@ -96,6 +115,7 @@ class DatasetSummary(BaseModel):
     format: Format
     artifact: str
     sha256: str
+    artifact_sha256: str | None = None
     size: int
     rows: int
     n_columns: int
@@ -124,19 +144,19 @@ def new_dataset_id() -> str:
 
 # -- files --------------------------------------------------------------------------------------
 
+LOCK_WAIT = 30.0
+"""Seconds an upload or delete waits for another one of the same content."""
+
 
 class BlobWriter:
-    """A temporary file in the store's datasets directory, hashed as it is written.
+    """The uploaded file, spooled into a private temporary directory as it arrives and hashed
+    on the way; the stored form is written beside it. Blocking (file I/O): the job service
+    calls it from a thread."""
 
-    Blocking (file I/O): the job service calls it from a thread.
-    """
-
-    def __init__(self, store: ArtifactStore, kind: str = "datasets") -> None:
-        directory = store.root / kind
-        directory.mkdir(parents=True, exist_ok=True)
-        fd, name = tempfile.mkstemp(dir=directory, prefix=".tmp-upload-")
-        self.path = Path(name)
-        self._file = os.fdopen(fd, "wb")
+    def __init__(self) -> None:
+        self.directory = Path(tempfile.mkdtemp(prefix="zootrain-upload-"))
+        self.path = self.directory / "upload"
+        self._file = self.path.open("wb")
         self._hash = hashlib.sha256()
         self.size = 0
         self.head = b""
@@ -154,20 +174,37 @@ class BlobWriter:
 
     def close(self) -> None:
         if not self._file.closed:
-            self._file.flush()
-            os.fsync(self._file.fileno())
             self._file.close()
 
     def discard(self) -> None:
         with contextlib.suppress(OSError):
             self._file.close()
-        self.path.unlink(missing_ok=True)
+        shutil.rmtree(self.directory, ignore_errors=True)
 
 
-def _link(source: Path, target: Path) -> None:
-    """Give ``source``'s bytes the name ``target`` (atomic; the same content may be there)."""
-    with contextlib.suppress(FileExistsError):
-        os.link(source, target)
+@dataclass(frozen=True)
+class StoredForm:
+    """An upload converted for the store: its manifest and the local files it names."""
+
+    manifest: Manifest
+    files: list[Path]
+
+    @property
+    def manifest_bytes(self) -> bytes:
+        return self.manifest.dump()
+
+    def put(self, store: ArtifactStore) -> tuple[str, str]:
+        """Stream the files, then the manifest, into the store (blocking); the manifest's key
+        and sha256. The manifest goes last: whoever can read it finds every file it names."""
+        refs = (self.manifest.original, self.manifest.shuffled)
+        for path, ref in zip(self.files, refs, strict=True):
+            store.put_file(path, kind="datasets", suffix="parquet", sha256=ref.sha256)
+        return store.put(self.manifest_bytes, kind="datasets", suffix="json")
+
+    def missing(self, store: ArtifactStore) -> bool:
+        keys = [self.manifest.original.key, self.manifest.shuffled.key]
+        key = f"datasets/{hashlib.sha256(self.manifest_bytes).hexdigest()}.json"
+        return any(store.size(k) is None for k in [*keys, key])
 
 
 # -- the catalog --------------------------------------------------------------------------------
@@ -232,15 +269,18 @@ class DatasetCatalog:
         name: str | None,
         fmt: Format,
         table: Table,
+        stored: StoredForm,
         owner: str | None = None,
     ) -> DatasetRecord:
-        """Record a checked, closed upload; its file goes to datasets/<sha256>.<format>."""
+        """Store a checked upload's converted form and record it."""
+        manifest_bytes = stored.manifest_bytes
         record = DatasetRecord(
             id=new_dataset_id(),
             name=name,
             format=fmt,
-            artifact=f"datasets/{blob.sha256}.{fmt}",
+            artifact=f"datasets/{hashlib.sha256(manifest_bytes).hexdigest()}.json",
             sha256=blob.sha256,
+            artifact_sha256=hashlib.sha256(manifest_bytes).hexdigest(),
             size=blob.size,
             rows=table.rows,
             columns=table.columns,
@@ -254,8 +294,8 @@ class DatasetCatalog:
                 f"{len(data):,} bytes, over the {MAX_RECORD_BYTES:,} a dataset record may "
                 "hold; upload fewer columns or shorter category values"
             )
-        final = self.store.path(record.artifact)
-        _link(blob.path, final)
+        # The long part (streaming the files into the store) happens outside the lock.
+        await run_in_threadpool(stored.put, self.store)
         path = self.paths.dataset(record.id)
 
         async def create() -> None:
@@ -267,22 +307,25 @@ class DatasetCatalog:
                 if existing != data:
                     raise
 
-        try:
-            await self.zk.retry(create)
-        except TRANSIENT_ERRORS:
-            raise  # the record may exist after all: keep the file (unused at worst)
-        except BaseException:
-            await self._release_blob(record.sha256, record.artifact)
-            raise
-        # A concurrent delete of the last other record with this content may have moved the
-        # file away before it saw ours; link it again from our temporary file.
-        _link(blob.path, final)
+        async with self._content_lock(record):
+            try:
+                await self.zk.retry(create)
+            except TRANSIENT_ERRORS:
+                raise  # the record may exist after all: keep the objects (unused at worst)
+            except BaseException:
+                await self._release(record)
+                raise
+            # A delete of the last other record with this content may have removed the objects
+            # after we stored them and before we held the lock: store them again.
+            if await run_in_threadpool(stored.missing, self.store):
+                await run_in_threadpool(stored.put, self.store)
         return record
 
     # -- delete ---------------------------------------------------------------------------------
 
     async def delete(self, dataset_id: str) -> DatasetRecord:
-        """Delete the record, then its file unless another record or unfinished job uses it."""
+        """Delete the record, then its objects unless another record or unfinished job uses
+        them."""
         record, stat = await self.read(dataset_id)
         users = await self._unfinished_jobs(lambda job: _uses_dataset(job, dataset_id))
         if users:
@@ -292,11 +335,12 @@ class DatasetCatalog:
                 f"dataset {dataset_id} is used by unfinished jobs: {shown}{more}; wait for them "
                 "to finish or cancel them (DELETE /v1/jobs/{id})"
             )
-        try:
-            await self.zk.delete(self.paths.dataset(dataset_id), stat.version)
-        except NoNodeError:
-            raise NotFound(f"dataset {dataset_id!r} does not exist") from None
-        await self._release_blob(record.sha256, record.artifact)
+        async with self._content_lock(record):
+            try:
+                await self.zk.delete(self.paths.dataset(dataset_id), stat.version)
+            except NoNodeError:
+                raise NotFound(f"dataset {dataset_id!r} does not exist") from None
+            await self._release(record)
         return record
 
     async def _unfinished_jobs(self, select: Callable[[JobRecord], bool]) -> list[JobRecord]:
@@ -317,36 +361,55 @@ class DatasetCatalog:
             found.extend(job for job in jobs if job is not None and select(job))
         return found
 
-    async def _blob_in_use(self, sha256: str) -> bool:
+    async def _in_use(self, artifact: str) -> bool:
         await self.zk.retry(lambda: self.zk.sync(self.paths.datasets))
         ids = await self.ids()
         for start in range(0, len(ids), _READ_BATCH):
             records = await self._read_many(ids[start : start + _READ_BATCH])
-            if any(r.sha256 == sha256 for r in records):
+            if any(r.artifact == artifact for r in records):
                 return True
         jobs = await self._unfinished_jobs(
-            lambda job: job.dataset_source is not None and job.dataset_source.sha256 == sha256
+            lambda job: job.dataset_source is not None and job.dataset_source.artifact == artifact
         )
         return bool(jobs)
 
-    async def _release_blob(self, sha256: str, uri: str) -> None:
-        if await self._blob_in_use(sha256):
+    async def _release(self, record: DatasetRecord) -> None:
+        """Delete a record's objects unless something still uses them (content lock held)."""
+        if await self._in_use(record.artifact):
             return
-        final = self.store.path(uri)
-        aside = final.with_name(f".tmp-delete-{secrets.token_hex(8)}")
+        keys = [record.artifact]
+        if record.artifact_sha256 is not None:
+            with contextlib.suppress(ArtifactError, ValueError):
+                raw = await run_in_threadpool(
+                    self.store.get, record.artifact, record.artifact_sha256
+                )
+                manifest = Manifest.model_validate_json(raw)
+                # The files first: a manifest left behind by a crash still names them.
+                keys = [manifest.original.key, manifest.shuffled.key, record.artifact]
+        for key in keys:
+            await self.store.delete_async(key)
+
+    @contextlib.asynccontextmanager
+    async def _content_lock(self, record: DatasetRecord) -> AsyncIterator[None]:
+        """Serialise record changes and object deletes of one content across job services."""
+        digest = record.artifact_sha256 or record.sha256
+        path = f"{self.paths.locks}/dataset-{digest}"
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + LOCK_WAIT
+        while not await locks.try_acquire(self.zk, path, "datasets"):
+            freed = asyncio.Event()
+            if not await locks.watch_release(self.zk, path, freed.set):
+                continue  # released before the watch was set: try again
+            try:
+                await asyncio.wait_for(freed.wait(), max(0.0, deadline - loop.time()))
+            except TimeoutError:
+                raise Unavailable(
+                    f"another upload or delete of the same content holds {path}; try again"
+                ) from None
         try:
-            os.replace(final, aside)
-        except FileNotFoundError:
-            return
-        try:
-            in_use = await self._blob_in_use(sha256)
-        except BaseException:
-            _link(aside, final)
-            aside.unlink(missing_ok=True)
-            raise
-        if in_use:
-            _link(aside, final)  # an identical upload was recorded meanwhile
-        aside.unlink(missing_ok=True)
+            yield
+        finally:
+            await locks.release(self.zk, path)
 
     # -- a job's dataset --------------------------------------------------------------------------
 
@@ -365,6 +428,11 @@ class DatasetCatalog:
             raise InvalidRequest(
                 f"dataset.id: no dataset {dataset.id!r}; upload one with POST /v1/datasets"
             ) from None
+        # The same rounding as the job's split: the held-out set is ceil'd.
+        test_rows = math.ceil(spec.test_size * record.rows)
+        train_rows = record.rows - test_rows
+        whole = spec.partition == "replicate" or spec.baseline or spec.kind == "search"
+        share = train_rows if whole else math.ceil(train_rows / max(1, spec.shards))
         try:
             plan, task = make_plan(
                 record.columns,
@@ -372,6 +440,7 @@ class DatasetCatalog:
                 algorithm=spec.algorithm,
                 target=dataset.target,
                 features=dataset.features,
+                task_rows=max(share, test_rows),
             )
         except PlanError as exc:
             raise InvalidRequest(str(exc)) from None
@@ -379,9 +448,6 @@ class DatasetCatalog:
             check_partition(spec.algorithm, spec.partition, task)
         except ValueError as exc:
             raise InvalidRequest(f"partition: {exc}") from None
-        # The same rounding as split_dataset (train_test_split): the test set is ceil'd.
-        test_rows = math.ceil(spec.test_size * record.rows)
-        train_rows = record.rows - test_rows
         if test_rows < 2:
             raise InvalidRequest(
                 f"test_size: {spec.test_size} of the {record.rows} rows of dataset {record.id} "
@@ -397,6 +463,7 @@ class DatasetCatalog:
             format=record.format,
             artifact=record.artifact,
             sha256=record.sha256,
+            artifact_sha256=record.artifact_sha256,
             size=record.size,
             rows=record.rows,
             task=task,

@@ -33,7 +33,13 @@ class Settings(BaseSettings):
     )
     zk_session_timeout: float = Field(10.0, gt=1, le=120, description="seconds")
     zk_connect_timeout: float = Field(15.0, gt=0, description="seconds to wait at start-up")
-    artifacts: Path = Field(Path("var/artifacts"), description="artifact store directory")
+    artifacts: str = Field(
+        "var/artifacts",
+        min_length=1,
+        description="artifact store: a directory (a path or file:// URL) or s3://bucket/prefix "
+        "(credentials, region and endpoint from the standard AWS_* variables or an instance "
+        "profile)",
+    )
 
     auth: Literal["on", "off"] = Field(
         "on",

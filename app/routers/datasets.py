@@ -1,10 +1,11 @@
 """/v1/datasets: upload CSV or Parquet files, list, inspect and delete them.
 
 An upload is streamed: the multipart body is parsed as it arrives and the file part goes straight
-into a temporary file in the artifact store (hashed on the way), so neither the whole body nor the
-whole file is ever held in memory, and a file over ZOOTRAIN_MAX_UPLOAD_BYTES is refused as soon as
-it crosses the limit. The file is then read once (pandas, in a child process: app/tables.py) to
-check and describe it; only a file that passes is kept and recorded.
+into a private temporary file (hashed on the way), so neither the whole body nor the whole file is
+ever held in memory, and a file over ZOOTRAIN_MAX_UPLOAD_BYTES is refused as soon as it crosses the
+limit. The file is then read once (pandas, in a child process: app/tables.py) to check and
+describe it and to write its stored form (Parquet, zootrain.ml.columnar); only a file that passes
+is streamed into the artifact store and recorded.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from zootrain.datasets import (
     DatasetRecord,
     DatasetSummary,
     MalformedUpload,
+    StoredForm,
     UnsupportedContent,
     default_name,
 )
@@ -118,7 +120,7 @@ async def upload_dataset(
     declared = request.headers.get("content-length", "")
     if declared.isdigit() and int(declared) > limit + MULTIPART_SLACK:
         raise ContentTooLarge(refusal)
-    blob = await run_in_threadpool(BlobWriter, svc.store)
+    blob = await run_in_threadpool(BlobWriter)
     try:
         form = await _receive(request, boundary, blob, limit, refusal)
         await run_in_threadpool(blob.close)
@@ -128,9 +130,11 @@ async def upload_dataset(
             raise InvalidRequest("file: the file is empty")
         try:
             fmt = sniff(blob.head, form.filename, form.content_type)
-            table = await svc.tables.describe(
+            table, manifest, files = await svc.tables.ingest(
                 blob.path,
                 fmt,
+                blob.directory,
+                sha256=blob.sha256,
                 max_rows=settings.max_dataset_rows,
                 max_columns=settings.max_dataset_columns,
             )
@@ -138,7 +142,12 @@ async def upload_dataset(
             error = UnsupportedContent if exc.unsupported else InvalidRequest
             raise error(f"file: {exc}") from None
         record = await catalog.add(
-            blob, name=form.name or default_name(form.filename), fmt=fmt, table=table, owner=owner
+            blob,
+            name=form.name or default_name(form.filename),
+            fmt=fmt,
+            table=table,
+            stored=StoredForm(manifest, files),
+            owner=owner,
         )
     finally:
         await run_in_threadpool(blob.discard)

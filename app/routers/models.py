@@ -9,14 +9,14 @@ from typing import Annotated, Any
 
 import numpy as np
 from fastapi import APIRouter, Depends, Path, status
-from fastapi.responses import Response
+from fastapi.responses import Response, StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
 from app import metrics
 from app.auth import READ, Admin
 from app.deps import Services, services
 from app.problems import problem_responses
-from zootrain.errors import Gone, InvalidRequest, NotFound
+from zootrain.errors import ArtifactError, Gone, InvalidRequest, NotFound
 from zootrain.records import MODEL_NAME_PATTERN, VersionRecord
 from zootrain.views import ModelSummary, PredictRequest, PredictResponse
 
@@ -112,7 +112,7 @@ async def _remove_files(svc: Services, artifacts: set[str]) -> None:
     # identical bytes racing this delete could lose its file; predictions then answer 500
     # naming the missing artifact, and the job can be run again.
     for uri in await svc.registry.unreferenced(artifacts):
-        await run_in_threadpool(svc.store.path(uri).unlink, missing_ok=True)
+        await svc.store.delete_async(uri)
 
 
 @router.get(
@@ -130,12 +130,23 @@ async def get_artifact(
     name: ModelName, version: VersionNumber, svc: Annotated[Services, Depends(services)]
 ) -> Response:
     record = await svc.registry.read(name, version)
-    data = await run_in_threadpool(svc.store.get, record.artifact, record.sha256)
+    # Streamed from the store, never held whole: checked before the first byte that the object
+    # is there with the recorded size, and while streaming that its bytes match the sha256 (the
+    # last chunk is withheld if not, so the client sees a cut-off body, never a wrong one).
+    size = await svc.store.size_async(record.artifact)
+    if size is None:
+        raise ArtifactError(f"artifact {record.artifact} is missing from the store")
+    if size != record.size:
+        raise ArtifactError(
+            f"artifact {record.artifact} has {size} bytes, its record says {record.size} "
+            "(tampered or corrupt)"
+        )
     digest = base64.b64encode(binascii.unhexlify(record.sha256)).decode()
-    return Response(
-        data,
+    return StreamingResponse(
+        svc.store.stream(record.artifact, record.sha256),
         media_type="application/octet-stream",
         headers={
+            "Content-Length": str(size),
             "X-Content-SHA256": record.sha256,
             "Repr-Digest": f"sha-256=:{digest}:",
             "Content-Disposition": f'attachment; filename="{name}-v{version}.skops"',

@@ -17,9 +17,11 @@ from kazoo.client import KazooClient
 
 import zootrain.paths
 from app.main import create_app
+from tests.conftest import artifact_settings
 from tests.support.auth import AUTH, TOKENS
 from tests.support.specs import iris_spec as iris_spec
 from tests.support.stack import Process, Stack, wait_for
+from tests.support.stores import BACKENDS
 from tests.support.zkserver import ZooKeeperCluster
 from zootrain.paths import Paths
 from zootrain.settings import Settings
@@ -31,7 +33,7 @@ def settings_from_env(env: dict[str, str], **overrides: Any) -> Settings:
     values: dict[str, Any] = {
         "zk_hosts": env["ZOOTRAIN_ZK_HOSTS"],
         "zk_root": env["ZOOTRAIN_ZK_ROOT"],
-        "artifacts": Path(env["ZOOTRAIN_ARTIFACTS"]),
+        "artifacts": env["ZOOTRAIN_ARTIFACTS"],
         "zk_session_timeout": float(env["ZOOTRAIN_ZK_SESSION_TIMEOUT"]),
         "tokens": env.get("ZOOTRAIN_TOKENS", TOKENS),
     }
@@ -81,17 +83,20 @@ def api(api_settings: Settings, kazoo: KazooClient) -> Iterator[TestClient]:
         yield client
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="session", params=BACKENDS)
 def shared_stack(
-    zookeeper: ZooKeeperCluster, tmp_path_factory: pytest.TempPathFactory
+    zookeeper: ZooKeeperCluster,
+    tmp_path_factory: pytest.TempPathFactory,
+    request: pytest.FixtureRequest,
 ) -> Iterator[Stack]:
     """A real uvicorn job service and two real workers, shared by tests that only run jobs to
-    success (and check things by job id, never by "the only job in the root")."""
+    success (and check things by job id, never by "the only job in the root"); once with a
+    directory as the artifact store, once with S3 (moto_server)."""
     directory = tmp_path_factory.mktemp("shared-stack")
     env = {
         "ZOOTRAIN_ZK_HOSTS": zookeeper.hosts,
         "ZOOTRAIN_ZK_ROOT": f"/test-shared-{uuid.uuid4().hex[:12]}",
-        "ZOOTRAIN_ARTIFACTS": str(directory / "artifacts"),
+        **artifact_settings(request.param, directory, request),
         "ZOOTRAIN_ZK_SESSION_TIMEOUT": "4",
         "ZOOTRAIN_RETRY_BACKOFF": "0.2",
         "ZOOTRAIN_TOKENS": TOKENS,

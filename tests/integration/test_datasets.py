@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import hashlib
 import io
+import json
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -19,8 +19,13 @@ from kazoo.client import KazooClient
 from tests.integration.conftest import assert_problem, children, read_json
 from tests.support.auth import AUTH
 from tests.support.stack import Stack, descendants, wait_job
+from tests.support.stores import BACKENDS, keys, open_store
 
-pytestmark = pytest.mark.integration
+# Every test here runs against both artifact stores: a directory and S3 (moto_server).
+pytestmark = [
+    pytest.mark.integration,
+    pytest.mark.parametrize("backend", BACKENDS, indirect=True),
+]
 
 UPLOAD_LIMIT = 64 * 1024
 MAX_COLUMNS = 30
@@ -82,9 +87,18 @@ def root(stack: Stack) -> str:
 
 
 def store_files(stack: Stack) -> list[str]:
-    """Every file in the store's datasets directory, temporary ones included."""
-    directory = Path(stack.settings["ZOOTRAIN_ARTIFACTS"]) / "datasets"
-    return sorted(p.name for p in directory.iterdir()) if directory.exists() else []
+    """Every object under datasets/ in the store."""
+    return keys(stack.settings, "datasets")
+
+
+def stored_keys(stack: Stack, *datasets: dict[str, Any]) -> list[str]:
+    """The objects the datasets' manifests name, and the manifests."""
+    store = open_store(stack.settings)
+    found = set()
+    for dataset in datasets:
+        manifest = json.loads(store.get(dataset["artifact"], dataset["artifact_sha256"]))
+        found |= {dataset["artifact"], manifest["original"]["key"], manifest["shuffled"]["key"]}
+    return sorted(found)
 
 
 def job_spec(dataset: dict[str, Any], **overrides: Any) -> dict[str, Any]:
@@ -108,7 +122,8 @@ def test_upload_list_show_and_delete(
     assert first["name"] == "Flowers" and first["format"] == "csv"
     assert first["sha256"] == hashlib.sha256(csv).hexdigest()
     assert first["size"] == len(csv) and first["rows"] == 150
-    assert first["artifact"] == f"datasets/{first['sha256']}.csv"
+    # Stored as a manifest of Parquet files, named by its own sha256.
+    assert first["artifact"] == f"datasets/{first['artifact_sha256']}.json"
     columns = {c["name"]: c for c in first["columns"]}
     assert list(columns) == list(df.columns)
     assert (columns["length"]["kind"], columns["length"]["numeric"]) == ("float", True)
@@ -120,7 +135,8 @@ def test_upload_list_show_and_delete(
 
     second = uploaded(service, parquet, "flowers.parquet")
     assert (second["format"], second["name"], second["rows"]) == ("parquet", "flowers.parquet", 150)
-    assert second["artifact"] == f"datasets/{hashlib.sha256(parquet).hexdigest()}.parquet"
+    assert second["sha256"] == hashlib.sha256(parquet).hexdigest()
+    assert second["artifact"] != first["artifact"]
     assert [c["name"] for c in second["columns"]] == list(df.columns)
 
     # The same bytes again: a second record sharing the first one's file.
@@ -132,9 +148,8 @@ def test_upload_list_show_and_delete(
         [first["id"], second["id"], third["id"]]
     )
     assert read_json(kazoo, f"{root(stack)}/datasets/{first['id']}")["sha256"] == first["sha256"]
-    assert store_files(stack) == sorted(
-        [first["artifact"].split("/")[1], second["artifact"].split("/")[1]]
-    )
+    assert store_files(stack) == stored_keys(stack, first, second)
+    assert len(store_files(stack)) >= 5  # two manifests, at least three Parquet files
 
     listing = service.get("/v1/datasets").json()
     assert [d["id"] for d in listing["items"]] == [third["id"], second["id"], first["id"]]
@@ -147,7 +162,7 @@ def test_upload_list_show_and_delete(
 
     # Deleting one of two records with the same content keeps the file; the last one takes it.
     assert service.delete(f"/v1/datasets/{first['id']}").status_code == 204
-    assert first["artifact"].split("/")[1] in store_files(stack)
+    assert store_files(stack) == stored_keys(stack, first, second)
     assert service.delete(f"/v1/datasets/{third['id']}").status_code == 204
     assert service.delete(f"/v1/datasets/{second['id']}").status_code == 204
     assert store_files(stack) == []

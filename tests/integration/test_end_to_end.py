@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import math
 from typing import Any
 
 import httpx
@@ -19,18 +20,24 @@ from tests.integration.conftest import (
     submit,
 )
 from tests.support.stack import Stack, wait_for, wait_job
+from workers.training import Split, held_out
 from zootrain.ml import modelfile
-from zootrain.ml.datasets import BuiltinDataset, Split, load_dataset, split_dataset
+from zootrain.ml.datasets import BuiltinDataset, load_dataset
 from zootrain.ml.metrics import evaluate
+from zootrain.records import JobSpec
 
 pytestmark = pytest.mark.integration
 
 WORKER_IDS = {"shared-a", "shared-b"}
 
 
-def _split(name: str, task: str, test_size: float = 0.2, seed: int = 0) -> Split:
-    X, y = load_dataset(BuiltinDataset(kind="builtin", name=name))  # type: ignore[arg-type]
-    return split_dataset(X, y, task=task, test_size=test_size, seed=seed)  # type: ignore[arg-type]
+def _split(spec: dict[str, Any], stack: Stack) -> Split:
+    """The job's held-out rows, chosen as its tasks choose them (workers.training)."""
+    payload = {
+        "spec": JobSpec.model_validate(spec).model_dump(mode="json"),
+        "artifacts": stack.settings["ZOOTRAIN_ARTIFACTS"],
+    }
+    return held_out(payload)
 
 
 def _workers(stack: Stack) -> list[Any]:
@@ -110,9 +117,10 @@ def test_forest_classifier_job_end_to_end(
     for shard_metrics in version["shard_metrics"]:
         assert {"accuracy", "f1_macro"} <= set(shard_metrics["metrics"])
     assert sum(m["rows"] for m in version["shard_metrics"]) == version["train_rows"]
-    split = _split("digits", "classification")
-    assert version["train_rows"] == len(split.X_train)
-    assert version["test_rows"] == len(split.X_test)
+    split = _split(spec, shared_stack)
+    X_all, y_all = load_dataset(BuiltinDataset(kind="builtin", name="digits"))
+    assert version["train_rows"] + version["test_rows"] == len(X_all)
+    assert version["test_rows"] == len(split.X_test) == math.ceil(0.2 * len(X_all))
 
     # The artifact: bytes, header and record agree.
     artifact = shared_http.get(f"/v1/models/digits-forest/versions/{model['version']}/artifact")
@@ -130,7 +138,9 @@ def test_forest_classifier_job_end_to_end(
 
     # Close to one forest with as many trees trained on all the training rows.
     single = RandomForestClassifier(n_estimators=shards * trees_per_shard, random_state=0)
-    single.fit(split.X_train, split.y_train)
+    held = {tuple(row) for row in split.X_test}
+    train = np.array([tuple(row) not in held for row in X_all])
+    single.fit(X_all[train], y_all[train])
     baseline = single.score(split.X_test, split.y_test)
     assert version["metrics"]["accuracy"] >= baseline - 0.05, (version["metrics"], baseline)
 
@@ -185,7 +195,7 @@ def test_forest_regressor_job_end_to_end(
     for shard_metrics in version["shard_metrics"]:
         assert {"r2", "rmse"} <= set(shard_metrics["metrics"])
 
-    split = _split("diabetes", "regression")
+    split = _split(spec, shared_stack)
     artifact = shared_http.get(
         f"/v1/models/diabetes-forest/versions/{view['model']['version']}/artifact"
     )

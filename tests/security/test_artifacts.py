@@ -14,8 +14,12 @@ from sklearn.preprocessing import FunctionTransformer
 
 from tests.support.auth import AUTH
 from tests.support.stack import Stack, wait_job
+from tests.support.stores import BACKENDS, corrupt, plant
 
-pytestmark = pytest.mark.integration
+pytestmark = [
+    pytest.mark.integration,
+    pytest.mark.parametrize("backend", BACKENDS, indirect=True),
+]
 
 
 def _publish(api: httpx.Client, name: str) -> dict[str, object]:
@@ -40,22 +44,19 @@ def test_tampered_and_untrusted_model_files_are_refused(
 ) -> None:
     stack.start_api()
     stack.start_worker()
-    store = Path(stack.settings["ZOOTRAIN_ARTIFACTS"])
     row = {"instances": [[5.1, 3.5, 1.4, 0.2]]}
     with httpx.Client(headers=AUTH, base_url=stack.api_url or "", timeout=30) as api:
         # 1. Flip bytes of a published model: its sha256 no longer matches the record.
         tampered = _publish(api, "tampered")
-        path = store / str(tampered["artifact"])
-        data = bytearray(path.read_bytes())
-        data[len(data) // 2] ^= 0xFF
-        path.write_bytes(bytes(data))
-        for response in (
-            api.post("/v1/models/tampered/predict", json=row),
-            api.get("/v1/models/tampered/versions/1/artifact"),
-        ):
-            assert response.status_code == 500
-            assert response.headers["content-type"] == "application/problem+json"
-            assert "sha256" in response.json()["detail"]
+        corrupt(stack.settings, str(tampered["artifact"]))
+        response = api.post("/v1/models/tampered/predict", json=row)
+        assert response.status_code == 500
+        assert response.headers["content-type"] == "application/problem+json"
+        assert "sha256" in response.json()["detail"]
+        # The download streams: its status is sent before the bytes are checked, so a wrong
+        # file is refused by cutting the body short (the last chunk is never sent).
+        with pytest.raises(httpx.RemoteProtocolError):
+            api.get("/v1/models/tampered/versions/1/artifact")
 
         # 2. A file whose checksum matches but which would construct an untrusted type (a
         #    function that a load would call): someone with write access to the store and to
@@ -65,7 +66,7 @@ def test_tampered_and_untrusted_model_files_are_refused(
         evil = FunctionTransformer(func=Path.touch, kw_args={"self": marker})
         payload = skops.io.dumps(evil)
         digest = hashlib.sha256(payload).hexdigest()
-        (store / "models" / f"{digest}.skops").write_bytes(payload)
+        plant(stack.settings, f"models/{digest}.skops", payload)
         node = f"{zk_root}/models/planted/v-0000000000"
         record = json.loads(kazoo.get(node)[0])
         record.update(artifact=f"models/{digest}.skops", sha256=digest)

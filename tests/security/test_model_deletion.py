@@ -5,15 +5,18 @@ from __future__ import annotations
 
 import subprocess
 import sys
-from pathlib import Path
 
 import httpx
 import pytest
 
 from tests.support.auth import ADMIN_TOKEN, READ_TOKEN, SUBMIT_TOKEN, bearer
 from tests.support.stack import Stack, environment, wait_job
+from tests.support.stores import BACKENDS, open_store
 
-pytestmark = pytest.mark.integration
+pytestmark = [
+    pytest.mark.integration,
+    pytest.mark.parametrize("backend", BACKENDS, indirect=True),
+]
 
 PROBLEM = "application/problem+json"
 
@@ -41,12 +44,12 @@ def publish(client: httpx.Client, seed: int) -> int:
 def test_an_admin_deletes_a_version_and_then_the_model(stack: Stack) -> None:
     stack.start_api()
     stack.start_worker()
-    store = Path(stack.settings["ZOOTRAIN_ARTIFACTS"])
+    store = open_store(stack.settings)
     instance = {"instances": [[5.1, 3.5, 1.4, 0.2]]}
     with httpx.Client(base_url=stack.api_url or "", headers=bearer(READ_TOKEN), timeout=30) as api:
         assert [publish(api, 1), publish(api, 2)] == [1, 2]
         second = api.get("/v1/models/deletable/versions/2").json()
-        assert (store / second["artifact"]).exists()
+        assert store.size(second["artifact"]) is not None
 
         for token in (READ_TOKEN, SUBMIT_TOKEN):
             refused = api.delete("/v1/models/deletable/versions/2", headers=bearer(token))
@@ -57,7 +60,7 @@ def test_an_admin_deletes_a_version_and_then_the_model(stack: Stack) -> None:
         assert api.delete("/v1/models/deletable/versions/2", headers=admin).status_code == 204
         record = api.get("/v1/models/deletable/versions/2").json()
         assert record["deleted_at"] is not None
-        assert not (store / second["artifact"]).exists()
+        assert store.size(second["artifact"]) is None
         for gone in (
             api.post("/v1/models/deletable/predict", json={**instance, "version": 2}),
             api.get("/v1/models/deletable/versions/2/artifact"),
@@ -85,5 +88,5 @@ def test_an_admin_deletes_a_version_and_then_the_model(stack: Stack) -> None:
         assert api.post("/v1/models/deletable/predict", json=instance).status_code == 404
         records = api.get("/v1/models/deletable/versions").json()
         assert [r["deleted_at"] is not None for r in records] == [True, True, True]
-        assert not any((store / r["artifact"]).exists() for r in records)
+        assert all(store.size(r["artifact"]) is None for r in records)
         assert api.delete("/v1/models/nothing-here", headers=admin).status_code == 404

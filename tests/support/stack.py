@@ -65,12 +65,18 @@ class Stack:
     processes: list[Process] = field(default_factory=list)
     api_url: str | None = None
 
-    def _spawn(self, name: str, argv: list[str], extra: dict[str, str] | None = None) -> Process:
+    def _spawn(
+        self,
+        name: str,
+        argv: list[str],
+        extra: dict[str, str] | None = None,
+        cwd: Path | None = None,
+    ) -> Process:
         log = self.directory / f"{name}.log"
         handle = log.open("ab")
         popen = subprocess.Popen(
             argv,
-            cwd=self.directory,
+            cwd=cwd or self.directory,
             env=environment({**self.settings, **(extra or {})}),
             stdout=handle,
             stderr=subprocess.STDOUT,
@@ -80,17 +86,18 @@ class Stack:
         self.processes.append(process)
         return process
 
-    def start_worker(self, name: str = "worker", **extra: str) -> Process:
+    def start_worker(self, name: str = "worker", cwd: Path | None = None, **extra: str) -> Process:
+        """A worker; ``cwd``: its own working directory (default: the stack's)."""
         index = sum(1 for p in self.processes if p.name.startswith(name))
         worker_name = f"{name}-{index}"
-        process = self._spawn(worker_name, [sys.executable, "-m", "workers"], extra)
+        process = self._spawn(worker_name, [sys.executable, "-m", "workers"], extra, cwd)
         wait_for(
             lambda: "ready" in process.output() or not process.alive(), 60, f"{worker_name} ready"
         )
         assert process.alive(), process.output()
         return process
 
-    def start_api(self) -> Process:
+    def start_api(self, cwd: Path | None = None, **extra: str) -> Process:
         port = free_port()
         process = self._spawn(
             "api",
@@ -104,6 +111,8 @@ class Stack:
                 "--port",
                 str(port),
             ],
+            extra,
+            cwd,
         )
         self.api_url = f"http://127.0.0.1:{port}"
 

@@ -40,6 +40,42 @@ def test_every_zootrain_process_gets_the_zookeeper_credentials() -> None:
         assert credentials.startswith("${ZOOTRAIN_ZK_AUTH:?"), (name, credentials)
 
 
+def test_object_store_profile_is_valid_and_points_the_services_at_minio() -> None:
+    validator = shutil.which("docker-compose")
+    assert validator, "docker-compose (Debian package) is needed: `make test` installs it"
+    env_file = COMPOSE.parent / "object-store.env"
+    env = {**os.environ, **REQUIRED}
+    base = [validator, "--env-file", str(env_file), "-f", str(COMPOSE), "config"]
+    checked = subprocess.run([*base, "-q"], capture_output=True, text=True, env=env)
+    assert checked.returncode == 0, checked.stderr
+    shown = subprocess.run(base, capture_output=True, text=True, env=env, check=True).stdout
+    services = yaml.safe_load(shown)["services"]
+    assert {"minio", "minio-bucket"} <= set(services)
+    settings = dict(
+        line.split("=", 1)
+        for line in env_file.read_text().splitlines()
+        if "=" in line and not line.startswith("#")
+    )
+    bucket = settings["ZOOTRAIN_ARTIFACTS"].removeprefix("s3://").split("/")[0]
+    assert services["minio-bucket"]["entrypoint"][-1] == f"local/{bucket}"
+    for name in ("api", "worker"):
+        environment = services[name]["environment"]
+        assert environment["ZOOTRAIN_ARTIFACTS"] == settings["ZOOTRAIN_ARTIFACTS"]
+        assert environment["AWS_ENDPOINT_URL"] == "http://minio:9000"
+    # Without the profile, MinIO does not start (it is only in that profile) and the services
+    # keep the shared volume.
+    plain = subprocess.run(
+        [validator, "-f", str(COMPOSE), "config"],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=True,
+    ).stdout
+    default = yaml.safe_load(plain)["services"]
+    assert default["minio"]["profiles"] == default["minio-bucket"]["profiles"] == ["object-store"]
+    assert default["worker"]["environment"]["ZOOTRAIN_ARTIFACTS"] == "/data/artifacts"
+
+
 def test_compose_names_only_real_settings() -> None:
     names = set(re.findall(r"\bZOOTRAIN_[A-Z_]+\b", COMPOSE.read_text()))
     known = {f"ZOOTRAIN_{field.upper()}" for field in Settings.model_fields}

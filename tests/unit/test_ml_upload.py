@@ -3,7 +3,10 @@ the job spec and record fields, and a shard trained and merged from an uploaded 
 
 from __future__ import annotations
 
+import hashlib
 import io
+import json
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +17,7 @@ from pydantic import ValidationError
 
 from workers import training
 from zootrain.artifacts import ArtifactStore
+from zootrain.datasets import StoredForm
 from zootrain.errors import ArtifactError
 from zootrain.ml import modelfile
 from zootrain.ml.datasets import UploadedDataset, dataset_task, load_dataset
@@ -25,6 +29,7 @@ from zootrain.ml.tabular import (
     Table,
     TableError,
     describe,
+    ingest,
     load_uploaded,
     make_plan,
     sniff,
@@ -384,8 +389,28 @@ def test_job_record_takes_the_resolved_source_and_keeps_it() -> None:
 # -- a shard and the merge, from an uploaded file ----------------------------------------------
 
 
-def _payload(store: ArtifactStore, data: bytes, fmt: str, **spec: Any) -> dict[str, Any]:
-    uri, digest = store.put(data, kind="datasets", suffix=fmt)
+def _payload(
+    store: ArtifactStore, data: bytes, fmt: str, *, legacy: bool = False, **spec: Any
+) -> dict[str, Any]:
+    """A shard payload on ``data`` as the job service stores it (columnar: two Parquet files and
+    a manifest), or, ``legacy``, as it stored uploads before: the file itself."""
+    digest = hashlib.sha256(data).hexdigest()
+    if legacy:
+        uri, _ = store.put(data, kind="datasets", suffix=fmt)
+        manifest_sha: str | None = None
+    else:
+        with tempfile.TemporaryDirectory() as directory:
+            source = Path(directory) / "upload"
+            source.write_bytes(data)
+            _, manifest, files = ingest(
+                source,
+                fmt,  # type: ignore[arg-type]
+                Path(directory),
+                sha256=digest,
+                max_rows=10_000,
+                max_columns=100,
+            )
+            uri, manifest_sha = StoredForm(manifest, files).put(store)
     job = JobSpec.model_validate(
         {
             "model_name": "flowers",
@@ -405,6 +430,7 @@ def _payload(store: ArtifactStore, data: bytes, fmt: str, **spec: Any) -> dict[s
         format=fmt,  # type: ignore[arg-type]
         artifact=uri,
         sha256=digest,
+        artifact_sha256=manifest_sha,
         size=len(data),
         rows=t.rows,
         task=task,
@@ -412,30 +438,34 @@ def _payload(store: ArtifactStore, data: bytes, fmt: str, **spec: Any) -> dict[s
     )
     return {
         "spec": job.model_dump(mode="json"),
-        "artifacts": str(store.root),
+        "artifacts": store.url,
         "dataset_source": src.model_dump(mode="json"),
     }
 
 
 @pytest.mark.parametrize(
-    ("fmt", "algorithm", "target"),
+    ("fmt", "algorithm", "target", "partition", "legacy"),
     [
-        ("csv", "random_forest_classifier", "species"),
-        ("parquet", "random_forest_classifier", "species"),
-        ("parquet", "random_forest_regressor", "price"),
-        ("csv", "logistic_regression", "species"),
+        ("csv", "random_forest_classifier", "species", "random", False),
+        ("parquet", "random_forest_classifier", "species", "stratified", False),
+        ("parquet", "random_forest_regressor", "price", "range", False),
+        ("csv", "logistic_regression", "species", "range", False),
+        ("csv", "random_forest_classifier", "species", "random", True),
     ],
 )
 def test_shards_train_and_merge_from_an_uploaded_file(
-    tmp_path: Path, fmt: str, algorithm: str, target: str
+    tmp_path: Path, fmt: str, algorithm: str, target: str, partition: str, legacy: bool
 ) -> None:
     store = ArtifactStore(tmp_path)
     df = frame(200)
     data = csv_bytes(df) if fmt == "csv" else parquet_bytes(df)
-    base = _payload(store, data, fmt, algorithm=algorithm, target=target)
+    base = _payload(
+        store, data, fmt, legacy=legacy, algorithm=algorithm, target=target, partition=partition
+    )
     shards = []
     for index in range(2):
         result = training.train_shard({**base, "index": index})
+        assert result["rows"] == 80
         shards.append(
             {
                 "role": "shard",
@@ -458,10 +488,25 @@ def test_shards_train_and_merge_from_an_uploaded_file(
         assert merged["task"] == "regression" and merged["metrics"]["r2"] > 0.5
 
 
-def test_a_tampered_dataset_file_is_refused(tmp_path: Path) -> None:
+@pytest.mark.parametrize("part", ["manifest", "original", "shuffled", "legacy"])
+def test_a_tampered_dataset_file_is_refused(tmp_path: Path, part: str) -> None:
     store = ArtifactStore(tmp_path)
     data = csv_bytes(frame())
-    payload = _payload(store, data, "csv", algorithm="random_forest_classifier", target="species")
-    store.path(payload["dataset_source"]["artifact"]).write_bytes(data.replace(b"red", b"tan"))
+    payload = _payload(
+        store,
+        data,
+        "csv",
+        legacy=part == "legacy",
+        algorithm="random_forest_classifier",
+        target="species",
+        partition="range",
+    )
+    key = payload["dataset_source"]["artifact"]
+    if part in ("original", "shuffled"):
+        manifest = json.loads(store.get_unchecked(key))
+        key = manifest[part]["key"]
+    raw = bytearray(store.get_unchecked(key))
+    raw[len(raw) // 2] ^= 0x01
+    store.put_raw(key, bytes(raw))
     with pytest.raises(ArtifactError, match="sha256"):
         training.train_shard({**payload, "index": 0})

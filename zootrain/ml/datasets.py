@@ -1,7 +1,10 @@
-"""Dataset specifications, loading and the held-out test split.
+"""Dataset specifications, whole-dataset loading and the whole-dataset held-out split.
 
-Every worker loads the whole dataset from its spec and then takes its own shard,
-so loading must be deterministic: same spec, same arrays, on every machine.
+Training tasks no longer load a dataset whole: they read or generate only their own rows
+(zootrain.ml.rows, zootrain.ml.selection, zootrain.ml.synthetic). ``load_dataset`` and
+``split_dataset`` remain for small data (bundled datasets are loaded whole), for tools and tests,
+and as the previous data path the benchmark compares with; like everything here they are
+deterministic: same spec, same arrays, on every machine.
 """
 
 from __future__ import annotations
@@ -26,8 +29,9 @@ BuiltinName = Literal["iris", "wine", "breast_cancer", "digits", "diabetes"]
 
 MAX_SYNTHETIC_ROWS = 2_000_000
 MAX_SYNTHETIC_FEATURES = 500
-# Every worker materialises the full dataset before taking its shard, so the cap is on
-# rows x features (100M float64 values = 800 MB), not on either dimension alone.
+# The cap is on rows x features (100M float64 values = 800 MB), not on either dimension alone:
+# a shard generates only its rows, but the baseline, search candidates and replicate shards
+# generate every training row.
 MAX_SYNTHETIC_VALUES = 100_000_000
 MAX_SYNTHETIC_CLASSES = 50
 DATASET_ID_PATTERN = r"^[0-9a-f]{20}$"

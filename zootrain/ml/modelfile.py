@@ -8,6 +8,7 @@ anything else in a file is refused before a single object is constructed.
 from __future__ import annotations
 
 import zipfile
+from pathlib import Path
 from typing import Any
 
 import skops.io as sio
@@ -33,6 +34,18 @@ class UntrustedModelError(ValueError):
 
 def dumps(model: Any) -> bytes:
     return sio.dumps(model)
+
+
+def load(path: Path) -> Any:
+    """loads() from a file: the checks and the load read it in place, not into memory."""
+    try:
+        untrusted = sio.get_untrusted_types(file=path)
+    except (zipfile.BadZipFile, KeyError, ValueError) as exc:
+        raise ValueError(f"not a skops model file: {exc}") from None
+    refused = sorted(set(untrusted) - TRUSTED_TYPES)
+    if refused:
+        raise UntrustedModelError(refused)
+    return sio.load(path, trusted=list(untrusted))
 
 
 def loads(data: bytes) -> Any:

@@ -73,8 +73,13 @@ class DatasetSource(BaseModel):
 
     dataset_id: str
     format: Format
-    artifact: str
-    sha256: str
+    artifact: str = Field(description="The stored dataset: its manifest's key in the store")
+    sha256: str = Field(description="sha256 of the uploaded file")
+    artifact_sha256: str | None = Field(
+        None,
+        description="sha256 of the manifest; null for a dataset stored before the columnar "
+        "form, whose artifact is the uploaded file itself",
+    )
     size: int
     rows: int
     task: Task

@@ -34,6 +34,7 @@ import pyarrow.parquet as pq
 from pydantic import BaseModel, ConfigDict, Field
 
 from zootrain.ml.algorithms import get_algorithm
+from zootrain.ml.columnar import Manifest
 from zootrain.ml.datasets import MAX_COLUMN_NAME_CHARS, Task
 
 # The models a job record holds live in zootrain.ml.sources (no pandas or pyarrow there).
@@ -51,7 +52,9 @@ MAX_LEVEL_CHARS = 100
 MAX_CLASSES = 1000
 """Distinct labels of a classification target."""
 MAX_ENCODED_VALUES = 100_000_000
-"""rows x encoded features: every worker materialises the whole encoded dataset (800 MB)."""
+"""rows x encoded features that one task of a job holds (800 MB): a shard holds its own rows
+and its slice of the held-out rows, the merge the held-out rows, the baseline and search
+candidates every training row."""
 SNIFF_BYTES = 8192
 
 PARQUET_SUFFIXES = frozenset({".parquet", ".pq"})
@@ -160,6 +163,11 @@ def sniff(head: bytes, filename: str | None, content_type: str | None) -> Format
 
 def describe(source: Source, fmt: Format, *, max_rows: int, max_columns: int) -> Table:
     """Read a whole table and describe its columns; TableError if it cannot be a dataset."""
+    return _describe(_checked_frame(source, fmt, max_rows=max_rows, max_columns=max_columns))
+
+
+def _checked_frame(source: Source, fmt: Format, *, max_rows: int, max_columns: int) -> pd.DataFrame:
+    """The whole table, once the ceilings and the column names are checked."""
     names, known_rows = _header(source, fmt)
     if known_rows is not None and known_rows > max_rows:
         raise TableError(
@@ -193,7 +201,28 @@ def describe(source: Source, fmt: Format, *, max_rows: int, max_columns: int) ->
         raise TableError("the file has a header but no rows")
     if len(frame.columns) == 0:
         raise TableError("the file has no columns")
-    return Table(rows=rows, columns=[_describe_column(str(n), frame[n]) for n in frame.columns])
+    return frame
+
+
+def _describe(frame: pd.DataFrame) -> Table:
+    columns = [_describe_column(str(n), frame[n]) for n in frame.columns]
+    return Table(rows=len(frame), columns=columns)
+
+
+def ingest(
+    source: Path, fmt: Format, directory: Path, *, sha256: str, max_rows: int, max_columns: int
+) -> tuple[Table, Manifest, list[Path]]:
+    """describe() the uploaded file, then write it in the stored form (zootrain.ml.columnar)
+    into ``directory``: (its description, the manifest, the files to store)."""
+    from zootrain.ml.columnar import shuffle_seed, to_arrow, write_files
+
+    frame = _checked_frame(source, fmt, max_rows=max_rows, max_columns=max_columns)
+    table = _describe(frame)
+    arrow = to_arrow(frame)
+    del frame
+    few = [c.name for c in table.columns if c.distinct <= max(16, table.rows // 8)]
+    manifest, files = write_files(arrow, directory, shuffle_seed(sha256), dictionary=few)
+    return table, manifest, files
 
 
 def read_frame(
@@ -385,8 +414,11 @@ def make_plan(
     algorithm: str,
     target: str,
     features: Sequence[str] | None,
+    task_rows: int | None = None,
 ) -> tuple[EncodingPlan, Task]:
-    """Check a job's target and features against a table; PlanError names what is wrong."""
+    """Check a job's target and features against a table; PlanError names what is wrong.
+
+    ``task_rows``: the most rows one task of the job reads (default: all of them)."""
     by_name = {c.name: c for c in columns}
     if target not in by_name:
         raise PlanError(
@@ -424,11 +456,13 @@ def make_plan(
         target_encoding="labels" if task == "classification" else "numeric",
         features=encodings,
     )
-    if rows * plan.n_features > MAX_ENCODED_VALUES:
+    held = rows if task_rows is None else task_rows
+    if held * plan.n_features > MAX_ENCODED_VALUES:
         raise PlanError(
             "dataset",
-            f"{rows} rows x {plan.n_features} encoded features = {rows * plan.n_features:,} "
-            f"values, over the limit of {MAX_ENCODED_VALUES:,}; use fewer feature columns",
+            f"{held} rows (the most one task of this job reads) x {plan.n_features} encoded "
+            f"features = {held * plan.n_features:,} values, over the limit of "
+            f"{MAX_ENCODED_VALUES:,}; use fewer feature columns or more shards",
         )
     return plan, task
 

@@ -1,0 +1,38 @@
+"""The artifact store's directory backend and its URL forms (no server needed)."""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+import pytest
+
+from zootrain.artifacts import ArtifactStore, normalize_url
+
+
+def test_locations_are_urls() -> None:
+    assert normalize_url("var/artifacts") == (Path.cwd() / "var/artifacts").as_uri()
+    assert normalize_url("/srv/a/") == "file:///srv/a"
+    assert normalize_url("file:///srv/a") == "file:///srv/a"
+    assert normalize_url("s3://bucket/some/prefix/") == "s3://bucket/some/prefix"
+    assert normalize_url("s3://bucket") == "s3://bucket"
+    for bad in ("s3://", "gs://bucket/x", "http://host/x"):
+        with pytest.raises(ValueError):
+            normalize_url(bad)
+
+
+def test_a_killed_writers_staging_file_is_listed_for_collection(tmp_path: Path) -> None:
+    store = ArtifactStore(tmp_path)
+    key, _ = store.put(b"model")
+    staging = tmp_path / f"{key}#3"  # what the directory store writes before its rename
+    staging.write_bytes(b"half")
+    old = time.time() - 3600
+    os.utime(staging, (old, old))
+    listed = {o.key: o for o in store.list_objects()}
+    assert set(listed) == {key, f"{key}#3"}
+    assert listed[f"{key}#3"].temporary and not listed[key].temporary
+    assert abs(listed[f"{key}#3"].modified - old) < 2
+    assert [o.key for o in store.list()] == [key]  # never among the artifacts
+    store.delete(f"{key}#3")
+    assert not staging.exists() and store.size(key) == 5
