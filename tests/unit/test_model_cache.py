@@ -7,7 +7,7 @@ import asyncio
 import random
 import threading
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import pytest
 from sklearn.datasets import load_iris
@@ -26,11 +26,11 @@ class CountingStore(ArtifactStore):
         self.reads: dict[str, int] = {}
         self._lock = threading.Lock()
 
-    def get(self, uri: str, sha256: str) -> bytes:
+    def download(self, key: str, sha256: str, out: IO[bytes]) -> int:
         with self._lock:
-            self.reads[uri] = self.reads.get(uri, 0) + 1
+            self.reads[key] = self.reads.get(key, 0) + 1
         threading.Event().wait(0.02)
-        return super().get(uri, sha256)
+        return super().download(key, sha256, out)
 
 
 @pytest.fixture(scope="module")
