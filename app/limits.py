@@ -1,4 +1,5 @@
-"""A cap on request bodies, enforced while they stream in (Content-Length may be absent)."""
+"""Limits on a request: its body's size, enforced while it streams in (Content-Length may be
+absent), and the time it may wait for ZooKeeper."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.problems import PROBLEM_TYPE
+from zootrain.zk import request_deadline
 
 
 class BodySizeLimit:
@@ -78,3 +80,26 @@ class BodySizeLimit:
             }
         )
         await send({"type": "http.response.body", "body": body})
+
+
+class ZooKeeperDeadline:
+    """Every ZooKeeper call made while serving a request shares one deadline.
+
+    kazoo queues a call made while the session is disconnected and sends it whenever the
+    connection comes back: without a deadline, a request started during a quorum outage would
+    hang for as long as the outage lasts. With it (``zootrain.zk.request_deadline``), the call
+    is not sent while disconnected, and the request answers 503 with Retry-After once the
+    deadline passes. Handlers that spend long on other things between their ZooKeeper calls
+    (an upload streaming its body) start a fresh deadline for the calls that follow.
+    """
+
+    def __init__(self, app: ASGIApp, seconds: float) -> None:
+        self.app = app
+        self.seconds = seconds
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        with request_deadline(self.seconds):
+            await self.app(scope, receive, send)

@@ -13,7 +13,7 @@ from fastapi import FastAPI
 
 from app import problems
 from app.deps import Services
-from app.limits import BodySizeLimit
+from app.limits import BodySizeLimit, ZooKeeperDeadline
 from app.routers import datasets, health, jobs, models, ui, workers
 from zootrain import __version__
 from zootrain.settings import Settings, get_settings
@@ -71,6 +71,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(
         BodySizeLimit, max_bytes=settings.max_request_bytes, exempt=(datasets.UPLOAD_PATH,)
     )
+    app.add_middleware(ZooKeeperDeadline, seconds=settings.zk_request_timeout)
     _add_problem_schema(app)
     return app
 

@@ -21,7 +21,7 @@ from kazoo.client import TransactionRequest
 from kazoo.exceptions import BadVersionError, NodeExistsError, NoNodeError
 
 from zootrain import locks
-from zootrain.errors import Conflict, InvalidRequest, NotFound, QueueFull
+from zootrain.errors import Conflict, InvalidRequest, NotFound, OutcomeUnknown, QueueFull
 from zootrain.ml.sources import DatasetSource
 from zootrain.paths import IDEMPOTENCY_BUCKETS, Paths, parse_queue_entry, sorted_queue
 from zootrain.records import (
@@ -34,7 +34,14 @@ from zootrain.records import (
     new_job_id,
     utcnow,
 )
-from zootrain.zk import TRANSIENT_ERRORS, TransactionFailed, ZnodeStat, ZooKeeper
+from zootrain.zk import (
+    TRANSIENT_ERRORS,
+    RequestDeadlineExceeded,
+    TransactionFailed,
+    WriteOutcomeUnknown,
+    ZnodeStat,
+    ZooKeeper,
+)
 
 log = logging.getLogger(__name__)
 
@@ -152,10 +159,17 @@ class JobQueue:
         idempotency_key: str | None = None,
         owner: str | None = None,
         dataset_source: DatasetSource | None = None,
+        dataset_version: int | None = None,
         max_queue: int = 10_000,
         idempotency_retention: float = 86_400.0,
     ) -> Submitted:
-        """Create the job, its shards, its queue entry (and its key) in ONE multi."""
+        """Create the job, its shards, its queue entry (and its key) in ONE multi.
+
+        ``dataset_version``: the version of the uploaded dataset's record that
+        ``dataset_source`` was resolved from. The multi checks it, so a delete (or any change)
+        of the record since the resolution makes the submit fail with Conflict instead of
+        queueing a job whose file may be gone.
+        """
         key_path = None
         if idempotency_key is not None:
             # Keys are scoped to their owner: one token cannot replay (and so read) another's job.
@@ -179,6 +193,9 @@ class JobQueue:
             updated_at=now,
         )
         tx = self.zk.transaction()
+        if dataset_source is not None and dataset_version is not None:
+            # First, so that its failure is told apart from the creates' by its index.
+            tx.check(self.paths.dataset(dataset_source.dataset_id), dataset_version)
         tx.create(self.paths.job(job.id), job.dump())
         tx.create(self.paths.shards(job.id))
         shards = [ShardRecord(index=i, role=spec.role(i)) for i in range(spec.tasks)]
@@ -208,15 +225,30 @@ class JobQueue:
                     replay = await self._replay(key_path, spec, idempotency_retention)
                     if replay is not None:
                         return Submitted(replay, created=False)
+                if (
+                    dataset_source is not None
+                    and dataset_version is not None
+                    and failed.index == 0
+                    and isinstance(failed.error, BadVersionError | NoNodeError)
+                ):
+                    raise Conflict(
+                        f"dataset.id: dataset {dataset_source.dataset_id} was deleted or "
+                        "changed while the job was being submitted; nothing was recorded"
+                    ) from None
                 raise
+            except WriteOutcomeUnknown:
+                raise _unknown(job.id) from None  # sent, or queued in kazoo: may still apply
             except TRANSIENT_ERRORS:
-                await self.zk.wait_connected(self.zk.session_timeout * 2)
-                await self.zk.sync(self.paths.job(job.id))
-                if await self.zk.exists(self.paths.job(job.id)) is not None:
-                    self.gauge.added()
-                    return Submitted(job, created=True, shards=shards)
+                try:
+                    await self.zk.wait_connected(self.zk.session_timeout * 2)
+                    await self.zk.sync(self.paths.job(job.id))
+                    if await self.zk.exists(self.paths.job(job.id)) is not None:
+                        self.gauge.added()
+                        return Submitted(job, created=True, shards=shards)
+                except RequestDeadlineExceeded:
+                    raise _unknown(job.id) from None
                 tx = _copy_transaction(self.zk, tx)
-        raise InvalidRequest("could not record the job: ZooKeeper kept dropping the connection")
+        raise _unknown(job.id)
 
     async def _replay(self, key_path: str, spec: JobSpec, retention: float) -> JobRecord | None:
         try:
@@ -407,6 +439,15 @@ class JobQueue:
 
     async def unlock(self, path: str) -> None:
         await locks.release(self.zk, path)
+
+
+def _unknown(job_id: str) -> OutcomeUnknown:
+    return OutcomeUnknown(
+        f"ZooKeeper did not confirm the submit in time: job {job_id} may or may not have been "
+        "created (a write already sent can still apply when ZooKeeper comes back). Retry with "
+        f"the same Idempotency-Key to get the job if it exists, or GET /v1/jobs/{job_id}",
+        job_id,
+    )
 
 
 def backoff_delay(attempts: int, base: float, cap: float) -> float:

@@ -29,6 +29,13 @@ class Settings(BaseSettings):
     )
     zk_session_timeout: float = Field(10.0, gt=1, le=120, description="seconds")
     zk_connect_timeout: float = Field(15.0, gt=0, description="seconds to wait at start-up")
+    zk_request_timeout: float = Field(
+        5.0,
+        gt=0,
+        le=300,
+        description="seconds the job service waits for ZooKeeper while serving one request; "
+        "past it the answer is 503 with Retry-After",
+    )
     artifacts: Path = Field(Path("var/artifacts"), description="artifact store directory")
 
     auth: Literal["on", "off"] = Field(
