@@ -8,6 +8,13 @@
   are expired Idempotency-Keys.
 
 Retention is about time, which nothing in ZooKeeper announces: the sweep runs on a timer.
+
+It never deletes what it could not read: a queue entry goes only when its job was read and is
+terminal, or when the job's node is confirmed absent after a ``sync``. A record that does not
+parse is logged, counted (``zootrain_unreadable_records_total``) and left alone; a connection
+loss ends the sweep (the next one starts over). And before every destructive step the
+housekeeper checks that it still leads: a leader whose session expired (a long pause) may be
+running its sweep while another process leads already, and stops at once.
 """
 
 from __future__ import annotations
@@ -20,6 +27,7 @@ from datetime import timedelta
 
 from kazoo.exceptions import BadVersionError, NoNodeError, NotEmptyError
 
+from workers import metrics
 from zootrain.election import Election
 from zootrain.errors import NotFound
 from zootrain.paths import sorted_queue
@@ -30,6 +38,10 @@ from zootrain.settings import Settings
 from zootrain.zk import TRANSIENT_ERRORS, TransactionFailed
 
 log = logging.getLogger("zootrain.housekeeping")
+
+
+class NotLeading(Exception):
+    """This process no longer leads housekeeping: its sweep stops before the next change."""
 
 
 class Housekeeper:
@@ -59,6 +71,9 @@ class Housekeeper:
         while self.election.is_leader and not stopping.is_set():
             try:
                 await self.sweep()
+            except NotLeading:
+                log.warning("no longer leading housekeeping; sweep stopped")
+                return
             except TRANSIENT_ERRORS:
                 pass
             except Exception:
@@ -70,15 +85,32 @@ class Housekeeper:
             )
 
     async def sweep(self) -> dict[str, int]:
+        """One pass over everything; raises NotLeading as soon as this process does not lead."""
         counts = {
             "queue_entries": await self.repair_queue(),
             "jobs": await self.expire_jobs(),
             "keys": await self.expire_keys(),
             "versions": await self.trim_versions(),
         }
+        metrics.SWEEPS.inc()
         if any(counts.values()):
             log.info("housekeeping removed %s", counts)
         return counts
+
+    async def _still_leading(self) -> None:
+        if not await self.election.still_leads():
+            raise NotLeading()
+
+    def _unreadable(self, kind: str, path: str, exc: Exception) -> None:
+        metrics.UNREADABLE.labels(kind=kind).inc()
+        log.error("housekeeping left %s alone: its record does not parse (%s)", path, exc)
+
+    async def _job_gone(self, job_id: str) -> bool:
+        """Whether the job's node is absent, as the leader sees it (``sync`` first: our server
+        may lag behind the one that answered the read)."""
+        path = self.paths.job(job_id)
+        await self.zk.sync(path)
+        return await self.zk.exists(path) is None
 
     async def repair_queue(self) -> int:
         removed = 0
@@ -86,14 +118,24 @@ class Housekeeper:
         for entry in sorted_queue(await self.zk.get_children(self.paths.queue)):
             try:
                 job, _ = await self.queue.read_job(entry.job_id)
-            except Exception:
+            except NotFound:
                 job = None
+                if not await self._job_gone(entry.job_id):
+                    continue  # it exists after all: the next sweep reads it again
+            except ValueError as exc:  # pydantic's ValidationError too
+                self._unreadable("job", self.paths.job(entry.job_id), exc)
+                continue
+            # Anything else (a connection loss) ends the sweep: never "gone" by default.
             if job is None or job.state.terminal:
+                await self._still_leading()
                 with contextlib.suppress(NoNodeError):
                     await self.zk.delete(self.paths.queue_entry(entry.name))
                     removed += 1
             elif job.state in (JobState.running, JobState.merging):
-                stalled |= await self._merge_stalled(job)
+                try:
+                    stalled |= await self._merge_stalled(job)
+                except ValueError as exc:
+                    self._unreadable("shard", self.paths.shards(job.id), exc)
         if stalled:
             # Workers watch the queue node: a write to it wakes every one to rescan.
             await self.zk.set(self.paths.queue, str(utcnow().timestamp()).encode())
@@ -121,12 +163,16 @@ class Housekeeper:
                 break
             try:
                 job, stat = await self.queue.read_job(job_id)
-            except Exception:
+            except NotFound:
+                continue
+            except ValueError as exc:
+                self._unreadable("job", self.paths.job(job_id), exc)
                 continue
             if not job.state.terminal:
                 continue
             old = (job.finished_at or job.updated_at) < cutoff
             if old or removed < excess:
+                await self._still_leading()
                 removed += await self._delete_job(job, stat.version)
         return removed
 
@@ -138,6 +184,7 @@ class Housekeeper:
             except NotFound:
                 continue
             for number in versions[: max(0, len(versions) - self.settings.max_versions)]:
+                await self._still_leading()
                 with contextlib.suppress(NoNodeError):
                     await self.zk.delete(self.paths.version(name, number))
                     removed += 1
@@ -168,11 +215,17 @@ class Housekeeper:
                 path = f"{bucket_path}/{name}"
                 try:
                     data, stat = await self.zk.get(path)
-                    if IdempotencyRecord.load(data).created_at < cutoff:
+                    record = IdempotencyRecord.load(data)
+                except NoNodeError:
+                    continue
+                except ValueError as exc:
+                    self._unreadable("idempotency_key", path, exc)
+                    continue
+                if record.created_at < cutoff:
+                    await self._still_leading()
+                    with contextlib.suppress(NoNodeError, BadVersionError):
                         await self.zk.delete(path, stat.version)
                         removed += 1
-                except (NoNodeError, BadVersionError):
-                    continue
         return removed
 
 
