@@ -15,7 +15,6 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any
 
 from kazoo.client import TransactionRequest
 from kazoo.exceptions import BadVersionError, NodeExistsError, NoNodeError
@@ -345,30 +344,65 @@ class JobQueue:
                 return job
             if job.state.terminal:
                 raise Conflict(f"job {job_id} already finished ({job.state})")
-            shards = await self.read_shards(job.id, job.spec.tasks)
-            now = utcnow()
-            stopped = [
-                (shard.model_copy(update={"state": ShardState.cancelled, "finished_at": now}), st)
-                for shard, st in shards
-                if shard.state in (ShardState.pending, ShardState.running)
-            ]
+            done = await self._end_job(job, stat, JobState.cancelled, None)
+            if done is not None:
+                return done
 
-            def cancel_shards(tx: TransactionRequest, stopped: list[Any] = stopped) -> None:
-                for shard, shard_stat in stopped:
-                    tx.set_data(
-                        self.paths.shard(job_id, shard.index), shard.dump(), shard_stat.version
-                    )
+    async def fail(
+        self, job_id: str, error: str, *, failed: tuple[ShardRecord, int] | None = None
+    ) -> JobRecord | None:
+        """Fail an unfinished job: one multi sets it ``failed`` with ``error``, sets ``failed``
+        (a shard record, at the version its claim holds) and cancels every other unfinished
+        shard, so a failed job never shows shards `running`. None if the job had finished
+        already, or the failed shard moved on (its claim was fenced off: nothing to fail)."""
+        while True:
+            job, stat = await self.read_job(job_id)
+            if job.state.terminal:
+                return None
+            if failed is not None:
+                shard, version = failed
+                _, current = await self.read_shard(job_id, shard.index)
+                if current.version != version:
+                    return None
+            done = await self._end_job(job, stat, JobState.failed, error, failed)
+            if done is not None:
+                return done
 
-            try:
-                return await self.finish_job(
-                    job, stat, JobState.cancelled, error=None, also=cancel_shards
-                )
-            except BadVersionError:
-                continue  # the job moved on while we read it: look again
-            except TransactionFailed as failed:
-                if isinstance(failed.error, BadVersionError):
-                    continue  # a shard moved on (claimed, finished): look again
-                raise
+    async def _end_job(
+        self,
+        job: JobRecord,
+        stat: ZnodeStat,
+        state: JobState,
+        error: str | None,
+        failed: tuple[ShardRecord, int] | None = None,
+    ) -> JobRecord | None:
+        """One try at the terminal multi with every unfinished shard cancelled; None when a
+        record moved on meanwhile (the caller reads again)."""
+        shards = await self.read_shards(job.id, job.spec.tasks)
+        now = utcnow()
+        writes: list[tuple[ShardRecord, int]] = [] if failed is None else [failed]
+        skip = None if failed is None else failed[0].index
+        writes += [
+            (
+                shard.model_copy(update={"state": ShardState.cancelled, "finished_at": now}),
+                st.version,
+            )
+            for shard, st in shards
+            if shard.index != skip and shard.state in (ShardState.pending, ShardState.running)
+        ]
+
+        def set_shards(tx: TransactionRequest) -> None:
+            for shard, version in writes:
+                tx.set_data(self.paths.shard(job.id, shard.index), shard.dump(), version)
+
+        try:
+            return await self.finish_job(job, stat, state, error=error, also=set_shards)
+        except BadVersionError:
+            return None  # the job moved on while we read it: look again
+        except TransactionFailed as failed_tx:
+            if isinstance(failed_tx.error, BadVersionError):
+                return None  # a shard moved on (claimed, finished): look again
+            raise
 
     async def finish_job(
         self,

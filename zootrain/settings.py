@@ -6,7 +6,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import ByteSize, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -94,6 +94,18 @@ class Settings(BaseSettings):
     worker_concurrency: int = Field(1, ge=1, le=64, description="shards a worker trains at once")
     worker_grace: float = Field(
         30.0, ge=0, description="seconds a stopping worker lets its running shard finish"
+    )
+    task_time_limit: float = Field(
+        6 * 3600.0,
+        gt=0,
+        description="seconds one attempt of a task may run when its job sets no time_limit",
+    )
+    task_memory_limit: ByteSize | None = Field(
+        None,
+        gt=0,
+        description="address-space ceiling (RLIMIT_AS) of each training process: bytes, or a "
+        "size such as 2GiB; it counts what the process inherits (about 0.7 GB of loaded "
+        "libraries). Default: the machine's memory divided by ZOOTRAIN_WORKER_CONCURRENCY",
     )
     retry_backoff: float = Field(
         1.0, ge=0, description="seconds before a failed shard's first retry; doubles per attempt"
