@@ -5,7 +5,9 @@
 - a job whose shards are all done but whose merge lock is free (its merger died before anyone
   watched the lock) gets the workers' attention: the sweep nudges the queue node they watch;
 - terminal jobs older than the retention are deleted, each in one multi with its shards, and so
-  are expired Idempotency-Keys.
+  are expired Idempotency-Keys;
+- every ``ZOOTRAIN_ARTIFACT_GC_INTERVAL``, artifact files no record names any more are removed
+  from the store (zootrain/store_gc.py).
 
 Retention is about time, which nothing in ZooKeeper announces: the sweep runs on a timer.
 
@@ -28,6 +30,8 @@ from datetime import timedelta
 from kazoo.exceptions import BadVersionError, NoNodeError, NotEmptyError
 
 from workers import metrics
+from zootrain import store_gc
+from zootrain.artifacts import ArtifactStore
 from zootrain.election import Election
 from zootrain.errors import NotFound
 from zootrain.paths import sorted_queue
@@ -45,8 +49,16 @@ class NotLeading(Exception):
 
 
 class Housekeeper:
-    def __init__(self, queue: JobQueue, settings: Settings, identifier: str) -> None:
+    def __init__(
+        self,
+        queue: JobQueue,
+        settings: Settings,
+        identifier: str,
+        store: ArtifactStore | None = None,
+    ) -> None:
         self.queue = queue
+        self.store = store
+        self._collected_at: float | None = None  # loop time of this leader's last collection
         self.zk = queue.zk
         self.paths = queue.paths
         self.settings = settings
@@ -68,9 +80,11 @@ class Housekeeper:
             await self.election.resign()
 
     async def _lead(self, stopping: asyncio.Event) -> None:
+        self._collected_at = None  # a new leader collects at once, then every interval
         while self.election.is_leader and not stopping.is_set():
             try:
                 await self.sweep()
+                await self._collect_if_due()
             except NotLeading:
                 log.warning("no longer leading housekeeping; sweep stopped")
                 return
@@ -96,6 +110,40 @@ class Housekeeper:
         if any(counts.values()):
             log.info("housekeeping removed %s", counts)
         return counts
+
+    async def _collect_if_due(self) -> None:
+        now = asyncio.get_running_loop().time()
+        if self.store is None or (
+            self._collected_at is not None
+            and now - self._collected_at < self.settings.artifact_gc_interval
+        ):
+            return
+        await self.collect_artifacts()
+        self._collected_at = now
+
+    async def collect_artifacts(self) -> store_gc.Collection:
+        """Remove artifact files that no record names (see zootrain/store_gc.py)."""
+        assert self.store is not None
+        report = await store_gc.collect(
+            self.zk,
+            self.paths,
+            self.store,
+            grace=self.settings.artifact_gc_grace,
+            still_leading=self._still_leading,
+        )
+        metrics.COLLECTIONS.inc()
+        metrics.COLLECTED_FILES.inc(report.deleted)
+        metrics.COLLECTED_BYTES.inc(report.deleted_bytes)
+        if report.deleted:
+            log.info(
+                "artifact store: removed %d unreferenced files (%d bytes); %d referenced, "
+                "%d recent kept",
+                report.deleted,
+                report.deleted_bytes,
+                report.referenced,
+                report.kept_recent,
+            )
+        return report
 
     async def _still_leading(self) -> None:
         if not await self.election.still_leads():

@@ -28,3 +28,12 @@ UNREADABLE = Counter(
     "Records housekeeping found that do not parse, logged and left alone",
     ["kind"],
 )
+COLLECTIONS = Counter(
+    "zootrain_artifact_collections_total", "Garbage collections of the artifact store completed"
+)
+COLLECTED_FILES = Counter(
+    "zootrain_artifacts_collected_total", "Unreferenced files removed from the artifact store"
+)
+COLLECTED_BYTES = Counter(
+    "zootrain_artifacts_collected_bytes_total", "Bytes of unreferenced files removed"
+)

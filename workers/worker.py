@@ -154,7 +154,7 @@ class Worker:
             processes.format_bytes(self.memory_limit),
         )
         housekeeping = asyncio.create_task(
-            Housekeeper(self.queue, self.settings, self.id).run(self._stopping)
+            Housekeeper(self.queue, self.settings, self.id, self.store).run(self._stopping)
         )
         try:
             await self._dispatch()

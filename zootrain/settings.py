@@ -85,6 +85,17 @@ class Settings(BaseSettings):
     housekeeping_interval: float = Field(
         30.0, gt=0, description="seconds between the elected housekeeper's sweeps"
     )
+    artifact_gc_interval: float = Field(
+        3600.0,
+        gt=0,
+        description="seconds between the housekeeper's collections of unreferenced artifacts",
+    )
+    artifact_gc_grace: float = Field(
+        3600.0,
+        ge=0,
+        description="seconds an unreferenced artifact is kept after its last write (a record "
+        "naming it may be on its way)",
+    )
 
     metrics_port: int | None = Field(
         None, ge=1, le=65535, description="a worker serves Prometheus metrics on this port"
