@@ -604,7 +604,9 @@ class Worker:
         """Cancel ``claim`` if its job is cancelled (or otherwise finished) under us."""
 
         def changed(event: WatchedEvent) -> None:
-            if claim.task is not None and not claim.task.done():
+            # Not once the outcome is being written: a watch re-armed then would sit on a
+            # finished job's record (which never changes again) until retention deletes it.
+            if claim.task is not None and not claim.task.done() and not claim.settling:
                 asyncio.get_running_loop().create_task(self._watch_job(claim))
 
         try:
