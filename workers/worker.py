@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import gc
 import logging
 import operator
@@ -34,7 +35,7 @@ from workers import metrics, processes
 from workers.housekeeping import Housekeeper
 from zootrain import locks
 from zootrain.artifacts import ArtifactStore
-from zootrain.errors import NotFound
+from zootrain.errors import ArtifactError, NotFound
 from zootrain.metrics import ZOOKEEPER_CONNECTED
 from zootrain.paths import Paths, QueueEntry, parse_queue_entry
 from zootrain.queue import JobQueue, backoff_delay
@@ -710,13 +711,27 @@ class Worker:
         now re-claims the shard). Never a TimeoutError that leaves a trained shard `running`.
         """
         assert claim.stat is not None
+        artifact = outcome.artifact if outcome.state == ShardState.done else None
         try:
-            written = await self._write_shard(
-                claim.job.id, outcome, claim.stat.version, claim.session
+            written = await self._write_versioned(
+                self.paths.shard(claim.job.id, outcome.index),
+                outcome,
+                claim.stat.version,
+                claim.session,
+                before=None if artifact is None else functools.partial(self._touch, artifact),
             )
         except SessionExpiredError:
             return False
         return written is not None
+
+    async def _touch(self, artifact: str) -> bool:
+        """Right before a record naming ``artifact`` is written: keep the collector off it
+        (however long ago it was written), or learn that it is gone (then the record is not
+        written: the shard is trained again). See zootrain/store_gc.py."""
+        present = await asyncio.get_running_loop().run_in_executor(None, self.store.touch, artifact)
+        if not present:
+            log.warning("artifact %s vanished before its record was written", artifact)
+        return present
 
     async def _write_shard(
         self, job_id: str, record: ShardRecord, version: int, session: int | None
@@ -737,11 +752,19 @@ class Worker:
         return await self._write_versioned(self.paths.job(job.id), job, version, session)
 
     async def _write_versioned(
-        self, path: str, record: JobRecord | ShardRecord, version: int, session: int | None
+        self,
+        path: str,
+        record: JobRecord | ShardRecord,
+        version: int,
+        session: int | None,
+        before: Callable[[], Awaitable[bool]] | None = None,
     ) -> ZnodeStat | None:
+        """``before``: run before each try; if it says False, nothing is written (None)."""
         data = record.dump()
         tried = False
         while True:
+            if before is not None and not await before():
+                return None
             try:
                 return await self.zk.set(path, data, version)
             except NoNodeError:
@@ -917,6 +940,9 @@ class Worker:
         except (BadVersionError, NoNodeError, SessionExpiredError):
             log.warning("job %s changed while merging; nothing published", job.id)
             return
+        except ArtifactError as exc:
+            await self._merge_failed(claim, str(exc))
+            return
         assert published.model is not None
         metrics.MERGES.labels(outcome="published").inc()
         metrics.FINISHED.labels(state="succeeded").inc()
@@ -938,6 +964,8 @@ class Worker:
         job, stat = claim.job, claim.stat
         assert stat is not None
         while True:
+            if not await self._touch(version.artifact):
+                raise ArtifactError(f"merged artifact {version.artifact} vanished")
             try:
                 return await self.registry.publish(self.queue, job, stat, version)
             except TRANSIENT_ERRORS:

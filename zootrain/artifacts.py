@@ -92,7 +92,7 @@ class ArtifactStore:
             raise ArtifactError(f"invalid artifact URI {uri!r}")
         return self.root / uri
 
-    # -- garbage collection (zootrain/store_gc.py decides what goes; these only list and delete)
+    # -- garbage collection (zootrain/store_gc.py decides what goes; these list, touch, delete)
 
     def list_objects(self) -> Iterator[StoredObject]:
         """Every artifact and temporary file in the store, in no particular order.
@@ -113,6 +113,22 @@ class ArtifactStore:
                     except FileNotFoundError:
                         continue  # deleted meanwhile
                     yield StoredObject(key, stat.st_size, stat.st_mtime)
+
+    def touch(self, uri: str) -> bool:
+        """Refresh an artifact's modified time; False if it is not in the store (any more).
+
+        Blocking: call it from a thread. A process about to write a record that names an
+        artifact written a while ago touches it first: the collector keeps what was modified
+        within its grace period, and one that already took the file leaves touch() nothing to
+        find, so the record is never written for a file that is gone (store_gc.py).
+        """
+        try:
+            os.utime(self.path(uri))
+            return True
+        except FileNotFoundError:
+            return False
+        except PermissionError:
+            return self.path(uri).exists()
 
     def delete(self, key: str, *, unless_modified_after: float | None = None) -> bool:
         """Remove one object listed by list_objects(); False if it was not there, or was

@@ -13,14 +13,16 @@ protects every file it names. A read that fails ends the collection before anyth
 
 **Sweep** (``collect``): the store is listed *before* the mark, and an unmarked object goes only
 if its last write is older than the grace period (``ZOOTRAIN_ARTIFACT_GC_GRACE``; temporary
-files: an hour). A file written after the listing is not even considered; one written before it
-and named by a record created after the mark was written (or touched: ``put`` refreshes the
-time of bytes it finds stored) within the grace period, and the store's conditional delete
-re-checks that time at the moment of removal. The leader checks it still leads before each
-deletion.
+files: an hour). A file written after the listing is not even considered. A file written
+earlier, whose record is written after the mark, is protected by its writer: the worker touches
+the file (``touch``) right before it writes the record that names it, however long it waited
+(an outage) between the two, and ``put`` touches bytes it finds stored already. The store's
+conditional delete moves the file aside and then checks its time: a touch that came first
+puts it back; a touch that comes after finds nothing, and the record is not written (the shard
+is trained again). The leader checks it still leads before each deletion.
 
-The store is reached through two methods only, ``list_objects()`` and ``delete()``
-(zootrain/artifacts.py), which any backend provides.
+The collector reaches the store through two methods only, ``list_objects()`` and ``delete()``,
+and writers through ``touch()`` (zootrain/artifacts.py); any backend provides the three.
 """
 
 from __future__ import annotations

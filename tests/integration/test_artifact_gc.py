@@ -12,7 +12,6 @@ deleted still serves predictions.
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import time
 from pathlib import Path
@@ -26,50 +25,12 @@ from tests.integration.conftest import children, start_api
 from tests.support.auth import AUTH
 from tests.support.specs import iris_spec
 from tests.support.stack import Stack, wait_for
+from tests.support.store import referenced, stored, young_temporary
 
 pytestmark = pytest.mark.integration
 
 JOBS = 50
 TERMINAL = ("succeeded", "failed", "cancelled")
-
-
-def referenced(kazoo: KazooClient, root: str) -> set[str]:
-    """What the records name: live versions, datasets, and unfinished jobs' files."""
-    found: set[str] = set()
-    for model in children(kazoo, f"{root}/models"):
-        for node in children(kazoo, f"{root}/models/{model}"):
-            record = json.loads(kazoo.get(f"{root}/models/{model}/{node}")[0])
-            if record.get("deleted_at") is None:
-                found.add(record["artifact"])
-    for dataset in children(kazoo, f"{root}/datasets"):
-        found.add(json.loads(kazoo.get(f"{root}/datasets/{dataset}")[0])["artifact"])
-    for job_id in children(kazoo, f"{root}/jobs"):
-        job = json.loads(kazoo.get(f"{root}/jobs/{job_id}")[0])
-        if job["state"] in TERMINAL:
-            continue
-        if job.get("dataset_source"):
-            found.add(job["dataset_source"]["artifact"])
-        for shard in children(kazoo, f"{root}/jobs/{job_id}/shards"):
-            record = json.loads(kazoo.get(f"{root}/jobs/{job_id}/shards/{shard}")[0])
-            if record.get("artifact"):
-                found.add(record["artifact"])
-    return found
-
-
-def stored(store: Path) -> set[str]:
-    return {
-        f"{kind}/{path.name}"
-        for kind in ("models", "datasets")
-        if (store / kind).is_dir()
-        for path in (store / kind).iterdir()
-    }
-
-
-def young(path: Path) -> bool:
-    try:
-        return path.stat().st_mtime > time.time() - 3000
-    except FileNotFoundError:
-        return False
 
 
 def aged(path: Path, data: bytes, seconds_ago: float) -> str:
@@ -165,7 +126,7 @@ def test_the_store_holds_exactly_the_referenced_files_after_the_last_collection(
             # Temporary files younger than an hour stay: writes in progress, for all the
             # collector knows (a cancelled job's child killed mid-write leaves one too).
             final["stored"] = stored(store)
-            recent = {k for k in final["stored"] if ".tmp-" in k and young(store / k)}
+            recent = young_temporary(store, final["stored"])
             final["expected"] = referenced(kazoo, zk_root) | recent
             return final["stored"] == final["expected"] and not children(kazoo, f"{zk_root}/jobs")
 
