@@ -610,6 +610,8 @@ class Worker:
             if claim.task is not None and not claim.task.done() and not claim.settling:
                 asyncio.get_running_loop().create_task(self._watch_job(claim))
 
+        if claim.settling or (claim.task is not None and claim.task.done()):
+            return  # nothing left to cancel: a watch now would outlive the claim
         try:
             # kazoo fires every watch when the connection drops; re-arm once it is back, however
             # long that takes (the claim is worth as long as its session lives).
@@ -645,7 +647,9 @@ class Worker:
 
     async def _train_shard(self, claim: Claim) -> None:
         assert claim.index is not None and claim.shard is not None and claim.stat is not None
-        await self._watch_job(claim)
+        # In the background: the training need not wait for ZooKeeper (an outage), and a job
+        # found finished already stops the child moments after it started.
+        self._side_task(self._watch_job(claim))
         payload = {
             "spec": claim.job.spec.model_dump(mode="json"),
             "index": claim.index,
@@ -904,7 +908,9 @@ class Worker:
         ]
         if any(s.state != ShardState.done for s in shards):
             return
-        await self._watch_job(claim)
+        # In the background: the training need not wait for ZooKeeper (an outage), and a job
+        # found finished already stops the child moments after it started.
+        self._side_task(self._watch_job(claim))
         payload = {
             "spec": job.spec.model_dump(mode="json"),
             "artifacts": str(self.store.root),
