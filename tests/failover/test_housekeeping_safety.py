@@ -182,11 +182,13 @@ def test_a_lost_candidate_reply_and_a_cut_listing_leave_no_orphan_candidate(
     proxy.cut_next(GET_CHILDREN, election)
     worker = stack.start_worker("worker", ZOOTRAIN_ZK_HOSTS=proxy.address)
     wait_for(lambda: len(proxy.faults) == 2, 30, "both faults to hit the election")
+    faulted_at = time.monotonic()
     wait_for(
         lambda: "leading housekeeping" in worker.output(),
         30,
         f"the worker to lead; candidates: {children(kazoo, election)}",
     )
+    print(f"election: leading {time.monotonic() - faulted_at:.2f}s after the second fault")
     assert len(children(kazoo, election)) == 1, children(kazoo, election)
     assert [action for action, _, _ in proxy.faults] == ["drop_reply", "cut"]
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import re
 import signal
+import time
 
 import httpx
 import pytest
@@ -83,8 +84,10 @@ def test_a_merge_whose_process_dies_is_retried_after_a_backoff(
         wait_for(started, 30, "the merging process", interval=0.01)
         for pid in merging:
             os.kill(pid, signal.SIGKILL)
+        killed_at = time.monotonic()
 
         view = wait_job(client, job_id, timeout=120)
+        print(f"merge: published {time.monotonic() - killed_at:.1f}s after its process died")
         assert view["state"] == "succeeded", view
         assert view["merge_attempts"] == 2, view
         assert "killed by SIGKILL" in (view["merge_error"] or ""), view

@@ -13,6 +13,7 @@ from __future__ import annotations
 import concurrent.futures
 import re
 import threading
+import time
 from pathlib import Path
 
 import httpx
@@ -129,6 +130,8 @@ def test_a_job_deleted_while_streamed_ends_its_streams(
             if job_id in name:
                 tx.delete(f"{zk_root}/queue/{name}")
         assert all(not isinstance(r, Exception) for r in tx.commit())
+        deleted_at = time.monotonic()
         assert reader.ended.wait(30), "the stream of a deleted job stays open"
+        print(f"event streams: ended {time.monotonic() - deleted_at:.3f}s after the deletion")
         assert reader.error is None, reader.error
         assert client.get(f"/v1/jobs/{job_id}/events").status_code == 404
