@@ -13,7 +13,7 @@ Retention is about time, which nothing in ZooKeeper announces: the sweep runs on
 
 It never deletes what it could not read: a queue entry goes only when its job was read and is
 terminal, or when the job's node is confirmed absent after a ``sync``. A record that does not
-parse is logged, counted (``zootrain_unreadable_records_total``) and left alone; a connection
+parse is logged, counted (``zootrain_unreadable_records``) and left alone; a connection
 loss ends the sweep (the next one starts over). And before every destructive step the
 housekeeper checks that it still leads: a leader whose session expired (a long pause) may be
 running its sweep while another process leads already, and stops at once.
@@ -59,6 +59,9 @@ class Housekeeper:
         self.queue = queue
         self.store = store
         self._collected_at: float | None = None  # loop time of this leader's last collection
+        self._unreadable_now: dict[str, int] = {}  # kind -> records found this sweep
+        self._unreadable_seen: set[str] = set()  # paths found this sweep
+        self._unreadable_logged: set[str] = set()  # paths already logged
         self.zk = queue.zk
         self.paths = queue.paths
         self.settings = settings
@@ -100,6 +103,7 @@ class Housekeeper:
 
     async def sweep(self) -> dict[str, int]:
         """One pass over everything; raises NotLeading as soon as this process does not lead."""
+        self._unreadable_now, self._unreadable_seen = {}, set()
         counts = {
             "queue_entries": await self.repair_queue(),
             "jobs": await self.expire_jobs(),
@@ -107,6 +111,9 @@ class Housekeeper:
             "versions": await self.trim_versions(),
         }
         metrics.SWEEPS.inc()
+        for kind in ("job", "shard", "idempotency_key"):
+            metrics.UNREADABLE.labels(kind=kind).set(self._unreadable_now.get(kind, 0))
+        self._unreadable_logged = self._unreadable_seen  # forget the ones fixed or deleted
         if any(counts.values()):
             log.info("housekeeping removed %s", counts)
         return counts
@@ -150,8 +157,10 @@ class Housekeeper:
             raise NotLeading()
 
     def _unreadable(self, kind: str, path: str, exc: Exception) -> None:
-        metrics.UNREADABLE.labels(kind=kind).inc()
-        log.error("housekeeping left %s alone: its record does not parse (%s)", path, exc)
+        self._unreadable_now[kind] = self._unreadable_now.get(kind, 0) + 1
+        self._unreadable_seen.add(path)
+        if path not in self._unreadable_logged:  # once, not every sweep
+            log.error("housekeeping left %s alone: its record does not parse (%s)", path, exc)
 
     async def _job_gone(self, job_id: str) -> bool:
         """Whether the job's node is absent, as the leader sees it (``sync`` first: our server

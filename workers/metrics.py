@@ -23,9 +23,9 @@ CANCELLED = Counter(
 FINISHED = Counter("zootrain_jobs_finished_total", "Jobs this worker finished", ["state"])
 BUSY = Gauge("zootrain_worker_busy", "Shards and merges this worker is working on")
 SWEEPS = Counter("zootrain_housekeeping_sweeps_total", "Housekeeping sweeps completed")
-UNREADABLE = Counter(
-    "zootrain_unreadable_records_total",
-    "Records housekeeping found that do not parse, logged and left alone",
+UNREADABLE = Gauge(
+    "zootrain_unreadable_records",
+    "Records the latest housekeeping sweep found that do not parse (left alone), by kind",
     ["kind"],
 )
 COLLECTIONS = Counter(
