@@ -749,11 +749,24 @@ def run(
 
 def _zk_victims(cluster: ZooKeeperCluster, event: ZkEvent) -> list[Node]:
     """The node(s) an event takes down: one (the leader or a follower), or two of three."""
-    leader = cluster.leader()
+    leader = _leader(cluster)
     others = [n for n in cluster.nodes if n is not leader and n.process is not None]
     if event.kind == "quorum":
         return [leader, others[0]]
     return [leader] if event.which == "leader" else [others[0]]
+
+
+def _leader(cluster: ZooKeeperCluster, timeout: float = 60.0) -> Node:
+    """The ensemble's leader, once it has one (a node restarted a moment ago may still be
+    taking part in an election)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            return cluster.leader()
+        except RuntimeError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
 
 
 def _outage_requests(

@@ -123,6 +123,7 @@ def test_with_one_attempt_a_connection_drop_in_claim_settle_or_publish_does_not_
             assert view["merge_attempts"] == 1, (what, view)
             assert versions_by_job(kazoo, zk_root)[job_id] == [(f"fault-{number}", "v-0000000000")]
     assert len(proxy.faults) == len(FAULTS)
-    assert proxy.connections > len(FAULTS)  # one reconnect per fault, with the same session
+    # One reconnect per fault, with the same session (the last may come after its job ended).
+    wait_for(lambda: proxy.connections > len(FAULTS), 30, "the worker to reconnect")
     assert worker.alive()
     assert "session LOST" not in worker.output()
