@@ -632,8 +632,11 @@ def run(
                 say(f"{now - t0:5.1f}s ZooKeeper {event.kind} down (node {names})")
             if zk_down is not None and now >= zk_down[1]:
                 nodes, _, since = zk_down
+                # All at once: after a quorum outage, one restarted node alone cannot serve
+                # (it needs the other for a quorum), so waiting for each in turn would hang.
                 for node in nodes:
-                    cluster.start_node(node)
+                    cluster.start_node(node, wait=False)
+                cluster.wait_ready(180)
                 if len(nodes) > 1:
                     outages.append((since, time.monotonic()))
                     report.quorum_outages += 1

@@ -145,7 +145,8 @@ def test_reads_failing_through_a_quorum_outage_delete_no_queue_entry(
         held.released.set()  # into a server that is gone or has no quorum: ConnectionLoss
         time.sleep(16.0)  # 4 session timeouts: the read's retries give up meanwhile
         for node in stopped:
-            ensemble.start_node(node)
+            ensemble.start_node(node, wait=False)  # together: one alone has no quorum
+        ensemble.wait_ready(120)
         wait_sweeps(port, 3)
         kazoo = fresh_kazoo(ensemble.hosts)
         try:

@@ -134,7 +134,8 @@ def test_a_quorum_outage_answers_503_in_time_and_the_job_and_its_stream_carry_on
         assert len(reader.comments_between(outage_started, outage_ended)) >= 2
 
         for node in stopped:
-            ensemble.start_node(node)
+            ensemble.start_node(node, wait=False)  # together: one alone has no quorum
+        ensemble.wait_ready(120)
         back = time.monotonic()
         wait_for(lambda: client.get("/readyz").status_code == 200, 60, "/readyz again")
         print(f"outage: /readyz 200 {time.monotonic() - back:.1f}s after the quorum was back")
