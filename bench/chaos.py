@@ -266,31 +266,49 @@ class Starter(threading.Thread):
                 self.requests.task_done()
 
 
-class Prober(threading.Thread):
-    """Times a job-service request every half second (a job's record and the job list), to
-    find any that waited on ZooKeeper longer than its deadline."""
+class Prober:
+    """Times job-service requests, one kind per thread, each every half second (a job's
+    record, the job list, the models, the workers), to find any that waited on ZooKeeper
+    longer than its deadline."""
+
+    PATHS = ("job", "/v1/jobs?limit=5", "/v1/models", "/v1/workers")
 
     def __init__(self, client: RetryingClient, submitter: Submitter) -> None:
-        super().__init__(daemon=True, name="prober")
         self.client = client
         self.submitter = submitter
         self.samples: list[tuple[float, float, int | str]] = []  # start, seconds, status
         self.stopping = threading.Event()
+        self.threads = [
+            threading.Thread(target=self._probe, args=(p,), daemon=True, name=f"probe {p}")
+            for p in self.PATHS
+        ]
 
-    def run(self) -> None:
+    def start(self) -> None:
+        for thread in self.threads:
+            thread.start()
+
+    def join(self, timeout: float) -> None:
+        for thread in self.threads:
+            thread.join(timeout)
+
+    def _probe(self, path: str) -> None:
         while not self.stopping.wait(0.5):
-            accepted = list(self.submitter.accepted.values())
-            paths = ["/v1/jobs?limit=5"] + ([f"/v1/jobs/{accepted[-1]}"] if accepted else [])
-            for path in paths:
-                started = time.monotonic()
-                try:
-                    response = httpx.get(
-                        self.client.url + path, headers=self.client.headers, timeout=60
-                    )
-                    outcome: int | str = response.status_code
-                except httpx.HTTPError as exc:
-                    outcome = type(exc).__name__
-                self.samples.append((started, time.monotonic() - started, outcome))
+            if path == "job":
+                accepted = list(self.submitter.accepted.values())
+                if not accepted:
+                    continue
+                path_now = f"/v1/jobs/{accepted[-1]}"
+            else:
+                path_now = path
+            started = time.monotonic()
+            try:
+                response = httpx.get(
+                    self.client.url + path_now, headers=self.client.headers, timeout=60
+                )
+                outcome: int | str = response.status_code
+            except httpx.HTTPError as exc:
+                outcome = type(exc).__name__
+            self.samples.append((started, time.monotonic() - started, outcome))
 
 
 # -- reading ZooKeeper ----------------------------------------------------------------------------
