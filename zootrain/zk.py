@@ -318,8 +318,12 @@ class ZooKeeper:
         if limit is None:
             return await self._bridge(start())
         loop = self._require_loop()
-        if not self._live():
+        while not self._live():
             await self.wait_connected()  # bounded by the deadline
+            if not self._live():
+                # kazoo's thread saw the disconnection and its SUSPENDED notice has not reached
+                # the loop yet (as in retry()): give it the moment it needs.
+                await asyncio.sleep(0.01)
         future = self._bridge(start())
         done, _ = await asyncio.wait({future}, timeout=max(0.0, limit - loop.time()))
         if future in done:
