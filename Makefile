@@ -5,7 +5,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: up down demo test test-fast fuzz lint openapi bench install zookeeper test-packages clean
+.PHONY: up down demo test test-fast fuzz chaos lint openapi bench install zookeeper test-packages clean
 
 up: install zookeeper            ## start ZooKeeper, the job service and two workers; run a demo job
 	@scripts/up.sh
@@ -26,6 +26,9 @@ test-fast: install               ## unit tests only, no server
 fuzz: install zookeeper          ## the long fuzz: 10,000+ schemathesis requests, authenticated
 	ZOOTRAIN_FUZZ_EXAMPLES=1500 ZOOTRAIN_FUZZ_MIN_REQUESTS=10000 \
 		$(BIN)/pytest tests/contract -k schemathesis
+
+chaos: install zookeeper          ## the long chaos run: 200 jobs through every fault (SEED=n)
+	$(BIN)/python -m bench.chaos --long --seed $${SEED:-1}
 
 lint: install
 	$(BIN)/ruff check .

@@ -1,5 +1,5 @@
 """Caps enforced per request: request bodies while they stream in (Content-Length may be
-absent), and the event streams a token holds open."""
+absent), the event streams a token holds open, and the time a request may wait for ZooKeeper."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from app import metrics
 from app.problems import PROBLEM_TYPE
 from zootrain.errors import RateLimited
+from zootrain.zk import request_deadline
 
 STREAM_RETRY_AFTER = 5  # seconds a client refused a stream waits before it tries again
 
@@ -114,3 +115,26 @@ class StreamSlots:
             if not self._open[who]:
                 del self._open[who]
             metrics.EVENT_STREAMS.dec()
+
+
+class ZooKeeperDeadline:
+    """Every ZooKeeper call made while serving a request shares one deadline.
+
+    kazoo queues a call made while the session is disconnected and sends it whenever the
+    connection comes back: without a deadline, a request started during a quorum outage would
+    hang for as long as the outage lasts. With it (``zootrain.zk.request_deadline``), the call
+    is not sent while disconnected, and the request answers 503 with Retry-After once the
+    deadline passes. Handlers that spend long on other things between their ZooKeeper calls
+    (an upload streaming its body) start a fresh deadline for the calls that follow.
+    """
+
+    def __init__(self, app: ASGIApp, seconds: float) -> None:
+        self.app = app
+        self.seconds = seconds
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        with request_deadline(self.seconds):
+            await self.app(scope, receive, send)

@@ -14,7 +14,7 @@ from fastapi import FastAPI
 from app import problems
 from app.deps import Services
 from app.headers import DASHBOARD_CSP, SecurityHeaders, docs_csp, page_headers
-from app.limits import BodySizeLimit
+from app.limits import BodySizeLimit, ZooKeeperDeadline
 from app.routers import datasets, docs, health, jobs, models, ui, workers
 from zootrain import __version__
 from zootrain.settings import Settings, get_settings
@@ -88,6 +88,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             docs.DOCS_PATH: page_headers(docs_csp(docs.INLINE_SCRIPT)),
         },
     )
+    app.add_middleware(ZooKeeperDeadline, seconds=settings.zk_request_timeout)
     _add_problem_schema(app)
     return app
 

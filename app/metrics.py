@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 
+from kazoo.exceptions import KazooException
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, Gauge, Histogram, generate_latest
 
 from zootrain.metrics import ZOOKEEPER_CONNECTED as CONNECTED
+from zootrain.metrics import ZOOKEEPER_WATCHES as WATCHES
 from zootrain.paths import sorted_queue
 from zootrain.queue import JobQueue
 from zootrain.records import JobState
@@ -35,6 +38,8 @@ MODEL_CACHE_BYTES = Gauge(
 )
 EVENT_STREAMS = Gauge("zootrain_event_streams", "Event streams open in this process")
 
+log = logging.getLogger("zootrain.api")
+
 _REFRESH_EVERY = 5.0  # seconds: a scrape reads the queue at most this often
 _last_refresh = 0.0
 _refresh_lock = asyncio.Lock()
@@ -46,8 +51,18 @@ async def render(queue: JobQueue) -> tuple[bytes, str]:
 
 
 async def _refresh(queue: JobQueue) -> None:
-    global _last_refresh
     CONNECTED.set(1 if queue.zk.connected else 0)
+    for kind, count in queue.zk.watch_counts().items():
+        WATCHES.labels(kind=kind).set(count)
+    try:
+        await _refresh_queue(queue)
+    except (KazooException, TimeoutError) as exc:
+        # A scrape during a ZooKeeper outage still answers: with the figures last read.
+        log.debug("metrics: queue figures not refreshed: %r", exc)
+
+
+async def _refresh_queue(queue: JobQueue) -> None:
+    global _last_refresh
     async with _refresh_lock:
         if time.monotonic() - _last_refresh < _REFRESH_EVERY or not queue.zk.connected:
             return

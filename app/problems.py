@@ -15,7 +15,8 @@ from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
 
-from zootrain.errors import ZootrainError
+from zootrain.errors import OutcomeUnknown, ZootrainError
+from zootrain.zk import RequestDeadlineExceeded, WriteOutcomeUnknown
 
 log = logging.getLogger("zootrain.api")
 
@@ -31,6 +32,11 @@ class Problem(BaseModel):
     errors: list[dict[str, Any]] | None = Field(
         None, description="One entry per invalid field, for validation problems"
     )
+    job_id: str | None = Field(
+        None,
+        description="A submit whose outcome is unknown (503): the id the job has if it was, "
+        "or will be, created",
+    )
 
 
 def problem(
@@ -41,6 +47,7 @@ def problem(
     instance: str | None = None,
     headers: dict[str, str] | None = None,
     errors: list[dict[str, Any]] | None = None,
+    job_id: str | None = None,
 ) -> JSONResponse:
     body = Problem(
         title=title or HTTPStatus(status).phrase,
@@ -48,6 +55,7 @@ def problem(
         detail=detail,
         instance=instance,
         errors=errors,
+        job_id=job_id,
     )
     return JSONResponse(
         body.model_dump(exclude_none=True),
@@ -121,16 +129,26 @@ def _allowed_methods(request: Request) -> list[str]:
 
 
 async def _domain(request: Request, exc: ZootrainError) -> JSONResponse:
-    return problem(exc.status, exc.detail, title=exc.title, headers=exc.headers())
-
-
-async def _zookeeper(request: Request, exc: KazooException) -> JSONResponse:
-    log.warning("zookeeper error on %s %s: %r", request.method, request.url.path, exc)
+    if isinstance(exc, OutcomeUnknown):
+        log.warning("%s %s: %s", request.method, request.url.path, exc.detail)
     return problem(
-        503,
-        f"the coordination service did not answer ({type(exc).__name__}); retry shortly",
-        headers={"Retry-After": "1"},
+        exc.status,
+        exc.detail,
+        title=exc.title,
+        headers=exc.headers(),
+        job_id=getattr(exc, "job_id", None),
     )
+
+
+async def _zookeeper(request: Request, exc: Exception) -> JSONResponse:
+    log.warning("zookeeper error on %s %s: %r", request.method, request.url.path, exc)
+    if isinstance(exc, RequestDeadlineExceeded):
+        detail = "ZooKeeper did not answer within the request's deadline"
+        if isinstance(exc, WriteOutcomeUnknown):
+            detail += " (a change was sent and may still be applied: check before retrying)"
+    else:
+        detail = f"the coordination service did not answer ({type(exc).__name__})"
+    return problem(503, f"{detail}; retry shortly", headers={"Retry-After": "2"})
 
 
 async def _unexpected(request: Request, exc: Exception) -> JSONResponse:

@@ -1,22 +1,34 @@
-"""Chaos run: a 3-node ZooKeeper ensemble, the job service and 3 workers, jobs streaming in, and
-while they run: workers SIGKILLed and replaced every few seconds, the job service SIGKILLed and
-replaced, one ZooKeeper node killed and restarted. Then everything is checked straight against
-ZooKeeper with a fresh client:
+"""Chaos run: a 3-node ZooKeeper ensemble, the job service and 3 workers (2 tasks at once each),
+jobs streaming in, and while they run:
 
-- every accepted job is terminal, and succeeded unless the client's cancel was accepted;
-- one job per Idempotency-Key, and no job nobody submitted;
+- workers SIGKILLed and replaced every few seconds, and workers SIGSTOPped (with their training
+  processes) for longer than the session timeout, then resumed;
+- the job service SIGKILLed and replaced;
+- one ZooKeeper node killed and restarted, and a full quorum outage (two of three nodes) of
+  twice the session timeout, while a prober times the job service's answers;
+- the workers' connections cut by a proxy (tests/failover/zkproxy.py) at a shard's claim and at
+  a job's publish, before the write reaches ZooKeeper or after it (the reply dropped).
+
+Then everything is checked straight against ZooKeeper with a fresh client:
+
+- every accepted job is terminal (none lost, none stuck), and succeeded unless the client's
+  cancel was accepted; one job per Idempotency-Key, and no job nobody submitted;
 - each succeeded job published exactly one model version (the one its record names), a
   cancelled job none, and no version exists without its succeeded job; versions are dense;
 - no two live workers trained the same shard at the same time (claim intervals from the worker
-  logs; a SIGKILLed worker's intervals end at its kill time, recorded here);
+  logs; a SIGKILLed worker's intervals end at its kill, a SIGSTOPped one's at its stop), and no
+  shard's result was written twice;
+- no job-service request took longer than its ZooKeeper deadline + 1 s during the outage;
+- after the last collection, the artifact store holds no file that no record names, and every
+  file a record names;
 - once the workers are stopped (and the killed ones' sessions expired): no lock, queue entry,
   worker or election znode left behind.
 
 The jobs, cancels and chaos schedule come from ``--seed``; what the processes do with them is
-up to the machine's timing. Prints one summary line; exits 1 if any check failed.
+up to the machine's timing. Prints the counts; exits 1 if any check failed.
 
     python -m bench.chaos --jobs 30 --seed 7          # the short form the test suite runs
-    python -m bench.chaos --long --seed 7             # 200 jobs, more chaos
+    python -m bench.chaos --long --seed 7             # 200 jobs, more chaos (make chaos)
 """
 
 from __future__ import annotations
@@ -26,9 +38,11 @@ import contextlib
 import heapq
 import json
 import logging
+import os
 import queue
 import random
 import re
+import signal
 import sys
 import tempfile
 import threading
@@ -43,18 +57,34 @@ from typing import Any
 if __package__ in (None, ""):  # run as a file: python bench/chaos.py
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+import httpx
 from kazoo.client import KazooClient
-from kazoo.exceptions import KazooException
+from kazoo.exceptions import ConnectionLoss, KazooException
+from kazoo.handlers.threading import KazooTimeoutError
 
 from bench.harness import AUTH, auth_env
+from tests.failover.zkproxy import MULTI, SET_DATA, ZooKeeperProxy
 from tests.support.http import RetryingClient
 from tests.support.stack import Process, Stack, wait_for
-from tests.support.zkserver import ZooKeeperCluster
+from tests.support.store import referenced, stored, young_temporary
+from tests.support.zkserver import Node, ZooKeeperCluster
 from zootrain.ml.algorithms import ALGORITHMS, check_task
 from zootrain.records import JobSpec
 
 SESSION_TIMEOUT = 4.0
+REQUEST_DEADLINE = 5.0  # the job service's ZOOTRAIN_ZK_REQUEST_TIMEOUT (its default)
+PAUSE = SESSION_TIMEOUT * 2.5  # a SIGSTOPped worker's pause: its session expires meanwhile
+OUTAGE = SESSION_TIMEOUT * 2  # the full quorum outage
+GC_GRACE = 20.0  # seconds an unreferenced artifact is kept after its last write
 TERMINAL = ("succeeded", "failed", "cancelled")
+# Proxy faults, in turn: a shard's claim write and a job's publishing multi, each cut before it
+# reaches ZooKeeper, or let through with its reply dropped.
+FAULTS: list[tuple[str, int, bytes]] = [
+    ("cut", SET_DATA, b'"state":"running","attempts"'),
+    ("drop_reply", SET_DATA, b'"state":"running","attempts"'),
+    ("cut", MULTI, b'"state":"succeeded"'),
+    ("drop_reply", MULTI, b'"state":"succeeded"'),
+]
 
 # Small datasets bundled with scikit-learn, and their task.
 DATASETS = {
@@ -200,19 +230,24 @@ class Submitter(threading.Thread):
 
 
 class Starter(threading.Thread):
-    """Starts replacement workers one at a time (a start takes seconds; the chaos goes on)."""
+    """Starts replacement workers one at a time (a start takes seconds; the chaos goes on),
+    never while ZooKeeper has no quorum (a worker needs a session to start)."""
 
-    def __init__(self, stack: Stack, workers: list[Process]) -> None:
+    def __init__(self, stack: Stack, workers: list[Process], extra: dict[str, str]) -> None:
         super().__init__(daemon=True, name="starter")
         self.stack = stack
         self.workers = workers
+        self.extra = extra
         self.lock = threading.Lock()
         self.requests: queue.Queue[bool] = queue.Queue()
         self.errors: list[str] = []
+        self.quorum = threading.Event()
+        self.quorum.set()
+        self.stopped: set[str] = set()  # SIGSTOPped workers: alive, but not to be chosen
 
     def alive(self) -> list[Process]:
         with self.lock:
-            return [w for w in self.workers if w.alive()]
+            return [w for w in self.workers if w.alive() and w.name not in self.stopped]
 
     def remove(self, process: Process) -> None:
         with self.lock:
@@ -221,7 +256,8 @@ class Starter(threading.Thread):
     def run(self) -> None:
         while self.requests.get():
             try:
-                process = self.stack.start_worker("worker")
+                self.quorum.wait()
+                process = self.stack.start_worker("worker", **self.extra)
                 with self.lock:
                     self.workers.append(process)
             except Exception as exc:
@@ -230,11 +266,57 @@ class Starter(threading.Thread):
                 self.requests.task_done()
 
 
+class Prober:
+    """Times job-service requests, one kind per thread, each every half second (a job's
+    record, the job list, the models, the workers), to find any that waited on ZooKeeper
+    longer than its deadline."""
+
+    PATHS = ("job", "/v1/jobs?limit=5", "/v1/models", "/v1/workers")
+
+    def __init__(self, client: RetryingClient, submitter: Submitter) -> None:
+        self.client = client
+        self.submitter = submitter
+        self.samples: list[tuple[float, float, int | str]] = []  # start, seconds, status
+        self.stopping = threading.Event()
+        self.threads = [
+            threading.Thread(target=self._probe, args=(p,), daemon=True, name=f"probe {p}")
+            for p in self.PATHS
+        ]
+
+    def start(self) -> None:
+        for thread in self.threads:
+            thread.start()
+
+    def join(self, timeout: float) -> None:
+        for thread in self.threads:
+            thread.join(timeout)
+
+    def _probe(self, path: str) -> None:
+        while not self.stopping.wait(0.5):
+            if path == "job":
+                accepted = list(self.submitter.accepted.values())
+                if not accepted:
+                    continue
+                path_now = f"/v1/jobs/{accepted[-1]}"
+            else:
+                path_now = path
+            started = time.monotonic()
+            try:
+                response = httpx.get(
+                    self.client.url + path_now, headers=self.client.headers, timeout=60
+                )
+                outcome: int | str = response.status_code
+            except httpx.HTTPError as exc:
+                outcome = type(exc).__name__
+            self.samples.append((started, time.monotonic() - started, outcome))
+
+
 # -- reading ZooKeeper ----------------------------------------------------------------------------
 
 
 class Reader:
-    """A plain kazoo client, tolerant of the ZooKeeper node it talks to dying."""
+    """A plain kazoo client, tolerant of the ZooKeeper node it talks to dying; a read that gets
+    no answer in 3 s (a quorum outage: kazoo would wait for as long as it lasts) raises."""
 
     def __init__(self, hosts: str, root: str) -> None:
         self.client = KazooClient(hosts=hosts, timeout=10)
@@ -245,21 +327,36 @@ class Reader:
         self.client.stop()
         self.client.close()
 
+    @staticmethod
+    def _wait(result: Any) -> Any:
+        try:
+            return result.get(timeout=3)
+        except KazooTimeoutError:
+            raise ConnectionLoss("no answer from ZooKeeper within 3 s") from None
+
+    def _exists(self, full: str) -> bool:
+        return self._wait(self.client.exists_async(full)) is not None
+
     def children(self, path: str) -> list[str]:
         full = f"{self.root}/{path}" if path else self.root
-        return sorted(self.client.get_children(full)) if self.client.exists(full) else []
+        if not self._exists(full):
+            return []
+        return sorted(self._wait(self.client.get_children_async(full)))
 
     def json(self, path: str) -> dict[str, Any] | None:
         full = f"{self.root}/{path}"
-        if not self.client.exists(full):
+        if not self._exists(full):
             return None
-        data, _ = self.client.get(full)
+        data, _ = self._wait(self.client.get_async(full))
         value: dict[str, Any] = json.loads(data)
         return value
 
     def data(self, path: str) -> str | None:
         full = f"{self.root}/{path}"
-        return self.client.get(full)[0].decode() if self.client.exists(full) else None
+        if not self._exists(full):
+            return None
+        data, _ = self._wait(self.client.get_async(full))
+        return str(data.decode())
 
     def unfinished(self, job_ids: list[str]) -> list[str]:
         left = []
@@ -275,6 +372,7 @@ class Reader:
 _LINE = re.compile(r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}) \S+ \S+ (.*)$")
 _CLAIM = re.compile(r"^claim ([0-9a-f]{20})/(\d+) attempt (\d+)$")
 _KEY = re.compile(r"\b([0-9a-f]{20})/(\d+)(?![\d])")
+_DONE = re.compile(r" done ([0-9a-f]{20})/(\d+) in ")
 
 
 @dataclass
@@ -323,8 +421,27 @@ def claim_intervals(process: Process, killed_at: float | None, ended_at: float) 
     return found
 
 
+def cut_at_pauses(intervals: list[Interval], paused: dict[str, list[float]]) -> None:
+    """A SIGSTOPped worker's claims end at its stop: its session expired during the pause, and
+    whatever it computes after resuming it can no longer write."""
+    for interval in intervals:
+        for stopped_at in paused.get(interval.worker, []):
+            if interval.start < stopped_at < interval.end:
+                interval.end, interval.how = stopped_at, "SIGSTOP"
+
+
+def written_twice(processes: list[Process]) -> list[str]:
+    """Shards whose result two attempts wrote (a "done" line follows only a successful write)."""
+    done: dict[tuple[str, str], int] = {}
+    for process in processes:
+        for job, index in _DONE.findall(process.output()):
+            done[(job, index)] = done.get((job, index), 0) + 1
+    return [f"{job}/{index}" for (job, index), count in done.items() if count > 1]
+
+
 def overlaps(intervals: list[Interval]) -> list[str]:
     by_shard: dict[tuple[str, int], list[Interval]] = {}
+
     for interval in intervals:
         by_shard.setdefault((interval.job, interval.index), []).append(interval)
     found = []
@@ -349,16 +466,29 @@ class Report:
     seed: int
     jobs: int
     accepted: int = 0
+    terminal: int = 0
+    lost: int = 0
+    stuck: int = 0
     succeeded: int = 0
     cancelled: int = 0
     failed: int = 0
     versions: int = 0
+    double_published: int = 0
     shard_claims: int = 0
     reclaims: int = 0
+    written_twice: int = 0
     worker_kills: int = 0
     busy_kills: int = 0  # of a worker holding a lock: training or merging
+    worker_stops: int = 0  # SIGSTOPs past the session timeout
     api_restarts: int = 0
     zk_restarts: int = 0
+    quorum_outages: int = 0
+    outage_requests: int = 0  # job-service requests timed during the quorum outages
+    slow_requests: int = 0  # ... that took longer than the deadline + 1 s
+    slowest_request: float = 0.0
+    proxy_faults: int = 0  # connections cut (or replies dropped) by the proxy
+    unreferenced_files: int = 0  # in the store after the final collection
+    missing_files: int = 0  # named by a record, not in the store
     client_retries: int = 0
     seconds: float = 0.0
     violations: list[str] = field(default_factory=list)
@@ -366,24 +496,63 @@ class Report:
     def summary(self) -> str:
         return (
             f"chaos seed={self.seed} jobs={self.jobs} accepted={self.accepted} "
+            f"terminal={self.terminal}/{self.accepted} lost={self.lost} stuck={self.stuck} "
             f"succeeded={self.succeeded} cancelled={self.cancelled} failed={self.failed} "
-            f"versions={self.versions} shard_claims={self.shard_claims} "
-            f"reclaims={self.reclaims} worker_kills={self.worker_kills} "
-            f"busy_kills={self.busy_kills} "
+            f"versions={self.versions} double_published={self.double_published} "
+            f"shard_claims={self.shard_claims} reclaims={self.reclaims} "
+            f"written_twice={self.written_twice} worker_kills={self.worker_kills} "
+            f"busy_kills={self.busy_kills} worker_stops={self.worker_stops} "
             f"api_restarts={self.api_restarts} zk_restarts={self.zk_restarts} "
-            f"client_retries={self.client_retries} violations={len(self.violations)} "
-            f"in {self.seconds:.0f}s"
+            f"quorum_outages={self.quorum_outages} outage_requests={self.outage_requests} "
+            f"slow_requests={self.slow_requests} slowest={self.slowest_request:.1f}s "
+            f"proxy_faults={self.proxy_faults} unreferenced_files={self.unreferenced_files} "
+            f"missing_files={self.missing_files} client_retries={self.client_retries} "
+            f"violations={len(self.violations)} in {self.seconds:.0f}s"
         )
 
 
 @dataclass
+class ZkEvent:
+    at: float
+    kind: str  # "node": one node down; "quorum": two of the three down
+    down_for: float
+    which: str = "follower"  # for "node": "leader" or "follower"
+
+
+@dataclass
 class Chaos:
-    """Timed events; worker kills come every few seconds until the jobs are done."""
+    """Timed events; worker kills come every few seconds while jobs come in."""
 
     api_restart_at: list[float]
-    zk_kill_at: list[tuple[float, float, str]]  # (at, down for, "leader"/"follower")
+    zk_events: list[ZkEvent]  # one at a time, in order
+    stop_at: list[float]  # SIGSTOPs of a worker, each for PAUSE seconds
+    fault_at: list[float]  # proxy faults armed, in FAULTS' order, round and round
     kill_every: tuple[float, float]
     min_kills: int
+
+
+def schedule(rng: random.Random, span: float, long: bool) -> Chaos:
+    """When each fault strikes, spread over the submit span."""
+    rounds = 3 if long else 1
+    zk: list[ZkEvent] = []
+    for number in range(rounds):
+        # Each round: a node killed and restarted, then (in the first round and the last) the
+        # whole quorum gone. A round's slot keeps its events apart.
+        slot = span / rounds
+        base = number * slot
+        which = rng.choice(["leader", "follower"])
+        zk.append(ZkEvent(base + rng.uniform(0.1, 0.3) * slot, "node", rng.uniform(3, 6), which))
+        if number in (0, rounds - 1):
+            zk.append(ZkEvent(base + rng.uniform(0.55, 0.75) * slot, "quorum", OUTAGE))
+    faults = 3 * len(FAULTS) if long else len(FAULTS)
+    return Chaos(
+        api_restart_at=sorted(rng.uniform(0.2, 0.9) * span for _ in range(rounds)),
+        zk_events=zk,
+        stop_at=sorted(rng.uniform(0.1, 0.8) * span for _ in range(3 if long else 1)),
+        fault_at=sorted(rng.uniform(0.05, 0.6) * span for _ in range(faults)),
+        kill_every=(2.0, 5.0),
+        min_kills=10 if long else 3,
+    )
 
 
 def run(
@@ -399,40 +568,39 @@ def run(
     plan = plan_jobs(rng, jobs, seed, cancel_rate=0.2)
     span = plan[-1].submit_at if plan else 0.0
     chaos_rng = random.Random(seed * 7919 + 1)
-    chaos = Chaos(
-        api_restart_at=sorted(chaos_rng.uniform(0.2, 0.9) * span for _ in range(3 if long else 1)),
-        zk_kill_at=sorted(
-            (
-                chaos_rng.uniform(0.3, 0.8) * span,
-                chaos_rng.uniform(3.0, 6.0),
-                chaos_rng.choice(["leader", "follower"]),
-            )
-            for _ in range(3 if long else 1)
-        ),
-        kill_every=(2.0, 5.0),
-        min_kills=10 if long else 3,
-    )
+    chaos = schedule(chaos_rng, span, long)
     report = Report(seed=seed, jobs=jobs)
     started = time.monotonic()
     cluster = ZooKeeperCluster(directory / "zookeeper", size=3).start()
+    # The workers reach the ensemble through a proxy that cuts their connections on cue.
+    proxy = ZooKeeperProxy([n.client_port for n in cluster.nodes]).start()
     root = f"/chaos-{uuid.uuid4().hex[:10]}"
+    store = directory / "artifacts"
     env = {
         "ZOOTRAIN_ZK_HOSTS": cluster.hosts,
         "ZOOTRAIN_ZK_ROOT": root,
-        "ZOOTRAIN_ARTIFACTS": str(directory / "artifacts"),
+        "ZOOTRAIN_ARTIFACTS": str(store),
         "ZOOTRAIN_ZK_SESSION_TIMEOUT": str(SESSION_TIMEOUT),
+        "ZOOTRAIN_ZK_REQUEST_TIMEOUT": str(REQUEST_DEADLINE),
         "ZOOTRAIN_RETRY_BACKOFF": "0.2",
         "ZOOTRAIN_HOUSEKEEPING_INTERVAL": "2",
+        "ZOOTRAIN_ARTIFACT_GC_INTERVAL": "3",
+        "ZOOTRAIN_ARTIFACT_GC_GRACE": str(GC_GRACE),
         **auth_env(),
     }
+    worker_env = {"ZOOTRAIN_ZK_HOSTS": proxy.address, "ZOOTRAIN_WORKER_CONCURRENCY": "2"}
     stack = Stack(directory, env)
     killed: dict[str, float] = {}  # worker process name -> wall-clock kill time
+    paused: dict[str, list[float]] = {}  # worker process name -> wall-clock stop times
     ended: dict[str, float] = {}
+    outages: list[tuple[float, float]] = []  # monotonic (start, end) of quorum outages
     reader: Reader | None = None
     try:
         api = stack.start_api()
         assert stack.api_url is not None
-        starter = Starter(stack, [stack.start_worker("worker") for _ in range(3)])
+        starter = Starter(
+            stack, [stack.start_worker("worker", **worker_env) for _ in range(3)], worker_env
+        )
         starter.start()
         reader = Reader(cluster.hosts, root)
         # Retried until answered: every 5xx, for up to two minutes per request.
@@ -445,18 +613,24 @@ def run(
         )
         submitter = Submitter(client, plan, time.monotonic())
         submitter.start()
+        prober = Prober(client, submitter)
+        prober.start()
         t0 = submitter.start_time
         say(f"{len(plan)} jobs over {span:.0f}s; logs in {directory}")
 
         next_kill = t0 + chaos_rng.uniform(*chaos.kill_every)
         api_restarts = list(chaos.api_restart_at)
-        zk_events = list(chaos.zk_kill_at)
-        zk_down: tuple[Any, float] | None = None  # (node, restart at)
-        deadline = t0 + span + (900 if long else 150)
+        zk_events = list(chaos.zk_events)
+        stops = list(chaos.stop_at)
+        faults = list(chaos.fault_at)
+        armed = 0
+        zk_down: tuple[list[Node], float, float] | None = None  # (nodes, restart at, since)
+        stopped: tuple[Process, float] | None = None  # (worker, resume at)
+        deadline = t0 + span + (900 if long else 180)
         finished = False
         while True:
             now = time.monotonic()
-            if api_restarts and now - t0 >= api_restarts[0]:
+            if api_restarts and now - t0 >= api_restarts[0] and zk_down is None:
                 api_restarts.pop(0)
                 api.kill()
                 api = stack.start_api()
@@ -464,23 +638,63 @@ def run(
                 client.url = stack.api_url
                 report.api_restarts += 1
                 say(f"{now - t0:5.1f}s job service restarted")
-            if zk_down is None and zk_events and now - t0 >= zk_events[0][0]:
-                _, down_for, which = zk_events.pop(0)
-                leader = cluster.leader()
-                node = (
-                    leader
-                    if which == "leader"
-                    else next(n for n in cluster.nodes if n is not leader and n.process is not None)
-                )
-                cluster.kill_node(node)
-                zk_down = (node, time.monotonic() + down_for)
-                say(f"{now - t0:5.1f}s ZooKeeper node {node.myid} ({which}) killed")
+            if zk_down is None and stopped is None and zk_events and now - t0 >= zk_events[0].at:
+                event = zk_events.pop(0)
+                nodes = _zk_victims(cluster, event)
+                if event.kind == "quorum":
+                    starter.quorum.clear()
+                for node in nodes:
+                    cluster.kill_node(node)
+                zk_down = (nodes, time.monotonic() + event.down_for, time.monotonic())
+                names = ", ".join(str(n.myid) for n in nodes)
+                say(f"{now - t0:5.1f}s ZooKeeper {event.kind} down (node {names})")
             if zk_down is not None and now >= zk_down[1]:
-                cluster.start_node(zk_down[0])
-                report.zk_restarts += 1
-                say(f"{now - t0:5.1f}s ZooKeeper node {zk_down[0].myid} restarted")
+                nodes, _, since = zk_down
+                # All at once: after a quorum outage, one restarted node alone cannot serve
+                # (it needs the other for a quorum), so waiting for each in turn would hang.
+                for node in nodes:
+                    cluster.start_node(node, wait=False)
+                cluster.wait_ready(180)
+                if len(nodes) > 1:
+                    outages.append((since, time.monotonic()))
+                    report.quorum_outages += 1
+                    starter.quorum.set()
+                report.zk_restarts += len(nodes)
+                say(f"{now - t0:5.1f}s ZooKeeper back ({len(nodes)} node(s) restarted)")
                 zk_down = None
-            if now >= next_kill and len(starter.alive()) >= 2:
+            if faults and now - t0 >= faults[0]:
+                faults.pop(0)
+                action, opcode, needle = FAULTS[armed % len(FAULTS)]
+                proxy.add_rule(opcode, f"{root}/jobs/", needle, action)
+                armed += 1
+            # A pause while ZooKeeper is whole: the session must expire (no leader, no expiry).
+            no_quorum = zk_down is not None and len(zk_down[0]) > 1
+            if (
+                stopped is None
+                and zk_down is None
+                and stops
+                and now - t0 >= stops[0]
+                and len(starter.alive()) >= 2
+            ):
+                stops.pop(0)
+                victim, _ = _choose_victim(chaos_rng, starter.alive(), reader)
+                os.killpg(victim.popen.pid, signal.SIGSTOP)  # the worker and its children
+                paused.setdefault(victim.name, []).append(time.time())
+                starter.stopped.add(victim.name)
+                stopped = (victim, time.monotonic() + PAUSE)
+                report.worker_stops += 1
+                say(f"{now - t0:5.1f}s {victim.name} SIGSTOPped for {PAUSE:.0f}s")
+            if stopped is not None and now >= stopped[1]:
+                victim = stopped[0]
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(victim.popen.pid, signal.SIGCONT)
+                starter.stopped.discard(victim.name)
+                stopped = None
+                say(f"{now - t0:5.1f}s {victim.name} resumed")
+            # Kills go on while jobs come in, and until there were enough: then the jobs may
+            # finish (on a loaded machine a kill every few seconds can outpace the restarts).
+            killing = not submitter.done.is_set() or report.worker_kills < chaos.min_kills
+            if killing and now >= next_kill and len(starter.alive()) >= 2 and not no_quorum:
                 victim, busy = _choose_victim(chaos_rng, starter.alive(), reader)
                 if not busy and now < next_kill + 2.0 and not finished:
                     time.sleep(0.1)  # give work in progress a moment to show up: kill that
@@ -494,13 +708,18 @@ def run(
                 say(f"{now - t0:5.1f}s {victim.name} SIGKILLed")
                 next_kill = time.monotonic() + chaos_rng.uniform(*chaos.kill_every)
 
-            finished = submitter.done.is_set() and not _safe(
-                lambda: reader.unfinished(list(submitter.accepted.values())), [""]
+            finished = (
+                submitter.done.is_set()
+                and not no_quorum
+                and not _safe(lambda: reader.unfinished(list(submitter.accepted.values())), [""])
             )
             chaos_done = (
                 not api_restarts
                 and not zk_events
                 and zk_down is None
+                and not stops
+                and stopped is None
+                and not faults
                 and report.worker_kills >= chaos.min_kills
             )
             if finished and chaos_done:
@@ -513,13 +732,22 @@ def run(
                 break
             time.sleep(0.25)
 
+        if stopped is not None:  # the deadline passed mid-pause
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(stopped[0].popen.pid, signal.SIGCONT)
+        prober.stopping.set()
         submitter.join(30)
+        prober.join(30)
         starter.requests.join()  # no worker half-started when we stop them all
         starter.requests.put(False)
+        proxy.clear_rules()
+        report.proxy_faults = len(proxy.faults)
         report.violations += submitter.errors + starter.errors
         report.client_retries = client.retries
+        _outage_requests(report, outages, client.attempts + prober.samples)
 
         _check_live_locks(report, reader, stack, starter.alive())
+        _check_store(report, reader, store)
 
         # Stop everyone cleanly; the killed workers' sessions expire on their own.
         for process in stack.processes:
@@ -529,14 +757,90 @@ def run(
                 if code != 0:
                     report.violations.append(f"{process.name} exited with {code} on SIGTERM")
         api.stop(20)
-        _check(report, reader, plan, submitter, stack, killed, ended)
+        _check(report, reader, plan, submitter, stack, killed, paused, ended)
     finally:
         if reader is not None:
             reader.close()
         stack.stop()
+        proxy.close()
         cluster.stop()
         report.seconds = time.monotonic() - started
     return report
+
+
+def _zk_victims(cluster: ZooKeeperCluster, event: ZkEvent) -> list[Node]:
+    """The node(s) an event takes down: one (the leader or a follower), or two of three."""
+    leader = _leader(cluster)
+    others = [n for n in cluster.nodes if n is not leader and n.process is not None]
+    if event.kind == "quorum":
+        return [leader, others[0]]
+    return [leader] if event.which == "leader" else [others[0]]
+
+
+def _leader(cluster: ZooKeeperCluster, timeout: float = 60.0) -> Node:
+    """The ensemble's leader, once it has one (a node restarted a moment ago may still be
+    taking part in an election)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            return cluster.leader()
+        except RuntimeError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
+
+
+def _outage_requests(
+    report: Report,
+    outages: list[tuple[float, float]],
+    samples: list[tuple[float, float, int | str]],
+) -> None:
+    """Job-service requests that overlapped a quorum outage: none may have waited longer than
+    the deadline + 1 s (a hang shows as the client's own timeout)."""
+    limit = REQUEST_DEADLINE + 1.0
+    for start, end in outages:
+        during = [s for s in samples if s[0] <= end and s[0] + s[1] >= start]
+        report.outage_requests += len(during)
+        slow = [s for s in during if s[1] > limit]
+        report.slow_requests += len(slow)
+        report.slowest_request = max([report.slowest_request, *(s[1] for s in during)])
+        if slow:
+            report.violations.append(
+                f"{len(slow)} requests during the quorum outage took longer than {limit:.0f}s: "
+                f"{[(round(s[1], 1), s[2]) for s in slow[:5]]}"
+            )
+    if outages and not report.outage_requests:
+        report.violations.append("no job-service request was timed during the quorum outage")
+
+
+def _check_store(report: Report, reader: Reader, store: Path) -> None:
+    """After the last collection (every job finished, the grace period over), the store holds
+    exactly the files the records name, and temporary files younger than an hour."""
+    final: dict[str, set[str]] = {}
+
+    def settled() -> bool:
+        files = stored(store)
+        expected = _safe(lambda: referenced(reader.client, reader.root), None)
+        if expected is None:
+            return False
+        final["extra"] = files - expected - young_temporary(store, files)
+        final["missing"] = expected - files
+        return not final["extra"] and not final["missing"]
+
+    with contextlib.suppress(TimeoutError):
+        wait_for(settled, GC_GRACE * 3 + 30, "the last collection", interval=1.0)
+    report.unreferenced_files = len(final.get("extra", ()))
+    report.missing_files = len(final.get("missing", ()))
+    if report.unreferenced_files:
+        report.violations.append(
+            f"{report.unreferenced_files} unreferenced files left in the store after the "
+            f"last collection, e.g. {sorted(final['extra'])[:3]}"
+        )
+    if report.missing_files:
+        report.violations.append(
+            f"{report.missing_files} files named by records are missing from the store, "
+            f"e.g. {sorted(final['missing'])[:3]}"
+        )
 
 
 def _check_live_locks(report: Report, reader: Reader, stack: Stack, live: list[Process]) -> None:
@@ -603,6 +907,7 @@ def _check(
     submitter: Submitter,
     stack: Stack,
     killed: dict[str, float],
+    paused: dict[str, list[float]],
     ended: dict[str, float],
 ) -> None:
     bad = report.violations
@@ -630,10 +935,15 @@ def _check(
     for index, job_id in accepted.items():
         record = reader.json(f"jobs/{job_id}")
         if record is None:
+            report.lost += 1
             bad.append(f"accepted job {job_id} ({plan[index].key}) does not exist")
             continue
         records[job_id] = record
         state = record["state"]
+        if state in TERMINAL:
+            report.terminal += 1
+        else:
+            report.stuck += 1
         expected = "cancelled" if submitter.cancels.get(index) == 200 else "succeeded"
         if state == "succeeded":
             report.succeeded += 1
@@ -691,6 +1001,7 @@ def _check(
                 f"version(s) {published} of job {job_id} which is {record and record['state']}"
             )
         elif len(published) != 1:
+            report.double_published += 1
             bad.append(f"job {job_id} published {len(published)} versions: {published}")
         elif record["model"] != {"name": published[0][0], "version": published[0][1]}:
             bad.append(f"job {job_id} names {record['model']} but published {published[0]}")
@@ -706,9 +1017,15 @@ def _check(
             intervals += claim_intervals(
                 process, killed.get(process.name), ended.get(process.name, now)
             )
+    cut_at_pauses(intervals, paused)
     report.shard_claims = len(intervals)
     report.reclaims = sum(1 for i in intervals if i.attempt > 1)
     bad += overlaps(intervals)
+    workers = [p for p in stack.processes if p.name.startswith("worker")]
+    twice = written_twice(workers)
+    report.written_twice = len(twice)
+    if twice:
+        bad.append(f"{len(twice)} shards had two attempts' results written: {twice[:5]}")
 
     # Nothing left behind.
     for path in ("locks", "queue", "workers", "election"):

@@ -22,3 +22,18 @@ CANCELLED = Counter(
 )
 FINISHED = Counter("zootrain_jobs_finished_total", "Jobs this worker finished", ["state"])
 BUSY = Gauge("zootrain_worker_busy", "Shards and merges this worker is working on")
+SWEEPS = Counter("zootrain_housekeeping_sweeps_total", "Housekeeping sweeps completed")
+UNREADABLE = Gauge(
+    "zootrain_unreadable_records",
+    "Records the latest housekeeping sweep found that do not parse (left alone), by kind",
+    ["kind"],
+)
+COLLECTIONS = Counter(
+    "zootrain_artifact_collections_total", "Garbage collections of the artifact store completed"
+)
+COLLECTED_FILES = Counter(
+    "zootrain_artifacts_collected_total", "Unreferenced files removed from the artifact store"
+)
+COLLECTED_BYTES = Counter(
+    "zootrain_artifacts_collected_bytes_total", "Bytes of unreferenced files removed"
+)

@@ -11,9 +11,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ctypes
+import gc
 import importlib
 import multiprocessing
 import os
+import resource
 import signal
 import traceback
 from collections.abc import Callable
@@ -52,6 +54,40 @@ class ChildDied(Exception):
     """The child exited without a result (killed, out of memory, crashed)."""
 
 
+class TimeLimitExceeded(ChildFailed):
+    """The child ran past its time limit and was killed."""
+
+    def __init__(self, seconds: float) -> None:
+        super().__init__(f"time limit of {_seconds(seconds)} s exceeded")
+
+
+class MemoryLimitExceeded(ChildFailed):
+    """The child ran out of address space under its memory limit (RLIMIT_AS)."""
+
+    def __init__(self, limit: int, detail: str = "") -> None:
+        super().__init__(f"memory limit of {format_bytes(limit)} exceeded" + detail)
+
+
+def _seconds(value: float) -> str:
+    return str(int(value)) if float(value).is_integer() else f"{value:g}"
+
+
+def format_bytes(size: int) -> str:
+    """1073741824 -> "1 GiB", 1610612736 -> "1.5 GiB": as a person would write the limit."""
+    value = float(size)
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if value < 1024 or unit == "TiB":
+            return f"{value:.3g} {unit}" if unit != "B" else f"{size} B"
+        value /= 1024
+    raise AssertionError("unreachable")
+
+
+def default_memory_limit(concurrency: int) -> int:
+    """The machine's memory shared between the training processes a worker runs at once."""
+    total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    return max(1 << 30, total // max(1, concurrency))
+
+
 async def warm_up() -> None:
     """Start the forkserver (and its scikit-learn imports) before the first shard arrives."""
     from multiprocessing import forkserver
@@ -59,10 +95,24 @@ async def warm_up() -> None:
     await asyncio.get_running_loop().run_in_executor(None, forkserver.ensure_running)
 
 
-async def run_in_child(function: ChildTarget, payload: dict[str, Any]) -> dict[str, Any]:
+async def run_in_child(
+    function: ChildTarget,
+    payload: dict[str, Any],
+    *,
+    time_limit: float | None = None,
+    memory_limit: int | None = None,
+) -> dict[str, Any]:
+    """Run ``function(payload)`` in a child; its result, or ChildFailed / ChildDied.
+
+    ``time_limit``: seconds before the child is killed (TimeLimitExceeded). ``memory_limit``:
+    the child's address-space ceiling in bytes (RLIMIT_AS, set in the child before it runs the
+    function); an allocation past it fails, and the child reports MemoryLimitExceeded.
+    """
     loop = asyncio.get_running_loop()
     receiver, sender = _CONTEXT.Pipe(duplex=False)
-    process = _CONTEXT.Process(target=_child_main, args=(function, payload, sender), daemon=True)
+    process = _CONTEXT.Process(
+        target=_child_main, args=(function, payload, sender, memory_limit), daemon=True
+    )
     try:
         await loop.run_in_executor(None, process.start)
     finally:
@@ -75,7 +125,9 @@ async def run_in_child(function: ChildTarget, payload: dict[str, Any]) -> dict[s
 
     loop.add_reader(receiver.fileno(), on_readable)
     try:
-        await ready
+        done, _ = await asyncio.wait({ready}, timeout=time_limit)
+        if not done:
+            raise TimeLimitExceeded(time_limit or 0.0)
         outcome = _receive(receiver)
     except BaseException:
         process.kill()
@@ -86,11 +138,28 @@ async def run_in_child(function: ChildTarget, payload: dict[str, Any]) -> dict[s
         # The child has answered or been killed: reaping it takes moments, off the loop.
         await asyncio.shield(loop.run_in_executor(None, process.join, 5))
     if outcome is None:
-        raise ChildDied(f"training process exited with code {process.exitcode}")
+        raise ChildDied(_death(process.exitcode, memory_limit))
     if "error" in outcome:
+        if outcome.get("memory") and memory_limit is not None:
+            raise MemoryLimitExceeded(memory_limit, f" ({outcome['error']})")
         raise ChildFailed(outcome["error"], outcome.get("trace", ""))
     result: dict[str, Any] = outcome["value"]
     return result
+
+
+def _death(code: int | None, memory_limit: int | None) -> str:
+    if code is not None and code < 0:
+        name = signal.Signals(-code).name if -code in signal.valid_signals() else str(-code)
+        # What a memory ceiling looks like from outside when C code cannot report it: an
+        # allocation failure that aborts (SIGABRT) or is not checked (SIGSEGV), or the
+        # kernel's OOM killer (SIGKILL) when the machine itself ran out.
+        hint = ""
+        if name in ("SIGABRT", "SIGSEGV", "SIGBUS") and memory_limit is not None:
+            hint = f" (possibly the memory limit of {format_bytes(memory_limit)})"
+        elif name == "SIGKILL":
+            hint = " (out of memory?)"
+        return f"training process was killed by {name}{hint}"
+    return f"training process exited with code {code}"
 
 
 def _receive(receiver: Connection) -> dict[str, Any] | None:
@@ -109,14 +178,27 @@ def _resolve(target: ChildTarget) -> ChildFunction:
     return function
 
 
-def _child_main(function: ChildTarget, payload: dict[str, Any], sender: Connection) -> None:
+def _child_main(
+    function: ChildTarget,
+    payload: dict[str, Any],
+    sender: Connection,
+    memory_limit: int | None = None,
+) -> None:
     # Die with the forkserver, which dies with the worker: an orphan would train on unseen.
     with contextlib.suppress(OSError, AttributeError):
         ctypes.CDLL(None).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if memory_limit is not None:
+        # RLIMIT_AS rather than a cgroup: it needs no privileges or delegated hierarchy, and a
+        # failing allocation surfaces as MemoryError that we can name, instead of a SIGKILL
+        # from the OOM killer that says nothing.
+        resource.setrlimit(resource.RLIMIT_AS, (memory_limit, memory_limit))
     try:
         sender.send({"value": _resolve(function)(payload)})
+    except MemoryError as exc:
+        gc.collect()  # what the failed step held is garbage now: room to report it
+        sender.send({"error": f"MemoryError: {exc}".rstrip(": "), "memory": True})
     except Exception as exc:
         sender.send({"error": f"{type(exc).__name__}: {exc}", "trace": traceback.format_exc()})
     finally:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import gc
 import logging
 import operator
@@ -34,7 +35,7 @@ from workers import metrics, processes
 from workers.housekeeping import Housekeeper
 from zootrain import locks
 from zootrain.artifacts import ArtifactStore
-from zootrain.errors import NotFound
+from zootrain.errors import ArtifactError, NotFound
 from zootrain.metrics import ZOOKEEPER_CONNECTED
 from zootrain.paths import Paths, QueueEntry, parse_queue_entry
 from zootrain.queue import JobQueue, backoff_delay
@@ -76,6 +77,7 @@ class Claim:
     index: int | None = None
     shard: ShardRecord | None = None
     stat: ZnodeStat | None = None
+    session: int | None = None  # the session whose ephemeral lock makes the claim ours
     reason: str | None = None  # why the task was cancelled: "cancelled", "lost", "handback"
     # Set once the child has answered: from then on the task only writes its (version-checked)
     # outcome and releases its lock, and cancelling it would leave the lock behind.
@@ -121,6 +123,15 @@ class Worker:
         self._touched: dict[str, int] = {}  # ... the latest one for each job, this scan
         self._reset_at = 0  # ... and the latest one that forgot every job
         self._entries: dict[str, QueueEntry] = {}  # queue entry names, parsed
+        # Locks this worker holds or is taking, for a claim: with several claims at once, two
+        # of its own tasks (a scan and a finished shard) must not both claim one lock. The lock
+        # node cannot tell them apart: both would find it held by this very session.
+        self._held: set[str] = set()
+        self._side_tasks: set[asyncio.Task[None]] = set()
+        self.memory_limit = int(
+            settings.task_memory_limit
+            or processes.default_memory_limit(settings.worker_concurrency)
+        )
 
     # -- lifecycle ------------------------------------------------------------------------------
 
@@ -136,9 +147,15 @@ class Worker:
         # Whatever exists now (modules, settings, the session) lives as long as the process: a
         # full collection need not walk it again each time (each one stops the event loop).
         gc.freeze()
-        log.info("worker %s ready (capacity %d)", self.id, self.settings.worker_concurrency)
+        log.info(
+            "worker %s ready (capacity %d; a task attempt may take %s s and %s)",
+            self.id,
+            self.settings.worker_concurrency,
+            f"{self.settings.task_time_limit:g}",
+            processes.format_bytes(self.memory_limit),
+        )
         housekeeping = asyncio.create_task(
-            Housekeeper(self.queue, self.settings, self.id).run(self._stopping)
+            Housekeeper(self.queue, self.settings, self.id, self.store).run(self._stopping)
         )
         try:
             await self._dispatch()
@@ -295,7 +312,7 @@ class Worker:
             if self.zk.connected and len(self.claims) < self.settings.worker_concurrency:
                 try:
                     claim = await self._find_work()
-                except TRANSIENT_ERRORS:
+                except (*TRANSIENT_ERRORS, SessionExpiredError):
                     claim = None  # the CONNECTED event wakes us again
                 except Exception:
                     log.exception("scanning the queue failed")
@@ -314,7 +331,9 @@ class Worker:
         asyncio.get_running_loop().create_task(self._update_record())
 
     def _finished(self, claim: Claim) -> None:
-        self.claims.pop(claim.key, None)
+        if self.claims.get(claim.key) is claim:
+            self.claims.pop(claim.key)
+        self._held.discard(claim.lock)
         self._forget(claim.job.id)
         metrics.BUSY.set(len(self.claims))
         asyncio.get_running_loop().create_task(self._update_record())
@@ -413,27 +432,68 @@ class Worker:
             all(s.state == ShardState.done for s, _ in shards)
             and f"{job.id}/merge" not in self.claims
         ):
+            if (job.merge_not_before or 0) > now:
+                self._wake_at(f"{job.id}/merge", job.merge_not_before or now)
+                return None, waiting
             claim, watched = await self._claim_merge(job)
             return claim, waiting and watched
         return None, waiting
 
+    async def _take(self, lock: str) -> bool | None:
+        """Take ``lock`` for a claim: True if taken, None if one of our own claims holds it
+        (its end wakes us), False if another worker does."""
+        if lock in self._held:
+            return None
+        self._held.add(lock)
+        try:
+            taken = await self.queue.try_lock(lock, self.id)
+        except BaseException:
+            self._held.discard(lock)
+            raise
+        if not taken:
+            self._held.discard(lock)
+        return taken
+
+    async def _let_go(self, lock: str) -> None:
+        """Release a lock taken by _take that no claim came of: in the background, since a
+        release waits out a disconnection (the scan that took it must not)."""
+
+        async def release() -> None:
+            try:
+                await self.queue.unlock(lock)
+            except Exception:
+                log.warning("could not release %s", lock)
+            finally:
+                self._held.discard(lock)
+                self._forget(_lock_job(lock))
+                self.wake()
+
+        self._side_task(release())
+
     async def _claim_shard(self, job: JobRecord, index: int) -> tuple[Claim | None, bool]:
-        """(the claim, or None and whether the lock is someone else's and watched)."""
+        """(the claim, or None and whether a wake-up is sure to come: another worker's lock
+        that we watch, or our own claim's end)."""
         lock = self.paths.shard_lock(job.id, index)
-        if not await self.queue.try_lock(lock, self.id):
+        taken = await self._take(lock)
+        if taken is None:
+            return None, True
+        if not taken:
             # Taken: its owner is alive. Wake when it lets go (done, handed back, or died).
             return None, await self._watch_lock(lock)
+        session = self.zk.session_id
         try:
             # Only now, holding the lock, is the record's state meaningful: re-read it.
             shard, stat = await self.queue.read_shard(job.id, index)
             claimable = shard.state == ShardState.pending or shard.state == ShardState.running
             if not claimable or (shard.not_before or 0) > time.time():
-                await self.queue.unlock(lock)
+                await self._let_go(lock)
                 return None, False
             if shard.attempts >= job.spec.max_attempts:
                 # Its workers kept dying (e.g. killed for memory): stop trying.
-                await self._give_up(job, shard, stat, f"worker died {shard.attempts} times")
-                await self.queue.unlock(lock)
+                await self._give_up(
+                    job.id, shard, stat.version, f"worker died {shard.attempts} times", session
+                )
+                await self._let_go(lock)
                 return None, False
             running = shard.model_copy(
                 update={
@@ -444,31 +504,84 @@ class Worker:
                     "error": None,
                 }
             )
-            stat = await self.queue.write_shard(job.id, running, stat.version)
-        except BadVersionError:
-            await self.queue.unlock(lock)
-            return None, False
+            # A claim write cut off by a connection drop may have been applied, its attempt
+            # counted: _write_shard finds out, rather than handing back a shard it took.
+            written = await self._write_shard(job.id, running, stat.version, session)
         except BaseException:
-            await self.queue.unlock(lock)
+            await self._let_go(lock)
             raise
-        await self.queue.mark_running(job.id)
+        if written is None:
+            await self._let_go(lock)  # someone else's write came first
+            return None, False
         log.info("claim %s/%d attempt %d", job.id, index, running.attempts)
         if running.attempts == 1:
             waited = (utcnow() - job.created_at).total_seconds()
             metrics.CLAIM_LATENCY.observe(max(0.0, waited))
-        return Claim(job=job, lock=lock, index=index, shard=running, stat=stat), False
+        claim = Claim(job=job, lock=lock, index=index, shard=running, stat=written, session=session)
+        self._side_task(self._mark_running(job.id, session))
+        return claim, False
 
     async def _claim_merge(self, job: JobRecord) -> tuple[Claim | None, bool]:
-        """(the claim, or None and whether the lock is someone else's and watched)."""
+        """(the claim, or None and whether a wake-up is sure to come).
+
+        Holding the merge lock, the claim moves the job to ``merging`` with one more merge
+        attempt (version-checked): the version it writes is what the publishing multi checks,
+        so a merger that lost its lock (and session) can never publish.
+        """
         lock = self.paths.merge_lock(job.id)
-        if not await self.queue.try_lock(lock, self.id):
+        taken = await self._take(lock)
+        if taken is None:
+            return None, True
+        if not taken:
             return None, await self._watch_lock(lock)
-        job, _ = await self.queue.read_job(job.id)
-        if job.state not in (JobState.queued, JobState.running, JobState.merging):
-            await self.queue.unlock(lock)
+        session = self.zk.session_id
+        try:
+            job, stat = await self.queue.read_job(job.id)
+            if job.state not in (JobState.queued, JobState.running, JobState.merging):
+                await self._let_go(lock)
+                return None, False
+            if (job.merge_not_before or 0) > time.time():
+                await self._let_go(lock)
+                self._wake_at(f"{job.id}/merge", job.merge_not_before or 0)
+                return None, True
+            if job.merge_attempts >= job.spec.max_attempts:
+                error = job.merge_error or f"worker died {job.merge_attempts} times"
+                await self._fail_job(
+                    job.id, f"merge failed after {job.merge_attempts} attempts: {error}", session
+                )
+                await self._let_go(lock)
+                return None, False
+            merging = job.model_copy(
+                update={
+                    "state": JobState.merging,
+                    "merge_attempts": job.merge_attempts + 1,
+                    "merge_not_before": None,
+                    "updated_at": utcnow(),
+                }
+            )
+            written = await self._write_job(merging, stat.version, session)
+        except BaseException:
+            await self._let_go(lock)
+            raise
+        if written is None:
+            await self._let_go(lock)  # changed under us (cancelled): look again later
             return None, False
-        log.info("claim %s/merge", job.id)
-        return Claim(job=job, lock=lock), False
+        log.info("claim %s/merge attempt %d", job.id, merging.merge_attempts)
+        return Claim(job=merging, lock=lock, stat=written, session=session), False
+
+    def _side_task(self, work: Awaitable[None]) -> None:
+        task = asyncio.ensure_future(work)
+        self._side_tasks.add(task)
+        task.add_done_callback(self._side_tasks.discard)
+
+    async def _mark_running(self, job_id: str, session: int | None) -> None:
+        """queued → running: for the record only, so it never holds up the training."""
+        try:
+            await self.zk.retry(lambda: self.queue.mark_running(job_id), session=session)
+        except (NotFound, SessionExpiredError):
+            pass
+        except Exception:
+            log.warning("could not mark %s running", job_id, exc_info=True)
 
     def _wake_at(self, key: str, when: float) -> None:
         loop = asyncio.get_running_loop()
@@ -492,14 +605,19 @@ class Worker:
         """Cancel ``claim`` if its job is cancelled (or otherwise finished) under us."""
 
         def changed(event: WatchedEvent) -> None:
-            if claim.task is not None and not claim.task.done():
+            # Not once the outcome is being written: a watch re-armed then would sit on a
+            # finished job's record (which never changes again) until retention deletes it.
+            if claim.task is not None and not claim.task.done() and not claim.settling:
                 asyncio.get_running_loop().create_task(self._watch_job(claim))
 
+        if claim.settling or (claim.task is not None and claim.task.done()):
+            return  # nothing left to cancel: a watch now would outlive the claim
         try:
-            # kazoo fires every watch when the connection drops; re-arm once it is back.
+            # kazoo fires every watch when the connection drops; re-arm once it is back, however
+            # long that takes (the claim is worth as long as its session lives).
             data, _ = await self.zk.retry(
                 lambda: self.zk.get(self.paths.job(claim.job.id), watch=changed),
-                deadline=self.zk.session_timeout * 3,
+                session=claim.session,
             )
         except NoNodeError:
             self._cancel(claim, "cancelled")
@@ -524,9 +642,14 @@ class Worker:
             log.exception("shard %s: coordination failed", claim.key)
             await self._unlock(claim)
 
+    def _time_limit(self, job: JobRecord) -> float:
+        return float(job.spec.time_limit or self.settings.task_time_limit)
+
     async def _train_shard(self, claim: Claim) -> None:
         assert claim.index is not None and claim.shard is not None and claim.stat is not None
-        await self._watch_job(claim)
+        # In the background: the training need not wait for ZooKeeper (an outage), and a job
+        # found finished already stops the child moments after it started.
+        self._side_task(self._watch_job(claim))
         payload = {
             "spec": claim.job.spec.model_dump(mode="json"),
             "index": claim.index,
@@ -534,7 +657,12 @@ class Worker:
             "dataset_source": _source(claim.job),
         }
         try:
-            result = await processes.run_in_child(TRAIN_SHARD, payload)
+            result = await processes.run_in_child(
+                TRAIN_SHARD,
+                payload,
+                time_limit=self._time_limit(claim.job),
+                memory_limit=self.memory_limit,
+            )
             claim.settling = True
         except asyncio.CancelledError:
             await asyncio.shield(self._after_cancel(claim))
@@ -582,27 +710,81 @@ class Worker:
     async def _settle(self, claim: Claim, outcome: ShardRecord) -> bool:
         """Write a shard's outcome with the version its claim wrote; False if fenced off.
 
-        A write cut off by a connection drop may or may not have been applied: once the session
-        is back it is tried again with the same version. A BadVersion then is either our own
-        earlier try (the record holds exactly our outcome, one version on) or someone else's
-        claim, which wins.
+        However long ZooKeeper is away, the outcome is written as soon as the session is back,
+        and dropped only when the session is lost (with it the lock: whoever holds the lock
+        now re-claims the shard). Never a TimeoutError that leaves a trained shard `running`.
         """
         assert claim.stat is not None
+        artifact = outcome.artifact if outcome.state == ShardState.done else None
+        try:
+            written = await self._write_versioned(
+                self.paths.shard(claim.job.id, outcome.index),
+                outcome,
+                claim.stat.version,
+                claim.session,
+                before=None if artifact is None else functools.partial(self._touch, artifact),
+            )
+        except SessionExpiredError:
+            return False
+        return written is not None
+
+    async def _touch(self, artifact: str) -> bool:
+        """Right before a record naming ``artifact`` is written: keep the collector off it
+        (however long ago it was written), or learn that it is gone (then the record is not
+        written: the shard is trained again). See zootrain/store_gc.py."""
+        present = await asyncio.get_running_loop().run_in_executor(None, self.store.touch, artifact)
+        if not present:
+            log.warning("artifact %s vanished before its record was written", artifact)
+        return present
+
+    async def _write_shard(
+        self, job_id: str, record: ShardRecord, version: int, session: int | None
+    ) -> ZnodeStat | None:
+        """Set a shard record at ``version``; its new stat, or None if someone else's write
+        came first (or the job is gone). Raises SessionExpiredError if the session is lost.
+
+        A write cut off by a connection drop may or may not have been applied: once the session
+        is back it is tried again with the same version. A BadVersion then is either our own
+        earlier try (the record holds exactly our write, one version on) or someone else's.
+        """
+        path = self.paths.shard(job_id, record.index)
+        return await self._write_versioned(path, record, version, session)
+
+    async def _write_job(
+        self, job: JobRecord, version: int, session: int | None
+    ) -> ZnodeStat | None:
+        return await self._write_versioned(self.paths.job(job.id), job, version, session)
+
+    async def _write_versioned(
+        self,
+        path: str,
+        record: JobRecord | ShardRecord,
+        version: int,
+        session: int | None,
+        before: Callable[[], Awaitable[bool]] | None = None,
+    ) -> ZnodeStat | None:
+        """``before``: run before each try; if it says False, nothing is written (None)."""
+        data = record.dump()
         tried = False
         while True:
+            if before is not None and not await before():
+                return None
             try:
-                await self.queue.write_shard(claim.job.id, outcome, claim.stat.version)
-                return True
+                return await self.zk.set(path, data, version)
             except NoNodeError:
-                return False  # the job was deleted
+                return None  # the job was deleted
             except BadVersionError:
                 if not tried:
-                    return False
-                current, stat = await self.queue.read_shard(claim.job.id, outcome.index)
-                return stat.version == claim.stat.version + 1 and current == outcome
+                    return None
+                current, stat = await self.zk.retry(lambda: self.zk.get(path), session=session)
+                if stat.version == version + 1 and current == data:
+                    return stat
+                return None
             except TRANSIENT_ERRORS:
                 tried = True
-                await self.zk.wait_connected(self.zk.session_timeout)
+                await asyncio.sleep(0.05)  # let the SUSPENDED notice reach the loop
+                if not await self.zk.wait_session(session):
+                    raise SessionExpiredError("the session holding the lock is gone") from None
 
     async def _claim_merge_if_complete(self, job: JobRecord) -> Claim | None:
         if self._stopping.is_set():
@@ -631,7 +813,7 @@ class Worker:
                     "worker": None,
                 }
             )
-            with contextlib.suppress(*TRANSIENT_ERRORS, SessionExpiredError, TimeoutError):
+            with contextlib.suppress(*TRANSIENT_ERRORS, SessionExpiredError, NoNodeError):
                 await self._settle(claim, back)
         if claim.reason != "lost":
             await self._unlock(claim)
@@ -641,7 +823,7 @@ class Worker:
         shard = claim.shard
         try:
             if shard.attempts >= claim.job.spec.max_attempts:
-                await self._give_up(claim.job, shard, claim.stat, error)
+                await self._give_up(claim.job.id, shard, claim.stat.version, error, claim.session)
             else:
                 delay = backoff_delay(
                     shard.attempts, self.settings.retry_backoff, self.settings.retry_backoff_max
@@ -657,37 +839,41 @@ class Worker:
                 if await self._settle(claim, retry):
                     metrics.RETRIES.inc()
                     log.info("shard %s retries in %.1fs", claim.key, delay)
-        except (BadVersionError, NoNodeError):
+        except (BadVersionError, NoNodeError, SessionExpiredError):
             pass
         finally:
             await asyncio.shield(self._unlock(claim))
 
     async def _give_up(
-        self, job: JobRecord, shard: ShardRecord, stat: ZnodeStat, error: str
+        self, job_id: str, shard: ShardRecord, version: int, error: str, session: int | None
     ) -> None:
-        """The shard is out of attempts: it fails, and its job with it, in one multi."""
+        """The shard is out of attempts: it fails, its job with it, and the job's other
+        unfinished shards are cancelled, in one multi (``version``: what our claim read or
+        wrote; a shard that moved on since is someone else's now, and nothing fails)."""
         failed = shard.model_copy(
             update={"state": ShardState.failed, "error": error, "finished_at": utcnow()}
         )
         message = f"shard {shard.index} failed after {shard.attempts} attempts: {error}"
-        shard_path = self.paths.shard(job.id, shard.index)
-        while True:
-            current, job_stat = await self.queue.read_job(job.id)
-            if current.state.terminal:
-                return
-            try:
-                await self.queue.finish_job(
-                    current,
-                    job_stat,
-                    JobState.failed,
-                    error=message,
-                    also=lambda tx: tx.set_data(shard_path, failed.dump(), stat.version),
-                )
-                log.warning("job %s failed: %s", job.id, message)
-                metrics.FINISHED.labels(state="failed").inc()
-                return
-            except BadVersionError:
-                continue
+        await self._fail_job(job_id, message, session, failed=(failed, version))
+
+    async def _fail_job(
+        self,
+        job_id: str,
+        message: str,
+        session: int | None,
+        failed: tuple[ShardRecord, int] | None = None,
+    ) -> None:
+        try:
+            # fail() re-reads everything on each try, so running it again after a connection
+            # drop is safe: a multi that was applied shows as a terminal job.
+            done = await self.zk.retry(
+                lambda: self.queue.fail(job_id, message, failed=failed), session=session
+            )
+        except (NotFound, SessionExpiredError):
+            return
+        if done is not None:
+            log.warning("job %s failed: %s", job_id, message)
+            metrics.FINISHED.labels(state="failed").inc()
 
     async def _unlock(self, claim: Claim) -> None:
         try:
@@ -712,19 +898,19 @@ class Worker:
                 await asyncio.shield(self._unlock(claim))
 
     async def _merge_and_publish(self, claim: Claim) -> None:
-        job, stat = await self.queue.read_job(claim.job.id)
-        if job.state.terminal:
-            return
-        shards = [s for s, _ in await self.queue.read_shards(job.id, job.spec.tasks)]
+        job, stat = claim.job, claim.stat
+        assert stat is not None
+        shards = [
+            s
+            for s, _ in await self.zk.retry(
+                lambda: self.queue.read_shards(job.id, job.spec.tasks), session=claim.session
+            )
+        ]
         if any(s.state != ShardState.done for s in shards):
             return
-        if job.state != JobState.merging:
-            try:
-                job, stat = await self.queue.set_job_state(job, stat, JobState.merging)
-            except BadVersionError:
-                return  # cancelled or changed: the next wake looks again
-        claim.job = job
-        await self._watch_job(claim)
+        # In the background: the training need not wait for ZooKeeper (an outage), and a job
+        # found finished already stops the child moments after it started.
+        self._side_task(self._watch_job(claim))
         payload = {
             "spec": job.spec.model_dump(mode="json"),
             "artifacts": self.store.url,
@@ -742,18 +928,26 @@ class Worker:
         }
         started = time.perf_counter()
         try:
-            result = await processes.run_in_child(MERGE_JOB, payload)
+            result = await processes.run_in_child(
+                MERGE_JOB,
+                payload,
+                time_limit=self._time_limit(job),
+                memory_limit=self.memory_limit,
+            )
         except (processes.ChildFailed, processes.ChildDied) as exc:
             claim.settling = True
             metrics.MERGES.labels(outcome="failed").inc()
-            await self._merge_failed(job, stat, str(exc))
+            await self._merge_failed(claim, str(exc))
             return
         claim.settling = True
         version = _version_record(job, shards, result)
         try:
-            published = await self.registry.publish(self.queue, job, stat, version)
-        except (BadVersionError, NoNodeError):
+            published = await self._publish(claim, version)
+        except (BadVersionError, NoNodeError, SessionExpiredError):
             log.warning("job %s changed while merging; nothing published", job.id)
+            return
+        except ArtifactError as exc:
+            await self._merge_failed(claim, str(exc))
             return
         assert published.model is not None
         metrics.MERGES.labels(outcome="published").inc()
@@ -766,10 +960,69 @@ class Worker:
             time.perf_counter() - started,
         )
 
-    async def _merge_failed(self, job: JobRecord, stat: ZnodeStat, error: str) -> None:
+    async def _publish(self, claim: Claim, version: VersionRecord) -> JobRecord:
+        """The publishing multi, however long ZooKeeper is away (while our session lives).
+
+        It checks the job record's version (what our merge claim wrote), so trying it again
+        after a connection drop is safe: if the first try was applied, the job is `succeeded`
+        naming a version made from our merge, and that is the answer.
+        """
+        job, stat = claim.job, claim.stat
+        assert stat is not None
+        while True:
+            if not await self._touch(version.artifact):
+                raise ArtifactError(f"merged artifact {version.artifact} vanished")
+            try:
+                return await self.registry.publish(self.queue, job, stat, version)
+            except TRANSIENT_ERRORS:
+                await asyncio.sleep(0.05)
+                if not await self.zk.wait_session(claim.session):
+                    raise SessionExpiredError("the merge lock went with the session") from None
+            except BadVersionError:
+                current, _ = await self.zk.retry(
+                    lambda: self.queue.read_job(job.id), session=claim.session
+                )
+                if current.state == JobState.succeeded and current.model is not None:
+                    published = await self._published_by(current, version)
+                    if published:
+                        return current
+                raise
+
+    async def _published_by(self, job: JobRecord, version: VersionRecord) -> bool:
+        """Whether the job's version record is the one our merge produced."""
+        assert job.model is not None
+        try:
+            record = await self.registry.record(job.model.name, job.model.version)
+        except NotFound:
+            return False
+        return record.job_id == job.id and record.sha256 == version.sha256
+
+    async def _merge_failed(self, claim: Claim, error: str) -> None:
+        """A merge attempt failed (the child raised, died, or ran out of time or memory):
+        retried after a backoff while the job has attempts left, like a shard."""
+        job, stat = claim.job, claim.stat
+        assert stat is not None
         log.warning("merge of %s failed: %s", job.id, error)
-        with contextlib.suppress(BadVersionError):
-            await self.queue.finish_job(job, stat, JobState.failed, error=f"merge failed: {error}")
+        try:
+            if job.merge_attempts >= job.spec.max_attempts:
+                message = f"merge failed after {job.merge_attempts} attempts: {error}"
+                await self._fail_job(job.id, message, claim.session)
+                return
+            delay = backoff_delay(
+                job.merge_attempts, self.settings.retry_backoff, self.settings.retry_backoff_max
+            )
+            retry = job.model_copy(
+                update={
+                    "merge_error": error,
+                    "merge_not_before": time.time() + delay,
+                    "updated_at": utcnow(),
+                }
+            )
+            if await self._write_job(retry, stat.version, claim.session) is not None:
+                log.info("merge of %s retries in %.1fs", job.id, delay)
+                self._wake_at(f"{job.id}/merge", time.time() + delay)
+        except SessionExpiredError:
+            pass
 
 
 def _lock_job(path: str) -> str:

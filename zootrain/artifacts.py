@@ -24,6 +24,7 @@ import contextlib
 import hashlib
 import os
 import re
+import secrets
 from collections.abc import AsyncIterator, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
@@ -45,7 +46,9 @@ _KEY = re.compile(r"^(models|datasets)/[0-9a-f]{64}\.[a-z]{1,10}$")
 # from its own listings, and they are listed here so that garbage collection can remove the
 # ones a killed writer left behind. (S3 has no such files: an unfinished multipart upload is
 # not an object; a bucket lifecycle rule, AbortIncompleteMultipartUpload, clears its parts.)
-_STAGING = re.compile(r"^(models|datasets)/[0-9a-f]{64}\.[a-z]{1,10}#\d+$")
+_STAGING = re.compile(
+    r"^(models|datasets)/([0-9a-f]{64}\.[a-z]{1,10}#\d+|\.tmp-[A-Za-z0-9_.-]{1,200})$"
+)
 KINDS = ("models", "datasets")
 CHUNK = 8 * 1024 * 1024
 """Multipart part size for uploads and the read size of streamed downloads."""
@@ -114,6 +117,7 @@ class ArtifactStore:
         digest = hashlib.sha256(data).hexdigest()
         key = _key(kind, digest, suffix)
         obstore.put(self._store, key, data, use_multipart=len(data) > CHUNK, chunk_size=CHUNK)
+        self._synced(key)
         return key, digest
 
     def put_file(
@@ -129,7 +133,16 @@ class ArtifactStore:
         obstore.put(
             self._store, key, path, use_multipart=size > CHUNK, chunk_size=CHUNK, max_concurrency=4
         )
+        self._synced(key)
         return key, digest, size
+
+    def _synced(self, key: str) -> None:
+        # A directory store renames its staging file into place; without an fsync of the
+        # directory a crash could lose the file's name after the record naming it was written.
+        # (A put of bytes already stored rewrites them, which is also what refreshes their
+        # time for garbage collection: store_gc.py.)
+        if self.local_root is not None:
+            _fsync_directory((self.local_root / key).parent)
 
     # -- reading ----------------------------------------------------------------------------------
 
@@ -321,17 +334,105 @@ class ArtifactStore:
                                 stat = entry.stat()
                                 yield StoredObject(key, stat.st_size, stat.st_mtime)
 
-    def delete(self, key: str) -> None:
-        """Delete an object (or a staging file); one that is already gone is not an error."""
+    def touch(self, key: str) -> bool:
+        """Refresh an artifact's modified time; False if it is not in the store (any more).
+
+        Blocking: call it from a thread. A process about to write a record that names an
+        artifact written a while ago touches it first: the collector keeps what was modified
+        within its grace period, and one that already took the object leaves touch() nothing
+        to find, so the record is never written for an object that is gone (store_gc.py).
+        """
+        _check(key)
+        if self.local_root is not None:
+            path = self.local_root / key
+            try:
+                os.utime(path)
+                return True
+            except FileNotFoundError:
+                return False
+            except PermissionError:
+                return path.exists()  # another user's file: it exists, which is what matters
+        # S3 refuses to copy an object onto itself unchanged, and a re-upload would move the
+        # bytes twice: a server-side copy aside and back gives the object a new time instead.
+        # The copy back recreates it even if the collector deleted it in between.
+        aside = f"{key}.touch-{secrets.token_hex(6)}"
+        try:
+            obstore.copy(self._store, key, aside)
+        except (NotFoundError, FileNotFoundError):
+            return False
+        try:
+            obstore.copy(self._store, aside, key)
+        finally:
+            with contextlib.suppress(NotFoundError, FileNotFoundError):
+                obstore.delete(self._store, aside)
+        return True
+
+    def delete(self, key: str, *, unless_modified_after: float | None = None) -> bool:
+        """Remove one object listed by list_objects() (an artifact or a staging file); False if
+        it was not there, or was modified (written, or touched) after ``unless_modified_after``.
+
+        Blocking: call it from a thread. The check and the removal must not let a touch() slip
+        between them. A directory store first renames the file aside, which a concurrent touch
+        cannot follow; the aside file's time then tells whether the touch came first, and if
+        so it is put back. S3 has no rename and no conditional delete on time: there the check
+        is a HEAD right before the DELETE, and a touch landing in the milliseconds between
+        them is lost (docs/failure-model.md).
+        """
         if self.local_root is not None and _STAGING.match(key):
-            (self.local_root / key).unlink(missing_ok=True)
-            return
-        with contextlib.suppress(NotFoundError, FileNotFoundError):
-            obstore.delete(self._store, _check(key))
+            return _unlink(self.local_root / key)
+        _check(key)
+        if self.local_root is not None:
+            return self._delete_local(self.local_root / key, unless_modified_after)
+        if unless_modified_after is not None:
+            try:
+                meta = obstore.head(self._store, key)
+            except (NotFoundError, FileNotFoundError):
+                return False
+            if meta["last_modified"].timestamp() > unless_modified_after:
+                return False
+        try:
+            obstore.delete(self._store, key)
+        except (NotFoundError, FileNotFoundError):
+            return False
+        return True
+
+    @staticmethod
+    def _delete_local(path: Path, unless_modified_after: float | None) -> bool:
+        if unless_modified_after is None:
+            return _unlink(path)
+        aside = path.with_name(f".tmp-gc-{secrets.token_hex(8)}")  # collected if we die here
+        try:
+            os.replace(path, aside)
+        except FileNotFoundError:
+            return False
+        if aside.stat().st_mtime > unless_modified_after:
+            with contextlib.suppress(FileExistsError):
+                os.link(aside, path)  # put back; an identical put() may have made it again
+            aside.unlink()
+            return False
+        aside.unlink()
+        _fsync_directory(path.parent)
+        return True
 
     async def delete_async(self, key: str) -> None:
-        with contextlib.suppress(NotFoundError, FileNotFoundError):
-            await obstore.delete_async(self._store, _check(key))
+        await asyncio.get_running_loop().run_in_executor(None, self.delete, key)
+
+
+def _unlink(path: Path) -> bool:
+    try:
+        path.unlink()
+    except FileNotFoundError:
+        return False
+    _fsync_directory(path.parent)
+    return True
+
+
+def _fsync_directory(directory: Path) -> None:
+    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def file_sha256(path: Path) -> str:

@@ -464,7 +464,14 @@ def job_table(job: JobView) -> Group:
         ("created", when(job.created_at)),
         ("started", when(job.started_at)),
         ("finished", when(job.finished_at)),
+        ("time limit", f"{spec.time_limit} s per attempt" if spec.time_limit else ""),
         ("error", Text(job.error, style="red") if job.error else ""),
+        (
+            "merge",
+            Text(f"attempt {job.merge_attempts} failed: {job.merge_error}", style="yellow")
+            if job.merge_error and not job.state.terminal
+            else "",
+        ),
     ]
     for key, value in rows:
         if value != "":

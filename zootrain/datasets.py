@@ -59,13 +59,15 @@ from zootrain.ml.tabular import (
 from zootrain.paths import Paths
 from zootrain.queue import JobQueue
 from zootrain.records import JobRecord, JobSpec, Record, new_job_id, utcnow
-from zootrain.zk import TRANSIENT_ERRORS, ZnodeStat, ZooKeeper
+from zootrain.zk import TRANSIENT_ERRORS, WriteOutcomeUnknown, ZnodeStat, ZooKeeper
 
 MAX_RECORD_BYTES = 512 * 1024
 """A dataset record (and the plan a job copies from it) must stay well inside ZooKeeper's
 1 MB limit on a node, and on the submit's multi that writes the job record."""
 MAX_NAME_CHARS = 200
 _READ_BATCH = 64
+# A create that failed this way may have been applied (or still be, once ZooKeeper is back).
+_UNCERTAIN: tuple[type[BaseException], ...] = (*TRANSIENT_ERRORS, WriteOutcomeUnknown)
 
 
 class ContentTooLarge(ZootrainError):
@@ -310,7 +312,7 @@ class DatasetCatalog:
         async with self._content_lock(record):
             try:
                 await self.zk.retry(create)
-            except TRANSIENT_ERRORS:
+            except _UNCERTAIN:
                 raise  # the record may exist after all: keep the objects (unused at worst)
             except BaseException:
                 await self._release(record)
@@ -419,11 +421,17 @@ class DatasetCatalog:
 
         Raises InvalidRequest naming the field; reads only, so a refused job writes nothing.
         """
+        source, _ = await self.resolve_versioned(spec)
+        return source
+
+    async def resolve_versioned(self, spec: JobSpec) -> tuple[DatasetSource | None, int | None]:
+        """``resolve``, and the version of the dataset record it read (for the submit multi's
+        check: a delete between this read and the multi must fail the submit)."""
         dataset = spec.dataset
         if not isinstance(dataset, UploadedDataset):
-            return None
+            return None, None
         try:
-            record, _ = await self.read(dataset.id)
+            record, stat = await self.read(dataset.id)
         except NotFound:
             raise InvalidRequest(
                 f"dataset.id: no dataset {dataset.id!r}; upload one with POST /v1/datasets"
@@ -469,7 +477,7 @@ class DatasetCatalog:
             task=task,
             plan=plan,
         )
-        return source
+        return source, stat.version
 
 
 def _uses_dataset(job: JobRecord, dataset_id: str) -> bool:

@@ -73,6 +73,21 @@ class Unavailable(ZootrainError):
     status = 503
     title = "Coordination service unavailable"
 
+    def headers(self) -> dict[str, str] | None:
+        return {"Retry-After": "2"}
+
+
+class OutcomeUnknown(Unavailable):
+    """A submit's multi was sent and not confirmed in time: the job may exist, or appear later
+    (kazoo sends a queued request when the connection comes back). The answer names the job id
+    chosen before the multi, so the client can look, or retry with its Idempotency-Key."""
+
+    title = "Outcome unknown"
+
+    def __init__(self, detail: str, job_id: str) -> None:
+        super().__init__(detail)
+        self.job_id = job_id
+
 
 class ArtifactError(ZootrainError):
     """An artifact is missing, does not match its recorded sha256, or holds untrusted types."""

@@ -16,7 +16,12 @@ from zootrain.zk import TRANSIENT_ERRORS, WatchedEvent, ZooKeeper
 
 
 async def try_acquire(zk: ZooKeeper, path: str, owner: str) -> bool:
-    """Take the lock at ``path`` if it is free. Never waits for another holder."""
+    """Take the lock at ``path`` if it is free. Never waits for another holder.
+
+    A lock this session holds already counts as taken by us: callers that run several claims
+    at once must keep their own record of which lock each one holds.
+    """
+    session = zk.session_id
     try:
         await zk.create(path, owner.encode(), ephemeral=True)
         return True
@@ -24,8 +29,10 @@ async def try_acquire(zk: ZooKeeper, path: str, owner: str) -> bool:
         return await held_by_us(zk, path)
     except TRANSIENT_ERRORS:
         # The create may have been applied before the reply was lost: once reconnected, the
-        # node's ephemeralOwner says whether the lock is ours.
-        await zk.wait_connected(zk.session_timeout)
+        # node's ephemeralOwner says whether the lock is ours. If the session did not survive,
+        # neither did a lock it made.
+        if not await zk.wait_session(session):
+            return False
         return await held_by_us(zk, path)
 
 
@@ -37,13 +44,15 @@ async def held_by_us(zk: ZooKeeper, path: str) -> bool:
 async def release(zk: ZooKeeper, path: str) -> None:
     """Delete the lock if this session still holds it (never someone else's).
 
-    A delete cut off by a connection drop is tried again once the session is back: a lock left
-    behind would keep its shard from everyone for the rest of this worker's session.
+    A delete cut off by a connection drop is tried again once the session is back, however
+    long that takes: a lock left behind would keep its shard from everyone for the rest of this
+    worker's session. If the session is lost instead, the lock went with it.
     """
+    session = zk.session_id
     while True:
         try:
-            stat = await zk.retry(lambda: zk.exists(path))
-            if stat is None or stat.ephemeralOwner != zk.session_id:
+            stat = await zk.retry(lambda: zk.exists(path), session=session)
+            if stat is None or stat.ephemeralOwner != session:
                 return
             await zk.delete(path, stat.version)
             return
@@ -52,7 +61,8 @@ async def release(zk: ZooKeeper, path: str) -> None:
         except SessionExpiredError:
             return  # the session, and with it the ephemeral lock, is gone
         except TRANSIENT_ERRORS:
-            await zk.wait_connected(zk.session_timeout)
+            if not await zk.wait_session(session):
+                return
 
 
 async def watch_release(zk: ZooKeeper, path: str, on_free: Callable[[], None]) -> bool:

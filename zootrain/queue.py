@@ -15,13 +15,12 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any
 
 from kazoo.client import TransactionRequest
 from kazoo.exceptions import BadVersionError, NodeExistsError, NoNodeError
 
 from zootrain import locks
-from zootrain.errors import Conflict, InvalidRequest, NotFound, QueueFull
+from zootrain.errors import Conflict, InvalidRequest, NotFound, OutcomeUnknown, QueueFull
 from zootrain.ml.sources import DatasetSource
 from zootrain.paths import IDEMPOTENCY_BUCKETS, Paths, parse_queue_entry, sorted_queue
 from zootrain.records import (
@@ -34,7 +33,14 @@ from zootrain.records import (
     new_job_id,
     utcnow,
 )
-from zootrain.zk import TRANSIENT_ERRORS, TransactionFailed, ZnodeStat, ZooKeeper
+from zootrain.zk import (
+    TRANSIENT_ERRORS,
+    RequestDeadlineExceeded,
+    TransactionFailed,
+    WriteOutcomeUnknown,
+    ZnodeStat,
+    ZooKeeper,
+)
 
 log = logging.getLogger(__name__)
 
@@ -152,10 +158,17 @@ class JobQueue:
         idempotency_key: str | None = None,
         owner: str | None = None,
         dataset_source: DatasetSource | None = None,
+        dataset_version: int | None = None,
         max_queue: int = 10_000,
         idempotency_retention: float = 86_400.0,
     ) -> Submitted:
-        """Create the job, its shards, its queue entry (and its key) in ONE multi."""
+        """Create the job, its shards, its queue entry (and its key) in ONE multi.
+
+        ``dataset_version``: the version of the uploaded dataset's record that
+        ``dataset_source`` was resolved from. The multi checks it, so a delete (or any change)
+        of the record since the resolution makes the submit fail with Conflict instead of
+        queueing a job whose file may be gone.
+        """
         key_path = None
         if idempotency_key is not None:
             # Keys are scoped to their owner: one token cannot replay (and so read) another's job.
@@ -179,6 +192,9 @@ class JobQueue:
             updated_at=now,
         )
         tx = self.zk.transaction()
+        if dataset_source is not None and dataset_version is not None:
+            # First, so that its failure is told apart from the creates' by its index.
+            tx.check(self.paths.dataset(dataset_source.dataset_id), dataset_version)
         tx.create(self.paths.job(job.id), job.dump())
         tx.create(self.paths.shards(job.id))
         shards = [ShardRecord(index=i, role=spec.role(i)) for i in range(spec.tasks)]
@@ -208,15 +224,30 @@ class JobQueue:
                     replay = await self._replay(key_path, spec, idempotency_retention)
                     if replay is not None:
                         return Submitted(replay, created=False)
+                if (
+                    dataset_source is not None
+                    and dataset_version is not None
+                    and failed.index == 0
+                    and isinstance(failed.error, BadVersionError | NoNodeError)
+                ):
+                    raise Conflict(
+                        f"dataset.id: dataset {dataset_source.dataset_id} was deleted or "
+                        "changed while the job was being submitted; nothing was recorded"
+                    ) from None
                 raise
+            except WriteOutcomeUnknown:
+                raise _unknown(job.id) from None  # sent, or queued in kazoo: may still apply
             except TRANSIENT_ERRORS:
-                await self.zk.wait_connected(self.zk.session_timeout * 2)
-                await self.zk.sync(self.paths.job(job.id))
-                if await self.zk.exists(self.paths.job(job.id)) is not None:
-                    self.gauge.added()
-                    return Submitted(job, created=True, shards=shards)
+                try:
+                    await self.zk.wait_connected(self.zk.session_timeout * 2)
+                    await self.zk.sync(self.paths.job(job.id))
+                    if await self.zk.exists(self.paths.job(job.id)) is not None:
+                        self.gauge.added()
+                        return Submitted(job, created=True, shards=shards)
+                except RequestDeadlineExceeded:
+                    raise _unknown(job.id) from None
                 tx = _copy_transaction(self.zk, tx)
-        raise InvalidRequest("could not record the job: ZooKeeper kept dropping the connection")
+        raise _unknown(job.id)
 
     async def _replay(self, key_path: str, spec: JobSpec, retention: float) -> JobRecord | None:
         try:
@@ -313,30 +344,65 @@ class JobQueue:
                 return job
             if job.state.terminal:
                 raise Conflict(f"job {job_id} already finished ({job.state})")
-            shards = await self.read_shards(job.id, job.spec.tasks)
-            now = utcnow()
-            stopped = [
-                (shard.model_copy(update={"state": ShardState.cancelled, "finished_at": now}), st)
-                for shard, st in shards
-                if shard.state in (ShardState.pending, ShardState.running)
-            ]
+            done = await self._end_job(job, stat, JobState.cancelled, None)
+            if done is not None:
+                return done
 
-            def cancel_shards(tx: TransactionRequest, stopped: list[Any] = stopped) -> None:
-                for shard, shard_stat in stopped:
-                    tx.set_data(
-                        self.paths.shard(job_id, shard.index), shard.dump(), shard_stat.version
-                    )
+    async def fail(
+        self, job_id: str, error: str, *, failed: tuple[ShardRecord, int] | None = None
+    ) -> JobRecord | None:
+        """Fail an unfinished job: one multi sets it ``failed`` with ``error``, sets ``failed``
+        (a shard record, at the version its claim holds) and cancels every other unfinished
+        shard, so a failed job never shows shards `running`. None if the job had finished
+        already, or the failed shard moved on (its claim was fenced off: nothing to fail)."""
+        while True:
+            job, stat = await self.read_job(job_id)
+            if job.state.terminal:
+                return None
+            if failed is not None:
+                shard, version = failed
+                _, current = await self.read_shard(job_id, shard.index)
+                if current.version != version:
+                    return None
+            done = await self._end_job(job, stat, JobState.failed, error, failed)
+            if done is not None:
+                return done
 
-            try:
-                return await self.finish_job(
-                    job, stat, JobState.cancelled, error=None, also=cancel_shards
-                )
-            except BadVersionError:
-                continue  # the job moved on while we read it: look again
-            except TransactionFailed as failed:
-                if isinstance(failed.error, BadVersionError):
-                    continue  # a shard moved on (claimed, finished): look again
-                raise
+    async def _end_job(
+        self,
+        job: JobRecord,
+        stat: ZnodeStat,
+        state: JobState,
+        error: str | None,
+        failed: tuple[ShardRecord, int] | None = None,
+    ) -> JobRecord | None:
+        """One try at the terminal multi with every unfinished shard cancelled; None when a
+        record moved on meanwhile (the caller reads again)."""
+        shards = await self.read_shards(job.id, job.spec.tasks)
+        now = utcnow()
+        writes: list[tuple[ShardRecord, int]] = [] if failed is None else [failed]
+        skip = None if failed is None else failed[0].index
+        writes += [
+            (
+                shard.model_copy(update={"state": ShardState.cancelled, "finished_at": now}),
+                st.version,
+            )
+            for shard, st in shards
+            if shard.index != skip and shard.state in (ShardState.pending, ShardState.running)
+        ]
+
+        def set_shards(tx: TransactionRequest) -> None:
+            for shard, version in writes:
+                tx.set_data(self.paths.shard(job.id, shard.index), shard.dump(), version)
+
+        try:
+            return await self.finish_job(job, stat, state, error=error, also=set_shards)
+        except BadVersionError:
+            return None  # the job moved on while we read it: look again
+        except TransactionFailed as failed_tx:
+            if isinstance(failed_tx.error, BadVersionError):
+                return None  # a shard moved on (claimed, finished): look again
+            raise
 
     async def finish_job(
         self,
@@ -407,6 +473,15 @@ class JobQueue:
 
     async def unlock(self, path: str) -> None:
         await locks.release(self.zk, path)
+
+
+def _unknown(job_id: str) -> OutcomeUnknown:
+    return OutcomeUnknown(
+        f"ZooKeeper did not confirm the submit in time: job {job_id} may or may not have been "
+        "created (a write already sent can still apply when ZooKeeper comes back). Retry with "
+        f"the same Idempotency-Key to get the job if it exists, or GET /v1/jobs/{job_id}",
+        job_id,
+    )
 
 
 def backoff_delay(attempts: int, base: float, cap: float) -> float:

@@ -39,6 +39,7 @@ from zootrain.ml.sources import DatasetSource
 MODEL_NAME_PATTERN = r"^[a-z0-9][a-z0-9._-]{0,62}$"
 JOB_ID_PATTERN = r"^[0-9a-f]{20}$"
 MAX_ATTEMPTS = 20
+MAX_TIME_LIMIT = 7 * 86_400
 
 
 def utcnow() -> datetime:
@@ -205,7 +206,17 @@ class JobSpec(BaseModel):
         0.2, gt=0.0, lt=1.0, description="Fraction of rows held out to score every model."
     )
     random_state: int = Field(0, ge=0, le=2**32 - 1, description="Seed for split and shards.")
-    max_attempts: int = Field(3, ge=1, le=MAX_ATTEMPTS, description="Tries per shard.")
+    max_attempts: int = Field(
+        3, ge=1, le=MAX_ATTEMPTS, description="Tries per task (each shard, and the merge)."
+    )
+    time_limit: int | None = Field(
+        None,
+        ge=1,
+        le=MAX_TIME_LIMIT,
+        description="Seconds one attempt of a task (a shard, or the merge) may run; past it "
+        "the training process is killed and the attempt fails with 'time limit of N s "
+        "exceeded'. Default: the worker's ZOOTRAIN_TASK_TIME_LIMIT.",
+    )
     priority: int = Field(5, ge=0, le=9, description="0 (lowest) to 9 (highest).")
     baseline: bool = Field(
         False,
@@ -338,6 +349,11 @@ class JobRecord(Record):
     finished_at: datetime | None = None
     error: str | None = None
     model: ModelRef | None = None
+    merge_attempts: int = Field(0, description="Merges started (each counts against max_attempts)")
+    merge_error: str | None = Field(None, description="Why the latest merge attempt failed")
+    merge_not_before: float | None = Field(
+        None, description="epoch seconds before which a failed merge is not retried (backoff)"
+    )
     owner: str | None = Field(
         None, frozen=True, description="Name of the API token that submitted the job"
     )

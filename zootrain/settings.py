@@ -6,7 +6,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import ByteSize, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from zootrain.ml.cost import Ceilings
@@ -33,6 +33,13 @@ class Settings(BaseSettings):
     )
     zk_session_timeout: float = Field(10.0, gt=1, le=120, description="seconds")
     zk_connect_timeout: float = Field(15.0, gt=0, description="seconds to wait at start-up")
+    zk_request_timeout: float = Field(
+        5.0,
+        gt=0,
+        le=300,
+        description="seconds the job service waits for ZooKeeper while serving one request; "
+        "past it the answer is 503 with Retry-After",
+    )
     artifacts: str = Field(
         "var/artifacts",
         min_length=1,
@@ -130,6 +137,17 @@ class Settings(BaseSettings):
     housekeeping_interval: float = Field(
         30.0, gt=0, description="seconds between the elected housekeeper's sweeps"
     )
+    artifact_gc_interval: float = Field(
+        3600.0,
+        gt=0,
+        description="seconds between the housekeeper's collections of unreferenced artifacts",
+    )
+    artifact_gc_grace: float = Field(
+        3600.0,
+        ge=0,
+        description="seconds an unreferenced artifact is kept after its last write (a record "
+        "naming it may be on its way)",
+    )
 
     metrics_port: int | None = Field(
         None, ge=1, le=65535, description="a worker serves Prometheus metrics on this port"
@@ -139,6 +157,18 @@ class Settings(BaseSettings):
     worker_concurrency: int = Field(1, ge=1, le=64, description="shards a worker trains at once")
     worker_grace: float = Field(
         30.0, ge=0, description="seconds a stopping worker lets its running shard finish"
+    )
+    task_time_limit: float = Field(
+        6 * 3600.0,
+        gt=0,
+        description="seconds one attempt of a task may run when its job sets no time_limit",
+    )
+    task_memory_limit: ByteSize | None = Field(
+        None,
+        gt=0,
+        description="address-space ceiling (RLIMIT_AS) of each training process: bytes, or a "
+        "size such as 2GiB; it counts what the process inherits (about 0.7 GB of loaded "
+        "libraries). Default: the machine's memory divided by ZOOTRAIN_WORKER_CONCURRENCY",
     )
     retry_backoff: float = Field(
         1.0, ge=0, description="seconds before a failed shard's first retry; doubles per attempt"

@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import logging
-from collections.abc import Awaitable, Callable
+import math
+from collections.abc import Awaitable, Callable, Iterator
 from typing import Any, TypeVar
 
 from kazoo.client import KazooClient, TransactionRequest
@@ -31,12 +33,15 @@ from kazoo.security import make_digest_acl
 
 __all__ = [
     "KazooState",
+    "RequestDeadlineExceeded",
     "TransactionFailed",
     "TransactionRequest",
     "WatchedEvent",
+    "WriteOutcomeUnknown",
     "ZnodeStat",
     "ZooKeeper",
     "is_transient",
+    "request_deadline",
 ]
 
 log = logging.getLogger(__name__)
@@ -56,6 +61,50 @@ TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
 
 def is_transient(exc: BaseException) -> bool:
     return isinstance(exc, TRANSIENT_ERRORS)
+
+
+class RequestDeadlineExceeded(TimeoutError):
+    """ZooKeeper did not answer within the deadline of the request being served.
+
+    Nothing was written: either the call was never sent (the session was disconnected, and
+    kazoo would have queued it until the connection came back), or it was a read.
+    """
+
+
+class WriteOutcomeUnknown(RequestDeadlineExceeded):
+    """A write was sent (or is queued in kazoo) and not answered within the deadline.
+
+    kazoo keeps a queued request and sends it when the connection returns, so the write may
+    still be applied after the caller gave up: only a later read can tell.
+    """
+
+
+# The deadline (event-loop time) of the request this coroutine serves, if any. A context
+# variable rather than a parameter: every ZooKeeper call made on a request's behalf, however
+# deep in the core, is bounded without threading a timeout through each function.
+_DEADLINE: contextvars.ContextVar[float | None] = contextvars.ContextVar(
+    "zootrain_zk_deadline", default=None
+)
+
+
+@contextlib.contextmanager
+def request_deadline(seconds: float | None) -> Iterator[None]:
+    """Bound every ZooKeeper call made inside (in this context) to ``seconds`` from now in all.
+
+    ``None`` lifts an enclosing deadline (an event stream, once open, lives on its own).
+    """
+    limit = None if seconds is None else asyncio.get_running_loop().time() + seconds
+    token = _DEADLINE.set(limit)
+    try:
+        yield
+    finally:
+        _DEADLINE.reset(token)
+
+
+def _consume(future: asyncio.Future[Any]) -> None:
+    # A call abandoned at its deadline completes later; nobody awaits it any more.
+    if not future.cancelled():
+        future.exception()
 
 
 class TransactionFailed(KazooException):
@@ -139,12 +188,59 @@ class ZooKeeper:
         client_id = self.client.client_id
         return client_id[0] if client_id else None
 
+    def watch_counts(self) -> dict[str, int]:
+        """Watch callbacks kazoo holds for this session, by kind ("data", "child").
+
+        kazoo keeps a callback registered until its node changes (or the connection drops),
+        so this is what a leak of watches grows: each one also holds a watch on the server.
+        """
+        counts = {}
+        for kind, table in (
+            ("data", self.client._data_watchers),
+            ("child", self.client._child_watchers),
+        ):
+            for _ in range(10):  # kazoo's thread may change the table while we count
+                try:
+                    counts[kind] = sum(len(callbacks) for callbacks in list(table.values()))
+                    break
+                except RuntimeError:
+                    continue
+        return counts
+
     def add_state_listener(self, listener: StateListener) -> None:
         """``listener`` runs on the event loop for every SUSPENDED / LOST / CONNECTED change."""
         self._listeners.append(listener)
 
     async def wait_connected(self, timeout: float | None = None) -> None:
+        """Wait for a connected session; TimeoutError after ``timeout`` seconds (or at the
+        request's deadline, whichever comes first: RequestDeadlineExceeded)."""
+        limit = _DEADLINE.get()
+        if limit is not None:
+            remaining = max(0.0, limit - self._require_loop().time())
+            if timeout is None or remaining < timeout:
+                try:
+                    await asyncio.wait_for(self._connected.wait(), remaining)
+                except TimeoutError:
+                    raise RequestDeadlineExceeded(
+                        f"no ZooKeeper session with {self.hosts} within the request's deadline"
+                    ) from None
+                return
         await asyncio.wait_for(self._connected.wait(), timeout)
+
+    async def wait_session(self, session_id: int | None) -> bool:
+        """Wait, however long it takes, until a session is connected; True if it is
+        ``session_id`` (the session survived the disconnection), False if it is a new one
+        (that one expired, and its ephemeral nodes, locks included, went with it)."""
+        while True:
+            await self._connected.wait()
+            if self.connected:
+                return self.session_id == session_id
+            await asyncio.sleep(0)  # a stale set event: the state changed again meanwhile
+
+    def _live(self) -> bool:
+        # kazoo's own view (set on its thread) leads ours (handed to the loop): checking both
+        # keeps a call from being queued behind a disconnection the loop has not heard of yet.
+        return self.connected and bool(self.client.connected)
 
     def _on_state_thread(self, state: KazooState) -> None:
         # Runs in kazoo's thread, which must never block: hand over to the loop.
@@ -209,21 +305,52 @@ class ZooKeeper:
 
     # -- operations ---------------------------------------------------------------------------
 
+    async def _call(self, start: Callable[[], Any], *, write: bool) -> Any:
+        """Send one request (``start`` makes kazoo's async call) and await its answer.
+
+        Inside a request's deadline (``request_deadline``), a call is not sent while the
+        session is disconnected (kazoo would queue it and send it whenever the connection came
+        back, maybe long after the request was answered): it waits for the connection up to
+        the deadline instead. An answer that does not come in time raises
+        RequestDeadlineExceeded, or WriteOutcomeUnknown for a write, which may still apply later.
+        """
+        limit = _DEADLINE.get()
+        if limit is None:
+            return await self._bridge(start())
+        loop = self._require_loop()
+        while not self._live():
+            await self.wait_connected()  # bounded by the deadline
+            if not self._live():
+                # kazoo's thread saw the disconnection and its SUSPENDED notice has not reached
+                # the loop yet (as in retry()): give it the moment it needs.
+                await asyncio.sleep(0.01)
+        future = self._bridge(start())
+        done, _ = await asyncio.wait({future}, timeout=max(0.0, limit - loop.time()))
+        if future in done:
+            return future.result()
+        future.add_done_callback(_consume)
+        if write:
+            raise WriteOutcomeUnknown(
+                "ZooKeeper did not answer a write within the request's deadline; it may "
+                "still be applied when the connection comes back"
+            )
+        raise RequestDeadlineExceeded("ZooKeeper did not answer within the request's deadline")
+
     async def get(self, path: str, watch: Watch | None = None) -> tuple[bytes, ZnodeStat]:
-        result: tuple[bytes, ZnodeStat] = await self._bridge(
-            self.client.get_async(path, self._watch(watch))
+        result: tuple[bytes, ZnodeStat] = await self._call(
+            lambda: self.client.get_async(path, self._watch(watch)), write=False
         )
         return result
 
     async def get_children(self, path: str, watch: Watch | None = None) -> list[str]:
-        children: list[str] = await self._bridge(
-            self.client.get_children_async(path, self._watch(watch))
+        children: list[str] = await self._call(
+            lambda: self.client.get_children_async(path, self._watch(watch)), write=False
         )
         return children
 
     async def exists(self, path: str, watch: Watch | None = None) -> ZnodeStat | None:
-        stat: ZnodeStat | None = await self._bridge(
-            self.client.exists_async(path, self._watch(watch))
+        stat: ZnodeStat | None = await self._call(
+            lambda: self.client.exists_async(path, self._watch(watch)), write=False
         )
         return stat
 
@@ -236,19 +363,22 @@ class ZooKeeper:
         sequence: bool = False,
         makepath: bool = False,
     ) -> str:
-        created: str = await self._bridge(
-            self.client.create_async(
+        created: str = await self._call(
+            lambda: self.client.create_async(
                 path, value, ephemeral=ephemeral, sequence=sequence, makepath=makepath
-            )
+            ),
+            write=True,
         )
         return created
 
     async def set(self, path: str, value: bytes, version: int = -1) -> ZnodeStat:
-        stat: ZnodeStat = await self._bridge(self.client.set_async(path, value, version))
+        stat: ZnodeStat = await self._call(
+            lambda: self.client.set_async(path, value, version), write=True
+        )
         return stat
 
     async def delete(self, path: str, version: int = -1) -> None:
-        await self._bridge(self.client.delete_async(path, version))
+        await self._call(lambda: self.client.delete_async(path, version), write=True)
 
     async def ensure_path(self, path: str) -> None:
         """Create ``path`` and its parents if missing; concurrent creators are fine."""
@@ -262,14 +392,14 @@ class ZooKeeper:
 
     async def sync(self, path: str) -> None:
         """Make this session's server catch up with the leader before the next read."""
-        await self._bridge(self.client.sync_async(path))
+        await self._call(lambda: self.client.sync_async(path), write=False)
 
     def transaction(self) -> TransactionRequest:
         return self.client.transaction()
 
     async def commit(self, transaction: TransactionRequest) -> list[Any]:
         """Commit a multi: every operation applies, or none does (raises TransactionFailed)."""
-        results: list[Any] = await self._bridge(transaction.commit_async())
+        results: list[Any] = await self._call(transaction.commit_async, write=True)
         for index, result in enumerate(results):
             if isinstance(result, Exception) and not isinstance(result, RolledBackError):
                 raise TransactionFailed(index, result)
@@ -280,16 +410,26 @@ class ZooKeeper:
         operation: Callable[[], Awaitable[T]],
         *,
         deadline: float | None = None,
+        session: int | None = None,
     ) -> T:
         """Run an idempotent ``operation``, waiting out disconnections (for reads mostly).
 
         Retries after ConnectionLoss once the session is back; gives up after ``deadline``
-        seconds (default: the session timeout) or when the session expired.
+        seconds (default: the session timeout; never, with ``session``) or when the session
+        expired. With ``session`` (a session id), it waits as long as that session lives and
+        raises SessionExpiredError as soon as a different one connects: what a worker does
+        with a claim, which is worth exactly as long as the session holding its lock.
+        A request's deadline (``request_deadline``) bounds it too.
         """
         loop = asyncio.get_running_loop()
-        limit = loop.time() + (deadline if deadline is not None else self.session_timeout)
+        if session is not None and deadline is None:
+            limit = math.inf
+        else:
+            limit = loop.time() + (deadline if deadline is not None else self.session_timeout)
         while True:
             try:
+                if session is not None and self.session_id != session and self.connected:
+                    raise SessionExpiredError("the session that made the claim is gone")
                 return await operation()
             except SessionExpiredError:
                 raise
@@ -300,7 +440,13 @@ class ZooKeeper:
                 # The SUSPENDED notice may reach the loop after the error does: a short pause
                 # keeps this from spinning while the state still reads CONNECTED.
                 await asyncio.sleep(0.05)
+                if session is not None and limit == math.inf:
+                    if not await self.wait_session(session):
+                        raise SessionExpiredError("the session expired meanwhile") from None
+                    continue
                 try:
                     await self.wait_connected(remaining)
+                except RequestDeadlineExceeded:
+                    raise
                 except TimeoutError:
                     raise ConnectionLoss("ZooKeeper did not come back in time") from None

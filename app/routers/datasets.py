@@ -41,6 +41,7 @@ from zootrain.errors import InvalidRequest
 from zootrain.ml.datasets import DATASET_ID_PATTERN
 from zootrain.ml.tabular import TableError, sniff
 from zootrain.settings import Settings
+from zootrain.zk import request_deadline
 
 UPLOAD_PATH = "/v1/datasets"
 MULTIPART_SLACK = 64 * 1024
@@ -141,14 +142,17 @@ async def upload_dataset(
         except TableError as exc:
             error = UnsupportedContent if exc.unsupported else InvalidRequest
             raise error(f"file: {exc}") from None
-        record = await catalog.add(
-            blob,
-            name=form.name or default_name(form.filename),
-            fmt=fmt,
-            table=table,
-            stored=StoredForm(manifest, files),
-            owner=owner,
-        )
+        # The body took as long as it took: the ZooKeeper calls that follow get a deadline
+        # of their own.
+        with request_deadline(settings.zk_request_timeout):
+            record = await catalog.add(
+                blob,
+                name=form.name or default_name(form.filename),
+                fmt=fmt,
+                table=table,
+                stored=StoredForm(manifest, files),
+                owner=owner,
+            )
     finally:
         await run_in_threadpool(blob.discard)
     response.headers["Location"] = f"{UPLOAD_PATH}/{record.id}"

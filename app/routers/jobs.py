@@ -21,6 +21,8 @@ from zootrain.views import JobList, JobView
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
 
+PING_SECONDS = 15.0  # a comment line at least this often on an open event stream
+
 JobId = Annotated[str, Path(pattern=JOB_ID_PATTERN, description="Job id, as returned by submit")]
 
 
@@ -30,9 +32,18 @@ JobId = Annotated[str, Path(pattern=JOB_ID_PATTERN, description="Job id, as retu
     response_model=JobView,
     responses={
         200: {"model": JobView, "description": "Replay of an earlier submit with the same key"},
-        **problem_responses(400, 413, 422, 429, 503),
+        **problem_responses(400, 409, 413, 422, 429, 503),
     },
     summary="Submit a training job",
+    description=(
+        "202 with the job (its shards pending) and `Location`; 200 when an `Idempotency-Key` "
+        "replays an earlier submit. A 503 titled `Outcome unknown` means ZooKeeper did not "
+        "confirm the job within the request's deadline: the job named in `job_id` may exist "
+        "already or appear once ZooKeeper is back. Retry with the same `Idempotency-Key` "
+        "(the CLI and the Python client always send one): the retry returns that job if it "
+        "was created, and creates it otherwise. A 409 means an uploaded dataset the job "
+        "names was deleted while the job was being submitted."
+    ),
 )
 async def submit_job(
     spec: JobSpec,
@@ -64,13 +75,15 @@ async def submit_job(
     with metrics.SUBMIT_SECONDS.time():
         # An uploaded dataset is checked against its record (422 naming the field); its
         # resolved source goes into the job record, in submit's one multi.
-        source = await DatasetCatalog(svc.zk, svc.paths, svc.store).resolve(spec)
+        catalog = DatasetCatalog(svc.zk, svc.paths, svc.store)
+        source, dataset_version = await catalog.resolve_versioned(spec)
         try:
             submitted = await svc.queue.submit(
                 spec,
                 idempotency_key=idempotency_key,
                 owner=None if principal is ANONYMOUS else principal.name,
                 dataset_source=source,
+                dataset_version=dataset_version,
                 max_queue=svc.settings.max_queue,
                 idempotency_retention=svc.settings.idempotency_retention,
             )
@@ -161,6 +174,16 @@ async def stream_slot(
         yield
 
 
+async def subscription(
+    job: Annotated[JobRecord, Depends(existing_job)], svc: Annotated[Services, Depends(services)]
+) -> AsyncIterator[tuple[events.JobFeed, events.Subscription]]:
+    # Also a dependency: its reads happen before the response starts, under the request's
+    # ZooKeeper deadline, so a stream opened during an outage is a 503, not a broken stream.
+    # Once it is open, the feed's own reads wait for the session as long as it takes.
+    async with svc.events.subscribe(job) as subscribed:
+        yield subscribed
+
+
 @router.get(
     "/{job_id}/events",
     response_class=EventSourceResponse,
@@ -172,13 +195,15 @@ async def stream_slot(
         "(`event: shard`, with `job_id`); `data` is the record as JSON. Each event's `id` is "
         "`<zxid>-<node>` (ZooKeeper's order of the change, then the node): reconnect with "
         "`Last-Event-ID` to resume without missed or repeated events. The stream ends after "
-        "the job's terminal event. A token may hold ZOOTRAIN_MAX_EVENT_STREAMS streams open "
-        "per job-service process (429 past it)."
+        "the job's terminal event, or when the job is deleted (reconnecting then answers "
+        "404). A comment line comes at least every 15 s, also while ZooKeeper is "
+        "unreachable; the stream then resumes where it was. Opening a stream while "
+        "ZooKeeper is unreachable answers 503 with Retry-After. A token may hold "
+        "ZOOTRAIN_MAX_EVENT_STREAMS streams open per job-service process (429 past it)."
     ),
 )
 async def job_events(
-    job: Annotated[JobRecord, Depends(existing_job)],
-    svc: Annotated[Services, Depends(services)],
+    subscribed: Annotated[tuple[events.JobFeed, events.Subscription], Depends(subscription)],
     last_event_id: Annotated[
         str | None, Header(alias="Last-Event-ID", pattern=r"^\d{1,19}(-\d{1,5})?$")
     ] = None,
@@ -187,7 +212,8 @@ async def job_events(
     if last_event_id is not None:
         zxid, _, node = last_event_id.partition("-")
         after = (int(zxid), int(node or 0))
-    async for event in events.stream(svc.events, job, after, ping=15.0):
+    feed, queue = subscribed
+    async for event in events.stream(feed, queue, after, ping=PING_SECONDS):
         if event is None:
             yield ServerSentEvent(comment="keep-alive")
         else:

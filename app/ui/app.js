@@ -257,6 +257,8 @@ function renderShard(shard) {
   const parts = [shard.state, `attempt ${shard.attempts}`];
   if (shard.worker) parts.push(shard.worker);
   if (metric) parts.push(`${metric[0]} ${Number(metric[1]).toFixed(3)}`);
+  // Why an attempt failed (a time or memory limit, an exception): also while it retries.
+  if (shard.error) parts.push(shard.error);
   row.querySelector(".info").textContent = parts.join(" · ");
 }
 
@@ -268,9 +270,11 @@ function renderJob(job) {
   const model = job.model ? ` → ${job.model.name} v${job.model.version}` : "";
   $("#job-summary").textContent =
     `${job.spec.algorithm} on ${job.spec.dataset.name || job.spec.dataset.kind}, ${job.spec.shards} shards${model}`;
-  $("#job-error").hidden = !job.error;
-  $("#job-error").textContent = job.error || "";
   const finished = TERMINAL.includes(job.state);
+  // A failed merge attempt that will be retried says why, until the job ends.
+  const error = job.error || (!finished && job.merge_error ? `merge retrying: ${job.merge_error}` : "");
+  $("#job-error").hidden = !error;
+  $("#job-error").textContent = error;
   $("#cancel-job").hidden = finished;
 }
 

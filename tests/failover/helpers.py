@@ -4,14 +4,17 @@ worker logs, and a retrying HTTP client for tests that kill the job service unde
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import re
 import threading
 import time
 from typing import Any
 
+import httpx
 from kazoo.client import KazooClient
 
+from tests.support.auth import AUTH
 from tests.support.http import RetryingClient as RetryingClient
 from tests.support.specs import iris_spec as iris_spec
 from tests.support.stack import Process, wait_for
@@ -179,3 +182,53 @@ def wait_no_locks(kazoo: KazooClient, root: str, timeout: float = 20.0) -> None:
         wait_for(lambda: children(kazoo, f"{root}/locks") == [], timeout, "every lock to go")
     except TimeoutError as exc:
         raise AssertionError(f"{exc}; left: {describe_locks(kazoo, root)}") from None
+
+
+class StreamReader(threading.Thread):
+    """Reads one job's event stream, recording every line with the time it arrived."""
+
+    def __init__(self, url: str, job_id: str, headers: dict[str, str] | None = None) -> None:
+        super().__init__(daemon=True)
+        self.url = f"{url}/v1/jobs/{job_id}/events"
+        self.headers = {**AUTH, **(headers or {})}
+        self.lines: list[tuple[float, str]] = []
+        self.status: int | None = None
+        self.error: BaseException | None = None
+        self.ended = threading.Event()
+
+    def run(self) -> None:
+        try:
+            timeout = httpx.Timeout(10.0, read=120.0)
+            with httpx.stream("GET", self.url, headers=self.headers, timeout=timeout) as response:
+                self.status = response.status_code
+                for line in response.iter_lines():
+                    self.lines.append((time.monotonic(), line))
+        except BaseException as exc:  # reported by the test
+            self.error = exc
+        finally:
+            self.ended.set()
+
+    def events(self) -> list[dict[str, Any]]:
+        """The events received: {"id", "event", "data"} each (comments left out)."""
+        found: list[dict[str, Any]] = []
+        current: dict[str, Any] = {}
+        for _, line in list(self.lines):
+            if not line:
+                if "data" in current:
+                    found.append(current)
+                current = {}
+            elif line.startswith("id:"):
+                current["id"] = line[3:].strip()
+            elif line.startswith("event:"):
+                current["event"] = line[6:].strip()
+            elif line.startswith("data:"):
+                current["data"] = json.loads(line[5:].strip())
+        return found
+
+    def comments_between(self, start: float, end: float) -> list[float]:
+        return [at for at, line in list(self.lines) if line.startswith(":") and start <= at <= end]
+
+    def longest_silence(self, start: float, end: float) -> float:
+        """The longest time without a line between ``start`` and ``end``."""
+        stamps = [start, *(at for at, _ in list(self.lines) if start <= at <= end), end]
+        return max(b - a for a, b in itertools.pairwise(stamps))

@@ -5,7 +5,9 @@ server; the session survives and reconnects at once). The drop is made exact by 
 - in the middle of a lock release: the lock must still go, or nobody else can take it and
   /locks keeps a node for a claim that ended;
 - on the write that records a trained shard as done: the result must still be recorded (the
-  write is version-checked, so retrying it is safe), not thrown away at the cost of an attempt.
+  write is version-checked, so retrying it is safe), not thrown away at the cost of an attempt;
+- anywhere in a claim, a settle or the publish, with the write applied or not, and a job that
+  has one attempt: the job still succeeds, on that attempt.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from tests.failover.helpers import (
     versions_by_job,
     wait_layout,
 )
-from tests.failover.zkproxy import SET_DATA, ZooKeeperProxy
+from tests.failover.zkproxy import MULTI, SET_DATA, ZooKeeperProxy
 from tests.support.auth import AUTH
 from tests.support.stack import Stack, wait_for, wait_job
 from tests.support.zkserver import ZooKeeperCluster
@@ -83,3 +85,45 @@ def test_a_done_write_cut_off_by_a_connection_drop_still_records_the_shard(
     assert view["state"] == "succeeded", view
     assert view["shards"][0]["attempts"] == 1, view["shards"][0]
     assert list(versions_by_job(kazoo, zk_root)) == [job_id]
+
+
+# (action, opcode, bytes of the request): a shard's claim write, the job's `running` mark, the
+# shard's `done` write, the merge claim, the publishing multi. "drop_reply" lets the write
+# through and drops the connection before its reply: applied, and the worker cannot know.
+FAULTS = [
+    ("drop_reply", SET_DATA, b'"state":"running","attempts":1'),
+    ("cut", SET_DATA, b'"state":"running","attempts":1'),
+    ("cut", SET_DATA, b'"state":"running","spec"'),
+    ("drop_reply", SET_DATA, b'"state":"done"'),
+    ("drop_reply", SET_DATA, b'"state":"merging"'),
+    ("cut", MULTI, b'"state":"succeeded"'),
+    ("drop_reply", MULTI, b'"state":"succeeded"'),
+]
+
+
+def test_with_one_attempt_a_connection_drop_in_claim_settle_or_publish_does_not_fail_the_job(
+    stack: Stack, proxy: ZooKeeperProxy, kazoo: KazooClient, zk_root: str
+) -> None:
+    stack.start_api()
+    wait_layout(kazoo, zk_root)
+    worker = stack.start_worker("worker", ZOOTRAIN_ZK_HOSTS=proxy.address)
+    with httpx.Client(headers=AUTH, base_url=str(stack.api_url), timeout=30) as client:
+        for number, (action, opcode, needle) in enumerate(FAULTS):
+            proxy.add_rule(opcode, f"{zk_root}/jobs/", needle, action)
+            spec = iris_spec(f"fault-{number}", shards=1, max_attempts=1)
+            response = client.post("/v1/jobs", json=spec)
+            assert response.status_code == 202, response.text
+            job_id = response.json()["id"]
+            view = wait_job(client, job_id, timeout=60)
+            what = f"{action} of {needle.decode()}"
+            assert proxy.faults and proxy.faults[-1][0] == action, (what, proxy.faults)
+            assert proxy.faults[-1][2].startswith(f"{zk_root}/jobs/{job_id}"), (what, proxy.faults)
+            assert view["state"] == "succeeded", (what, view)
+            assert view["shards"][0]["attempts"] == 1, (what, view["shards"][0])
+            assert view["merge_attempts"] == 1, (what, view)
+            assert versions_by_job(kazoo, zk_root)[job_id] == [(f"fault-{number}", "v-0000000000")]
+    assert len(proxy.faults) == len(FAULTS)
+    # One reconnect per fault, with the same session (the last may come after its job ended).
+    wait_for(lambda: proxy.connections > len(FAULTS), 30, "the worker to reconnect")
+    assert worker.alive()
+    assert "session LOST" not in worker.output()

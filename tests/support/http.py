@@ -38,6 +38,8 @@ class RetryingClient:
         self.deadline = deadline
         self.retry_statuses = retry_statuses
         self.retries = 0
+        # Every attempt: (monotonic start, seconds taken, status code or error name).
+        self.attempts: list[tuple[float, float, int | str]] = []
 
     @property
     def url(self) -> str:
@@ -62,12 +64,15 @@ class RetryingClient:
         retry = self.retry_statuses if retry_statuses is None else retry_statuses
         kwargs["headers"] = {**self.headers, **kwargs.get("headers", {})}
         while True:
+            started = time.monotonic()
             try:
                 response = httpx.request(method, self.url + path, timeout=self.timeout, **kwargs)
+                self.attempts.append((started, time.monotonic() - started, response.status_code))
                 if response.status_code not in retry:
                     return response
                 error = f"{response.status_code} {response.text[:200]}"
             except httpx.HTTPError as exc:
+                self.attempts.append((started, time.monotonic() - started, type(exc).__name__))
                 error = repr(exc)
             if time.monotonic() > limit:
                 raise TimeoutError(f"{method} {path} kept failing: {error}")
