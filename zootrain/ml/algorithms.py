@@ -301,7 +301,12 @@ ALGORITHMS: dict[str, Algorithm] = {
             description="Ridge regression; merged exactly from per-shard sufficient "
             "statistics (equals a fit on all rows).",
             ceilings=_ITER_CEILING,
-            checks=(_check_not_positive, _check_ridge_solver, _check_one_target("alpha")),
+            checks=(
+                _check_not_positive,
+                _check_ridge_solver,
+                _check_one_target("alpha"),
+                _check_non_negative_list("alpha"),
+            ),
         ),
         Algorithm(
             name="gaussian_nb",
