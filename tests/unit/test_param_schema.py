@@ -110,6 +110,6 @@ def test_schema_and_validation_agree_value_by_value(algorithm: str, param: str) 
             assert valid(value), f"{algorithm}.{param}={value!r} is accepted but the schema refuses"
         # What the schema allows, zootrain accepts (in some spelling, with the companions).
         if valid(value) and (algorithm, param) not in UNSTATED:
-            assert any(
-                _accepted(algorithm, {**companion, param: v}) for v in _spellings(value)
-            ), f"{algorithm}.{param}={value!r} is allowed by the schema but refused"
+            assert any(_accepted(algorithm, {**companion, param: v}) for v in _spellings(value)), (
+                f"{algorithm}.{param}={value!r} is allowed by the schema but refused"
+            )
