@@ -1,10 +1,11 @@
 """The job spec in the OpenAPI document: one branch per algorithm, chosen by ``algorithm``.
 
 The spec's model (zootrain.records.JobSpec) takes ``params`` as an open object and checks it
-against the chosen estimator at submit. The document says more: each branch of ``JobSpec`` fixes
-``algorithm`` and gives ``params`` that estimator's own schema (zootrain.ml.param_schema:
-scikit-learn's constraints narrowed by zootrain's rules), so a client or a generator sees what
-every algorithm takes, and a fuzzer's jobs pass validation and reach the queue and the workers.
+against the chosen estimator at submit. The document says more: ``JobSpec`` keeps its properties
+and gains a ``oneOf`` whose every branch fixes ``algorithm`` and gives ``params`` that
+estimator's own schema (zootrain.ml.param_schema: scikit-learn's constraints narrowed by
+zootrain's rules), so a client or a generator sees what every algorithm takes, and a fuzzer's
+jobs pass validation and reach the queue and the workers.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ def _stem(algorithm: str) -> str:
 
 
 def add_algorithm_branches(document: dict[str, Any]) -> None:
-    """Replace components.schemas.JobSpec by a oneOf of one branch per algorithm."""
+    """Add to components.schemas.JobSpec a oneOf of one branch per algorithm."""
     components: dict[str, Any] = document["components"]["schemas"]
     base = components["JobSpec"]
     branches: list[dict[str, str]] = []
@@ -45,8 +46,11 @@ def add_algorithm_branches(document: dict[str, Any]) -> None:
         components[branch["title"]] = branch
         branches.append({"$ref": _REF.format(branch["title"])})
         mapping[algorithm] = _REF.format(branch["title"])
+    # Added to the spec's own schema, not put in its place: what it said stays true (every
+    # algorithm in `algorithm`'s enum, `params` an object), and a request must also match the
+    # one branch its algorithm names.
     components["JobSpec"] = {
-        "title": "JobSpec",
+        **base,
         "description": (
             f"{base['description']} One branch per algorithm, chosen by `algorithm`; each "
             "gives `params` its estimator's schema."

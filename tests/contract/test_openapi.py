@@ -8,8 +8,10 @@ import random
 import re
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
 import httpx
+import jsonschema_rs
 import pytest
 from fastapi.testclient import TestClient
 
@@ -27,6 +29,8 @@ from tests.contract.fuzzing import (
 from tests.support.auth import ADMIN_TOKEN, SUBMIT_TOKEN, TOKENS, bearer
 from tests.support.specs import iris_spec
 from tests.support.stack import ROOT, Stack, wait_job
+from zootrain.ml import param_schema
+from zootrain.ml.catalog import ALGORITHM_NAMES
 from zootrain.settings import Settings
 
 PROBLEM = "application/problem+json"
@@ -43,6 +47,37 @@ def test_served_document_matches(stack: Stack) -> None:
     stack.start_api()
     served = httpx.get(f"{stack.api_url}/openapi.json").json()
     assert served == json.loads((ROOT / "openapi.json").read_text())
+
+
+def test_job_spec_has_one_branch_per_algorithm_with_its_own_params() -> None:
+    """The spec's schema keeps what it said (readers such as the dashboard take the algorithm
+    names from it) and adds one branch per algorithm, whose params are that algorithm's."""
+    document = json.loads((ROOT / "openapi.json").read_text())
+    spec = document["components"]["schemas"]["JobSpec"]
+    assert spec["properties"]["algorithm"]["enum"] == sorted(ALGORITHM_NAMES)
+    assert sorted(spec["discriminator"]["mapping"]) == sorted(ALGORITHM_NAMES)
+    table = param_schema.load()
+    validator = jsonschema_rs.validator_for(
+        {"$ref": "#/components/schemas/JobSpec", "components": document["components"]}
+    )
+    for name in ALGORITHM_NAMES:
+        branch = _resolve(document, spec["discriminator"]["mapping"][name])
+        assert branch["properties"]["algorithm"]["enum"] == [name]
+        assert _resolve(document, branch["properties"]["params"]["$ref"]) == table[name]
+        good = {**iris_spec(), "algorithm": name, "params": {}}
+        assert validator.is_valid(good), name
+        assert not validator.is_valid({**good, "params": {"no_such_parameter": 1}}), name
+    forest = {**iris_spec(), "params": {"n_estimators": 10}}
+    assert validator.is_valid(forest)
+    assert not validator.is_valid({**forest, "algorithm": "ridge"})  # ridge has no trees
+    assert not validator.is_valid({**forest, "params": {"n_estimators": 100_000}})  # ceiling
+
+
+def _resolve(document: dict[str, object], ref: str) -> Any:
+    node: Any = document
+    for part in ref.removeprefix("#/").split("/"):
+        node = node[part]
+    return node
 
 
 # `make fuzz` runs the long form: 10,000 requests or more.

@@ -57,6 +57,8 @@ def test_good_spec_gets_defaults() -> None:
         ({"priority": 10}, "priority"),
         ({"surprise": 1}, "surprise"),
         ({"shards": "4"}, "shards"),
+        ({"random_state": False}, "random_state"),  # a bool is no seed (JSON has both)
+        ({"shards": True}, "shards"),
         ({"dataset": {"kind": "builtin", "name": "diabetes"}}, "regression"),
     ],
 )
