@@ -34,7 +34,10 @@ FORESTS = {
     "extra_trees_classifier",
     "extra_trees_regressor",
 }
-REGRESSORS = {"random_forest_regressor", "extra_trees_regressor", "sgd_regressor"} | {
+REGRESSORS = {
+    "random_forest_regressor",
+    "extra_trees_regressor",
+    "sgd_regressor",
     "linear_regression",
     "ridge",
 }

@@ -97,9 +97,12 @@ ADMIN_RUNS = [
         "upload_dataset_v1_datasets_post",
     ],
 ]
-JOB_TIMEOUT = 600.0  # seconds for every accepted job to finish, after the runs
+# Seconds for every accepted job to finish after the runs: each is a few small fits.
+JOB_TIMEOUT = 600.0
+JOB_SECONDS = 3.0
 
 
+@pytest.mark.timeout(max(1200, 6 * EXAMPLES))  # `make fuzz` (1,500 examples) runs far longer
 def test_schemathesis_finds_no_server_error(
     stack: Stack, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -138,7 +141,8 @@ def test_schemathesis_finds_no_server_error(
         )
         report.read(events)
 
-    outcome = follow_jobs(url, ADMIN_TOKEN, sorted(report.jobs), JOB_TIMEOUT)
+    timeout = JOB_TIMEOUT + JOB_SECONDS * len(report.jobs)
+    outcome = follow_jobs(url, ADMIN_TOKEN, sorted(report.jobs), timeout)
     states = Counter(outcome.states.values())
     failed = [j for j, state in outcome.states.items() if state == "failed"]
     operations = documented_operations()

@@ -113,3 +113,16 @@ def test_schema_and_validation_agree_value_by_value(algorithm: str, param: str) 
             assert any(_accepted(algorithm, {**companion, param: v}) for v in _spellings(value)), (
                 f"{algorithm}.{param}={value!r} is allowed by the schema but refused"
             )
+
+
+def test_the_fuzz_hooks_know_every_algorithm_by_its_task() -> None:
+    # tests/contract/fuzz_hooks.py names the regressors and forests without scikit-learn.
+    from tests.contract import fuzz_hooks
+
+    def named(task_or_forest: str) -> set[str]:
+        if task_or_forest == "forest":
+            return {n for n, a in ALGORITHMS.items() if a.replicable}
+        return {n for n, a in ALGORITHMS.items() if a.task == task_or_forest}
+
+    hooks = (fuzz_hooks.REGRESSORS, fuzz_hooks.FORESTS, fuzz_hooks.CLUSTERING)
+    assert hooks == (named("regression"), named("forest"), named("clustering"))
