@@ -142,6 +142,16 @@ def _body(response: dict[str, Any]) -> Any:
     return json.loads(raw)
 
 
+def failures(output: str, limit: int = 12_000) -> str:
+    """The failures section of schemathesis' output and its summary, long lines cut."""
+    start = output.find("FAILURES")
+    lines = [
+        line if len(line) <= 400 else line[:400] + " ..."
+        for line in output[max(start, 0) :].splitlines()
+    ]
+    return "\n".join(lines)[-limit:]
+
+
 def documented_operations() -> list[str]:
     document = json.loads((ROOT / "openapi.json").read_text())
     return [

@@ -22,6 +22,7 @@ from tests.contract.fuzzing import (
     Report,
     documented_links,
     documented_operations,
+    failures,
     follow_jobs,
     job_errors,
     run_schemathesis,
@@ -85,9 +86,11 @@ EXAMPLES = int(os.environ.get("ZOOTRAIN_FUZZ_EXAMPLES", "40"))
 MIN_REQUESTS = int(os.environ.get("ZOOTRAIN_FUZZ_MIN_REQUESTS", "1000"))
 # Every run draws its own seed (printed); a failing one is replayed with ZOOTRAIN_FUZZ_SEED.
 SEED = int(os.environ.get("ZOOTRAIN_FUZZ_SEED") or random.randrange(2**31))
-# What only an admin may do (delete versions, models, datasets), with the operations whose
-# answers link to it: fuzzed with the admin token after the main run (with a submit token) had
-# the models to predict from and download; versions first, while their models still exist.
+# Runs with the admin token after the main one (a submit token, so that the models it predicts
+# from and downloads are not deleted under it), each on a few operations so that its stateful
+# phase follows their links often: what only an admin may do (delete versions, while their
+# models still exist; then models and datasets), and submit-then-cancel, which succeeds only
+# while the job runs (the main run's few tries often come after the worker finished).
 ADMIN_RUNS = [
     ["delete_version_v1_models__name__versions__version__delete", "list_models_v1_models_get"],
     [
@@ -96,6 +99,7 @@ ADMIN_RUNS = [
         "list_models_v1_models_get",
         "upload_dataset_v1_datasets_post",
     ],
+    ["submit_job_v1_jobs_post", "cancel_job_v1_jobs__job_id__delete"],
 ]
 # Seconds for every accepted job to finish after the runs: each is a few small fits.
 JOB_TIMEOUT = 600.0
@@ -135,9 +139,9 @@ def test_schemathesis_finds_no_server_error(
         )
     report = Report()
     for result, events in runs:
-        output = result.stdout[-6000:] + result.stderr[-2000:]
         assert result.returncode == 0, (
-            f"{output}\n--- api log ---\n{stack.processes[0].output()[-4000:]}\nreplay: {replay}"
+            f"{failures(result.stdout)}\n{result.stderr[-2000:]}\n--- api log ---\n"
+            f"{stack.processes[0].output()[-1500:]}\nreplay: {replay}"
         )
         report.read(events)
 

@@ -58,6 +58,14 @@ def test_good_spec_gets_defaults() -> None:
         ({"surprise": 1}, "surprise"),
         ({"shards": "4"}, "shards"),
         ({"random_state": False}, "random_state"),  # a bool is no seed (JSON has both)
+        (
+            {
+                "algorithm": "multinomial_nb",
+                "params": {},
+                "dataset": {"kind": "synthetic", "task": "classification", "n_samples": 100},
+            },
+            "non-negative",
+        ),
         ({"shards": True}, "shards"),
         ({"dataset": {"kind": "builtin", "name": "diabetes"}}, "regression"),
     ],

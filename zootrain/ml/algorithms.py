@@ -364,6 +364,19 @@ def check_task(algorithm: str, task: Task) -> None:
         )
 
 
+def check_features(algorithm: str, dataset: object) -> None:
+    """Refuse what the dataset's kind settles before a row is loaded: multinomial naive Bayes
+    needs non-negative features, and a synthetic dataset's are Gaussian (always some negative),
+    so such a job could only fail on every attempt. (An uploaded dataset is checked when its
+    rows are read; the builtin classification datasets are non-negative.)"""
+    if algorithm == "multinomial_nb" and getattr(dataset, "kind", None) == "synthetic":
+        raise ValueError(
+            "algorithm 'multinomial_nb' needs non-negative features (counts or frequencies) "
+            "but a synthetic dataset's features are Gaussian, with negative values; use a "
+            "builtin or uploaded dataset of counts"
+        )
+
+
 def validate_params(algorithm: str, params: dict[str, Any]) -> dict[str, Any]:
     """Check user parameters for `algorithm`; return a cleaned copy (plain JSON types).
 
