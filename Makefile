@@ -35,7 +35,8 @@ lint: install
 	$(BIN)/ruff format --check zootrain app workers
 	$(BIN)/mypy
 
-openapi: install                 ## regenerate openapi.json from the app
+openapi: install                 ## regenerate the params schemas and openapi.json from the app
+	$(BIN)/python -m zootrain.ml.param_schema > zootrain/ml/param_schemas.json
 	$(BIN)/python -m app.openapi > openapi.json
 
 bench: install zookeeper         ## benchmarks, printed as ratios to same-run baselines

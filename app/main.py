@@ -11,7 +11,7 @@ from typing import Any
 
 from fastapi import FastAPI
 
-from app import problems
+from app import problems, spec_schema
 from app.deps import Services
 from app.headers import DASHBOARD_CSP, SecurityHeaders, docs_csp, page_headers
 from app.limits import BodySizeLimit, ZooKeeperDeadline
@@ -106,6 +106,7 @@ def _add_problem_schema(app: FastAPI) -> None:
             )
             _document_auth_problems(schema)
             _add_links(schema)
+            spec_schema.add_algorithm_branches(schema)
             app.openapi_schema = schema
         return app.openapi_schema
 
@@ -141,6 +142,8 @@ _LINKS: dict[tuple[str, str], dict[str, tuple[str, str, dict[str, str]]]] = {
         "GetLatestVersion": (_MODEL + "/versions/{version}", "get", _FIRST_LATEST),
         "GetLatestArtifact": (_MODEL + "/versions/{version}/artifact", "get", _FIRST_LATEST),
         "Predict": (_MODEL + "/predict", "post", _FIRST_MODEL),
+        "DeleteLatestVersion": (_MODEL + "/versions/{version}", "delete", _FIRST_LATEST),
+        "DeleteModel": (_MODEL, "delete", _FIRST_MODEL),
     },
     ("/v1/datasets", "post"): {
         "GetDataset": (_DATASET, "get", {"dataset_id": "$response.body#/id"}),

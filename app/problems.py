@@ -3,17 +3,16 @@
 from __future__ import annotations
 
 import logging
+import re
 from http import HTTPStatus
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from fastapi.routing import APIRoute
 from kazoo.exceptions import KazooException
 from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
-from starlette.routing import Match
 
 from zootrain.errors import OutcomeUnknown, ZootrainError
 from zootrain.zk import RequestDeadlineExceeded, WriteOutcomeUnknown
@@ -113,19 +112,25 @@ async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
     headers = getattr(exc, "headers", None)
     if exc.status_code == 405:
         detail = f"{request.method} is not allowed on {request.url.path}"
-        headers = {**(headers or {}), "Allow": ", ".join(_allowed_methods(request))}
+        allowed = _allowed_methods(request)
+        if allowed:
+            headers = {**(headers or {}), "Allow": ", ".join(allowed)}
     return problem(exc.status_code, detail, headers=headers)
 
 
 def _allowed_methods(request: Request) -> list[str]:
-    # Starlette names only the first route that matched the path; a path served by several
-    # routes (GET and DELETE of one job) must list all of them.
-    methods: set[str] = set()
-    for route in request.app.router.routes:
-        match, _ = route.matches({**request.scope, "method": "GET"})
-        if match != Match.NONE and isinstance(route, APIRoute):
-            methods |= route.methods or set()
-    return sorted(methods)
+    """The methods the OpenAPI document lists for the request's path: the contract a client
+    was given. (Walking the app's routes does not work: FastAPI wraps an included router in
+    a route of its own, and Starlette names only the first route that matched the path.)"""
+    document: dict[str, Any] = request.app.openapi()
+    for template, operations in document.get("paths", {}).items():
+        pattern = re.sub(r"\\{[^/]+?\\}", "[^/]+", re.escape(template))
+        if re.fullmatch(pattern, request.url.path):
+            return sorted(method.upper() for method in operations if method in _HTTP_METHODS)
+    return []
+
+
+_HTTP_METHODS = frozenset({"get", "put", "post", "delete", "options", "head", "patch", "trace"})
 
 
 async def _domain(request: Request, exc: ZootrainError) -> JSONResponse:

@@ -259,7 +259,7 @@ class JobSpec(BaseModel):
     def _consistent(self, info: ValidationInfo) -> JobSpec:
         if _trusted(info):
             return self  # checked at submit; a search's shards are its candidates already
-        from zootrain.ml.algorithms import check_task
+        from zootrain.ml.algorithms import check_features, check_task
 
         if self.kind == "search" and isinstance(self.dataset, UploadedDataset):
             return self._with_candidates()
@@ -268,6 +268,7 @@ class JobSpec(BaseModel):
             # (zootrain.datasets), before anything is written.
             return self
         check_task(self.algorithm, dataset_task(self.dataset))
+        check_features(self.algorithm, self.dataset)
         check_partition(self.algorithm, self.partition, dataset_task(self.dataset))
         if self.kind == "search":
             return self._with_candidates()

@@ -66,6 +66,7 @@ _UPLOAD_BODY: dict[str, Any] = {
                 "schema": {
                     "type": "object",
                     "required": ["file"],
+                    "additionalProperties": False,  # any other part is refused (422)
                     "properties": {
                         "file": {
                             "type": "string",

@@ -176,7 +176,12 @@ async def predict(
             )
     model = await svc.models.get(record.artifact, record.sha256, record.size)
     X = np.asarray(body.instances, dtype=np.float64)
-    predictions = await run_in_threadpool(model.predict, X)
+    try:
+        predictions = await run_in_threadpool(model.predict, X)
+    except ValueError as exc:
+        # scikit-learn's own check of the rows, e.g. a value past float32 for a forest (JSON
+        # numbers are finite already): the client's rows, not the server, are at fault.
+        raise InvalidRequest(f"instances: {exc}") from None
     metrics.PREDICTIONS.labels(model=name).inc(len(X))
     return PredictResponse(model=name, version=record.version, predictions=_plain(predictions))
 

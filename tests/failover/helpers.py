@@ -131,7 +131,7 @@ def slow_spec(model_name: str, n_samples: int = 40_000, **overrides: Any) -> dic
 
 class Submitter(threading.Thread):
     """Submits small jobs one after another, each under its own Idempotency-Key, retrying a key
-    (connection errors, 5xx) until it is answered."""
+    (connection errors, 502/503/504) until it is answered; a 500 ends it with an error."""
 
     def __init__(self, client: RetryingClient, prefix: str) -> None:
         super().__init__(daemon=True)

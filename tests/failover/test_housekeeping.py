@@ -19,6 +19,7 @@ from tests.failover.helpers import (
 )
 from tests.support.auth import AUTH
 from tests.support.stack import Stack, wait_for, wait_job
+from tests.support.zkserver import ZooKeeperCluster, watches_by_path
 
 pytestmark = pytest.mark.integration
 
@@ -38,7 +39,7 @@ def submit(client: httpx.Client, spec: dict[str, object], **headers: str) -> str
 
 
 def test_exactly_one_leader_and_another_takes_over_when_it_is_killed(
-    stack: Stack, kazoo: KazooClient, zk_root: str
+    stack: Stack, kazoo: KazooClient, zk_root: str, zookeeper: ZooKeeperCluster
 ) -> None:
     workers = {name: stack.start_worker("hk", ZOOTRAIN_WORKER_ID=name) for name in ("hk-a", "hk-b")}
     election = f"{zk_root}/election"
@@ -46,15 +47,22 @@ def test_exactly_one_leader_and_another_takes_over_when_it_is_killed(
     wait_for(
         lambda: any(leading(w.output()) for w in workers.values()), 30, "a housekeeping leader"
     )
-    time.sleep(1.0)  # room for a wrong second leader to show itself
-    leaders = [name for name, w in workers.items() if leading(w.output())]
-    assert len(leaders) == 1, {n: w.output()[-2000:] for n, w in workers.items()}
-    leader = leaders[0]
+    # The leader is the candidate with the lowest sequence number ...
+    first, second = sorted(children(kazoo, election), key=lambda n: int(n[-10:]))
+    leader = kazoo.get(f"{election}/{first}")[0].decode()
     follower = ({"hk-a", "hk-b"} - {leader}).pop()
+    assert kazoo.get(f"{election}/{second}")[0].decode() == follower
     assert leading(workers[leader].output()) == 1
-    # The leader is the candidate with the lowest sequence number.
-    candidates = sorted(children(kazoo, election), key=lambda n: int(n[-10:]))
-    assert kazoo.get(f"{election}/{candidates[0]}")[0].decode() == leader
+    # ... and the other is parked on a watch of it, which ZooKeeper itself lists: it cannot
+    # lead until that node is gone (no waiting to see whether a second leader shows up).
+    follower_session = kazoo.exists(f"{election}/{second}").ephemeralOwner
+    port = zookeeper.nodes[0].client_port
+    wait_for(
+        lambda: follower_session in watches_by_path(port).get(f"{election}/{first}", set()),
+        30,
+        "the follower to watch the leader's candidate node",
+    )
+    assert leading(workers[follower].output()) == 0, workers[follower].output()[-2000:]
 
     killed_at = time.monotonic()
     workers[leader].kill()  # SIGKILL: its candidate node goes only when its session expires

@@ -202,7 +202,15 @@ def test_a_job_over_the_cost_ceilings_is_refused_naming_figure_and_ceiling(
 
 
 def test_all_bad_requests_left_nothing_behind(small: Service) -> None:
-    # Runs after the tests above (file order): the shared root is still empty.
+    """Every bad request of this module, one after another against one root (in whatever order
+    the other tests ran, before or after this one): the root holds nothing at the end."""
+    for _, body, status, _ in BAD_BODIES:
+        for headers in ({}, {"Idempotency-Key": "bad-input-all"}):
+            assert small.client.post("/v1/jobs", json=body, headers=headers).status_code == status
+    json_headers = {"content-type": "application/json"}
+    assert small.client.post("/v1/jobs", content=b"{", headers=json_headers).status_code == 400
+    padded = json.dumps({**iris_spec(), "padding": "x" * (MAX_BYTES + 100)}).encode()
+    assert small.client.post("/v1/jobs", content=padded, headers=json_headers).status_code == 413
     small.assert_nothing_written()
     assert small.client.get("/v1/jobs").json() == {"items": [], "next_cursor": None}
 
@@ -304,6 +312,17 @@ def test_predict_with_wrong_feature_count(
         422,
         "extra",
     )
+
+
+def test_predict_with_a_value_past_float32_is_a_422(
+    shared_http: httpx.Client, finished_iris: dict[str, Any]
+) -> None:
+    # A forest predicts in float32: 1e300 is a finite JSON number it cannot hold (was a 500).
+    name = finished_iris["model"]["name"]
+    too_big = shared_http.post(f"/v1/models/{name}/predict", json={"instances": [[1e300, 1, 1, 1]]})
+    assert_problem(too_big, 422, "instances")
+    fine = shared_http.post(f"/v1/models/{name}/predict", json={"instances": [[3e38, 1, 1, 1]]})
+    assert fine.status_code == 200, fine.text
 
 
 def test_cancel_finished_job_is_conflict(

@@ -18,20 +18,23 @@ DIABETES = {"kind": "builtin", "name": "diabetes"}
 DIGITS = {"kind": "builtin", "name": "digits"}
 BLOBS = {"kind": "synthetic", "task": "blobs", "n_samples": 600, "n_features": 4, "n_classes": 3}
 
-# algorithm -> (dataset, params, the metric its version must carry)
-FAMILIES: dict[str, tuple[dict[str, Any], dict[str, Any], str]] = {
-    "random_forest_classifier": (IRIS, {"n_estimators": 5}, "accuracy"),
-    "extra_trees_classifier": (IRIS, {"n_estimators": 5}, "accuracy"),
-    "random_forest_regressor": (DIABETES, {"n_estimators": 5}, "r2"),
-    "extra_trees_regressor": (DIABETES, {"n_estimators": 5}, "r2"),
-    "sgd_classifier": (IRIS, {}, "accuracy"),
-    "sgd_regressor": (DIABETES, {}, "r2"),
-    "logistic_regression": (IRIS, {"max_iter": 300}, "accuracy"),
-    "linear_regression": (DIABETES, {}, "r2"),
-    "ridge": (DIABETES, {"alpha": 0.5}, "r2"),
-    "gaussian_nb": (IRIS, {}, "accuracy"),
-    "multinomial_nb": (DIGITS, {}, "accuracy"),
-    "kmeans": (BLOBS, {"n_clusters": 3, "n_init": 2}, "inertia"),
+# algorithm -> (dataset, params, the metric its version must carry, that metric's floor)
+# The floors sit under what bench/quality.py measures for these very fits (the same functions,
+# 3 shards, random partition, seed 0 as the job's random_state: its merged score in the comment;
+# run `python -m bench.quality` for the full table), with room for another scikit-learn release.
+FAMILIES: dict[str, tuple[dict[str, Any], dict[str, Any], str, float]] = {
+    "random_forest_classifier": (IRIS, {"n_estimators": 5}, "accuracy", 0.85),  # 0.933
+    "extra_trees_classifier": (IRIS, {"n_estimators": 5}, "accuracy", 0.85),  # 0.967
+    "random_forest_regressor": (DIABETES, {"n_estimators": 5}, "r2", 0.15),  # 0.278
+    "extra_trees_regressor": (DIABETES, {"n_estimators": 5}, "r2", 0.15),  # 0.326
+    "sgd_classifier": (IRIS, {}, "accuracy", 0.7),  # 0.933 (chance: 0.33)
+    "sgd_regressor": (DIABETES, {}, "r2", 0.15),  # 0.263
+    "logistic_regression": (IRIS, {"max_iter": 300}, "accuracy", 0.85),  # 1.000
+    "linear_regression": (DIABETES, {}, "r2", 0.25),  # 0.332
+    "ridge": (DIABETES, {"alpha": 0.5}, "r2", 0.25),  # 0.357
+    "gaussian_nb": (IRIS, {}, "accuracy", 0.85),  # 0.967
+    "multinomial_nb": (DIGITS, {}, "accuracy", 0.8),  # 0.903
+    "kmeans": (BLOBS, {"n_clusters": 3, "n_init": 2}, "adjusted_rand", 0.9),  # 1.000
 }
 
 
@@ -44,7 +47,7 @@ def test_every_family_search_and_baseline_through_workers(stack: Stack) -> None:
     stack.start_worker(ZOOTRAIN_WORKER_CONCURRENCY="2")
     with httpx.Client(headers=AUTH, base_url=stack.api_url or "", timeout=30) as api:
         jobs: dict[str, str] = {}
-        for algorithm, (dataset, params, _) in FAMILIES.items():
+        for algorithm, (dataset, params, _, _) in FAMILIES.items():
             spec = {
                 "model_name": algorithm.replace("_", "-"),
                 "algorithm": algorithm,
@@ -85,7 +88,8 @@ def test_every_family_search_and_baseline_through_workers(stack: Stack) -> None:
             version = api.get(
                 f"/v1/models/{view['model']['name']}/versions/{view['model']['version']}"
             ).json()
-            assert FAMILIES[algorithm][2] in version["metrics"], (algorithm, version["metrics"])
+            _, _, metric, floor = FAMILIES[algorithm]
+            assert version["metrics"][metric] >= floor, (algorithm, version["metrics"])
             assert len(version["shard_metrics"]) == 3
 
         view = wait_job(api, search.json()["id"], timeout=300)

@@ -33,6 +33,23 @@ def four_letter(port: int, word: str, timeout: float = 1.0) -> str:
         return ""
 
 
+def watches_by_path(port: int) -> dict[str, set[int]]:
+    """ZooKeeper's own list of data watches (``wchp``): path -> the sessions watching it.
+
+    What a process waits on, read from the server: a test can prove that a process is parked on
+    a watch (and so cannot act until that node changes) instead of sleeping and hoping.
+    """
+    found: dict[str, set[int]] = {}
+    path = None
+    for line in four_letter(port, "wchp", timeout=5.0).splitlines():
+        if line.startswith("/"):
+            path = line.strip()
+            found.setdefault(path, set())
+        elif path is not None and line.strip().startswith("0x"):
+            found[path].add(int(line.strip(), 16))
+    return found
+
+
 @dataclass
 class Node:
     myid: int

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import re
+import time
 from typing import Any
 
 import pytest
 from pydantic import ValidationError
 
+from zootrain import records
 from zootrain.records import JobRecord, JobSpec, new_job_id, utcnow
 
 GOOD: dict[str, Any] = {
@@ -54,6 +57,16 @@ def test_good_spec_gets_defaults() -> None:
         ({"priority": 10}, "priority"),
         ({"surprise": 1}, "surprise"),
         ({"shards": "4"}, "shards"),
+        ({"random_state": False}, "random_state"),  # a bool is no seed (JSON has both)
+        (
+            {
+                "algorithm": "multinomial_nb",
+                "params": {},
+                "dataset": {"kind": "synthetic", "task": "classification", "n_samples": 100},
+            },
+            "non-negative",
+        ),
+        ({"shards": True}, "shards"),
         ({"dataset": {"kind": "builtin", "name": "diabetes"}}, "regression"),
     ],
 )
@@ -69,9 +82,25 @@ def test_fingerprint_follows_meaning_not_spelling() -> None:
 
 
 def test_job_ids_sort_by_time_and_are_unique() -> None:
+    before = time.time_ns() // 1_000_000
     ids = [new_job_id() for _ in range(200)]
+    after = time.time_ns() // 1_000_000
     assert len(set(ids)) == 200
-    assert ids == sorted(ids) or ids[0][:12] <= ids[-1][:12]
+    assert all(re.fullmatch(r"[0-9a-f]{20}", i) for i in ids), ids
+    # The first 12 hex digits are the creation time in milliseconds ...
+    stamps = [int(i[:12], 16) for i in ids]
+    assert stamps == sorted(stamps) and before <= stamps[0] and stamps[-1] <= after
+
+
+def test_ids_of_different_milliseconds_sort_by_time_whatever_their_random_part(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # ... so ids made in later milliseconds sort later, whatever the random suffix says.
+    clock = iter(range(1_700_000_000_000, 1_700_000_000_000 + 300))
+    monkeypatch.setattr(records.time, "time_ns", lambda: next(clock) * 1_000_000)
+    ids = [new_job_id() for _ in range(300)]
+    assert ids == sorted(ids)
+    assert [int(i[:12], 16) for i in ids] == list(range(1_700_000_000_000, 1_700_000_000_300))
 
 
 def test_job_record_roundtrip() -> None:

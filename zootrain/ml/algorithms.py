@@ -309,7 +309,12 @@ ALGORITHMS: dict[str, Algorithm] = {
             description="Ridge regression; merged exactly from per-shard sufficient "
             "statistics (equals a fit on all rows).",
             ceilings=_ITER_CEILING,
-            checks=(_check_not_positive, _check_ridge_solver, _check_one_target("alpha")),
+            checks=(
+                _check_not_positive,
+                _check_ridge_solver,
+                _check_one_target("alpha"),
+                _check_non_negative_list("alpha"),
+            ),
         ),
         Algorithm(
             name="gaussian_nb",
@@ -364,6 +369,19 @@ def check_task(algorithm: str, task: Task) -> None:
         raise ValueError(
             f"algorithm {alg.name!r} is for {alg.task} but the dataset is a {task} task; "
             f"use one of: {', '.join(fitting)}"
+        )
+
+
+def check_features(algorithm: str, dataset: object) -> None:
+    """Refuse what the dataset's kind settles before a row is loaded: multinomial naive Bayes
+    needs non-negative features, and a synthetic dataset's are Gaussian (always some negative),
+    so such a job could only fail on every attempt. (An uploaded dataset is checked when its
+    rows are read; the builtin classification datasets are non-negative.)"""
+    if algorithm == "multinomial_nb" and getattr(dataset, "kind", None) == "synthetic":
+        raise ValueError(
+            "algorithm 'multinomial_nb' needs non-negative features (counts or frequencies) "
+            "but a synthetic dataset's features are Gaussian, with negative values; use a "
+            "builtin or uploaded dataset of counts"
         )
 
 
