@@ -1,0 +1,483 @@
+#!/usr/bin/env bash
+# make compose-test: docker/docker-compose.yml run for real, with the README's own commands.
+#
+#  1. the engine: Debian's docker.io and docker-compose when missing; dockerd started when none
+#     runs (and stopped again at the end)
+#  2. the images: where no registry is reachable (ZOOTRAIN_COMPOSE_IMAGES=local, the default) a
+#     Python base made from Debian's packages and a stand-in for zookeeper:3.8
+#     (tests/compose/images.sh); with ZOOTRAIN_COMPOSE_IMAGES=registry, python:3.11-slim and the
+#     official zookeeper:3.8. Then the app image: docker/Dockerfile from the wheelhouse.
+#  3. the stack: up -d, every healthcheck healthy, the curl walkthrough with a token made by
+#     `zootrain token new`, --scale worker=3, a job during which a ZooKeeper container is
+#     stopped and a busy worker's container killed, every job finished and the model served,
+#     down -v with nothing left behind.
+#
+# It talks to the stack only through the job service's port, published on 127.0.0.1, and through
+# `docker exec` into the project's own containers. A failing step stops the run with the
+# containers' state and logs; whatever the run started is stopped on any exit.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+
+BIN=${VENV:-.venv}/bin
+MODE=${ZOOTRAIN_COMPOSE_IMAGES:-local}
+export COMPOSE_PROJECT_NAME=${COMPOSE_PROJECT_NAME:-zootrain-compose-test}
+export BASE_IMAGE_TAG=zootrain-compose/python:3.11-bookworm
+export ZOOKEEPER_IMAGE_TAG=zootrain-compose/zookeeper:3.8-debian
+APP_IMAGE=zootrain:latest
+# Seconds to wait for anything the stack should do by itself (machines under load are slow).
+PATIENCE=${ZOOTRAIN_COMPOSE_PATIENCE:-240}
+
+case $MODE in
+  local | registry) ;;
+  *) echo "ZOOTRAIN_COMPOSE_IMAGES is local (images built here) or registry, not '$MODE'" >&2
+     exit 2 ;;
+esac
+as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
+WORK=$(mktemp -d -t zootrain-compose.XXXXXX)
+
+# ---------------------------------------------------------------------------------------------
+# Steps, their times, and running some of them side by side
+
+STEPS=()       # "name|seconds" in the order they finished
+BACKGROUND=()  # "name|pid" of steps running in the background
+DOCKERD_PID=""
+STACK_UP=""
+
+now() { date +%s.%N; }
+since() { "$BIN/python" -c "import sys; print(f'{float(sys.argv[2]) - float(sys.argv[1]):.1f}')" "$1" "$(now)"; }
+say() { printf '%s\n' "$*"; }
+
+# step NAME COMMAND...: run it here and now, and time it.
+step() {
+  local name=$1 start
+  shift
+  say "==> $name"
+  start=$(now)
+  "$@"
+  STEPS+=("$name|$(since "$start")")
+  say "    $name: ${STEPS[-1]#*|} s"
+}
+
+# begin NAME COMMAND...: start an external command in the background, in its own session (so
+# that a failure elsewhere can stop it and everything it started), its output in a log.
+begin() {
+  local name=$1 file
+  shift
+  file=$WORK/${name//[^a-z0-9]/_}
+  say "==> $name (in the background)"
+  setsid bash -c 'start=$(date +%s.%N); "$@"; rc=$?; echo "$rc $start $(date +%s.%N)" > "$0.done"
+    exit $rc' "$file" "$@" > "$file.log" 2>&1 < /dev/null &
+  BACKGROUND+=("$name|$!")
+}
+
+# finish NAME: wait for a background step; its time is its own, not the wait's.
+finish() {
+  local name=$1 entry pid rc start end file
+  file=$WORK/${name//[^a-z0-9]/_}
+  for entry in "${BACKGROUND[@]}"; do
+    [ "${entry%|*}" = "$name" ] && pid=${entry#*|}
+  done
+  wait "$pid" || true
+  BACKGROUND=("${BACKGROUND[@]/"$name|$pid"/}")
+  if [ ! -s "$file.done" ]; then
+    tail -n 40 "$file.log" >&2
+    fail "$name stopped without finishing (log above)"
+  fi
+  read -r rc start end < "$file.done"
+  if [ "$rc" != 0 ]; then
+    tail -n 60 "$file.log" >&2
+    fail "$name failed (exit $rc; the end of its log is above)"
+  fi
+  STEPS+=("$name|$("$BIN/python" -c "import sys; print(f'{float(sys.argv[2]) - float(sys.argv[1]):.1f}')" "$start" "$end")")
+  say "    $name: ${STEPS[-1]#*|} s"
+}
+
+fail() {
+  say "" "compose-test FAILED: $*" >&2
+  exit 1
+}
+
+summary() {
+  local entry
+  say "" "step times (seconds; steps marked * ran in the background beside others):"
+  for entry in "${STEPS[@]}"; do
+    printf '  %-44s %7s\n' "${entry%|*}" "${entry#*|}"
+  done
+  printf '  %-44s %7s\n' "whole run" "$(since "$RUN_START")"
+}
+
+# ---------------------------------------------------------------------------------------------
+# Cleanup: whatever happens, leave no container, volume, network, background step or daemon
+
+compose() { "${COMPOSE[@]}" -f docker/docker-compose.yml "$@"; }
+
+diagnose() {
+  say "" "---- containers of $COMPOSE_PROJECT_NAME" >&2
+  compose ps >&2 || true
+  local container
+  for container in $(compose ps -q 2>/dev/null); do
+    say "" "---- $(docker inspect -f '{{.Name}} {{.State.Status}} {{if .State.Health}}health={{.State.Health.Status}}{{end}}' "$container")" >&2
+    docker inspect -f '{{if .State.Health}}{{range .State.Health.Log}}healthcheck exit {{.ExitCode}}: {{.Output}}{{end}}{{end}}' \
+      "$container" 2>/dev/null | tail -n 6 >&2 || true
+    docker logs --tail 60 "$container" 2>&1 | sed 's/^/  | /' >&2 || true
+  done
+}
+
+kill_tree() {  # a background step's whole session
+  kill -TERM -- "-$1" 2>/dev/null || true
+}
+
+cleanup() {
+  local rc=$? entry
+  set +e  # clean up as much as can be, whatever fails
+  trap - EXIT INT TERM
+  for entry in "${BACKGROUND[@]}"; do
+    [ -n "$entry" ] && kill_tree "${entry#*|}"
+  done
+  if [ -n "$STACK_UP" ]; then
+    [ "$rc" != 0 ] && diagnose
+    say "==> cleanup: down -v"
+    compose down -v --remove-orphans --timeout 10 > "$WORK/cleanup.log" 2>&1 \
+      || cat "$WORK/cleanup.log" >&2
+  fi
+  if [ -n "$DOCKERD_PID" ]; then
+    [ "$rc" != 0 ] && { say "---- dockerd (the end of its log)"; tail -n 20 "$WORK/dockerd.log"; } >&2
+    say "==> stopping the dockerd this run started (pid $DOCKERD_PID)"
+    as_root kill -TERM "$DOCKERD_PID"
+    for _ in $(seq 1 150); do as_root kill -0 "$DOCKERD_PID" 2>/dev/null || break; sleep 0.2; done
+    as_root kill -KILL "$DOCKERD_PID" 2>/dev/null
+  fi
+  # debootstrap mounts /proc and /sys in its tree; a stopped one may leave them behind.
+  local mount
+  for mount in $(awk -v work="$WORK/" 'index($2, work) == 1 {print $2}' /proc/mounts | sort -r); do
+    as_root umount -l "$mount"
+  done
+  as_root rm -rf --one-file-system "$WORK"
+  [ ${#STEPS[@]} -gt 0 ] && summary
+  if [ "$rc" = 0 ]; then say "" "compose-test passed"; fi
+  exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+# ---------------------------------------------------------------------------------------------
+# 1. The engine
+
+ensure_packages() { scripts/ensure-packages.sh "$@"; }
+
+start_dockerd() {
+  if docker info > /dev/null 2>&1; then
+    say "    a Docker engine is running already: using it (and leaving it running)"
+    return
+  fi
+  local dockerd
+  dockerd=$(command -v dockerd || echo /usr/sbin/dockerd)
+  # Its own session: stopped by this script's cleanup, not by a Ctrl-C meant for the script.
+  # (Through sudo, the PID is sudo's, which passes the signal on.)
+  if [ "$(id -u)" = 0 ]; then
+    setsid "$dockerd" > "$WORK/dockerd.log" 2>&1 < /dev/null &
+  else
+    sudo setsid "$dockerd" > "$WORK/dockerd.log" 2>&1 < /dev/null &
+  fi
+  DOCKERD_PID=$!
+  for _ in $(seq 1 150); do
+    docker info > /dev/null 2>&1 && return
+    if ! as_root kill -0 "$DOCKERD_PID" 2>/dev/null; then
+      tail -n 30 "$WORK/dockerd.log" >&2
+      DOCKERD_PID=""
+      fail "dockerd exited at start-up (its log is above): this machine cannot run containers"
+    fi
+    sleep 0.2
+  done
+  fail "dockerd did not answer within 30 s (log: $WORK/dockerd.log)"
+}
+
+pick_compose() {
+  if docker compose version > /dev/null 2>&1; then
+    COMPOSE=(docker compose)
+  else
+    ensure_packages docker-compose
+    COMPOSE=(docker-compose)
+  fi
+  say "    compose: ${COMPOSE[*]} ($("${COMPOSE[@]}" version --short 2>/dev/null || true))"
+}
+
+# ---------------------------------------------------------------------------------------------
+# 2. The images
+
+base_is_current() {
+  [ -z "${ZOOTRAIN_COMPOSE_FRESH:-}" ] \
+    && [ "$(docker image inspect -f '{{index .Config.Labels "org.zootrain.recipe"}}' \
+              "$BASE_IMAGE_TAG" 2>/dev/null)" = "$(tests/compose/images.sh recipe)" ]
+}
+
+build_app() {
+  # The README's build command; --force-rm so that a failed build leaves no container behind.
+  docker build --force-rm -f docker/Dockerfile --build-arg BASE_IMAGE="$1" -t "$APP_IMAGE" .
+}
+
+# ---------------------------------------------------------------------------------------------
+# 3. The stack
+
+json() { "$BIN/python" -c "import json,sys; d=json.load(sys.stdin); print($1)"; }
+
+# api METHOD PATH [curl options]: the body of a 2xx answer; anything else fails the run.
+api() {
+  local answer status
+  answer=$(curl -sS -X "$1" "$API$2" -H "Authorization: Bearer $ZOOTRAIN_TOKEN" \
+    -w '\n%{http_code}' "${@:3}") || fail "$1 $2: no answer from $API"
+  status=${answer##*$'\n'}
+  answer=${answer%$'\n'*}
+  [ "${status:0:1}" = 2 ] || fail "$1 $2: HTTP $status: $answer"
+  printf '%s\n' "$answer"
+}
+
+# wait_healthy SECONDS: every container of the project running and healthy.
+wait_healthy() {
+  local deadline=$((SECONDS + $1)) states bad
+  while :; do
+    states=$(compose ps -q | xargs -r docker inspect -f \
+      '{{.Name}} {{.State.Status}} {{if .State.Health}}{{.State.Health.Status}}{{else}}no-healthcheck{{end}}')
+    bad=$(awk '$2 != "running" || $3 != "healthy"' <<< "$states")
+    [ -n "$states" ] && [ -z "$bad" ] && break
+    if grep -q -E ' (exited|dead) | unhealthy$' <<< "$bad"; then
+      fail "containers failed: $(tr '\n' ';' <<< "$bad")"
+    fi
+    [ "$SECONDS" -lt "$deadline" ] || fail "not healthy after $1 s: $(tr '\n' ';' <<< "$bad")"
+    sleep 1
+  done
+  say "    healthy: $(awk '{print $1}' <<< "$states" | tr -d / | tr '\n' ' ')"
+}
+
+# wait_job ID: the job's final state (printed); waits for a terminal state.
+wait_job() {
+  local deadline=$((SECONDS + PATIENCE)) state
+  while :; do
+    state=$(api GET "/v1/jobs/$1" | json 'd["state"]')
+    case $state in succeeded | failed | cancelled) break ;; esac
+    [ "$SECONDS" -lt "$deadline" ] || fail "job $1 still $state after $PATIENCE s"
+    sleep 0.5
+  done
+  echo "$state"
+}
+
+expect_succeeded() {
+  local state
+  state=$(wait_job "$1")
+  [ "$state" = succeeded ] \
+    || fail "job $1 ended $state: $(api GET "/v1/jobs/$1" | json 'd.get("error")')"
+}
+
+make_token() {
+  # The README's `zootrain token new`, run in the image just built (no network needed); --json
+  # is the same output for a script to read.
+  local made
+  made=$(docker run --rm --network none "$APP_IMAGE" zootrain token new admin --scopes admin --json)
+  ZOOTRAIN_TOKEN=$(json 'd["token"]' <<< "$made")
+  ZOOTRAIN_TOKENS=$(json 'd["entry"]' <<< "$made")
+  export ZOOTRAIN_TOKENS
+  say "    token made for admin; ZOOTRAIN_TOKENS=$ZOOTRAIN_TOKENS"
+}
+
+pick_port() {
+  # 8000 as in the README unless something else holds it (another stack on this machine).
+  ZOOTRAIN_API_PORT=${ZOOTRAIN_API_PORT:-$("$BIN/python" - <<'PY'
+import socket
+with socket.socket() as s:
+    try:
+        s.bind(("127.0.0.1", 8000))
+    except OSError:
+        s.bind(("127.0.0.1", 0))
+    print(s.getsockname()[1])
+PY
+)}
+  export ZOOTRAIN_API_PORT
+  API=http://127.0.0.1:$ZOOTRAIN_API_PORT
+}
+
+up() {
+  # A run that died before its cleanup may have left the project behind.
+  compose down -v --remove-orphans --timeout 5 > /dev/null 2>&1 || true
+  STACK_UP=1
+  compose up -d
+  wait_healthy "$PATIENCE"
+}
+
+walkthrough() {
+  # The README's curl walkthrough, as written there.
+  local job id version view sha header
+  job=$(api POST /v1/jobs -H 'Content-Type: application/json' -H 'Idempotency-Key: my-first-job' -d '{
+    "model_name": "digits-forest",
+    "algorithm": "random_forest_classifier",
+    "params": {"n_estimators": 50, "max_depth": 12},
+    "dataset": {"kind": "builtin", "name": "digits"},
+    "shards": 4,
+    "partition": "random",
+    "test_size": 0.2,
+    "random_state": 7,
+    "max_attempts": 3
+  }')
+  id=$(json 'd["id"]' <<< "$job")
+  say "    submitted job $id"
+  expect_succeeded "$id"
+  version=$(api GET "/v1/jobs/$id" | json 'd["model"]["version"]')
+  view=$(api GET "/v1/models/digits-forest/versions/$version")
+  say "    job $id succeeded: digits-forest version $version," \
+    "accuracy $(json '"%.3f" % d["metrics"]["accuracy"]' <<< "$view")"
+  api POST /v1/models/digits-forest/predict -H 'Content-Type: application/json' \
+    -d '{"instances": [[0,0,5,13,9,1,0,0,0,0,13,15,10,15,5,0,0,3,15,2,0,11,8,0,0,4,12,0,0,8,8,0,0,5,8,0,0,9,8,0,0,4,11,0,1,12,7,0,0,2,14,5,10,12,0,0,0,0,6,13,10,0,0,0]]}' \
+    | json '"    prediction: %s" % d["predictions"]'
+  # The artifact: its bytes hash to what the version and the response header say.
+  curl -sS -f -o "$WORK/model.skops" -D "$WORK/artifact.headers" \
+    -H "Authorization: Bearer $ZOOTRAIN_TOKEN" \
+    "$API/v1/models/digits-forest/versions/$version/artifact" || fail "artifact download failed"
+  sha=$(sha256sum "$WORK/model.skops" | cut -d' ' -f1)
+  header=$(awk 'tolower($1) == "x-content-sha256:" {print $2}' "$WORK/artifact.headers" | tr -d '\r')
+  if [ "$sha" != "$(json 'd["sha256"]' <<< "$view")" ] || [ "$sha" != "$header" ]; then
+    fail "artifact sha256 $sha; the version says $(json 'd["sha256"]' <<< "$view"), the header $header"
+  fi
+  say "    artifact: $(stat -c %s "$WORK/model.skops") bytes, sha256 $sha (matches the version and X-Content-SHA256)"
+}
+
+registered_workers() { api GET /v1/workers | json 'len(d)'; }
+
+scale() {
+  compose up -d --scale worker=3
+  wait_healthy "$PATIENCE"
+  local deadline=$((SECONDS + PATIENCE))
+  until [ "$(registered_workers)" -ge 3 ]; do
+    [ "$SECONDS" -lt "$deadline" ] || fail "3 workers not registered after $PATIENCE s"
+    sleep 0.5
+  done
+  say "    3 workers registered"
+}
+
+# The container (an id prefix: a worker's id starts with its host name, the container's short id)
+# of a worker running a shard of job $1.
+busy_worker() {
+  api GET "/v1/jobs/$1" | json '" ".join(s["worker"].split("-")[0] for s in d["shards"] if s["state"] == "running" and s["worker"])'
+}
+
+zookeeper_leader() {
+  local container
+  for container in $(compose ps -q zk1 zk2 zk3); do
+    if docker exec "$container" zkServer.sh status 2>/dev/null | grep -q 'Mode: leader'; then
+      echo "$container"
+      return
+    fi
+  done
+  fail "no ZooKeeper container says it is the leader"
+}
+
+failover() {
+  local job id deadline busy victim leader quick quick_id
+  # Six shards of several seconds each on three workers: long enough to break things under it.
+  job=$(api POST /v1/jobs -H 'Content-Type: application/json' -d '{
+    "model_name": "failover-forest",
+    "algorithm": "random_forest_classifier",
+    "params": {"n_estimators": 40, "max_depth": 12},
+    "dataset": {"kind": "synthetic", "task": "classification", "n_samples": 30000,
+                "n_features": 20, "random_state": 3},
+    "shards": 6,
+    "max_attempts": 3
+  }')
+  id=$(json 'd["id"]' <<< "$job")
+  say "    submitted job $id (6 shards)"
+  deadline=$((SECONDS + PATIENCE))
+  until busy=$(busy_worker "$id") && [ -n "$busy" ]; do
+    [ "$SECONDS" -lt "$deadline" ] || fail "no shard of job $id started within $PATIENCE s"
+    sleep 0.2
+  done
+  victim=${busy%% *}
+  leader=$(zookeeper_leader)
+  compose ps -q worker | grep -q "^$victim" \
+    || fail "the worker $victim running a shard is not a container of this project"
+  say "    stopping the ZooKeeper leader ($(docker inspect -f '{{.Name}}' "$leader" | tr -d /))"
+  docker stop "$leader" > /dev/null
+  say "    killing worker container $victim (SIGKILL) while it runs a shard of job $id"
+  docker kill "$victim" > /dev/null
+  # The service keeps taking jobs with one ZooKeeper node down.
+  quick=$(api POST /v1/jobs -H 'Content-Type: application/json' -d '{
+    "model_name": "iris-forest", "algorithm": "random_forest_classifier",
+    "params": {"n_estimators": 10}, "dataset": {"kind": "builtin", "name": "iris"}, "shards": 2
+  }')
+  quick_id=$(json 'd["id"]' <<< "$quick")
+  say "    submitted job $quick_id with the leader down"
+  expect_succeeded "$quick_id"
+  expect_succeeded "$id"
+  api GET "/v1/jobs/$id" | json '"    job %s succeeded; shards by worker: %s; attempts: %s" % (d["id"], ", ".join(s["worker"].split("-")[0] for s in d["shards"]), [s["attempts"] for s in d["shards"]])'
+  # The killed worker's shard was trained again by another one.
+  api GET "/v1/jobs/$id" | "$BIN/python" -c '
+import json, sys
+shards = json.load(sys.stdin)["shards"]
+victim = sys.argv[1]
+left = [s["index"] for s in shards if s["worker"].startswith(victim + "-")]
+sys.exit(f"shards {left} are still credited to the killed worker {victim}" if left else 0)' "$victim" \
+    || fail "the killed worker's shard was not taken over"
+  api POST /v1/models/failover-forest/predict -H 'Content-Type: application/json' \
+    -d '{"instances": [[0.1, -1.2, 0.3, 2.0, 0.0, 1.1, -0.4, 0.9, 0.2, -2.2, 0.5, 0.5, 1.0, -1.0, 0.0, 0.3, 0.8, -0.6, 1.4, 0.0]]}' \
+    | json '"    failover-forest serves predictions: %s" % d["predictions"]'
+  local jobs
+  jobs=$(api GET '/v1/jobs?limit=500' | json '" ".join(sorted(j["state"] for j in d["items"]))')
+  say "    every job: $jobs"
+  grep -q -v -w succeeded <<< "$(tr ' ' '\n' <<< "$jobs")" && fail "not every job succeeded: $jobs"
+  return 0
+}
+
+down() {
+  compose down -v
+  STACK_UP=""
+  local left
+  left=$(docker ps -aq --filter "label=com.docker.compose.project=$COMPOSE_PROJECT_NAME"
+         docker volume ls -q --filter "label=com.docker.compose.project=$COMPOSE_PROJECT_NAME"
+         docker network ls -q --filter "label=com.docker.compose.project=$COMPOSE_PROJECT_NAME")
+  [ -z "$left" ] || fail "down -v left containers, volumes or networks: $left"
+  say "    no container, volume or network of $COMPOSE_PROJECT_NAME is left"
+}
+
+# ---------------------------------------------------------------------------------------------
+
+RUN_START=$(now)
+say "compose-test: images=$MODE, project $COMPOSE_PROJECT_NAME"
+[ -x "$BIN/python" ] || fail "no $BIN/python: run make install first"
+command -v curl > /dev/null || ensure_packages curl
+
+if [ "$MODE" = local ]; then
+  if base_is_current 2>/dev/null; then
+    say "==> base image $BASE_IMAGE_TAG: made by this recipe already, reused" \
+      "(ZOOTRAIN_COMPOSE_FRESH=1 rebuilds it)"
+    BASE_READY=1
+  else
+    step "packages: debootstrap" ensure_packages debootstrap
+    begin "debootstrap (bookworm, python3) *" tests/compose/images.sh rootfs "$WORK/rootfs"
+    BASE_READY=""
+  fi
+fi
+begin "wheelhouse (make wheelhouse) *" scripts/wheelhouse.sh "$BIN/python" wheels
+step "packages: docker.io" ensure_packages docker.io
+step "dockerd" start_dockerd
+pick_compose
+if [ "$MODE" = local ]; then
+  if [ -z "$BASE_READY" ]; then
+    finish "debootstrap (bookworm, python3) *"
+    step "base image (docker import)" tests/compose/images.sh base "$WORK/rootfs"
+  fi
+  BASE=$BASE_IMAGE_TAG
+  export ZOOKEEPER_IMAGE=$ZOOKEEPER_IMAGE_TAG
+  begin "zookeeper stand-in image *" tests/compose/images.sh zookeeper
+else
+  BASE=python:3.11-slim
+  unset ZOOKEEPER_IMAGE
+  begin "pull zookeeper:3.8 *" docker pull zookeeper:3.8
+fi
+finish "wheelhouse (make wheelhouse) *"
+step "app image (docker build, BASE_IMAGE=$BASE) *" build_app "$BASE"
+if [ "$MODE" = local ]; then finish "zookeeper stand-in image *"; else finish "pull zookeeper:3.8 *"; fi
+
+pick_port
+step "token (zootrain token new)" make_token
+step "up -d, every service healthy" up
+step "curl walkthrough" walkthrough
+step "up -d --scale worker=3" scale
+step "failover: ZooKeeper leader stopped, busy worker killed" failover
+step "down -v" down
