@@ -30,11 +30,32 @@ def test_compose_file_is_valid() -> None:
     assert result.returncode == 0, result.stderr
 
 
+# Variables of the compose file itself (interpolated, never passed to a service as such).
+COMPOSE_VARIABLES = {"ZOOTRAIN_API_PORT", "ZOOKEEPER_IMAGE"}
+
+
 def test_compose_names_only_real_settings() -> None:
-    names = set(re.findall(r"\bZOOTRAIN_[A-Z_]+\b", COMPOSE.read_text()))
+    services = yaml.safe_load(COMPOSE.read_text())["services"]
     known = {f"ZOOTRAIN_{field.upper()}" for field in Settings.model_fields}
-    assert names, "the compose file configures nothing"
-    assert names <= known, f"unknown settings in the compose file: {sorted(names - known)}"
+    passed = {
+        name
+        for service in services.values()
+        for name in service.get("environment", {})
+        if name.startswith("ZOOTRAIN_")
+    }
+    assert passed, "the compose file configures nothing"
+    assert passed <= known, f"unknown settings in the compose file: {sorted(passed - known)}"
+    interpolated = set(re.findall(r"\$\{([A-Z_]+)", COMPOSE.read_text()))
+    stray = interpolated - passed - COMPOSE_VARIABLES
+    assert not stray, f"variables that are neither settings nor the file's own: {sorted(stray)}"
+
+
+def test_compose_publishes_only_the_api_on_loopback() -> None:
+    services = yaml.safe_load(COMPOSE.read_text())["services"]
+    published = {name: s["ports"] for name, s in services.items() if s.get("ports")}
+    assert list(published) == ["api"], published
+    for port in published["api"]:
+        assert str(port).startswith("127.0.0.1:"), f"{port}: published beyond the host's loopback"
 
 
 def test_compose_topology() -> None:
