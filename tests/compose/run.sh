@@ -403,12 +403,12 @@ submit() {  # submit KEY SPEC: the new job's id (the key makes a retried submit 
 failover() {
   local id quick deadline busy victim="" orphaned="" leader killed=()
   leader=$(zookeeper_leader)
-  # Six shards of about five seconds each on three workers: long enough to break things under it.
+  # Six shards of about four seconds each on three workers: long enough to break things under it.
   id=$(submit failover-forest '{
     "model_name": "failover-forest",
     "algorithm": "random_forest_classifier",
     "params": {"n_estimators": 40, "max_depth": 12},
-    "dataset": {"kind": "synthetic", "task": "classification", "n_samples": 60000,
+    "dataset": {"kind": "synthetic", "task": "classification", "n_samples": 45000,
                 "n_features": 20, "random_state": 3},
     "shards": 6,
     "max_attempts": 3
@@ -506,7 +506,7 @@ if [ "$MODE" = local ]; then
     BASE_READY=""
   fi
 fi
-begin "wheelhouse (make wheelhouse) *" scripts/wheelhouse.sh "$BIN/python" wheels
+begin "wheelhouse (make wheelhouse) *" make --no-print-directory wheelhouse
 step "packages: docker.io" ensure_packages docker.io
 step "dockerd" start_dockerd
 pick_compose

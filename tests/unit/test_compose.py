@@ -68,3 +68,29 @@ def test_compose_topology() -> None:
     assert "container_name" not in services["worker"], "workers must scale with --scale"
     for name in ("api", "worker"):
         assert "healthcheck" in services[name] and services[name]["restart"]
+
+
+def test_readme_compose_commands_are_what_compose_test_runs() -> None:
+    """The README's compose section is the commands `make compose-test` runs (tests/compose)."""
+    readme = (COMPOSE.parents[1] / "README.md").read_text()
+    section = readme[readme.index("## Docker compose") :]
+    block = section[section.index("```sh") + len("```sh") : section.index("```\n", 10)]
+    commands = [line.split("#")[0].strip() for line in block.splitlines()]
+    run = (COMPOSE.parents[1] / "tests" / "compose" / "run.sh").read_text()
+    compose_calls = [
+        c.removeprefix("docker compose -f docker/docker-compose.yml ")
+        for c in commands
+        if c.startswith("docker compose -f docker/docker-compose.yml ")
+    ]
+    assert compose_calls == ["up -d", "up -d --scale worker=3", "down -v"], compose_calls
+    for call in compose_calls:
+        assert re.search(rf"^\s*compose {re.escape(call)}$", run, re.M), f"run.sh never runs {call}"
+    build = next(c for c in commands if c.startswith("docker build"))
+    assert build == "docker build -f docker/Dockerfile -t zootrain:latest ."
+    assert re.search(
+        r"docker build --force-rm -f docker/Dockerfile --build-arg BASE_IMAGE=\S+ "
+        r"-t \"\$APP_IMAGE\" \.",
+        run,
+    )
+    assert any("zootrain token new admin --scopes admin" in c for c in commands)
+    assert "zootrain token new admin --scopes admin --json" in run
