@@ -178,6 +178,10 @@ start_dockerd() {
     say "    a Docker engine is running already: using it (and leaving it running)"
     return
   fi
+  if pgrep -x dockerd > /dev/null; then
+    docker info 2>&1 | tail -n 3 >&2
+    fail "a dockerd runs but does not answer this user (root, sudo or the docker group needed)"
+  fi
   local dockerd
   dockerd=$(command -v dockerd || echo /usr/sbin/dockerd)
   # Its own session: stopped by this script's cleanup, not by a Ctrl-C meant for the script.
@@ -285,15 +289,17 @@ expect_succeeded() {
     || fail "job $1 ended $state: $(api GET "/v1/jobs/$1" | json 'd.get("error")')"
 }
 
-make_token() {
+credentials() {
   # The README's `zootrain token new`, run in the image just built (no network needed); --json
   # is the same output for a script to read.
   local made
   made=$(docker run --rm --network none "$APP_IMAGE" zootrain token new admin --scopes admin --json)
   ZOOTRAIN_TOKEN=$(json 'd["token"]' <<< "$made")
   ZOOTRAIN_TOKENS=$(json 'd["entry"]' <<< "$made")
-  export ZOOTRAIN_TOKENS
-  say "    token made for admin; ZOOTRAIN_TOKENS=$ZOOTRAIN_TOKENS"
+  # ZooKeeper's credentials, the same for every process.
+  ZOOTRAIN_ZK_AUTH="zootrain:$("$BIN/python" -c 'import secrets; print(secrets.token_urlsafe(24))')"
+  export ZOOTRAIN_TOKENS ZOOTRAIN_ZK_AUTH
+  say "    token made for admin; ZOOTRAIN_TOKENS=$ZOOTRAIN_TOKENS; ZooKeeper credentials made"
 }
 
 pick_port() {
@@ -528,7 +534,7 @@ step "app image (docker build, BASE_IMAGE=$BASE) *" build_app "$BASE"
 if [ "$MODE" = local ]; then finish "zookeeper stand-in image *"; else finish "pull zookeeper:3.8 *"; fi
 
 pick_port
-step "token (zootrain token new)" make_token
+step "token (zootrain token new), ZooKeeper credentials" credentials
 step "up -d, every service healthy" up
 step "curl walkthrough" walkthrough
 step "up -d --scale worker=3" scale
