@@ -56,6 +56,7 @@ step() {
   local name=$1 start
   shift
   say "==> $name"
+  CURRENT=$name
   start=$(now)
   "$@"
   STEPS+=("$name|$(since "$start")")
@@ -97,8 +98,12 @@ finish() {
   say "    $name: ${STEPS[-1]#*|} s"
 }
 
+# fail MESSAGE: stop the run, from wherever (a failure inside $(...) stops the script too).
+CURRENT="start"
 fail() {
-  say "" "compose-test FAILED: $*" >&2
+  say "" "compose-test FAILED in \"$CURRENT\": $*" >&2
+  touch "$WORK/failed"
+  [ "$BASHPID" = "$$" ] || kill -USR1 "$$"
   exit 1
 }
 
@@ -138,7 +143,10 @@ kill_tree() {  # a background step's whole session
 cleanup() {
   local rc=$? entry
   set +e  # clean up as much as can be, whatever fails
-  trap - EXIT INT TERM
+  trap - EXIT INT TERM USR1
+  if [ "$rc" != 0 ] && [ ! -e "$WORK/failed" ]; then
+    say "" "compose-test FAILED in \"$CURRENT\": a command exited $rc (see above)" >&2
+  fi
   for entry in "${BACKGROUND[@]}"; do
     [ -n "$entry" ] && kill_tree "${entry#*|}"
   done
@@ -167,6 +175,7 @@ cleanup() {
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
+trap 'exit 1' USR1  # fail() called in a subshell
 
 # ---------------------------------------------------------------------------------------------
 # 1. The engine
@@ -236,7 +245,6 @@ json() { "$BIN/python" -c "import json,sys; d=json.load(sys.stdin); print($1)"; 
 # api METHOD PATH [curl options]: the body of a 2xx answer; anything else fails the run, except
 # a 503, which the service answers (with Retry-After: 1) while its ZooKeeper connection moves to
 # another node: that is retried, as a client should, and counted.
-UNAVAILABLE=0
 api() {
   local answer status deadline=$((SECONDS + 60))
   while :; do
@@ -245,8 +253,7 @@ api() {
     status=${answer##*$'\n'}
     answer=${answer%$'\n'*}
     if [ "$status" != 503 ] || [ "$SECONDS" -ge "$deadline" ]; then break; fi
-    UNAVAILABLE=$((UNAVAILABLE + 1))
-    echo "$UNAVAILABLE" > "$WORK/unavailable"  # api runs in subshells too
+    echo "$1 $2" >> "$WORK/unavailable"  # a file: api runs in subshells too
     sleep 1
   done
   [ "${status:0:1}" = 2 ] || fail "$1 $2: HTTP $status: $answer"
@@ -393,7 +400,8 @@ print(" ".join(str(s["index"]) for s in shards
 zookeeper_leader() {
   local container
   for container in $(compose ps -q zk1 zk2 zk3); do
-    if docker exec "$container" zkServer.sh status 2>/dev/null | grep -q 'Mode: leader'; then
+    # (Read whole before grep: with pipefail, grep -q stopping early could fail the pipe.)
+    if grep -q 'Mode: leader' <<< "$(docker exec "$container" zkServer.sh status 2>/dev/null)"; then
       echo "$container"
       return
     fi
@@ -432,7 +440,7 @@ failover() {
     busy=$(busy_workers "$id")
     for victim in $busy; do [[ " ${killed[*]} " == *" $victim "* ]] || break; done
     [ -n "$victim" ] || break
-    compose ps -q worker | grep -q "^$victim" \
+    grep -q "^$victim" <<< "$(compose ps -q worker)" \
       || fail "worker $victim, running a shard of job $id, is not a container of this project"
     docker kill "$victim" > /dev/null
     killed+=("$victim")
@@ -476,11 +484,11 @@ for i in orphaned:
   api POST /v1/models/failover-forest/predict -H 'Content-Type: application/json' \
     -d '{"instances": [[0.1, -1.2, 0.3, 2.0, 0.0, 1.1, -0.4, 0.9, 0.2, -2.2, 0.5, 0.5, 1.0, -1.0, 0.0, 0.3, 0.8, -0.6, 1.4, 0.0]]}' \
     | json '"    failover-forest serves predictions: %s" % d["predictions"]'
-  local jobs
-  jobs=$(api GET '/v1/jobs?limit=500' | json '" ".join(sorted(j["state"] for j in d["items"]))')
-  say "    every job: $jobs"
-  if tr ' ' '\n' <<< "$jobs" | grep -q -v -x succeeded; then fail "not every job succeeded"; fi
-  say "    answers 503 (retried) while ZooKeeper failed over: $(cat "$WORK/unavailable" 2>/dev/null || echo 0)"
+  local states
+  states=$(api GET '/v1/jobs?limit=500' | json '" ".join(sorted(j["state"] for j in d["items"]))')
+  say "    every job: $states"
+  [ "$(tr ' ' '\n' <<< "$states" | sort -u)" = succeeded ] || fail "not every job succeeded"
+  say "    answers 503 (retried) while ZooKeeper failed over: $(wc -l < "$WORK/unavailable" 2>/dev/null || echo 0)"
 }
 
 down() {
