@@ -34,6 +34,7 @@ case $MODE in
 esac
 as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
 WORK=$(mktemp -d -t zootrain-compose.XXXXXX)
+: > "$WORK/unavailable"
 
 # ---------------------------------------------------------------------------------------------
 # Steps, their times, and running some of them side by side
@@ -488,7 +489,7 @@ for i in orphaned:
   states=$(api GET '/v1/jobs?limit=500' | json '" ".join(sorted(j["state"] for j in d["items"]))')
   say "    every job: $states"
   [ "$(tr ' ' '\n' <<< "$states" | sort -u)" = succeeded ] || fail "not every job succeeded"
-  say "    answers 503 (retried) while ZooKeeper failed over: $(wc -l < "$WORK/unavailable" 2>/dev/null || echo 0)"
+  say "    answers 503 (retried) while ZooKeeper failed over: $(wc -l < "$WORK/unavailable")"
 }
 
 down() {
