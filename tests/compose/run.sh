@@ -233,9 +233,30 @@ base_is_current() {
               "$BASE_IMAGE_TAG" 2>/dev/null)" = "$(tests/compose/images.sh recipe)" ]
 }
 
+# The docker CLI that builds with BuildKit (twice as fast as the legacy builder here, mostly in
+# the runtime stage's copy of the virtual environment): one with the buildx plugin, where
+# BuildKit is the default; else a CLI older than 23 (Debian's docker.io, /usr/bin/docker), which
+# has it built in behind DOCKER_BUILDKIT=1; else the legacy builder, which builds the same image.
+pick_builder() {
+  local cli version
+  if docker buildx version > /dev/null 2>&1; then
+    BUILDER=(docker)
+    return
+  fi
+  for cli in docker /usr/bin/docker; do
+    version=$("$cli" version -f '{{.Client.Version}}' 2>/dev/null) || continue
+    if [ "${version%%.*}" -lt 23 ]; then
+      BUILDER=(env DOCKER_BUILDKIT=1 "$cli")
+      return
+    fi
+  done
+  BUILDER=(docker)
+}
+
 build_app() {
   # The README's build command; --force-rm so that a failed build leaves no container behind.
-  docker build --force-rm -f docker/Dockerfile --build-arg BASE_IMAGE="$1" -t "$APP_IMAGE" .
+  "${BUILDER[@]}" build --force-rm -f docker/Dockerfile --build-arg BASE_IMAGE="$1" \
+    -t "$APP_IMAGE" .
 }
 
 # ---------------------------------------------------------------------------------------------
@@ -525,6 +546,8 @@ begin "wheelhouse (make wheelhouse) *" make --no-print-directory wheelhouse
 step "packages: docker.io" ensure_packages docker.io
 step "dockerd" start_dockerd
 pick_compose
+pick_builder
+say "    builds with: ${BUILDER[*]} build"
 if [ "$MODE" = local ]; then
   if [ -z "$BASE_READY" ]; then
     finish "debootstrap (bookworm, python3) *"

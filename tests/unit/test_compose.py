@@ -85,7 +85,7 @@ def test_readme_compose_commands_are_what_compose_test_runs() -> None:
     build = next(c for c in commands if c.startswith("docker build"))
     assert build == "docker build -f docker/Dockerfile -t zootrain:latest ."
     assert re.search(
-        r"docker build --force-rm -f docker/Dockerfile --build-arg BASE_IMAGE=\S+ "
+        r" build --force-rm -f docker/Dockerfile --build-arg BASE_IMAGE=\S+\s*\\?\s*"
         r"-t \"\$APP_IMAGE\" \.",
         run,
     )
