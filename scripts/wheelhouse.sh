@@ -5,9 +5,12 @@
 # The wheels are chosen for the image, not for this machine: CPython $WHEELHOUSE_PYTHON (3.11: the
 # default python:3.11-slim and Debian bookworm's python3), glibc up to $WHEELHOUSE_GLIBC (2.36:
 # bookworm's), this machine's architecture.
+# Other requirements than zootrain's may follow the two arguments (tests/compose/images.sh uses
+# that for its S3 stand-in).
 set -euo pipefail
 python=${1:-.venv/bin/python}
 out=${2:-wheels}
+shift 2 || shift $#
 target=${WHEELHOUSE_PYTHON:-3.11}
 glibc=${WHEELHOUSE_GLIBC:-2.36}
 arch=$(uname -m)
@@ -17,10 +20,16 @@ platforms=(--platform "manylinux2014_$arch")  # pip adds manylinux2010 and manyl
 for minor in $(seq 17 "${glibc#2.}"); do
   platforms+=(--platform "manylinux_2_${minor}_$arch")
 done
-# pyproject.toml's build-system requirements: pip builds zootrain itself in the image.
-mapfile -t build_requires < <("$python" -c '
+if [ $# -gt 0 ]; then
+  requirements=("$@")
+else
+  # zootrain's dependencies, and pyproject.toml's build-system requirements: pip builds
+  # zootrain itself in the image.
+  mapfile -t requirements < <("$python" -c '
 import tomllib
+print(".")
 print("\n".join(tomllib.load(open("pyproject.toml", "rb"))["build-system"]["requires"]))')
+fi
 
 # A fresh directory each time: an old version left beside a new one would make the image's
 # `pip install wheels/*.whl` install both.
@@ -31,7 +40,7 @@ trap 'rm -f "$log"' EXIT
 if ! "$python" -m pip download --disable-pip-version-check --dest "$out.new" \
   --only-binary=:all: --implementation cp --python-version "$target" \
   --abi "cp${target/./}" "${platforms[@]}" \
-  . "${build_requires[@]}" > "$log" 2>&1; then
+  "${requirements[@]}" > "$log" 2>&1; then
   cat "$log" >&2
   echo "wheelhouse: pip could not fetch every dependency as a wheel for CPython $target" \
     "($arch, glibc <= $glibc); see above" >&2

@@ -4,6 +4,8 @@
 #                               (debootstrap; needs root and Debian's mirror, not docker)
 #   images.sh base DIR          that tree as the Python base image, $BASE_IMAGE_TAG
 #   images.sh zookeeper         the stand-in for zookeeper:3.8 on that base, $ZOOKEEPER_IMAGE_TAG
+#   images.sh minio             the stand-in for minio/minio and minio/mc (the object-store
+#                               profile) on that base, $MINIO_IMAGE_TAG: moto's S3 server
 #   images.sh                   all three, in a temporary directory
 # make compose-test runs them (rootfs in parallel with installing docker); by hand they give the
 # images the README's compose commands run on here:
@@ -15,6 +17,7 @@ cd "$(dirname "$0")/../.."
 
 BASE_IMAGE_TAG=${BASE_IMAGE_TAG:-zootrain-compose/python:3.11-bookworm}
 ZOOKEEPER_IMAGE_TAG=${ZOOKEEPER_IMAGE_TAG:-zootrain-compose/zookeeper:3.8-debian}
+MINIO_IMAGE_TAG=${MINIO_IMAGE_TAG:-zootrain-compose/minio:moto}
 SUITE=bookworm  # its python3 is 3.11, what `make wheelhouse` fetches wheels for
 MIRROR=${DEBIAN_MIRROR:-http://deb.debian.org/debian}
 as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
@@ -51,10 +54,18 @@ zookeeper() {
     tests/compose/zookeeper
 }
 
+minio() {
+  # moto's wheels for the base's Python, fetched with this machine's pip like the wheelhouse.
+  scripts/wheelhouse.sh "${VENV:-.venv}/bin/python" tests/compose/minio/wheels 'moto[server]>=5,<6'
+  docker build --force-rm --build-arg BASE_IMAGE="$BASE_IMAGE_TAG" -t "$MINIO_IMAGE_TAG" \
+    tests/compose/minio
+}
+
 case ${1:-all} in
   rootfs) rootfs "$2" ;;
   base) base "$2" ;;
   zookeeper) zookeeper ;;
+  minio) minio ;;
   recipe) recipe ;;
   all)
     work=$(mktemp -d)
@@ -62,6 +73,7 @@ case ${1:-all} in
     rootfs "$work/rootfs"
     base "$work/rootfs"
     zookeeper
+    minio
     ;;
-  *) echo "usage: $0 [rootfs DIR | base DIR | zookeeper]" >&2; exit 2 ;;
+  *) echo "usage: $0 [rootfs DIR | base DIR | zookeeper | minio]" >&2; exit 2 ;;
 esac
