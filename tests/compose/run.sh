@@ -282,15 +282,17 @@ api() {
   printf '%s\n' "$answer"
 }
 
-# wait_healthy SECONDS: every container of the project running and healthy.
+# wait_healthy SECONDS: every container of the project running and healthy, or, for a one-off
+# job (no healthcheck, never restarted), finished with exit code 0.
 wait_healthy() {
   local deadline=$((SECONDS + $1)) states bad
   while :; do
     states=$(compose ps -q | xargs -r docker inspect -f \
-      '{{.Name}} {{.State.Status}} {{if .State.Health}}{{.State.Health.Status}}{{else}}no-healthcheck{{end}}')
-    bad=$(awk '$2 != "running" || $3 != "healthy"' <<< "$states")
+      '{{.Name}} {{.State.Status}} {{if .State.Health}}{{.State.Health.Status}}{{else}}none{{end}} {{.State.ExitCode}} {{.HostConfig.RestartPolicy.Name}}')
+    bad=$(awk '!($2 == "running" && $3 == "healthy") \
+               && !($2 == "exited" && $3 == "none" && $4 == 0 && $5 == "no")' <<< "$states")
     [ -n "$states" ] && [ -z "$bad" ] && break
-    if grep -q -E ' (exited|dead) | unhealthy$' <<< "$bad"; then
+    if grep -q -E ' (exited|dead) | unhealthy ' <<< "$bad"; then
       fail "containers failed: $(tr '\n' ';' <<< "$bad")"
     fi
     [ "$SECONDS" -lt "$deadline" ] || fail "not healthy after $1 s: $(tr '\n' ';' <<< "$bad")"
@@ -357,7 +359,7 @@ up() {
 
 walkthrough() {
   # The README's curl walkthrough, as written there.
-  local job id version view sha header
+  local job id version view
   job=$(api POST /v1/jobs -H 'Content-Type: application/json' -H 'Idempotency-Key: my-first-job' -d '{
     "model_name": "digits-forest",
     "algorithm": "random_forest_classifier",
@@ -379,16 +381,24 @@ walkthrough() {
   api POST /v1/models/digits-forest/predict -H 'Content-Type: application/json' \
     -d '{"instances": [[0,0,5,13,9,1,0,0,0,0,13,15,10,15,5,0,0,3,15,2,0,11,8,0,0,4,12,0,0,8,8,0,0,5,8,0,0,9,8,0,0,4,11,0,1,12,7,0,0,2,14,5,10,12,0,0,0,0,6,13,10,0,0,0]]}' \
     | json '"    prediction: %s" % d["predictions"]'
-  # The artifact: its bytes hash to what the version and the response header say.
+  check_artifact digits-forest "$version"
+}
+
+# check_artifact MODEL VERSION: the model file's bytes hash to what the version and the
+# X-Content-SHA256 header say.
+check_artifact() {
+  local expected sha header
+  expected=$(api GET "/v1/models/$1/versions/$2" | json 'd["sha256"]')
   curl -sS -f -o "$WORK/model.skops" -D "$WORK/artifact.headers" \
     -H "Authorization: Bearer $ZOOTRAIN_TOKEN" \
-    "$API/v1/models/digits-forest/versions/$version/artifact" || fail "artifact download failed"
+    "$API/v1/models/$1/versions/$2/artifact" || fail "artifact download failed"
   sha=$(sha256sum "$WORK/model.skops" | cut -d' ' -f1)
   header=$(awk 'tolower($1) == "x-content-sha256:" {print $2}' "$WORK/artifact.headers" | tr -d '\r')
-  if [ "$sha" != "$(json 'd["sha256"]' <<< "$view")" ] || [ "$sha" != "$header" ]; then
-    fail "artifact sha256 $sha; the version says $(json 'd["sha256"]' <<< "$view"), the header $header"
+  if [ "$sha" != "$expected" ] || [ "$sha" != "$header" ]; then
+    fail "artifact sha256 $sha; the version says $expected, the header $header"
   fi
-  say "    artifact: $(stat -c %s "$WORK/model.skops") bytes, sha256 $sha (matches the version and X-Content-SHA256)"
+  say "    artifact of $1 version $2: $(stat -c %s "$WORK/model.skops") bytes, sha256 $sha" \
+    "(matches the version and X-Content-SHA256)"
 }
 
 registered_workers() { api GET /v1/workers | json 'len(d)'; }
@@ -513,8 +523,36 @@ for i in orphaned:
   say "    answers 503 (retried) while ZooKeeper failed over: $(wc -l < "$WORK/unavailable")"
 }
 
-down() {
-  compose down -v
+# Whether the compose file has the object-store profile (artifacts in an S3 bucket).
+has_object_store() {
+  "$BIN/python" - <<'PY'
+import sys
+import yaml
+services = yaml.safe_load(open("docker/docker-compose.yml"))["services"]
+sys.exit(0 if any("object-store" in (s.get("profiles") or []) for s in services.values()) else 1)
+PY
+}
+
+object_store() {
+  # The README's object-store commands: the stack with its artifacts in the profile's bucket.
+  local id version
+  compose --env-file docker/object-store.env up -d
+  wait_healthy "$PATIENCE"
+  id=$(submit object-store-forest '{
+    "model_name": "iris-s3", "algorithm": "random_forest_classifier",
+    "params": {"n_estimators": 10}, "dataset": {"kind": "builtin", "name": "iris"}, "shards": 2
+  }')
+  say "    submitted job $id"
+  expect_succeeded "$id"
+  version=$(api GET "/v1/jobs/$id" | json 'd["model"]["version"]')
+  api POST /v1/models/iris-s3/predict -H 'Content-Type: application/json' \
+    -d '{"instances": [[5.1, 3.5, 1.4, 0.2]]}' | json '"    iris-s3 predicts %s" % d["predictions"]'
+  check_artifact iris-s3 "$version"
+  down --env-file docker/object-store.env
+}
+
+down() {  # down [compose options]: down -v, and nothing of the project left
+  compose "$@" down -v
   STACK_UP=""
   local left
   left=$(docker ps -aq --filter "label=com.docker.compose.project=$COMPOSE_PROJECT_NAME"
@@ -527,8 +565,12 @@ down() {
 # ---------------------------------------------------------------------------------------------
 
 RUN_START=$(now)
-say "compose-test: images=$MODE, project $COMPOSE_PROJECT_NAME"
 [ -x "$BIN/python" ] || fail "no $BIN/python: run make install first"
+# The object-store profile's run: where the compose file has it, unless turned off.
+OBJECT_STORE=""
+if [ "${ZOOTRAIN_COMPOSE_OBJECT_STORE:-1}" != 0 ] && has_object_store; then OBJECT_STORE=1; fi
+say "compose-test: images=$MODE, project $COMPOSE_PROJECT_NAME," \
+  "object-store profile: ${OBJECT_STORE:+yes}${OBJECT_STORE:-no}"
 command -v curl > /dev/null || ensure_packages curl
 
 if [ "$MODE" = local ]; then
@@ -556,6 +598,10 @@ if [ "$MODE" = local ]; then
   BASE=$BASE_IMAGE_TAG
   export ZOOKEEPER_IMAGE=$ZOOKEEPER_IMAGE_TAG
   begin "zookeeper stand-in image *" tests/compose/images.sh zookeeper
+  if [ -n "$OBJECT_STORE" ]; then
+    export MINIO_IMAGE=zootrain-compose/minio:moto MC_IMAGE=zootrain-compose/minio:moto
+    begin "minio stand-in image (moto) *" tests/compose/images.sh minio
+  fi
 else
   BASE=python:3.11-slim
   unset ZOOKEEPER_IMAGE
@@ -563,7 +609,12 @@ else
 fi
 finish "wheelhouse (make wheelhouse) *"
 step "app image (docker build, BASE_IMAGE=$BASE) *" build_app "$BASE"
-if [ "$MODE" = local ]; then finish "zookeeper stand-in image *"; else finish "pull zookeeper:3.8 *"; fi
+if [ "$MODE" = local ]; then
+  finish "zookeeper stand-in image *"
+  [ -z "$OBJECT_STORE" ] || finish "minio stand-in image (moto) *"
+else
+  finish "pull zookeeper:3.8 *"
+fi
 
 pick_port
 step "token (zootrain token new), ZooKeeper credentials" credentials
@@ -572,3 +623,7 @@ step "curl walkthrough" walkthrough
 step "up -d --scale worker=3" scale
 step "failover: ZooKeeper leader stopped, busy worker killed" failover
 step "down -v" down
+if [ -n "$OBJECT_STORE" ]; then
+  STACK_UP=1
+  step "object-store profile: up -d, a job, down -v" object_store
+fi
