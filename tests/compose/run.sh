@@ -573,20 +573,28 @@ say "compose-test: images=$MODE, project $COMPOSE_PROJECT_NAME," \
   "object-store profile: ${OBJECT_STORE:+yes}${OBJECT_STORE:-no}"
 command -v curl > /dev/null || ensure_packages curl
 
+# An engine installed already starts first: it may hold a base image this recipe made.
+ENGINE=""
+if command -v dockerd > /dev/null || [ -x /usr/sbin/dockerd ]; then
+  step "dockerd" start_dockerd
+  ENGINE=1
+fi
+BASE_READY=""
 if [ "$MODE" = local ]; then
-  if base_is_current 2>/dev/null; then
+  if [ -n "$ENGINE" ] && base_is_current; then
     say "==> base image $BASE_IMAGE_TAG: made by this recipe already, reused" \
       "(ZOOTRAIN_COMPOSE_FRESH=1 rebuilds it)"
     BASE_READY=1
   else
     step "packages: debootstrap" ensure_packages debootstrap
     begin "debootstrap (bookworm, python3) *" tests/compose/images.sh rootfs "$WORK/rootfs"
-    BASE_READY=""
   fi
 fi
 begin "wheelhouse (make wheelhouse) *" make --no-print-directory wheelhouse
-step "packages: docker.io" ensure_packages docker.io
-step "dockerd" start_dockerd
+if [ -z "$ENGINE" ]; then
+  step "packages: docker.io" ensure_packages docker.io
+  step "dockerd" start_dockerd
+fi
 pick_compose
 pick_builder
 say "    builds with: ${BUILDER[*]} build"
