@@ -23,8 +23,8 @@ MIRROR=${DEBIAN_MIRROR:-http://deb.debian.org/debian}
 as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
 
 # The recipe's fingerprint, kept as a label on the base image: make compose-test reuses a base
-# image only when it was made by this very file.
-recipe() { sha256sum "$0" | cut -c1-16; }
+# image only when it was made by these very steps (the functions below, as bash prints them).
+recipe() { printf '%s\n' "$SUITE" "$(declare -f rootfs base)" | sha256sum | cut -c1-16; }
 
 rootfs() {
   local dir=$1
