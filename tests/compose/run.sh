@@ -382,6 +382,26 @@ walkthrough() {
     -d '{"instances": [[0,0,5,13,9,1,0,0,0,0,13,15,10,15,5,0,0,3,15,2,0,11,8,0,0,4,12,0,0,8,8,0,0,5,8,0,0,9,8,0,0,4,11,0,1,12,7,0,0,2,14,5,10,12,0,0,0,0,6,13,10,0,0,0]]}' \
     | json '"    prediction: %s" % d["predictions"]'
   check_artifact digits-forest "$version"
+  zookeeper_closed "$id"
+}
+
+# With ZooKeeper credentials given to the services, a client without them (a bare zkCli.sh in a
+# ZooKeeper container) can neither read job $1 nor list the jobs.
+zookeeper_closed() {
+  local env zk command said
+  env=$(docker inspect -f '{{range .Config.Env}}{{println .}}{{end}}' "$(compose ps -q api)")
+  if ! grep -q '^ZOOTRAIN_ZK_AUTH=.' <<< "$env"; then
+    say "    ZooKeeper ACLs: the compose file gives the services no credentials (not checked)"
+    return
+  fi
+  zk=$(compose ps -q zk1)
+  for command in "get /zootrain/jobs/$1" "ls /zootrain/jobs"; do
+    # shellcheck disable=SC2086  # the command's words
+    said=$(docker exec "$zk" zkCli.sh -server 127.0.0.1:2181 $command 2>&1) || true
+    grep -q -E 'NoAuth|Insufficient permission' <<< "$said" \
+      || fail "a ZooKeeper client without credentials ran '$command': ${said: -300}"
+  done
+  say "    ZooKeeper ACLs: a client without the credentials can neither read job $1 nor list jobs"
 }
 
 # check_artifact MODEL VERSION: the model file's bytes hash to what the version and the
