@@ -13,6 +13,7 @@ import math
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Annotated
 
 from fastapi import Depends, Request
@@ -20,8 +21,9 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from app import metrics
 from zootrain.auth import ANONYMOUS, Principal, Scope, TokenTable
-from zootrain.errors import Forbidden, RateLimited, Unauthorized
+from zootrain.errors import Forbidden, RateLimited, Unauthorized, Unavailable
 from zootrain.settings import Settings
+from zootrain.tokenstore import StoredTokens
 
 log = logging.getLogger("zootrain.api")
 
@@ -34,22 +36,42 @@ bearer = HTTPBearer(
 
 @dataclass
 class Gate:
-    """The job service's authentication state, built once at start-up."""
+    """The job service's authentication state: the configured tokens (ZOOTRAIN_TOKENS,
+    ZOOTRAIN_TOKENS_FILE, read once at start-up) merged with the live list in ZooKeeper
+    (zootrain.tokenstore), which a watch keeps current."""
 
     enabled: bool
     tokens: TokenTable
-    submits: SubmitLimiter
+    submits: RateLimiter
+    uploads: RateLimiter = field(
+        default_factory=lambda: RateLimiter(0, 1, "upload", "datasets", "ZOOTRAIN_UPLOAD")
+    )
+    configured: TokenTable = field(default_factory=lambda: TokenTable({}))
+    # Until the live list is read, a token it revokes could still pass: /v1 answers 503.
+    live: bool = False
+
+    def __post_init__(self) -> None:
+        if not self.configured.by_digest:
+            self.configured = self.tokens
+
+    def apply(self, stored: StoredTokens) -> None:
+        """A new live list (TokenWatch): the table every request is checked against now."""
+        self.tokens = self.configured.merged(stored.table(), stored.revoked)
+        self.live = True
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Gate:
         """Raises TokenConfigError (naming the bad entry) or RuntimeError on unusable settings."""
-        limiter = SubmitLimiter(settings.submit_rate, settings.submit_burst)
+        limiter = RateLimiter(settings.submit_rate, settings.submit_burst)
+        uploads = RateLimiter(
+            settings.upload_rate, settings.upload_burst, "upload", "datasets", "ZOOTRAIN_UPLOAD"
+        )
         if settings.auth == "off":
             log.warning(
                 "AUTHENTICATION IS OFF (ZOOTRAIN_AUTH=off): anyone who can reach this port can "
                 "submit, cancel and delete. Use this for local development only."
             )
-            return cls(False, TokenTable({}), limiter)
+            return cls(False, TokenTable({}), limiter, uploads)
         tokens = TokenTable.load(settings.tokens, settings.tokens_file)
         if not tokens:
             raise RuntimeError(
@@ -58,7 +80,7 @@ class Gate:
                 "ZOOTRAIN_AUTH=off for local development"
             )
         log.info("authentication on: %d token(s) configured", len(tokens))
-        return cls(True, tokens, limiter)
+        return cls(True, tokens, limiter, uploads)
 
     def authenticate(self, credentials: HTTPAuthorizationCredentials | None) -> Principal:
         if not self.enabled:
@@ -68,23 +90,39 @@ class Gate:
             raise Unauthorized(
                 "this operation needs an API token: send `Authorization: Bearer <token>`"
             )
+        if not self.live:
+            raise Unavailable(
+                "the job service has not read a usable token list from ZooKeeper yet (its log "
+                "says why if this lasts)"
+            )
         principal = self.tokens.authenticate(credentials.credentials)
         if principal is None:
             metrics.AUTH_FAILURES.labels(reason="invalid").inc()
             raise Unauthorized("the bearer token is not valid (unknown or revoked)")
+        if principal.expired(datetime.now(UTC)):
+            metrics.AUTH_FAILURES.labels(reason="expired").inc()
+            assert principal.expires is not None
+            raise Unauthorized(
+                f"the bearer token {principal.name!r} expired at "
+                f"{principal.expires.isoformat(timespec='minutes')}"
+            )
         return principal
 
 
 @dataclass
-class SubmitLimiter:
-    """A token bucket per principal: ``burst`` submits at once, refilled at ``rate`` a second.
+class RateLimiter:
+    """A token bucket per principal: ``burst`` requests at once, refilled at ``rate`` a second.
 
-    Kept in this process: with N job-service processes a token may submit N times the rate.
-    The queue's own ceiling (ZOOTRAIN_MAX_QUEUE) is the global bound.
+    Kept in this process: with N job-service processes a token may go N times the rate. The
+    queue's own ceiling (ZOOTRAIN_MAX_QUEUE) is the global bound on submits, the upload quota
+    (ZOOTRAIN_UPLOAD_QUOTA_BYTES) on stored uploads.
     """
 
     rate: float
     burst: int
+    what: str = "submit"  # what the token may do, as the 429 says it
+    unit: str = "jobs"
+    setting: str = "ZOOTRAIN_SUBMIT"  # the settings' prefix: <setting>_RATE, <setting>_BURST
     _buckets: dict[str, tuple[float, float]] = field(default_factory=dict)  # tokens, at
 
     def take(self, who: str) -> None:
@@ -96,8 +134,9 @@ class SubmitLimiter:
         if tokens < 1.0:
             wait = math.ceil((1.0 - tokens) / self.rate)
             raise RateLimited(
-                f"token {who!r} may submit {self.rate:g} jobs a second (bursts of {self.burst}; "
-                "ZOOTRAIN_SUBMIT_RATE, ZOOTRAIN_SUBMIT_BURST); retry after the Retry-After delay",
+                f"token {who!r} may {self.what} {self.rate:g} {self.unit} a second (bursts of "
+                f"{self.burst}; {self.setting}_RATE, {self.setting}_BURST); retry after the "
+                "Retry-After delay",
                 max(1, wait),
             )
         self._buckets[who] = (tokens - 1.0, now)
@@ -130,5 +169,6 @@ def require(scope: Scope) -> Callable[..., Awaitable[Principal]]:
 
 
 READ = Depends(require(Scope.READ))
+Reader = Annotated[Principal, READ]  # the same dependency as READ: it runs once a request
 Submitter = Annotated[Principal, Depends(require(Scope.SUBMIT))]
 Admin = Annotated[Principal, Depends(require(Scope.ADMIN))]

@@ -2,20 +2,26 @@
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 
 from fastapi import Request
 
 from app.auth import Gate
 from app.events import EventHub
+from app.limits import StreamSlots
 from app.models_cache import ModelCache
 from app.tables import TableChecker
+from zootrain.acl import warn_if_open
 from zootrain.artifacts import ArtifactStore
 from zootrain.paths import Paths
 from zootrain.queue import JobQueue
 from zootrain.registry import Registry
 from zootrain.settings import Settings
+from zootrain.tokenstore import TokenWatch
 from zootrain.zk import ZooKeeper
+
+log = logging.getLogger("zootrain.api")
 
 
 @dataclass
@@ -30,16 +36,24 @@ class Services:
     prepared: bool = False  # the base znodes exist: submits can be recorded
     models: ModelCache = field(init=False)
     events: EventHub = field(init=False)
-    tables: TableChecker = field(init=False, default_factory=TableChecker)
+    tables: TableChecker = field(init=False)
+    streams: StreamSlots = field(init=False)
+    token_watch: TokenWatch | None = field(init=False)
 
     def __post_init__(self) -> None:
-        self.models = ModelCache(self.store)
+        self.models = ModelCache(self.store, self.settings.model_cache_bytes)
         self.events = EventHub(self.zk, self.paths)
+        self.tables = TableChecker(self.settings.upload_check_memory_bytes)
+        self.streams = StreamSlots(self.settings.max_event_streams)
+        self.token_watch = None
+        if self.gate.enabled:
+            self.token_watch = TokenWatch(self.zk, self.paths.tokens, self.gate.apply)
 
     @classmethod
     def build(cls, settings: Settings) -> Services:
         # First: a token configuration that cannot be used stops the service before it serves.
         gate = Gate.from_settings(settings)
+        warn_if_open(settings.zk_auth, log)
         zk = ZooKeeper(
             settings.zk_hosts,
             session_timeout=settings.zk_session_timeout,

@@ -22,7 +22,7 @@ from typing import Any
 from kazoo.exceptions import NoNodeError
 
 from zootrain.paths import Paths
-from zootrain.records import JobRecord, ShardRecord
+from zootrain.records import JobRecord, JobState, ShardRecord
 from zootrain.zk import TRANSIENT_ERRORS, WatchedEvent, ZooKeeper
 
 log = logging.getLogger("zootrain.events")
@@ -45,7 +45,8 @@ class Event:
 
     @property
     def terminal(self) -> bool:
-        return self.kind == "job" and JobRecord.model_validate(self.data).state.terminal
+        # The record was validated when it was read: no second validation for every event.
+        return self.kind == "job" and JobState(self.data["state"]).terminal
 
 
 class JobFeed:

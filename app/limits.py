@@ -1,14 +1,21 @@
-"""A cap on request bodies, enforced while they stream in (Content-Length may be absent)."""
+"""Caps enforced per request: request bodies while they stream in (Content-Length may be
+absent), and the event streams a token holds open."""
 
 from __future__ import annotations
 
 import contextlib
 import json
+from collections import Counter
+from collections.abc import Iterator
 
 from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from app import metrics
 from app.problems import PROBLEM_TYPE
+from zootrain.errors import RateLimited
+
+STREAM_RETRY_AFTER = 5  # seconds a client refused a stream waits before it tries again
 
 
 class BodySizeLimit:
@@ -78,3 +85,32 @@ class BodySizeLimit:
             }
         )
         await send({"type": "http.response.body", "body": body})
+
+
+class StreamSlots:
+    """Event streams open per token in this process: each holds a ZooKeeper feed's subscription
+    and a connection for as long as the client keeps it, so one token must not hold them all.
+    Past ``per_token``, a new stream is refused (429) until one of the token's streams ends."""
+
+    def __init__(self, per_token: int) -> None:
+        self.per_token = per_token
+        self._open: Counter[str] = Counter()
+
+    @contextlib.contextmanager
+    def hold(self, who: str) -> Iterator[None]:
+        if self._open[who] >= self.per_token:
+            raise RateLimited(
+                f"token {who!r} has {self._open[who]} event streams open on this server, its "
+                f"limit (ZOOTRAIN_MAX_EVENT_STREAMS is {self.per_token}); close one, or retry "
+                "after the Retry-After delay",
+                STREAM_RETRY_AFTER,
+            )
+        self._open[who] += 1
+        metrics.EVENT_STREAMS.inc()
+        try:
+            yield
+        finally:
+            self._open[who] -= 1
+            if not self._open[who]:
+                del self._open[who]
+            metrics.EVENT_STREAMS.dec()

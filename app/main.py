@@ -13,8 +13,9 @@ from fastapi import FastAPI
 
 from app import problems
 from app.deps import Services
+from app.headers import DASHBOARD_CSP, SecurityHeaders, docs_csp, page_headers
 from app.limits import BodySizeLimit
-from app.routers import datasets, health, jobs, models, ui, workers
+from app.routers import datasets, docs, health, jobs, models, ui, workers
 from zootrain import __version__
 from zootrain.settings import Settings, get_settings
 from zootrain.zk import TRANSIENT_ERRORS
@@ -23,11 +24,14 @@ log = logging.getLogger("zootrain.api")
 
 
 async def _prepare(svc: Services) -> None:
-    """Create the base znodes once the first session is up (and again if that fails)."""
+    """Create the base znodes and read the live token list once the first session is up (and
+    again if that fails)."""
     while True:
         await svc.zk.wait_connected()
         try:
             await svc.queue.ensure_layout()
+            if svc.token_watch is not None:
+                await svc.token_watch.start()
             svc.prepared = True
             return
         except TRANSIENT_ERRORS:
@@ -62,14 +66,27 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         version=__version__,
         summary="Distributed training of scikit-learn models, coordinated by Apache ZooKeeper.",
         lifespan=lifespan,
+        # /docs is served from a package (app/routers/docs.py), not from a CDN; ReDoc has no
+        # such package, so it is not served.
+        docs_url=None,
+        redoc_url=None,
     )
     problems.install(app)
     for router in (jobs.router, datasets.router, models.router, workers.router, health.router):
         app.include_router(router)
     app.include_router(ui.router)
+    app.include_router(docs.router)
     app.mount("/ui", ui.static, name="ui")
+    app.mount(docs.ASSETS_PATH, docs.assets, name="docs-assets")
     app.add_middleware(
         BodySizeLimit, max_bytes=settings.max_request_bytes, exempt=(datasets.UPLOAD_PATH,)
+    )
+    app.add_middleware(
+        SecurityHeaders,
+        pages={
+            "/ui": page_headers(DASHBOARD_CSP),
+            docs.DOCS_PATH: page_headers(docs_csp(docs.INLINE_SCRIPT)),
+        },
     )
     _add_problem_schema(app)
     return app

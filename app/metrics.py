@@ -29,6 +29,11 @@ AUTH_FAILURES = Counter(
     "zootrain_auth_failures_total", "Requests refused by authentication", ["reason"]
 )
 PREDICTIONS = Counter("zootrain_predictions_total", "Rows predicted", ["model"])
+MODEL_LOADS = Counter("zootrain_model_loads_total", "Model files read into the prediction cache")
+MODEL_CACHE_BYTES = Gauge(
+    "zootrain_model_cache_bytes", "Bytes of loaded models the prediction cache keeps"
+)
+EVENT_STREAMS = Gauge("zootrain_event_streams", "Event streams open in this process")
 
 _REFRESH_EVERY = 5.0  # seconds: a scrape reads the queue at most this often
 _last_refresh = 0.0

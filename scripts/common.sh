@@ -1,13 +1,18 @@
 # Shared by up.sh, down.sh and demo.sh.
 VAR=${ZOOTRAIN_VAR:-var}
+case $VAR in /*) VAR_DIR=$VAR ;; *) VAR_DIR=$PWD/$VAR ;; esac
 BIN=${VENV:-.venv}/bin
 ZK_PORT=${ZOOTRAIN_ZK_PORT:-2181}
 API_PORT=${ZOOTRAIN_API_PORT:-8000}
 API_URL=${ZOOTRAIN_URL:-http://127.0.0.1:$API_PORT}
 export ZOOTRAIN_ZK_HOSTS=${ZOOTRAIN_ZK_HOSTS:-127.0.0.1:$ZK_PORT}
-export ZOOTRAIN_ARTIFACTS=${ZOOTRAIN_ARTIFACTS:-$PWD/$VAR/artifacts}
+export ZOOTRAIN_ARTIFACTS=${ZOOTRAIN_ARTIFACTS:-$VAR_DIR/artifacts}
+# Workers serve their metrics on consecutive ports from here (worker-1 on BASE+1).
+METRICS_BASE=${ZOOTRAIN_WORKER_METRICS_BASE:-9100}
 # The admin API token `make up` made (only its hash goes to the job service).
 TOKEN_FILE=$VAR/token
+# The ZooKeeper credentials (user:password) `make up` made: every process it starts gets them.
+ZK_AUTH_FILE=$VAR/zk-auth
 
 pidfile() { echo "$VAR/run/$1.pid"; }
 

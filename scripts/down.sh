@@ -12,3 +12,6 @@ stop_pid zookeeper
 if [ -s "$TOKEN_FILE" ]; then
   echo "the API token stays in $TOKEN_FILE for the next make up (make clean deletes it)"
 fi
+if [ -s "$ZK_AUTH_FILE" ]; then
+  echo "the ZooKeeper credentials stay in $ZK_AUTH_FILE, with the data they protect"
+fi

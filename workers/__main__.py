@@ -7,11 +7,14 @@ import logging
 import signal
 
 from workers.worker import Worker
+from zootrain.acl import warn_if_open
 from zootrain.settings import get_settings
 
 
 async def main() -> None:
-    worker = Worker(get_settings())
+    settings = get_settings()
+    warn_if_open(settings.zk_auth, logging.getLogger("zootrain.worker"))
+    worker = Worker(settings)
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, worker.stop)

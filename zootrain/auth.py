@@ -1,11 +1,15 @@
 """API tokens: how they are made, stored as hashes, parsed from configuration and checked.
 
 A token is a random secret (``zt_`` + 32 random bytes, URL-safe). The service never stores it:
-the configuration holds ``name:sha256:scopes`` entries, one per token, in ``ZOOTRAIN_TOKENS``
-(whitespace- or newline-separated) or in the file named by ``ZOOTRAIN_TOKENS_FILE`` (one per
-line, ``#`` comments). A plain SHA-256 is the right hash here, unlike for passwords: the tokens
-carry 256 bits of entropy, so there is nothing for a slow hash to protect against, and a fast
-one keeps the check off the request's critical path.
+the configuration holds ``name:sha256:scopes[:expires]`` entries, one per token, in
+``ZOOTRAIN_TOKENS`` (whitespace- or newline-separated), in the file named by
+``ZOOTRAIN_TOKENS_FILE`` (one per line, ``#`` comments), or in ZooKeeper (zootrain.tokenstore,
+edited live with ``zootrain token add|revoke``). ``expires`` is an ISO date (the token works
+until that day begins, UTC) or an ISO date and time.
+
+A plain SHA-256 is the right hash here, unlike for passwords: the tokens carry 256 bits of
+entropy, so there is nothing for a slow hash to protect against, and a fast one keeps the check
+off the request's critical path.
 """
 
 from __future__ import annotations
@@ -15,7 +19,8 @@ import hashlib
 import re
 import secrets
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
 from pathlib import Path
 
 TOKEN_PREFIX = "zt_"
@@ -39,10 +44,14 @@ class Principal:
 
     name: str
     scopes: frozenset[Scope]
+    expires: datetime | None = field(default=None, compare=False)
 
     def allows(self, scope: Scope) -> bool:
         # admin holds every scope: an operator's token should not need a list.
         return scope in self.scopes or Scope.ADMIN in self.scopes
+
+    def expired(self, now: datetime) -> bool:
+        return self.expires is not None and now >= self.expires
 
 
 # Without authentication (ZOOTRAIN_AUTH=off) every request acts as this principal.
@@ -57,10 +66,31 @@ def token_digest(token: str) -> str:
     return hashlib.sha256(token.encode("utf-8")).hexdigest()
 
 
-def config_entry(name: str, token: str, scopes: Iterable[Scope | str]) -> str:
-    """The ``name:sha256:scopes`` line that lets ``token`` in; it holds no secret."""
+def config_entry(
+    name: str, token: str, scopes: Iterable[Scope | str], expires: str | None = None
+) -> str:
+    """The ``name:sha256:scopes[:expires]`` line that lets ``token`` in; it holds no secret."""
     listed = ",".join(sorted(str(Scope(s)) for s in scopes))
-    return f"{name}:{token_digest(token)}:{listed}"
+    entry = f"{name}:{token_digest(token)}:{listed}"
+    if expires is not None:
+        parse_expiry(expires, "expires")  # refuse what the service could not read
+        entry += f":{expires}"
+    return entry
+
+
+def parse_expiry(text: str, where: str) -> datetime:
+    """An ISO date (midnight UTC that day: the token works the day before) or date and time
+    (UTC unless it names its offset)."""
+    try:
+        if re.fullmatch(r"\d{4}-\d{2}-\d{2}", text):
+            day = date.fromisoformat(text)
+            return datetime(day.year, day.month, day.day, tzinfo=UTC)
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise TokenConfigError(
+            f"{where}: the expiry {text[:40]!r} is not an ISO date (2027-01-31) or date and time"
+        ) from None
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
 
 
 @dataclass(frozen=True)
@@ -116,19 +146,35 @@ class TokenTable:
         return len(self.by_digest)
 
     def authenticate(self, token: str) -> Principal | None:
+        """The token's principal, expired or not (Principal.expired says)."""
         # The lookup is keyed by a digest of what was presented, so its timing tells an
         # attacker nothing about the configured tokens (no character-by-character compare).
         return self.by_digest.get(token_digest(token))
 
+    def names(self) -> set[str]:
+        return {p.name for p in self.by_digest.values()}
+
+    def merged(self, live: TokenTable, revoked: Iterable[str]) -> TokenTable:
+        """This (configured) table with the live one from ZooKeeper: a live entry replaces a
+        configured one of the same name (a token rotated without a restart), and a revoked
+        name is refused whichever source holds it."""
+        gone = set(revoked) | live.names()
+        kept = {d: p for d, p in self.by_digest.items() if p.name not in gone}
+        dropped = set(revoked)
+        kept.update({d: p for d, p in live.by_digest.items() if p.name not in dropped})
+        return TokenTable(kept)
+
 
 def _parse_entry(entry: str, where: str) -> tuple[Principal, str]:
-    parts = entry.split(":")
-    if len(parts) != 3:
+    # At most four fields: an expiry with a time of day has colons of its own.
+    parts = entry.split(":", 3)
+    if len(parts) not in (3, 4):
         raise TokenConfigError(
-            f"{where}: expected name:sha256:scopes (zootrain token new prints one), "
+            f"{where}: expected name:sha256:scopes[:expires] (zootrain token new prints one), "
             f"got {len(parts)} field(s)"
         )
-    name, digest, listed = parts
+    name, digest, listed = parts[:3]
+    expires = parse_expiry(parts[3], where) if len(parts) == 4 else None
     if not re.match(NAME_PATTERN, name):
         raise TokenConfigError(f"{where}: invalid token name {name!r} (letters, digits, ._@-)")
     digest = digest.lower().removeprefix("sha256=")
@@ -148,4 +194,4 @@ def _parse_entry(entry: str, where: str) -> tuple[Principal, str]:
             ) from None
     if not scopes:
         raise TokenConfigError(f"{where}: {name!r} has no scopes")
-    return Principal(name, frozenset(scopes)), digest
+    return Principal(name, frozenset(scopes), expires), digest

@@ -17,7 +17,7 @@ import os
 import re
 import sys
 from collections.abc import Iterator, Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any, NoReturn
 
@@ -25,6 +25,9 @@ import httpx
 import pydantic
 import typer
 import yaml
+from kazoo.client import KazooClient
+from kazoo.exceptions import NoAuthError
+from kazoo.handlers.threading import KazooTimeoutError
 from rich import box
 from rich.console import Console, Group
 from rich.live import Live
@@ -33,9 +36,13 @@ from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedCo
 from rich.table import Column, Table
 from rich.text import Text
 
-from zootrain.auth import NAME_PATTERN, Scope, config_entry, new_token
+from zootrain import acl, tokenstore
+from zootrain.acl import digest_acl
+from zootrain.auth import NAME_PATTERN, Scope, TokenConfigError, config_entry, new_token
 from zootrain.client import Client, ShardEvent, ZootrainError
+from zootrain.paths import Paths
 from zootrain.records import JobRecord, JobState, ShardRecord, ShardState, VersionRecord
+from zootrain.settings import Settings
 from zootrain.views import JobView
 
 app = typer.Typer(
@@ -47,8 +54,16 @@ app = typer.Typer(
 )
 datasets_app = typer.Typer(help="Uploaded datasets (on servers that have /v1/datasets).")
 app.add_typer(datasets_app, name="datasets")
-token_app = typer.Typer(help="API tokens for the job service (made here, offline).")
+token_app = typer.Typer(
+    help="API tokens: `new` makes one offline; `add`, `revoke` and `list` (admin) edit the live "
+    "token list in ZooKeeper, which every job service follows without a restart."
+)
 app.add_typer(token_app, name="token")
+zk_app = typer.Typer(
+    help="Administration straight against ZooKeeper (needs ZOOTRAIN_ZK_HOSTS, ZOOTRAIN_ZK_ROOT "
+    "and the credentials in ZOOTRAIN_ZK_AUTH; no job service involved)."
+)
+app.add_typer(zk_app, name="zk")
 
 # Piped output is not wrapped at 80 columns (rich's default without a terminal): ids stay whole.
 out = Console(
@@ -902,6 +917,15 @@ def parse_scopes(value: str) -> list[Scope]:
     return scopes
 
 
+Expires = Annotated[
+    str | None,
+    typer.Option(
+        help="When the token stops working: an ISO date (2027-01-31: it works until that day "
+        "begins, UTC) or date and time."
+    ),
+]
+
+
 @token_app.command("new")
 def token_new(
     name: Annotated[
@@ -917,21 +941,16 @@ def token_new(
             "jobs), admin (everything)."
         ),
     ] = "read,submit",
+    expires: Expires = None,
     as_json: Json = False,
 ) -> None:
     """Make a new API token and the ZOOTRAIN_TOKENS entry that lets it in (nothing is sent).
 
     The token is shown once and kept nowhere; only the entry (its SHA-256) goes in the server.
     """
-    if not re.match(NAME_PATTERN, name):
-        raise typer.BadParameter(
-            f"{name!r}: use 1 to 64 letters, digits and ._@- characters", param_hint="NAME"
-        )
-    wanted = parse_scopes(scopes)
-    token = new_token()
-    entry = config_entry(name, token, wanted)
+    token, entry, wanted = _made_token(name, scopes, expires)
     if as_json:
-        emit_json({"name": name, "scopes": sorted(wanted), "token": token, "entry": entry})
+        emit_json(_token_json(name, wanted, token, entry, expires))
         return
     listed = ", ".join(sorted(wanted))
     out.print(
@@ -954,6 +973,195 @@ def token_new(
         markup=False,
         style="bright_black",
     )
+
+
+def _made_token(name: str, scopes: str, expires: str | None) -> tuple[str, str, list[Scope]]:
+    if not re.match(NAME_PATTERN, name):
+        raise typer.BadParameter(
+            f"{name!r}: use 1 to 64 letters, digits and ._@- characters", param_hint="NAME"
+        )
+    wanted = parse_scopes(scopes)
+    token = new_token()
+    try:
+        entry = config_entry(name, token, wanted, expires)
+    except TokenConfigError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--expires") from None
+    return token, entry, wanted
+
+
+def _token_json(
+    name: str, scopes: list[Scope], token: str, entry: str, expires: str | None
+) -> dict[str, Any]:
+    made: dict[str, Any] = {"name": name, "scopes": sorted(scopes), "token": token}
+    if expires is not None:
+        made["expires"] = expires
+    made["entry"] = entry
+    return made
+
+
+@contextlib.contextmanager
+def zookeeper(*, credentials_required: bool) -> Iterator[tuple[KazooClient, Paths]]:
+    """A session straight with ZooKeeper, from the ZOOTRAIN_ZK_* settings of the environment."""
+    try:
+        settings = Settings()
+    except pydantic.ValidationError as exc:
+        fail(f"the ZOOTRAIN_* settings are not valid: {exc.errors()[0]['msg']}")
+    credentials = settings.zk_auth
+    if credentials is None:
+        if credentials_required:
+            fail(
+                "this needs the ZooKeeper credentials: set ZOOTRAIN_ZK_AUTH=user:password "
+                "(make up keeps them in var/zk-auth)"
+            )
+        err.print(
+            Text(
+                "warning: ZOOTRAIN_ZK_AUTH is not set: the token list is open to every client "
+                "of ZooKeeper",
+                style="yellow",
+            ),
+            soft_wrap=True,
+        )
+    client = KazooClient(
+        hosts=settings.zk_hosts,
+        timeout=settings.zk_session_timeout,
+        auth_data=[("digest", credentials)] if credentials else None,
+        default_acl=[digest_acl(credentials)] if credentials else None,
+    )
+    try:
+        client.start(timeout=settings.zk_connect_timeout)
+    except KazooTimeoutError:
+        client.close()
+        fail(f"no ZooKeeper session with {settings.zk_hosts} (ZOOTRAIN_ZK_HOSTS)")
+    try:
+        yield client, Paths(settings.zk_root)
+    except NoAuthError:
+        if credentials is None:
+            fail("this installation's znodes need its credentials: set ZOOTRAIN_ZK_AUTH")
+        fail("ZooKeeper refused the credentials in ZOOTRAIN_ZK_AUTH for this installation")
+    except TokenConfigError as exc:
+        fail(f"{exc}; fix or delete the node (zkCli.sh with the credentials)")
+    finally:
+        client.stop()
+        client.close()
+
+
+@token_app.command("add")
+def token_add(
+    name: Annotated[
+        str,
+        typer.Argument(
+            metavar="NAME", help="Who or what the token is for: letters, digits and ._@-"
+        ),
+    ],
+    scopes: Annotated[
+        str,
+        typer.Option(help="Comma-separated: read, submit, admin."),
+    ] = "read,submit",
+    expires: Expires = None,
+    as_json: Json = False,
+) -> None:
+    """(admin) Make a token and add it to the live list in ZooKeeper: every job service
+    accepts it at once. It replaces a token of the same name, wherever that one is configured."""
+    token, entry, wanted = _made_token(name, scopes, expires)
+    with zookeeper(credentials_required=False) as (client, paths):
+        tokenstore.update(client, paths.tokens, lambda stored: stored.with_entry(entry))
+    if as_json:
+        emit_json(_token_json(name, wanted, token, entry, expires))
+        return
+    until = f", until {expires}" if expires else ""
+    out.print(
+        f"Added {name} (scopes: {', '.join(sorted(wanted))}{until}) to the token list in "
+        "ZooKeeper: every job service accepts it now. The token, shown this once:",
+        soft_wrap=True,
+        markup=False,
+    )
+    out.print(f"  {token}", soft_wrap=True, markup=False, style="bold")
+
+
+@token_app.command("revoke")
+def token_revoke(
+    name: Annotated[str, typer.Argument(metavar="NAME", help="The token's name")],
+    as_json: Json = False,
+) -> None:
+    """(admin) Refuse the token called NAME on every job service from now on: one from the live
+    list, or one configured in ZOOTRAIN_TOKENS or ZOOTRAIN_TOKENS_FILE."""
+    with zookeeper(credentials_required=False) as (client, paths):
+        stored = tokenstore.update(client, paths.tokens, lambda current: current.without(name))
+    if as_json:
+        emit_json({"revoked": name, "revoked_names": list(stored.revoked)})
+        return
+    out.print(
+        f"Revoked {name}: every job service refuses it from now on (`zootrain token add "
+        f"{name}` issues a new one under that name).",
+        soft_wrap=True,
+        markup=False,
+    )
+
+
+@token_app.command("list")
+def token_list(as_json: Json = False) -> None:
+    """(admin) The live token list in ZooKeeper: entries (hashes only) and revoked names.
+    Tokens configured in a job service's ZOOTRAIN_TOKENS are not listed: they are not here."""
+    with zookeeper(credentials_required=False) as (client, paths):
+        stored = tokenstore.read(client, paths.tokens)
+    now = datetime.now(UTC)
+    rows: list[dict[str, Any]] = [
+        {
+            "name": principal.name,
+            "scopes": sorted(principal.scopes),
+            "expires": principal.expires.isoformat() if principal.expires else None,
+            "expired": principal.expired(now),
+            "sha256": digest,
+        }
+        for digest, principal in stored.table().by_digest.items()
+    ]
+    if as_json:
+        emit_json({"tokens": rows, "revoked": list(stored.revoked)})
+        return
+    table = Table("name", "scopes", "expires", "sha256", box=BOX)
+    for row in rows:
+        expiry = str(row["expires"] or "never")
+        table.add_row(
+            str(row["name"]),
+            ",".join(row["scopes"]),
+            Text(f"{expiry} (expired)", style="red") if row["expired"] else expiry,
+            str(row["sha256"])[:16] + "…",
+        )
+    out.print(table)
+    revoked = ", ".join(stored.revoked) or "none"
+    out.print(f"revoked names: {revoked}", soft_wrap=True, markup=False)
+
+
+@zk_app.command("secure")
+def zk_secure(as_json: Json = False) -> None:
+    """(admin) Close every existing znode of the installation to all but the credentials in
+    ZOOTRAIN_ZK_AUTH: for nodes made before the credentials were set. Idempotent."""
+    with zookeeper(credentials_required=True) as (client, paths):
+        credentials = Settings().zk_auth
+        assert credentials is not None
+        if client.exists(paths.root) is None:
+            out.print(f"{paths.root} does not exist yet: nothing to secure", markup=False)
+            return
+        done = acl.secure(client, paths.root, credentials)
+    if as_json:
+        emit_json(
+            {
+                "root": paths.root,
+                "secured": done.changed,
+                "already": done.already,
+                "refused": done.refused,
+            }
+        )
+    else:
+        out.print(
+            f"{paths.root}: closed {done.changed} znodes to all but ZOOTRAIN_ZK_AUTH's user "
+            f"({done.already} already were).",
+            soft_wrap=True,
+            markup=False,
+        )
+    if done.refused:
+        shown = ", ".join(done.refused[:5])
+        fail(f"{len(done.refused)} znodes belong to other credentials and were left: {shown}")
 
 
 if __name__ == "__main__":

@@ -83,6 +83,9 @@ class DatasetRecord(Record):
     rows: int
     columns: list[ColumnInfo]
     created_at: datetime
+    owner: str | None = Field(
+        None, description="Name of the API token that uploaded it (its upload quota counts it)"
+    )
 
 
 class DatasetSummary(BaseModel):
@@ -97,6 +100,7 @@ class DatasetSummary(BaseModel):
     rows: int
     n_columns: int
     created_at: datetime
+    owner: str | None = None
 
     @classmethod
     def of(cls, record: DatasetRecord) -> DatasetSummary:
@@ -222,7 +226,13 @@ class DatasetCatalog:
     # -- create ---------------------------------------------------------------------------------
 
     async def add(
-        self, blob: BlobWriter, *, name: str | None, fmt: Format, table: Table
+        self,
+        blob: BlobWriter,
+        *,
+        name: str | None,
+        fmt: Format,
+        table: Table,
+        owner: str | None = None,
     ) -> DatasetRecord:
         """Record a checked, closed upload; its file goes to datasets/<sha256>.<format>."""
         record = DatasetRecord(
@@ -235,6 +245,7 @@ class DatasetCatalog:
             rows=table.rows,
             columns=table.columns,
             created_at=utcnow(),
+            owner=owner,
         )
         data = record.dump()
         if len(data) > MAX_RECORD_BYTES:

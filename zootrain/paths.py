@@ -50,6 +50,11 @@ class Paths:
         return f"{self.root}/datasets"
 
     @property
+    def tokens(self) -> str:
+        """API token entries managed live (zootrain.tokenstore); made by the first edit."""
+        return f"{self.root}/tokens"
+
+    @property
     def bases(self) -> tuple[str, ...]:
         """The nodes that must exist before anything else is written."""
         return (

@@ -117,9 +117,9 @@ class QueueGauge:
 
 
 class JobQueue:
-    def __init__(self, zk: ZooKeeper, paths: Paths, *, trusted: bool = False) -> None:
+    def __init__(self, zk: ZooKeeper, paths: Paths, *, trusted: bool = True) -> None:
         """``trusted``: job records are read back without the spec checks that ask
-        scikit-learn (they passed them at submit): see Record.load. A worker's main process."""
+        scikit-learn (they passed them at submit): see Record.load."""
         self.zk = zk
         self.paths = paths
         self.trusted = trusted

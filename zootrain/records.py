@@ -27,7 +27,13 @@ from pydantic import (
 from zootrain.ml.catalog import ALGORITHM_NAMES, ParamError
 from zootrain.ml.datasets import DatasetSpec, UploadedDataset, dataset_shape, dataset_task
 from zootrain.ml.partition import Strategy, check_partition
-from zootrain.ml.search import MAX_CANDIDATES, candidates, check_candidates
+from zootrain.ml.search import (
+    MAX_CANDIDATES,
+    MAX_SEARCH_KEYS,
+    candidates,
+    check_candidates,
+    check_space,
+)
 from zootrain.ml.sources import DatasetSource
 
 MODEL_NAME_PATTERN = r"^[a-z0-9][a-z0-9._-]{0,62}$"
@@ -72,11 +78,13 @@ class Record(BaseModel):
         return self.model_dump_json().encode()
 
     @classmethod
-    def load(cls, data: bytes, *, trusted: bool = False) -> Any:
-        """Parse a record. ``trusted``: it was written by zootrain, whose submit validated its
-        spec completely; the checks that ask scikit-learn are not run again (the ones that
-        pydantic itself makes still are). Only a worker's main process reads this way: it
-        never imports scikit-learn, its training children validate the spec again."""
+    def load(cls, data: bytes, *, trusted: bool = True) -> Any:
+        """Parse a record read from ZooKeeper. ``trusted`` (the default): it was written by
+        zootrain, whose submit validated its spec completely, so the checks that ask
+        scikit-learn are not run again (the ones pydantic itself makes still are). Running them
+        on every read cost a search job's GET, event or /metrics scrape one scikit-learn
+        validation per candidate, on the event loop; a worker's training child validates the
+        spec again before it trains. ``trusted=False`` validates as a submit does."""
         return cls.model_validate_json(data, context=TRUSTED if trusted else None)
 
 
@@ -94,8 +102,8 @@ TaskRole = Literal["shard", "baseline", "candidate"]
 
 
 def _validated_params(algorithm: str, params: dict[str, Any]) -> dict[str, Any]:
-    """validate_params, remembered: every read of a job record validates its spec again, and
-    asking scikit-learn's constraints each time costs more than the read."""
+    """validate_params, remembered: clients submit the same parameters again and again, and
+    asking scikit-learn's constraints each time costs more than the rest of a submit."""
     from zootrain.ml.algorithms import validate_params
 
     try:
@@ -119,11 +127,19 @@ class SearchSpec(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
 
     param_grid: dict[str, Annotated[list[Any], Field(min_length=1, max_length=100)]] | None = Field(
-        None, examples=[{"max_depth": [4, 8, None], "n_estimators": [20, 50]}]
+        None,
+        max_length=MAX_SEARCH_KEYS,
+        description=f"Every combination is a candidate: at most {MAX_CANDIDATES} in all (the "
+        "product of the lists' lengths)",
+        examples=[{"max_depth": [4, 8, None], "n_estimators": [20, 50]}],
     )
     param_distributions: (
         dict[str, Annotated[list[Any], Field(min_length=1, max_length=1000)]] | None
-    ) = Field(None, description="Values sampled uniformly, n_iter candidates in all")
+    ) = Field(
+        None,
+        max_length=MAX_SEARCH_KEYS,
+        description="Values sampled uniformly, n_iter candidates in all",
+    )
     n_iter: int = Field(10, ge=1, le=MAX_CANDIDATES)
     cv: int = Field(3, ge=2, le=10, description="Cross-validation folds per candidate")
     scoring: str | None = Field(
@@ -262,12 +278,19 @@ class JobSpec(BaseModel):
             raise ValueError("search: a job of kind 'search' needs a search")
         if self.baseline:
             raise ValueError("baseline: a search job refits its best candidate on all rows")
+        search = self.search
         try:
-            check_candidates(self.algorithm, self.candidate_params())
+            # Counted from the lists' lengths first: nothing is expanded past the cap.
+            check_space(search.param_grid, search.param_distributions, search.n_iter)
+        except ValueError as exc:
+            raise ValueError(f"search: {exc}") from None
+        params = self.candidate_params()
+        try:
+            check_candidates(self.algorithm, params)
         except ParamError as exc:
             raise ValueError(f"search: candidate parameter {exc.param}: {exc}") from None
         # Each candidate is one task: the job's "shards" are its candidates.
-        self.shards = len(self.candidate_params())
+        self.shards = len(params)
         return self
 
     @property

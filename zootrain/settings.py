@@ -9,6 +9,10 @@ from typing import Literal
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from zootrain.ml.cost import Ceilings
+from zootrain.ml.datasets import MAX_SYNTHETIC_VALUES
+from zootrain.records import MAX_ATTEMPTS
+
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="ZOOTRAIN_", extra="ignore")
@@ -49,9 +53,51 @@ class Settings(BaseSettings):
         10.0, ge=0, description="submits per second allowed per token (0: unlimited)"
     )
     submit_burst: int = Field(50, ge=1, description="submits a token may make at once")
+    upload_rate: float = Field(
+        1.0, ge=0, description="dataset uploads per second allowed per token (0: unlimited)"
+    )
+    upload_burst: int = Field(20, ge=1, description="uploads a token may make at once")
+    upload_quota_bytes: int = Field(
+        2_000_000_000,
+        ge=1,
+        description="bytes of uploaded datasets a token may keep stored; 413 past it",
+    )
+    upload_check_memory_bytes: int = Field(
+        2_000_000_000,
+        ge=100_000_000,
+        description="memory (RSS) the child process that reads and checks an upload may use; "
+        "it is stopped past it and the upload is refused with a 422",
+    )
+    max_event_streams: int = Field(
+        16, ge=1, description="event streams one token may hold open in one job-service process"
+    )
+    model_cache_bytes: int = Field(
+        1_000_000_000,
+        ge=1,
+        description="loaded models the job service keeps for predictions, by their file size",
+    )
 
     max_queue: int = Field(10_000, ge=1, description="unfinished jobs accepted before 429")
     max_shards: int = Field(256, ge=1, le=4096)
+    max_trees: int = Field(
+        50_000,
+        ge=1,
+        description="trees a job grows in all: shards x n_estimators, the baseline's, and a "
+        "search's candidates x folds (plus the refit); 422 past it",
+    )
+    max_synthetic_cells: int = Field(
+        20_000_000,
+        ge=1,
+        le=MAX_SYNTHETIC_VALUES,
+        description="n_samples x n_features of a synthetic dataset (every training child "
+        "generates it whole: 8 bytes a cell)",
+    )
+    max_attempts: int = Field(
+        10, ge=1, le=MAX_ATTEMPTS, description="tries per shard a job may ask for (max_attempts)"
+    )
+    max_kmeans_work: int = Field(
+        1_000_000, ge=1, description="k-means n_init x max_iter x n_clusters of one fit"
+    )
     max_request_bytes: int = Field(1_000_000, ge=1024, description="largest accepted JSON body")
     max_predict_instances: int = Field(10_000, ge=1)
     max_upload_bytes: int = Field(
@@ -92,6 +138,14 @@ class Settings(BaseSettings):
         1.0, ge=0, description="seconds before a failed shard's first retry; doubles per attempt"
     )
     retry_backoff_max: float = Field(60.0, ge=0)
+
+    def ceilings(self) -> Ceilings:
+        return Ceilings(
+            max_trees=self.max_trees,
+            max_synthetic_cells=self.max_synthetic_cells,
+            max_attempts=self.max_attempts,
+            max_kmeans_work=self.max_kmeans_work,
+        )
 
 
 @lru_cache

@@ -14,7 +14,7 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Path, Query, Request, Response, status
 from python_multipart import MultipartParser
-from python_multipart.exceptions import FormParserError
+from python_multipart.exceptions import FormParserError, MultipartParseError
 from python_multipart.multipart import parse_options_header
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import ClientDisconnect
@@ -22,6 +22,7 @@ from starlette.requests import ClientDisconnect
 from app.auth import READ, Admin, Submitter
 from app.deps import Services, services
 from app.problems import problem_responses
+from zootrain.auth import ANONYMOUS
 from zootrain.datasets import (
     MAX_NAME_CHARS,
     BlobWriter,
@@ -37,10 +38,16 @@ from zootrain.datasets import (
 from zootrain.errors import InvalidRequest
 from zootrain.ml.datasets import DATASET_ID_PATTERN
 from zootrain.ml.tabular import TableError, sniff
+from zootrain.settings import Settings
 
 UPLOAD_PATH = "/v1/datasets"
 MULTIPART_SLACK = 64 * 1024
-"""Room for the multipart framing and the `name` field around the file, in a declared length."""
+"""Room for the multipart framing and the `name` field around the file: every byte of the body
+(preamble, part headers, the `name` part, epilogue) counts against the file limit plus this."""
+MAX_PART_HEADER_BYTES = 4096
+"""One header line of a part (Content-Disposition with a long file name fits many times)."""
+MAX_PART_HEADERS = 8
+QUOTA_PAGE = 500
 
 router = APIRouter(prefix=UPLOAD_PATH, tags=["datasets"])
 
@@ -84,7 +91,7 @@ def _catalog(svc: Services) -> DatasetCatalog:
     "",
     status_code=status.HTTP_201_CREATED,
     response_model=DatasetRecord,
-    responses=problem_responses(400, 409, 413, 415, 422, 503),
+    responses=problem_responses(400, 409, 413, 415, 422, 429, 503),
     summary="Upload a dataset (CSV or Parquet)",
     description=(
         "Multipart form: `file` (CSV or Parquet) and optionally `name`. The file is checked "
@@ -99,19 +106,21 @@ async def upload_dataset(
     request: Request,
     response: Response,
     svc: Annotated[Services, Depends(services)],
-    _: Submitter,
+    principal: Submitter,
 ) -> DatasetRecord:
     settings = svc.settings
-    limit = settings.max_upload_bytes
     boundary = _boundary(request.headers.get("content-type", ""))
-    declared = request.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > limit + MULTIPART_SLACK:
-        raise ContentTooLarge(_too_large(limit))
+    svc.gate.uploads.take(principal.name)
+    owner = None if principal is ANONYMOUS else principal.name
     catalog = _catalog(svc)
     await catalog.check_capacity(settings.max_datasets)
+    limit, refusal = await _file_limit(catalog, principal.name, owner, settings)
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit + MULTIPART_SLACK:
+        raise ContentTooLarge(refusal)
     blob = await run_in_threadpool(BlobWriter, svc.store)
     try:
-        form = await _receive(request, boundary, blob, limit)
+        form = await _receive(request, boundary, blob, limit, refusal)
         await run_in_threadpool(blob.close)
         if not form.has_file:
             raise InvalidRequest("file: missing; send the data as a multipart part named `file`")
@@ -129,7 +138,7 @@ async def upload_dataset(
             error = UnsupportedContent if exc.unsupported else InvalidRequest
             raise error(f"file: {exc}") from None
         record = await catalog.add(
-            blob, name=form.name or default_name(form.filename), fmt=fmt, table=table
+            blob, name=form.name or default_name(form.filename), fmt=fmt, table=table, owner=owner
         )
     finally:
         await run_in_threadpool(blob.discard)
@@ -195,6 +204,40 @@ def _too_large(limit: int) -> str:
     return f"the file exceeds the upload limit of {limit} bytes (ZOOTRAIN_MAX_UPLOAD_BYTES)"
 
 
+async def _file_limit(
+    catalog: DatasetCatalog, name: str, owner: str | None, settings: Settings
+) -> tuple[int, str]:
+    """The most bytes this upload's file may have, and the 413's detail past it: the upload
+    limit, or what is left of the token's quota if that is less.
+
+    Checked when the upload starts: two uploads of one token at the same moment can each use
+    what is left, so a token may overshoot its quota by one upload per concurrent request.
+    """
+    quota = settings.upload_quota_bytes
+    stored = await _stored_bytes(catalog, owner)
+    left = quota - stored
+    detail = (
+        f"token {name!r} keeps {stored:,} bytes of uploaded datasets and its quota is "
+        f"{quota:,} (ZOOTRAIN_UPLOAD_QUOTA_BYTES); delete datasets to make room"
+    )
+    if left <= 0:
+        raise ContentTooLarge(detail)
+    if left < settings.max_upload_bytes:
+        return left, f"the file does not fit in what is left of the quota: {detail}"
+    return settings.max_upload_bytes, _too_large(settings.max_upload_bytes)
+
+
+async def _stored_bytes(catalog: DatasetCatalog, owner: str | None) -> int:
+    # Every record is read: uploads are rare (rate-limited) and records are small. A dataset
+    # whose file another dataset shares still counts for each: it is what the token asked for.
+    stored, cursor = 0, None
+    while True:
+        records, cursor = await catalog.list_page(limit=QUOTA_PAGE, cursor=cursor)
+        stored += sum(r.size for r in records if r.owner == owner)
+        if cursor is None:
+            return stored
+
+
 def _boundary(content_type: str) -> bytes:
     kind, options = parse_options_header(content_type)
     if kind != b"multipart/form-data":
@@ -223,6 +266,7 @@ class _Receiver:
     limit as they arrive; the small `name` field is kept."""
 
     limit: int
+    refusal: str  # the 413's detail when the file passes the limit
     form: _Form = field(default_factory=_Form)
     pending: list[bytes] = field(default_factory=list)
     received: int = 0
@@ -232,6 +276,8 @@ class _Receiver:
     _header_name: bytes = b""
     _header_value: bytes = b""
     _headers: dict[bytes, bytes] = field(default_factory=dict)
+    _header_bytes: int = 0
+    in_headers: bool = False  # between a part's boundary and the blank line after its headers
 
     def callbacks(self) -> dict[str, Any]:
         return {
@@ -249,11 +295,22 @@ class _Receiver:
         self._part = None
         self._headers = {}
         self._text = bytearray()
+        self._header_bytes = 0
+        self.in_headers = True
+
+    def _count_header(self, size: int) -> None:
+        # The parser bounds each line (max_header_size); this bounds what we keep of them, so
+        # no version of the parser can make us buffer an unbounded header.
+        self._header_bytes += size
+        if self._header_bytes > MAX_PART_HEADER_BYTES * MAX_PART_HEADERS:
+            raise ContentTooLarge(_headers_too_large())
 
     def on_header_field(self, data: bytes, start: int, end: int) -> None:
+        self._count_header(end - start)
         self._header_name += data[start:end]
 
     def on_header_value(self, data: bytes, start: int, end: int) -> None:
+        self._count_header(end - start)
         self._header_value += data[start:end]
 
     def on_header_end(self) -> None:
@@ -261,6 +318,7 @@ class _Receiver:
         self._header_name = self._header_value = b""
 
     def on_headers_finished(self) -> None:
+        self.in_headers = False
         _, options = parse_options_header(self._headers.get(b"content-disposition", b""))
         name = options.get(b"name", b"").decode("utf-8", "replace")
         if name == "file":
@@ -285,7 +343,7 @@ class _Receiver:
         if self._part == "file":
             self.received += end - start
             if self.received > self.limit:
-                raise ContentTooLarge(_too_large(self.limit))
+                raise ContentTooLarge(self.refusal)
             self.pending.append(bytes(data[start:end]))
         else:
             self._text += data[start:end]
@@ -307,17 +365,45 @@ class _Receiver:
         self.ended = True
 
 
-async def _receive(request: Request, boundary: bytes, blob: BlobWriter, limit: int) -> _Form:
-    receiver = _Receiver(limit)
-    parser = MultipartParser(boundary, receiver.callbacks())  # type: ignore[arg-type]
+def _headers_too_large() -> str:
+    return (
+        f"a part's headers exceed the limit of {MAX_PART_HEADERS} headers of at most "
+        f"{MAX_PART_HEADER_BYTES} bytes each"
+    )
+
+
+async def _receive(
+    request: Request, boundary: bytes, blob: BlobWriter, limit: int, refusal: str
+) -> _Form:
+    receiver = _Receiver(limit, refusal)
+    parser = MultipartParser(
+        boundary,
+        receiver.callbacks(),  # type: ignore[arg-type]
+        max_header_size=MAX_PART_HEADER_BYTES,
+        max_header_count=MAX_PART_HEADERS,
+    )
+    body_limit = limit + MULTIPART_SLACK
+    seen = 0
     try:
         async for chunk in request.stream():
+            # Every byte counts, not only the file's: a preamble, an epilogue or a part header
+            # is read and parsed too, so none of them may be unbounded.
+            seen += len(chunk)
+            if seen > body_limit:
+                raise ContentTooLarge(
+                    f"the request body exceeds {body_limit} bytes: the file's limit plus "
+                    f"{MULTIPART_SLACK} for the multipart framing ({refusal})"
+                )
             parser.write(chunk)
             if receiver.pending:
                 data = b"".join(receiver.pending)
                 receiver.pending.clear()
                 await run_in_threadpool(blob.write, data)
         parser.finalize()
+    except MultipartParseError as exc:
+        if receiver.in_headers and "header" in str(exc).lower():
+            raise ContentTooLarge(_headers_too_large()) from None
+        raise MalformedUpload(f"malformed multipart body: {exc}") from None
     except FormParserError as exc:
         raise MalformedUpload(f"malformed multipart body: {exc}") from None
     except ClientDisconnect:

@@ -2,19 +2,20 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterable
+from collections.abc import AsyncIterable, AsyncIterator
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Header, Path, Query, Response, status
 from fastapi.sse import EventSourceResponse, ServerSentEvent
 
 from app import events, metrics
-from app.auth import READ, Submitter
+from app.auth import READ, Reader, Submitter
 from app.deps import Services, services
 from app.problems import problem_responses
 from zootrain.auth import ANONYMOUS, Scope
 from zootrain.datasets import DatasetCatalog
 from zootrain.errors import Forbidden, InvalidRequest, QueueFull, RateLimited
+from zootrain.ml.cost import job_cost, over_ceilings
 from zootrain.records import JOB_ID_PATTERN, JobRecord, JobSpec, JobState, ShardRecord
 from zootrain.views import JobList, JobView
 
@@ -51,6 +52,10 @@ async def submit_job(
             f"shards: the job has {spec.tasks} tasks; this server accepts at most "
             f"{svc.settings.max_shards} (ZOOTRAIN_MAX_SHARDS)"
         )
+    over = over_ceilings(job_cost(spec), svc.settings.ceilings())
+    if over:
+        metrics.REJECTED.labels(reason="cost").inc()
+        raise InvalidRequest("the job is too large: " + "; ".join(over))
     try:
         svc.gate.submits.take(principal.name)
     except RateLimited:
@@ -147,18 +152,28 @@ async def existing_job(job_id: JobId, svc: Annotated[Services, Depends(services)
     return job
 
 
+async def stream_slot(
+    svc: Annotated[Services, Depends(services)], principal: Reader
+) -> AsyncIterator[None]:
+    # A dependency with yield: it is left when the stream ends (the client went away or the
+    # job finished), after the response, so the slot is held exactly as long as the stream.
+    with svc.streams.hold(principal.name):
+        yield
+
+
 @router.get(
     "/{job_id}/events",
     response_class=EventSourceResponse,
-    responses=problem_responses(404, 422, 503),
+    responses=problem_responses(404, 422, 429, 503),
     summary="Stream the job's changes as Server-Sent Events",
-    dependencies=[READ],
+    dependencies=[READ, Depends(stream_slot)],
     description=(
         "One event per change of the job record (`event: job`) or of one of its shards "
         "(`event: shard`, with `job_id`); `data` is the record as JSON. Each event's `id` is "
         "`<zxid>-<node>` (ZooKeeper's order of the change, then the node): reconnect with "
         "`Last-Event-ID` to resume without missed or repeated events. The stream ends after "
-        "the job's terminal event."
+        "the job's terminal event. A token may hold ZOOTRAIN_MAX_EVENT_STREAMS streams open "
+        "per job-service process (429 past it)."
     ),
 )
 async def job_events(

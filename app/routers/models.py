@@ -163,7 +163,7 @@ async def predict(
                 f"instances[{row}] has {len(values)} values; "
                 f"model {name} v{record.version} expects {record.n_features}"
             )
-    model = await svc.models.get(record.artifact, record.sha256)
+    model = await svc.models.get(record.artifact, record.sha256, record.size)
     X = np.asarray(body.instances, dtype=np.float64)
     predictions = await run_in_threadpool(model.predict, X)
     metrics.PREDICTIONS.labels(model=name).inc(len(X))

@@ -3,6 +3,18 @@
 
 const $ = (selector) => document.querySelector(selector);
 const TERMINAL = ["succeeded", "failed", "cancelled"];
+const JOB_ID = /^[0-9a-f]{20}$/;  // the service's own patterns (openapi.json)
+const MODEL_NAME = /^[a-z0-9][a-z0-9._-]{0,62}$/;
+
+// Every value that goes into a request's path is checked first, whether it came from the URL
+// or from a response: a crafted link such as #job/..%2F..%2Fdatasets%2F<id> must not make the
+// page send its token (and a DELETE) to another endpoint than the one it names.
+function pathSegment(value, pattern, what) {
+  if (typeof value !== "string" || !pattern.test(value)) {
+    throw new Error(`not a valid ${what}: ${String(value).slice(0, 80)}`);
+  }
+  return encodeURIComponent(value);
+}
 let nextCursor = null;
 let jobStream = null;
 
@@ -179,28 +191,40 @@ function show(view) {
   if (view !== "job") closeJobStream();
 }
 
+let routes = 0;  // only the newest navigation may write the status line
+
 async function route() {
   const [view, arg] = (location.hash.slice(1) || "jobs").split("/");
+  const current = ++routes;
+  const status = (text) => { if (current === routes) $("#status").textContent = text; };
   try {
-    if (view === "job" && arg) { show("job"); await openJob(arg); }
+    if (view === "job" && arg) {
+      const id = pathSegment(arg, JOB_ID, "job id");  // before anything is shown or asked for
+      show("job");
+      await openJob(id);
+    }
     else if (view === "submit") { show("submit"); await loadAlgorithms(); }
     else if (view === "models") { show("models"); await loadModels(); }
     else if (view === "workers") { show("workers"); await loadWorkers(); }
     else { show("jobs"); await loadJobs(true); }
-    $("#status").textContent = "";
+    status("");
   } catch (error) {
-    if (!(error instanceof AuthRequired)) $("#status").textContent = error.message;
+    if (!(error instanceof AuthRequired)) status(error.message);
   }
 }
 
+let jobLoads = 0;  // only the newest load (a filter changed, a refresh) fills the table
+
 async function loadJobs(reset) {
   const tbody = $("#jobs-table tbody");
-  if (reset) { tbody.replaceChildren(); nextCursor = null; }
+  const current = ++jobLoads;
   const params = new URLSearchParams({ limit: "25" });
   const state = $("#state-filter").value;
   if (state) params.set("state", state);
-  if (nextCursor) params.set("cursor", nextCursor);
+  if (!reset && nextCursor) params.set("cursor", nextCursor);
   const page = await api(`/v1/jobs?${params}`);
+  if (current !== jobLoads) return;  // an older answer, arriving after a newer request
+  if (reset) tbody.replaceChildren();
   for (const job of page.items) {
     const tr = document.createElement("tr");
     tr.dataset.job = job.id;
@@ -345,7 +369,7 @@ async function loadModels() {
   const container = $("#models");
   container.replaceChildren();
   for (const model of await api("/v1/models")) {
-    const versions = await api(`/v1/models/${model.name}/versions`);
+    const versions = await api(`/v1/models/${pathSegment(model.name, MODEL_NAME, "model name")}/versions`);
     const section = document.createElement("div");
     section.className = "model";
     const title = document.createElement("h3");

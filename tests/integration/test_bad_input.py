@@ -177,6 +177,30 @@ def test_malformed_and_oversized_bodies(small: Service) -> None:
     small.assert_nothing_written()
 
 
+def test_a_job_over_the_cost_ceilings_is_refused_naming_figure_and_ceiling(
+    small: Service,
+) -> None:
+    # 64 replicated shards of 2,000 trees on a million rows, plus a baseline: accepted before.
+    huge = _with(
+        params={"n_estimators": 2000},
+        shards=64,
+        partition="replicate",
+        baseline=True,
+        dataset={
+            "kind": "synthetic",
+            "task": "classification",
+            "n_samples": 1_000_000,
+            "n_features": 50,
+        },
+    )
+    problem = assert_problem(small.client.post("/v1/jobs", json=huge), 422, "256,000", "50,000")
+    assert "ZOOTRAIN_MAX_TREES" in problem["detail"]
+    assert "ZOOTRAIN_MAX_SYNTHETIC_CELLS" in problem["detail"]
+    attempts = assert_problem(small.client.post("/v1/jobs", json=_with(max_attempts=15)), 422)
+    assert "max_attempts is 15" in attempts["detail"]
+    small.assert_nothing_written()
+
+
 def test_all_bad_requests_left_nothing_behind(small: Service) -> None:
     # Runs after the tests above (file order): the shared root is still empty.
     small.assert_nothing_written()

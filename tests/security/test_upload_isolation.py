@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from app.tables import TableChecker
+from app.tables import TableChecker, _resident_bytes
 from zootrain.errors import InvalidRequest
 from zootrain.ml.tabular import TableError, describe
 
@@ -70,3 +70,35 @@ def test_a_parser_killed_mid_file_is_a_422_and_the_next_upload_works(tmp_path: P
         asyncio.run(scenario())
     finally:
         checker.close()
+
+
+def test_a_check_past_its_memory_budget_is_stopped_with_a_422(tmp_path: Path) -> None:
+    small = write_csv(tmp_path / "small.csv", 10)
+    big = write_csv(tmp_path / "big.csv", 2_000_000)  # 37 MB: pandas needs >100 MB for it
+    checker = TableChecker()
+
+    async def scenario() -> None:
+        await checker.describe(small, "csv", max_rows=100, max_columns=10)
+        pid = checker._pid
+        assert pid is not None
+        # The budget: what the child holds after its imports, plus a little.
+        checker.memory_limit = _resident_bytes(pid) + 32 * 2**20
+        with pytest.raises(InvalidRequest, match="ZOOTRAIN_UPLOAD_CHECK_MEMORY_BYTES"):
+            await checker.describe(big, "csv", max_rows=10_000_000, max_columns=10)
+        assert not _alive(pid)
+        # A new child checks the next upload, within the budget.
+        table = await checker.describe(small, "csv", max_rows=100, max_columns=10)
+        assert table.rows == 10 and checker._pid != pid
+
+    try:
+        asyncio.run(scenario())
+    finally:
+        checker.close()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"

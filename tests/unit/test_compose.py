@@ -15,19 +15,29 @@ from zootrain.settings import Settings
 COMPOSE = Path(__file__).resolve().parents[2] / "docker" / "docker-compose.yml"
 
 
+REQUIRED = {"ZOOTRAIN_TOKENS": "ci:" + "0" * 64 + ":admin", "ZOOTRAIN_ZK_AUTH": "zootrain:s3cret"}
+
+
 def test_compose_file_is_valid() -> None:
     validator = shutil.which("docker-compose")
     assert validator, "docker-compose (Debian package) is needed: `make test` installs it"
-    # The file requires ZOOTRAIN_TOKENS (the hashed entries): without it, compose must refuse.
-    env = {k: v for k, v in os.environ.items() if k != "ZOOTRAIN_TOKENS"}
+    # The file requires ZOOTRAIN_TOKENS (the hashed entries) and ZOOTRAIN_ZK_AUTH (ZooKeeper's
+    # credentials): without either, compose must refuse, naming it.
+    env = {k: v for k, v in os.environ.items() if k not in REQUIRED}
     command = [validator, "-f", str(COMPOSE), "config", "-q"]
-    refused = subprocess.run(command, capture_output=True, text=True, env=env)
-    assert refused.returncode != 0 and "ZOOTRAIN_TOKENS" in refused.stderr
-    entry = "ci:" + "0" * 64 + ":admin"
-    result = subprocess.run(
-        command, capture_output=True, text=True, env={**env, "ZOOTRAIN_TOKENS": entry}
-    )
+    for missing in REQUIRED:
+        given = {k: v for k, v in REQUIRED.items() if k != missing}
+        refused = subprocess.run(command, capture_output=True, text=True, env={**env, **given})
+        assert refused.returncode != 0 and missing in refused.stderr, (missing, refused.stderr)
+    result = subprocess.run(command, capture_output=True, text=True, env={**env, **REQUIRED})
     assert result.returncode == 0, result.stderr
+
+
+def test_every_zootrain_process_gets_the_zookeeper_credentials() -> None:
+    services = yaml.safe_load(COMPOSE.read_text())["services"]
+    for name in ("api", "worker"):
+        credentials = services[name]["environment"]["ZOOTRAIN_ZK_AUTH"]
+        assert credentials.startswith("${ZOOTRAIN_ZK_AUTH:?"), (name, credentials)
 
 
 # Variables of the compose file itself (interpolated, never passed to a service as such).
@@ -94,3 +104,5 @@ def test_readme_compose_commands_are_what_compose_test_runs() -> None:
     )
     assert any("zootrain token new admin --scopes admin" in c for c in commands)
     assert "zootrain token new admin --scopes admin --json" in run
+    if any(c.startswith("export ZOOTRAIN_ZK_AUTH=") for c in commands):
+        assert re.search(r"^\s*ZOOTRAIN_ZK_AUTH=\"zootrain:\$\(.*secrets\.token_urlsafe", run, re.M)

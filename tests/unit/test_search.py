@@ -9,8 +9,14 @@ import pytest
 from pydantic import ValidationError
 
 from zootrain.ml.datasets import BuiltinDataset, load_dataset, split_dataset
-from zootrain.ml.search import baseline_params, best_candidate, candidates, cross_validate
-from zootrain.records import JobSpec
+from zootrain.ml.search import (
+    baseline_params,
+    best_candidate,
+    candidate_count,
+    candidates,
+    cross_validate,
+)
+from zootrain.records import JobRecord, JobSpec, new_job_id, utcnow
 
 SEARCH: dict[str, Any] = {
     "model_name": "wine-search",
@@ -110,3 +116,79 @@ def test_cross_validation_and_the_best_candidate() -> None:
         np.argmax([shallow["cv_mean"], deeper["cv_mean"]])
     )
     assert best_candidate([0.5, 0.9, 0.9]) == 1  # the first on a tie
+
+
+# -- bounds: a search is counted before it is expanded ----------------------------------------
+
+
+def grid_of(keys: int, values: int) -> dict[str, list[int]]:
+    # Real parameter names would not matter: the count is refused before any name is checked.
+    return {f"p{k}": list(range(values)) for k in range(keys)}
+
+
+@pytest.mark.parametrize(
+    ("keys", "values", "count"), [(4, 50, "6,250,000"), (6, 100, "1,000,000,000,000")]
+)
+def test_a_grid_over_the_cap_is_refused_from_its_lengths(
+    keys: int, values: int, count: str
+) -> None:
+    # Today's scikit-learn expansion of the first takes seconds and GBs; the second overflows.
+    with pytest.raises(ValidationError) as caught:
+        JobSpec.model_validate({**SEARCH, "search": {"param_grid": grid_of(keys, values)}})
+    message = str(caught.value)
+    assert count in message and "at most 256" in message
+
+
+def test_the_number_of_keys_is_bounded() -> None:
+    with pytest.raises(ValidationError, match="16"):
+        JobSpec.model_validate({**SEARCH, "search": {"param_grid": grid_of(17, 1)}})
+    with pytest.raises(ValidationError, match="16"):
+        JobSpec.model_validate(
+            {**SEARCH, "search": {"param_distributions": grid_of(17, 2), "n_iter": 5}}
+        )
+
+
+def test_a_sampled_space_too_large_to_index_is_refused() -> None:
+    # ParameterSampler fails with OverflowError past 2**63 points: a 500 before this check.
+    with pytest.raises(ValidationError, match="param_distributions spans 1e"):
+        JobSpec.model_validate(
+            {**SEARCH, "search": {"param_distributions": grid_of(10, 1000), "n_iter": 5}}
+        )
+
+
+def test_counts_match_the_expansion() -> None:
+    grid = {"max_depth": [2, 4, None], "min_samples_leaf": [1, 5]}
+    assert candidate_count(grid, None, 10) == len(candidates({}, grid, None, 10, 0)) == 6
+    space = {"max_depth": [2, 4], "min_samples_leaf": [1, 5]}
+    assert candidate_count(None, space, 10) == len(candidates({}, None, space, 10, 0)) == 4
+    assert candidate_count(None, {"max_depth": list(range(50))}, 7) == 7
+
+
+def test_reading_a_search_job_record_does_not_validate_it_again(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    spec = JobSpec.model_validate(
+        {
+            **SEARCH,
+            "search": {
+                "param_grid": {
+                    "max_depth": list(range(1, 65)),
+                    "max_features": [0.25, 0.5, 0.75, 1.0],
+                }
+            },
+        }
+    )
+    assert spec.tasks == 256
+    now = utcnow()
+    data = JobRecord(id=new_job_id(), spec=spec, created_at=now, updated_at=now).dump()
+
+    def refuse(*args: Any) -> None:
+        raise AssertionError("a read validated the candidates again")
+
+    # A record read from ZooKeeper was validated at submit: nothing asks scikit-learn again.
+    monkeypatch.setattr("zootrain.ml.algorithms.validate_params", refuse)
+    monkeypatch.setattr("zootrain.records.check_candidates", refuse)
+    record = JobRecord.load(data)
+    assert record.spec.tasks == 256
+    with pytest.raises(ValidationError, match="validated the candidates again"):
+        JobRecord.load(data, trusted=False)  # what every read did before
