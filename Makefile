@@ -5,7 +5,8 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: up down demo test test-fast fuzz chaos lint openapi bench install zookeeper test-packages clean
+.PHONY: up down demo test test-fast compose-test wheelhouse fuzz chaos lint openapi bench install \
+	zookeeper test-packages clean
 
 up: install zookeeper            ## start ZooKeeper, the job service and two workers; run a demo job
 	@scripts/up.sh
@@ -22,6 +23,12 @@ test: install test-packages      ## the whole suite (starts its own ZooKeeper se
 
 test-fast: install               ## unit tests only, no server
 	$(BIN)/pytest tests/unit
+
+compose-test: install            ## docker/docker-compose.yml for real: images, stack, jobs, failover (root or sudo)
+	@tests/compose/run.sh
+
+wheelhouse: install              ## wheels/: the image's dependencies, so docker/Dockerfile builds offline
+	@scripts/wheelhouse.sh "$(BIN)/python" wheels
 
 fuzz: install zookeeper          ## the long fuzz: 10,000+ schemathesis requests, authenticated
 	ZOOTRAIN_FUZZ_EXAMPLES=1500 ZOOTRAIN_FUZZ_MIN_REQUESTS=10000 \
@@ -55,4 +62,4 @@ test-packages:
 	@scripts/ensure-packages.sh zookeeper docker-compose chromium
 
 clean: down
-	rm -rf var $(VENV)
+	rm -rf var wheels $(VENV)

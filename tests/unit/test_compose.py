@@ -76,11 +76,30 @@ def test_object_store_profile_is_valid_and_points_the_services_at_minio() -> Non
     assert default["worker"]["environment"]["ZOOTRAIN_ARTIFACTS"] == "/data/artifacts"
 
 
+# Variables of the compose file itself (interpolated, never passed to a service as such).
+COMPOSE_VARIABLES = {"ZOOTRAIN_API_PORT", "ZOOKEEPER_IMAGE", "MINIO_IMAGE", "MC_IMAGE"}
+
+
 def test_compose_names_only_real_settings() -> None:
-    names = set(re.findall(r"\bZOOTRAIN_[A-Z_]+\b", COMPOSE.read_text()))
+    services = yaml.safe_load(COMPOSE.read_text())["services"]
     known = {f"ZOOTRAIN_{field.upper()}" for field in Settings.model_fields}
-    assert names, "the compose file configures nothing"
-    assert names <= known, f"unknown settings in the compose file: {sorted(names - known)}"
+    passed = {name for service in services.values() for name in service.get("environment", {})}
+    settings = {name for name in passed if name.startswith("ZOOTRAIN_")}
+    assert settings, "the compose file configures nothing"
+    assert settings <= known, f"unknown settings in the compose file: {sorted(settings - known)}"
+    # What the file reads from the shell: a variable it passes on, or one of its own.
+    interpolated = set(re.findall(r"\$\{([A-Z_]+)", COMPOSE.read_text()))
+    stray = interpolated - passed - COMPOSE_VARIABLES
+    assert not stray, f"variables that are neither settings nor the file's own: {sorted(stray)}"
+
+
+def test_compose_publishes_only_the_api_on_loopback() -> None:
+    services = yaml.safe_load(COMPOSE.read_text())["services"]
+    published = {name: s["ports"] for name, s in services.items() if s.get("ports")}
+    # The job service, and the object-store profile's MinIO console.
+    assert set(published) <= {"api", "minio"} and "api" in published, published
+    for port in [p for ports in published.values() for p in ports]:
+        assert str(port).startswith("127.0.0.1:"), f"{port}: published beyond the host's loopback"
 
 
 def test_compose_topology() -> None:
@@ -93,3 +112,34 @@ def test_compose_topology() -> None:
     assert "container_name" not in services["worker"], "workers must scale with --scale"
     for name in ("api", "worker"):
         assert "healthcheck" in services[name] and services[name]["restart"]
+
+
+def test_readme_compose_commands_are_what_compose_test_runs() -> None:
+    """The README's compose section is the commands `make compose-test` runs (tests/compose)."""
+    readme = (COMPOSE.parents[1] / "README.md").read_text()
+    section = readme[readme.index("## Docker compose") :]
+    block = section[section.index("```sh") + len("```sh") : section.index("```\n", 10)]
+    commands = [line.split("#")[0].strip() for line in block.splitlines()]
+    run = (COMPOSE.parents[1] / "tests" / "compose" / "run.sh").read_text()
+    compose_calls = [
+        c.removeprefix("docker compose -f docker/docker-compose.yml ")
+        for c in commands
+        if c.startswith("docker compose -f docker/docker-compose.yml ")
+    ]
+    assert compose_calls == ["up -d", "up -d --scale worker=3", "down -v"], compose_calls
+    for call in compose_calls:
+        # (compose "$@" …: the same command, with options such as --env-file passed on)
+        assert re.search(rf'^\s*compose (?:"\$@" )?{re.escape(call)}$', run, re.M), (
+            f"run.sh never runs {call}"
+        )
+    build = next(c for c in commands if c.startswith("docker build"))
+    assert build == "docker build -f docker/Dockerfile -t zootrain:latest ."
+    assert re.search(
+        r" build --force-rm -f docker/Dockerfile --build-arg BASE_IMAGE=\S+\s*\\?\s*"
+        r"-t \"\$APP_IMAGE\" \.",
+        run,
+    )
+    assert any("zootrain token new admin --scopes admin" in c for c in commands)
+    assert "zootrain token new admin --scopes admin --json" in run
+    if any(c.startswith("export ZOOTRAIN_ZK_AUTH=") for c in commands):
+        assert re.search(r"^\s*ZOOTRAIN_ZK_AUTH=\"zootrain:\$\(.*secrets\.token_urlsafe", run, re.M)
