@@ -19,7 +19,7 @@ from typing import Annotated
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from app import metrics
+from app import service_metrics
 from zootrain.auth import ANONYMOUS, Principal, Scope, TokenTable
 from zootrain.errors import Forbidden, RateLimited, Unauthorized, Unavailable
 from zootrain.settings import Settings
@@ -86,7 +86,7 @@ class Gate:
         if not self.enabled:
             return ANONYMOUS
         if credentials is None:
-            metrics.AUTH_FAILURES.labels(reason="missing").inc()
+            service_metrics.AUTH_FAILURES.labels(reason="missing").inc()
             raise Unauthorized(
                 "this operation needs an API token: send `Authorization: Bearer <token>`"
             )
@@ -97,10 +97,10 @@ class Gate:
             )
         principal = self.tokens.authenticate(credentials.credentials)
         if principal is None:
-            metrics.AUTH_FAILURES.labels(reason="invalid").inc()
+            service_metrics.AUTH_FAILURES.labels(reason="invalid").inc()
             raise Unauthorized("the bearer token is not valid (unknown or revoked)")
         if principal.expired(datetime.now(UTC)):
-            metrics.AUTH_FAILURES.labels(reason="expired").inc()
+            service_metrics.AUTH_FAILURES.labels(reason="expired").inc()
             assert principal.expires is not None
             raise Unauthorized(
                 f"the bearer token {principal.name!r} expired at "
@@ -156,7 +156,7 @@ def require(scope: Scope) -> Callable[..., Awaitable[Principal]]:
     async def dependency(request: Request, credentials: Credentials) -> Principal:
         principal = gate(request).authenticate(credentials)
         if not principal.allows(scope):
-            metrics.AUTH_FAILURES.labels(reason="scope").inc()
+            service_metrics.AUTH_FAILURES.labels(reason="scope").inc()
             raise Forbidden(
                 f"token {principal.name!r} lacks the {scope.value!r} scope this operation needs "
                 f"(it holds: {', '.join(sorted(s.value for s in principal.scopes))})"

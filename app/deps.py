@@ -11,7 +11,7 @@ from app.auth import Gate
 from app.events import EventHub
 from app.limits import StreamSlots
 from app.models_cache import ModelCache
-from app.tables import TableChecker
+from app.upload_check import TableChecker
 from zootrain.acl import warn_if_open
 from zootrain.artifacts import ArtifactStore
 from zootrain.paths import Paths

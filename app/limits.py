@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from app import metrics
+from app import service_metrics
 from app.problems import PROBLEM_TYPE
 from zootrain.errors import RateLimited
 from zootrain.zk import request_deadline
@@ -107,14 +107,14 @@ class StreamSlots:
                 STREAM_RETRY_AFTER,
             )
         self._open[who] += 1
-        metrics.EVENT_STREAMS.inc()
+        service_metrics.EVENT_STREAMS.inc()
         try:
             yield
         finally:
             self._open[who] -= 1
             if not self._open[who]:
                 del self._open[who]
-            metrics.EVENT_STREAMS.dec()
+            service_metrics.EVENT_STREAMS.dec()
 
 
 class ZooKeeperDeadline:

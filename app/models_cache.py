@@ -25,7 +25,7 @@ from typing import Any
 
 from starlette.concurrency import run_in_threadpool
 
-from app import metrics
+from app import service_metrics
 from zootrain.artifacts import ArtifactStore
 from zootrain.errors import ArtifactError
 from zootrain.ml import modelfile
@@ -75,7 +75,7 @@ class ModelCache:
         try:
             # Reading and checking a model file is blocking work: keep it off the event loop.
             model = await run_in_threadpool(self._read, uri, sha256)
-            metrics.MODEL_LOADS.inc()
+            service_metrics.MODEL_LOADS.inc()
         finally:
             async with self._room:
                 self.reserved -= size
@@ -91,7 +91,7 @@ class ModelCache:
                 size,
                 self.capacity,
             )
-        metrics.MODEL_CACHE_BYTES.set(self.cached)
+        service_metrics.MODEL_CACHE_BYTES.set(self.cached)
         return model
 
     def _make_room(self, size: int) -> bool:
@@ -99,7 +99,7 @@ class ModelCache:
         while self._models and self.cached + self.reserved + size > self.capacity:
             _, evicted = self._models.popitem(last=False)
             self.cached -= evicted.size
-        metrics.MODEL_CACHE_BYTES.set(self.cached)
+        service_metrics.MODEL_CACHE_BYTES.set(self.cached)
         if self.cached + self.reserved + size <= self.capacity:
             return True
         # Too big for the cache at all: load it alone, once nothing else is held or loading.

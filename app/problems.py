@@ -14,7 +14,7 @@ from kazoo.exceptions import KazooException
 from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from zootrain.errors import OutcomeUnknown, ZootrainError
+from zootrain.errors import DomainError, OutcomeUnknown
 from zootrain.zk import RequestDeadlineExceeded, WriteOutcomeUnknown
 
 log = logging.getLogger("zootrain.api")
@@ -133,7 +133,7 @@ def _allowed_methods(request: Request) -> list[str]:
 _HTTP_METHODS = frozenset({"get", "put", "post", "delete", "options", "head", "patch", "trace"})
 
 
-async def _domain(request: Request, exc: ZootrainError) -> JSONResponse:
+async def _domain(request: Request, exc: DomainError) -> JSONResponse:
     if isinstance(exc, OutcomeUnknown):
         log.warning("%s %s: %s", request.method, request.url.path, exc.detail)
     return problem(
@@ -164,7 +164,7 @@ async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
 def install(app: FastAPI) -> None:
     app.add_exception_handler(RequestValidationError, _validation)  # type: ignore[arg-type]
     app.add_exception_handler(StarletteHTTPException, _http)  # type: ignore[arg-type]
-    app.add_exception_handler(ZootrainError, _domain)  # type: ignore[arg-type]
+    app.add_exception_handler(DomainError, _domain)  # type: ignore[arg-type]
     app.add_exception_handler(KazooException, _zookeeper)
     app.add_exception_handler(TimeoutError, _zookeeper)
     app.add_exception_handler(Exception, _unexpected)

@@ -45,7 +45,7 @@ import numpy as np, pandas, pyarrow, pyarrow.parquet, sklearn.naive_bayes  # the
 from workers import training
 from zootrain.artifacts import ArtifactStore
 from zootrain.ml import datasets as ds, partition, training as fit
-from zootrain.ml.metrics import evaluate
+from zootrain.ml.scoring import evaluate
 def status(field):
     for line in open("/proc/self/status"):
         if line.startswith(field):
@@ -130,10 +130,10 @@ def _upload(directory: Path, rows: int, features: int, store_url: str) -> dict[s
     import pandas as pd
 
     from zootrain.artifacts import ArtifactStore
-    from zootrain.datasets import StoredForm
     from zootrain.ml.datasets import SyntheticDataset
     from zootrain.ml.synthetic import Generator
     from zootrain.ml.tabular import DatasetSource, ingest, make_plan
+    from zootrain.uploads import StoredForm
 
     generator = Generator(
         SyntheticDataset(

@@ -29,7 +29,7 @@ from datetime import timedelta
 
 from kazoo.exceptions import BadVersionError, NoNodeError, NotEmptyError
 
-from workers import metrics
+from workers import worker_metrics
 from zootrain import store_gc
 from zootrain.artifacts import ArtifactStore
 from zootrain.election import Election
@@ -110,9 +110,9 @@ class Housekeeper:
             "keys": await self.expire_keys(),
             "versions": await self.trim_versions(),
         }
-        metrics.SWEEPS.inc()
+        worker_metrics.SWEEPS.inc()
         for kind in ("job", "shard", "idempotency_key"):
-            metrics.UNREADABLE.labels(kind=kind).set(self._unreadable_now.get(kind, 0))
+            worker_metrics.UNREADABLE.labels(kind=kind).set(self._unreadable_now.get(kind, 0))
         self._unreadable_logged = self._unreadable_seen  # forget the ones fixed or deleted
         if any(counts.values()):
             log.info("housekeeping removed %s", counts)
@@ -138,9 +138,9 @@ class Housekeeper:
             grace=self.settings.artifact_gc_grace,
             still_leading=self._still_leading,
         )
-        metrics.COLLECTIONS.inc()
-        metrics.COLLECTED_FILES.inc(report.deleted)
-        metrics.COLLECTED_BYTES.inc(report.deleted_bytes)
+        worker_metrics.COLLECTIONS.inc()
+        worker_metrics.COLLECTED_FILES.inc(report.deleted)
+        worker_metrics.COLLECTED_BYTES.inc(report.deleted_bytes)
         if report.deleted:
             log.info(
                 "artifact store: removed %d unreferenced files (%d bytes); %d referenced, "

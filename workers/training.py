@@ -28,8 +28,8 @@ from zootrain.ml.datasets import (
     load_dataset,
 )
 from zootrain.ml.merge import merge_models
-from zootrain.ml.metrics import evaluate
 from zootrain.ml.rows import ArraySource, ColumnarSource, RowSource, SyntheticSource
+from zootrain.ml.scoring import evaluate
 from zootrain.ml.search import baseline_params, best_candidate, cross_validate
 from zootrain.ml.selection import (
     RowPlan,

@@ -31,12 +31,11 @@ from kazoo.exceptions import (
 )
 from prometheus_client import start_http_server
 
-from workers import metrics, processes
+from workers import processes, worker_metrics
 from workers.housekeeping import Housekeeper
 from zootrain import locks
 from zootrain.artifacts import ArtifactStore
 from zootrain.errors import ArtifactError, NotFound
-from zootrain.metrics import ZOOKEEPER_CONNECTED
 from zootrain.paths import Paths, QueueEntry, parse_queue_entry
 from zootrain.queue import JobQueue, backoff_delay
 from zootrain.records import (
@@ -52,6 +51,7 @@ from zootrain.records import (
 from zootrain.registry import Registry
 from zootrain.settings import Settings
 from zootrain.zk import TRANSIENT_ERRORS, KazooState, WatchedEvent, ZnodeStat, ZooKeeper
+from zootrain.zk_metrics import ZOOKEEPER_CONNECTED
 
 log = logging.getLogger("zootrain.worker")
 
@@ -324,7 +324,7 @@ class Worker:
 
     def _start(self, claim: Claim) -> None:
         self.claims[claim.key] = claim
-        metrics.BUSY.set(len(self.claims))
+        worker_metrics.BUSY.set(len(self.claims))
         work = self._train(claim) if claim.index is not None else self._merge(claim)
         claim.task = asyncio.get_running_loop().create_task(work, name=claim.key)
         claim.task.add_done_callback(lambda _: self._finished(claim))
@@ -335,7 +335,7 @@ class Worker:
             self.claims.pop(claim.key)
         self._held.discard(claim.lock)
         self._forget(claim.job.id)
-        metrics.BUSY.set(len(self.claims))
+        worker_metrics.BUSY.set(len(self.claims))
         asyncio.get_running_loop().create_task(self._update_record())
         self.wake()
 
@@ -516,7 +516,7 @@ class Worker:
         log.info("claim %s/%d attempt %d", job.id, index, running.attempts)
         if running.attempts == 1:
             waited = (utcnow() - job.created_at).total_seconds()
-            metrics.CLAIM_LATENCY.observe(max(0.0, waited))
+            worker_metrics.CLAIM_LATENCY.observe(max(0.0, waited))
         claim = Claim(job=job, lock=lock, index=index, shard=running, stat=written, session=session)
         self._side_task(self._mark_running(job.id, session))
         return claim, False
@@ -670,7 +670,7 @@ class Worker:
         except (processes.ChildFailed, processes.ChildDied) as exc:
             claim.settling = True
             log.warning("shard %s failed: %s", claim.key, exc)
-            metrics.SHARDS.labels(algorithm=claim.job.spec.algorithm, outcome="failed").inc()
+            worker_metrics.SHARDS.labels(algorithm=claim.job.spec.algorithm, outcome="failed").inc()
             await self._shard_failed(claim, str(exc))
             return
         except Exception as exc:
@@ -698,8 +698,8 @@ class Worker:
         finally:
             await asyncio.shield(self._unlock(claim))
         log.info("done %s in %.2fs", claim.key, result["train_seconds"])
-        metrics.SHARDS.labels(algorithm=claim.job.spec.algorithm, outcome="done").inc()
-        metrics.TRAIN_SECONDS.labels(algorithm=claim.job.spec.algorithm).observe(
+        worker_metrics.SHARDS.labels(algorithm=claim.job.spec.algorithm, outcome="done").inc()
+        worker_metrics.TRAIN_SECONDS.labels(algorithm=claim.job.spec.algorithm).observe(
             result["train_seconds"]
         )
         # The worker finishing the last shard merges at once rather than waiting for a wake.
@@ -803,7 +803,7 @@ class Worker:
             return
         claim.wound_down = True
         log.info("stopped %s (%s)", claim.key, claim.reason)
-        metrics.CANCELLED.labels(reason=claim.reason or "unknown").inc()
+        worker_metrics.CANCELLED.labels(reason=claim.reason or "unknown").inc()
         if claim.reason == "handback" and claim.shard is not None and claim.stat is not None:
             # A graceful stop hands the shard back without consuming an attempt.
             back = claim.shard.model_copy(
@@ -837,7 +837,7 @@ class Worker:
                     }
                 )
                 if await self._settle(claim, retry):
-                    metrics.RETRIES.inc()
+                    worker_metrics.RETRIES.inc()
                     log.info("shard %s retries in %.1fs", claim.key, delay)
         except (BadVersionError, NoNodeError, SessionExpiredError):
             pass
@@ -873,7 +873,7 @@ class Worker:
             return
         if done is not None:
             log.warning("job %s failed: %s", job_id, message)
-            metrics.FINISHED.labels(state="failed").inc()
+            worker_metrics.FINISHED.labels(state="failed").inc()
 
     async def _unlock(self, claim: Claim) -> None:
         try:
@@ -936,7 +936,7 @@ class Worker:
             )
         except (processes.ChildFailed, processes.ChildDied) as exc:
             claim.settling = True
-            metrics.MERGES.labels(outcome="failed").inc()
+            worker_metrics.MERGES.labels(outcome="failed").inc()
             await self._merge_failed(claim, str(exc))
             return
         claim.settling = True
@@ -950,8 +950,8 @@ class Worker:
             await self._merge_failed(claim, str(exc))
             return
         assert published.model is not None
-        metrics.MERGES.labels(outcome="published").inc()
-        metrics.FINISHED.labels(state="succeeded").inc()
+        worker_metrics.MERGES.labels(outcome="published").inc()
+        worker_metrics.FINISHED.labels(state="succeeded").inc()
         log.info(
             "published %s v%d from job %s (merge %.2fs)",
             published.model.name,

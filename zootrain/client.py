@@ -46,7 +46,7 @@ import httpx
 from pydantic import TypeAdapter
 
 from zootrain import __version__
-from zootrain.errors import ZootrainError as _DomainError
+from zootrain.errors import DomainError as _DomainError
 from zootrain.records import (
     TRUSTED,
     JobRecord,

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 
-class ZootrainError(Exception):
+class DomainError(Exception):
     status = 500
     title = "Internal error"
 
@@ -16,27 +16,27 @@ class ZootrainError(Exception):
         return None
 
 
-class NotFound(ZootrainError):
+class NotFound(DomainError):
     status = 404
     title = "Not found"
 
 
-class Conflict(ZootrainError):
+class Conflict(DomainError):
     status = 409
     title = "Conflict"
 
 
-class Gone(ZootrainError):
+class Gone(DomainError):
     status = 410
     title = "Gone"
 
 
-class InvalidRequest(ZootrainError):
+class InvalidRequest(DomainError):
     status = 422
     title = "Unprocessable request"
 
 
-class Unauthorized(ZootrainError):
+class Unauthorized(DomainError):
     status = 401
     title = "Unauthorized"
 
@@ -44,12 +44,12 @@ class Unauthorized(ZootrainError):
         return {"WWW-Authenticate": 'Bearer realm="zootrain"'}
 
 
-class Forbidden(ZootrainError):
+class Forbidden(DomainError):
     status = 403
     title = "Forbidden"
 
 
-class TooManyRequests(ZootrainError):
+class TooManyRequests(DomainError):
     status = 429
     title = "Too many requests"
 
@@ -69,7 +69,7 @@ class RateLimited(TooManyRequests):
     title = "Rate limit exceeded"
 
 
-class Unavailable(ZootrainError):
+class Unavailable(DomainError):
     status = 503
     title = "Coordination service unavailable"
 
@@ -89,7 +89,7 @@ class OutcomeUnknown(Unavailable):
         self.job_id = job_id
 
 
-class ArtifactError(ZootrainError):
+class ArtifactError(DomainError):
     """An artifact is missing, does not match its recorded sha256, or holds untrusted types."""
 
     status = 500

@@ -3,7 +3,7 @@
 An upload is streamed: the multipart body is parsed as it arrives and the file part goes straight
 into a private temporary file (hashed on the way), so neither the whole body nor the whole file is
 ever held in memory, and a file over ZOOTRAIN_MAX_UPLOAD_BYTES is refused as soon as it crosses the
-limit. The file is then read once (pandas, in a child process: app/tables.py) to check and
+limit. The file is then read once (pandas, in a child process: app/upload_check.py) to check and
 describe it and to write its stored form (Parquet, zootrain.ml.columnar); only a file that passes
 is streamed into the artifact store and recorded.
 """
@@ -24,7 +24,11 @@ from app.auth import READ, Admin, Submitter
 from app.deps import Services, services
 from app.problems import problem_responses
 from zootrain.auth import ANONYMOUS
-from zootrain.datasets import (
+from zootrain.errors import InvalidRequest
+from zootrain.ml.datasets import DATASET_ID_PATTERN
+from zootrain.ml.tabular import TableError, sniff
+from zootrain.settings import Settings
+from zootrain.uploads import (
     MAX_NAME_CHARS,
     BlobWriter,
     ContentTooLarge,
@@ -37,10 +41,6 @@ from zootrain.datasets import (
     UnsupportedContent,
     default_name,
 )
-from zootrain.errors import InvalidRequest
-from zootrain.ml.datasets import DATASET_ID_PATTERN
-from zootrain.ml.tabular import TableError, sniff
-from zootrain.settings import Settings
 from zootrain.zk import request_deadline
 
 UPLOAD_PATH = "/v1/datasets"

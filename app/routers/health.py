@@ -7,7 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends
 from fastapi.responses import JSONResponse, Response
 
-from app import metrics
+from app import service_metrics
 from app.deps import Services, services
 from app.problems import problem, problem_responses
 from zootrain.views import Status
@@ -27,7 +27,7 @@ async def healthz() -> Status:
     summary="Prometheus metrics",
 )
 async def prometheus(svc: Annotated[Services, Depends(services)]) -> Response:
-    body, content_type = await metrics.render(svc.queue)
+    body, content_type = await service_metrics.render(svc.queue)
     return Response(body, media_type=content_type)
 
 

@@ -8,15 +8,15 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Header, Path, Query, Response, status
 from fastapi.sse import EventSourceResponse, ServerSentEvent
 
-from app import events, metrics
+from app import events, service_metrics
 from app.auth import READ, Reader, Submitter
 from app.deps import Services, services
 from app.problems import problem_responses
 from zootrain.auth import ANONYMOUS, Scope
-from zootrain.datasets import DatasetCatalog
 from zootrain.errors import Forbidden, InvalidRequest, QueueFull, RateLimited
 from zootrain.ml.cost import job_cost, over_ceilings
 from zootrain.records import JOB_ID_PATTERN, JobRecord, JobSpec, JobState, ShardRecord
+from zootrain.uploads import DatasetCatalog
 from zootrain.views import JobList, JobView
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
@@ -65,14 +65,14 @@ async def submit_job(
         )
     over = over_ceilings(job_cost(spec), svc.settings.ceilings())
     if over:
-        metrics.REJECTED.labels(reason="cost").inc()
+        service_metrics.REJECTED.labels(reason="cost").inc()
         raise InvalidRequest("the job is too large: " + "; ".join(over))
     try:
         svc.gate.submits.take(principal.name)
     except RateLimited:
-        metrics.REJECTED.labels(reason="rate_limited").inc()
+        service_metrics.REJECTED.labels(reason="rate_limited").inc()
         raise
-    with metrics.SUBMIT_SECONDS.time():
+    with service_metrics.SUBMIT_SECONDS.time():
         # An uploaded dataset is checked against its record (422 naming the field); its
         # resolved source goes into the job record, in submit's one multi.
         catalog = DatasetCatalog(svc.zk, svc.paths, svc.store)
@@ -88,9 +88,9 @@ async def submit_job(
                 idempotency_retention=svc.settings.idempotency_retention,
             )
         except QueueFull:
-            metrics.REJECTED.labels(reason="queue_full").inc()
+            service_metrics.REJECTED.labels(reason="queue_full").inc()
             raise
-    (metrics.SUBMITS if submitted.created else metrics.SUBMIT_REPLAYS).inc()
+    (service_metrics.SUBMITS if submitted.created else service_metrics.SUBMIT_REPLAYS).inc()
     headers = {"Location": f"/v1/jobs/{submitted.job.id}"}
     if not submitted.created:
         headers["Idempotent-Replayed"] = "true"
@@ -155,7 +155,7 @@ async def cancel_job(
                 "cancelling another token's job needs the 'admin' scope"
             )
     job = await svc.queue.cancel(job_id)
-    metrics.CANCELS.inc()
+    service_metrics.CANCELS.inc()
     return await _view(svc, job)
 
 

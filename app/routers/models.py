@@ -12,7 +12,7 @@ from fastapi import APIRouter, Depends, Path, status
 from fastapi.responses import Response, StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
-from app import metrics
+from app import service_metrics
 from app.auth import READ, Admin
 from app.deps import Services, services
 from app.problems import problem_responses
@@ -182,7 +182,7 @@ async def predict(
         # scikit-learn's own check of the rows, e.g. a value past float32 for a forest (JSON
         # numbers are finite already): the client's rows, not the server, are at fault.
         raise InvalidRequest(f"instances: {exc}") from None
-    metrics.PREDICTIONS.labels(model=name).inc(len(X))
+    service_metrics.PREDICTIONS.labels(model=name).inc(len(X))
     return PredictResponse(model=name, version=record.version, predictions=_plain(predictions))
 
 

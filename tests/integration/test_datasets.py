@@ -365,5 +365,5 @@ def test_uploads_are_parsed_in_a_child_of_the_job_service(
     api = stack.processes[0]
     assert not descendants(api.popen.pid), "no child before the first upload"
     uploaded(service, csv_bytes(flowers()), "flowers.csv")
-    # The forkserver and the table-checking child (app/tables.py) hold pandas' memory peak.
+    # The forkserver and the table-checking child (app/upload_check.py) hold pandas' memory peak.
     assert descendants(api.popen.pid)

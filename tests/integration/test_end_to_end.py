@@ -24,7 +24,7 @@ from tests.support.stack import Stack, wait_for, wait_job
 from workers.training import Split, held_out
 from zootrain.ml import modelfile
 from zootrain.ml.datasets import BuiltinDataset, load_dataset
-from zootrain.ml.metrics import evaluate
+from zootrain.ml.scoring import evaluate
 from zootrain.records import JobSpec
 
 pytestmark = pytest.mark.integration

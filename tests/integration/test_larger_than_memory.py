@@ -25,9 +25,9 @@ import pytest
 from tests.support.stack import ROOT
 from workers.processes import CHILD_ENVIRONMENT
 from zootrain.artifacts import ArtifactStore
-from zootrain.datasets import StoredForm
 from zootrain.ml.columnar import write_files
 from zootrain.ml.tabular import ColumnInfo, DatasetSource, make_plan
+from zootrain.uploads import StoredForm
 
 pytestmark = pytest.mark.integration
 

@@ -1,4 +1,4 @@
-"""Uploaded files are parsed in a child process (app/tables.py): a file that kills the parser
+"""Uploaded files are parsed in a child process (app/upload_check.py): a file that kills the parser
 (memory) ends that upload with a 422 and leaves the job service, and the next upload, unharmed."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from app.tables import TableChecker, _resident_bytes
+from app.upload_check import TableChecker, _resident_bytes
 from zootrain.errors import InvalidRequest
 from zootrain.ml.tabular import TableError, describe
 

@@ -33,7 +33,7 @@ from zootrain.client import (
     _SSEDecoder,
     parse_retry_after,
 )
-from zootrain.errors import ZootrainError as DomainError
+from zootrain.errors import DomainError
 from zootrain.records import JobState
 
 JOB_ID = "0190a1b2c3d4e5f60718"

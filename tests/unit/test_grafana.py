@@ -8,8 +8,8 @@ from pathlib import Path
 
 from prometheus_client import REGISTRY
 
-import app.metrics  # noqa: F401  (registers the job service's metrics)
-import workers.metrics  # noqa: F401  (and the worker's)
+import app.service_metrics  # noqa: F401  (registers the job service's metrics)
+import workers.worker_metrics  # noqa: F401  (and the worker's)
 
 DASHBOARD = Path(__file__).resolve().parents[2] / "docker" / "grafana-dashboard.json"
 

@@ -11,11 +11,11 @@ import pyarrow as pa
 import pytest
 
 from zootrain.artifacts import ArtifactStore
-from zootrain.datasets import StoredForm
 from zootrain.errors import ArtifactError
 from zootrain.ml.columnar import ROW_COLUMN, Manifest, ParquetReader, group_rows, write_files
 from zootrain.ml.datasets import SyntheticDataset
 from zootrain.ml.synthetic import BLOCK_ROWS, Generator
+from zootrain.uploads import StoredForm
 
 
 def _stored(tmp_path: Path, rows: int = 30_000) -> tuple[ArtifactStore, Manifest, pa.Table]:

@@ -15,8 +15,8 @@ from zootrain.ml.datasets import (
     split_dataset,
 )
 from zootrain.ml.merge import merge_models
-from zootrain.ml.metrics import evaluate
 from zootrain.ml.partition import shard_rows
+from zootrain.ml.scoring import evaluate
 from zootrain.ml.training import fit_shard, shard_seed
 
 BLOBS = SyntheticDataset(

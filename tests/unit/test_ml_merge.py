@@ -10,8 +10,8 @@ from sklearn.ensemble import RandomForestClassifier
 from zootrain.ml.algorithms import ALGORITHMS
 from zootrain.ml.datasets import BuiltinDataset, Split, load_dataset, split_dataset
 from zootrain.ml.merge import MERGERS, SHARD_FITTERS, merge_models, merger, shard_fitter
-from zootrain.ml.metrics import evaluate
 from zootrain.ml.partition import shard_rows
+from zootrain.ml.scoring import evaluate
 from zootrain.ml.training import fit_shard, shard_seed
 
 

@@ -9,7 +9,7 @@ from sklearn.ensemble import ExtraTreesClassifier, RandomForestClassifier
 from sklearn.metrics import accuracy_score, f1_score
 
 from zootrain.ml.datasets import BuiltinDataset, load_dataset
-from zootrain.ml.metrics import evaluate
+from zootrain.ml.scoring import evaluate
 from zootrain.ml.training import fit_shard, shard_seed
 
 

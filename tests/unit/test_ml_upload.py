@@ -17,7 +17,6 @@ from pydantic import ValidationError
 
 from workers import training
 from zootrain.artifacts import ArtifactStore
-from zootrain.datasets import StoredForm
 from zootrain.errors import ArtifactError
 from zootrain.ml import modelfile
 from zootrain.ml.datasets import UploadedDataset, dataset_task, load_dataset
@@ -35,6 +34,7 @@ from zootrain.ml.tabular import (
     sniff,
 )
 from zootrain.records import JobRecord, JobSpec, new_job_id, utcnow
+from zootrain.uploads import StoredForm
 
 DATASET_ID = "0192f3a4b5c6d7e8f9a0"
 LIMITS: dict[str, Any] = {"max_rows": 10_000, "max_columns": 100}

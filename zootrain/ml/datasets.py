@@ -144,7 +144,7 @@ class UploadedDataset(BaseModel):
     """A dataset uploaded with POST /v1/datasets: one column is the target, the rest features.
 
     Its task, size and columns are known only from its record in ZooKeeper, so a job on it is
-    checked against that record at submit (zootrain.datasets), which also fixes how every
+    checked against that record at submit (zootrain.uploads), which also fixes how every
     column is encoded; workers load it from that resolved source, not from this spec alone.
     """
 
@@ -206,7 +206,7 @@ def parse_dataset(data: Any) -> AnyDataset:
 def _needs_record(spec: UploadedDataset) -> ValueError:
     return ValueError(
         f"uploaded dataset {spec.id}: its task, shape and data come from its record "
-        "(zootrain.datasets resolves them at submit; workers load it with "
+        "(zootrain.uploads resolves them at submit; workers load it with "
         "zootrain.ml.tabular.load_uploaded)"
     )
 

@@ -39,10 +39,10 @@ from zootrain.artifacts import ArtifactStore
 from zootrain.errors import (
     ArtifactError,
     Conflict,
+    DomainError,
     InvalidRequest,
     NotFound,
     Unavailable,
-    ZootrainError,
 )
 from zootrain.ml.columnar import Manifest
 from zootrain.ml.datasets import UploadedDataset
@@ -70,17 +70,17 @@ _READ_BATCH = 64
 _UNCERTAIN: tuple[type[BaseException], ...] = (*TRANSIENT_ERRORS, WriteOutcomeUnknown)
 
 
-class ContentTooLarge(ZootrainError):
+class ContentTooLarge(DomainError):
     status = 413
     title = "Content Too Large"
 
 
-class MalformedUpload(ZootrainError):
+class MalformedUpload(DomainError):
     status = 400
     title = "Bad Request"
 
 
-class UnsupportedContent(ZootrainError):
+class UnsupportedContent(DomainError):
     status = 415
     title = "Unsupported Media Type"
 

@@ -9,11 +9,11 @@ import time
 from kazoo.exceptions import KazooException
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, Gauge, Histogram, generate_latest
 
-from zootrain.metrics import ZOOKEEPER_CONNECTED as CONNECTED
-from zootrain.metrics import ZOOKEEPER_WATCHES as WATCHES
 from zootrain.paths import sorted_queue
 from zootrain.queue import JobQueue
 from zootrain.records import JobState
+from zootrain.zk_metrics import ZOOKEEPER_CONNECTED as CONNECTED
+from zootrain.zk_metrics import ZOOKEEPER_WATCHES as WATCHES
 
 SUBMITS = Counter("zootrain_jobs_submitted_total", "Jobs accepted by POST /v1/jobs")
 SUBMIT_REPLAYS = Counter(
