@@ -35,7 +35,7 @@ fuzz: install zookeeper          ## the long fuzz: 10,000+ schemathesis requests
 		$(BIN)/pytest tests/contract -k schemathesis
 
 chaos: install zookeeper          ## the long chaos run: 200 jobs through every fault (SEED=n)
-	$(BIN)/python -m bench.chaos --long --seed $${SEED:-1}
+	$(BIN)/python -m tests.chaos.chaos --long --seed $${SEED:-1}
 
 lint: install
 	$(BIN)/ruff check .

@@ -26,9 +26,9 @@ from bench.harness import (
     kazoo_client,
     percentile,
     run_job,
-    tiny_spec,
 )
 from bench.profile import Profiler
+from testkit.bench_specs import tiny_spec
 from zootrain.paths import Paths
 
 GOAL_P50 = 0.020

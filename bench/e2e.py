@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from typing import Any
 
 import numpy as np
 from sklearn.ensemble import RandomForestClassifier
@@ -27,25 +26,17 @@ from bench.harness import (
     api_client,
     restarter,
     run_job,
-    tiny_spec,
 )
+from testkit.bench_specs import E2E_SEED as SEED
+from testkit.bench_specs import E2E_SHARDS as SHARDS
+from testkit.bench_specs import E2E_TEST_SIZE as TEST_SIZE
+from testkit.bench_specs import e2e_dataset as dataset
+from testkit.bench_specs import e2e_spec as job_spec
+from testkit.bench_specs import tiny_spec
 from zootrain.ml.datasets import SyntheticDataset, dataset_task, load_dataset, split_dataset
 
-SHARDS = 4
 GOAL = 1.10
 STALL = 30.0  # no shard running this long after the 202: the idle workers missed the job
-TEST_SIZE = 0.2
-SEED = 0
-
-
-def dataset(rows: int) -> dict[str, Any]:
-    return {
-        "kind": "synthetic",
-        "task": "classification",
-        "n_samples": rows,
-        "n_features": 20,
-        "random_state": SEED,
-    }
 
 
 def training_rows(rows: int) -> tuple[np.ndarray, np.ndarray]:
@@ -61,19 +52,6 @@ def fit_seconds(X: np.ndarray, y: np.ndarray, trees: int, n_jobs: int) -> float:
     started = time.perf_counter()
     forest.fit(X, y)
     return time.perf_counter() - started
-
-
-def job_spec(rows: int, per_shard: int) -> dict[str, Any]:
-    return {
-        "model_name": "bench-e2e",
-        "algorithm": "random_forest_classifier",
-        "params": {"n_estimators": per_shard},
-        "dataset": dataset(rows),
-        "shards": SHARDS,
-        "partition": "replicate",
-        "test_size": TEST_SIZE,
-        "random_state": SEED,
-    }
 
 
 async def run(ctx: Context) -> list[Figure]:

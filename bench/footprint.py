@@ -31,9 +31,9 @@ from bench.harness import (
     restarter,
     rss_bytes,
     run_job,
-    tiny_spec,
     uss_bytes,
 )
+from testkit.bench_specs import tiny_spec
 from zootrain.paths import Paths
 
 GOAL_RSS = 150 * 1024 * 1024

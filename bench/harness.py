@@ -1,7 +1,7 @@
 """What every benchmark stands on: figures, real ZooKeeper and real processes, raw kazoo.
 
 Processes are the real ones (``uvicorn app.main:app``, ``python -m workers``) started by the
-test support code (tests/support); ZooKeeper is a real server on a free loopback port, a fresh
+shared test kit (testkit/); ZooKeeper is a real server on a free loopback port, a fresh
 one for each benchmark so that one benchmark's znodes never slow the next one down.
 """
 
@@ -28,8 +28,8 @@ from kazoo.client import KazooClient, TransactionRequest
 from kazoo.exceptions import NodeExistsError
 from kazoo.protocol.states import WatchedEvent, ZnodeStat
 
-from tests.support.stack import Process, Stack, wait_for
-from tests.support.zkserver import ZooKeeperCluster, four_letter, free_port
+from testkit.stack import Process, Stack, wait_for
+from testkit.zkserver import ZooKeeperCluster, four_letter, free_port
 from zootrain.auth import config_entry, new_token
 from zootrain.paths import IDEMPOTENCY_BUCKETS, Paths
 from zootrain.records import JobRecord, JobSpec, ShardRecord, new_job_id, utcnow
@@ -176,7 +176,7 @@ def settings_env(zk: ZooKeeperCluster, root: str, directory: Path, **extra: str)
 
 
 class BenchStack(Stack):
-    """tests.support.stack.Stack, plus a job service with ``uvicorn --workers N``."""
+    """testkit.stack.Stack, plus a job service with ``uvicorn --workers N``."""
 
     @property
     def root(self) -> str:
@@ -465,20 +465,6 @@ def pipelined_commits(
 
 
 # -- HTTP ----------------------------------------------------------------------------------------
-
-
-def tiny_spec(
-    name: str = "bench-tiny", *, shards: int = 2, priority: int = 5, trees: int = 2
-) -> dict[str, Any]:
-    """A job that trains in milliseconds: what dispatch and coordination costs show through."""
-    return {
-        "model_name": name,
-        "algorithm": "random_forest_classifier",
-        "params": {"n_estimators": trees, "max_depth": 4},
-        "dataset": {"kind": "builtin", "name": "iris"},
-        "shards": shards,
-        "priority": priority,
-    }
 
 
 @dataclass

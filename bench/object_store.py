@@ -17,7 +17,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from tests.support.s3server import S3Server
+from testkit.s3server import S3Server
 
 SIZE = 100 * 1024 * 1024
 RUNS = 3

@@ -30,8 +30,8 @@ from bench.harness import (
     restarter,
     run_job,
     timestamp,
-    tiny_spec,
 )
+from testkit.bench_specs import tiny_spec
 
 
 @dataclass

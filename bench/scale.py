@@ -41,11 +41,11 @@ from bench.harness import (
     restarter,
     run_job,
     submit_load,
-    tiny_spec,
     wait_quiet,
     zk_idle,
 )
-from tests.support.zkserver import ZooKeeperCluster
+from testkit.bench_specs import tiny_spec
+from testkit.zkserver import ZooKeeperCluster
 from zootrain.paths import Paths, queue_rank
 
 MONTH = 30 * 86_400.0

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from typing import Any
 
 from bench.harness import (
     Context,
@@ -26,26 +25,12 @@ from bench.harness import (
     submit_load,
 )
 from bench.profile import Profiler
+from testkit.bench_specs import submit_spec
 from zootrain.paths import Paths
 
 LEVELS = (1, 8, 64)
 GOAL_RATIO_AT_64 = 0.5
 GOAL_P99_AT_8 = 0.050
-
-
-def submit_spec() -> dict[str, Any]:
-    """A typical small job: 4 shards of a forest on a builtin dataset."""
-    return {
-        "model_name": "bench-submit",
-        "algorithm": "random_forest_classifier",
-        "params": {"n_estimators": 50, "max_depth": 12},
-        "dataset": {"kind": "builtin", "name": "digits"},
-        "shards": 4,
-        "partition": "random",
-        "test_size": 0.2,
-        "random_state": 7,
-        "max_attempts": 3,
-    }
 
 
 async def run(ctx: Context) -> list[Figure]:

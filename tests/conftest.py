@@ -7,10 +7,10 @@ from pathlib import Path
 import pytest
 from kazoo.client import KazooClient
 
-from tests.support.auth import TOKENS
-from tests.support.s3server import S3Server
-from tests.support.stack import Stack
-from tests.support.zkserver import ZooKeeperCluster
+from testkit.auth import TOKENS
+from testkit.s3server import S3Server
+from testkit.stack import Stack
+from testkit.zkserver import ZooKeeperCluster
 
 
 @pytest.fixture(scope="session")

@@ -1,9 +1,9 @@
-"""The chaos run in its short form (bench/chaos.py: 30 jobs, seeded): workers at concurrency 2
+"""The chaos run in its short form (tests/chaos/chaos.py: 30 jobs, seeded): workers at concurrency 2
 SIGKILLed and replaced every few seconds and one SIGSTOPped past its session, the job service
 SIGKILLed and replaced, a ZooKeeper node killed and restarted, a full quorum outage of twice the
 session timeout, and the workers' connections cut by a proxy at claims and publishes, while jobs
 stream in and some are cancelled. Every invariant is checked straight against ZooKeeper and the
-artifact store afterwards (see the module docstring of bench/chaos.py).
+artifact store afterwards (see the module docstring of tests/chaos/chaos.py).
 
 ZOOTRAIN_CHAOS_SEED picks another seed; `make chaos` is the long form (200 jobs)."""
 
@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from bench import chaos
+from tests.chaos import chaos
 
 pytestmark = pytest.mark.integration
 

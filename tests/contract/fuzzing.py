@@ -16,7 +16,7 @@ from typing import Any
 
 import httpx
 
-from tests.support.stack import ROOT
+from testkit.stack import ROOT
 
 CONFIG = Path(__file__).with_name("schemathesis.toml")
 TERMINAL = ("succeeded", "failed", "cancelled")

@@ -17,6 +17,8 @@ from fastapi.testclient import TestClient
 
 from app.main import create_app
 from app.openapi import document
+from testkit.auth import ADMIN_TOKEN, SUBMIT_TOKEN, TOKENS, bearer
+from testkit.stack import ROOT, Stack, wait_job
 from tests.contract.fuzzing import (
     TERMINAL,
     Report,
@@ -27,9 +29,7 @@ from tests.contract.fuzzing import (
     job_errors,
     run_schemathesis,
 )
-from tests.support.auth import ADMIN_TOKEN, SUBMIT_TOKEN, TOKENS, bearer
 from tests.support.specs import iris_spec
-from tests.support.stack import ROOT, Stack, wait_job
 from zootrain.ml import param_schema
 from zootrain.ml.catalog import ALGORITHM_NAMES
 from zootrain.settings import Settings

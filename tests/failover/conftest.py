@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.auth import TOKENS
-from tests.support.stack import Stack
-from tests.support.zkserver import ZooKeeperCluster
+from testkit.auth import TOKENS
+from testkit.stack import Stack
+from testkit.zkserver import ZooKeeperCluster
 
 
 @pytest.fixture

@@ -14,10 +14,10 @@ from typing import Any
 import httpx
 from kazoo.client import KazooClient
 
-from tests.support.auth import AUTH
-from tests.support.http import RetryingClient as RetryingClient
+from testkit.auth import AUTH
+from testkit.http import RetryingClient as RetryingClient
+from testkit.stack import Process, wait_for
 from tests.support.specs import iris_spec as iris_spec
-from tests.support.stack import Process, wait_for
 from zootrain.paths import Paths
 
 TERMINAL = ("succeeded", "failed", "cancelled")

@@ -15,6 +15,8 @@ import json
 import pytest
 from kazoo.client import KazooClient
 
+from testkit.httpproxy import Held, HoldingProxy
+from testkit.stack import Stack, wait_for
 from tests.failover.helpers import (
     RetryingClient,
     Submitter,
@@ -25,8 +27,6 @@ from tests.failover.helpers import (
     versions_by_job,
     wait_terminal,
 )
-from tests.support.httpproxy import Held, HoldingProxy
-from tests.support.stack import Stack, wait_for
 
 pytestmark = pytest.mark.integration
 

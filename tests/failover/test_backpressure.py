@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 from kazoo.client import KazooClient
 
+from testkit.stack import Stack
 from tests.failover.helpers import (
     RetryingClient,
     children,
@@ -16,7 +17,6 @@ from tests.failover.helpers import (
     iris_spec,
     wait_layout,
 )
-from tests.support.stack import Stack
 
 pytestmark = pytest.mark.integration
 

@@ -18,6 +18,10 @@ import httpx
 import pytest
 from kazoo.client import KazooClient
 
+from testkit.auth import AUTH
+from testkit.stack import Stack, wait_for, wait_job
+from testkit.zkproxy import MULTI, SET_DATA, ZooKeeperProxy
+from testkit.zkserver import ZooKeeperCluster
 from tests.failover.helpers import (
     children,
     describe_locks,
@@ -25,10 +29,6 @@ from tests.failover.helpers import (
     versions_by_job,
     wait_layout,
 )
-from tests.failover.zkproxy import MULTI, SET_DATA, ZooKeeperProxy
-from tests.support.auth import AUTH
-from tests.support.stack import Stack, wait_for, wait_job
-from tests.support.zkserver import ZooKeeperCluster
 
 pytestmark = pytest.mark.integration
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import pytest
 
+from testkit.stack import Stack, wait_for
+from testkit.zkserver import Node, ZooKeeperCluster
 from tests.failover.helpers import (
     RetryingClient,
     Submitter,
@@ -16,8 +18,6 @@ from tests.failover.helpers import (
     wait_no_locks,
     wait_terminal,
 )
-from tests.support.stack import Stack, wait_for
-from tests.support.zkserver import Node, ZooKeeperCluster
 
 pytestmark = pytest.mark.integration
 

@@ -12,6 +12,8 @@ import httpx
 import pytest
 from kazoo.client import KazooClient
 
+from testkit.auth import AUTH
+from testkit.stack import Stack, descendants, wait_for, wait_job
 from tests.failover.helpers import (
     children,
     claim_lines,
@@ -20,8 +22,6 @@ from tests.failover.helpers import (
     slow_spec,
     versions_by_job,
 )
-from tests.support.auth import AUTH
-from tests.support.stack import Stack, descendants, wait_for, wait_job
 
 pytestmark = pytest.mark.integration
 

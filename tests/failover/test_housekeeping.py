@@ -9,6 +9,9 @@ import httpx
 import pytest
 from kazoo.client import KazooClient
 
+from testkit.auth import AUTH
+from testkit.stack import Stack, wait_for, wait_job
+from testkit.zkserver import ZooKeeperCluster, watches_by_path
 from tests.failover.helpers import (
     TERMINAL,
     children,
@@ -17,9 +20,6 @@ from tests.failover.helpers import (
     slow_spec,
     versions_by_job,
 )
-from tests.support.auth import AUTH
-from tests.support.stack import Stack, wait_for, wait_job
-from tests.support.zkserver import ZooKeeperCluster, watches_by_path
 
 pytestmark = pytest.mark.integration
 

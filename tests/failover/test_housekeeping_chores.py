@@ -14,6 +14,9 @@ import httpx
 import pytest
 from kazoo.client import KazooClient
 
+from testkit.auth import AUTH
+from testkit.stack import Stack, wait_for, wait_job
+from testkit.zkserver import ZooKeeperCluster, watches_by_path
 from tests.failover.helpers import (
     children,
     idempotency_path,
@@ -24,9 +27,6 @@ from tests.failover.helpers import (
     versions_by_job,
 )
 from tests.integration.conftest import wait_layout
-from tests.support.auth import AUTH
-from tests.support.stack import Stack, wait_for, wait_job
-from tests.support.zkserver import ZooKeeperCluster, watches_by_path
 from zootrain.paths import Paths
 
 pytestmark = pytest.mark.integration

@@ -24,15 +24,15 @@ import httpx
 import pytest
 from kazoo.client import KazooClient
 
+from testkit.stack import Process, Stack, wait_for
+from testkit.zkproxy import CREATE, GET_CHILDREN, GET_DATA, ZooKeeperProxy
+from testkit.zkserver import ZooKeeperCluster, free_port
 from tests.failover.helpers import (
     children,
     fresh_kazoo,
     job_record,
     wait_layout,
 )
-from tests.failover.zkproxy import CREATE, GET_CHILDREN, GET_DATA, ZooKeeperProxy
-from tests.support.stack import Process, Stack, wait_for
-from tests.support.zkserver import ZooKeeperCluster, free_port
 from workers.housekeeping import Housekeeper, NotLeading
 from zootrain.paths import Paths
 from zootrain.queue import JobQueue

@@ -22,6 +22,9 @@ import httpx
 import pytest
 from kazoo.client import KazooClient
 
+from testkit.auth import AUTH
+from testkit.stack import Stack, wait_for, wait_job
+from testkit.zkserver import ZooKeeperCluster
 from tests.failover.helpers import (
     StreamReader,
     fresh_kazoo,
@@ -32,9 +35,6 @@ from tests.failover.helpers import (
     versions_by_job,
     wait_no_locks,
 )
-from tests.support.auth import AUTH
-from tests.support.stack import Stack, wait_for, wait_job
-from tests.support.zkserver import ZooKeeperCluster
 
 pytestmark = pytest.mark.integration
 

@@ -20,11 +20,11 @@ import httpx
 import pytest
 from kazoo.client import KazooClient
 
+from testkit.auth import AUTH
+from testkit.stack import Stack, wait_for
+from testkit.zkproxy import MULTI, ZooKeeperProxy
+from testkit.zkserver import ZooKeeperCluster
 from tests.failover.helpers import children, idempotency_records, iris_spec
-from tests.failover.zkproxy import MULTI, ZooKeeperProxy
-from tests.support.auth import AUTH
-from tests.support.stack import Stack, wait_for
-from tests.support.zkserver import ZooKeeperCluster
 
 pytestmark = pytest.mark.integration
 

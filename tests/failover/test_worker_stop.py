@@ -10,6 +10,8 @@ import httpx
 import pytest
 from kazoo.client import KazooClient
 
+from testkit.auth import AUTH
+from testkit.stack import Process, Stack, descendants, wait_for, wait_job
 from tests.failover.helpers import (
     children,
     claim_lines,
@@ -18,8 +20,6 @@ from tests.failover.helpers import (
     slow_spec,
     versions_by_job,
 )
-from tests.support.auth import AUTH
-from tests.support.stack import Process, Stack, descendants, wait_for, wait_job
 
 pytestmark = pytest.mark.integration
 

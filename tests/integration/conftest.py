@@ -17,12 +17,12 @@ from kazoo.client import KazooClient
 
 import zootrain.paths
 from app.main import create_app
+from testkit.auth import AUTH, TOKENS
+from testkit.stack import Process, Stack, wait_for
+from testkit.zkserver import ZooKeeperCluster
 from tests.conftest import artifact_settings
-from tests.support.auth import AUTH, TOKENS
 from tests.support.specs import iris_spec as iris_spec
-from tests.support.stack import Process, Stack, wait_for
 from tests.support.stores import BACKENDS
-from tests.support.zkserver import ZooKeeperCluster
 from zootrain.paths import Paths
 from zootrain.settings import Settings
 

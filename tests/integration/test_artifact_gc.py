@@ -21,10 +21,10 @@ import httpx
 import pytest
 from kazoo.client import KazooClient
 
+from testkit.auth import AUTH
+from testkit.stack import Stack, wait_for
 from tests.integration.conftest import children, start_api
-from tests.support.auth import AUTH
 from tests.support.specs import iris_spec
-from tests.support.stack import Stack, wait_for
 from tests.support.store import referenced, stored, young_temporary
 
 pytestmark = pytest.mark.integration

@@ -13,6 +13,9 @@ import pytest
 from fastapi.testclient import TestClient
 from kazoo.client import KazooClient
 
+from testkit.auth import AUTH
+from testkit.stack import wait_job
+from testkit.zkserver import ZooKeeperCluster
 from tests.integration.conftest import (
     api_client,
     assert_problem,
@@ -22,9 +25,6 @@ from tests.integration.conftest import (
     settings_from_env,
     submit,
 )
-from tests.support.auth import AUTH
-from tests.support.stack import wait_job
-from tests.support.zkserver import ZooKeeperCluster
 from zootrain.settings import Settings
 
 pytestmark = pytest.mark.integration

@@ -6,6 +6,8 @@ import httpx
 import pytest
 from kazoo.client import KazooClient
 
+from testkit.auth import AUTH
+from testkit.stack import Stack, descendants, wait_for, wait_job
 from tests.integration.conftest import (
     assert_problem,
     children,
@@ -18,8 +20,6 @@ from tests.integration.conftest import (
     submit,
     wait_until_empty,
 )
-from tests.support.auth import AUTH
-from tests.support.stack import Stack, descendants, wait_for, wait_job
 
 pytestmark = pytest.mark.integration
 

@@ -2,7 +2,7 @@
 
 The command runs as a real process (``python -m zootrain.cli``); the clients talk HTTP to the
 real job service, whose events come from real ZooKeeper watches. The service asks for API
-tokens (tests/support/auth.TOKENS): the command and the clients use the read+submit one.
+tokens (testkit/auth.TOKENS): the command and the clients use the read+submit one.
 """
 
 from __future__ import annotations
@@ -23,10 +23,10 @@ from typing import Any
 
 import pytest
 
-from tests.support.auth import READ_TOKEN, SUBMIT_TOKEN, TOKENS
+from testkit.auth import READ_TOKEN, SUBMIT_TOKEN, TOKENS
+from testkit.stack import ROOT, Stack, environment
+from testkit.zkserver import ZooKeeperCluster
 from tests.support.specs import iris_spec
-from tests.support.stack import ROOT, Stack, environment
-from tests.support.zkserver import ZooKeeperCluster
 from zootrain.client import (
     AsyncClient,
     Client,

@@ -1,6 +1,6 @@
 """The dashboard in real headless Chromium (Debian's package, driven by Playwright).
 
-The stack asks for API tokens (tests/support/auth.TOKENS): the page must prompt for one, send it
+The stack asks for API tokens (testkit/auth.TOKENS): the page must prompt for one, send it
 on every request and the event stream, and never put it in a URL.
 """
 
@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import expect, sync_playwright
 
-from tests.support.auth import SUBMIT_TOKEN
-from tests.support.stack import ROOT, Stack
+from testkit.auth import SUBMIT_TOKEN
+from testkit.stack import ROOT, Stack
 
 pytestmark = pytest.mark.integration
 

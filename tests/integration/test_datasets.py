@@ -16,9 +16,9 @@ import pandas as pd
 import pytest
 from kazoo.client import KazooClient
 
+from testkit.auth import AUTH
+from testkit.stack import Stack, descendants, wait_job
 from tests.integration.conftest import assert_problem, children, read_json
-from tests.support.auth import AUTH
-from tests.support.stack import Stack, descendants, wait_job
 from tests.support.stores import BACKENDS, keys, open_store
 
 # Every test here runs against both artifact stores: a directory and S3 (moto_server).

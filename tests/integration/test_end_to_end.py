@@ -14,13 +14,13 @@ from fastapi.testclient import TestClient
 from kazoo.client import KazooClient
 from sklearn.ensemble import RandomForestClassifier
 
+from testkit.stack import Stack, wait_for, wait_job
 from tests.integration.conftest import (
     children,
     claim_lines,
     iris_spec,
     submit,
 )
-from tests.support.stack import Stack, wait_for, wait_job
 from workers.training import Split, held_out
 from zootrain.ml import modelfile
 from zootrain.ml.datasets import BuiltinDataset, load_dataset

@@ -20,12 +20,12 @@ import httpx
 import pytest
 from kazoo.client import KazooClient
 
+from testkit.auth import AUTH
+from testkit.stack import Process, Stack, wait_for, wait_job
+from testkit.zkserver import ZooKeeperCluster, four_letter
 from tests.failover.helpers import StreamReader
 from tests.integration.conftest import start_api
-from tests.support.auth import AUTH
 from tests.support.specs import iris_spec
-from tests.support.stack import Process, Stack, wait_for, wait_job
-from tests.support.zkserver import ZooKeeperCluster, four_letter
 
 pytestmark = pytest.mark.integration
 

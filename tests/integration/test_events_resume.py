@@ -14,8 +14,8 @@ import httpx
 import pytest
 from kazoo.client import KazooClient
 
+from testkit.stack import Stack, wait_job
 from tests.integration.conftest import iris_spec, submit
-from tests.support.stack import Stack, wait_job
 from zootrain.paths import Paths
 
 pytestmark = pytest.mark.integration

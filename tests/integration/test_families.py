@@ -7,8 +7,8 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.support.auth import AUTH
-from tests.support.stack import Stack, wait_job
+from testkit.auth import AUTH
+from testkit.stack import Stack, wait_job
 from zootrain.ml.algorithms import ALGORITHMS
 
 pytestmark = pytest.mark.integration

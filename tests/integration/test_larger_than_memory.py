@@ -22,7 +22,7 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from tests.support.stack import ROOT
+from testkit.stack import ROOT
 from workers.processes import CHILD_ENVIRONMENT
 from zootrain.artifacts import ArtifactStore
 from zootrain.ml.columnar import write_files

@@ -18,12 +18,12 @@ import pytest
 from kazoo.client import KazooClient
 from playwright.sync_api import expect, sync_playwright
 
+from testkit.auth import AUTH, SUBMIT_TOKEN
+from testkit.stack import Stack, wait_job
 from tests.integration.conftest import shard_records
 from tests.integration.test_cli import zootrain
 from tests.integration.test_dashboard import CHROMIUM_FLAGS
-from tests.support.auth import AUTH, SUBMIT_TOKEN
 from tests.support.specs import iris_spec
-from tests.support.stack import Stack, wait_job
 
 pytestmark = pytest.mark.integration
 

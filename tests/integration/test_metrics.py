@@ -7,9 +7,9 @@ import re
 import httpx
 import pytest
 
-from tests.support.auth import AUTH
-from tests.support.stack import Stack, wait_job
-from tests.support.zkserver import free_port
+from testkit.auth import AUTH
+from testkit.stack import Stack, wait_job
+from testkit.zkserver import free_port
 
 pytestmark = pytest.mark.integration
 

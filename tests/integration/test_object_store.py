@@ -19,11 +19,11 @@ import pandas as pd
 import pytest
 from kazoo.client import KazooClient
 
-from tests.support.auth import AUTH, TOKENS
-from tests.support.s3server import S3Server
-from tests.support.stack import Stack, wait_job
+from testkit.auth import AUTH, TOKENS
+from testkit.s3server import S3Server
+from testkit.stack import Stack, wait_job
+from testkit.zkserver import ZooKeeperCluster
 from tests.support.stores import open_store
-from tests.support.zkserver import ZooKeeperCluster
 from zootrain.artifacts import ArtifactStore
 from zootrain.errors import ArtifactError
 

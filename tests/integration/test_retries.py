@@ -6,6 +6,7 @@ import pytest
 from fastapi.testclient import TestClient
 from kazoo.client import KazooClient
 
+from testkit.stack import Stack, wait_job
 from tests.integration.conftest import (
     children,
     claim_lines,
@@ -13,7 +14,6 @@ from tests.integration.conftest import (
     read_json,
     wait_until_empty,
 )
-from tests.support.stack import Stack, wait_job
 
 pytestmark = pytest.mark.integration
 

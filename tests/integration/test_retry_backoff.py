@@ -14,8 +14,8 @@ from fastapi.testclient import TestClient
 from kazoo.client import KazooClient
 from kazoo.protocol.states import ZnodeStat
 
+from testkit.stack import Stack, wait_job
 from tests.integration.conftest import iris_spec
-from tests.support.stack import Stack, wait_job
 from zootrain.paths import Paths
 
 pytestmark = pytest.mark.integration

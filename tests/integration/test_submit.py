@@ -15,6 +15,8 @@ from fastapi.testclient import TestClient
 from kazoo.client import KazooClient
 
 from app.main import create_app
+from testkit.auth import AUTH
+from testkit.stack import wait_for
 from tests.integration.conftest import (
     api_client,
     assert_problem,
@@ -25,8 +27,6 @@ from tests.integration.conftest import (
     settings_from_env,
     submit,
 )
-from tests.support.auth import AUTH
-from tests.support.stack import wait_for
 
 pytestmark = pytest.mark.integration
 

@@ -12,8 +12,8 @@ import skops.io
 from kazoo.client import KazooClient
 from sklearn.preprocessing import FunctionTransformer
 
-from tests.support.auth import AUTH
-from tests.support.stack import Stack, wait_job
+from testkit.auth import AUTH
+from testkit.stack import Stack, wait_job
 from tests.support.stores import BACKENDS, corrupt, plant
 
 pytestmark = [

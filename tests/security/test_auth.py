@@ -17,15 +17,15 @@ import pytest
 from fastapi.testclient import TestClient
 from kazoo.client import KazooClient
 
-from tests.integration.conftest import api_client, iris_spec, settings_from_env
-from tests.support.auth import (
+from testkit.auth import (
     ADMIN_TOKEN,
     OTHER_SUBMIT_TOKEN,
     READ_TOKEN,
     SUBMIT_TOKEN,
     bearer,
 )
-from tests.support.stack import ROOT, Stack, environment, wait_for
+from testkit.stack import ROOT, Stack, environment, wait_for
+from tests.integration.conftest import api_client, iris_spec, settings_from_env
 from zootrain.auth import config_entry, token_digest
 
 pytestmark = pytest.mark.integration

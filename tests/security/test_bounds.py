@@ -11,9 +11,9 @@ from typing import Any
 import httpx
 import pytest
 
+from testkit.auth import READ_TOKEN, SUBMIT_TOKEN, bearer
+from testkit.stack import Stack, wait_for
 from tests.integration.conftest import assert_problem, iris_spec
-from tests.support.auth import READ_TOKEN, SUBMIT_TOKEN, bearer
-from tests.support.stack import Stack, wait_for
 
 pytestmark = pytest.mark.integration
 

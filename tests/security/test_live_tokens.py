@@ -11,9 +11,9 @@ import pytest
 from kazoo.client import KazooClient
 from kazoo.exceptions import NoAuthError
 
+from testkit.auth import READ_TOKEN, bearer
+from testkit.stack import Stack, wait_for
 from tests.security.test_zookeeper_acl import CREDENTIALS, zootrain_cli
-from tests.support.auth import READ_TOKEN, bearer
-from tests.support.stack import Stack, wait_for
 
 pytestmark = pytest.mark.integration
 

@@ -9,8 +9,8 @@ import sys
 import httpx
 import pytest
 
-from tests.support.auth import ADMIN_TOKEN, READ_TOKEN, SUBMIT_TOKEN, bearer
-from tests.support.stack import Stack, environment, wait_job
+from testkit.auth import ADMIN_TOKEN, READ_TOKEN, SUBMIT_TOKEN, bearer
+from testkit.stack import Stack, environment, wait_job
 from tests.support.stores import BACKENDS, open_store
 
 pytestmark = [

@@ -13,9 +13,9 @@ import httpx
 import pytest
 from playwright.sync_api import Browser, ConsoleMessage, Route, expect, sync_playwright
 
+from testkit.auth import SUBMIT_TOKEN
+from testkit.stack import ROOT, Stack
 from tests.integration.test_dashboard import CHROMIUM_FLAGS
-from tests.support.auth import SUBMIT_TOKEN
-from tests.support.stack import ROOT, Stack
 
 pytestmark = pytest.mark.integration
 

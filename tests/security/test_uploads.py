@@ -9,9 +9,9 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
+from testkit.auth import ADMIN_TOKEN, OTHER_SUBMIT_TOKEN, SUBMIT_TOKEN, bearer
+from testkit.stack import Stack
 from tests.integration.conftest import assert_problem
-from tests.support.auth import ADMIN_TOKEN, OTHER_SUBMIT_TOKEN, SUBMIT_TOKEN, bearer
-from tests.support.stack import Stack
 
 pytestmark = pytest.mark.integration
 

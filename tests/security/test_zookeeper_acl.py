@@ -18,10 +18,10 @@ import pytest
 from kazoo.client import KazooClient
 from kazoo.exceptions import NoAuthError, NoNodeError
 
+from testkit.auth import AUTH, bearer
+from testkit.stack import ROOT, Stack, environment, wait_for, wait_job
+from testkit.zkserver import ZooKeeperCluster, free_port
 from tests.integration.conftest import iris_spec, start_api
-from tests.support.auth import AUTH, bearer
-from tests.support.stack import ROOT, Stack, environment, wait_for, wait_job
-from tests.support.zkserver import ZooKeeperCluster, free_port
 
 pytestmark = pytest.mark.integration
 

@@ -6,9 +6,7 @@ from typing import Any
 
 import pytest
 
-from bench.e2e import job_spec as e2e_spec
-from bench.harness import tiny_spec
-from bench.submit import submit_spec
+from testkit.bench_specs import e2e_spec, submit_spec, tiny_spec
 from zootrain.ml.cost import job_cost, over_ceilings
 from zootrain.records import JobSpec
 from zootrain.settings import Settings
@@ -68,7 +66,7 @@ BENCH_EXAMPLES = [
         "dataset": {"kind": "synthetic", "task": "classification", "n_samples": 200_000},
         "baseline": True,
     },
-    {  # bench/chaos.py: ten attempts a shard, k-means with three clusters
+    {  # tests/chaos/chaos.py: ten attempts a shard, k-means with three clusters
         "model_name": "chaos-kmeans",
         "algorithm": "kmeans",
         "params": {"n_clusters": 3, "n_init": 1},

@@ -10,7 +10,7 @@ from typing import Any
 
 import httpx
 
-from tests.support.auth import AUTH
+from testkit.auth import AUTH
 from zootrain.client import parse_retry_after
 
 # What a real client retries (zootrain.client does the same): a connection that failed or broke,

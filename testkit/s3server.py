@@ -17,7 +17,7 @@ from pathlib import Path
 
 import httpx
 
-from tests.support.zkserver import free_port
+from testkit.zkserver import free_port
 
 # Credentials are required by the client's signer; moto accepts any.
 CREDENTIALS = {

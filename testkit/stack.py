@@ -13,9 +13,9 @@ from typing import Any
 
 import httpx
 
-from tests.support.zkserver import free_port
+from testkit.zkserver import free_port
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def environment(settings: dict[str, str]) -> dict[str, str]:

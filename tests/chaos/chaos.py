@@ -6,7 +6,7 @@ jobs streaming in, and while they run:
 - the job service SIGKILLed and replaced;
 - one ZooKeeper node killed and restarted, and a full quorum outage (two of three nodes) of
   twice the session timeout, while a prober times the job service's answers;
-- the workers' connections cut by a proxy (tests/failover/zkproxy.py) at a shard's claim and at
+- the workers' connections cut by a proxy (testkit/zkproxy.py) at a shard's claim and at
   a job's publish, before the write reaches ZooKeeper or after it (the reply dropped).
 
 Then everything is checked straight against ZooKeeper with a fresh client:
@@ -27,8 +27,8 @@ Then everything is checked straight against ZooKeeper with a fresh client:
 The jobs, cancels and chaos schedule come from ``--seed``; what the processes do with them is
 up to the machine's timing. Prints the counts; exits 1 if any check failed.
 
-    python -m bench.chaos --jobs 30 --seed 7          # the short form the test suite runs
-    python -m bench.chaos --long --seed 7             # 200 jobs, more chaos (make chaos)
+    python -m tests.chaos.chaos --jobs 30 --seed 7          # the short form the test suite runs
+    python -m tests.chaos.chaos --long --seed 7             # 200 jobs, more chaos (make chaos)
 """
 
 from __future__ import annotations
@@ -54,20 +54,20 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-if __package__ in (None, ""):  # run as a file: python bench/chaos.py
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+if __package__ in (None, ""):  # run as a file: python tests/chaos/chaos.py
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 import httpx
 from kazoo.client import KazooClient
 from kazoo.exceptions import ConnectionLoss, KazooException
 from kazoo.handlers.threading import KazooTimeoutError
 
-from bench.harness import AUTH, auth_env
-from tests.failover.zkproxy import MULTI, SET_DATA, ZooKeeperProxy
-from tests.support.http import RetryingClient
-from tests.support.stack import Process, Stack, wait_for
+from testkit.auth import AUTH, TOKENS
+from testkit.http import RetryingClient
+from testkit.stack import Process, Stack, wait_for
+from testkit.zkproxy import MULTI, SET_DATA, ZooKeeperProxy
+from testkit.zkserver import Node, ZooKeeperCluster
 from tests.support.store import referenced, stored, young_temporary
-from tests.support.zkserver import Node, ZooKeeperCluster
 from zootrain.ml.algorithms import ALGORITHMS, check_task
 from zootrain.records import JobSpec
 
@@ -586,7 +586,8 @@ def run(
         "ZOOTRAIN_HOUSEKEEPING_INTERVAL": "2",
         "ZOOTRAIN_ARTIFACT_GC_INTERVAL": "3",
         "ZOOTRAIN_ARTIFACT_GC_GRACE": str(GC_GRACE),
-        **auth_env(),
+        "ZOOTRAIN_TOKENS": TOKENS,
+        "ZOOTRAIN_SUBMIT_RATE": "0",  # the jobs stream in faster than a token may submit
     }
     worker_env = {"ZOOTRAIN_ZK_HOSTS": proxy.address, "ZOOTRAIN_WORKER_CONCURRENCY": "2"}
     stack = Stack(directory, env)
