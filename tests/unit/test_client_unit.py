@@ -30,9 +30,9 @@ from zootrain.client import (
     RetryPolicy,
     ShardEvent,
     ZootrainError,
-    _SSEDecoder,
     parse_retry_after,
 )
+from zootrain.client.events import _SSEDecoder
 from zootrain.errors import DomainError
 from zootrain.records import JobState
 
@@ -288,7 +288,7 @@ def test_predict_is_not_retried_on_503_but_is_on_429_after_retry_after(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     slept: list[float] = []
-    monkeypatch.setattr("zootrain.client.time.sleep", slept.append)
+    monkeypatch.setattr("zootrain.client.sync_client.time.sleep", slept.append)
     answer = {"model": "iris-forest", "version": 2, "predictions": [0]}
 
     recorder = Recorder(problem(503, "busy"))
@@ -389,7 +389,7 @@ def test_events_are_typed_and_end_after_the_terminal_job_event() -> None:
 def test_a_dropped_stream_is_resumed_with_last_event_id_and_nothing_repeats(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr("zootrain.client.time.sleep", lambda s: None)
+    monkeypatch.setattr("zootrain.client.sync_client.time.sleep", lambda s: None)
     first = sse(("job", 10, job("running")), ("shard", 11, shard(0, "running")))
     second = sse(
         ("shard", 11, shard(0, "running")),  # a repeat the client must drop

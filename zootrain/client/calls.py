@@ -1,0 +1,186 @@
+"""Every endpoint of API version 1 as data (``_Call``: method, path, body, how the answer is
+read), so that the sync and async clients share all but their sending loops."""
+
+from __future__ import annotations
+
+import functools
+import uuid
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, BinaryIO, Generic, TypeVar
+
+import httpx
+from pydantic import TypeAdapter
+
+from zootrain.client.events import _EventCursor
+from zootrain.records import TRUSTED, JobSpec, JobState, VersionRecord, WorkerRecord
+from zootrain.views import JobList, JobView, ModelSummary, PredictResponse, Status
+
+T = TypeVar("T")
+
+
+@functools.cache
+def _model(kind: type[T]) -> Callable[[httpx.Response], T]:
+    """The parser of a JSON answer into ``kind`` (built once per type)."""
+    adapter = TypeAdapter(kind)
+
+    def parse(response: httpx.Response) -> T:
+        # The service validated every job it answers with at submit: its answers are not
+        # checked against scikit-learn again here (which would also import it in the client).
+        return adapter.validate_json(response.content, context=TRUSTED)
+
+    return parse
+
+
+def _json(response: httpx.Response) -> Any:
+    return response.json()
+
+
+@dataclass(frozen=True)
+class _Call(Generic[T]):
+    method: str
+    path: str
+    parse: Callable[[httpx.Response], T]
+    params: Mapping[str, Any] | None = None
+    body: Any = None
+    headers: Mapping[str, str] = field(default_factory=dict)
+    files: Mapping[str, tuple[str, BinaryIO, str]] | None = None
+    data: Mapping[str, str] | None = None  # form fields sent with ``files``
+    idempotent: bool = False
+    retry: bool = True
+
+
+def _get(path: str, parse: Callable[[httpx.Response], T], **params: Any) -> _Call[T]:
+    query = {k: v for k, v in params.items() if v is not None}
+    return _Call("GET", path, parse, params=query or None, idempotent=True)
+
+
+def _spec_body(spec: JobSpec | Mapping[str, Any]) -> Any:
+    # A JobSpec was validated here already; a mapping is sent as is, and the service, which
+    # has the final word, answers a problem naming what is wrong.
+    return spec.model_dump(mode="json") if isinstance(spec, JobSpec) else dict(spec)
+
+
+def _instances(rows: Sequence[Sequence[float]] | Any) -> list[list[float]]:
+    return [[float(value) for value in row] for row in rows]
+
+
+class _Calls:
+    """Every endpoint of API version 1, as data."""
+
+    @staticmethod
+    def submit(spec: JobSpec | Mapping[str, Any], idempotency_key: str | None) -> _Call[JobView]:
+        key = idempotency_key or str(uuid.uuid4())
+        return _Call(
+            "POST",
+            "/v1/jobs",
+            _model(JobView),
+            body=_spec_body(spec),
+            headers={"Idempotency-Key": key},
+            idempotent=True,  # the key makes a repeat return the same job
+        )
+
+    @staticmethod
+    def get_job(job_id: str) -> _Call[JobView]:
+        return _get(f"/v1/jobs/{_segment(job_id)}", _model(JobView))
+
+    @staticmethod
+    def list_jobs(
+        state: JobState | str | None, limit: int | None, cursor: str | None
+    ) -> _Call[JobList]:
+        return _get("/v1/jobs", _model(JobList), state=state, limit=limit, cursor=cursor)
+
+    @staticmethod
+    def cancel(job_id: str) -> _Call[JobView]:
+        return _Call("DELETE", f"/v1/jobs/{_segment(job_id)}", _model(JobView), idempotent=True)
+
+    @staticmethod
+    def events(job_id: str, cursor: _EventCursor) -> _Call[None]:
+        return _Call(
+            "GET",
+            f"/v1/jobs/{_segment(job_id)}/events",
+            lambda _: None,
+            headers={"Accept": "text/event-stream", **cursor.headers()},
+            idempotent=True,
+        )
+
+    @staticmethod
+    def models() -> _Call[list[ModelSummary]]:
+        return _get("/v1/models", _model(list[ModelSummary]))
+
+    @staticmethod
+    def versions(name: str) -> _Call[list[VersionRecord]]:
+        return _get(f"/v1/models/{_segment(name)}/versions", _model(list[VersionRecord]))
+
+    @staticmethod
+    def version(name: str, version: int) -> _Call[VersionRecord]:
+        return _get(f"/v1/models/{_segment(name)}/versions/{int(version)}", _model(VersionRecord))
+
+    @staticmethod
+    def artifact(name: str, version: int) -> _Call[None]:
+        path = f"/v1/models/{_segment(name)}/versions/{int(version)}/artifact"
+        return _get(path, lambda _: None)
+
+    @staticmethod
+    def delete_model(name: str, version: int | None) -> _Call[None]:
+        path = f"/v1/models/{_segment(name)}"
+        if version is not None:
+            path += f"/versions/{int(version)}"
+        return _Call("DELETE", path, lambda _: None, idempotent=True)
+
+    @staticmethod
+    def predict(
+        name: str, instances: Sequence[Sequence[float]] | Any, version: int | None
+    ) -> _Call[PredictResponse]:
+        body: dict[str, Any] = {"instances": _instances(instances)}
+        if version is not None:
+            body["version"] = version
+        return _Call(
+            "POST", f"/v1/models/{_segment(name)}/predict", _model(PredictResponse), body=body
+        )
+
+    @staticmethod
+    def workers() -> _Call[list[WorkerRecord]]:
+        return _get("/v1/workers", _model(list[WorkerRecord]))
+
+    @staticmethod
+    def health() -> _Call[Status]:
+        return _Call("GET", "/healthz", _model(Status), idempotent=True, retry=False)
+
+    @staticmethod
+    def ready() -> _Call[Status]:
+        return _Call("GET", "/readyz", _model(Status), idempotent=True, retry=False)
+
+    @staticmethod
+    def openapi() -> _Call[Any]:
+        return _get("/openapi.json", _json)
+
+    @staticmethod
+    def upload_dataset(path: Path, file: BinaryIO, name: str | None) -> _Call[Any]:
+        # Streamed from the open file (httpx rewinds it for every attempt).
+        files = {"file": (path.name, file, _media_type(path))}
+        return _Call(
+            "POST", "/v1/datasets", _json, files=files, data={"name": name} if name else None
+        )
+
+    @staticmethod
+    def list_datasets(limit: int | None, cursor: str | None) -> _Call[Any]:
+        return _get("/v1/datasets", _json, limit=limit, cursor=cursor)
+
+    @staticmethod
+    def get_dataset(dataset_id: str) -> _Call[Any]:
+        return _get(f"/v1/datasets/{_segment(dataset_id)}", _json)
+
+
+def _media_type(path: Path) -> str:
+    return {".csv": "text/csv", ".parquet": "application/vnd.apache.parquet"}.get(
+        path.suffix.lower(), "application/octet-stream"
+    )
+
+
+def _segment(value: str) -> str:
+    """A path segment: ids and names must not smuggle in another path."""
+    if not value or "/" in value or value in (".", ".."):
+        raise ValueError(f"invalid path segment {value!r}")
+    return value

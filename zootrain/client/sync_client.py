@@ -1,0 +1,269 @@
+"""The sync client, ``Client``."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from zootrain.client.base import (
+    DEFAULT_TIMEOUT,
+    _Base,
+    _check_deadline,
+    _check_sha256,
+    _deadline,
+    _download_target,
+    _expected_sha256,
+    _stream_ended,
+    _unavailable,
+)
+from zootrain.client.calls import T, _Call, _Calls
+from zootrain.client.errors import ZootrainError
+from zootrain.client.events import Event, _EventCursor, _SSEDecoder
+from zootrain.client.retry import RetryPolicy
+from zootrain.records import JobRecord, JobSpec, JobState, VersionRecord, WorkerRecord
+from zootrain.views import JobList, JobView, ModelSummary, PredictResponse, Status
+
+
+class Client(_Base):
+    """``Client("http://host:8000")``, or ``$ZOOTRAIN_URL``, or http://127.0.0.1:8000.
+
+    ``token`` is the API token sent as ``Authorization: Bearer`` (default: ``$ZOOTRAIN_TOKEN``;
+    ``""`` sends none).
+    """
+
+    def __init__(
+        self,
+        base_url: str | None = None,
+        *,
+        token: str | None = None,
+        timeout: float | httpx.Timeout = DEFAULT_TIMEOUT,
+        retry: RetryPolicy | None = None,
+        transport: httpx.BaseTransport | None = None,
+    ) -> None:
+        super().__init__(base_url, timeout, retry, token)
+        self._http = httpx.Client(
+            base_url=self.base_url,
+            headers=self.headers,
+            auth=self._auth,
+            transport=transport,
+            timeout=self.timeout,
+        )
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._http.close()
+
+    # -- plumbing
+
+    def _send(
+        self, call: _Call[Any], *, stream: bool = False, deadline: float | None = None
+    ) -> httpx.Response:
+        attempt = 0
+        while True:
+            request = self._http.build_request(**self._request_kwargs(call, deadline, stream))
+            try:
+                response = self._http.send(request, stream=stream)
+            except httpx.TransportError as exc:
+                delay = self._delay(call, attempt, error=exc)
+                if delay is None:
+                    raise
+            else:
+                if response.is_success:
+                    return response
+                if stream:
+                    response.read()
+                response.close()
+                delay = self._delay(call, attempt, response=response)
+                if delay is None:
+                    raise ZootrainError.from_response(response)
+            _check_deadline(deadline, delay, f"{call.method} {call.path}")
+            time.sleep(delay)
+            attempt += 1
+
+    def _run(self, call: _Call[T]) -> T:
+        return call.parse(self._send(call))
+
+    # -- jobs
+
+    def submit(
+        self, spec: JobSpec | Mapping[str, Any], idempotency_key: str | None = None
+    ) -> JobView:
+        """Submit a job; retried safely under one Idempotency-Key (a fresh uuid4 by default)."""
+        return self._run(_Calls.submit(spec, idempotency_key))
+
+    def get_job(self, job_id: str) -> JobView:
+        return self._run(_Calls.get_job(job_id))
+
+    def list_jobs(
+        self,
+        state: JobState | str | None = None,
+        limit: int | None = None,
+        cursor: str | None = None,
+    ) -> JobList:
+        """One page of jobs, newest first; pass ``next_cursor`` as ``cursor`` for the next."""
+        return self._run(_Calls.list_jobs(state, limit, cursor))
+
+    def iter_jobs(
+        self, state: JobState | str | None = None, page_size: int | None = None
+    ) -> Iterator[JobRecord]:
+        """Every job, newest first, fetching pages as needed."""
+        cursor: str | None = None
+        while True:
+            page = self.list_jobs(state, page_size, cursor)
+            yield from page.items
+            if page.next_cursor is None or not page.items:
+                return
+            cursor = page.next_cursor
+
+    def cancel(self, job_id: str) -> JobView:
+        return self._run(_Calls.cancel(job_id))
+
+    def delete_model(self, name: str, version: int | None = None) -> None:
+        """Delete one version of a model, or all of them (needs a token with ``admin``)."""
+        self._run(_Calls.delete_model(name, version))
+
+    def events(
+        self, job_id: str, *, last_event_id: str | None = None, timeout: float | None = None
+    ) -> Iterator[Event]:
+        """The job's changes as they happen, ending after its terminal job event.
+
+        A dropped connection is resumed with ``Last-Event-ID``: no event is missed or repeated.
+        Pass an event's ``event_id`` as ``last_event_id`` to resume a stream you stopped.
+        Raises TimeoutError when ``timeout`` seconds pass before the end.
+        """
+        return self._events(job_id, _EventCursor(last_event_id), _deadline(timeout))
+
+    def _events(self, job_id: str, cursor: _EventCursor, deadline: float | None) -> Iterator[Event]:
+        failures = 0
+        while not cursor.done:
+            call = _Calls.events(job_id, cursor)
+            received = False
+            error: BaseException | None = None
+            response = self._send(call, stream=True, deadline=deadline)
+            try:
+                decoder = _SSEDecoder()
+                for line in response.iter_lines():
+                    raw = decoder.feed(line)
+                    event = cursor.accept(raw) if raw is not None else None
+                    if event is not None:
+                        received, failures = True, 0
+                        yield event
+                        if cursor.done:
+                            return
+            except httpx.TransportError as exc:  # the connection dropped mid-stream
+                _check_deadline(deadline, 0, f"events of job {job_id}")
+                error = exc
+            finally:
+                response.close()
+            if not received and error is None and self.get_job(job_id).state.terminal:
+                return  # the stream ended at once: its end was seen before (Last-Event-ID)
+            delay = self.retry.delay(failures, idempotent=True, error=error or httpx.ReadError(""))
+            if delay is None:
+                raise error or _stream_ended(job_id, failures + 1)
+            _check_deadline(deadline, delay, f"events of job {job_id}")
+            time.sleep(delay)
+            failures += 1
+
+    def wait(self, job_id: str, timeout: float | None = None) -> JobView:
+        """Follow the job's events until it is terminal; then the job with its shards.
+
+        Raises TimeoutError when ``timeout`` seconds pass first.
+        """
+        for _ in self._events(job_id, _EventCursor(), _deadline(timeout)):
+            pass
+        return self.get_job(job_id)
+
+    # -- models
+
+    def models(self) -> list[ModelSummary]:
+        return self._run(_Calls.models())
+
+    def versions(self, name: str) -> list[VersionRecord]:
+        return self._run(_Calls.versions(name))
+
+    def version(self, name: str, version: int) -> VersionRecord:
+        return self._run(_Calls.version(name, version))
+
+    def download_artifact(self, name: str, version: int, path: str | os.PathLike[str]) -> Path:
+        """Save the version's model file at ``path`` (a file, or a directory to put it in).
+
+        The bytes are checked against the ``X-Content-SHA256`` header before the file appears;
+        a mismatch raises ChecksumMismatch and leaves nothing behind.
+        """
+        target = _download_target(path, name, version)
+        partial = target.with_name(target.name + ".part")
+        response = self._send(_Calls.artifact(name, version), stream=True)
+        try:
+            expected = _expected_sha256(response)
+            digest = hashlib.sha256()
+            try:
+                with partial.open("wb") as out:
+                    for chunk in response.iter_bytes():
+                        digest.update(chunk)
+                        out.write(chunk)
+                _check_sha256(response, expected, digest.hexdigest())
+            except BaseException:
+                partial.unlink(missing_ok=True)
+                raise
+        finally:
+            response.close()
+        partial.replace(target)
+        return target
+
+    def predict(
+        self,
+        name: str,
+        instances: Sequence[Sequence[float]] | Any,
+        version: int | None = None,
+    ) -> PredictResponse:
+        return self._run(_Calls.predict(name, instances, version))
+
+    # -- service
+
+    def workers(self) -> list[WorkerRecord]:
+        return self._run(_Calls.workers())
+
+    def health(self) -> Status:
+        return self._run(_Calls.health())
+
+    def ready(self) -> Status:
+        """Status "ready"; ZootrainError(503) while the service has no ZooKeeper session."""
+        return self._run(_Calls.ready())
+
+    def openapi(self) -> dict[str, Any]:
+        """The service's OpenAPI document (what this server offers)."""
+        document: dict[str, Any] = self._run(_Calls.openapi())
+        return document
+
+    # -- datasets (only on servers that have /v1/datasets)
+
+    def upload_dataset(self, path: str | os.PathLike[str], name: str | None = None) -> Any:
+        """Upload a CSV or Parquet file; the dataset record (JSON) the service made of it."""
+        with Path(path).open("rb") as file:
+            call = _Calls.upload_dataset(Path(path), file, name)
+            return self._datasets("uploading datasets", call)
+
+    def list_datasets(self, limit: int | None = None, cursor: str | None = None) -> Any:
+        return self._datasets("listing datasets", _Calls.list_datasets(limit, cursor))
+
+    def get_dataset(self, dataset_id: str) -> Any:
+        return self._datasets("datasets", _Calls.get_dataset(dataset_id))
+
+    def _datasets(self, what: str, call: _Call[Any]) -> Any:
+        try:
+            return self._run(call)
+        except ZootrainError as error:
+            if error.status not in (404, 405):
+                raise
+            raise _unavailable(what, error, self.openapi()) from None
