@@ -17,6 +17,7 @@ from typer.testing import CliRunner
 
 from zootrain import cli
 from zootrain.auth import TOKEN_PREFIX, Scope, TokenTable
+from zootrain.cli import plumbing
 from zootrain.client import Client
 
 URL = "http://zootrain.test"
@@ -101,7 +102,7 @@ class Service:
 def service(monkeypatch: pytest.MonkeyPatch) -> Service:
     recorded = Service()
     transport = httpx.MockTransport(lambda request: recorded(request))
-    monkeypatch.setattr(cli, "Client", functools.partial(Client, transport=transport))
+    monkeypatch.setattr(plumbing, "Client", functools.partial(Client, transport=transport))
     monkeypatch.delenv("ZOOTRAIN_TOKEN", raising=False)
     return recorded
 

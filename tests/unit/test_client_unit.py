@@ -22,6 +22,8 @@ import typer
 from typer.testing import CliRunner
 
 from zootrain import cli
+from zootrain.cli import models as cli_models
+from zootrain.cli import submit as cli_submit
 from zootrain.client import (
     AsyncClient,
     ChecksumMismatch,
@@ -725,7 +727,7 @@ def test_async_client_raises_problems() -> None:
 
 
 def test_param_values_are_json_or_plain_strings() -> None:
-    assert cli.parse_params(
+    assert cli_submit.parse_params(
         ["n_estimators=50", "max_features=sqrt", "max_depth=null", "b=0.5"]
     ) == {
         "n_estimators": 50,
@@ -734,7 +736,7 @@ def test_param_values_are_json_or_plain_strings() -> None:
         "b": 0.5,
     }
     with pytest.raises(typer.BadParameter):
-        cli.parse_params(["n_estimators"])
+        cli_submit.parse_params(["n_estimators"])
 
 
 def test_spec_file_and_flags_merge(tmp_path: Path) -> None:
@@ -743,7 +745,7 @@ def test_spec_file_and_flags_merge(tmp_path: Path) -> None:
         "model_name: a\nalgorithm: random_forest_classifier\n"
         "dataset: {kind: builtin, name: iris}\nparams: {n_estimators: 5, max_depth: 3}\n"
     )
-    spec = cli.build_spec(spec_file, "b", None, "wine", 3, ["max_depth=4"])
+    spec = cli_submit.build_spec(spec_file, "b", None, "wine", 3, ["max_depth=4"])
     assert spec == {
         "model_name": "b",
         "algorithm": "random_forest_classifier",
@@ -752,20 +754,20 @@ def test_spec_file_and_flags_merge(tmp_path: Path) -> None:
         "shards": 3,
     }
     with pytest.raises(typer.BadParameter, match="--algorithm"):
-        cli.build_spec(None, "b", None, "iris", None, [])
+        cli_submit.build_spec(None, "b", None, "iris", None, [])
 
 
 def test_csv_header_row_is_detected(tmp_path: Path) -> None:
     with_header = tmp_path / "h.csv"
     with_header.write_text("sepal length,sepal width\n5.1,3.5\n\n6.7,3.0\n")
-    assert cli.read_rows(with_header) == [[5.1, 3.5], [6.7, 3.0]]
+    assert cli_models.read_rows(with_header) == [[5.1, 3.5], [6.7, 3.0]]
     plain = tmp_path / "p.csv"
     plain.write_text("5.1,3.5\n-1e3,0\n")
-    assert cli.read_rows(plain) == [[5.1, 3.5], [-1000.0, 0.0]]
+    assert cli_models.read_rows(plain) == [[5.1, 3.5], [-1000.0, 0.0]]
     bad = tmp_path / "b.csv"
     bad.write_text("5.1,3.5\n6.7,oops\n")
     with pytest.raises(typer.BadParameter, match="oops"):
-        cli.read_rows(bad)
+        cli_models.read_rows(bad)
 
 
 @pytest.mark.parametrize(
