@@ -4,7 +4,9 @@ One dispatcher coroutine looks for work whenever something it watches changes (t
 children, a lock it found taken, a retry's backoff running out, the session coming back, one of
 its own tasks ending) and otherwise sleeps on an asyncio.Event: it never polls ZooKeeper.
 Training and merging run in child processes (workers/processes.py), so the session's heartbeats
-and the watches keep flowing while the CPU is busy.
+and the watches keep flowing while the CPU is busy. What a scan remembers about queued jobs is in
+workers/scan_memo.py, claims and their types in workers/claims.py, and the merge task's merging
+and publishing in workers/publishing.py.
 """
 
 from __future__ import annotations
@@ -14,14 +16,12 @@ import contextlib
 import functools
 import gc
 import logging
-import operator
 import os
 import secrets
 import socket
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
-from typing import Any, Literal, TypeVar
+from typing import TypeVar
 
 from kazoo.exceptions import (
     BadVersionError,
@@ -31,20 +31,20 @@ from kazoo.exceptions import (
 )
 from prometheus_client import start_http_server
 
-from workers import processes, worker_metrics
+from workers import processes, publishing, worker_metrics
+from workers.claims import Attempt, Claim, QueuedJob, StopReason, Unclaimable, dataset_source
 from workers.housekeeping import Housekeeper
+from workers.scan_memo import ScanMemo
 from zootrain import locks
 from zootrain.artifacts import ArtifactStore
-from zootrain.errors import ArtifactError, NotFound
-from zootrain.paths import Paths, QueueEntry, parse_queue_entry
+from zootrain.errors import NotFound
+from zootrain.paths import Paths
 from zootrain.queue import JobQueue, backoff_delay
 from zootrain.records import (
     JobRecord,
     JobState,
-    ShardMetrics,
     ShardRecord,
     ShardState,
-    VersionRecord,
     WorkerRecord,
     utcnow,
 )
@@ -58,36 +58,11 @@ log = logging.getLogger("zootrain.worker")
 # A scan reads this many queued jobs concurrently at first, four times more each next batch.
 SCAN_FIRST_BATCH = 8
 SCAN_MAX_BATCH = 256
-Shards = list[tuple[ShardRecord, ZnodeStat]]
-_QUEUE_ORDER = operator.attrgetter("rank", "sequence")  # zootrain.paths.sorted_queue's order
-# What the training children run, by name: importing workers.training here would bring
+# What the training child runs, by name: importing workers.training here would bring
 # scikit-learn into this process; the forkserver has it imported already.
 TRAIN_SHARD = "workers.training:train_shard"
-MERGE_JOB = "workers.training:merge_job"
 
 T = TypeVar("T")
-
-
-@dataclass
-class Claim:
-    """A unit of work this worker holds the lock for: a shard, or a job's merge (index None)."""
-
-    job: JobRecord
-    lock: str
-    index: int | None = None
-    shard: ShardRecord | None = None
-    stat: ZnodeStat | None = None
-    session: int | None = None  # the session whose ephemeral lock makes the claim ours
-    reason: str | None = None  # why the task was cancelled: "cancelled", "lost", "handback"
-    # Set once the child has answered: from then on the task only writes its (version-checked)
-    # outcome and releases its lock, and cancelling it would leave the lock behind.
-    settling: bool = False
-    wound_down: bool = False  # _after_cancel ran: a second cancel must not repeat it
-    task: asyncio.Task[None] | None = field(default=None, repr=False)
-
-    @property
-    def key(self) -> str:
-        return f"{self.job.id}/{'merge' if self.index is None else self.index}"
 
 
 class Worker:
@@ -114,15 +89,8 @@ class Worker:
         self._registered = False
         self._timers: dict[str, asyncio.TimerHandle] = {}
         self._armed: set[str] = set()  # watches set and not yet fired
-        # Queued jobs a scan found nothing to claim in, each for a reason that a wake-up covers:
-        # a lock someone else holds (its release watch), a retry's backoff (its timer), our own
-        # claim (its end), a terminal job (its entry is going). Scans skip them until that
-        # wake-up forgets them, so an idle worker re-reads only what may have changed.
-        self._blocked: set[str] = set()
-        self._events = 0  # counts the wake-ups that forget a job ...
-        self._touched: dict[str, int] = {}  # ... the latest one for each job, this scan
-        self._reset_at = 0  # ... and the latest one that forgot every job
-        self._entries: dict[str, QueueEntry] = {}  # queue entry names, parsed
+        # Queued jobs a scan found nothing to claim in, until a wake-up forgets them.
+        self.memo = ScanMemo()
         # Locks this worker holds or is taking, for a claim: with several claims at once, two
         # of its own tasks (a scan and a finished shard) must not both claim one lock. The lock
         # node cannot tell them apart: both would find it held by this very session.
@@ -184,27 +152,13 @@ class Worker:
 
     def _nudged(self, event: WatchedEvent) -> None:
         self._armed.discard("queue-data")
-        self._forget_all()  # housekeeping asks for a full look
+        self.memo.forget_all()  # housekeeping asks for a full look
         self.wake()
 
     def _lock_freed(self, path: str) -> None:
         self._armed.discard(path)
-        self._forget(_lock_job(path))
+        self.memo.forget(_lock_job(path))
         self.wake()
-
-    def _forget(self, job_id: str) -> None:
-        """Something about ``job_id`` changed: the next scan reads it again."""
-        self._blocked.discard(job_id)
-        self._events += 1
-        self._touched[job_id] = self._events
-
-    def _forget_all(self) -> None:
-        self._blocked.clear()
-        self._events += 1
-        self._reset_at = self._events
-
-    def _unchanged_since(self, job_id: str, mark: int) -> bool:
-        return self._reset_at <= mark and self._touched.get(job_id, 0) <= mark
 
     async def _arm(
         self,
@@ -235,7 +189,7 @@ class Worker:
             self._armed.add(path)
             if not await locks.watch_release(self.zk, path, lambda: self._lock_freed(path)):
                 self._armed.discard(path)
-                self._forget(_lock_job(path))
+                self.memo.forget(_lock_job(path))
                 self.wake()  # freed before the watch was set: look again
                 return False
         return True
@@ -250,7 +204,7 @@ class Worker:
         _, pending = await asyncio.wait(tasks, timeout=self.settings.worker_grace)
         for claim in list(self.claims.values()):
             if claim.task in pending:
-                self._cancel(claim, "handback")
+                self._cancel(claim, StopReason.HANDBACK)
         if pending:
             await asyncio.wait(pending)
 
@@ -261,11 +215,11 @@ class Worker:
             # may already be training. Kill it and keep nothing of it.
             self._registered = False
             self._armed.clear()  # the watches died with the session
-            self._forget_all()
+            self.memo.forget_all()
             for claim in list(self.claims.values()):
-                self._cancel(claim, "lost")
+                self._cancel(claim, StopReason.LOST)
         elif state == KazooState.CONNECTED:
-            self._forget_all()  # whatever changed while we were away, no watch told us
+            self.memo.forget_all()  # whatever changed while we were away, no watch told us
             if not self._registered and not self._stopping.is_set():
                 asyncio.get_running_loop().create_task(self._register())
             self.wake()
@@ -334,12 +288,12 @@ class Worker:
         if self.claims.get(claim.key) is claim:
             self.claims.pop(claim.key)
         self._held.discard(claim.lock)
-        self._forget(claim.job.id)
+        self.memo.forget(claim.job.id)
         worker_metrics.BUSY.set(len(self.claims))
         asyncio.get_running_loop().create_task(self._update_record())
         self.wake()
 
-    def _cancel(self, claim: Claim, reason: str) -> None:
+    def _cancel(self, claim: Claim, reason: StopReason) -> None:
         if claim.task is not None and not claim.task.done() and not claim.settling:
             claim.reason = claim.reason or reason
             claim.task.cancel()
@@ -348,10 +302,9 @@ class Worker:
         names = await self._arm("queue-children", self._queue_changed, self.zk.get_children)
         # The housekeeper writes to the queue node to wake everyone for what no watch covered.
         await self._arm("queue-data", self._nudged, self.zk.exists)
-        entries = self._sorted_queue(names)
-        self._drop_gone({e.job_id for e in entries})
-        todo = [e.job_id for e in entries if e.job_id not in self._blocked]
-        self._touched.clear()  # only wake-ups during this scan matter from here
+        entries = self.memo.sorted_queue(names)
+        self._drop_timers({e.job_id for e in entries})
+        todo = self.memo.start_scan(entries)
         # Read jobs (and their shards) a batch at a time, concurrently; try them in queue
         # order. The first batch is small: the job at the head is usually the one to claim.
         batch, start = SCAN_FIRST_BATCH, 0
@@ -359,60 +312,40 @@ class Worker:
             chunk = todo[start : start + batch]
             start += len(chunk)
             batch = min(batch * 4, SCAN_MAX_BATCH)
-            mark = self._events
+            mark = self.memo.mark
             reads = await asyncio.gather(*(self._read_job(job_id) for job_id in chunk))
             for job_id, read in zip(chunk, reads, strict=True):
-                if read is None:
-                    continue  # could not read it: try again next time
-                if read is False:
-                    claim, waiting = None, True  # final: its queue entry is going
+                if read is Unclaimable.UNREADABLE:
+                    continue  # try again next time
+                if read is Unclaimable.FINAL:
+                    attempt = Attempt(None, waiting=True)  # its queue entry is going
                 else:
-                    claim, waiting = await self._claim_in_job(*read)
-                if claim is not None:
-                    return claim
-                if waiting and self._unchanged_since(job_id, mark):
-                    self._blocked.add(job_id)
+                    attempt = await self._claim_in_job(read)
+                if attempt.claim is not None:
+                    return attempt.claim
+                if attempt.waiting:
+                    self.memo.block(job_id, mark)
         return None
 
-    def _sorted_queue(self, names: list[str]) -> list[QueueEntry]:
-        """zootrain.paths.sorted_queue, parsing only names not seen before: at 10,000 waiting
-        jobs, parsing and sorting them all (dataclass comparisons) took 30 ms per wake-up."""
-        known = self._entries
-        entries = []
-        for name in names:
-            entry = known.get(name)
-            if entry is None:
-                entry = parse_queue_entry(name)
-                if entry is None:
-                    continue
-                known[name] = entry
-            entries.append(entry)
-        if len(known) > 2 * len(entries) + 1000:
-            self._entries = {e.name: e for e in entries}
-        entries.sort(key=_QUEUE_ORDER)
-        return entries
-
-    def _drop_gone(self, queued: set[str]) -> None:
-        """Forget what we know of jobs that left the queue, and cancel their retry timers."""
-        self._blocked &= queued
+    def _drop_timers(self, queued: set[str]) -> None:
+        """Cancel the retry timers of jobs that left the queue."""
         for key in [k for k in self._timers if k.partition("/")[0] not in queued]:
             self._timers.pop(key).cancel()
 
-    async def _read_job(self, job_id: str) -> tuple[JobRecord, Shards] | Literal[False] | None:
-        """The job and its shards; False for a deleted or terminal job; None if unreadable."""
+    async def _read_job(self, job_id: str) -> QueuedJob | Unclaimable:
         try:
             job, _ = await self.queue.read_job(job_id)
             if job.state.terminal:
-                return False  # its queue entry is about to go (or housekeeping removes it)
-            return job, await self.queue.read_shards(job.id, job.spec.tasks)
+                return Unclaimable.FINAL
+            return QueuedJob(job, await self.queue.read_shards(job.id, job.spec.tasks))
         except NotFound:
-            return False
+            return Unclaimable.FINAL
         except Exception:
             log.debug("could not read job %s", job_id, exc_info=True)
-            return None
+            return Unclaimable.UNREADABLE
 
-    async def _claim_in_job(self, job: JobRecord, shards: Shards) -> tuple[Claim | None, bool]:
-        """(a claim, or None and whether a wake-up is sure to come when that may change)."""
+    async def _claim_in_job(self, queued: QueuedJob) -> Attempt:
+        job, shards = queued
         now = time.time()
         waiting = True
         for shard, _ in shards:
@@ -420,24 +353,24 @@ class Worker:
             if key in self.claims:
                 continue  # ours: its end forgets the job
             if shard.state == ShardState.pending and (shard.not_before or 0) > now:
-                self._wake_at(key, shard.not_before or now)
+                self.wake_at(key, shard.not_before or now)
                 continue
             if shard.state not in (ShardState.pending, ShardState.running):
                 continue  # done, failed, cancelled: final
-            claim, watched = await self._claim_shard(job, shard.index)
-            if claim is not None:
-                return claim, False
-            waiting = waiting and watched
+            attempt = await self._claim_shard(job, shard.index)
+            if attempt.claim is not None:
+                return attempt
+            waiting = waiting and attempt.waiting
         if (
             all(s.state == ShardState.done for s, _ in shards)
             and f"{job.id}/merge" not in self.claims
         ):
             if (job.merge_not_before or 0) > now:
-                self._wake_at(f"{job.id}/merge", job.merge_not_before or now)
-                return None, waiting
-            claim, watched = await self._claim_merge(job)
-            return claim, waiting and watched
-        return None, waiting
+                self.wake_at(f"{job.id}/merge", job.merge_not_before or now)
+                return Attempt(None, waiting)
+            attempt = await self._claim_merge(job)
+            return Attempt(attempt.claim, waiting and attempt.waiting)
+        return Attempt(None, waiting)
 
     async def _take(self, lock: str) -> bool | None:
         """Take ``lock`` for a claim: True if taken, None if one of our own claims holds it
@@ -465,21 +398,19 @@ class Worker:
                 log.warning("could not release %s", lock)
             finally:
                 self._held.discard(lock)
-                self._forget(_lock_job(lock))
+                self.memo.forget(_lock_job(lock))
                 self.wake()
 
-        self._side_task(release())
+        self.side_task(release())
 
-    async def _claim_shard(self, job: JobRecord, index: int) -> tuple[Claim | None, bool]:
-        """(the claim, or None and whether a wake-up is sure to come: another worker's lock
-        that we watch, or our own claim's end)."""
+    async def _claim_shard(self, job: JobRecord, index: int) -> Attempt:
         lock = self.paths.shard_lock(job.id, index)
         taken = await self._take(lock)
         if taken is None:
-            return None, True
+            return Attempt(None, waiting=True)
         if not taken:
             # Taken: its owner is alive. Wake when it lets go (done, handed back, or died).
-            return None, await self._watch_lock(lock)
+            return Attempt(None, waiting=await self._watch_lock(lock))
         session = self.zk.session_id
         try:
             # Only now, holding the lock, is the record's state meaningful: re-read it.
@@ -487,14 +418,14 @@ class Worker:
             claimable = shard.state == ShardState.pending or shard.state == ShardState.running
             if not claimable or (shard.not_before or 0) > time.time():
                 await self._let_go(lock)
-                return None, False
+                return Attempt(None, waiting=False)
             if shard.attempts >= job.spec.max_attempts:
                 # Its workers kept dying (e.g. killed for memory): stop trying.
                 await self._give_up(
                     job.id, shard, stat.version, f"worker died {shard.attempts} times", session
                 )
                 await self._let_go(lock)
-                return None, False
+                return Attempt(None, waiting=False)
             running = shard.model_copy(
                 update={
                     "state": ShardState.running,
@@ -512,45 +443,43 @@ class Worker:
             raise
         if written is None:
             await self._let_go(lock)  # someone else's write came first
-            return None, False
+            return Attempt(None, waiting=False)
         log.info("claim %s/%d attempt %d", job.id, index, running.attempts)
         if running.attempts == 1:
             waited = (utcnow() - job.created_at).total_seconds()
             worker_metrics.CLAIM_LATENCY.observe(max(0.0, waited))
         claim = Claim(job=job, lock=lock, index=index, shard=running, stat=written, session=session)
-        self._side_task(self._mark_running(job.id, session))
-        return claim, False
+        self.side_task(self._mark_running(job.id, session))
+        return Attempt(claim, waiting=False)
 
-    async def _claim_merge(self, job: JobRecord) -> tuple[Claim | None, bool]:
-        """(the claim, or None and whether a wake-up is sure to come).
-
-        Holding the merge lock, the claim moves the job to ``merging`` with one more merge
+    async def _claim_merge(self, job: JobRecord) -> Attempt:
+        """Holding the merge lock, the claim moves the job to ``merging`` with one more merge
         attempt (version-checked): the version it writes is what the publishing multi checks,
         so a merger that lost its lock (and session) can never publish.
         """
         lock = self.paths.merge_lock(job.id)
         taken = await self._take(lock)
         if taken is None:
-            return None, True
+            return Attempt(None, waiting=True)
         if not taken:
-            return None, await self._watch_lock(lock)
+            return Attempt(None, waiting=await self._watch_lock(lock))
         session = self.zk.session_id
         try:
             job, stat = await self.queue.read_job(job.id)
             if job.state not in (JobState.queued, JobState.running, JobState.merging):
                 await self._let_go(lock)
-                return None, False
+                return Attempt(None, waiting=False)
             if (job.merge_not_before or 0) > time.time():
                 await self._let_go(lock)
-                self._wake_at(f"{job.id}/merge", job.merge_not_before or 0)
-                return None, True
+                self.wake_at(f"{job.id}/merge", job.merge_not_before or 0)
+                return Attempt(None, waiting=True)
             if job.merge_attempts >= job.spec.max_attempts:
                 error = job.merge_error or f"worker died {job.merge_attempts} times"
-                await self._fail_job(
+                await self.fail_job(
                     job.id, f"merge failed after {job.merge_attempts} attempts: {error}", session
                 )
                 await self._let_go(lock)
-                return None, False
+                return Attempt(None, waiting=False)
             merging = job.model_copy(
                 update={
                     "state": JobState.merging,
@@ -559,17 +488,17 @@ class Worker:
                     "updated_at": utcnow(),
                 }
             )
-            written = await self._write_job(merging, stat.version, session)
+            written = await self.write_job(merging, stat.version, session)
         except BaseException:
             await self._let_go(lock)
             raise
         if written is None:
             await self._let_go(lock)  # changed under us (cancelled): look again later
-            return None, False
+            return Attempt(None, waiting=False)
         log.info("claim %s/merge attempt %d", job.id, merging.merge_attempts)
-        return Claim(job=merging, lock=lock, stat=written, session=session), False
+        return Attempt(Claim(job=merging, lock=lock, stat=written, session=session), waiting=False)
 
-    def _side_task(self, work: Awaitable[None]) -> None:
+    def side_task(self, work: Awaitable[None]) -> None:
         task = asyncio.ensure_future(work)
         self._side_tasks.add(task)
         task.add_done_callback(self._side_tasks.discard)
@@ -583,7 +512,7 @@ class Worker:
         except Exception:
             log.warning("could not mark %s running", job_id, exc_info=True)
 
-    def _wake_at(self, key: str, when: float) -> None:
+    def wake_at(self, key: str, when: float) -> None:
         loop = asyncio.get_running_loop()
         at = loop.time() + max(0.0, when - time.time())
         timer = self._timers.get(key)
@@ -594,21 +523,21 @@ class Worker:
 
         def fire() -> None:
             self._timers.pop(key, None)
-            self._forget(key.partition("/")[0])
+            self.memo.forget(key.partition("/")[0])
             self.wake()
 
         self._timers[key] = loop.call_at(at, fire)
 
     # -- watching the job we work on ------------------------------------------------------------
 
-    async def _watch_job(self, claim: Claim) -> None:
+    async def watch_job(self, claim: Claim) -> None:
         """Cancel ``claim`` if its job is cancelled (or otherwise finished) under us."""
 
         def changed(event: WatchedEvent) -> None:
             # Not once the outcome is being written: a watch re-armed then would sit on a
             # finished job's record (which never changes again) until retention deletes it.
             if claim.task is not None and not claim.task.done() and not claim.settling:
-                asyncio.get_running_loop().create_task(self._watch_job(claim))
+                asyncio.get_running_loop().create_task(self.watch_job(claim))
 
         if claim.settling or (claim.task is not None and claim.task.done()):
             return  # nothing left to cancel: a watch now would outlive the claim
@@ -620,12 +549,12 @@ class Worker:
                 session=claim.session,
             )
         except NoNodeError:
-            self._cancel(claim, "cancelled")
+            self._cancel(claim, StopReason.CANCELLED)
             return
         except (SessionExpiredError, *TRANSIENT_ERRORS):
             return  # unwatched from here; the LOST notice still stops the claim
         if JobRecord.load(data, trusted=True).state.terminal:
-            self._cancel(claim, "cancelled")
+            self._cancel(claim, StopReason.CANCELLED)
 
     # -- training a shard -----------------------------------------------------------------------
 
@@ -642,25 +571,25 @@ class Worker:
             log.exception("shard %s: coordination failed", claim.key)
             await self._unlock(claim)
 
-    def _time_limit(self, job: JobRecord) -> float:
+    def time_limit(self, job: JobRecord) -> float:
         return float(job.spec.time_limit or self.settings.task_time_limit)
 
     async def _train_shard(self, claim: Claim) -> None:
         assert claim.index is not None and claim.shard is not None and claim.stat is not None
         # In the background: the training need not wait for ZooKeeper (an outage), and a job
         # found finished already stops the child moments after it started.
-        self._side_task(self._watch_job(claim))
+        self.side_task(self.watch_job(claim))
         payload = {
             "spec": claim.job.spec.model_dump(mode="json"),
             "index": claim.index,
             "artifacts": self.store.url,
-            "dataset_source": _source(claim.job),
+            "dataset_source": dataset_source(claim.job),
         }
         try:
             result = await processes.run_in_child(
                 TRAIN_SHARD,
                 payload,
-                time_limit=self._time_limit(claim.job),
+                time_limit=self.time_limit(claim.job),
                 memory_limit=self.memory_limit,
             )
             claim.settling = True
@@ -722,13 +651,13 @@ class Worker:
                 outcome,
                 claim.stat.version,
                 claim.session,
-                before=None if artifact is None else functools.partial(self._touch, artifact),
+                before=None if artifact is None else functools.partial(self.touch, artifact),
             )
         except SessionExpiredError:
             return False
         return written is not None
 
-    async def _touch(self, artifact: str) -> bool:
+    async def touch(self, artifact: str) -> bool:
         """Right before a record naming ``artifact`` is written: keep the collector off it
         (however long ago it was written), or learn that it is gone (then the record is not
         written: the shard is trained again). See zootrain/store_gc.py."""
@@ -750,7 +679,7 @@ class Worker:
         path = self.paths.shard(job_id, record.index)
         return await self._write_versioned(path, record, version, session)
 
-    async def _write_job(
+    async def write_job(
         self, job: JobRecord, version: int, session: int | None
     ) -> ZnodeStat | None:
         return await self._write_versioned(self.paths.job(job.id), job, version, session)
@@ -792,7 +721,7 @@ class Worker:
         try:
             shards = await self.queue.read_shards(job.id, job.spec.tasks)
             if all(s.state == ShardState.done for s, _ in shards):
-                return (await self._claim_merge(job))[0]
+                return (await self._claim_merge(job)).claim
         except Exception:
             log.exception("checking %s for a merge failed", job.id)
         return None
@@ -804,7 +733,11 @@ class Worker:
         claim.wound_down = True
         log.info("stopped %s (%s)", claim.key, claim.reason)
         worker_metrics.CANCELLED.labels(reason=claim.reason or "unknown").inc()
-        if claim.reason == "handback" and claim.shard is not None and claim.stat is not None:
+        if (
+            claim.reason == StopReason.HANDBACK
+            and claim.shard is not None
+            and claim.stat is not None
+        ):
             # A graceful stop hands the shard back without consuming an attempt.
             back = claim.shard.model_copy(
                 update={
@@ -815,7 +748,7 @@ class Worker:
             )
             with contextlib.suppress(*TRANSIENT_ERRORS, SessionExpiredError, NoNodeError):
                 await self._settle(claim, back)
-        if claim.reason != "lost":
+        if claim.reason != StopReason.LOST:
             await self._unlock(claim)
 
     async def _shard_failed(self, claim: Claim, error: str) -> None:
@@ -854,9 +787,9 @@ class Worker:
             update={"state": ShardState.failed, "error": error, "finished_at": utcnow()}
         )
         message = f"shard {shard.index} failed after {shard.attempts} attempts: {error}"
-        await self._fail_job(job_id, message, session, failed=(failed, version))
+        await self.fail_job(job_id, message, session, failed=(failed, version))
 
-    async def _fail_job(
+    async def fail_job(
         self,
         job_id: str,
         message: str,
@@ -882,11 +815,11 @@ class Worker:
             # The lock is ephemeral: if we cannot delete it, it goes with our session.
             log.warning("could not release %s", claim.lock)
 
-    # -- merging and publishing -----------------------------------------------------------------
+    # -- merging and publishing: workers/publishing.py -----------------------------------------
 
     async def _merge(self, claim: Claim) -> None:
         try:
-            await self._merge_and_publish(claim)
+            await publishing.merge_and_publish(self, claim)
         except asyncio.CancelledError:
             log.info("stopped %s (%s)", claim.key, claim.reason)
             raise
@@ -894,171 +827,10 @@ class Worker:
             # The job stays `merging` with its merge lock free: the next scan merges it again.
             log.exception("merging %s failed", claim.key)
         finally:
-            if claim.reason != "lost":
+            if claim.reason != StopReason.LOST:
                 await asyncio.shield(self._unlock(claim))
-
-    async def _merge_and_publish(self, claim: Claim) -> None:
-        job, stat = claim.job, claim.stat
-        assert stat is not None
-        shards = [
-            s
-            for s, _ in await self.zk.retry(
-                lambda: self.queue.read_shards(job.id, job.spec.tasks), session=claim.session
-            )
-        ]
-        if any(s.state != ShardState.done for s in shards):
-            return
-        # In the background: the training need not wait for ZooKeeper (an outage), and a job
-        # found finished already stops the child moments after it started.
-        self._side_task(self._watch_job(claim))
-        payload = {
-            "spec": job.spec.model_dump(mode="json"),
-            "artifacts": self.store.url,
-            "dataset_source": _source(job),
-            "shards": [
-                {
-                    "role": s.role,
-                    "artifact": s.artifact,
-                    "sha256": s.sha256,
-                    "rows": s.rows,
-                    "metrics": s.metrics,
-                }
-                for s in shards
-            ],
-        }
-        started = time.perf_counter()
-        try:
-            result = await processes.run_in_child(
-                MERGE_JOB,
-                payload,
-                time_limit=self._time_limit(job),
-                memory_limit=self.memory_limit,
-            )
-        except (processes.ChildFailed, processes.ChildDied) as exc:
-            claim.settling = True
-            worker_metrics.MERGES.labels(outcome="failed").inc()
-            await self._merge_failed(claim, str(exc))
-            return
-        claim.settling = True
-        version = _version_record(job, shards, result)
-        try:
-            published = await self._publish(claim, version)
-        except (BadVersionError, NoNodeError, SessionExpiredError):
-            log.warning("job %s changed while merging; nothing published", job.id)
-            return
-        except ArtifactError as exc:
-            await self._merge_failed(claim, str(exc))
-            return
-        assert published.model is not None
-        worker_metrics.MERGES.labels(outcome="published").inc()
-        worker_metrics.FINISHED.labels(state="succeeded").inc()
-        log.info(
-            "published %s v%d from job %s (merge %.2fs)",
-            published.model.name,
-            published.model.version,
-            job.id,
-            time.perf_counter() - started,
-        )
-
-    async def _publish(self, claim: Claim, version: VersionRecord) -> JobRecord:
-        """The publishing multi, however long ZooKeeper is away (while our session lives).
-
-        It checks the job record's version (what our merge claim wrote), so trying it again
-        after a connection drop is safe: if the first try was applied, the job is `succeeded`
-        naming a version made from our merge, and that is the answer.
-        """
-        job, stat = claim.job, claim.stat
-        assert stat is not None
-        while True:
-            if not await self._touch(version.artifact):
-                raise ArtifactError(f"merged artifact {version.artifact} vanished")
-            try:
-                return await self.registry.publish(self.queue, job, stat, version)
-            except TRANSIENT_ERRORS:
-                await asyncio.sleep(0.05)
-                if not await self.zk.wait_session(claim.session):
-                    raise SessionExpiredError("the merge lock went with the session") from None
-            except BadVersionError:
-                current, _ = await self.zk.retry(
-                    lambda: self.queue.read_job(job.id), session=claim.session
-                )
-                if current.state == JobState.succeeded and current.model is not None:
-                    published = await self._published_by(current, version)
-                    if published:
-                        return current
-                raise
-
-    async def _published_by(self, job: JobRecord, version: VersionRecord) -> bool:
-        """Whether the job's version record is the one our merge produced."""
-        assert job.model is not None
-        try:
-            record = await self.registry.record(job.model.name, job.model.version)
-        except NotFound:
-            return False
-        return record.job_id == job.id and record.sha256 == version.sha256
-
-    async def _merge_failed(self, claim: Claim, error: str) -> None:
-        """A merge attempt failed (the child raised, died, or ran out of time or memory):
-        retried after a backoff while the job has attempts left, like a shard."""
-        job, stat = claim.job, claim.stat
-        assert stat is not None
-        log.warning("merge of %s failed: %s", job.id, error)
-        try:
-            if job.merge_attempts >= job.spec.max_attempts:
-                message = f"merge failed after {job.merge_attempts} attempts: {error}"
-                await self._fail_job(job.id, message, claim.session)
-                return
-            delay = backoff_delay(
-                job.merge_attempts, self.settings.retry_backoff, self.settings.retry_backoff_max
-            )
-            retry = job.model_copy(
-                update={
-                    "merge_error": error,
-                    "merge_not_before": time.time() + delay,
-                    "updated_at": utcnow(),
-                }
-            )
-            if await self._write_job(retry, stat.version, claim.session) is not None:
-                log.info("merge of %s retries in %.1fs", job.id, delay)
-                self._wake_at(f"{job.id}/merge", time.time() + delay)
-        except SessionExpiredError:
-            pass
 
 
 def _lock_job(path: str) -> str:
     """The job id of a lock (``locks/<job-id>.<shard>`` or ``locks/<job-id>.merge``)."""
     return path.rpartition("/")[2].partition(".")[0]
-
-
-def _source(job: JobRecord) -> dict[str, Any] | None:
-    source = job.dataset_source
-    return None if source is None else source.model_dump(mode="json")
-
-
-def _version_record(
-    job: JobRecord, shards: list[ShardRecord], result: dict[str, Any]
-) -> VersionRecord:
-    return VersionRecord(
-        model=job.spec.model_name,
-        job_id=job.id,
-        algorithm=job.spec.algorithm,
-        task=result["task"],
-        shards=job.spec.shards,
-        artifact=result["artifact"],
-        sha256=result["sha256"],
-        size=result["size"],
-        n_features=result["n_features"],
-        classes=result["classes"],
-        metrics=result["metrics"],
-        shard_metrics=[
-            ShardMetrics(index=s.index, rows=s.rows or 0, metrics=s.metrics or {})
-            for s in shards
-            if s.role != "baseline"
-        ],
-        baseline_metrics=result.get("baseline_metrics"),
-        baseline_gap=result.get("baseline_gap"),
-        search=result.get("search"),
-        train_rows=result["train_rows"],
-        test_rows=result["test_rows"],
-        created_at=utcnow(),
-    )

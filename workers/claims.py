@@ -1,0 +1,82 @@
+"""What a worker holds while it works: a claim on a shard or on a job's merge, why a claim's
+task was stopped, and what a scan learns from a job it could not claim in."""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+from dataclasses import dataclass, field
+from typing import Any, NamedTuple
+
+from zootrain.records import JobRecord, ShardRecord
+from zootrain.zk import ZnodeStat
+
+Shards = list[tuple[ShardRecord, ZnodeStat]]
+
+
+class StopReason(enum.StrEnum):
+    """Why a claim's task was cancelled: what it must leave behind depends on it."""
+
+    # The job was cancelled (or otherwise finished) under us: release the lock and leave the
+    # records to whoever finished the job.
+    CANCELLED = "cancelled"
+    # The session died and its ephemeral lock with it: another worker may already hold the
+    # claim, so the task writes nothing and releases nothing.
+    LOST = "lost"
+    # A graceful stop ran past its grace period: the shard goes back to pending without
+    # spending an attempt, and the lock is released.
+    HANDBACK = "handback"
+
+
+@dataclass
+class Claim:
+    """A unit of work this worker holds the lock for: a shard, or a job's merge (index None)."""
+
+    job: JobRecord
+    lock: str
+    index: int | None = None
+    shard: ShardRecord | None = None
+    stat: ZnodeStat | None = None
+    session: int | None = None  # the session whose ephemeral lock makes the claim ours
+    reason: StopReason | None = None  # set when the task is cancelled
+    # Set once the child has answered: from then on the task only writes its (version-checked)
+    # outcome and releases its lock, and cancelling it would leave the lock behind.
+    settling: bool = False
+    wound_down: bool = False  # _after_cancel ran: a second cancel must not repeat it
+    task: asyncio.Task[None] | None = field(default=None, repr=False)
+
+    @property
+    def key(self) -> str:
+        return f"{self.job.id}/{'merge' if self.index is None else self.index}"
+
+
+class Attempt(NamedTuple):
+    """What trying to claim in a job gave: a claim, or none and whether a wake-up is sure to
+    come when that may change (a watched lock's release, our own claim's end, a retry's
+    timer). A job with nothing to claim and a wake-up to come is skipped by scans until then."""
+
+    claim: Claim | None
+    waiting: bool
+
+
+class QueuedJob(NamedTuple):
+    """A queued job as a scan read it: its record and its shards' records."""
+
+    job: JobRecord
+    shards: Shards
+
+
+class Unclaimable(enum.Enum):
+    """A queued job a scan read nothing to claim in, without trying its locks."""
+
+    # Deleted, or terminal: its queue entry is about to go (or housekeeping removes it).
+    FINAL = enum.auto()
+    # Could not be read now (a connection drop, a record that does not parse): the next scan
+    # reads it again.
+    UNREADABLE = enum.auto()
+
+
+def dataset_source(job: JobRecord) -> dict[str, Any] | None:
+    """The job's dataset as resolved at submit, as a training child's payload carries it."""
+    source = job.dataset_source
+    return None if source is None else source.model_dump(mode="json")

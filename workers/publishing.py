@@ -1,0 +1,201 @@
+"""Merging a job and publishing its model version: the task a merge claim runs.
+
+The child (workers/training.py:merge_job) merges the shards' models and evaluates the result;
+this process then publishes the version with one multi that checks the job record's version
+(what the merge claim wrote), so a merger that lost its lock, and the session with it, can never
+publish. A failed merge is retried after a backoff while the job has attempts left, like a shard.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import TYPE_CHECKING, Any
+
+from kazoo.exceptions import BadVersionError, NoNodeError, SessionExpiredError
+
+from workers import processes, worker_metrics
+from workers.claims import Claim, dataset_source
+from zootrain.errors import ArtifactError, NotFound
+from zootrain.queue import backoff_delay
+from zootrain.records import (
+    JobRecord,
+    JobState,
+    ShardMetrics,
+    ShardRecord,
+    ShardState,
+    VersionRecord,
+    utcnow,
+)
+from zootrain.zk import TRANSIENT_ERRORS
+
+if TYPE_CHECKING:
+    from workers.worker import Worker
+
+log = logging.getLogger("zootrain.worker")
+# What the merging child runs, by name: importing workers.training here would bring
+# scikit-learn into this process; the forkserver has it imported already.
+MERGE_JOB = "workers.training:merge_job"
+
+
+async def merge_and_publish(worker: Worker, claim: Claim) -> None:
+    """Merge a job's shard models in a child process and publish the model version, fenced by
+    the job record's version that the merge claim wrote."""
+    job, stat = claim.job, claim.stat
+    assert stat is not None
+    shards = [
+        s
+        for s, _ in await worker.zk.retry(
+            lambda: worker.queue.read_shards(job.id, job.spec.tasks), session=claim.session
+        )
+    ]
+    if any(s.state != ShardState.done for s in shards):
+        return
+    # In the background: the training need not wait for ZooKeeper (an outage), and a job
+    # found finished already stops the child moments after it started.
+    worker.side_task(worker.watch_job(claim))
+    payload = {
+        "spec": job.spec.model_dump(mode="json"),
+        "artifacts": worker.store.url,
+        "dataset_source": dataset_source(job),
+        "shards": [
+            {
+                "role": s.role,
+                "artifact": s.artifact,
+                "sha256": s.sha256,
+                "rows": s.rows,
+                "metrics": s.metrics,
+            }
+            for s in shards
+        ],
+    }
+    started = time.perf_counter()
+    try:
+        result = await processes.run_in_child(
+            MERGE_JOB,
+            payload,
+            time_limit=worker.time_limit(job),
+            memory_limit=worker.memory_limit,
+        )
+    except (processes.ChildFailed, processes.ChildDied) as exc:
+        claim.settling = True
+        worker_metrics.MERGES.labels(outcome="failed").inc()
+        await merge_failed(worker, claim, str(exc))
+        return
+    claim.settling = True
+    version = version_record(job, shards, result)
+    try:
+        published = await publish(worker, claim, version)
+    except (BadVersionError, NoNodeError, SessionExpiredError):
+        log.warning("job %s changed while merging; nothing published", job.id)
+        return
+    except ArtifactError as exc:
+        await merge_failed(worker, claim, str(exc))
+        return
+    assert published.model is not None
+    worker_metrics.MERGES.labels(outcome="published").inc()
+    worker_metrics.FINISHED.labels(state="succeeded").inc()
+    log.info(
+        "published %s v%d from job %s (merge %.2fs)",
+        published.model.name,
+        published.model.version,
+        job.id,
+        time.perf_counter() - started,
+    )
+
+
+async def publish(worker: Worker, claim: Claim, version: VersionRecord) -> JobRecord:
+    """The publishing multi, however long ZooKeeper is away (while our session lives).
+
+    It checks the job record's version (what our merge claim wrote), so trying it again
+    after a connection drop is safe: if the first try was applied, the job is `succeeded`
+    naming a version made from our merge, and that is the answer.
+    """
+    job, stat = claim.job, claim.stat
+    assert stat is not None
+    while True:
+        if not await worker.touch(version.artifact):
+            raise ArtifactError(f"merged artifact {version.artifact} vanished")
+        try:
+            return await worker.registry.publish(worker.queue, job, stat, version)
+        except TRANSIENT_ERRORS:
+            await asyncio.sleep(0.05)
+            if not await worker.zk.wait_session(claim.session):
+                raise SessionExpiredError("the merge lock went with the session") from None
+        except BadVersionError:
+            current, _ = await worker.zk.retry(
+                lambda: worker.queue.read_job(job.id), session=claim.session
+            )
+            if current.state == JobState.succeeded and current.model is not None:
+                published = await published_by(worker, current, version)
+                if published:
+                    return current
+            raise
+
+
+async def published_by(worker: Worker, job: JobRecord, version: VersionRecord) -> bool:
+    """Whether the job's version record is the one our merge produced."""
+    assert job.model is not None
+    try:
+        record = await worker.registry.record(job.model.name, job.model.version)
+    except NotFound:
+        return False
+    return record.job_id == job.id and record.sha256 == version.sha256
+
+
+async def merge_failed(worker: Worker, claim: Claim, error: str) -> None:
+    """A merge attempt failed (the child raised, died, or ran out of time or memory):
+    retried after a backoff while the job has attempts left, like a shard."""
+    job, stat = claim.job, claim.stat
+    assert stat is not None
+    log.warning("merge of %s failed: %s", job.id, error)
+    try:
+        if job.merge_attempts >= job.spec.max_attempts:
+            message = f"merge failed after {job.merge_attempts} attempts: {error}"
+            await worker.fail_job(job.id, message, claim.session)
+            return
+        delay = backoff_delay(
+            job.merge_attempts, worker.settings.retry_backoff, worker.settings.retry_backoff_max
+        )
+        retry = job.model_copy(
+            update={
+                "merge_error": error,
+                "merge_not_before": time.time() + delay,
+                "updated_at": utcnow(),
+            }
+        )
+        if await worker.write_job(retry, stat.version, claim.session) is not None:
+            log.info("merge of %s retries in %.1fs", job.id, delay)
+            worker.wake_at(f"{job.id}/merge", time.time() + delay)
+    except SessionExpiredError:
+        pass
+
+
+def version_record(
+    job: JobRecord, shards: list[ShardRecord], result: dict[str, Any]
+) -> VersionRecord:
+    return VersionRecord(
+        model=job.spec.model_name,
+        job_id=job.id,
+        algorithm=job.spec.algorithm,
+        task=result["task"],
+        shards=job.spec.shards,
+        artifact=result["artifact"],
+        sha256=result["sha256"],
+        size=result["size"],
+        n_features=result["n_features"],
+        classes=result["classes"],
+        metrics=result["metrics"],
+        shard_metrics=[
+            ShardMetrics(index=s.index, rows=s.rows or 0, metrics=s.metrics or {})
+            for s in shards
+            if s.role != "baseline"
+        ],
+        baseline_metrics=result.get("baseline_metrics"),
+        baseline_gap=result.get("baseline_gap"),
+        search=result.get("search"),
+        train_rows=result["train_rows"],
+        test_rows=result["test_rows"],
+        created_at=utcnow(),
+    )
