@@ -32,10 +32,9 @@ from zootrain.ml.datasets import (
     split_dataset,
 )
 from zootrain.ml.merge import merge_models
-from zootrain.ml.partition import shard_rows
 from zootrain.ml.scoring import evaluate
 from zootrain.ml.search import baseline_params
-from zootrain.ml.training import fit_shard, shard_seed
+from zootrain.ml.training import fit_shards
 
 PARAMS: dict[str, dict[str, Any]] = {
     "random_forest_classifier": {"n_estimators": 25},
@@ -103,20 +102,7 @@ def measure(
         split = split_dataset(X, y, task=task, test_size=0.2, seed=seed)
         params = PARAMS.get(algorithm, {})
         started = time.perf_counter()
-        models, sizes = [], []
-        for index in range(shards):
-            rows = shard_rows(len(split.X_train), shards, index, partition, seed, y=split.y_train)
-            models.append(
-                fit_shard(
-                    algorithm,
-                    params,
-                    X=split.X_train[rows],
-                    y=split.y_train[rows],
-                    classes=split.classes,
-                    random_state=shard_seed(seed, index),
-                )
-            )
-            sizes.append(len(rows))
+        models, sizes = fit_shards(algorithm, params, split, shards, partition, job_seed=seed)
         merged = merge_models(algorithm, models, sizes)
         seconds += time.perf_counter() - started
         single = build_estimator(algorithm, baseline_params(algorithm, params, shards), seed)

@@ -40,7 +40,7 @@ from zootrain.ml.selection import (
 )
 from zootrain.ml.synthetic import Generator
 from zootrain.ml.tabular import DatasetSource, load_uploaded
-from zootrain.ml.training import fit_shard, shard_seed
+from zootrain.ml.training import fit_job_shard
 from zootrain.records import JobSpec
 
 
@@ -140,13 +140,14 @@ def train_shard(payload: dict[str, Any]) -> dict[str, Any]:
     split = _shard_rows(spec, index, rows, plan)
     del rows, plan
     started = time.perf_counter()
-    model = fit_shard(
+    model = fit_job_shard(
         spec.algorithm,
         spec.params,
+        index,
         X=split.X_train,
         y=split.y_train,
         classes=split.classes,
-        random_state=shard_seed(spec.random_state, index),
+        job_seed=spec.random_state,
     )
     seconds = time.perf_counter() - started
     metrics, _, (uri, digest) = _score_and_write(store, model, split, task)

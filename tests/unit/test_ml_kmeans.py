@@ -15,9 +15,8 @@ from zootrain.ml.datasets import (
     split_dataset,
 )
 from zootrain.ml.merge import merge_models
-from zootrain.ml.partition import shard_rows
 from zootrain.ml.scoring import evaluate
-from zootrain.ml.training import fit_shard, shard_seed
+from zootrain.ml.training import fit_shard, fit_shards
 
 BLOBS = SyntheticDataset(
     kind="synthetic", task="blobs", n_samples=1200, n_features=4, n_classes=5, cluster_std=0.8
@@ -31,21 +30,8 @@ def blobs() -> Split:
 
 
 def _shards(split: Split, shards: int, n_clusters: int) -> tuple[list[BaseEstimator], list[int]]:
-    models, rows = [], []
-    for i in range(shards):
-        idx = shard_rows(len(split.X_train), shards, i, "random", seed=2)
-        models.append(
-            fit_shard(
-                "kmeans",
-                {"n_clusters": n_clusters},
-                X=split.X_train[idx],
-                y=split.y_train[idx],
-                classes=split.classes,
-                random_state=shard_seed(4, i),
-            )
-        )
-        rows.append(len(idx))
-    return models, rows
+    params = {"n_clusters": n_clusters}
+    return fit_shards("kmeans", params, split, shards, "random", job_seed=4, partition_seed=2)
 
 
 def test_merge_finds_the_blobs(blobs: Split) -> None:

@@ -11,8 +11,8 @@ from sklearn.preprocessing import StandardScaler
 from zootrain.ml.datasets import BuiltinDataset, Split, load_dataset, split_dataset
 from zootrain.ml.linear import PAD_MARGIN
 from zootrain.ml.merge import merge_models
-from zootrain.ml.partition import Strategy, shard_rows
-from zootrain.ml.training import fit_shard, shard_seed
+from zootrain.ml.partition import Strategy
+from zootrain.ml.training import fit_shard, fit_shards
 
 # Exact merges must match a fit on all rows to this absolute tolerance (no rtol slack).
 EXACT = {"rtol": 0.0, "atol": 1e-8}
@@ -43,21 +43,7 @@ def _shards(
     shards: int,
     strategy: Strategy = "random",
 ) -> tuple[list[BaseEstimator], list[int]]:
-    models, rows = [], []
-    for i in range(shards):
-        idx = shard_rows(len(split.X_train), shards, i, strategy, seed=3, y=split.y_train)
-        models.append(
-            fit_shard(
-                algorithm,
-                params,
-                X=split.X_train[idx],
-                y=split.y_train[idx],
-                classes=split.classes,
-                random_state=shard_seed(1, i),
-            )
-        )
-        rows.append(len(idx))
-    return models, rows
+    return fit_shards(algorithm, params, split, shards, strategy, job_seed=1, partition_seed=3)
 
 
 def _fit(algorithm: str, X: np.ndarray, y: np.ndarray, classes: Any, **params: Any) -> Any:

@@ -10,9 +10,8 @@ from sklearn.ensemble import RandomForestClassifier
 from zootrain.ml.algorithms import ALGORITHMS
 from zootrain.ml.datasets import BuiltinDataset, Split, load_dataset, split_dataset
 from zootrain.ml.merge import MERGERS, SHARD_FITTERS, merge_models, merger, shard_fitter
-from zootrain.ml.partition import shard_rows
 from zootrain.ml.scoring import evaluate
-from zootrain.ml.training import fit_shard, shard_seed
+from zootrain.ml.training import fit_shard, fit_shards
 
 
 @pytest.fixture(scope="module")
@@ -42,21 +41,8 @@ def _classes(split: Split) -> np.ndarray:
 def _shard_models(
     algorithm: str, split: Split, shards: int, n_estimators: int
 ) -> tuple[list[BaseEstimator], list[int]]:
-    models, rows = [], []
-    for i in range(shards):
-        idx = shard_rows(len(split.X_train), shards, i, "random", seed=11)
-        models.append(
-            fit_shard(
-                algorithm,
-                {"n_estimators": n_estimators},
-                X=split.X_train[idx],
-                y=split.y_train[idx],
-                classes=split.classes,
-                random_state=shard_seed(5, i),
-            )
-        )
-        rows.append(len(idx))
-    return models, rows
+    params = {"n_estimators": n_estimators}
+    return fit_shards(algorithm, params, split, shards, "random", job_seed=5, partition_seed=11)
 
 
 @pytest.mark.parametrize("algorithm", ["random_forest_classifier", "extra_trees_classifier"])

@@ -9,8 +9,8 @@ from sklearn.naive_bayes import GaussianNB, MultinomialNB
 
 from zootrain.ml.datasets import BuiltinDataset, Split, load_dataset, split_dataset
 from zootrain.ml.merge import merge_models
-from zootrain.ml.partition import Strategy, shard_rows
-from zootrain.ml.training import fit_shard
+from zootrain.ml.partition import Strategy
+from zootrain.ml.training import fit_shard, fit_shards
 
 EXACT = {"rtol": 0.0, "atol": 1e-8}
 
@@ -37,21 +37,8 @@ def sorted_digits(digits: Split) -> Split:
 def _shards(
     algorithm: str, params: dict[str, Any], split: Split, shards: int, strategy: Strategy
 ) -> tuple[list[BaseEstimator], list[int]]:
-    models, rows = [], []
-    for i in range(shards):
-        idx = shard_rows(len(split.X_train), shards, i, strategy, seed=5, y=split.y_train)
-        models.append(
-            fit_shard(
-                algorithm,
-                params,
-                X=split.X_train[idx],
-                y=split.y_train[idx],
-                classes=split.classes,
-                random_state=0,
-            )
-        )
-        rows.append(len(idx))
-    return models, rows
+    # Naive Bayes draws nothing at random: the shards' seeds do not matter, only their rows.
+    return fit_shards(algorithm, params, split, shards, strategy, job_seed=5)
 
 
 _REFERENCE = {"gaussian_nb": GaussianNB, "multinomial_nb": MultinomialNB}

@@ -15,7 +15,9 @@ import numpy as np
 from sklearn.base import BaseEstimator
 
 from zootrain.ml.algorithms import Algorithm, build_estimator, get_algorithm
+from zootrain.ml.datasets import Split
 from zootrain.ml.merge import shard_fitter
+from zootrain.ml.partition import Strategy, shard_rows
 
 _UINT32 = 0xFFFFFFFF
 
@@ -66,6 +68,56 @@ def fit_shard(
     model = build_estimator(algorithm, params, random_state)
     shard_fitter(alg.merge)(model, X, y, classes)
     return model
+
+
+def fit_job_shard(
+    algorithm: str,
+    params: dict[str, Any],
+    index: int,
+    *,
+    X: np.ndarray,
+    y: np.ndarray | None,
+    classes: np.ndarray | None,
+    job_seed: int,
+) -> BaseEstimator:
+    """Shard ``index`` of a job on its rows: ``fit_shard`` with the shard's own seed, so that
+    no two shards of a job grow the same trees."""
+    return fit_shard(
+        algorithm, params, X=X, y=y, classes=classes, random_state=shard_seed(job_seed, index)
+    )
+
+
+def fit_shards(
+    algorithm: str,
+    params: dict[str, Any],
+    split: Split,
+    shards: int,
+    partition: Strategy,
+    *,
+    job_seed: int,
+    partition_seed: int | None = None,
+) -> tuple[list[BaseEstimator], list[int]]:
+    """Every shard of a job fitted here, one after another, as the workers fit them one a
+    process: shard i on its part of ``split``'s training rows (``shard_rows``, seeded with
+    ``partition_seed``, by default ``job_seed``). The models and their row counts, which is what
+    ``merge_models`` takes. For tools, tests and benchmarks: a worker reads only its own rows."""
+    seed = job_seed if partition_seed is None else partition_seed
+    models, sizes = [], []
+    for index in range(shards):
+        rows = shard_rows(len(split.X_train), shards, index, partition, seed, y=split.y_train)
+        models.append(
+            fit_job_shard(
+                algorithm,
+                params,
+                index,
+                X=split.X_train[rows],
+                y=split.y_train[rows],
+                classes=split.classes,
+                job_seed=job_seed,
+            )
+        )
+        sizes.append(len(rows))
+    return models, sizes
 
 
 def _check_target(
