@@ -5,7 +5,6 @@ and regression jobs on uploaded CSV and Parquet trained, published and served.""
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 from collections.abc import Iterator
 from typing import Any
@@ -19,7 +18,9 @@ from kazoo.client import KazooClient
 from testkit.auth import AUTH
 from testkit.stack import Stack, descendants, wait_job
 from tests.integration.conftest import assert_problem, children, read_json
+from tests.support import tables
 from tests.support.stores import BACKENDS, keys, open_store
+from tests.support.tables import csv_bytes, parquet_bytes
 
 # Every test here runs against both artifact stores: a directory and S3 (moto_server).
 pytestmark = [
@@ -32,29 +33,7 @@ MAX_COLUMNS = 30
 
 
 def flowers(n: int = 150, seed: int = 0) -> pd.DataFrame:
-    rng = np.random.default_rng(seed)
-    species = rng.choice(["setosa", "versicolor", "virginica"], n)
-    size = np.where(species == "setosa", 1.0, np.where(species == "versicolor", 3.0, 5.0))
-    return pd.DataFrame(
-        {
-            "length": np.round(size + rng.normal(0, 0.3, n), 3),
-            "width": np.round(size / 2 + rng.normal(0, 0.2, n), 3),
-            "wild": rng.integers(0, 2, n).astype(bool),
-            "color": rng.choice(["red", "blue", "white"], n),
-            "species": species,
-            "price": np.round(10 * size + rng.normal(0, 1, n), 2),
-        }
-    )
-
-
-def csv_bytes(df: pd.DataFrame) -> bytes:
-    return df.to_csv(index=False).encode()
-
-
-def parquet_bytes(df: pd.DataFrame) -> bytes:
-    buffer = io.BytesIO()
-    df.to_parquet(buffer, index=False)
-    return buffer.getvalue()
+    return tables.flowers(n, seed, rounded=True)
 
 
 @pytest.fixture

@@ -4,7 +4,6 @@ the job spec and record fields, and a shard trained and merged from an uploaded 
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import tempfile
 from pathlib import Path
@@ -15,6 +14,8 @@ import pandas as pd
 import pytest
 from pydantic import ValidationError
 
+from tests.support import tables
+from tests.support.tables import csv_bytes, parquet_bytes
 from workers import training
 from zootrain.artifacts import ArtifactStore
 from zootrain.errors import ArtifactError
@@ -41,29 +42,7 @@ LIMITS: dict[str, Any] = {"max_rows": 10_000, "max_columns": 100}
 
 
 def frame(n: int = 120, seed: int = 0) -> pd.DataFrame:
-    rng = np.random.default_rng(seed)
-    species = rng.choice(["setosa", "versicolor", "virginica"], n)
-    size = np.where(species == "setosa", 1.0, np.where(species == "versicolor", 3.0, 5.0))
-    return pd.DataFrame(
-        {
-            "length": size + rng.normal(0, 0.3, n),
-            "petals": rng.integers(3, 7, n),
-            "wild": rng.integers(0, 2, n).astype(bool),
-            "color": rng.choice(["red", "blue", "white"], n),
-            "species": species,
-            "price": 10 * size + rng.normal(0, 1, n),
-        }
-    )
-
-
-def csv_bytes(df: pd.DataFrame) -> bytes:
-    return df.to_csv(index=False).encode()
-
-
-def parquet_bytes(df: pd.DataFrame) -> bytes:
-    buffer = io.BytesIO()
-    df.to_parquet(buffer, index=False)
-    return buffer.getvalue()
+    return tables.flowers(n, seed, petals=True)
 
 
 def table(data: bytes, fmt: str = "csv", **limits: int) -> Table:
