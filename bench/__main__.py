@@ -20,7 +20,8 @@ import traceback
 from pathlib import Path
 from typing import Any
 
-from bench.harness import Context, Figure
+from bench.figures import Figure
+from bench.harness import Context
 from bench.report import as_json, markdown
 
 BENCHES = ("submit", "dispatch", "e2e", "overhead", "footprint", "scale")

@@ -15,19 +15,11 @@ import threading
 import time
 import uuid
 
-from bench.harness import (
-    Context,
-    Figure,
-    JobRun,
-    Observer,
-    Recover,
-    api_client,
-    close_kazoo,
-    kazoo_client,
-    percentile,
-    run_job,
-)
+from bench.figures import Figure, percentile
+from bench.harness import Context, api_client
+from bench.http_load import JobRun, Recover, run_job
 from bench.profile import Profiler
+from bench.zk_side import Observer, close_kazoo, kazoo_client
 from testkit.bench_specs import tiny_spec
 from zootrain.paths import Paths
 

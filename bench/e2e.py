@@ -18,15 +18,10 @@ import time
 import numpy as np
 from sklearn.ensemble import RandomForestClassifier
 
-from bench.harness import (
-    Context,
-    Figure,
-    JobRun,
-    Observer,
-    api_client,
-    restarter,
-    run_job,
-)
+from bench.figures import Figure
+from bench.harness import Context, api_client
+from bench.http_load import JobRun, restarter, run_job
+from bench.zk_side import Observer
 from testkit.bench_specs import E2E_SEED as SEED
 from testkit.bench_specs import E2E_SHARDS as SHARDS
 from testkit.bench_specs import E2E_TEST_SIZE as TEST_SIZE

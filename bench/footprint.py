@@ -19,20 +19,11 @@ import uuid
 
 from kazoo.client import KazooClient
 
-from bench.harness import (
-    TOKEN_NAME,
-    Context,
-    Figure,
-    Observer,
-    api_client,
-    child_processes,
-    close_kazoo,
-    kazoo_client,
-    restarter,
-    rss_bytes,
-    run_job,
-    uss_bytes,
-)
+from bench.figures import Figure
+from bench.harness import TOKEN_NAME, Context, api_client
+from bench.http_load import restarter, run_job
+from bench.process_stats import child_processes, rss_bytes, uss_bytes
+from bench.zk_side import Observer, close_kazoo, kazoo_client
 from testkit.bench_specs import tiny_spec
 from zootrain.paths import Paths
 

@@ -21,16 +21,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from bench.e2e import job_spec
-from bench.harness import (
-    Context,
-    Figure,
-    JobRun,
-    Observer,
-    api_client,
-    restarter,
-    run_job,
-    timestamp,
-)
+from bench.figures import Figure
+from bench.harness import Context, api_client
+from bench.http_load import JobRun, restarter, run_job, timestamp
+from bench.zk_side import Observer
 from testkit.bench_specs import tiny_spec
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from bench.harness import Figure, fmt
+from bench.figures import Figure, fmt
 
 HEADER = ("figure", "value", "baseline", "ratio", "goal", "met?", "command")
 

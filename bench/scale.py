@@ -26,24 +26,11 @@ from dataclasses import dataclass, field
 
 from kazoo.client import KazooClient
 
-from bench.harness import (
-    Context,
-    Figure,
-    Observer,
-    RawJobs,
-    Recover,
-    api_client,
-    close_kazoo,
-    kazoo_client,
-    median,
-    percentile,
-    pipelined_commits,
-    restarter,
-    run_job,
-    submit_load,
-    wait_quiet,
-    zk_idle,
-)
+from bench.figures import Figure, median, percentile
+from bench.harness import Context, api_client
+from bench.http_load import Recover, restarter, run_job, submit_load
+from bench.raw_commits import RawJobs, pipelined_commits
+from bench.zk_side import Observer, close_kazoo, kazoo_client, wait_quiet, zk_idle
 from testkit.bench_specs import tiny_spec
 from testkit.zkserver import ZooKeeperCluster
 from zootrain.paths import Paths, queue_rank

@@ -10,21 +10,13 @@ from __future__ import annotations
 import asyncio
 import uuid
 
-from bench.harness import (
-    Context,
-    Figure,
-    Pipelined,
-    RawJobs,
-    close_kazoo,
-    cpu_seconds,
-    ensure_bases,
-    kazoo_client,
-    own_cpu_seconds,
-    percentile,
-    pipelined_commits,
-    submit_load,
-)
+from bench.figures import Figure, percentile
+from bench.harness import Context
+from bench.http_load import submit_load
+from bench.process_stats import cpu_seconds, own_cpu_seconds
 from bench.profile import Profiler
+from bench.raw_commits import Pipelined, RawJobs, ensure_bases, pipelined_commits
+from bench.zk_side import close_kazoo, kazoo_client
 from testkit.bench_specs import submit_spec
 from zootrain.paths import Paths
 
