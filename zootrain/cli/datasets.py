@@ -24,9 +24,7 @@ def datasets_upload(
     as_json: Json = False,
 ) -> None:
     """Upload a dataset file (CSV with a header row, or Parquet)."""
-    call_and_print(
-        url, token, as_json, lambda client: client.upload_dataset(file, name=name), print_uploaded
-    )
+    call_and_print(url, token, as_json, lambda c: c.upload_dataset(file, name=name), print_uploaded)
 
 
 def print_uploaded(record: Any) -> None:
@@ -56,7 +54,7 @@ def datasets_list(
         url,
         token,
         as_json,
-        lambda client: client.list_datasets(limit=limit, cursor=cursor),
+        lambda c: c.list_datasets(limit, cursor),
         print_dataset_page,
     )
 
@@ -80,9 +78,7 @@ def datasets_show(
     as_json: Json = False,
 ) -> None:
     """One uploaded dataset with its columns."""
-    call_and_print(
-        url, token, as_json, lambda client: client.get_dataset(dataset_id), print_dataset
-    )
+    call_and_print(url, token, as_json, lambda c: c.get_dataset(dataset_id), print_dataset)
 
 
 def print_dataset(record: Any) -> None:

@@ -15,7 +15,7 @@ from zootrain.cli.plumbing import Json, Token, Url, app, call_and_print, out, se
 from zootrain.cli.render import BOX, dataset_text, job_table, model_text, shard_table, styled, when
 from zootrain.client import ShardEvent
 from zootrain.records import JobRecord, JobState
-from zootrain.views import JobList
+from zootrain.views import JobList, JobView
 
 
 @app.command()
@@ -26,13 +26,11 @@ def status(
     as_json: Json = False,
 ) -> None:
     """A job: its state, spec, shards and published model."""
-    call_and_print(
-        url,
-        token,
-        as_json,
-        lambda client: client.get_job(job_id),
-        lambda job: out.print(job_table(job)),
-    )
+    call_and_print(url, token, as_json, lambda c: c.get_job(job_id), print_job)
+
+
+def print_job(job: JobView) -> None:
+    out.print(job_table(job))
 
 
 @app.command("list")
@@ -45,13 +43,7 @@ def list_jobs(
     as_json: Json = False,
 ) -> None:
     """Jobs, newest first."""
-    call_and_print(
-        url,
-        token,
-        as_json,
-        lambda client: client.list_jobs(state=state, limit=limit, cursor=cursor),
-        print_job_page,
-    )
+    call_and_print(url, token, as_json, lambda c: c.list_jobs(state, limit, cursor), print_job_page)
 
 
 def print_job_page(page: JobList) -> None:
@@ -140,10 +132,8 @@ def cancel(
     as_json: Json = False,
 ) -> None:
     """Cancel a job that has not finished (its running shards are killed)."""
-    call_and_print(
-        url,
-        token,
-        as_json,
-        lambda client: client.cancel(job_id),
-        lambda job: out.print(Text.assemble("job ", job.id, " ", styled(job.state))),
-    )
+    call_and_print(url, token, as_json, lambda c: c.cancel(job_id), print_job_state)
+
+
+def print_job_state(job: JobView) -> None:
+    out.print(Text.assemble("job ", job.id, " ", styled(job.state)))

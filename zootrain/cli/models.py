@@ -31,19 +31,11 @@ def models(
     if version is not None and name is None:
         raise typer.BadParameter("--version needs a model NAME", param_hint="--version")
     if name is None:
-        call_and_print(url, token, as_json, lambda client: client.models(), print_models)
+        call_and_print(url, token, as_json, lambda c: c.models(), print_models)
     elif version is None:
-        call_and_print(
-            url,
-            token,
-            as_json,
-            lambda client: client.versions(name),
-            lambda versions: out.print(version_table(versions)),
-        )
+        call_and_print(url, token, as_json, lambda c: c.versions(name), print_versions)
     else:
-        call_and_print(
-            url, token, as_json, lambda client: client.version(name, version), print_version
-        )
+        call_and_print(url, token, as_json, lambda c: c.version(name, version), print_version)
 
 
 def print_models(summaries: list[ModelSummary]) -> None:
@@ -54,6 +46,10 @@ def print_models(summaries: list[ModelSummary]) -> None:
         latest = summary.latest_version
         table.add_row(summary.name, str(latest or ""), str(summary.versions))
     out.print(table)
+
+
+def print_versions(versions: list[VersionRecord]) -> None:
+    out.print(version_table(versions))
 
 
 def print_version(record: VersionRecord) -> None:
@@ -139,7 +135,7 @@ def predict(
         url,
         token,
         as_json,
-        lambda client: client.predict(model, rows, version=version),
+        lambda c: c.predict(model, rows, version),
         print_predictions,
     )
 

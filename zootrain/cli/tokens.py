@@ -33,6 +33,10 @@ def parse_scopes(value: str) -> list[Scope]:
     return scopes
 
 
+TokenName = Annotated[
+    str,
+    typer.Argument(metavar="NAME", help="Who or what the token is for: letters, digits and ._@-"),
+]
 Expires = Annotated[
     str | None,
     typer.Option(
@@ -44,12 +48,7 @@ Expires = Annotated[
 
 @token_app.command("new")
 def token_new(
-    name: Annotated[
-        str,
-        typer.Argument(
-            metavar="NAME", help="Who or what the token is for: letters, digits and ._@-"
-        ),
-    ],
+    name: TokenName,
     scopes: Annotated[
         str,
         typer.Option(
@@ -117,12 +116,7 @@ def _token_json(
 
 @token_app.command("add")
 def token_add(
-    name: Annotated[
-        str,
-        typer.Argument(
-            metavar="NAME", help="Who or what the token is for: letters, digits and ._@-"
-        ),
-    ],
+    name: TokenName,
     scopes: Annotated[
         str,
         typer.Option(help="Comma-separated: read, submit, admin."),

@@ -12,7 +12,7 @@ from zootrain.records import WorkerRecord
 @app.command()
 def workers(url: Url = None, token: Token = None, as_json: Json = False) -> None:
     """The live workers and what they are training."""
-    call_and_print(url, token, as_json, lambda client: client.workers(), print_workers)
+    call_and_print(url, token, as_json, lambda c: c.workers(), print_workers)
 
 
 def print_workers(records: list[WorkerRecord]) -> None:
