@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -21,6 +20,7 @@ from zootrain.ml.algorithms import ALGORITHMS, build_estimator
 from zootrain.ml.columnar import Manifest
 from zootrain.ml.datasets import (
     BuiltinDataset,
+    Split,
     SyntheticDataset,
     Task,
     UploadedDataset,
@@ -42,19 +42,6 @@ from zootrain.ml.synthetic import Generator
 from zootrain.ml.tabular import DatasetSource, load_uploaded
 from zootrain.ml.training import fit_job_shard
 from zootrain.records import JobSpec
-
-
-@dataclass(frozen=True, eq=False)
-class Split:
-    """The rows a task has read: training rows (all, or one shard's) and held-out rows."""
-
-    X_train: np.ndarray
-    y_train: np.ndarray
-    X_test: np.ndarray
-    y_test: np.ndarray
-    # Sorted labels of the whole dataset (None for regression). Shards and the test set
-    # may each miss some labels; models and metrics are aligned to this instead.
-    classes: np.ndarray | None
 
 
 def _source(spec: JobSpec, payload: dict[str, Any], store: ArtifactStore) -> tuple[RowSource, Task]:

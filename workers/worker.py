@@ -403,14 +403,22 @@ class Worker:
 
         self.side_task(release())
 
-    async def _claim_shard(self, job: JobRecord, index: int) -> Attempt:
-        lock = self.paths.shard_lock(job.id, index)
+    async def _lock_for_claim(self, lock: str) -> Attempt | None:
+        """Take ``lock`` for a claim: None once it is ours; else no claim, and whether a wake-up
+        is sure to come (our own claim's end, or the release watch on another worker's lock)."""
         taken = await self._take(lock)
         if taken is None:
             return Attempt(None, waiting=True)
         if not taken:
             # Taken: its owner is alive. Wake when it lets go (done, handed back, or died).
             return Attempt(None, waiting=await self._watch_lock(lock))
+        return None
+
+    async def _claim_shard(self, job: JobRecord, index: int) -> Attempt:
+        lock = self.paths.shard_lock(job.id, index)
+        refused = await self._lock_for_claim(lock)
+        if refused is not None:
+            return refused
         session = self.zk.session_id
         try:
             # Only now, holding the lock, is the record's state meaningful: re-read it.
@@ -458,11 +466,9 @@ class Worker:
         so a merger that lost its lock (and session) can never publish.
         """
         lock = self.paths.merge_lock(job.id)
-        taken = await self._take(lock)
-        if taken is None:
-            return Attempt(None, waiting=True)
-        if not taken:
-            return Attempt(None, waiting=await self._watch_lock(lock))
+        refused = await self._lock_for_claim(lock)
+        if refused is not None:
+            return refused
         session = self.zk.session_id
         try:
             job, stat = await self.queue.read_job(job.id)

@@ -21,9 +21,9 @@ from tests.integration.conftest import (
     iris_spec,
     submit,
 )
-from workers.training import Split, held_out
+from workers.training import held_out
 from zootrain.ml import modelfile
-from zootrain.ml.datasets import BuiltinDataset, load_dataset
+from zootrain.ml.datasets import BuiltinDataset, Split, load_dataset
 from zootrain.ml.scoring import evaluate
 from zootrain.records import JobSpec
 
