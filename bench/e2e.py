@@ -19,9 +19,8 @@ import numpy as np
 from sklearn.ensemble import RandomForestClassifier
 
 from bench.figures import Figure
-from bench.harness import Context, api_client
-from bench.http_load import JobRun, restarter, run_job
-from bench.zk_side import Observer
+from bench.harness import Context
+from bench.http_load import JobRun, run_job, two_worker_stack
 from testkit.bench_specs import E2E_SEED as SEED
 from testkit.bench_specs import E2E_SHARDS as SHARDS
 from testkit.bench_specs import E2E_TEST_SIZE as TEST_SIZE
@@ -64,46 +63,37 @@ async def run(ctx: Context) -> list[Figure]:
     )
     spec = job_spec(rows, per_shard)
     results: dict[int, tuple[JobRun, float]] = {}
-    with ctx.zookeeper("e2e") as zk, ctx.stack("e2e", zk) as stack:
-        stack.start_api_server()
-        stack.start_worker("worker")
-        stack.start_worker("worker")
-        observer = await Observer(zk.hosts).start()
-        recover = restarter(ctx, stack, "e2e")
-        try:
-            async with api_client(stack.url) as client:
-                # Warm-up: both workers' first children, first imports, first artifact writes.
-                await asyncio.gather(
-                    *(
-                        asyncio.wait_for(
-                            run_job(
-                                client,
-                                observer,
-                                stack.paths,
-                                tiny_spec(),
-                                stall=STALL,
-                                recover=recover,
-                            ),
-                            300,
-                        )
-                        for _ in range(2)
-                    )
+    async with two_worker_stack(ctx, "e2e") as (stack, client, observer, recover):
+        # Warm-up: both workers' first children, first imports, first artifact writes.
+        await asyncio.gather(
+            *(
+                asyncio.wait_for(
+                    run_job(
+                        client,
+                        observer,
+                        stack.paths,
+                        tiny_spec(),
+                        stall=STALL,
+                        recover=recover,
+                    ),
+                    300,
                 )
-                for count in (2, 1):
-                    if count == 1:
-                        stack.workers()[-1].stop()
-                    baseline = await loop.run_in_executor(None, fit_seconds, X, y, trees, count)
-                    ctx.log(f"e2e: scikit-learn n_jobs={count}: {baseline:.1f}s")
-                    job = await asyncio.wait_for(
-                        run_job(client, observer, stack.paths, spec, stall=STALL, recover=recover),
-                        3600,
-                    )
-                    if job.state != "succeeded":
-                        raise RuntimeError(f"e2e job {job.id} {job.state}: {job.job.get('error')}")
-                    ctx.log(f"e2e: zootrain, {count} worker(s): {job.finished - job.posted:.1f}s")
-                    results[count] = (job, baseline)
-        finally:
-            await observer.stop()
+                for _ in range(2)
+            )
+        )
+        for count in (2, 1):
+            if count == 1:
+                stack.workers()[-1].stop()
+            baseline = await loop.run_in_executor(None, fit_seconds, X, y, trees, count)
+            ctx.log(f"e2e: scikit-learn n_jobs={count}: {baseline:.1f}s")
+            job = await asyncio.wait_for(
+                run_job(client, observer, stack.paths, spec, stall=STALL, recover=recover),
+                3600,
+            )
+            if job.state != "succeeded":
+                raise RuntimeError(f"e2e job {job.id} {job.state}: {job.job.get('error')}")
+            ctx.log(f"e2e: zootrain, {count} worker(s): {job.finished - job.posted:.1f}s")
+            results[count] = (job, baseline)
     ctx.shared["large_jobs"] = [job for job, _ in results.values()]
     figures: list[Figure] = []
     for count, (job, baseline) in results.items():

@@ -9,7 +9,7 @@ import contextlib
 import json
 import math
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -17,7 +17,7 @@ from typing import Any
 import httpx
 from kazoo.protocol.states import ZnodeStat
 
-from bench.harness import AUTH, TERMINAL, BenchStack, Context
+from bench.harness import AUTH, TERMINAL, BenchStack, Context, api_client
 from bench.zk_side import Observer
 from zootrain.paths import Paths
 
@@ -64,6 +64,25 @@ def restarter(ctx: Context, stack: BenchStack, what: str) -> Recover:
         await asyncio.get_running_loop().run_in_executor(None, stack.restart_workers)
 
     return recover
+
+
+@contextlib.asynccontextmanager
+async def two_worker_stack(
+    ctx: Context, name: str
+) -> AsyncIterator[tuple[BenchStack, httpx.AsyncClient, Observer, Recover]]:
+    """A fresh ZooKeeper server with the job service and two workers on it: the stack, an HTTP
+    client for the job service, an Observer on the server, and a ``recover`` for run_job that
+    restarts the workers."""
+    with ctx.zookeeper(name) as zk, ctx.stack(name, zk) as stack:
+        stack.start_api_server()
+        stack.start_worker("worker")
+        stack.start_worker("worker")
+        observer = await Observer(zk.hosts).start()
+        try:
+            async with api_client(stack.url) as client:
+                yield stack, client, observer, restarter(ctx, stack, name)
+        finally:
+            await observer.stop()
 
 
 async def run_job(

@@ -22,9 +22,8 @@ from typing import Any
 
 from bench.e2e import job_spec
 from bench.figures import Figure
-from bench.harness import Context, api_client
-from bench.http_load import JobRun, restarter, run_job, timestamp
-from bench.zk_side import Observer
+from bench.harness import Context
+from bench.http_load import JobRun, run_job, timestamp, two_worker_stack
 from testkit.bench_specs import tiny_spec
 
 
@@ -82,25 +81,16 @@ async def own_jobs(ctx: Context) -> tuple[list[JobRun], list[JobRun]]:
     """Tiny and large jobs, for when dispatch and e2e did not run in this invocation."""
     tiny_count = 5 if ctx.quick else 20
     rows = 20_000 if ctx.quick else 50_000
-    with ctx.zookeeper("overhead") as zk, ctx.stack("overhead", zk) as stack:
-        stack.start_api_server()
-        stack.start_worker("worker")
-        stack.start_worker("worker")
-        observer = await Observer(zk.hosts).start()
-        recover = restarter(ctx, stack, "overhead")
-        try:
-            async with api_client(stack.url) as client:
+    async with two_worker_stack(ctx, "overhead") as (stack, client, observer, recover):
 
-                async def job(spec: dict[str, Any]) -> JobRun:
-                    return await asyncio.wait_for(
-                        run_job(client, observer, stack.paths, spec, stall=30.0, recover=recover),
-                        1800,
-                    )
+        async def job(spec: dict[str, Any]) -> JobRun:
+            return await asyncio.wait_for(
+                run_job(client, observer, stack.paths, spec, stall=30.0, recover=recover),
+                1800,
+            )
 
-                tiny = [await job(tiny_spec("bench-overhead")) for _ in range(tiny_count)]
-                large = [await job(job_spec(rows, 2))]
-        finally:
-            await observer.stop()
+        tiny = [await job(tiny_spec("bench-overhead")) for _ in range(tiny_count)]
+        large = [await job(job_spec(rows, 2))]
     return tiny, large
 
 

@@ -122,37 +122,33 @@ async def measure_level(
     quiet_jobs, busy_jobs = (3, 3) if ctx.quick else (8, 5)
     budget = 20.0 if ctx.quick else 60.0  # per kind of job and size; at least 2 jobs each
     async with api_client(dispatch_url) as http:
-        started = time.monotonic()
-        for index in range(quiet_jobs):
-            waited = await wait_quiet(zk)
-            if index > 0:  # the first wait follows our own reads, not a publish
-                level.rescan.append(waited)
-            run = await asyncio.wait_for(
-                run_job(
-                    http, observer, dispatch_paths, spec, stall=STALL, recover=recover, idle=idle
-                ),
-                600,
-            )
-            if run.stalled:
-                level.stalls += 1
-            else:
-                level.quiet.append(run.running[0] - run.job_stat.ctime / 1000)
-            if index >= 1 and time.monotonic() - started > budget:
-                break
-        started = time.monotonic()
-        for index in range(busy_jobs):
-            run = await asyncio.wait_for(
-                run_job(
-                    http, observer, dispatch_paths, spec, stall=STALL, recover=recover, idle=idle
-                ),
-                600,
-            )
-            if run.stalled:
-                level.stalls += 1
-            else:
-                level.busy.append(run.running[0] - run.job_stat.ctime / 1000)
-            if index >= 1 and time.monotonic() - started > budget:
-                break
+        # Quiet: each job submitted once ZooKeeper has gone quiet (the workers idle); busy: one
+        # right after another.
+        for delays, count in ((level.quiet, quiet_jobs), (level.busy, busy_jobs)):
+            started = time.monotonic()
+            for index in range(count):
+                if delays is level.quiet:
+                    waited = await wait_quiet(zk)
+                    if index > 0:  # the first wait follows our own reads, not a publish
+                        level.rescan.append(waited)
+                run = await asyncio.wait_for(
+                    run_job(
+                        http,
+                        observer,
+                        dispatch_paths,
+                        spec,
+                        stall=STALL,
+                        recover=recover,
+                        idle=idle,
+                    ),
+                    600,
+                )
+                if run.stalled:
+                    level.stalls += 1
+                else:
+                    delays.append(run.running[0] - run.job_stat.ctime / 1000)
+                if index >= 1 and time.monotonic() - started > budget:
+                    break
     await wait_quiet(zk)
     load_spec = tiny_spec("bench-scale-submit", shards=1, priority=5)
     load = await submit_load(submit_url, load_spec, clients=8, duration=1.5 if ctx.quick else 4.0)
