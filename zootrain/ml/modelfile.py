@@ -8,6 +8,7 @@ anything else in a file is refused before a single object is constructed.
 from __future__ import annotations
 
 import zipfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -38,14 +39,7 @@ def dumps(model: Any) -> bytes:
 
 def load(path: Path) -> Any:
     """loads() from a file: the checks and the load read it in place, not into memory."""
-    try:
-        untrusted = sio.get_untrusted_types(file=path)
-    except (zipfile.BadZipFile, KeyError, ValueError) as exc:
-        raise ValueError(f"not a skops model file: {exc}") from None
-    refused = sorted(set(untrusted) - TRUSTED_TYPES)
-    if refused:
-        raise UntrustedModelError(refused)
-    return sio.load(path, trusted=list(untrusted))
+    return sio.load(path, trusted=_allowed(lambda: sio.get_untrusted_types(file=path)))
 
 
 def loads(data: bytes) -> Any:
@@ -54,11 +48,17 @@ def loads(data: bytes) -> Any:
     if not isinstance(data, bytes | bytearray | memoryview):
         raise TypeError(f"data must be bytes, got {type(data).__name__}")
     data = bytes(data)
+    return sio.loads(data, trusted=_allowed(lambda: sio.get_untrusted_types(data=data)))
+
+
+def _allowed(untrusted_types: Callable[[], list[str]]) -> list[str]:
+    """The types outside skops' defaults that a file holds, for skops to load it: only if every
+    one of them is in TRUSTED_TYPES (else UntrustedModelError); ValueError for non-skops data."""
     try:
-        untrusted = sio.get_untrusted_types(data=data)
+        untrusted = untrusted_types()
     except (zipfile.BadZipFile, KeyError, ValueError) as exc:
         raise ValueError(f"not a skops model file: {exc}") from None
     refused = sorted(set(untrusted) - TRUSTED_TYPES)
     if refused:
         raise UntrustedModelError(refused)
-    return sio.loads(data, trusted=list(untrusted))
+    return list(untrusted)

@@ -365,37 +365,28 @@ def _describe_column(name: str, series: pd.Series) -> ColumnInfo:
     if kind in ("integer", "float"):
         values = _floats(series)
         finite = values[np.isfinite(values)]
+        non_null, distinct = len(finite), len(pd.unique(finite))
+    elif kind == "boolean":
+        present = series[series.notna()]
+        non_null, distinct = len(present), int(present.nunique())
+    else:
+        present = series[series.notna()]
+        labels = pd.unique(np.asarray(present.astype(str), dtype=object))
+        levels: list[str] | None = None
+        if len(labels) <= MAX_CATEGORIES and all(len(v) <= MAX_LEVEL_CHARS for v in labels):
+            levels = sorted(str(v) for v in labels)
         return ColumnInfo(
             name=name,
             dtype=dtype,
             kind=kind,
-            numeric=True,
-            non_null=len(finite),
-            distinct=len(pd.unique(finite)),
-        )
-    present = series[series.notna()]
-    if kind == "boolean":
-        return ColumnInfo(
-            name=name,
-            dtype=dtype,
-            kind=kind,
-            numeric=True,
+            numeric=False,
             non_null=len(present),
-            distinct=int(present.nunique()),
+            distinct=len(labels),
+            categories=len(labels),
+            levels=levels,
         )
-    labels = pd.unique(np.asarray(present.astype(str), dtype=object))
-    levels: list[str] | None = None
-    if len(labels) <= MAX_CATEGORIES and all(len(v) <= MAX_LEVEL_CHARS for v in labels):
-        levels = sorted(str(v) for v in labels)
     return ColumnInfo(
-        name=name,
-        dtype=dtype,
-        kind=kind,
-        numeric=False,
-        non_null=len(present),
-        distinct=len(labels),
-        categories=len(labels),
-        levels=levels,
+        name=name, dtype=dtype, kind=kind, numeric=True, non_null=non_null, distinct=distinct
     )
 
 
