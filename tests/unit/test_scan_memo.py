@@ -1,0 +1,56 @@
+"""What an idle worker remembers of queued jobs between scans (workers/scan_memo.py)."""
+
+from __future__ import annotations
+
+from workers.scan_memo import ScanMemo
+from zootrain.paths import sorted_queue
+
+A = "4-aaaaaaaaaaaaaaaaaaaa-0000000001"
+B = "0-bbbbbbbbbbbbbbbbbbbb-0000000003"
+C = "4-cccccccccccccccccccc-0000000002"
+
+
+def test_sorted_queue_is_the_queue_order_and_skips_junk() -> None:
+    memo = ScanMemo()
+    names = [A, B, C, "junk"]
+    assert memo.sorted_queue(names) == sorted_queue(names)
+    # Parsed names are remembered: a second scan gives the same order.
+    assert memo.sorted_queue(list(reversed(names))) == sorted_queue(names)
+
+
+def test_a_blocked_job_is_skipped_until_something_forgets_it() -> None:
+    memo = ScanMemo()
+    queued = memo.sorted_queue([A, B, C])
+    assert memo.start_scan(queued) == ["b" * 20, "a" * 20, "c" * 20]
+    memo.block("a" * 20, memo.mark)
+    assert memo.start_scan(queued) == ["b" * 20, "c" * 20]
+    memo.forget("a" * 20)  # its lock was released, say
+    assert memo.start_scan(queued) == ["b" * 20, "a" * 20, "c" * 20]
+    memo.block("a" * 20, memo.mark)
+    memo.block("c" * 20, memo.mark)
+    memo.forget_all()  # the session came back
+    assert memo.start_scan(queued) == ["b" * 20, "a" * 20, "c" * 20]
+
+
+def test_a_wake_up_during_the_read_keeps_the_job_unblocked() -> None:
+    memo = ScanMemo()
+    queued = memo.sorted_queue([A, C])
+    memo.start_scan(queued)
+    mark = memo.mark  # taken before the read...
+    memo.forget("a" * 20)  # ... which a wake-up overtook
+    memo.block("a" * 20, mark)
+    memo.block("c" * 20, mark)
+    assert memo.start_scan(queued) == ["a" * 20]
+    mark = memo.mark
+    memo.forget_all()
+    memo.block("a" * 20, mark)
+    assert memo.start_scan(queued) == ["a" * 20, "c" * 20]
+
+
+def test_a_job_that_left_the_queue_is_forgotten() -> None:
+    memo = ScanMemo()
+    memo.start_scan(memo.sorted_queue([A, C]))
+    memo.block("a" * 20, memo.mark)
+    # Gone from the queue, then back (a new entry for the same job id): read again.
+    memo.start_scan(memo.sorted_queue([C]))
+    assert memo.start_scan(memo.sorted_queue([A, C])) == ["a" * 20, "c" * 20]
