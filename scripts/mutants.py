@@ -230,9 +230,7 @@ def main() -> int:
         if not args.no_baseline:
             tests = tuple(dict.fromkeys(t for m in mutants for t in m.tests))
             status, seconds = run_tests(copy, tests, logs / "baseline.log")
-            rows.append(
-                ("(none: baseline)", f"{len(tests)} files/tests", _baseline(status), seconds)
-            )
+            rows.append(("(none: baseline)", "all of the below", _baseline(status), seconds))
             print(table(rows[-1:]), flush=True)
             if status != 0:
                 print(f"\nthe unmutated copy fails its tests: see {logs / 'baseline.log'}")
@@ -245,6 +243,8 @@ def main() -> int:
             finally:
                 (copy / mutant.path).write_text(original)
             result = {0: "SURVIVED", 1: "killed"}.get(status, f"ERROR (pytest exit {status})")
+            if status == 1:
+                result += f" by {first_failure(logs / f'{mutant.name}.log')}"
             failed |= status != 1
             shown = ", ".join(t.replace("tests/", "").split("::")[-1] for t in mutant.tests)
             rows.append((mutant.name, shown, result, seconds))
@@ -261,6 +261,14 @@ def main() -> int:
         return 1
     print(f"\nmutants: all {len(mutants)} killed")
     return 0
+
+
+def first_failure(log: Path) -> str:
+    """The test that failed first, from pytest's short summary ("FAILED path::name - why")."""
+    for line in log.read_text(errors="replace").splitlines():
+        if line.startswith(("FAILED ", "ERROR ")):
+            return line.split()[1].split("::")[-1]
+    return "?"
 
 
 def _baseline(status: int) -> str:

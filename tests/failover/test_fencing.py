@@ -11,6 +11,8 @@ publish twice. Each way it can go is forced, not left to the order of events on 
 - a merger frozen in the middle of its merge: the other worker re-claims the merge and
   publishes; the frozen merger's late publishing multi is refused on the job's version, and the
   job has exactly one version.
+- and the other side: its session expired but nobody re-claimed the shard, so the version
+  still matches and its trained result is kept, written from its new session.
 
 In the last two, the frozen worker talks to ZooKeeper through a proxy (zkproxy.py) that is
 blocked while it resumes: it must take its child's answer before it can learn that its session
@@ -302,4 +304,57 @@ def test_a_merger_frozen_mid_merge_cannot_publish_after_the_job_was_published(
         view = client.get(f"/v1/jobs/{job_id}").json()
         assert view["state"] == "succeeded" and view["model"]["version"] == 1, view
         assert children(kazoo, f"{zk_root}/queue") == []
+        wait_for(lambda: children(kazoo, f"{zk_root}/locks") == [], 15, "the locks to go")
+
+
+def test_a_frozen_worker_whose_work_nobody_reclaimed_keeps_its_result(
+    stack: Stack, proxy: ZooKeeperProxy, kazoo: KazooClient, zk_root: str
+) -> None:
+    """The other side of fencing by version: the session (and the lock) expired, but no worker
+    took the shard meanwhile, so the version still matches and the trained result is kept
+    (written from the new session) rather than trained again."""
+    stack.start_api()
+    port = free_port()
+    sleeper = stack.start_worker(
+        "sleeper",
+        ZOOTRAIN_WORKER_ID="sleeper",
+        ZOOTRAIN_ZK_HOSTS=proxy.address,
+        ZOOTRAIN_METRICS_PORT=str(port),
+    )
+    idle = descendants(sleeper.popen.pid)
+    proxy.hold_next(SET_DATA, f"{zk_root}/jobs/", b'"state":"done"')
+    with httpx.Client(headers=AUTH, base_url=str(stack.api_url), timeout=30) as client:
+        response = client.post("/v1/jobs", json=slow_spec("kept-forest", n_samples=25_000))
+        assert response.status_code == 202, response.text
+        job_id = response.json()["id"]
+        wait_for(
+            lambda: shard_records(kazoo, zk_root, job_id)[0]["state"] == "running",
+            60,
+            "the shard to be claimed",
+        )
+        wait_for(lambda: descendants(sleeper.popen.pid) - idle, 30, "the training child")
+        os.kill(sleeper.popen.pid, signal.SIGSTOP)
+        try:
+            wait_for(lambda: not descendants(sleeper.popen.pid) - idle, 120, "the child's end")
+            wait_for(
+                lambda: kazoo.exists(f"{zk_root}/locks/{job_id}.0000") is None,
+                60,
+                "the session, and the lock with it, to expire",
+            )
+            resume_behind_blocked_proxy(
+                sleeper, proxy, rf"trained {job_id}/0 in", "the resumed worker to take its result"
+            )
+        finally:
+            cont(sleeper.popen.pid)
+
+        view = wait_job(client, job_id, timeout=120)
+        assert view["state"] == "succeeded", view
+        assert view["shards"][0]["worker"] == "sleeper" and view["shards"][0]["attempts"] == 1
+        output = sleeper.output()
+        assert "session LOST" in output  # the result was written from a new session
+        assert f"done {job_id}/0" in output and f"from job {job_id}" in output, output[-3000:]
+        assert "write refused on its version" not in output, output[-3000:]
+        assert metric(port, "zootrain_fenced_writes_total") == 0
+        published = versions_by_job(kazoo, zk_root)
+        assert list(published) == [job_id] and len(published[job_id]) == 1, published
         wait_for(lambda: children(kazoo, f"{zk_root}/locks") == [], 15, "the locks to go")
