@@ -42,7 +42,7 @@ from tests.failover.helpers import (
     slow_spec,
     versions_by_job,
 )
-from tests.failover.zkproxy import MULTI, SET_DATA, ZooKeeperProxy
+from tests.failover.zkproxy import MULTI, SET_DATA, Rule, ZooKeeperProxy
 from tests.support.auth import AUTH
 from tests.support.stack import Process, Stack, descendants, wait_for, wait_job
 from tests.support.zkserver import ZooKeeperCluster, free_port
@@ -72,6 +72,17 @@ def cont(*pids: int) -> None:
     for pid in pids:
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGCONT)
+
+
+def training_or_held(worker: Process, idle: set[int], held: Rule) -> None:
+    """Wait for the worker's training child, or (if it answered before this test looked) for
+    the outcome's write that the proxy holds."""
+    wait_for(
+        lambda: bool(descendants(worker.popen.pid) - idle) or held.matched.is_set(),
+        60,
+        "the training child, or the outcome it leads to",
+        interval=0.02,
+    )
 
 
 def resume_behind_blocked_proxy(
@@ -182,7 +193,7 @@ def test_a_frozen_worker_whose_child_answered_has_its_result_refused_on_its_vers
         ZOOTRAIN_METRICS_PORT=str(port),
     )
     idle = descendants(sleeper.popen.pid)
-    proxy.hold_next(SET_DATA, f"{zk_root}/jobs/", b'"state":"done"')
+    held = proxy.hold_next(SET_DATA, f"{zk_root}/jobs/", b'"state":"done"')
     with httpx.Client(headers=AUTH, base_url=str(stack.api_url), timeout=30) as client:
         response = client.post("/v1/jobs", json=slow_spec("fenced-forest", n_samples=25_000))
         assert response.status_code == 202, response.text
@@ -193,8 +204,7 @@ def test_a_frozen_worker_whose_child_answered_has_its_result_refused_on_its_vers
             60,
             "the shard to be claimed",
         )
-        wait_for(lambda: descendants(sleeper.popen.pid) - idle, 30, "the training child")
-
+        training_or_held(sleeper, idle, held)
         os.kill(sleeper.popen.pid, signal.SIGSTOP)  # the worker only: its child trains on
         try:
             # Its child answers into the pipe of a frozen worker (a zombie: no longer listed).
@@ -232,7 +242,8 @@ def test_a_frozen_worker_whose_child_answered_has_its_result_refused_on_its_vers
         assert f"stopped {job_id}/0 (lost)" not in output, output[-3000:]  # the other branch
         assert f"done {job_id}/0" not in output, output[-3000:]
         assert f"from job {job_id}" not in output, output[-3000:]
-        assert f"from job {job_id}" in awake.output()
+        # Logged just after the publish that wait_job saw.
+        wait_for(lambda: f"from job {job_id}" in awake.output(), 30, "the publish's log line")
         published = versions_by_job(kazoo, zk_root)
         assert list(published) == [job_id] and len(published[job_id]) == 1, published
         wait_for(lambda: children(kazoo, f"{zk_root}/locks") == [], 15, "the locks to go")
@@ -322,7 +333,7 @@ def test_a_frozen_worker_whose_work_nobody_reclaimed_keeps_its_result(
         ZOOTRAIN_METRICS_PORT=str(port),
     )
     idle = descendants(sleeper.popen.pid)
-    proxy.hold_next(SET_DATA, f"{zk_root}/jobs/", b'"state":"done"')
+    held = proxy.hold_next(SET_DATA, f"{zk_root}/jobs/", b'"state":"done"')
     with httpx.Client(headers=AUTH, base_url=str(stack.api_url), timeout=30) as client:
         response = client.post("/v1/jobs", json=slow_spec("kept-forest", n_samples=25_000))
         assert response.status_code == 202, response.text
@@ -332,7 +343,7 @@ def test_a_frozen_worker_whose_work_nobody_reclaimed_keeps_its_result(
             60,
             "the shard to be claimed",
         )
-        wait_for(lambda: descendants(sleeper.popen.pid) - idle, 30, "the training child")
+        training_or_held(sleeper, idle, held)
         os.kill(sleeper.popen.pid, signal.SIGSTOP)
         try:
             wait_for(lambda: not descendants(sleeper.popen.pid) - idle, 120, "the child's end")
@@ -350,9 +361,10 @@ def test_a_frozen_worker_whose_work_nobody_reclaimed_keeps_its_result(
         view = wait_job(client, job_id, timeout=120)
         assert view["state"] == "succeeded", view
         assert view["shards"][0]["worker"] == "sleeper" and view["shards"][0]["attempts"] == 1
+        wait_for(lambda: f"from job {job_id}" in sleeper.output(), 30, "the publish's log line")
         output = sleeper.output()
         assert "session LOST" in output  # the result was written from a new session
-        assert f"done {job_id}/0" in output and f"from job {job_id}" in output, output[-3000:]
+        assert f"done {job_id}/0" in output, output[-3000:]
         assert "write refused on its version" not in output, output[-3000:]
         assert metric(port, "zootrain_fenced_writes_total") == 0
         published = versions_by_job(kazoo, zk_root)
