@@ -2,8 +2,9 @@
 
 The child (workers/training.py:merge_job) merges the shards' models and evaluates the result;
 this process then publishes the version with one multi that checks the job record's version
-(what the merge claim wrote), so a merger that lost its lock, and the session with it, can never
-publish. A failed merge is retried after a backoff while the job has attempts left, like a shard.
+(what the merge claim wrote): a merger whose claim another worker took over (after its session
+expired) can never publish, and one whose claim nobody took over publishes from its new session.
+A failed merge is retried after a backoff while the job has attempts left, like a shard.
 """
 
 from __future__ import annotations
@@ -84,6 +85,7 @@ async def merge_and_publish(worker: Worker, claim: Claim) -> None:
         await merge_failed(worker, claim, str(exc))
         return
     claim.settling = True
+    log.info("merged %s; publishing", job.id)
     version = version_record(job, shards, result)
     try:
         published = await publish(worker, claim, version)
@@ -106,11 +108,13 @@ async def merge_and_publish(worker: Worker, claim: Claim) -> None:
 
 
 async def publish(worker: Worker, claim: Claim, version: VersionRecord) -> JobRecord:
-    """The publishing multi, however long ZooKeeper is away (while our session lives).
+    """The publishing multi, however long ZooKeeper is away.
 
     It checks the job record's version (what our merge claim wrote), so trying it again
     after a connection drop is safe: if the first try was applied, the job is `succeeded`
-    naming a version made from our merge, and that is the answer.
+    by our merge claim, and that is the answer. That check alone fences it, so it is tried
+    from a new session too if ours expired meanwhile: if another worker re-claimed the
+    merge, its claim moved the version on and ZooKeeper refuses ours.
     """
     job, stat = claim.job, claim.stat
     assert stat is not None
@@ -119,24 +123,30 @@ async def publish(worker: Worker, claim: Claim, version: VersionRecord) -> JobRe
             raise ArtifactError(f"merged artifact {version.artifact} vanished")
         try:
             return await worker.registry.publish(worker.queue, job, stat, version)
-        except TRANSIENT_ERRORS:
+        except (*TRANSIENT_ERRORS, SessionExpiredError):
+            # SessionExpiredError: a request queued in kazoo when the session turned out
+            # to be gone. Either way, try again on whatever session connects.
             await asyncio.sleep(0.05)
-            if not await worker.zk.wait_session(claim.session):
-                raise SessionExpiredError("the merge lock went with the session") from None
+            await worker.zk.wait_session(claim.session)
         except BadVersionError:
-            current, _ = await worker.zk.retry(
-                lambda: worker.queue.read_job(job.id), session=claim.session
-            )
+            current, _ = await worker.zk.retry(lambda: worker.queue.read_job(job.id))
             if current.state == JobState.succeeded and current.model is not None:
-                published = await published_by(worker, current, version)
+                published = await published_by(worker, current, job, version)
                 if published:
                     return current
+            worker.fenced("publish", worker.paths.job(job.id))
             raise
 
 
-async def published_by(worker: Worker, job: JobRecord, version: VersionRecord) -> bool:
-    """Whether the job's version record is the one our merge produced."""
+async def published_by(
+    worker: Worker, job: JobRecord, ours: JobRecord, version: VersionRecord
+) -> bool:
+    """Whether the succeeded ``job`` was published by our merge claim (``ours``): another
+    merger's claim counted one more merge attempt, and merges of the same shards make the
+    same file, so the sha256 alone cannot tell."""
     assert job.model is not None
+    if job.merge_attempts != ours.merge_attempts:
+        return False
     try:
         record = await worker.registry.record(job.model.name, job.model.version)
     except NotFound:
@@ -165,7 +175,10 @@ async def merge_failed(worker: Worker, claim: Claim, error: str) -> None:
                 "updated_at": utcnow(),
             }
         )
-        if await worker.write_job(retry, stat.version, claim.session) is not None:
+        written = await worker.write_versioned(
+            worker.paths.job(job.id), retry, stat.version, claim.session, outcome="merge"
+        )
+        if written is not None:
             log.info("merge of %s retries in %.1fs", job.id, delay)
             worker.wake_at(f"{job.id}/merge", time.time() + delay)
     except SessionExpiredError:

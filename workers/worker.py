@@ -212,7 +212,8 @@ class Worker:
         ZOOKEEPER_CONNECTED.set(1 if state == KazooState.CONNECTED else 0)
         if state == KazooState.LOST:
             # The session is gone and every lock with it: whatever we train now, another worker
-            # may already be training. Kill it and keep nothing of it.
+            # may already be training. Kill it and keep nothing of it. A claim whose child has
+            # answered (settling) goes on writing its outcome: the version alone fences it.
             self._registered = False
             self._armed.clear()  # the watches died with the session
             self.memo.forget_all()
@@ -494,7 +495,7 @@ class Worker:
                     "updated_at": utcnow(),
                 }
             )
-            written = await self.write_job(merging, stat.version, session)
+            written = await self._write_job(merging, stat.version, session)
         except BaseException:
             await self._let_go(lock)
             raise
@@ -599,6 +600,7 @@ class Worker:
                 memory_limit=self.memory_limit,
             )
             claim.settling = True
+            log.info("trained %s in %.2fs; recording it", claim.key, result["train_seconds"])
         except asyncio.CancelledError:
             await asyncio.shield(self._after_cancel(claim))
             return
@@ -626,7 +628,7 @@ class Worker:
         )
         try:
             # Fencing: this write carries the version our claim wrote. If we lost the lock and
-            # someone re-claimed the shard, the version moved on and our result is discarded.
+            # someone re-claimed the shard, the version moved on and ZooKeeper refuses it.
             if not await self._settle(claim, done):
                 log.warning("shard %s was taken over; result discarded", claim.key)
                 return
@@ -645,19 +647,22 @@ class Worker:
     async def _settle(self, claim: Claim, outcome: ShardRecord) -> bool:
         """Write a shard's outcome with the version its claim wrote; False if fenced off.
 
-        However long ZooKeeper is away, the outcome is written as soon as the session is back,
-        and dropped only when the session is lost (with it the lock: whoever holds the lock
-        now re-claims the shard). Never a TimeoutError that leaves a trained shard `running`.
+        However long ZooKeeper is away, the outcome is written as soon as a session is back:
+        ours, or a new one if ours expired meanwhile (its lock went with it, and another worker
+        may have re-claimed the shard: then its claim moved the version on and ZooKeeper
+        refuses ours; if nobody did, the trained result is kept). Never a TimeoutError that
+        leaves a trained shard `running`.
         """
         assert claim.stat is not None
         artifact = outcome.artifact if outcome.state == ShardState.done else None
         try:
-            written = await self._write_versioned(
+            written = await self.write_versioned(
                 self.paths.shard(claim.job.id, outcome.index),
                 outcome,
                 claim.stat.version,
                 claim.session,
                 before=None if artifact is None else functools.partial(self.touch, artifact),
+                outcome="shard",
             )
         except SessionExpiredError:
             return False
@@ -683,22 +688,32 @@ class Worker:
         earlier try (the record holds exactly our write, one version on) or someone else's.
         """
         path = self.paths.shard(job_id, record.index)
-        return await self._write_versioned(path, record, version, session)
+        return await self.write_versioned(path, record, version, session)
 
-    async def write_job(
+    async def _write_job(
         self, job: JobRecord, version: int, session: int | None
     ) -> ZnodeStat | None:
-        return await self._write_versioned(self.paths.job(job.id), job, version, session)
+        return await self.write_versioned(self.paths.job(job.id), job, version, session)
 
-    async def _write_versioned(
+    async def write_versioned(
         self,
         path: str,
         record: JobRecord | ShardRecord,
         version: int,
         session: int | None,
         before: Callable[[], Awaitable[bool]] | None = None,
+        *,
+        outcome: str | None = None,
     ) -> ZnodeStat | None:
-        """``before``: run before each try; if it says False, nothing is written (None)."""
+        """Set ``path`` to ``record`` if its version is still ``version``: its new stat, or
+        None if it moved on (someone else's write came first), is gone, or ``before`` (run
+        before each try) said False.
+
+        A claim needs its lock, and so the session that holds it: SessionExpiredError once
+        another session connects. ``outcome`` (a kind, for the metric) marks instead the result
+        of work already done, which the version alone fences: it is tried again from a new
+        session too. A refused outcome is counted in zootrain_fenced_writes_total.
+        """
         data = record.dump()
         tried = False
         while True:
@@ -709,17 +724,34 @@ class Worker:
             except NoNodeError:
                 return None  # the job was deleted
             except BadVersionError:
-                if not tried:
-                    return None
-                current, stat = await self.zk.retry(lambda: self.zk.get(path), session=session)
-                if stat.version == version + 1 and current == data:
-                    return stat
+                if tried:
+                    # A try cut off by a connection drop may have been applied: then the
+                    # record holds exactly our write, one version on.
+                    try:
+                        current, stat = await self.zk.retry(
+                            lambda: self.zk.get(path), session=None if outcome else session
+                        )
+                    except NoNodeError:
+                        return None
+                    if stat.version == version + 1 and current == data:
+                        return stat
+                if outcome is not None:
+                    self.fenced(outcome, path)
                 return None
-            except TRANSIENT_ERRORS:
+            except (*TRANSIENT_ERRORS, SessionExpiredError) as exc:
+                # kazoo fails a request queued during a disconnection with SessionExpiredError
+                # when the session turns out to be gone.
+                if isinstance(exc, SessionExpiredError) and outcome is None:
+                    raise
                 tried = True
                 await asyncio.sleep(0.05)  # let the SUSPENDED notice reach the loop
-                if not await self.zk.wait_session(session):
+                if not await self.zk.wait_session(session) and outcome is None:
                     raise SessionExpiredError("the session holding the lock is gone") from None
+
+    @staticmethod
+    def fenced(kind: str, path: str) -> None:
+        worker_metrics.FENCED.labels(write=kind).inc()
+        log.warning("%s write refused on its version: %s moved on since our claim", kind, path)
 
     async def _claim_merge_if_complete(self, job: JobRecord) -> Claim | None:
         if self._stopping.is_set():
