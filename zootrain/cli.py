@@ -36,7 +36,7 @@ from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedCo
 from rich.table import Column, Table
 from rich.text import Text
 
-from zootrain import acl, tokenstore
+from zootrain import __version__, acl, tokenstore
 from zootrain.acl import digest_acl
 from zootrain.auth import NAME_PATTERN, Scope, TokenConfigError, config_entry, new_token
 from zootrain.client import Client, ShardEvent, ZootrainError
@@ -123,6 +123,13 @@ def fail(message: str, code: int = 1) -> NoReturn:
 _global: dict[str, str | None] = {"token": None}
 
 
+def print_version(value: bool) -> None:
+    """--version: print zootrain's version and stop, before any command runs."""
+    if value:
+        typer.echo(f"zootrain {__version__}")
+        raise typer.Exit()
+
+
 @app.callback()
 def main(
     token: Annotated[
@@ -135,6 +142,12 @@ def main(
             show_default=False,
         ),
     ] = None,
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=print_version, is_eager=True, help="Print the version and exit."
+        ),
+    ] = False,
 ) -> None:
     """Distributed scikit-learn training, coordinated by ZooKeeper: the command-line client."""
     _global["token"] = token
