@@ -172,7 +172,7 @@ class RetryPolicy:
     jitter: bool = True
 
     def backoff_delay(self, attempt: int) -> float:
-        delay = min(self.max_backoff, self.backoff * (2**attempt))
+        delay = min(self.max_backoff, self.backoff * 2.0**attempt)
         return delay / 2 + random.uniform(0, delay / 2) if self.jitter else delay
 
     def delay(
@@ -499,7 +499,7 @@ def _download_target(path: str | os.PathLike[str], name: str, version: int) -> P
 
 
 def _expected_sha256(response: httpx.Response) -> str:
-    expected = response.headers.get("X-Content-SHA256")
+    expected: str | None = response.headers.get("X-Content-SHA256")
     if not expected:
         raise ChecksumMismatch(
             response.status_code,
