@@ -5,8 +5,15 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: up down demo test test-fast compose-test wheelhouse fuzz chaos mutants lint openapi bench \
-	install zookeeper test-packages clean
+.PHONY: help up down demo test test-fast compose-test wheelhouse fuzz chaos mutants lint format openapi \
+	bench install zookeeper test-packages clean
+
+# A bare `make` lists the targets rather than starting processes: `make up` is always spelt out.
+.DEFAULT_GOAL := help
+
+help:                            ## list the targets
+	@awk 'BEGIN {FS = ":[^#]*## "} /^[a-z][a-z-]*:[^=]*## / {printf "  %-14s %s\n", $$1, $$2}' \
+		$(MAKEFILE_LIST)
 
 up: install zookeeper            ## start ZooKeeper, the job service and two workers; run a demo job
 	@scripts/up.sh
@@ -40,10 +47,16 @@ chaos: install zookeeper          ## the long chaos run: 200 jobs through every 
 mutants: install zookeeper        ## mutation check: deliberate bugs in the critical paths, each must fail its tests
 	$(BIN)/python scripts/mutants.py
 
-lint: install
+LINTED := zootrain app workers tests bench testkit scripts
+
+lint: install                    ## ruff (lint and format check) and mypy; what .pre-commit-config.yaml runs
 	$(BIN)/ruff check .
-	$(BIN)/ruff format --check zootrain app workers
+	$(BIN)/ruff format --check $(LINTED)
 	$(BIN)/mypy
+
+format: install                  ## apply ruff's formatting and its safe fixes
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format $(LINTED)
 
 openapi: install                 ## regenerate the params schemas and openapi.json from the app
 	$(BIN)/python -m zootrain.ml.param_schema > zootrain/ml/param_schemas.json
@@ -52,17 +65,17 @@ openapi: install                 ## regenerate the params schemas and openapi.js
 bench: install zookeeper         ## benchmarks, printed as ratios to same-run baselines
 	$(BIN)/python -m bench
 
-install: $(STAMP)
+install: $(STAMP)               ## .venv/ with zootrain and its test tools (reinstalled when pyproject.toml changes)
 
 $(STAMP): pyproject.toml
 	@scripts/bootstrap.sh "$(PYTHON)" "$(VENV)"
 	@touch $(STAMP)
 
-zookeeper:
+zookeeper:                       ## Debian's zookeeper package, when it is missing
 	@scripts/ensure-packages.sh zookeeper
 
-test-packages:
+test-packages:                   ## the Debian packages the tests use (zookeeper, docker-compose, chromium)
 	@scripts/ensure-packages.sh zookeeper docker-compose chromium
 
-clean: down
+clean: down                      ## stop the stack; delete var/ (tokens included), wheels/ and .venv/
 	rm -rf var wheels $(VENV)

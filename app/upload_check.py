@@ -27,13 +27,15 @@ import signal
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from zootrain.errors import InvalidRequest
 from zootrain.ml.columnar import Manifest
 from zootrain.ml.tabular import Format, Table, describe, ingest
 
 log = logging.getLogger("zootrain.api")
+
+T = TypeVar("T")
 
 SAMPLE_SECONDS = 0.05
 _PAGE = os.sysconf("SC_PAGE_SIZE")
@@ -90,7 +92,7 @@ class TableChecker:
         )
         return await self._run(work)
 
-    async def _run(self, work: functools.partial[Any]) -> Any:
+    async def _run(self, work: functools.partial[T]) -> T:
         # One check at a time, so that the memory sampled is this check's own.
         async with self._one_at_a_time:
             watchdog: asyncio.Task[bool] | None = None

@@ -107,7 +107,7 @@ def _consume(future: asyncio.Future[Any]) -> None:
         future.exception()
 
 
-class TransactionFailed(KazooException):
+class TransactionFailed(KazooException):  # type: ignore[misc]  # kazoo ships no types
     """A multi was rolled back. ``error`` is the operation's own failure, ``index`` its place."""
 
     def __init__(self, index: int, error: BaseException) -> None:
@@ -181,7 +181,7 @@ class ZooKeeper:
 
     @property
     def connected(self) -> bool:
-        return self.state == KazooState.CONNECTED
+        return bool(self.state == KazooState.CONNECTED)  # kazoo's states are untyped strings
 
     @property
     def session_id(self) -> int | None:

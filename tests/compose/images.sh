@@ -8,7 +8,7 @@
 #                               profile) on that base, $MINIO_IMAGE_TAG: moto's S3 server
 #   images.sh                   all three, in a temporary directory
 # make compose-test runs them (rootfs in parallel with installing docker); by hand they give the
-# images the README's compose commands run on here:
+# images docs/compose.md's commands run on here:
 #   docker build -f docker/Dockerfile --build-arg BASE_IMAGE=zootrain-compose/python:3.11-bookworm \
 #     -t zootrain:latest .
 #   export ZOOKEEPER_IMAGE=zootrain-compose/zookeeper:3.8-debian

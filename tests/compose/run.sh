@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# make compose-test: docker/docker-compose.yml run for real, with the README's own commands.
+# make compose-test: docker/docker-compose.yml run for real, with the commands of docs/compose.md.
 #
 #  1. the engine: Debian's docker.io and docker-compose when missing; dockerd started when none
 #     runs (and stopped again at the end)
@@ -254,7 +254,7 @@ pick_builder() {
 }
 
 build_app() {
-  # The README's build command; --force-rm so that a failed build leaves no container behind.
+  # docs/compose.md's build command; --force-rm so that a failed build leaves no container behind.
   "${BUILDER[@]}" build --force-rm -f docker/Dockerfile --build-arg BASE_IMAGE="$1" \
     -t "$APP_IMAGE" .
 }
@@ -321,7 +321,7 @@ expect_succeeded() {
 }
 
 credentials() {
-  # The README's `zootrain token new`, run in the image just built (no network needed); --json
+  # docs/compose.md's `zootrain token new`, run in the image just built (no network needed); --json
   # is the same output for a script to read.
   local made
   made=$(docker run --rm --network none "$APP_IMAGE" zootrain token new admin --scopes admin --json)
@@ -334,7 +334,7 @@ credentials() {
 }
 
 pick_port() {
-  # 8000 as in the README unless something else holds it (another stack on this machine).
+  # 8000 as in docs/compose.md unless something else holds it (another stack on this machine).
   ZOOTRAIN_API_PORT=${ZOOTRAIN_API_PORT:-$("$BIN/python" - <<'PY'
 import socket
 with socket.socket() as s:
@@ -558,7 +558,7 @@ PY
 }
 
 object_store() {
-  # The README's object-store commands: the stack with its artifacts in the profile's bucket.
+  # docs/compose.md's object-store commands: the stack with its artifacts in the profile's bucket.
   local id version
   compose --env-file docker/object-store.env up -d
   wait_healthy "$PATIENCE"

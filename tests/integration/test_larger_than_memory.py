@@ -34,7 +34,6 @@ LIMIT = 1_000_000_000
 DATASET_BYTES = ROWS * FEATURES * 8
 
 
-
 def _child(call: tuple[str, dict[str, Any]]) -> dict[str, Any]:
     """Run one task (a function of workers.training, its payload) as a worker runs it: in a
     child of the forkserver, under the memory limit a worker sets (ZOOTRAIN_TASK_MEMORY_LIMIT,

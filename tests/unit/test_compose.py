@@ -114,10 +114,10 @@ def test_compose_topology() -> None:
         assert "healthcheck" in services[name] and services[name]["restart"]
 
 
-def test_readme_compose_commands_are_what_compose_test_runs() -> None:
-    """The README's compose section is the commands `make compose-test` runs (tests/compose)."""
-    readme = (COMPOSE.parents[1] / "README.md").read_text()
-    section = readme[readme.index("## Docker compose") :]
+def test_documented_compose_commands_are_what_compose_test_runs() -> None:
+    """docs/compose.md's commands are the commands `make compose-test` runs (tests/compose)."""
+    page = (COMPOSE.parents[1] / "docs" / "compose.md").read_text()
+    section = page[page.index("# Docker compose") :]
     block = section[section.index("```sh") + len("```sh") : section.index("```\n", 10)]
     commands = [line.split("#")[0].strip() for line in block.splitlines()]
     run = (COMPOSE.parents[1] / "tests" / "compose" / "run.sh").read_text()

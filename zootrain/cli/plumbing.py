@@ -19,6 +19,7 @@ from kazoo.handlers.threading import KazooTimeoutError
 from rich.console import Console
 from rich.text import Text
 
+from zootrain import __version__
 from zootrain.acl import digest_acl
 from zootrain.auth import TokenConfigError
 from zootrain.client import Client, ZootrainError
@@ -88,6 +89,13 @@ def fail(message: str, code: int = 1) -> NoReturn:
 _global: dict[str, str | None] = {"token": None}
 
 
+def print_version(value: bool) -> None:
+    """--version: print zootrain's version and stop, before any command runs."""
+    if value:
+        typer.echo(f"zootrain {__version__}")
+        raise typer.Exit()
+
+
 @app.callback()
 def main(
     token: Annotated[
@@ -100,6 +108,12 @@ def main(
             show_default=False,
         ),
     ] = None,
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=print_version, is_eager=True, help="Print the version and exit."
+        ),
+    ] = False,
 ) -> None:
     """Distributed scikit-learn training, coordinated by ZooKeeper: the command-line client."""
     _global["token"] = token

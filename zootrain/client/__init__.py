@@ -1,6 +1,6 @@
 """A Python client for the zootrain job service: ``Client`` (sync) and ``AsyncClient``.
 
-Both speak the REST API in README.md and return the pydantic models the service itself uses
+Both speak the REST API of docs/api.md and return the pydantic models the service itself uses
 (``zootrain.records``, ``zootrain.views``). What the two share is plain code: each endpoint is
 described once as a ``_Call`` (method, path, body, how to parse the answer: ``calls``), retry
 decisions are made once by ``RetryPolicy`` (``retry``), problem+json is parsed once

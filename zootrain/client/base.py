@@ -43,7 +43,7 @@ def _download_target(path: str | os.PathLike[str], name: str, version: int) -> P
 
 
 def _expected_sha256(response: httpx.Response) -> str:
-    expected = response.headers.get("X-Content-SHA256")
+    expected: str | None = response.headers.get("X-Content-SHA256")
     if not expected:
         raise ChecksumMismatch(
             response.status_code,

@@ -44,7 +44,7 @@ class RetryPolicy:
     jitter: bool = True
 
     def backoff_delay(self, attempt: int) -> float:
-        delay = min(self.max_backoff, self.backoff * (2**attempt))
+        delay = min(self.max_backoff, self.backoff * 2.0**attempt)
         return delay / 2 + random.uniform(0, delay / 2) if self.jitter else delay
 
     def delay(

@@ -254,6 +254,8 @@ def load_dataset(spec: AnyDataset) -> tuple[np.ndarray, np.ndarray]:
 def _make_synthetic(spec: SyntheticDataset) -> tuple[np.ndarray, np.ndarray]:
     from sklearn import datasets as skdatasets
 
+    X: np.ndarray  # scikit-learn ships no types: say what its generators return
+    y: np.ndarray
     if spec.task == "blobs":
         X, y = skdatasets.make_blobs(
             n_samples=spec.n_samples,
@@ -264,7 +266,7 @@ def _make_synthetic(spec: SyntheticDataset) -> tuple[np.ndarray, np.ndarray]:
         )
         return X, y
     if spec.task == "classification":
-        return skdatasets.make_classification(
+        X, y = skdatasets.make_classification(
             n_samples=spec.n_samples,
             n_features=spec.n_features,
             n_informative=spec.informative,
@@ -275,13 +277,15 @@ def _make_synthetic(spec: SyntheticDataset) -> tuple[np.ndarray, np.ndarray]:
             n_clusters_per_class=CLUSTERS_PER_CLASS,
             random_state=spec.random_state,
         )
-    return skdatasets.make_regression(
+        return X, y
+    X, y = skdatasets.make_regression(
         n_samples=spec.n_samples,
         n_features=spec.n_features,
         n_informative=spec.informative,
         noise=spec.noise,
         random_state=spec.random_state,
     )
+    return X, y
 
 
 # eq=False: the generated __eq__ would compare arrays elementwise and raise.

@@ -34,7 +34,8 @@ class UntrustedModelError(ValueError):
 
 
 def dumps(model: Any) -> bytes:
-    return sio.dumps(model)
+    data: bytes = sio.dumps(model)  # skops ships no types
+    return data
 
 
 def load(path: Path) -> Any:

@@ -66,7 +66,8 @@ class ArraySource(RowSource):
         return self.original(self.order[positions])
 
     def original_index(self, positions: np.ndarray) -> np.ndarray:
-        return self.order[positions]
+        index: np.ndarray = self.order[positions]
+        return index
 
     def original(self, rows: np.ndarray) -> Rows:
         return self.X[rows], self.y[rows]

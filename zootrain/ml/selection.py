@@ -113,7 +113,7 @@ def _allocate(counts: np.ndarray, total: int) -> np.ndarray:
     """``total`` split over classes in proportion to ``counts`` (largest remainders; ties to
     the lower class)."""
     exact = counts * (total / counts.sum())
-    base = np.floor(exact).astype(np.int64)
+    base: np.ndarray = np.floor(exact).astype(np.int64)
     left = total - int(base.sum())
     if left:
         order = np.lexsort((np.arange(len(counts)), -(exact - base)))
@@ -170,7 +170,8 @@ def _dealt(start: int, count: int, shards: int) -> np.ndarray:
         i = np.arange(shards)
         return np.where(x > i, (x - i - 1) // shards + 1, 0)
 
-    return upto(start + count) - upto(start)
+    dealt: np.ndarray = upto(start + count) - upto(start)
+    return dealt
 
 
 def range_rows(plan: RowPlan, test_original: np.ndarray, shards: int, index: int) -> np.ndarray:
