@@ -815,7 +815,7 @@ def _check_store(report: Report, reader: Reader, store: Path) -> None:
 
     def settled() -> bool:
         files = stored(store)
-        expected = _safe(lambda: referenced(reader.client, reader.root), None)
+        expected = _safe(lambda: referenced(reader.client, reader.root, store), None)
         if expected is None:
             return False
         final["extra"] = files - expected - young_temporary(store, files)

@@ -203,10 +203,16 @@ class StoredForm:
             store.put_file(path, kind="datasets", suffix="parquet", sha256=ref.sha256)
         return store.put(self.manifest_bytes, kind="datasets", suffix="json")
 
+    def keys(self) -> list[str]:
+        manifest = f"datasets/{hashlib.sha256(self.manifest_bytes).hexdigest()}.json"
+        return [self.manifest.original.key, self.manifest.shuffled.key, manifest]
+
     def missing(self, store: ArtifactStore) -> bool:
-        keys = [self.manifest.original.key, self.manifest.shuffled.key]
-        key = f"datasets/{hashlib.sha256(self.manifest_bytes).hexdigest()}.json"
-        return any(store.size(k) is None for k in [*keys, key])
+        return any(store.size(k) is None for k in self.keys())
+
+    def touch(self, store: ArtifactStore) -> bool:
+        """Renew the objects' time for garbage collection (store_gc.py); False if any is gone."""
+        return all([store.touch(key) for key in self.keys()])
 
 
 # -- the catalog --------------------------------------------------------------------------------
@@ -310,6 +316,11 @@ class DatasetCatalog:
                     raise
 
         async with self._content_lock(record):
+            # The collector keeps what was written within its grace period, and the wait for
+            # the lock may have outlasted it: renew the objects' time right before the record
+            # that names them is written (store them again if one went meanwhile).
+            if not await run_in_threadpool(stored.touch, self.store):
+                await run_in_threadpool(stored.put, self.store)
             try:
                 await self.zk.retry(create)
             except _UNCERTAIN:

@@ -6,8 +6,9 @@ that were fenced off or cancelled, temporary files of killed processes. The hous
 collects them every ``ZOOTRAIN_ARTIFACT_GC_INTERVAL``.
 
 **Mark** (``referenced``): every artifact URI in the records that can still need a file:
-version records not deleted, dataset records, and unfinished jobs (their dataset source and
-their shards' models, which the merge will read). URIs are taken from the records' raw bytes,
+version records not deleted, dataset records (and the Parquet files their manifests name),
+and unfinished jobs (their dataset source and their shards' models, which the merge will
+read). URIs are taken from the records' raw bytes,
 not from a parse: a record this code cannot parse (a newer writer, a corrupt node) still
 protects every file it names. A read that fails ends the collection before anything is deleted.
 
@@ -38,6 +39,7 @@ from dataclasses import dataclass
 from kazoo.exceptions import NoNodeError
 
 from zootrain.artifacts import ArtifactStore, StoredObject
+from zootrain.errors import ArtifactError
 from zootrain.paths import Paths, sorted_queue
 from zootrain.records import JobRecord, VersionRecord
 from zootrain.zk import ZooKeeper
@@ -148,6 +150,20 @@ class Marker:
         return marked
 
 
+def named_by_manifests(store: ArtifactStore, marked: set[str]) -> set[str]:
+    """The objects the marked dataset manifests name. Blocking: call it from a thread. A
+    manifest that is gone names nothing; any other failure to read one ends the collection
+    before anything is deleted."""
+    named: set[str] = set()
+    for key in sorted(k for k in marked if k.startswith("datasets/") and k.endswith(".json")):
+        try:
+            named |= uris(store.get_unchecked(key))
+        except ArtifactError:
+            if store.size(key) is not None:
+                raise  # there, and unreadable: mark nothing rather than too little
+    return named
+
+
 async def collect(
     zk: ZooKeeper,
     paths: Paths,
@@ -161,6 +177,8 @@ async def collect(
     started = time.time()
     listed: list[StoredObject] = await loop.run_in_executor(None, lambda: [*store.list_objects()])
     marked = await Marker(zk, paths).referenced()
+    # A dataset's record names its manifest; the manifest names the dataset's Parquet files.
+    marked |= await loop.run_in_executor(None, named_by_manifests, store, marked)
     report = Collection(listed=len(listed), referenced=len(marked))
     for stored in listed:
         if not stored.temporary and stored.key in marked:

@@ -127,7 +127,7 @@ def test_the_store_holds_exactly_the_referenced_files_after_the_last_collection(
             # collector knows (a cancelled job's child killed mid-write leaves one too).
             final["stored"] = stored(store)
             recent = young_temporary(store, final["stored"])
-            final["expected"] = referenced(kazoo, zk_root) | recent
+            final["expected"] = referenced(kazoo, zk_root, store) | recent
             return final["stored"] == final["expected"] and not children(kazoo, f"{zk_root}/jobs")
 
         try:

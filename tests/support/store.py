@@ -29,8 +29,20 @@ def _json(kazoo: KazooClient, path: str) -> dict[str, object] | None:
     return value
 
 
-def referenced(kazoo: KazooClient, root: str) -> set[str]:
-    """What the records name: live versions, datasets, and unfinished jobs' files."""
+def referenced(kazoo: KazooClient, root: str, store: Path) -> set[str]:
+    """What the records name: live versions, datasets (their manifests and the Parquet files
+    a manifest names), and unfinished jobs' files."""
+    found = _named_by_records(kazoo, root)
+    for key in [k for k in found if k.startswith("datasets/") and k.endswith(".json")]:
+        try:
+            manifest = json.loads((store / key).read_bytes())
+        except FileNotFoundError:
+            continue  # missing: the comparison with what is stored reports it
+        found |= {str(manifest["original"]["key"]), str(manifest["shuffled"]["key"])}
+    return found
+
+
+def _named_by_records(kazoo: KazooClient, root: str) -> set[str]:
     found: set[str] = set()
     for model in _children(kazoo, f"{root}/models"):
         for node in _children(kazoo, f"{root}/models/{model}"):

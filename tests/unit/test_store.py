@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import time
 from pathlib import Path
@@ -11,7 +12,7 @@ import pytest
 from workers.processes import format_bytes
 from zootrain.artifacts import ArtifactStore
 from zootrain.errors import ArtifactError
-from zootrain.store_gc import uris
+from zootrain.store_gc import named_by_manifests, uris
 
 
 def test_put_refreshes_the_time_of_bytes_it_finds_stored(tmp_path: Path) -> None:
@@ -66,3 +67,18 @@ def test_limits_are_written_as_a_person_would() -> None:
     assert format_bytes(900 * (1 << 20)) == "900 MiB"
     assert format_bytes(1610612736) == "1.5 GiB"
     assert format_bytes(512) == "512 B"
+
+
+def test_a_marked_manifest_keeps_the_files_it_names(tmp_path: Path) -> None:
+    """A dataset's record names its manifest only; the collector must keep the Parquet files
+    the manifest names too (the upload's two copies)."""
+    store = ArtifactStore(tmp_path)
+    original, _ = store.put(b"original rows", kind="datasets", suffix="parquet")
+    shuffled, _ = store.put(b"shuffled rows", kind="datasets", suffix="parquet")
+    manifest = json.dumps({"original": {"key": original}, "shuffled": {"key": shuffled}})
+    key, _ = store.put(manifest.encode(), kind="datasets", suffix="json")
+    gone = "datasets/" + "0" * 64 + ".json"  # a record naming a manifest that is not there
+    assert named_by_manifests(store, {key, gone, "models/" + "1" * 64 + ".skops"}) == {
+        original,
+        shuffled,
+    }
