@@ -10,8 +10,7 @@ from pydantic import ByteSize, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from zootrain.ml.cost import Ceilings
-from zootrain.ml.datasets import MAX_SYNTHETIC_VALUES
-from zootrain.records import MAX_ATTEMPTS
+from zootrain.spec import MAX_ATTEMPTS, MAX_SYNTHETIC_VALUES
 
 
 class Settings(BaseSettings):

@@ -38,9 +38,9 @@ from zootrain.datasets import (
     default_name,
 )
 from zootrain.errors import InvalidRequest
-from zootrain.ml.datasets import DATASET_ID_PATTERN
-from zootrain.ml.tabular import TableError, sniff
+from zootrain.ml.encoding import TableError, sniff
 from zootrain.settings import Settings
+from zootrain.spec import DATASET_ID_PATTERN
 from zootrain.zk import request_deadline
 
 UPLOAD_PATH = "/v1/datasets"

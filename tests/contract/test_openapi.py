@@ -31,8 +31,8 @@ from tests.support.auth import ADMIN_TOKEN, SUBMIT_TOKEN, TOKENS, bearer
 from tests.support.specs import iris_spec
 from tests.support.stack import ROOT, Stack, wait_job
 from zootrain.ml import param_schema
-from zootrain.ml.catalog import ALGORITHM_NAMES
 from zootrain.settings import Settings
+from zootrain.spec import ALGORITHM_NAMES
 
 PROBLEM = "application/problem+json"
 
