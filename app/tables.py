@@ -13,6 +13,10 @@ rlimit: RLIMIT_AS and RLIMIT_DATA count address space, not memory (OpenBLAS and 
 far more than they touch), and under either limit OpenBLAS's thread start-up and pyarrow's
 Parquet reader hang instead of failing; a cgroup would need privileges the service does not
 have. A sample every 50 ms lets the child overshoot by what it allocates in that time.
+
+pandas and pyarrow (zootrain.ml.tabular) are imported by the child alone: the job service itself
+sends it the functions below, which import them there, and reads back a Table, a Manifest or a
+TableError, none of which needs them.
 """
 
 from __future__ import annotations
@@ -30,8 +34,9 @@ from pathlib import Path
 from typing import Any
 
 from zootrain.errors import InvalidRequest
-from zootrain.ml.columnar import Manifest
-from zootrain.ml.tabular import Format, Table, describe, ingest
+from zootrain.ml.encoding import Table
+from zootrain.ml.manifest import Manifest
+from zootrain.spec import Format
 
 log = logging.getLogger("zootrain.api")
 
@@ -64,7 +69,7 @@ class TableChecker:
 
     async def describe(self, path: Path, fmt: Format, *, max_rows: int, max_columns: int) -> Table:
         """zootrain.ml.tabular.describe in the child; TableError comes back as itself."""
-        check = functools.partial(describe, path, fmt, max_rows=max_rows, max_columns=max_columns)
+        check = functools.partial(_describe, path, fmt, max_rows=max_rows, max_columns=max_columns)
         return await self._run(check)
 
     async def ingest(
@@ -80,7 +85,7 @@ class TableChecker:
         """zootrain.ml.tabular.ingest in the child: describe the file and write its stored
         form (two Parquet files) into ``directory``."""
         work = functools.partial(
-            ingest,
+            _ingest,
             path,
             fmt,
             directory,
@@ -141,6 +146,20 @@ class TableChecker:
 
     def close(self) -> None:
         self._discard()
+
+
+def _describe(path: Path, fmt: Format, *, max_rows: int, max_columns: int) -> Table:
+    from zootrain.ml.tabular import describe  # in the child
+
+    return describe(path, fmt, max_rows=max_rows, max_columns=max_columns)
+
+
+def _ingest(
+    path: Path, fmt: Format, directory: Path, *, sha256: str, max_rows: int, max_columns: int
+) -> tuple[Table, Manifest, list[Path]]:
+    from zootrain.ml.tabular import ingest  # in the child
+
+    return ingest(path, fmt, directory, sha256=sha256, max_rows=max_rows, max_columns=max_columns)
 
 
 def _resident_bytes(pid: int) -> int:

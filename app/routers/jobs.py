@@ -15,7 +15,7 @@ from app.problems import problem_responses
 from zootrain.auth import ANONYMOUS, Scope
 from zootrain.datasets import DatasetCatalog
 from zootrain.errors import Forbidden, InvalidRequest, QueueFull, RateLimited
-from zootrain.ml.cost import job_cost, over_ceilings
+from zootrain.ml.cost import over_ceilings
 from zootrain.records import JOB_ID_PATTERN, JobRecord, JobSpec, JobState, ShardRecord
 from zootrain.views import JobList, JobView
 
@@ -58,12 +58,14 @@ async def submit_job(
         ),
     ] = None,
 ) -> Response:
+    # What needs scikit-learn (the parameters, a search's candidates) is checked in a child.
+    spec, cost = await svc.pool.validate(spec)
     if spec.tasks > svc.settings.max_shards:
         raise InvalidRequest(
             f"shards: the job has {spec.tasks} tasks; this server accepts at most "
             f"{svc.settings.max_shards} (ZOOTRAIN_MAX_SHARDS)"
         )
-    over = over_ceilings(job_cost(spec), svc.settings.ceilings())
+    over = over_ceilings(cost, svc.settings.ceilings())
     if over:
         metrics.REJECTED.labels(reason="cost").inc()
         raise InvalidRequest("the job is too large: " + "; ".join(over))
