@@ -38,14 +38,6 @@ async def _prepare(svc: Services) -> None:
             continue
 
 
-async def _start_pool(svc: Services) -> None:
-    try:
-        await svc.pool.start()
-    except Exception:
-        # Not ready, then: every request that needs a child tries to start it again.
-        log.exception("could not start the prediction processes")
-
-
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
 
@@ -57,8 +49,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         # when the session is up, instead of failing to start while ZooKeeper is away.
         svc.zk.start_background()
         prepare = asyncio.create_task(_prepare(svc))
-        # The prediction processes, with scikit-learn: /readyz waits for them too.
-        children = asyncio.create_task(_start_pool(svc))
         # The imported modules (FastAPI, pydantic, kazoo) are long-lived objects that every
         # full collection would walk again (the submit tail under load): move them out of the
         # collector's sight once start-up is done.
@@ -68,7 +58,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             yield
         finally:
             prepare.cancel()
-            children.cancel()
             await svc.pool.close()
             svc.tables.close()
             await svc.zk.stop()

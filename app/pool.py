@@ -13,8 +13,11 @@ to the child with the fewest requests in flight. Requests and replies cross one 
 as length-prefixed pickles, many in flight at a time; the loop reads replies with asyncio
 streams, so nothing blocks it.
 
-A child that dies (a model that needs more memory than the machine has, a crash) fails the
-requests it was serving with a 503 that says so, and is started again by the next request.
+Children start on first use (the first submit or predict also starts the forkserver, which
+takes seconds: its imports are what the service no longer pays at start-up); a service that
+never predicts nor takes a submit runs none. A child that dies (a model that needs more memory
+than the machine has, a crash) fails the requests it was serving with a 503 that says so, and
+is started again by the next request.
 """
 
 from __future__ import annotations
@@ -34,6 +37,7 @@ from fastapi.exceptions import RequestValidationError
 from app import metrics
 from zootrain import forkserver
 from zootrain.errors import Unavailable, ZootrainError
+from zootrain.spec import oversized_search
 
 if TYPE_CHECKING:
     from multiprocessing.context import ForkServerProcess
@@ -150,13 +154,6 @@ class ChildPool:
         self.cache_bytes = max(1, cache_bytes // size)  # each child's share of the bound
         self._children: list[_Child | None] = [None] * size
         self._starting = [asyncio.Lock() for _ in range(size)]
-        self.ready = False
-
-    async def start(self) -> None:
-        """Start the forkserver and every child (the service is ready once they run)."""
-        await forkserver.warm_up()
-        await asyncio.gather(*(self._child(i) for i in range(self.size)))
-        self.ready = True
 
     async def predict(
         self, uri: str, sha256: str, size: int, instances: list[list[float]]
@@ -170,6 +167,12 @@ class ChildPool:
     async def validate(self, spec: JobSpec) -> tuple[JobSpec, Cost]:
         """zootrain.ml.validation.validate_submission and the job's cost, in a child; a
         RequestValidationError (a 422 naming the field) when the spec is refused."""
+        oversized = oversized_search(spec)
+        if oversized is not None:
+            # Refused from the lists' lengths at once, without a child (or starting one).
+            raise RequestValidationError(
+                [{"type": "value_error", "loc": ("body",), "msg": f"Value error, {oversized}"}]
+            )
         busy = [len(c.pending) if c is not None and c.alive else 0 for c in self._children]
         outcome = await self._call(busy.index(min(busy)), "validate", spec)
         if isinstance(outcome, list):
@@ -220,7 +223,6 @@ class ChildPool:
         return _Child(process, reader, writer)
 
     async def close(self) -> None:
-        self.ready = False
         children, self._children = self._children, [None] * self.size
         await asyncio.gather(*(c.stop() for c in children if c is not None))
 

@@ -503,6 +503,21 @@ def check_space(
     return min(n_iter, points)
 
 
+def oversized_search(spec: JobSpec) -> str | None:
+    """Why a search's space is too large to expand, reckoned from its lists' lengths alone
+    (None when it is not, or the spec is no search): the job service refuses such a spec
+    before handing it to a child process that would only refuse it too. validate_submission
+    makes the same check, with the same words."""
+    search = spec.search
+    if spec.kind != "search" or search is None or spec.baseline:
+        return None
+    try:
+        check_space(search.param_grid, search.param_distributions, search.n_iter)
+    except ValueError as exc:
+        return f"search: {exc}"
+    return None
+
+
 # -- the job spec (what a user submits) --------------------------------------------------------
 
 MODEL_NAME_PATTERN = r"^[a-z0-9][a-z0-9._-]{0,62}$"

@@ -27,10 +27,10 @@ from zootrain.spec import (
     UploadedDataset,
     check_features,
     check_partition,
-    check_space,
     check_task,
     dataset_shape,
     dataset_task,
+    oversized_search,
 )
 
 
@@ -95,12 +95,10 @@ def _with_candidates(spec: JobSpec) -> JobSpec:
         raise ValueError("search: a job of kind 'search' needs a search")
     if spec.baseline:
         raise ValueError("baseline: a search job refits its best candidate on all rows")
-    search = spec.search
-    try:
-        # Counted from the lists' lengths first: nothing is expanded past the cap.
-        check_space(search.param_grid, search.param_distributions, search.n_iter)
-    except ValueError as exc:
-        raise ValueError(f"search: {exc}") from None
+    # Counted from the lists' lengths first: nothing is expanded past the cap.
+    oversized = oversized_search(spec)
+    if oversized is not None:
+        raise ValueError(oversized)
     params = spec.candidate_params()
     try:
         check_candidates(spec.algorithm, params)
