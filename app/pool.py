@@ -13,9 +13,9 @@ to the child with the fewest requests in flight. Requests and replies cross one 
 as length-prefixed pickles, many in flight at a time; the loop reads replies with asyncio
 streams, so nothing blocks it.
 
-Children start on first use (the first submit or predict also starts the forkserver, which
-takes seconds: its imports are what the service no longer pays at start-up); a service that
-never predicts nor takes a submit runs none. A child that dies (a model that needs more memory
+The children start with the service, in the background (the forkserver's imports take the
+seconds the service itself no longer spends on them); /readyz answers 200 once they run. A
+child that dies (a model that needs more memory
 than the machine has, a crash) fails the requests it was serving with a 503 that says so, and
 is started again by the next request.
 """
@@ -154,6 +154,13 @@ class ChildPool:
         self.cache_bytes = max(1, cache_bytes // size)  # each child's share of the bound
         self._children: list[_Child | None] = [None] * size
         self._starting = [asyncio.Lock() for _ in range(size)]
+        self.ready = False  # every child has run once: the service is ready to serve
+
+    async def start(self) -> None:
+        """Start the forkserver (its imports take seconds) and every child."""
+        await forkserver.warm_up()
+        await asyncio.gather(*(self._child(i) for i in range(self.size)))
+        self.ready = True
 
     async def predict(
         self, uri: str, sha256: str, size: int, instances: list[list[float]]
@@ -183,6 +190,7 @@ class ChildPool:
     async def _call(self, index: int, operation: str, argument: Any) -> Any:
         child = await self._child(index)
         reply = await child.call(operation, argument)
+        self.ready = True
         metrics.MODEL_LOADS.inc(max(0, reply.loads - child.counted))
         child.counted = max(child.counted, reply.loads)
         metrics.MODEL_CACHE_BYTES.set(sum(c.cached for c in self._children if c is not None))
@@ -223,6 +231,7 @@ class ChildPool:
         return _Child(process, reader, writer)
 
     async def close(self) -> None:
+        self.ready = False
         children, self._children = self._children, [None] * self.size
         await asyncio.gather(*(c.stop() for c in children if c is not None))
 
