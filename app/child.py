@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import socket
 from typing import Any
@@ -35,6 +36,9 @@ log = logging.getLogger("zootrain.api")
 def main(sock: socket.socket, artifacts: str, capacity: int) -> None:
     """The child's entry point: serve ``sock`` until the job service closes it."""
     forkserver.become_child()
+    # The modules inherited from the forkserver stay shared with it as long as nothing writes
+    # their pages: keep the collector from walking (and so dirtying) them.
+    gc.freeze()
     asyncio.run(_serve(sock, ModelCache(ArtifactStore(artifacts), capacity)))
 
 
