@@ -3,9 +3,10 @@
 
 The dataset (2,200,000 rows x 60 float64 features + a label: 1.06 GB as the matrix a model fits
 on; a few hundred MB stored, as Parquet) is stored the way an upload is (its two Parquet files
-and manifest). Each training process runs in a real child whose address space (RLIMIT_AS) is
-capped at 1 GB, below the dataset's size — and that cap also covers the ~0.65 GB of libraries
-every training process maps. Every shard of a 16-shard job trains and the merge scores the
+and manifest). Each training process runs in a real child of the workers' forkserver under
+the memory limit a worker gives it (``run_in_child``'s ``memory_limit``, RLIMIT_AS) of 1 GB,
+below the dataset's size — and that cap also covers the ~0.65 GB of libraries every training
+process maps. Every shard of a 16-shard job trains and the merge scores the
 merged model (16 shards, not 8: a shard's peak then sits about 60 MB further below the cap; at 8
 its 27 MB of headroom ran out once on a loaded machine); the same cap kills the data path that
 reads the whole file (a dataset stored before the columnar form), which shows the cap bites.
@@ -13,17 +14,14 @@ reads the whole file (a dataset stored before the columnar form), which shows th
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
+import asyncio
 from typing import Any
 
 import numpy as np
 import pyarrow as pa
 import pytest
 
-from tests.support.stack import ROOT
-from workers.processes import CHILD_ENVIRONMENT
+from workers.processes import MemoryLimitExceeded, run_in_child
 from zootrain.artifacts import ArtifactStore
 from zootrain.datasets import StoredForm
 from zootrain.ml.columnar import write_files
@@ -35,39 +33,21 @@ ROWS, FEATURES, SHARDS = 2_200_000, 60, 16
 LIMIT = 1_000_000_000
 DATASET_BYTES = ROWS * FEATURES * 8
 
-_CHILD = """
-import json, resource, sys
-from workers import training  # what the forkserver has loaded before a child starts
-limit, calls = json.loads(sys.argv[1])
-resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
-try:
-    result = [getattr(training, function)(payload) for function, payload in calls]
-except MemoryError:
-    import traceback
-    status = [l for l in open("/proc/self/status") if l.startswith(("VmPeak", "VmSize", "VmHWM"))]
-    print(traceback.format_exc() + "".join(status), file=sys.stderr)
-    print(json.dumps({"memory_error": True}))
-else:
-    print(json.dumps({"result": result}))
-"""
 
 
-def _child(*calls: tuple[str, dict[str, Any]]) -> dict[str, Any]:
-    """Run ``calls`` (a function of workers.training, its payload) in one child under the
-    cap."""
-    done = subprocess.run(
-        [sys.executable, "-c", _CHILD, json.dumps([LIMIT, list(calls)])],
-        # What workers/processes.py gives its forkserver, as a worker's children get it.
-        env={"PYTHONPATH": str(ROOT), **CHILD_ENVIRONMENT},
-        capture_output=True,
-        text=True,
-        timeout=900,
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
-    outcome: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
-    if "memory_error" in outcome:
-        print(done.stderr[-4000:])  # where it ran out, for the failure report
-    return outcome
+def _child(call: tuple[str, dict[str, Any]]) -> dict[str, Any]:
+    """Run one task (a function of workers.training, its payload) as a worker runs it: in a
+    child of the forkserver, under the memory limit a worker sets (ZOOTRAIN_TASK_MEMORY_LIMIT,
+    RLIMIT_AS in the child)."""
+    function, payload = call
+    try:
+        result = asyncio.run(
+            run_in_child(f"workers.training:{function}", payload, memory_limit=LIMIT)
+        )
+    except MemoryLimitExceeded as exc:
+        print(exc)  # where it ran out, for the failure report
+        return {"memory_error": True}
+    return {"result": [result]}
 
 
 @pytest.fixture(scope="module")

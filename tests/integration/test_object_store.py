@@ -270,3 +270,26 @@ def test_both_backends_keep_the_same_promises(any_store: ArtifactStore, tmp_path
         store.get(key, digest)
     with pytest.raises(ArtifactError, match="invalid"):
         store.get("../etc/passwd", digest)
+
+
+def test_both_backends_collect_garbage_the_same_way(any_store: ArtifactStore) -> None:
+    """What the collector relies on (zootrain/store_gc.py): a conditional delete that keeps an
+    object written or touched after its limit, and a touch that says whether the object is
+    still there and renews its time."""
+    store = any_store
+    key, _ = store.put(b"a shard's model")
+    limit = store_time(store, key) - 1.0  # the object was written after this
+    assert store.delete(key, unless_modified_after=limit) is False
+    assert store.size(key) == len(b"a shard's model")
+    before = store_time(store, key)
+    assert store.touch(key) is True
+    assert store_time(store, key) >= before
+    assert [o.key for o in store.list_objects()] == [key]  # touching leaves nothing behind
+    assert store.delete(key, unless_modified_after=store_time(store, key) + 1.0) is True
+    assert store.size(key) is None
+    assert store.touch(key) is False  # gone: the writer must not name it in a record
+    assert store.delete(key, unless_modified_after=0.0) is False
+
+
+def store_time(store: ArtifactStore, key: str) -> float:
+    return next(o.modified for o in store.list_objects() if o.key == key)
