@@ -54,9 +54,10 @@ class TableChecker:
 
     def _executor(self) -> ProcessPoolExecutor:
         if self._pool is None:
-            # forkserver: the child starts from a clean interpreter, not a fork of a process
-            # with a running event loop and ZooKeeper threads.
-            context = multiprocessing.get_context("forkserver")
+            # spawn: the child starts from a clean interpreter, not a fork of a process with a
+            # running event loop and ZooKeeper threads, nor of the service's forkserver (app.pool),
+            # whose scikit-learn pages would count against the child's memory budget.
+            context = multiprocessing.get_context("spawn")
             self._pool = ProcessPoolExecutor(max_workers=1, mp_context=context)
         return self._pool
 
