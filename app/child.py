@@ -1,9 +1,10 @@
 """What runs in the job service's child processes (app.pool): predictions and submit checks.
 
 A child serves one socket to the job service, many requests at a time: each request is a task
-of the child's own event loop, and the work that holds the CPU (a model's predict, a spec's
-validation) runs in a thread, so a model being read from the store does not hold up predictions
-of the models already loaded. Models stay loaded in a ModelCache bounded by bytes.
+of the child's own event loop, and the work that holds the CPU (a model's predict of more than a
+few rows, a spec's validation) runs in a thread, so a model being read from the store does not
+hold up predictions of the models already loaded. Models stay loaded in a ModelCache bounded by
+bytes.
 
 Everything that needs scikit-learn or numpy is imported here, in the child (the forkserver
 preloads this module), never in the job service.
@@ -31,6 +32,9 @@ from zootrain.ml.validation import validate_submission
 from zootrain.spec import JobSpec
 
 log = logging.getLogger("zootrain.api")
+
+INLINE_VALUES = 1_000
+"""Predictions of at most this many values run on the child's loop; bigger ones in a thread."""
 
 
 def main(sock: socket.socket, artifacts: str, capacity: int) -> None:
@@ -80,7 +84,11 @@ async def _predict(
     model = await cache.get(uri, sha256, size)
     X = np.asarray(instances, dtype=np.float64)
     try:
-        predictions = await asyncio.to_thread(model.predict, X)
+        if X.size <= INLINE_VALUES:
+            # A few rows take a millisecond or two: a hop to a thread would cost as much.
+            predictions = model.predict(X)
+        else:
+            predictions = await asyncio.to_thread(model.predict, X)
     except ValueError as exc:
         # scikit-learn's own check of the rows, e.g. a value past float32 for a forest (JSON
         # numbers are finite already): the client's rows, not the server, are at fault.
