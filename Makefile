@@ -5,8 +5,8 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: up down demo test test-fast compose-test wheelhouse fuzz chaos lint openapi bench install \
-	zookeeper test-packages clean
+.PHONY: up down demo test test-fast compose-test wheelhouse fuzz chaos mutants lint openapi bench \
+	install zookeeper test-packages clean
 
 up: install zookeeper            ## start ZooKeeper, the job service and two workers; run a demo job
 	@scripts/up.sh
@@ -36,6 +36,9 @@ fuzz: install zookeeper          ## the long fuzz: 10,000+ schemathesis requests
 
 chaos: install zookeeper          ## the long chaos run: 200 jobs through every fault (SEED=n)
 	$(BIN)/python -m bench.chaos --long --seed $${SEED:-1}
+
+mutants: install zookeeper        ## mutation check: deliberate bugs in the critical paths, each must fail its tests
+	$(BIN)/python scripts/mutants.py
 
 lint: install
 	$(BIN)/ruff check .

@@ -20,6 +20,13 @@ RETRIES = Counter("zootrain_shard_retries_total", "Shard attempts that failed an
 CANCELLED = Counter(
     "zootrain_shards_stopped_total", "Running shards stopped before the end", ["reason"]
 )
+FENCED = Counter(
+    "zootrain_fenced_writes_total",
+    "Outcomes of finished work (a shard's result or retry, a merge's retry, a publish) that "
+    "ZooKeeper refused on their version: the record moved on since this worker's claim "
+    "(another worker re-claimed it after this one's session expired, or the job was cancelled)",
+    ["write"],
+)
 FINISHED = Counter("zootrain_jobs_finished_total", "Jobs this worker finished", ["state"])
 BUSY = Gauge("zootrain_worker_busy", "Shards and merges this worker is working on")
 SWEEPS = Counter("zootrain_housekeeping_sweeps_total", "Housekeeping sweeps completed")

@@ -258,7 +258,8 @@ class Worker:
         ZOOKEEPER_CONNECTED.set(1 if state == KazooState.CONNECTED else 0)
         if state == KazooState.LOST:
             # The session is gone and every lock with it: whatever we train now, another worker
-            # may already be training. Kill it and keep nothing of it.
+            # may already be training. Kill it and keep nothing of it. A claim whose child has
+            # answered (settling) goes on writing its outcome: the version alone fences it.
             self._registered = False
             self._armed.clear()  # the watches died with the session
             self._forget_all()
@@ -664,6 +665,7 @@ class Worker:
                 memory_limit=self.memory_limit,
             )
             claim.settling = True
+            log.info("trained %s in %.2fs; recording it", claim.key, result["train_seconds"])
         except asyncio.CancelledError:
             await asyncio.shield(self._after_cancel(claim))
             return
@@ -691,7 +693,7 @@ class Worker:
         )
         try:
             # Fencing: this write carries the version our claim wrote. If we lost the lock and
-            # someone re-claimed the shard, the version moved on and our result is discarded.
+            # someone re-claimed the shard, the version moved on and ZooKeeper refuses it.
             if not await self._settle(claim, done):
                 log.warning("shard %s was taken over; result discarded", claim.key)
                 return
@@ -710,9 +712,11 @@ class Worker:
     async def _settle(self, claim: Claim, outcome: ShardRecord) -> bool:
         """Write a shard's outcome with the version its claim wrote; False if fenced off.
 
-        However long ZooKeeper is away, the outcome is written as soon as the session is back,
-        and dropped only when the session is lost (with it the lock: whoever holds the lock
-        now re-claims the shard). Never a TimeoutError that leaves a trained shard `running`.
+        However long ZooKeeper is away, the outcome is written as soon as a session is back:
+        ours, or a new one if ours expired meanwhile (its lock went with it, and another worker
+        may have re-claimed the shard: then its claim moved the version on and ZooKeeper
+        refuses ours; if nobody did, the trained result is kept). Never a TimeoutError that
+        leaves a trained shard `running`.
         """
         assert claim.stat is not None
         artifact = outcome.artifact if outcome.state == ShardState.done else None
@@ -723,6 +727,7 @@ class Worker:
                 claim.stat.version,
                 claim.session,
                 before=None if artifact is None else functools.partial(self._touch, artifact),
+                outcome="shard",
             )
         except SessionExpiredError:
             return False
@@ -762,8 +767,18 @@ class Worker:
         version: int,
         session: int | None,
         before: Callable[[], Awaitable[bool]] | None = None,
+        *,
+        outcome: str | None = None,
     ) -> ZnodeStat | None:
-        """``before``: run before each try; if it says False, nothing is written (None)."""
+        """Set ``path`` to ``record`` if its version is still ``version``: its new stat, or
+        None if it moved on (someone else's write came first), is gone, or ``before`` (run
+        before each try) said False.
+
+        A claim needs its lock, and so the session that holds it: SessionExpiredError once
+        another session connects. ``outcome`` (a kind, for the metric) marks instead the result
+        of work already done, which the version alone fences: it is tried again from a new
+        session too. A refused outcome is counted in zootrain_fenced_writes_total.
+        """
         data = record.dump()
         tried = False
         while True:
@@ -774,17 +789,34 @@ class Worker:
             except NoNodeError:
                 return None  # the job was deleted
             except BadVersionError:
-                if not tried:
-                    return None
-                current, stat = await self.zk.retry(lambda: self.zk.get(path), session=session)
-                if stat.version == version + 1 and current == data:
-                    return stat
+                if tried:
+                    # A try cut off by a connection drop may have been applied: then the
+                    # record holds exactly our write, one version on.
+                    try:
+                        current, stat = await self.zk.retry(
+                            lambda: self.zk.get(path), session=None if outcome else session
+                        )
+                    except NoNodeError:
+                        return None
+                    if stat.version == version + 1 and current == data:
+                        return stat
+                if outcome is not None:
+                    self._fenced(outcome, path)
                 return None
-            except TRANSIENT_ERRORS:
+            except (*TRANSIENT_ERRORS, SessionExpiredError) as exc:
+                # kazoo fails a request queued during a disconnection with SessionExpiredError
+                # when the session turns out to be gone.
+                if isinstance(exc, SessionExpiredError) and outcome is None:
+                    raise
                 tried = True
                 await asyncio.sleep(0.05)  # let the SUSPENDED notice reach the loop
-                if not await self.zk.wait_session(session):
+                if not await self.zk.wait_session(session) and outcome is None:
                     raise SessionExpiredError("the session holding the lock is gone") from None
+
+    @staticmethod
+    def _fenced(kind: str, path: str) -> None:
+        metrics.FENCED.labels(write=kind).inc()
+        log.warning("%s write refused on its version: %s moved on since our claim", kind, path)
 
     async def _claim_merge_if_complete(self, job: JobRecord) -> Claim | None:
         if self._stopping.is_set():
@@ -940,6 +972,7 @@ class Worker:
             await self._merge_failed(claim, str(exc))
             return
         claim.settling = True
+        log.info("merged %s; publishing", job.id)
         version = _version_record(job, shards, result)
         try:
             published = await self._publish(claim, version)
@@ -961,11 +994,13 @@ class Worker:
         )
 
     async def _publish(self, claim: Claim, version: VersionRecord) -> JobRecord:
-        """The publishing multi, however long ZooKeeper is away (while our session lives).
+        """The publishing multi, however long ZooKeeper is away.
 
         It checks the job record's version (what our merge claim wrote), so trying it again
         after a connection drop is safe: if the first try was applied, the job is `succeeded`
-        naming a version made from our merge, and that is the answer.
+        by our merge claim, and that is the answer. That check alone fences it, so it is tried
+        from a new session too if ours expired meanwhile: if another worker re-claimed the
+        merge, its claim moved the version on and ZooKeeper refuses ours.
         """
         job, stat = claim.job, claim.stat
         assert stat is not None
@@ -974,23 +1009,27 @@ class Worker:
                 raise ArtifactError(f"merged artifact {version.artifact} vanished")
             try:
                 return await self.registry.publish(self.queue, job, stat, version)
-            except TRANSIENT_ERRORS:
+            except (*TRANSIENT_ERRORS, SessionExpiredError):
+                # SessionExpiredError: a request queued in kazoo when the session turned out
+                # to be gone. Either way, try again on whatever session connects.
                 await asyncio.sleep(0.05)
-                if not await self.zk.wait_session(claim.session):
-                    raise SessionExpiredError("the merge lock went with the session") from None
+                await self.zk.wait_session(claim.session)
             except BadVersionError:
-                current, _ = await self.zk.retry(
-                    lambda: self.queue.read_job(job.id), session=claim.session
-                )
+                current, _ = await self.zk.retry(lambda: self.queue.read_job(job.id))
                 if current.state == JobState.succeeded and current.model is not None:
-                    published = await self._published_by(current, version)
+                    published = await self._published_by(current, job, version)
                     if published:
                         return current
+                self._fenced("publish", self.paths.job(job.id))
                 raise
 
-    async def _published_by(self, job: JobRecord, version: VersionRecord) -> bool:
-        """Whether the job's version record is the one our merge produced."""
+    async def _published_by(self, job: JobRecord, ours: JobRecord, version: VersionRecord) -> bool:
+        """Whether the succeeded ``job`` was published by our merge claim (``ours``): another
+        merger's claim counted one more merge attempt, and merges of the same shards make the
+        same file, so the sha256 alone cannot tell."""
         assert job.model is not None
+        if job.merge_attempts != ours.merge_attempts:
+            return False
         try:
             record = await self.registry.record(job.model.name, job.model.version)
         except NotFound:
@@ -1018,7 +1057,10 @@ class Worker:
                     "updated_at": utcnow(),
                 }
             )
-            if await self._write_job(retry, stat.version, claim.session) is not None:
+            written = await self._write_versioned(
+                self.paths.job(job.id), retry, stat.version, claim.session, outcome="merge"
+            )
+            if written is not None:
                 log.info("merge of %s retries in %.1fs", job.id, delay)
                 self._wake_at(f"{job.id}/merge", time.time() + delay)
         except SessionExpiredError:

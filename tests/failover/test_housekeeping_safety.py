@@ -200,7 +200,7 @@ def test_a_housekeeper_whose_session_expired_deletes_nothing(
     settings = Settings(
         zk_hosts=zookeeper.hosts,
         zk_root=zk_root,
-        artifacts=tmp_path / "artifacts",
+        artifacts=str(tmp_path / "artifacts"),
         zk_session_timeout=4,
     )
 

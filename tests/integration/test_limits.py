@@ -30,9 +30,10 @@ pytestmark = pytest.mark.integration
 MEMORY_LIMIT = "900MiB"  # what the worker's training processes get (about 0.7 GB is libraries)
 
 
-def synthetic(n_samples: int, **overrides: Any) -> dict[str, Any]:
+def synthetic(n_samples: int, n_features: int = 20, **overrides: Any) -> dict[str, Any]:
+    dataset = {"kind": "synthetic", "task": "classification", "n_samples": n_samples}
     return iris_spec(
-        dataset={"kind": "synthetic", "task": "classification", "n_samples": n_samples},
+        dataset={**dataset, "n_features": n_features},
         params={"n_estimators": 80, "max_depth": 12},
         **overrides,
     )
@@ -48,7 +49,9 @@ def submit(client: httpx.Client, spec: dict[str, Any]) -> str:
 def test_time_and_memory_limits_fail_the_attempt_with_a_reason_that_names_the_limit(
     stack: Stack, kazoo: KazooClient, zk_root: str
 ) -> None:
-    stack.start_api()
+    # Room for a synthetic dataset larger than the memory ceiling (the default ceiling on
+    # cells keeps every synthetic dataset well inside it).
+    stack.start_api(ZOOTRAIN_MAX_SYNTHETIC_CELLS="100000000")
     worker = stack.start_worker("worker", ZOOTRAIN_TASK_MEMORY_LIMIT=MEMORY_LIMIT)
     assert "900 MiB" in worker.output()  # the worker says what its children get
     assert stack.api_url is not None
@@ -74,8 +77,10 @@ def test_time_and_memory_limits_fail_the_attempt_with_a_reason_that_names_the_li
         }
         assert len(zxids) == 1, zxids
 
-        # A million rows do not fit in the memory ceiling.
-        big = submit(client, synthetic(1_000_000, model_name="too-big", shards=1, max_attempts=1))
+        # A million rows of 100 features (800 MB as float64) do not fit in the memory ceiling.
+        big = submit(
+            client, synthetic(1_000_000, 100, model_name="too-big", shards=1, max_attempts=1)
+        )
         view = wait_job(client, big, timeout=120)
         assert view["state"] == "failed", view
         assert "memory limit of 900 MiB exceeded" in view["error"], view
