@@ -10,7 +10,7 @@ from fastapi import Request
 from app.auth import Gate
 from app.events import EventHub
 from app.limits import StreamSlots
-from app.models_cache import ModelCache
+from app.pool import ChildPool
 from app.upload_check import TableChecker
 from zootrain.acl import warn_if_open
 from zootrain.artifacts import ArtifactStore
@@ -34,14 +34,18 @@ class Services:
     store: ArtifactStore
     gate: Gate
     prepared: bool = False  # the base znodes exist: submits can be recorded
-    models: ModelCache = field(init=False)
+    pool: ChildPool = field(init=False)
     events: EventHub = field(init=False)
     tables: TableChecker = field(init=False)
     streams: StreamSlots = field(init=False)
     token_watch: TokenWatch | None = field(init=False)
 
     def __post_init__(self) -> None:
-        self.models = ModelCache(self.store, self.settings.model_cache_bytes)
+        self.pool = ChildPool(
+            self.settings.predict_processes,
+            artifacts=self.settings.artifacts,
+            cache_bytes=self.settings.model_cache_bytes,
+        )
         self.events = EventHub(self.zk, self.paths)
         self.tables = TableChecker(self.settings.upload_check_memory_bytes)
         self.streams = StreamSlots(self.settings.max_event_streams)

@@ -38,6 +38,14 @@ async def _prepare(svc: Services) -> None:
             continue
 
 
+async def _start_pool(svc: Services) -> None:
+    try:
+        await svc.pool.start()
+    except Exception:
+        # /readyz stays 503; the first request that needs a child tries again.
+        log.exception("could not start the prediction processes")
+
+
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
 
@@ -49,15 +57,20 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         # when the session is up, instead of failing to start while ZooKeeper is away.
         svc.zk.start_background()
         prepare = asyncio.create_task(_prepare(svc))
-        # The imported modules (scikit-learn, scipy, pandas) are ~190,000 long-lived objects
-        # that every full collection would walk again (about 100 ms, the submit tail under
-        # load): move them out of the collector's sight once start-up is done.
+        # The prediction processes (scikit-learn's imports, in their forkserver): /readyz waits
+        # for them, so that the first submit or predict does not.
+        children = asyncio.create_task(_start_pool(svc))
+        # The imported modules (FastAPI, pydantic, kazoo) are long-lived objects that every
+        # full collection would walk again (the submit tail under load): move them out of the
+        # collector's sight once start-up is done.
         gc.collect()
         gc.freeze()
         try:
             yield
         finally:
             prepare.cancel()
+            children.cancel()
+            await svc.pool.close()
             svc.tables.close()
             await svc.zk.stop()
 

@@ -1,5 +1,7 @@
 """Loaded models, kept by sha256 so that predictions do not re-read the artifact every time.
 
+It lives in the job service's prediction children (app.child), never in the job service itself.
+
 The cache is bounded by bytes (ZOOTRAIN_MODEL_CACHE_BYTES), not by a count of models: sixteen
 forests of 100 MB each are 1.6 GB. A model weighs its file's size, known from its version record
 before it is read (skops stores arrays uncompressed, so a loaded model takes about as much memory
@@ -48,6 +50,7 @@ class ModelCache:
         self._room = asyncio.Condition()
         self.cached = 0  # bytes of the models kept
         self.reserved = 0  # bytes of the models being loaded
+        self.loads = 0  # model files read, in all
 
     async def get(self, uri: str, sha256: str, size: int) -> Any:
         """The loaded model whose file is ``uri`` (checked against ``sha256``; ``size`` bytes)."""
@@ -75,6 +78,7 @@ class ModelCache:
         try:
             # Reading and checking a model file is blocking work: keep it off the event loop.
             model = await run_in_threadpool(self._read, uri, sha256)
+            self.loads += 1
             service_metrics.MODEL_LOADS.inc()
         finally:
             async with self._room:

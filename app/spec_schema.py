@@ -1,6 +1,6 @@
 """The job spec in the OpenAPI document: one branch per algorithm, chosen by ``algorithm``.
 
-The spec's model (zootrain.records.JobSpec) takes ``params`` as an open object and checks it
+The spec's model (zootrain.spec.JobSpec) takes ``params`` as an open object and checks it
 against the chosen estimator at submit. The document says more: ``JobSpec`` keeps its properties
 and gains a ``oneOf`` whose every branch fixes ``algorithm`` and gives ``params`` that
 estimator's own schema (zootrain.ml.param_schema: scikit-learn's constraints narrowed by

@@ -13,6 +13,10 @@ rlimit: RLIMIT_AS and RLIMIT_DATA count address space, not memory (OpenBLAS and 
 far more than they touch), and under either limit OpenBLAS's thread start-up and pyarrow's
 Parquet reader hang instead of failing; a cgroup would need privileges the service does not
 have. A sample every 50 ms lets the child overshoot by what it allocates in that time.
+
+pandas and pyarrow (zootrain.ml.tabular) are imported by the child alone: the job service itself
+sends it the functions below, which import them there, and reads back a Table, a Manifest or a
+TableError, none of which needs them.
 """
 
 from __future__ import annotations
@@ -30,8 +34,9 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from zootrain.errors import InvalidRequest
-from zootrain.ml.columnar import Manifest
-from zootrain.ml.tabular import Format, Table, describe, ingest
+from zootrain.ml.encoding import Table
+from zootrain.ml.manifest import Manifest
+from zootrain.spec import Format
 
 log = logging.getLogger("zootrain.api")
 
@@ -51,9 +56,10 @@ class TableChecker:
 
     def _executor(self) -> ProcessPoolExecutor:
         if self._pool is None:
-            # forkserver: the child starts from a clean interpreter, not a fork of a process
-            # with a running event loop and ZooKeeper threads.
-            context = multiprocessing.get_context("forkserver")
+            # spawn: the child starts from a clean interpreter, not a fork of a process with a
+            # running event loop and ZooKeeper threads, nor of the service's forkserver (app.pool),
+            # whose scikit-learn pages would count against the child's memory budget.
+            context = multiprocessing.get_context("spawn")
             self._pool = ProcessPoolExecutor(max_workers=1, mp_context=context)
         return self._pool
 
@@ -66,7 +72,7 @@ class TableChecker:
 
     async def describe(self, path: Path, fmt: Format, *, max_rows: int, max_columns: int) -> Table:
         """zootrain.ml.tabular.describe in the child; TableError comes back as itself."""
-        check = functools.partial(describe, path, fmt, max_rows=max_rows, max_columns=max_columns)
+        check = functools.partial(_describe, path, fmt, max_rows=max_rows, max_columns=max_columns)
         return await self._run(check)
 
     async def ingest(
@@ -82,7 +88,7 @@ class TableChecker:
         """zootrain.ml.tabular.ingest in the child: describe the file and write its stored
         form (two Parquet files) into ``directory``."""
         work = functools.partial(
-            ingest,
+            _ingest,
             path,
             fmt,
             directory,
@@ -143,6 +149,20 @@ class TableChecker:
 
     def close(self) -> None:
         self._discard()
+
+
+def _describe(path: Path, fmt: Format, *, max_rows: int, max_columns: int) -> Table:
+    from zootrain.ml.tabular import describe  # in the child
+
+    return describe(path, fmt, max_rows=max_rows, max_columns=max_columns)
+
+
+def _ingest(
+    path: Path, fmt: Format, directory: Path, *, sha256: str, max_rows: int, max_columns: int
+) -> tuple[Table, Manifest, list[Path]]:
+    from zootrain.ml.tabular import ingest  # in the child
+
+    return ingest(path, fmt, directory, sha256=sha256, max_rows=max_rows, max_columns=max_columns)
 
 
 def _resident_bytes(pid: int) -> int:

@@ -1,19 +1,17 @@
 """Run CPU-bound work in a child process, awaitable and killable from the event loop.
 
-Children are forked from a forkserver that has already imported scikit-learn, so a shard starts
-in milliseconds rather than paying a fresh interpreter's imports. The result comes back over a
-pipe whose end the loop watches with ``add_reader``: no thread waits, and cancelling the awaiting
-task kills the child at once (job cancelled, session lost, worker stopping).
+Children are forked from a forkserver that has already imported scikit-learn
+(zootrain.forkserver), so a shard starts in milliseconds rather than paying a fresh
+interpreter's imports. The result comes back over a pipe whose end the loop watches with
+``add_reader``: no thread waits, and cancelling the awaiting task kills the child at once (job
+cancelled, session lost, worker stopping).
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import ctypes
 import gc
 import importlib
-import multiprocessing
 import os
 import resource
 import signal
@@ -21,6 +19,8 @@ import traceback
 from collections.abc import Callable
 from multiprocessing.connection import Connection
 from typing import Any
+
+from zootrain import forkserver
 
 # Set for the forkserver (which every training child is forked from) before it starts. A
 # training child may run under an address-space cap (RLIMIT_AS), which counts reserved address
@@ -31,9 +31,7 @@ CHILD_ENVIRONMENT = {"MALLOC_ARENA_MAX": "2", "ARROW_DEFAULT_MEMORY_POOL": "syst
 for _name, _value in CHILD_ENVIRONMENT.items():
     os.environ.setdefault(_name, _value)
 
-_CONTEXT = multiprocessing.get_context("forkserver")
-_CONTEXT.set_forkserver_preload(["workers.training"])
-_PR_SET_PDEATHSIG = 1
+_CONTEXT = forkserver.context("workers.training")
 
 ChildFunction = Callable[[dict[str, Any]], dict[str, Any]]
 # A child function, or its name as "module:function": imported in the child (the forkserver
@@ -90,9 +88,7 @@ def default_memory_limit(concurrency: int) -> int:
 
 async def warm_up() -> None:
     """Start the forkserver (and its scikit-learn imports) before the first shard arrives."""
-    from multiprocessing import forkserver
-
-    await asyncio.get_running_loop().run_in_executor(None, forkserver.ensure_running)
+    await forkserver.warm_up()
 
 
 async def run_in_child(
@@ -184,11 +180,7 @@ def _child_main(
     sender: Connection,
     memory_limit: int | None = None,
 ) -> None:
-    # Die with the forkserver, which dies with the worker: an orphan would train on unseen.
-    with contextlib.suppress(OSError, AttributeError):
-        ctypes.CDLL(None).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    forkserver.become_child()
     if memory_limit is not None:
         # RLIMIT_AS rather than a cgroup: it needs no privileges or delegated hierarchy, and a
         # failing allocation surfaces as MemoryError that we can name, instead of a SIGKILL

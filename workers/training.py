@@ -41,7 +41,14 @@ from zootrain.ml.selection import (
 from zootrain.ml.synthetic import Generator
 from zootrain.ml.tabular import DatasetSource, load_uploaded
 from zootrain.ml.training import fit_job_shard
-from zootrain.records import JobSpec
+from zootrain.ml.validation import validate_submission
+from zootrain.spec import JobSpec
+
+
+def _spec(payload: dict[str, Any]) -> JobSpec:
+    """The job's spec, validated again as its submit validated it: what this child trains must
+    pass the same checks, whatever wrote the record."""
+    return validate_submission(JobSpec.model_validate(payload["spec"]))
 
 
 def _source(spec: JobSpec, payload: dict[str, Any], store: ArtifactStore) -> tuple[RowSource, Task]:
@@ -105,7 +112,7 @@ def _shard_rows(spec: JobSpec, index: int, rows: RowSource, plan: RowPlan) -> Sp
 def held_out(payload: dict[str, Any]) -> Split:
     """The held-out rows of a job (``spec``, ``artifacts``, ``dataset_source``), as the merge
     scores the merged model on them; the training rows are left empty."""
-    spec = JobSpec.model_validate(payload["spec"])
+    spec = _spec(payload)
     rows, task = _source(spec, payload, ArtifactStore(payload["artifacts"]))
     plan = _plan(spec, rows, task)
     X_test, y_test = rows.shuffled(plan.to_shuffled(plan.test))
@@ -114,7 +121,7 @@ def held_out(payload: dict[str, Any]) -> Split:
 
 def train_shard(payload: dict[str, Any]) -> dict[str, Any]:
     """One task of a job: a data shard's model, the all-rows baseline, or a search candidate."""
-    spec = JobSpec.model_validate(payload["spec"])
+    spec = _spec(payload)
     index: int = payload["index"]
     store = ArtifactStore(payload["artifacts"])
     rows, task = _source(spec, payload, store)
@@ -197,7 +204,7 @@ def _baseline(spec: JobSpec, split: Split, task: Task) -> dict[str, Any]:
 
 def merge_job(payload: dict[str, Any]) -> dict[str, Any]:
     """Merge a job's shard models (or pick and refit its best candidate) and score the result."""
-    spec = JobSpec.model_validate(payload["spec"])
+    spec = _spec(payload)
     store = ArtifactStore(payload["artifacts"])
     tasks: list[dict[str, Any]] = payload["shards"]
     rows, task = _source(spec, payload, store)

@@ -79,7 +79,7 @@ class Worker:
         self.paths = Paths(settings.zk_root)
         # This process never imports scikit-learn (about 170 MB): it reads job records without
         # the checks that need it (submit made them) and names its children's functions.
-        self.queue = JobQueue(self.zk, self.paths, trusted=True)
+        self.queue = JobQueue(self.zk, self.paths)
         self.registry = Registry(self.zk, self.paths)
         self.store = ArtifactStore(settings.artifacts)
         self.started_at = utcnow()
@@ -560,7 +560,7 @@ class Worker:
             return
         except (SessionExpiredError, *TRANSIENT_ERRORS):
             return  # unwatched from here; the LOST notice still stops the claim
-        if JobRecord.load(data, trusted=True).state.terminal:
+        if JobRecord.load(data).state.terminal:
             self._cancel(claim, StopReason.CANCELLED)
 
     # -- training a shard -----------------------------------------------------------------------

@@ -21,18 +21,17 @@ from kazoo.exceptions import BadVersionError, NodeExistsError, NoNodeError
 
 from zootrain import locks
 from zootrain.errors import Conflict, InvalidRequest, NotFound, OutcomeUnknown, QueueFull
-from zootrain.ml.sources import DatasetSource
 from zootrain.paths import IDEMPOTENCY_BUCKETS, Paths, parse_queue_entry, sorted_queue
 from zootrain.records import (
     IdempotencyRecord,
     JobRecord,
-    JobSpec,
     JobState,
     ShardRecord,
     ShardState,
     new_job_id,
     utcnow,
 )
+from zootrain.spec import DatasetSource, JobSpec
 from zootrain.zk import (
     TRANSIENT_ERRORS,
     RequestDeadlineExceeded,
@@ -123,12 +122,9 @@ class QueueGauge:
 
 
 class JobQueue:
-    def __init__(self, zk: ZooKeeper, paths: Paths, *, trusted: bool = True) -> None:
-        """``trusted``: job records are read back without the spec checks that ask
-        scikit-learn (they passed them at submit): see Record.load."""
+    def __init__(self, zk: ZooKeeper, paths: Paths) -> None:
         self.zk = zk
         self.paths = paths
-        self.trusted = trusted
         self.gauge = QueueGauge(zk, paths.queue)
 
     async def ensure_layout(self) -> None:
@@ -278,7 +274,7 @@ class JobQueue:
             data, stat = await self.zk.retry(lambda: self.zk.get(self.paths.job(job_id)))
         except NoNodeError:
             raise NotFound(f"job {job_id!r} does not exist") from None
-        return JobRecord.load(data, trusted=self.trusted), stat
+        return JobRecord.load(data), stat
 
     async def read_shard(self, job_id: str, index: int) -> tuple[ShardRecord, ZnodeStat]:
         data, stat = await self.zk.retry(lambda: self.zk.get(self.paths.shard(job_id, index)))

@@ -10,8 +10,7 @@ from pydantic import ByteSize, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from zootrain.ml.cost import Ceilings
-from zootrain.ml.datasets import MAX_SYNTHETIC_VALUES
-from zootrain.records import MAX_ATTEMPTS
+from zootrain.spec import MAX_ATTEMPTS, MAX_SYNTHETIC_VALUES
 
 
 class Settings(BaseSettings):
@@ -87,7 +86,15 @@ class Settings(BaseSettings):
     model_cache_bytes: int = Field(
         1_000_000_000,
         ge=1,
-        description="loaded models the job service keeps for predictions, by their file size",
+        description="loaded models the job service keeps for predictions, by their file size "
+        "(in all: its prediction processes share it out)",
+    )
+    predict_processes: int = Field(
+        2,
+        ge=1,
+        le=64,
+        description="child processes of the job service that hold loaded models and predict "
+        "(and validate submits against scikit-learn): the service itself never loads it",
     )
 
     max_queue: int = Field(10_000, ge=1, description="unfinished jobs accepted before 429")

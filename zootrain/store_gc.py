@@ -138,7 +138,7 @@ class Marker:
         for path, data in await self._read_all([self.paths.job(i) for i in ids]):
             job_id = path.rpartition("/")[2]
             try:
-                if JobRecord.load(data, trusted=True).state.terminal and job_id not in queued:
+                if JobRecord.load(data).state.terminal and job_id not in queued:
                     continue
             except ValueError:
                 pass  # unparsable: treated as unfinished

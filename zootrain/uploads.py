@@ -44,21 +44,12 @@ from zootrain.errors import (
     NotFound,
     Unavailable,
 )
-from zootrain.ml.columnar import Manifest
-from zootrain.ml.datasets import UploadedDataset
-from zootrain.ml.partition import check_partition
-from zootrain.ml.tabular import (
-    SNIFF_BYTES,
-    ColumnInfo,
-    DatasetSource,
-    Format,
-    PlanError,
-    Table,
-    make_plan,
-)
+from zootrain.ml.encoding import SNIFF_BYTES, ColumnInfo, PlanError, Table, make_plan
+from zootrain.ml.manifest import Manifest
 from zootrain.paths import Paths
 from zootrain.queue import JobQueue
-from zootrain.records import JobRecord, JobSpec, Record, new_job_id, utcnow
+from zootrain.records import JobRecord, Record, new_job_id, utcnow
+from zootrain.spec import DatasetSource, Format, JobSpec, UploadedDataset, check_partition
 from zootrain.zk import TRANSIENT_ERRORS, WriteOutcomeUnknown, ZnodeStat, ZooKeeper
 
 MAX_RECORD_BYTES = 512 * 1024

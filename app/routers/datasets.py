@@ -25,9 +25,9 @@ from app.deps import Services, services
 from app.problems import problem_responses
 from zootrain.auth import ANONYMOUS
 from zootrain.errors import InvalidRequest
-from zootrain.ml.datasets import DATASET_ID_PATTERN
-from zootrain.ml.tabular import TableError, sniff
+from zootrain.ml.encoding import TableError, sniff
 from zootrain.settings import Settings
+from zootrain.spec import DATASET_ID_PATTERN
 from zootrain.uploads import (
     MAX_NAME_CHARS,
     BlobWriter,

@@ -37,4 +37,6 @@ async def readyz(svc: Annotated[Services, Depends(services)]) -> Status | JSONRe
         return problem(503, "not connected to ZooKeeper", headers={"Retry-After": "1"})
     if not svc.prepared:
         return problem(503, "creating the base znodes", headers={"Retry-After": "1"})
+    if not svc.pool.ready:
+        return problem(503, "starting the prediction processes", headers={"Retry-After": "1"})
     return Status(status="ready")

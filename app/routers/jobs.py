@@ -14,10 +14,11 @@ from app.deps import Services, services
 from app.problems import problem_responses
 from zootrain.auth import ANONYMOUS, Scope
 from zootrain.errors import Forbidden, InvalidRequest, QueueFull, RateLimited
-from zootrain.ml.cost import job_cost, over_ceilings
+from zootrain.ml.cost import over_ceilings
 from zootrain.records import JOB_ID_PATTERN, JobRecord, JobSpec, JobState, ShardRecord
 from zootrain.uploads import DatasetCatalog
 from zootrain.views import JobList, JobView
+from zootrain.zk import request_deadline
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
 
@@ -58,12 +59,15 @@ async def submit_job(
         ),
     ] = None,
 ) -> Response:
+    # What needs scikit-learn (the parameters, a search's candidates) is checked in a child
+    # process (app.pool); the first submit of a fresh service also starts it.
+    spec, cost = await svc.pool.validate(spec)
     if spec.tasks > svc.settings.max_shards:
         raise InvalidRequest(
             f"shards: the job has {spec.tasks} tasks; this server accepts at most "
             f"{svc.settings.max_shards} (ZOOTRAIN_MAX_SHARDS)"
         )
-    over = over_ceilings(job_cost(spec), svc.settings.ceilings())
+    over = over_ceilings(cost, svc.settings.ceilings())
     if over:
         service_metrics.REJECTED.labels(reason="cost").inc()
         raise InvalidRequest("the job is too large: " + "; ".join(over))
@@ -72,7 +76,8 @@ async def submit_job(
     except RateLimited:
         service_metrics.REJECTED.labels(reason="rate_limited").inc()
         raise
-    with service_metrics.SUBMIT_SECONDS.time():
+    # The validation took as long as it took: the ZooKeeper calls get a deadline of their own.
+    with service_metrics.SUBMIT_SECONDS.time(), request_deadline(svc.settings.zk_request_timeout):
         # An uploaded dataset is checked against its record (422 naming the field); its
         # resolved source goes into the job record, in submit's one multi.
         catalog = DatasetCatalog(svc.zk, svc.paths, svc.store)

@@ -5,12 +5,10 @@ from __future__ import annotations
 import base64
 import binascii
 import contextlib
-from typing import Annotated, Any
+from typing import Annotated
 
-import numpy as np
 from fastapi import APIRouter, Depends, Path, status
 from fastapi.responses import Response, StreamingResponse
-from starlette.concurrency import run_in_threadpool
 
 from app import service_metrics
 from app.auth import READ, Admin
@@ -174,17 +172,10 @@ async def predict(
                 f"instances[{row}] has {len(values)} values; "
                 f"model {name} v{record.version} expects {record.n_features}"
             )
-    model = await svc.models.get(record.artifact, record.sha256, record.size)
-    X = np.asarray(body.instances, dtype=np.float64)
-    try:
-        predictions = await run_in_threadpool(model.predict, X)
-    except ValueError as exc:
-        # scikit-learn's own check of the rows, e.g. a value past float32 for a forest (JSON
-        # numbers are finite already): the client's rows, not the server, are at fault.
-        raise InvalidRequest(f"instances: {exc}") from None
-    service_metrics.PREDICTIONS.labels(model=name).inc(len(X))
-    return PredictResponse(model=name, version=record.version, predictions=_plain(predictions))
-
-
-def _plain(values: Any) -> list[Any]:
-    return [v.item() if hasattr(v, "item") else v for v in values]
+    # In a prediction process (app.pool), which keeps the model loaded: scikit-learn's own
+    # refusal of the rows comes back as a 422 naming instances.
+    predictions = await svc.pool.predict(
+        record.artifact, record.sha256, record.size, body.instances
+    )
+    service_metrics.PREDICTIONS.labels(model=name).inc(len(body.instances))
+    return PredictResponse(model=name, version=record.version, predictions=predictions)

@@ -69,6 +69,7 @@ from testkit.zkproxy import MULTI, SET_DATA, ZooKeeperProxy
 from testkit.zkserver import Node, ZooKeeperCluster
 from tests.support.store import referenced, stored, young_temporary
 from zootrain.ml.algorithms import ALGORITHMS, check_task
+from zootrain.ml.validation import validate_submission
 from zootrain.records import JobSpec
 
 SESSION_TIMEOUT = 4.0
@@ -168,7 +169,7 @@ def _random_spec(rng: random.Random, index: int) -> dict[str, Any]:
             "priority": rng.randint(0, 9),
         }
         try:
-            JobSpec.model_validate(spec)
+            validate_submission(JobSpec.model_validate(spec))
         except ValueError:
             continue  # e.g. a partition the algorithm refuses: draw again
         return spec

@@ -31,8 +31,8 @@ from tests.contract.fuzzing import (
 )
 from tests.support.specs import iris_spec
 from zootrain.ml import param_schema
-from zootrain.ml.catalog import ALGORITHM_NAMES
 from zootrain.settings import Settings
+from zootrain.spec import ALGORITHM_NAMES
 
 PROBLEM = "application/problem+json"
 

@@ -208,7 +208,7 @@ def test_a_housekeeper_whose_session_expired_deletes_nothing(
         zk = ZooKeeper(zookeeper.hosts, session_timeout=4)
         await zk.start()
         try:
-            queue = JobQueue(zk, Paths(zk_root), trusted=True)
+            queue = JobQueue(zk, Paths(zk_root))
             await queue.ensure_layout()
             keeper = Housekeeper(queue, settings, "expired-keeper")
             await asyncio.wait_for(keeper.election.lead(), 30)

@@ -260,7 +260,7 @@ def test_clustering_scores_labels_but_not_floats() -> None:
 
 
 def test_plan_refuses_too_many_encoded_values(monkeypatch: pytest.MonkeyPatch) -> None:
-    from zootrain.ml import tabular
+    from zootrain.ml import encoding as tabular  # the plan lives there
 
     monkeypatch.setattr(tabular, "MAX_ENCODED_VALUES", 100)
     t = table(csv_bytes(frame()))

@@ -10,6 +10,7 @@ import pytest
 from pydantic import ValidationError
 
 from zootrain import records
+from zootrain.ml.validation import validate_submission
 from zootrain.records import JobRecord, JobSpec, new_job_id, utcnow
 
 GOOD: dict[str, Any] = {
@@ -23,7 +24,7 @@ GOOD: dict[str, Any] = {
 
 def errors(**changes: Any) -> str:
     with pytest.raises(ValidationError) as caught:
-        JobSpec.model_validate({**GOOD, **changes})
+        validate_submission(JobSpec.model_validate({**GOOD, **changes}))
     return str(caught.value)
 
 

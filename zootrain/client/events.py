@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 
-from zootrain.records import TRUSTED, JobRecord, ShardRecord
+from zootrain.records import JobRecord, ShardRecord
 
 
 class JobEvent(JobRecord):
@@ -91,12 +91,12 @@ class _EventCursor:
         event: Event
         if raw.event == "job":
             event = JobEvent.model_validate(
-                {**json.loads(raw.data), "event_id": event_id}, context=TRUSTED
+                {**json.loads(raw.data), "event_id": event_id},
             )
             self.done = event.state.terminal
         elif raw.event == "shard":
             event = ShardEvent.model_validate(
-                {**json.loads(raw.data), "event_id": event_id}, context=TRUSTED
+                {**json.loads(raw.data), "event_id": event_id},
             )
         else:
             self.last_id = event_id

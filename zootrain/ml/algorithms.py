@@ -12,7 +12,7 @@ import json
 import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any
 
 from sklearn.base import BaseEstimator
 from sklearn.cluster import KMeans
@@ -33,12 +33,12 @@ from sklearn.linear_model._logistic import _check_solver
 from sklearn.naive_bayes import GaussianNB, MultinomialNB
 from sklearn.utils._param_validation import InvalidParameterError
 
-from zootrain.ml.catalog import ALGORITHM_NAMES
-from zootrain.ml.catalog import ParamError as ParamError  # raised by validate_params
-from zootrain.ml.datasets import Task
+from zootrain.spec import ALGORITHM_TABLE, AlgorithmInfo, AlgorithmTask, MergeKind, Task
+from zootrain.spec import ParamError as ParamError  # raised by validate_params
 
-AlgorithmTask = Literal["classification", "regression", "clustering"]
-"""What an algorithm learns. Clustering ignores the target, so it fits any dataset."""
+# Pure checks against the algorithm table, where this module's users have always found them.
+from zootrain.spec import check_features as check_features
+from zootrain.spec import check_task as check_task
 
 MAX_N_ESTIMATORS = 2000
 """Trees per shard; the merged forest holds shards x n_estimators trees."""
@@ -64,7 +64,7 @@ class Algorithm:
     name: str
     task: AlgorithmTask
     estimator: type[BaseEstimator]
-    merge: str
+    merge: MergeKind
     """Merge family in zootrain.ml.merge, e.g. "forest_union": how a shard is fitted
     for merging and how shard models are combined."""
     description: str = ""
@@ -348,8 +348,15 @@ ALGORITHMS: dict[str, Algorithm] = {
 }
 
 
-if tuple(ALGORITHMS) != ALGORITHM_NAMES:  # zootrain.ml.catalog must list them, in this order
-    raise RuntimeError(f"zootrain.ml.catalog.ALGORITHM_NAMES is not {tuple(ALGORITHMS)}")
+def _plain_table() -> dict[str, AlgorithmInfo]:
+    return {
+        a.name: AlgorithmInfo(a.name, a.task, a.merge, a.replicable) for a in ALGORITHMS.values()
+    }
+
+
+# zootrain.spec's table (what processes without scikit-learn know) must say what this one does.
+if _plain_table() != ALGORITHM_TABLE or tuple(ALGORITHMS) != tuple(ALGORITHM_TABLE):
+    raise RuntimeError(f"zootrain.spec.ALGORITHM_TABLE is not {_plain_table()}")
 
 
 def get_algorithm(name: str) -> Algorithm:
@@ -359,30 +366,6 @@ def get_algorithm(name: str) -> Algorithm:
         raise ValueError(
             f"unknown algorithm {name!r}; known algorithms: {', '.join(sorted(ALGORITHMS))}"
         ) from None
-
-
-def check_task(algorithm: str, task: Task) -> None:
-    """Refuse e.g. a classifier on a regression dataset (clustering fits any dataset)."""
-    alg = get_algorithm(algorithm)
-    if alg.task not in (task, "clustering"):
-        fitting = sorted(a.name for a in ALGORITHMS.values() if a.task in (task, "clustering"))
-        raise ValueError(
-            f"algorithm {alg.name!r} is for {alg.task} but the dataset is a {task} task; "
-            f"use one of: {', '.join(fitting)}"
-        )
-
-
-def check_features(algorithm: str, dataset: object) -> None:
-    """Refuse what the dataset's kind settles before a row is loaded: multinomial naive Bayes
-    needs non-negative features, and a synthetic dataset's are Gaussian (always some negative),
-    so such a job could only fail on every attempt. (An uploaded dataset is checked when its
-    rows are read; the builtin classification datasets are non-negative.)"""
-    if algorithm == "multinomial_nb" and getattr(dataset, "kind", None) == "synthetic":
-        raise ValueError(
-            "algorithm 'multinomial_nb' needs non-negative features (counts or frequencies) "
-            "but a synthetic dataset's features are Gaussian, with negative values; use a "
-            "builtin or uploaded dataset of counts"
-        )
 
 
 def validate_params(algorithm: str, params: dict[str, Any]) -> dict[str, Any]:

@@ -26,14 +26,19 @@ import contextlib
 import ctypes
 import hashlib
 import io
-import json
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict
+
+# The manifest (pydantic only) lives in zootrain.ml.manifest: the job service reads it without
+# numpy or pyarrow. Re-exported here beside the writer and the reader.
+from zootrain.ml.manifest import ChunkRef as ChunkRef
+from zootrain.ml.manifest import Manifest as Manifest
+from zootrain.ml.manifest import ParquetRef as ParquetRef
+from zootrain.ml.manifest import RowGroupRef as RowGroupRef
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -47,51 +52,6 @@ MAX_GROUP_ROWS = 65_536
 ROW_COLUMN = "__row__"
 FETCH_BATCH_BYTES = 4 * 1024 * 1024
 """Column chunks fetched in one request batch (obstore coalesces and parallelises a batch)."""
-
-
-class ChunkRef(BaseModel):
-    model_config = ConfigDict(extra="ignore", frozen=True)
-
-    offset: int
-    length: int
-    sha256: str
-
-
-class RowGroupRef(BaseModel):
-    """One row group: its first row, row count, and one (offset, length, sha256) per column, in
-    the file's column order."""
-
-    model_config = ConfigDict(extra="ignore", frozen=True)
-
-    first: int
-    rows: int
-    offsets: list[int]
-    lengths: list[int]
-    sha256: list[str]
-
-
-class ParquetRef(BaseModel):
-    model_config = ConfigDict(extra="ignore", frozen=True)
-
-    key: str
-    sha256: str
-    size: int
-    columns: list[str]
-    footer: ChunkRef
-    row_groups: list[RowGroupRef]
-
-
-class Manifest(BaseModel):
-    model_config = ConfigDict(extra="ignore", frozen=True)
-
-    format_version: Literal[1] = 1
-    rows: int
-    seed: int
-    original: ParquetRef
-    shuffled: ParquetRef
-
-    def dump(self) -> bytes:
-        return json.dumps(self.model_dump(mode="json"), separators=(",", ":")).encode()
 
 
 def group_rows(n_columns: int, bytes_per_value: int = 8) -> int:

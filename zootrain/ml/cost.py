@@ -12,10 +12,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from zootrain.ml.datasets import SyntheticDataset
+from zootrain.spec import SyntheticDataset
 
 if TYPE_CHECKING:
-    from zootrain.records import JobSpec
+    from zootrain.spec import JobSpec
 
 
 @dataclass(frozen=True)

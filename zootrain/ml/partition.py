@@ -7,15 +7,13 @@ sees another worker's indices.
 
 from __future__ import annotations
 
-from typing import Literal, get_args
-
 import numpy as np
 
-from zootrain.ml.datasets import Task
-
-Strategy = Literal["random", "stratified", "range", "replicate"]
-STRATEGIES: tuple[Strategy, ...] = get_args(Strategy)
-MAX_SEED = 2**32 - 1
+# The strategies and the check of one against a job (pure) live in zootrain.spec.
+from zootrain.spec import MAX_SEED as MAX_SEED
+from zootrain.spec import STRATEGIES as STRATEGIES
+from zootrain.spec import Strategy as Strategy
+from zootrain.spec import check_partition as check_partition
 
 
 def shard_sizes(n_rows: int, shards: int) -> list[int]:
@@ -97,34 +95,6 @@ def _labels(y: np.ndarray | None, n_rows: int) -> np.ndarray:
             f"y must be a 1-d array with one label per row ({n_rows}), got shape {labels.shape}"
         )
     return labels
-
-
-def check_partition(algorithm: str, strategy: Strategy, task: Task) -> None:
-    """Refuse a strategy that makes no sense for this algorithm and dataset task.
-
-    `stratified` balances labels, so it needs a classification dataset. `replicate`
-    trains every shard on all rows, which only adds anything for ensembles whose
-    shards grow different members from their own seeds (Algorithm.replicable); any
-    other merge would average S copies of nearly the same model or, for the exact
-    merges, count every row S times.
-    """
-    from zootrain.ml.algorithms import ALGORITHMS, get_algorithm  # scikit-learn: lazily
-
-    alg = get_algorithm(algorithm)
-    if strategy not in STRATEGIES:
-        raise ValueError(f"unknown partition {strategy!r}; expected one of {list(STRATEGIES)}")
-    if strategy == "stratified" and task != "classification":
-        raise ValueError(
-            f"partition 'stratified' balances class labels across shards, but the dataset "
-            f"is a {task} task; use 'random' or 'range'"
-        )
-    if strategy == "replicate" and not alg.replicable:
-        ensembles = sorted(a.name for a in ALGORITHMS.values() if a.replicable)
-        raise ValueError(
-            f"partition 'replicate' gives every shard all rows, which only helps ensembles "
-            f"whose shards grow different trees ({', '.join(ensembles)}); {alg.name} would "
-            "fit the same model on every shard: use 'random', 'stratified' or 'range'"
-        )
 
 
 def _check_index(index: int, shards: int) -> None:

@@ -21,7 +21,7 @@ from zootrain.ml.synthetic import Generator
 
 if TYPE_CHECKING:
     from zootrain.artifacts import ArtifactStore
-    from zootrain.ml.sources import EncodingPlan
+    from zootrain.spec import EncodingPlan
 
 ARRAY_SHUFFLE_SEED = 0
 Rows = tuple[np.ndarray, np.ndarray]

@@ -8,67 +8,18 @@ candidate ``i`` is without it being written anywhere.
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import numpy as np
 
-# scikit-learn (and zootrain.ml.algorithms with it) is imported by the functions that use it:
-# job records import this module, in processes that never train.
-
-MAX_CANDIDATES = 256
-MAX_SEARCH_KEYS = 16
-"""Parameters a search may vary: more than any estimator zootrain trains has."""
-MAX_SAMPLED_SPACE = 10**15
-"""Points of a param_distributions space. ParameterSampler indexes the space's points with a
-C integer (2**63 - 1): a bigger space fails inside scikit-learn instead of being sampled."""
-
-
-def space_size(space: dict[str, list[Any]]) -> int:
-    """The number of points of a grid: the product of its lists' lengths, never the points."""
-    return math.prod(len(values) for values in space.values())
-
-
-def candidate_count(
-    grid: dict[str, list[Any]] | None, distributions: dict[str, list[Any]] | None, n_iter: int
-) -> int:
-    """How many candidates ``candidates`` would make, computed without making them."""
-    if grid is not None:
-        return space_size(grid)
-    if distributions is not None:
-        # ParameterSampler draws lists without replacement: never more than the space holds.
-        return min(n_iter, space_size(distributions))
-    raise ValueError("a search needs param_grid or param_distributions")
-
-
-def check_space(
-    grid: dict[str, list[Any]] | None, distributions: dict[str, list[Any]] | None, n_iter: int
-) -> int:
-    """Refuse a search space that is too large *before* anything expands it; its count.
-
-    A grid's candidates are the product of its lists' lengths: four lists of 50 values are 6.25
-    million candidates, which scikit-learn's ParameterGrid would build (seconds of CPU and GBs of
-    memory) before any check on the list of them could run.
-    """
-    space = grid if grid is not None else distributions
-    if space is None:
-        raise ValueError("a search needs param_grid or param_distributions")
-    if len(space) > MAX_SEARCH_KEYS:
-        raise ValueError(f"the search varies {len(space)} parameters; at most {MAX_SEARCH_KEYS}")
-    if grid is not None:
-        count = space_size(grid)
-        if count > MAX_CANDIDATES:
-            lengths = " x ".join(str(len(v)) for v in grid.values())
-            raise ValueError(
-                f"param_grid has {count:,} candidates ({lengths}); at most {MAX_CANDIDATES}"
-            )
-        return count
-    points = space_size(space)
-    if points > MAX_SAMPLED_SPACE:
-        raise ValueError(
-            f"param_distributions spans {points:.3g} points; at most {MAX_SAMPLED_SPACE:.0e}"
-        )
-    return min(n_iter, points)
+# The bounds of a search space (pure) live in zootrain.spec, which job records import.
+# scikit-learn (and zootrain.ml.algorithms with it) is imported by the functions that use it.
+from zootrain.spec import MAX_CANDIDATES as MAX_CANDIDATES
+from zootrain.spec import MAX_SAMPLED_SPACE as MAX_SAMPLED_SPACE
+from zootrain.spec import MAX_SEARCH_KEYS as MAX_SEARCH_KEYS
+from zootrain.spec import candidate_count as candidate_count
+from zootrain.spec import check_space as check_space
+from zootrain.spec import space_size as space_size
 
 
 def candidates(

@@ -1,0 +1,108 @@
+"""What runs in the job service's child processes (app.pool): predictions and submit checks.
+
+A child serves one socket to the job service, many requests at a time: each request is a task
+of the child's own event loop, and the work that holds the CPU (a model's predict of more than a
+few rows, a spec's validation) runs in a thread, so a model being read from the store does not
+hold up predictions of the models already loaded. Models stay loaded in a ModelCache bounded by
+bytes.
+
+Everything that needs scikit-learn or numpy is imported here, in the child (the forkserver
+preloads this module), never in the job service.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import gc
+import logging
+import socket
+from typing import Any
+
+import numpy as np
+from pydantic import ValidationError
+
+from app.models_cache import ModelCache
+from app.pool import Reply, read_frame, write_frame
+from zootrain import forkserver
+from zootrain.artifacts import ArtifactStore
+from zootrain.errors import DomainError, InvalidRequest
+from zootrain.ml.cost import Cost, job_cost
+from zootrain.ml.validation import validate_submission
+from zootrain.spec import JobSpec
+
+log = logging.getLogger("zootrain.api")
+
+INLINE_VALUES = 1_000
+"""Predictions of at most this many values run on the child's loop; bigger ones in a thread."""
+
+
+def main(sock: socket.socket, artifacts: str, capacity: int) -> None:
+    """The child's entry point: serve ``sock`` until the job service closes it."""
+    forkserver.become_child()
+    # The modules inherited from the forkserver stay shared with it as long as nothing writes
+    # their pages: keep the collector from walking (and so dirtying) them.
+    gc.freeze()
+    asyncio.run(_serve(sock, ModelCache(ArtifactStore(artifacts), capacity)))
+
+
+async def _serve(sock: socket.socket, cache: ModelCache) -> None:
+    reader, writer = await asyncio.open_unix_connection(sock=sock)
+    answering: set[asyncio.Task[None]] = set()
+    while True:
+        request = await read_frame(reader)
+        if request is None:
+            return  # the job service closed its end: it is stopping
+        task = asyncio.create_task(_answer(request, cache, writer))
+        answering.add(task)
+        task.add_done_callback(answering.discard)
+
+
+async def _answer(request: tuple[int, str, Any], cache: ModelCache, writer: Any) -> None:
+    number, operation, argument = request
+    try:
+        if operation == "predict":
+            value: Any = await _predict(cache, *argument)
+        elif operation == "validate":
+            value = await asyncio.to_thread(_validate, argument)
+        else:
+            raise ValueError(f"unknown operation {operation!r}")
+        reply = Reply(number, value=value)
+    except DomainError as exc:
+        reply = Reply(number, error=exc)  # crosses whole: the job service answers with it
+    except Exception as exc:
+        log.exception("prediction process: %s failed", operation)
+        reply = Reply(number, failure=f"{type(exc).__name__}: {exc}")
+    reply.loads, reply.cached = cache.loads, cache.cached
+    with contextlib.suppress(ConnectionError):  # the job service is gone: _serve ends
+        await write_frame(writer, reply)
+
+
+async def _predict(
+    cache: ModelCache, uri: str, sha256: str, size: int, instances: list[list[float]]
+) -> list[Any]:
+    model = await cache.get(uri, sha256, size)
+    X = np.asarray(instances, dtype=np.float64)
+    try:
+        if X.size <= INLINE_VALUES:
+            # A few rows take a millisecond or two: a hop to a thread would cost as much.
+            predictions = model.predict(X)
+        else:
+            predictions = await asyncio.to_thread(model.predict, X)
+    except ValueError as exc:
+        # scikit-learn's own check of the rows, e.g. a value past float32 for a forest (JSON
+        # numbers are finite already): the client's rows, not the server, are at fault.
+        raise InvalidRequest(f"instances: {exc}") from None
+    return [v.item() if hasattr(v, "item") else v for v in predictions]
+
+
+def _validate(spec: JobSpec) -> tuple[JobSpec, Cost] | list[dict[str, Any]]:
+    """The spec as a submit accepts it and its cost, or pydantic's errors as plain data."""
+    try:
+        checked = validate_submission(spec)
+    except ValidationError as exc:
+        return [
+            {"type": e["type"], "loc": e["loc"], "msg": e["msg"], "input": e["input"]}
+            for e in exc.errors(include_url=False, include_context=False)
+        ]
+    return checked, job_cost(checked)
