@@ -75,7 +75,6 @@ class ShardState(StrEnum):
     """Its job was cancelled before it finished."""
 
 
-
 class Record(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
