@@ -9,7 +9,6 @@ A failed merge is retried after a backoff while the job has attempts left, like 
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 from typing import TYPE_CHECKING, Any
@@ -126,7 +125,6 @@ async def publish(worker: Worker, claim: Claim, version: VersionRecord) -> JobRe
         except (*TRANSIENT_ERRORS, SessionExpiredError):
             # SessionExpiredError: a request queued in kazoo when the session turned out
             # to be gone. Either way, try again on whatever session connects.
-            await asyncio.sleep(0.05)
             await worker.zk.wait_session(claim.session)
         except BadVersionError:
             current, _ = await worker.zk.retry(lambda: worker.queue.read_job(job.id))

@@ -744,7 +744,6 @@ class Worker:
                 if isinstance(exc, SessionExpiredError) and outcome is None:
                     raise
                 tried = True
-                await asyncio.sleep(0.05)  # let the SUSPENDED notice reach the loop
                 if not await self.zk.wait_session(session) and outcome is None:
                     raise SessionExpiredError("the session holding the lock is gone") from None
 

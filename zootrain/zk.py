@@ -146,6 +146,8 @@ class ZooKeeper:
         self.session_timeout = session_timeout
         self._loop: asyncio.AbstractEventLoop | None = None
         self._connected = asyncio.Event()
+        self._disconnected = asyncio.Event()  # the complement, for waits on a drop
+        self._disconnected.set()  # not connected until start() says so
         self._listeners: list[StateListener] = []
         self.state: KazooState = KazooState.LOST
         self.client.add_listener(self._on_state_thread)
@@ -233,9 +235,14 @@ class ZooKeeper:
         (that one expired, and its ephemeral nodes, locks included, went with it)."""
         while True:
             await self._connected.wait()
-            if self.connected:
+            if self._live():
                 return self.session_id == session_id
-            await asyncio.sleep(0)  # a stale set event: the state changed again meanwhile
+            if self.connected:
+                # kazoo's thread already sees the connection down (a call just failed on it)
+                # and its notice is on its way to the loop: wait for that, not for a timer.
+                await self._disconnected.wait()
+            else:
+                await asyncio.sleep(0)  # a stale set event: the state changed again meanwhile
 
     def _live(self) -> bool:
         # kazoo's own view (set on its thread) leads ours (handed to the loop): checking both
@@ -260,9 +267,11 @@ class ZooKeeper:
             state,
         )
         if state == KazooState.CONNECTED:
+            self._disconnected.clear()
             self._connected.set()
         else:
             self._connected.clear()
+            self._disconnected.set()
         for listener in list(self._listeners):
             listener(state)
 
