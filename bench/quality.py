@@ -168,6 +168,118 @@ def print_row(row: Row) -> None:
     )
 
 
+# -- forests by shard size: what partition "auto" and the submit's warning rest on ----------
+
+SKEWED_WEIGHTS = (0.55, 0.28, 0.15, 0.02)
+"""The skewed 4-class set of issue 15: 9,000 rows, one class 2 % of them."""
+SIZE_SHARDS = (2, 4, 8, 16, 32)
+
+
+@dataclass
+class SizeRow:
+    partition: str
+    shards: int
+    shard_rows: int
+    merged: float
+    single: float
+    rare_merged: float
+    rare_single: float
+
+    @property
+    def gap(self) -> float:
+        return self.merged - self.single
+
+
+def skewed_set(rows: int = 9_000, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    from sklearn.datasets import make_classification
+
+    X, y = make_classification(
+        n_samples=rows,
+        n_features=20,
+        n_informative=8,
+        n_classes=len(SKEWED_WEIGHTS),
+        weights=list(SKEWED_WEIGHTS),
+        flip_y=0.01,
+        random_state=seed,
+    )
+    return X, y
+
+
+def shard_size_table(
+    shard_counts: tuple[int, ...] = SIZE_SHARDS,
+    seeds: tuple[int, ...] = (0, 1, 2),
+    rows: int = 9_000,
+    partitions: tuple[str, ...] = ("random", "range", "replicate"),
+    algorithm: str = "random_forest_classifier",
+) -> list[SizeRow]:
+    """A forest's merged accuracy and rare-class recall against one forest of as many trees,
+    by rows a shard, on the skewed set (the mean over seeds)."""
+    from sklearn.metrics import recall_score
+
+    rare = len(SKEWED_WEIGHTS) - 1
+    params = PARAMS[algorithm]
+    found: list[SizeRow] = []
+    for shards in shard_counts:
+        for partition in partitions:
+            scores: list[tuple[float, float, float, float]] = []
+            size = 0
+            for seed in seeds:
+                X, y = skewed_set(rows, seed)
+                split = split_dataset(X, y, task="classification", test_size=0.2, seed=seed)
+                size = len(split.X_train) // shards
+                models, sizes = fit_shards(
+                    algorithm,
+                    params,
+                    split,
+                    shards,
+                    partition,  # type: ignore[arg-type]
+                    job_seed=seed,
+                )
+                merged = merge_models(algorithm, models, sizes)
+                single = build_estimator(
+                    algorithm, baseline_params(algorithm, params, shards), seed
+                )
+                single.fit(split.X_train, split.y_train)
+                merged_pred, single_pred = (
+                    merged.predict(split.X_test),
+                    single.predict(split.X_test),
+                )
+                scores.append(
+                    (
+                        float(np.mean(merged_pred == split.y_test)),
+                        float(np.mean(single_pred == split.y_test)),
+                        float(
+                            recall_score(split.y_test, merged_pred, labels=[rare], average=None)[0]
+                        ),
+                        float(
+                            recall_score(split.y_test, single_pred, labels=[rare], average=None)[0]
+                        ),
+                    )
+                )
+            means = np.mean(np.array(scores), axis=0)
+            row = SizeRow(partition, shards, size, *(float(m) for m in means))
+            found.append(row)
+            print_size_row(row)
+    return found
+
+
+def print_size_header() -> None:
+    print(
+        "| partition | shards | rows a shard | merged accuracy | single accuracy | merged - single "
+        "| rare recall merged | rare recall single |"
+    )
+    print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+
+
+def print_size_row(row: SizeRow) -> None:
+    print(
+        f"| {row.partition} | {row.shards} | {row.shard_rows:,} | {row.merged:.4f} "
+        f"| {row.single:.4f} | {row.gap * 100:+.1f} pt | {row.rare_merged:.2f} "
+        f"| {row.rare_single:.2f} |",
+        flush=True,
+    )
+
+
 def main() -> None:
     # Convergence is the estimators' business here; the table is the result.
     warnings.filterwarnings("ignore", category=ConvergenceWarning)
@@ -177,7 +289,22 @@ def main() -> None:
     parser.add_argument("--shards", help="comma-separated shard counts, e.g. 2,4,8")
     parser.add_argument("--seeds", help="comma-separated seeds, e.g. 0,1,2")
     parser.add_argument("--only", help="only datasets whose name contains this")
+    parser.add_argument(
+        "--shard-sizes",
+        action="store_true",
+        help="forests by rows a shard on the skewed 4-class set (9,000 rows; docs/models.md)",
+    )
     args = parser.parse_args()
+    if args.shard_sizes:
+        print_size_header()
+        shard_size_table(
+            shard_counts=tuple(int(n) for n in args.shards.split(","))
+            if args.shards
+            else SIZE_SHARDS,
+            seeds=tuple(int(n) for n in args.seeds.split(",")) if args.seeds else (0, 1, 2),
+            rows=args.rows or 9_000,
+        )
+        return
     print_header()
     run(
         args.quick,

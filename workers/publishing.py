@@ -66,6 +66,9 @@ async def merge_and_publish(worker: Worker, claim: Claim) -> None:
                 "sha256": s.sha256,
                 "rows": s.rows,
                 "metrics": s.metrics,
+                "class_metrics": None
+                if s.class_metrics is None
+                else [m.model_dump(mode="json") for m in s.class_metrics],
             }
             for s in shards
         ],
@@ -86,6 +89,9 @@ async def merge_and_publish(worker: Worker, claim: Claim) -> None:
     claim.settling = True
     log.info("merged %s; publishing", job.id)
     version = version_record(job, shards, result)
+    if version.class_report is not None and version.class_report.note is None:
+        # The job's record says which classes the merge lost, beside the version it names.
+        claim.job = job = job.model_copy(update={"recall_drops": version.class_report.recall_drops})
     try:
         published = await publish(worker, claim, version)
     except (BadVersionError, NoNodeError, SessionExpiredError):
@@ -209,4 +215,5 @@ def version_record(
         train_rows=result["train_rows"],
         test_rows=result["test_rows"],
         created_at=utcnow(),
+        class_report=result.get("class_report"),
     )

@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from zootrain.artifacts import ArtifactStore
+from zootrain.class_quality import NO_PER_CLASS, ClassMetrics, ClassReport, build_report
 from zootrain.ml import modelfile
 from zootrain.ml.algorithms import ALGORITHMS, build_estimator
 from zootrain.ml.columnar import Manifest
@@ -29,7 +30,7 @@ from zootrain.ml.datasets import (
 )
 from zootrain.ml.merge import merge_models
 from zootrain.ml.rows import ArraySource, ColumnarSource, RowSource, SyntheticSource
-from zootrain.ml.scoring import evaluate
+from zootrain.ml.scoring import evaluate, per_class, predictions
 from zootrain.ml.search import baseline_params, best_candidate, cross_validate
 from zootrain.ml.selection import (
     RowPlan,
@@ -103,7 +104,7 @@ def _shard_rows(spec: JobSpec, index: int, rows: RowSource, plan: RowPlan) -> Sp
         X_train, y_train = rows.original(range_rows(plan, test_original, spec.shards, index))
         X_test, y_test = rows.shuffled(held)
     else:
-        positions = plan.to_shuffled(shard_positions(plan, spec.shards, index, spec.partition))
+        positions = plan.to_shuffled(shard_positions(plan, spec.shards, index, spec.strategy))
         # One pass: the row groups at the edge of both are read once.
         (X_train, y_train), (X_test, y_test) = rows.shuffled_many([positions, held])
     return Split(X_train, y_train, X_test, y_test, plan.classes)
@@ -199,6 +200,9 @@ def _baseline(spec: JobSpec, split: Split, task: Task) -> dict[str, Any]:
         "rows": rows,
         "metrics": metrics,
         "train_seconds": seconds,
+        # The baseline's model is not kept: its per-class metrics are taken here, on the
+        # job's whole held-out split, the rows the merge scores the merged model on.
+        "class_metrics": _per_class(spec, model, split, task),
     }
 
 
@@ -210,6 +214,7 @@ def merge_job(payload: dict[str, Any]) -> dict[str, Any]:
     rows, task = _source(spec, payload, store)
     plan = _plan(spec, rows, task)
     extra: dict[str, Any] = {}
+    models: list[Any] = []  # the shard models, for a train job
     if spec.kind == "search":
         split = _all_rows(rows, plan)  # the best candidate is refitted on every training row
         model, extra["search"] = _best_candidate(spec, tasks, split)
@@ -221,6 +226,7 @@ def merge_job(payload: dict[str, Any]) -> dict[str, Any]:
         models = [modelfile.loads(store.get(s["artifact"], s["sha256"])) for s in shards]
         model = merge_models(spec.algorithm, models, [s["rows"] for s in shards])
     metrics, data_size, (uri, digest) = _score_and_write(store, model, split, task)
+    extra["class_report"] = _class_report(spec, model, models, tasks, split, task)
     baseline = next((t for t in tasks if t["role"] == "baseline"), None)
     if baseline is not None:
         extra["baseline_metrics"] = baseline["metrics"]
@@ -244,6 +250,47 @@ def merge_job(payload: dict[str, Any]) -> dict[str, Any]:
         "task": task,
         **extra,
     }
+
+
+def _per_class(spec: JobSpec, model: Any, split: Split, task: Task) -> list[dict[str, Any]] | None:
+    """Per-class metrics of a classifier on the split's held-out rows (None for the others)."""
+    if task != "classification" or ALGORITHMS[spec.algorithm].task == "clustering":
+        return None
+    return per_class(split.y_test, predictions(model, split.X_test), split.classes)
+
+
+def _class_report(
+    spec: JobSpec,
+    model: Any,
+    models: list[Any],
+    tasks: list[dict[str, Any]],
+    split: Split,
+    task: Task,
+) -> dict[str, Any]:
+    """The version's per-class report: the merged model's, the baseline's (from its task) and
+    every shard model's metrics on the job's held-out split, and the classes whose recall the
+    merge lost (zootrain.class_quality)."""
+    if task != "classification":
+        return ClassReport(note=NO_PER_CLASS["regression"]).model_dump(mode="json")
+    if ALGORITHMS[spec.algorithm].task == "clustering":
+        return ClassReport(note=NO_PER_CLASS["clustering"]).model_dump(mode="json")
+    merged = _per_class(spec, model, split, task)
+    assert merged is not None
+    baseline = next((t for t in tasks if t["role"] == "baseline"), None)
+    baseline_metrics = None if baseline is None else baseline.get("class_metrics")
+    # Each shard model on the whole held-out split (a shard scored itself on a slice only):
+    # the same rows as the merged model, so the best shard is a fair reference.
+    shard_metrics = [_per_class(spec, m, split, task) or [] for m in models] or None
+    report = build_report(
+        [ClassMetrics.model_validate(m) for m in merged],
+        baseline=None
+        if baseline_metrics is None
+        else [ClassMetrics.model_validate(m) for m in baseline_metrics],
+        shards=None
+        if shard_metrics is None
+        else [[ClassMetrics.model_validate(m) for m in s] for s in shard_metrics],
+    )
+    return report.model_dump(mode="json")
 
 
 def _score_and_write(

@@ -623,6 +623,7 @@ class Worker:
                 "rows": result["rows"],
                 "metrics": result["metrics"],
                 "train_seconds": result["train_seconds"],
+                "class_metrics": result.get("class_metrics"),
                 "finished_at": utcnow(),
             }
         )

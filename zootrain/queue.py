@@ -19,7 +19,7 @@ from datetime import timedelta
 from kazoo.client import TransactionRequest
 from kazoo.exceptions import BadVersionError, NodeExistsError, NoNodeError
 
-from zootrain import locks
+from zootrain import locks, shard_plan
 from zootrain.errors import Conflict, InvalidRequest, NotFound, OutcomeUnknown, QueueFull
 from zootrain.paths import IDEMPOTENCY_BUCKETS, Paths, parse_queue_entry, sorted_queue
 from zootrain.records import (
@@ -157,6 +157,7 @@ class JobQueue:
         dataset_version: int | None = None,
         max_queue: int = 10_000,
         idempotency_retention: float = 86_400.0,
+        shard_memory: int = shard_plan.DEFAULT_SHARD_MEMORY,
     ) -> Submitted:
         """Create the job, its shards, its queue entry (and its key) in ONE multi.
 
@@ -164,13 +165,18 @@ class JobQueue:
         ``dataset_source`` was resolved from. The multi checks it, so a delete (or any change)
         of the record since the resolution makes the submit fail with Conflict instead of
         queueing a job whose file may be gone.
+
+        ``shard_memory``: the budget partition "auto" is decided against (zootrain.shard_plan);
+        the job is recorded with the strategy chosen, the choice and the submit's warnings.
+        An Idempotency-Key's fingerprint is the spec as asked, before the choice.
         """
+        fingerprint = spec.fingerprint()
         key_path = None
         if idempotency_key is not None:
             # Keys are scoped to their owner: one token cannot replay (and so read) another's job.
             scoped = idempotency_key if owner is None else f"{owner}\0{idempotency_key}"
             key_path = self.paths.idempotency_key(hashlib.sha256(scoped.encode()).hexdigest())
-            replay = await self._replay(key_path, spec, idempotency_retention)
+            replay = await self._replay(key_path, fingerprint, idempotency_retention)
             if replay is not None:
                 return Submitted(replay, created=False)
 
@@ -178,6 +184,7 @@ class JobQueue:
         if held is not None:
             raise QueueFull(f"the queue holds {held} unfinished jobs (limit {max_queue})", 5)
 
+        spec, choice, warnings = shard_plan.plan(spec, dataset_source, shard_memory)
         now = utcnow()
         job = JobRecord(
             id=new_job_id(),
@@ -186,6 +193,8 @@ class JobQueue:
             dataset_source=dataset_source,
             created_at=now,
             updated_at=now,
+            partition_choice=choice,
+            warnings=warnings,
         )
         tx = self.zk.transaction()
         if dataset_source is not None and dataset_version is not None:
@@ -198,9 +207,7 @@ class JobQueue:
             tx.create(self.paths.shard(job.id, shard.index), shard.dump())
         tx.create(self.paths.queue_prefix(job.id, spec.priority), job.id.encode(), sequence=True)
         if key_path is not None:
-            record = IdempotencyRecord(
-                job_id=job.id, fingerprint=spec.fingerprint(), created_at=now
-            )
+            record = IdempotencyRecord(job_id=job.id, fingerprint=fingerprint, created_at=now)
             tx.create(key_path, record.dump())
 
         # The job id is chosen before the transaction, so a commit whose reply was lost can be
@@ -217,7 +224,7 @@ class JobQueue:
                     and failed.index == len(tx.operations) - 1
                 ):
                     # Another request with the same key won the race: answer as it did.
-                    replay = await self._replay(key_path, spec, idempotency_retention)
+                    replay = await self._replay(key_path, fingerprint, idempotency_retention)
                     if replay is not None:
                         return Submitted(replay, created=False)
                 if (
@@ -245,7 +252,7 @@ class JobQueue:
                 tx = _copy_transaction(self.zk, tx)
         raise _unknown(job.id)
 
-    async def _replay(self, key_path: str, spec: JobSpec, retention: float) -> JobRecord | None:
+    async def _replay(self, key_path: str, fingerprint: str, retention: float) -> JobRecord | None:
         try:
             data, stat = await self.zk.retry(lambda: self.zk.get(key_path))
         except NoNodeError:
@@ -255,7 +262,7 @@ class JobQueue:
             with contextlib.suppress(NoNodeError, BadVersionError):
                 await self.zk.delete(key_path, stat.version)
             return None
-        if record.fingerprint != spec.fingerprint():
+        if record.fingerprint != fingerprint:
             raise InvalidRequest("Idempotency-Key was already used with a different request body")
         try:
             job, _ = await self.read_job(record.job_id)

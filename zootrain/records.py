@@ -16,6 +16,7 @@ from typing import Any, Self
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from zootrain.class_quality import ClassMetrics, ClassReport, RecallDrop
 from zootrain.spec import JOB_ID_PATTERN as JOB_ID_PATTERN
 from zootrain.spec import MAX_ATTEMPTS as MAX_ATTEMPTS
 from zootrain.spec import MAX_TIME_LIMIT as MAX_TIME_LIMIT
@@ -91,6 +92,19 @@ class Record(BaseModel):
 # -- records in ZooKeeper ----------------------------------------------------------------------
 
 
+class PartitionChoice(BaseModel):
+    """What partition 'auto' chose at submit, and why."""
+
+    requested: str = Field("auto", description="What the spec asked for")
+    strategy: str = Field(description="The strategy the shards use (also spec.partition)")
+    reason: str
+    train_rows: int | None = None
+    estimated_bytes: int | None = Field(
+        None, description="What one shard would hold of the training rows, replicated"
+    )
+    budget_bytes: int | None = Field(None, description="ZOOTRAIN_SHARD_MEMORY at the submit")
+
+
 class ModelRef(BaseModel):
     name: str
     version: int
@@ -123,6 +137,22 @@ class JobRecord(Record):
         "and encoding plan (plan.encoded_features is what predict's instances hold). Set when "
         "the job is created and never changed.",
     )
+    partition_choice: PartitionChoice | None = Field(
+        None,
+        description="Set when the job asked for partition 'auto': the strategy chosen at submit "
+        "(spec.partition holds it) and why",
+    )
+    warnings: list[str] = Field(
+        default_factory=list,
+        description="What the submit found doubtful but accepted, e.g. data shards too small "
+        "for a forest to keep its accuracy",
+    )
+    recall_drops: list[RecallDrop] | None = Field(
+        None,
+        description="Set when the job publishes a classifier: the classes whose recall in the "
+        "merged model fell by more than 10 points against the baseline or the best shard "
+        "(empty: none did). The version's class_report has every class's metrics.",
+    )
 
     @model_validator(mode="after")
     def _uploaded_is_resolved(self) -> JobRecord:
@@ -150,6 +180,9 @@ class ShardRecord(Record):
     started_at: datetime | None = None
     finished_at: datetime | None = None
     train_seconds: float | None = None
+    class_metrics: list[ClassMetrics] | None = Field(
+        None, description="The baseline task: its per-class metrics on the held-out split"
+    )
 
 
 class ShardMetrics(BaseModel):
@@ -190,6 +223,13 @@ class VersionRecord(Record):
         None,
         description="Set when an admin deleted the version: its file is gone and it is not "
         "served. The record stays, so its number is never given to another model.",
+    )
+    class_report: ClassReport | None = Field(
+        None,
+        description="Classifiers: precision, recall, F1 and support per class for the merged "
+        "model, the baseline and every shard on the held-out split, and the classes whose "
+        "recall fell by more than 10 points (recall_drops). Regression and clustering: only "
+        "a note saying there are none. Null on versions published before it existed.",
     )
 
 

@@ -10,6 +10,7 @@ from pydantic import ByteSize, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from zootrain.ml.cost import Ceilings
+from zootrain.shard_plan import DEFAULT_SHARD_MEMORY
 from zootrain.spec import MAX_ATTEMPTS, MAX_SYNTHETIC_VALUES
 
 
@@ -181,6 +182,14 @@ class Settings(BaseSettings):
         1.0, ge=0, description="seconds before a failed shard's first retry; doubles per attempt"
     )
     retry_backoff_max: float = Field(60.0, ge=0)
+    shard_memory: ByteSize = Field(
+        ByteSize(DEFAULT_SHARD_MEMORY),
+        gt=0,
+        description="the job service's budget for one shard's training rows, in bytes or a "
+        "size such as 2GiB: a forest with partition 'auto' replicates every training row to "
+        "every shard when they fit it (estimated at 12 bytes a value plus 16 a row) and takes "
+        "random data shards otherwise",
+    )
 
     def ceilings(self) -> Ceilings:
         return Ceilings(

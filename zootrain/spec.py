@@ -132,9 +132,12 @@ def check_features(algorithm: str, dataset: object) -> None:
 
 Strategy = Literal["random", "stratified", "range", "replicate"]
 STRATEGIES: tuple[Strategy, ...] = get_args(Strategy)
+Partition = Literal["random", "stratified", "range", "replicate", "auto"]
+"""What a spec may ask for: a strategy, or "auto", which the submit turns into one
+(zootrain.shard_plan) before the job is recorded: workers only ever see a strategy."""
 
 
-def check_partition(algorithm: str, strategy: Strategy, task: Task) -> None:
+def check_partition(algorithm: str, strategy: Partition, task: Task) -> None:
     """Refuse a strategy that makes no sense for this algorithm and dataset task.
 
     `stratified` balances labels, so it needs a classification dataset. `replicate`
@@ -144,6 +147,8 @@ def check_partition(algorithm: str, strategy: Strategy, task: Task) -> None:
     merges, count every row S times.
     """
     alg = algorithm_info(algorithm)
+    if strategy == "auto":
+        return  # any algorithm: the submit chooses a strategy that fits it
     if strategy not in STRATEGIES:
         raise ValueError(f"unknown partition {strategy!r}; expected one of {list(STRATEGIES)}")
     if strategy == "stratified" and task != "classification":
@@ -589,12 +594,16 @@ class JobSpec(BaseModel):
     )
     dataset: DatasetSpec
     shards: int = Field(4, ge=1, le=256, description="Number of data shards (one model each).")
-    partition: Strategy = Field(
-        "random",
+    partition: Partition = Field(
+        "auto",
         description=(
             "How training rows are assigned to shards, deterministically from random_state: "
-            "random, stratified (classification), range (contiguous blocks), or replicate "
-            "(forests: every shard sees all rows and grows its share of the trees)."
+            "random, stratified (classification), range (contiguous blocks), replicate "
+            "(forests: every shard sees all rows and grows its share of the trees), or auto "
+            "(the default): for a forest, replicate when the training rows fit a shard's "
+            "memory budget (the server's ZOOTRAIN_SHARD_MEMORY) and random data shards "
+            "otherwise; random for every other algorithm. The submit records the choice and "
+            "why in the job's partition_choice, and spec.partition then names the strategy."
         ),
     )
     test_size: float = Field(
@@ -636,6 +645,14 @@ class JobSpec(BaseModel):
             known = ", ".join(sorted(ALGORITHM_NAMES))
             raise ValueError(f"unknown algorithm {value!r}; known: {known}")
         return value
+
+    @property
+    def strategy(self) -> Strategy:
+        """The partition as the shards use it: a recorded job's is never "auto" (the submit
+        chose)."""
+        if self.partition == "auto":
+            raise ValueError("partition 'auto' is resolved at submit (zootrain.shard_plan)")
+        return self.partition
 
     @property
     def tasks(self) -> int:

@@ -441,6 +441,7 @@ class DatasetCatalog:
         # The same rounding as the job's split: the held-out set is ceil'd.
         test_rows = math.ceil(spec.test_size * record.rows)
         train_rows = record.rows - test_rows
+        # "auto" replicates only what passes this same limit (zootrain.shard_plan).
         whole = spec.partition == "replicate" or spec.baseline or spec.kind == "search"
         share = train_rows if whole else math.ceil(train_rows / max(1, spec.shards))
         try:

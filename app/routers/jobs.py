@@ -91,6 +91,7 @@ async def submit_job(
                 dataset_version=dataset_version,
                 max_queue=svc.settings.max_queue,
                 idempotency_retention=svc.settings.idempotency_retention,
+                shard_memory=int(svc.settings.shard_memory),
             )
         except QueueFull:
             service_metrics.REJECTED.labels(reason="queue_full").inc()

@@ -31,7 +31,7 @@ def errors(**changes: Any) -> str:
 def test_good_spec_gets_defaults() -> None:
     spec = JobSpec.model_validate(GOOD)
     assert (spec.partition, spec.test_size, spec.max_attempts, spec.priority) == (
-        "random",
+        "auto",
         0.2,
         3,
         5,
@@ -77,7 +77,7 @@ def test_bad_spec_names_the_problem(changes: dict[str, Any], named: str) -> None
 
 def test_fingerprint_follows_meaning_not_spelling() -> None:
     a = JobSpec.model_validate(GOOD)
-    b = JobSpec.model_validate({**GOOD, "partition": "random"})  # the default, spelled out
+    b = JobSpec.model_validate({**GOOD, "partition": "auto"})  # the default, spelled out
     c = JobSpec.model_validate({**GOOD, "shards": 3})
     assert a.fingerprint() == b.fingerprint() != c.fingerprint()
 

@@ -10,9 +10,10 @@ from typing import Annotated
 
 import typer
 from rich.table import Table
+from rich.text import Text
 
 from zootrain.cli.plumbing import Json, Token, Url, app, call_and_print, err, out, service
-from zootrain.cli.render import BOX, metrics_text, version_table
+from zootrain.cli.render import BOX, class_table, metrics_text, version_table
 from zootrain.records import VersionRecord
 from zootrain.views import ModelSummary, PredictResponse
 
@@ -60,6 +61,10 @@ def print_version(record: VersionRecord) -> None:
     for shard in record.shard_metrics:
         shards.add_row(str(shard.index), str(shard.rows), metrics_text(shard.metrics))
     out.print(shards)
+    if record.class_report is not None:
+        out.print(class_table(record.class_report))
+        for drop in record.class_report.recall_drops:
+            out.print(Text(f"recall drop: {drop.sentence()}", style="red"), soft_wrap=True)
     out.print(f"sha256 {record.sha256}  {record.size} bytes", style="bright_black", soft_wrap=True)
 
 

@@ -14,6 +14,7 @@ from rich.console import Group
 from rich.table import Table
 from rich.text import Text
 
+from zootrain.class_quality import ClassReport
 from zootrain.records import JobRecord, ShardRecord, VersionRecord
 from zootrain.views import JobView
 
@@ -69,6 +70,12 @@ def job_table(job: JobView) -> Group:
         ("params", json.dumps(spec.params) if spec.params else ""),
         ("dataset", dataset_text(spec.dataset)),
         ("shards", f"{spec.shards} ({spec.partition})"),
+        (
+            "partition",
+            Text(f"auto chose {job.partition_choice.strategy}: {job.partition_choice.reason}")
+            if job.partition_choice is not None
+            else "",
+        ),
         ("created", when(job.created_at)),
         ("started", when(job.started_at)),
         ("finished", when(job.finished_at)),
@@ -84,7 +91,54 @@ def job_table(job: JobView) -> Group:
     for key, value in rows:
         if value != "":
             facts.add_row(key, value)
+    for warning in job.warnings:
+        facts.add_row("warning", Text(warning, style="yellow"))
+    for drop in job.recall_drops or []:
+        facts.add_row("recall drop", Text(drop.sentence(), style="red"))
     return Group(facts, "", shard_table(job.shards))
+
+
+def quality_lines(job: JobRecord) -> list[Text]:
+    """The job's warnings and recall drops, one line each (what `--wait` ends with)."""
+    lines = [Text(f"warning: {w}", style="yellow") for w in job.warnings]
+    lines += [Text(f"recall drop: {d.sentence()}", style="red") for d in job.recall_drops or []]
+    return lines
+
+
+def class_table(report: ClassReport) -> Table | Text:
+    """A version's per-class metrics: merged, baseline and best shard side by side; a flagged
+    class in red."""
+    if report.note is not None:
+        return Text(f"per-class metrics: none ({report.note})", style="bright_black")
+    best = (
+        report.shards[report.best_shard]
+        if report.shards and report.best_shard is not None
+        else None
+    )
+    table = Table(title="per-class metrics (held-out split)", title_justify="left", box=BOX)
+    table.add_column("class")
+    table.add_column("support", justify="right")
+    table.add_column("precision", justify="right")
+    table.add_column("recall", justify="right")
+    if report.baseline is not None:
+        table.add_column("baseline recall", justify="right")
+    if best is not None:
+        table.add_column(f"best shard ({report.best_shard}) recall", justify="right")
+    table.add_column("flag")
+    flagged = {repr(d.label) for d in report.recall_drops}
+    baseline = {repr(m.label): m for m in report.baseline or []}
+    shard = {repr(m.label): m for m in best or []}
+    for metrics in report.merged:
+        key = repr(metrics.label)
+        row = [str(metrics.label), str(metrics.support), f"{metrics.precision:.3f}"]
+        row.append(f"{metrics.recall:.3f}")
+        if report.baseline is not None:
+            row.append(f"{baseline[key].recall:.3f}" if key in baseline else "")
+        if best is not None:
+            row.append(f"{shard[key].recall:.3f}" if key in shard else "")
+        row.append("recall drop" if key in flagged else "")
+        table.add_row(*row, style="red" if key in flagged else None)
+    return table
 
 
 def shard_table(shards: Sequence[ShardRecord], title: str | None = None) -> Table:
@@ -110,8 +164,14 @@ def version_table(versions: Sequence[VersionRecord]) -> Table:
     table.add_column("job", no_wrap=True, min_width=20)
     for column in ("algorithm", "shards", "metrics", "train/test rows", "created"):
         table.add_column(column, justify="right" if column == "shards" else "left")
-    for record in versions:
-        table.add_row(
+    drops = [
+        sorted({str(d.label) for d in r.class_report.recall_drops}) if r.class_report else []
+        for r in versions
+    ]
+    if any(drops):
+        table.add_column("recall drops")
+    for record, dropped in zip(versions, drops, strict=True):
+        row: list[str | Text] = [
             str(record.version),
             record.job_id,
             record.algorithm,
@@ -119,7 +179,10 @@ def version_table(versions: Sequence[VersionRecord]) -> Table:
             metrics_text(record.metrics),
             f"{record.train_rows}/{record.test_rows}",
             when(record.created_at),
-        )
+        ]
+        if any(drops):
+            row.append(Text("class " + ", ".join(dropped), style="red") if dropped else "")
+        table.add_row(*row)
     return table
 
 

@@ -19,7 +19,7 @@ from rich.table import Column
 from rich.text import Text
 
 from zootrain.cli.plumbing import Json, Token, Url, app, emit_json, err, one_line, out, service
-from zootrain.cli.render import STATE_STYLES, model_text, styled
+from zootrain.cli.render import STATE_STYLES, model_text, quality_lines, styled
 from zootrain.client import Client, ShardEvent
 from zootrain.records import JobRecord, JobState, ShardRecord, ShardState
 from zootrain.views import JobView
@@ -172,6 +172,8 @@ def conclude(job: JobView, as_json: bool) -> None:
         out.print(
             Text.assemble("job ", job.id, " ", styled(job.state), f": published {model_text(job)}")
         )
+        for line in quality_lines(job):
+            out.print(line, soft_wrap=True)
     else:
         out.print(
             Text.assemble("job ", job.id, " ", styled(job.state), f": {job.error or job.state}")
@@ -229,6 +231,8 @@ def submit(
                     Text.assemble("submitted job ", (job.id, "bold"), " ", styled(job.state)),
                     soft_wrap=True,
                 )
+                for warning in job.warnings:
+                    err.print(Text(f"warning: {warning}", style="yellow"), soft_wrap=True)
                 out.print(f"follow it with: zootrain watch {job.id}", style="bright_black")
             return
         final = client.wait(job.id, timeout=timeout) if as_json else follow(client, job, timeout)

@@ -14,6 +14,7 @@ from sklearn.metrics import (
     adjusted_rand_score,
     f1_score,
     log_loss,
+    precision_recall_fscore_support,
     r2_score,
     root_mean_squared_error,
 )
@@ -96,3 +97,35 @@ def _proba_over(model: Any, proba: np.ndarray, labels: np.ndarray) -> np.ndarray
     out = np.zeros((len(proba), len(labels)), dtype=np.float64)
     out[:, np.searchsorted(labels, model_classes)] = proba
     return out
+
+
+def predictions(model: Any, X: np.ndarray) -> np.ndarray:
+    """The model's predicted labels (a forest's from one pass over its trees, as ``evaluate``)."""
+    if isinstance(model, FORESTS):
+        proba = np.asarray(model.predict_proba(X))
+        picked: np.ndarray = np.asarray(model.classes_).take(np.argmax(proba, axis=1), axis=0)
+        return picked
+    return np.asarray(model.predict(X))
+
+
+def per_class(y: np.ndarray, pred: np.ndarray, classes: np.ndarray | None) -> list[dict[str, Any]]:
+    """Precision, recall, F1 and support of every class on held-out labels ``y``.
+
+    ``classes``: the job's classes (every label seen in its data), so that a class the model
+    never predicts, or that the held-out rows lack, still has its row (zeros, not a gap).
+    Plain JSON values: the labels as Python scalars, as the version's ``classes`` are.
+    """
+    labels = np.unique(np.concatenate([y, pred])) if classes is None else np.asarray(classes)
+    precision, recall, f1, support = precision_recall_fscore_support(
+        y, pred, labels=labels, average=None, zero_division=0
+    )
+    return [
+        {
+            "label": label.item() if isinstance(label, np.generic) else label,
+            "precision": float(p),
+            "recall": float(r),
+            "f1": float(f),
+            "support": int(s),
+        }
+        for label, p, r, f, s in zip(labels, precision, recall, f1, support, strict=True)
+    ]
