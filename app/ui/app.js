@@ -276,6 +276,32 @@ function renderJob(job) {
   $("#job-error").hidden = !error;
   $("#job-error").textContent = error;
   $("#cancel-job").hidden = finished;
+  renderNotes(job);
+}
+
+// What the submit chose and warned of, and the classes the merge lost (issue 15). Kept small:
+// the records carry the detail (partition_choice, warnings, recall_drops, class_report).
+function recallDropText(drop) {
+  const reference = drop.against === "baseline" ? "the baseline" : `shard ${drop.shard}`;
+  const pct = (value) => `${(100 * value).toFixed(1)}%`;
+  return `recall drop: class ${drop.label} ${pct(drop.recall)} against ${pct(drop.reference_recall)} in ${reference}`;
+}
+
+function renderNotes(job) {
+  const notes = [];
+  if (job.partition_choice) {
+    notes.push(["", `partition auto chose ${job.partition_choice.strategy}: ${job.partition_choice.reason}`]);
+  }
+  for (const warning of job.warnings || []) notes.push(["warning", `warning: ${warning}`]);
+  for (const drop of job.recall_drops || []) notes.push(["error", recallDropText(drop)]);
+  const list = $("#job-notes");
+  list.replaceChildren(...notes.map(([className, text]) => {
+    const item = document.createElement("li");
+    item.className = className;
+    item.textContent = text;
+    return item;
+  }));
+  list.hidden = !notes.length;
 }
 
 async function openJob(id) {
@@ -379,13 +405,14 @@ async function loadModels() {
     const title = document.createElement("h3");
     title.textContent = `${model.name} (latest v${model.latest_version ?? "–"})`;
     const table = document.createElement("table");
-    table.innerHTML = "<thead><tr><th>Version</th><th>Job</th><th>Algorithm</th><th>Shards</th><th>Metrics</th><th>Published</th></tr></thead>";
+    table.innerHTML = "<thead><tr><th>Version</th><th>Job</th><th>Algorithm</th><th>Shards</th><th>Metrics</th><th>Published</th><th>Recall drops</th></tr></thead>";
     const tbody = document.createElement("tbody");
     for (const version of versions) {
       const tr = document.createElement("tr");
       const metrics = Object.entries(version.metrics).map(([k, v]) => `${k} ${Number(v).toFixed(3)}`).join(", ");
       tr.append(cell(`v${version.version}`), cell(version.job_id), cell(version.algorithm),
-        cell(version.shards), cell(metrics), cell(when(version.created_at)));
+        cell(version.shards), cell(metrics), cell(when(version.created_at)),
+        cell([...new Set((version.class_report?.recall_drops || []).map((d) => String(d.label)))].join(", "), "error"));
       tr.addEventListener("click", () => { location.hash = `job/${version.job_id}`; });
       tbody.append(tr);
     }

@@ -78,6 +78,8 @@ def test_submit_through_the_form_and_watch_shards_finish(stack: Stack, tmp_path:
         expect(page.locator("#job-state")).to_have_text("succeeded", timeout=120_000)
         expect(page.locator(".shard[data-state=done]")).to_have_count(3, timeout=30_000)
         assert "dash-forest v1" in page.locator("#job-summary").inner_text()
+        # The default partition ("auto") says what it chose and why.
+        expect(page.locator("#job-notes")).to_contain_text("partition auto chose replicate")
         page.screenshot(path=str(SCREENSHOTS / "dashboard-job.png"), full_page=True)
 
         page.goto(f"{stack.api_url}/ui/#models")

@@ -86,10 +86,13 @@ def test_forest_classifier_job_end_to_end(
         dataset={"kind": "builtin", "name": "digits"},
         params={"n_estimators": trees_per_shard},
         shards=shards,
+        partition="random",  # data shards: each trains on its quarter of the rows
     )
     accepted = shared_http.post("/v1/jobs", json=spec)
     assert accepted.status_code == 202, accepted.text
     job_id = accepted.json()["id"]
+    # 1,437 training rows in 4 data shards: the submit warns that they are small.
+    assert "359 rows each" in accepted.json()["warnings"][0], accepted.json()["warnings"]
     view = wait_job(shared_http, job_id)
     assert view["state"] == "succeeded", view
     assert view["error"] is None

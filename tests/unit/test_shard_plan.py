@@ -112,7 +112,7 @@ def test_small_data_shards_of_a_forest_draw_a_warning() -> None:
     small = spec(dataset={**FOREST["dataset"], "n_samples": 9_000}, shards=16, partition="range")
     (warning,) = shard_warnings(small, None)
     assert "450 rows each" in warning and f"{MIN_FOREST_SHARD_ROWS:,}" in warning
-    assert "'replicate'" in warning and "at most 7 shards" in warning
+    assert "'replicate'" in warning and "at most 3 shards" in warning
 
 
 def test_large_shards_replicated_forests_and_other_families_draw_none() -> None:
