@@ -297,6 +297,10 @@ function renderJob(job) {
   const error = job.error || (!finished && job.merge_error ? `merge retrying: ${job.merge_error}` : "");
   $("#job-error").hidden = !error;
   $("#job-error").textContent = error;
+  // What the submit found doubtful but accepted, where the service reports it.
+  const warnings = $("#job-warnings");
+  warnings.replaceChildren(...(job.warnings || []).map((w) => element("li", w)));
+  warnings.hidden = !(job.warnings || []).length;
   $("#cancel-job").hidden = finished;
 }
 
@@ -550,9 +554,11 @@ function renderCounts(summary) {
   }
 }
 
+// A worker's `state` (active, paused, draining) where the service reports one; what it
+// does with its slots otherwise.
 function workerState(worker) {
   if (worker.draining === true || worker.state === "draining") return "draining";
-  if (typeof worker.state === "string" && worker.state) return worker.state;
+  if (worker.state === "paused") return "paused";
   return worker.current.length ? "training" : "idle";
 }
 
@@ -611,10 +617,21 @@ function renderConfig(config) {
   if (config.updated_at) parts.push(`updated ${when(config.updated_at)}`);
   if (config.updated_by) parts.push(`by ${config.updated_by}`);
   $("#config-meta").textContent = parts.join(" · ");
+  // Which values the znode sets (the rest are the processes' start-up defaults), where the
+  // service says; and a document written by hand that the processes refused.
+  const overrides = config.overrides && typeof config.overrides === "object" ? config.overrides : null;
   for (const key of Object.keys(settings).sort()) {
     const tr = document.createElement("tr");
     tr.dataset.key = key;
-    tr.append(cell(key), cell(format(settings[key])));
+    const origin = overrides === null ? "" : key in overrides ? "set live" : "default";
+    tr.append(cell(key), cell(format(settings[key])), cell(origin, "muted"));
+    tbody.append(tr);
+  }
+  if (config.rejected) {
+    const tr = document.createElement("tr");
+    const td = cell(`Version ${config.rejected.version} of the document was refused: ${config.rejected.error}`, "error");
+    td.colSpan = 3;
+    tr.append(td);
     tbody.append(tr);
   }
   toggle.hidden = false;
@@ -809,19 +826,28 @@ function perClass(record) {
 function renderJobMetrics(job, shards, version) {
   const container = $("#job-metrics");
   const rows = [];  // [label, metrics, per-class]
-  if (version) rows.push(["merged", version.metrics, perClass(version)]);
+  const report = version?.class_report || null;
+  const shardOrder = (version?.shard_metrics || []).map((s) => s.index);
+  const reported = (label) => {
+    if (!report) return null;
+    if (label === "merged") return report.merged?.length ? report.merged : null;
+    if (label === "baseline") return report.baseline || null;
+    const position = shardOrder.indexOf(Number(label.replace("shard ", "")));
+    return position >= 0 ? report.shards?.[position] || null : null;
+  };
+  if (version) rows.push(["merged", version.metrics, reported("merged") || perClass(version)]);
   const fromVersion = new Map((version?.shard_metrics || []).map((s) => [s.index, s]));
   for (const shard of shards) {
     const label = shard.role === "baseline" ? "baseline" : shard.role === "shard" ? `shard ${shard.index}` : `task ${shard.index}`;
     const metrics = fromVersion.get(shard.index)?.metrics || shard.metrics;
     if (shard.role === "baseline" && version?.baseline_metrics) {
-      rows.push([label, version.baseline_metrics, version.baseline_per_class || perClass(shard)]);
+      rows.push([label, version.baseline_metrics, reported(label) || shard.class_metrics || perClass(shard)]);
     } else if (metrics) {
-      rows.push([label, metrics, perClass(fromVersion.get(shard.index)) || perClass(shard)]);
+      rows.push([label, metrics, reported(label) || perClass(fromVersion.get(shard.index)) || perClass(shard)]);
     }
   }
   if (version?.baseline_metrics && !rows.some((r) => r[0] === "baseline")) {
-    rows.push(["baseline", version.baseline_metrics, version.baseline_per_class || null]);
+    rows.push(["baseline", version.baseline_metrics, reported("baseline")]);
   }
   if (!rows.length) {
     container.replaceChildren(element("p", "No task has reported metrics yet.", "muted"));
@@ -852,9 +878,22 @@ function renderJobMetrics(job, shards, version) {
       .map(([k, v]) => `${k} ${v >= 0 ? "+" : ""}${metricText(v)}`).join(", "), "muted"));
   }
   const classRows = rows.filter(([, , pc]) => pc);
+  const drops = report?.recall_drops || job.recall_drops || [];
   if (classRows.length) {
     parts.push(element("h4", "Per class"));
+    if (drops.length) {
+      const list = element("ul", undefined, "error");
+      list.id = "recall-drops";
+      for (const drop of drops) {
+        const against = drop.against === "baseline" ? "the baseline" : `shard ${drop.shard}`;
+        list.append(element("li", `class ${format(drop.label)}: recall ${metricText(drop.recall)} in the merged ` +
+          `model against ${metricText(drop.reference_recall)} in ${against} (${drop.support} held-out rows)`));
+      }
+      parts.push(list);
+    }
     parts.push(perClassTable(classRows));
+  } else if (report?.note) {
+    parts.push(element("p", `Per-class metrics: ${report.note}`, "muted"));
   } else {
     parts.push(element("p", `Per-class metrics: ${version ? NOT_AVAILABLE + " for this version" : "when the model is published"}`, "muted not-available"));
   }
@@ -879,7 +918,10 @@ function perClassTable(rows) {
       const values = pc[name];
       if (!values) continue;
       const tr = element("tr");
-      tr.append(cell(name), cell(label), ...metrics.map((m) => cell(format(typeof values === "object" ? values[m] : values))));
+      const value = (m) => (typeof values === "object" ? values[m] : values);
+      tr.dataset.class = name;
+      tr.dataset.model = label;
+      tr.append(cell(name), cell(label), ...metrics.map((m) => cell(m === "support" ? format(value(m)) : metricText(value(m)))));
       tbody.append(tr);
     }
   }
@@ -914,11 +956,13 @@ async function openModel(name) {
 
   // Which version a predict without a version answers from: the record's word if it says,
   // else the champion alias, else the newest version not deleted.
-  const declared = detail?.serving ?? detail?.default_version ?? summary?.serving ?? summary?.default_version;
+  const declared = detail?.serving_version ?? summary?.serving_version;
+  const reason = detail?.serving ?? summary?.serving;
   const served = typeof declared === "number" ? declared
     : (aliases && typeof aliases.champion === "number" ? aliases.champion : summary?.latest_version ?? null);
-  const why = typeof declared === "number" ? "as the model's record says"
-    : aliases && typeof aliases.champion === "number" ? "the champion alias" : "the newest version not deleted";
+  const champion = typeof declared === "number" ? reason === "champion"
+    : Boolean(aliases && typeof aliases.champion === "number");
+  const why = champion ? "the champion alias" : "the newest version not deleted";
   const serving = $("#model-serving");
   serving.dataset.version = served ?? "";
   serving.textContent = served === null ? "No version is served: every version is deleted."
@@ -955,8 +999,11 @@ async function openModel(name) {
     const label = `v${version.version}${version.version === served ? " (served)" : ""}${version.deleted_at ? " (deleted)" : ""}`;
     const scoreTd = cell(score ? `${score.name} ${metricText(score.value)}` : "–");
     scoreTd.dataset.score = score ? String(score.value) : "";
+    const promotion = version.promotion;
+    const promoted = !promotion ? "" : `${promotion.promoted ? "took" : "refused"} ${promotion.alias}: ${promotion.reason}`;
     tr.append(cell(label), cell((byVersion[version.version] || []).join(", ")), job, cell(version.algorithm),
-      cell(version.shards), scoreTd, cell(baseline ? metricText(baseline.value) : "–"), cell(when(version.created_at)));
+      cell(version.shards), scoreTd, cell(baseline ? metricText(baseline.value) : "–"), cell(promoted),
+      cell(when(version.created_at)));
     tbody.append(tr);
   }
 

@@ -217,7 +217,7 @@ def test_operations_console_shows_what_the_api_says(stack: Stack) -> None:
             expect(page.locator("#paused-banner")).to_be_hidden()
         else:
             settings = config.json()["settings"]
-            expect(page.locator("#config-table tbody tr")).to_have_count(len(settings))
+            expect(page.locator("#config-table tr[data-key]")).to_have_count(len(settings))
             expect(page.locator("#paused-banner")).to_be_visible(visible=bool(settings["paused"]))
             # An admin token pauses the cluster from the page, and resumes it.
             page.click("#pause-toggle")
@@ -258,8 +258,17 @@ def test_operations_console_shows_what_the_api_says(stack: Stack) -> None:
                 f"tr[data-model='shard {shard['index']}'] td[data-metric=accuracy]"
             )
             expect(cell).to_have_text(f"{shard['metrics']['accuracy']:.3f}")
-        if "per_class" in version or "class_metrics" in version:
-            expect(page.locator("#per-class-table")).to_be_visible()
+        report = version.get("class_report") or {}
+        if report.get("merged"):  # per-class metrics, where the service records them
+            merged_rows = page.locator("#per-class-table tr[data-model=merged]")
+            expect(merged_rows).to_have_count(len(report["merged"]))
+            for metrics in report["merged"]:
+                row = page.locator(
+                    f"#per-class-table tr[data-model=merged][data-class='{metrics['label']}']"
+                )
+                expect(row).to_contain_text(f"{metrics['recall']:.3f}")
+        else:
+            expect(page.locator("#job-metrics .not-available")).to_contain_text("Per-class")
         expect(page.locator("#job-spec")).to_contain_text('"n_estimators": 15')
         page.screenshot(path=str(SCREENSHOTS / "console-job.png"), full_page=True)
 
