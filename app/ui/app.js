@@ -55,6 +55,7 @@ function askForToken(detail, reason) {
   const refused = !reason && Boolean(storedToken());
   if (refused) storeToken(null);
   closeJobStream();
+  stopOverviewRefresh();  // no refresh asking again every 5 s while the prompt is up
   document.querySelectorAll(".view").forEach((el) => { el.hidden = true; });
   $("#auth-reason").textContent = reason || (refused
     ? `The service refused the stored token${detail ? ` (${detail})` : ""}. Enter another one.`
@@ -646,7 +647,8 @@ async function togglePause() {
     const answer = await optional("/v1/config", {
       method: "PATCH",
       headers: { "Content-Type": "application/merge-patch+json" },
-      body: JSON.stringify({ paused: !paused }),
+      // A JSON merge patch (RFC 7396) of the configuration document's settings.
+      body: JSON.stringify({ settings: { paused: !paused } }),
     });
     if (answer === null) {
       message.textContent = `Pausing: ${NOT_AVAILABLE} on this service.`;
