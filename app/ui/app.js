@@ -1011,7 +1011,9 @@ async function openModel(name) {
 
   const schemaFrom = versions.find((v) => v.version === served) || versions[versions.length - 1];
   $("#schema-version").textContent = schemaFrom ? `(v${schemaFrom.version})` : "";
-  $("#model-schema").replaceChildren(schemaView(schemaFrom?.input_schema));
+  $("#model-schema").replaceChildren(schemaFrom && "input_schema" in schemaFrom && schemaFrom.input_schema === null
+    ? element("p", "None: this version takes encoded feature rows (instances) only.", "muted")
+    : schemaView(schemaFrom?.input_schema));
 }
 
 function versionChart(versions) {

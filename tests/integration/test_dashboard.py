@@ -286,6 +286,9 @@ def test_operations_console_shows_what_the_api_says(stack: Stack) -> None:
         page.screenshot(path=str(SCREENSHOTS / "console-job-failed.png"), full_page=True)
 
         # -- the model page: versions over time, aliases, what is served, the input schema ---
+        # Where the service has aliases, the champion is v1: then v1 is the version served.
+        moved = client.put("/v1/models/console-forest/aliases/champion", json={"version": 1})
+        assert moved.status_code in (200, 201, 404, 405), moved.text
         versions = client.get("/v1/models/console-forest/versions").json()
         listed = client.get("/v1/models").json()
         (entry,) = [m for m in listed if m["name"] == "console-forest"]
@@ -305,15 +308,21 @@ def test_operations_console_shows_what_the_api_says(stack: Stack) -> None:
             served = entry["latest_version"]
         else:
             aliases = aliases or {}
+            assert aliases.get("champion") == 1, aliases
             expect(page.locator("#alias-list li")).to_have_count(len(aliases))
-            served = aliases.get("champion", entry["latest_version"])
+            expect(page.locator("#alias-list li[data-alias=champion]")).to_contain_text("v1")
+            served = entry.get("serving_version", aliases["champion"])
+            assert served == 1
         expect(page.locator("#model-serving")).to_have_attribute("data-version", str(served))
         expect(page.locator("#model-serving")).to_contain_text(f"v{served}")
         served_record = next(v for v in versions if v["version"] == served)
-        if served_record.get("input_schema") is None:
+        if "input_schema" not in served_record:
             expect(page.locator("#model-schema")).to_contain_text("not available")
+        elif served_record["input_schema"] is None:  # a built-in dataset: encoded rows only
+            expect(page.locator("#model-schema")).to_contain_text("encoded feature rows")
         else:
-            expect(page.locator("#model-schema")).not_to_contain_text("not available")
+            rows = page.locator("#schema-table tbody tr")
+            expect(rows).to_have_count(len(served_record["input_schema"]))
         page.screenshot(path=str(SCREENSHOTS / "console-model.png"), full_page=True)
         browser.close()
     client.close()
