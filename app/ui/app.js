@@ -274,7 +274,8 @@ function renderShard(shard) {
     $("#shards").insertBefore(row, after || null);
   }
   row.dataset.state = shard.state;
-  row.querySelector(".label").textContent = `shard ${shard.index}`;
+  row.querySelector(".label").textContent =
+    shard.role === "baseline" ? "baseline" : shard.role === "candidate" ? `candidate ${shard.index}` : `shard ${shard.index}`;
   row.querySelector(".bar").className = `bar ${shard.state}`;
   const metric = shard.metrics ? Object.entries(shard.metrics)[0] : null;
   const parts = [shard.state, `attempt ${shard.attempts}`];
