@@ -240,11 +240,27 @@ class Housekeeper:
                 versions = await self.registry.versions(name)
             except NotFound:
                 continue
+            try:
+                model, model_stat = await self.registry.model(name)
+            except NotFound:
+                continue
+            aliased = set(model.aliases.values())
             for number in versions[: max(0, len(versions) - self.settings.max_versions)]:
+                if number in aliased:
+                    continue  # an alias holds it (a champion outlives retrains it beat)
                 await self._still_leading()
-                with contextlib.suppress(NoNodeError):
-                    await self.zk.delete(self.paths.version(name, number))
+                # Checked against the aliases as read: one moved onto this version meanwhile
+                # keeps it (the next pass looks again).
+                tx = self.zk.transaction()
+                tx.check(self.paths.model(name), model_stat.version)
+                tx.delete(self.paths.version(name, number))
+                try:
+                    await self.zk.commit(tx)
                     removed += 1
+                except TransactionFailed as failed:
+                    if isinstance(failed.error, BadVersionError | NoNodeError):
+                        break
+                    raise
         return removed
 
     async def _delete_job(self, job: JobRecord, version: int) -> int:

@@ -560,6 +560,37 @@ class SearchSpec(BaseModel):
         return self
 
 
+ALIAS_PATTERN = r"^[a-z][a-z0-9_-]{0,62}$"
+RESERVED_ALIASES = frozenset({"latest"})
+"""Names an alias cannot take: ``latest`` already means the newest version."""
+
+
+class PublishSpec(BaseModel):
+    """What the merge does with a model's alias once the new version is published."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    alias: str = Field(
+        pattern=ALIAS_PATTERN,
+        description="The alias the new version takes (created if the model has none yet)",
+        examples=["champion"],
+    )
+    if_better: bool = Field(
+        False,
+        description="Take the alias only if the new version's held-out score is at least the "
+        "current holder's, both scored by the merging worker on this job's own test rows "
+        "(accuracy for classifiers, r2 for regressors, adjusted_rand or -inertia for "
+        "clusterers). false: take it in any case.",
+    )
+
+    @field_validator("alias")
+    @classmethod
+    def _not_reserved(cls, value: str) -> str:
+        if value in RESERVED_ALIASES:
+            raise ValueError(f"{value!r} is reserved")
+        return value
+
+
 class JobSpec(BaseModel):
     """A training job. Validated completely before anything is written to ZooKeeper."""
 
@@ -628,6 +659,12 @@ class JobSpec(BaseModel):
         ),
     )
     search: SearchSpec | None = None
+    publish: PublishSpec | None = Field(
+        None,
+        description="Move an alias to the published version, in the publishing transaction; "
+        "with if_better only if it scores at least as well as the alias's holder.",
+        examples=[{"alias": "champion", "if_better": True}],
+    )
 
     @field_validator("algorithm")
     @classmethod
