@@ -201,7 +201,7 @@ def regression_spec(name: str, *, noise: float, **params: Any) -> dict[str, Any]
     return {
         "model_name": name,
         "algorithm": "random_forest_regressor",
-        "params": {"random_state": 0, **params},
+        "params": params,
         "dataset": {
             "kind": "synthetic",
             "task": "regression",
