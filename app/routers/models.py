@@ -186,8 +186,8 @@ async def _may_move_aliases(svc: Services, name: str, principal: Principal) -> N
 
 
 def _if_match(header: str | None) -> int | None:
-    if header is None:
-        return None
+    if header is None or header.strip() == "*":
+        return None  # "*": any current version (RFC 9110), i.e. no check
     text = header.strip().removeprefix("W/").strip('"')
     if not text.isdigit() or len(text) > 10:
         raise InvalidRequest(

@@ -25,7 +25,7 @@ import pytest
 from kazoo.client import KazooClient
 
 from testkit.auth import AUTH, OTHER_SUBMIT_TOKEN, SUBMIT_TOKEN, bearer
-from testkit.stack import ROOT, Stack, environment, wait_job
+from testkit.stack import ROOT, Stack, environment, wait_for, wait_job
 from tests.integration.conftest import assert_problem, read_json
 from tests.support import tables
 from tests.support.specs import iris_spec
@@ -366,3 +366,22 @@ def test_raw_rows_predict_like_encoded_rows(stack: Stack, service: httpx.Client)
     )
     assert cli.returncode == 0, cli.stderr
     assert httpx.Response(200, content=cli.stdout).json()["predictions"] == expected
+
+
+def test_an_aliased_version_is_never_trimmed(stack: Stack, kazoo: KazooClient) -> None:
+    """ZOOTRAIN_MAX_VERSIONS trims the oldest versions, but not one an alias holds: a champion
+    outlives the retrains it beat."""
+    stack.start_api()
+    stack.start_worker("worker", ZOOTRAIN_MAX_VERSIONS="2", ZOOTRAIN_HOUSEKEEPING_INTERVAL="0.5")
+    model = f"{stack.settings['ZOOTRAIN_ZK_ROOT']}/models/kept"
+    with httpx.Client(headers=AUTH, base_url=str(stack.api_url), timeout=60) as client:
+        trained(client, iris_spec("kept"))
+        client.put("/v1/models/kept/aliases/champion", json={"version": 1}).raise_for_status()
+        for _ in range(3):
+            trained(client, iris_spec("kept"))
+        # Four versions, a cap of two: version 2 goes, version 1 stays for its alias. The pass
+        # that deleted version 2 judged version 1 first (oldest first).
+        wait_for(lambda: not kazoo.exists(f"{model}/v-0000000001"), 60, "version 2 to go")
+        assert sorted(kazoo.get_children(model)) == ["v-0000000000", "v-0000000002", "v-0000000003"]
+        served = client.post("/v1/models/kept/predict", json={"instances": [[5, 3, 1, 0]]})
+        assert (served.json()["version"], served.json()["alias"]) == (1, "champion")
