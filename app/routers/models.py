@@ -124,7 +124,7 @@ async def _model_view(
 @router.put(
     "/{name}/aliases/{alias}",
     response_model=ModelView,
-    responses=problem_responses(403, 404, 409, 422, 503),
+    responses=problem_responses(400, 403, 404, 409, 422, 503),
     summary="Point an alias at a version (admin, or the model's owner)",
     description=(
         "One version-checked write of the model's alias record: two concurrent moves never "
@@ -154,7 +154,7 @@ async def put_alias(
 @router.delete(
     "/{name}/aliases/{alias}",
     response_model=ModelView,
-    responses=problem_responses(403, 404, 409, 422, 503),
+    responses=problem_responses(400, 403, 404, 409, 422, 503),
     summary="Remove an alias (admin, or the model's owner)",
 )
 async def delete_alias(
