@@ -209,6 +209,11 @@ async def alias_holder(worker: Worker, job: JobRecord) -> dict[str, Any] | None:
         holder = await worker.registry.read(name, number)
     except (NotFound, Gone):
         return None  # no model yet, or the holder went: the publish decides on what it finds
+    except TRANSIENT_ERRORS:
+        # Not worth holding the merge for: compared with no holder, the publish refuses the
+        # alias if one exists by then (it never promotes on a comparison it did not make).
+        log.warning("could not read the %r alias of %s before merging", rule.alias, name)
+        return None
     return {"version": number, "artifact": holder.artifact, "sha256": holder.sha256}
 
 

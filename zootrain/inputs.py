@@ -4,7 +4,8 @@ A model trained on an uploaded dataset takes one-hot blocks and 0/1 booleans in 
 ``EncodingPlan``; this module lets a caller send the table's own columns instead (``records``, or
 MLflow's ``dataframe_split``) and encodes them exactly as the workers encoded the training rows
 (zootrain.ml.tabular.encode_features), in pure Python: the job service imports neither numpy
-nor pandas, and a few hundred rows are encoded in well under a millisecond each.
+nor pandas, and a row of a few columns takes tens of microseconds (about 30 for four columns,
+one of them one-hot, on a loaded 2-core machine: 1,000 records in 29 ms).
 
 Nothing is coerced silently. A JSON number is a number, ``true``/``false`` a boolean and a
 string a category; a category outside the training set, a missing column or a value of the
