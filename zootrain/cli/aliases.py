@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.table import Table
 
 from zootrain.cli.plumbing import Json, Token, Url, app, call_and_print, out
 from zootrain.cli.render import BOX
-from zootrain.views import ModelView
+
+if TYPE_CHECKING:
+    from zootrain.views import ModelView
 
 alias_app = typer.Typer(
     help="Model aliases: set, delete, list (setting or deleting needs admin, or the model's "

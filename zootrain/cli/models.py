@@ -6,7 +6,7 @@ import csv
 import io
 import sys
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.table import Table
@@ -24,9 +24,11 @@ from zootrain.cli.plumbing import (
     service,
 )
 from zootrain.cli.render import BOX, metrics_text, version_table
-from zootrain.inputs import InputColumn
-from zootrain.records import VersionRecord
-from zootrain.views import ModelSummary, PredictResponse
+
+if TYPE_CHECKING:
+    from zootrain.inputs import InputColumn
+    from zootrain.records import VersionRecord
+    from zootrain.views import ModelSummary, PredictResponse
 
 
 @app.command()
