@@ -7,7 +7,7 @@ from typing import Annotated, Any, Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from zootrain.records import ALIAS_PATTERN, JobRecord, ShardRecord
+from zootrain.records import ALIAS_PATTERN, JobRecord, JobState, ShardRecord
 
 FiniteFloat = Annotated[float, Field(allow_inf_nan=False)]
 
@@ -144,3 +144,17 @@ class PredictResponse(BaseModel):
 
 class Status(BaseModel):
     status: str
+
+
+class Failure(BaseModel):
+    job_id: str
+    model_name: str
+    algorithm: str
+    error: str | None = Field(description="Why the job failed (the shard or merge and its error)")
+    finished_at: datetime | None
+
+
+class Overview(BaseModel):
+    queue_depth: int = Field(description="Unfinished jobs in the queue (queued, running, merging)")
+    jobs: dict[JobState, int] = Field(description="Jobs kept, by state (every state present)")
+    recent_failures: list[Failure] = Field(description="Failed jobs, the latest finished first")

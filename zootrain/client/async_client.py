@@ -28,7 +28,15 @@ from zootrain.client.errors import ZootrainError
 from zootrain.client.events import Event, _EventCursor, _SSEDecoder
 from zootrain.client.retry import RetryPolicy
 from zootrain.records import JobRecord, JobSpec, JobState, VersionRecord, WorkerRecord
-from zootrain.views import JobList, JobView, ModelSummary, ModelView, PredictResponse, Status
+from zootrain.views import (
+    JobList,
+    JobView,
+    ModelSummary,
+    ModelView,
+    Overview,
+    PredictResponse,
+    Status,
+)
 
 
 class AsyncClient(_Base):
@@ -265,6 +273,10 @@ class AsyncClient(_Base):
 
     async def workers(self) -> list[WorkerRecord]:
         return await self._run(_Calls.workers())
+
+    async def overview(self, failures: int = 10) -> Overview:
+        """Jobs per state, the queue depth and the latest failed jobs with their errors."""
+        return await self._run(_Calls.overview(failures))
 
     async def health(self) -> Status:
         return await self._run(_Calls.health())
