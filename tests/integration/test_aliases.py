@@ -227,6 +227,7 @@ def test_gated_promotion(service: httpx.Client) -> None:
     # measured on its own job's test rows.
     worse = trained(service, regression_spec("gated", noise=40.0, n_estimators=1, max_depth=1))
     decision = worse["promotion"]
+    print(f"\nworse: {decision['reason']}")
     assert decision["promoted"] is False, decision
     assert decision["metric"] == "r2" and decision["holder_version"] == first["version"]
     assert decision["score"] < decision["holder_score"], decision
@@ -243,6 +244,7 @@ def test_gated_promotion(service: httpx.Client) -> None:
         service, regression_spec("gated", noise=1.0, n_estimators=30, min_samples_leaf=2)
     )
     decision = better["promotion"]
+    print(f"better: {decision['reason']}")
     assert decision["promoted"] is True, decision
     assert decision["holder_version"] == first["version"]
     assert decision["score"] >= decision["holder_score"]
