@@ -81,6 +81,8 @@ ALGORITHM_TABLE: dict[str, AlgorithmInfo] = {
     )
 }
 ALGORITHM_NAMES: tuple[str, ...] = tuple(ALGORITHM_TABLE)
+ROUNDS_ALGORITHMS: tuple[str, ...] = ("logistic_regression", "kmeans")
+"""Algorithms that train in rounds by default (zootrain.ml.rounds)."""
 
 
 class ParamError(ValueError):
@@ -628,6 +630,16 @@ class JobSpec(BaseModel):
         ),
     )
     search: SearchSpec | None = None
+    merge: Literal["rounds", "average"] | None = Field(
+        None,
+        description=(
+            "How shards are combined, for the algorithms that can train in rounds "
+            f"({', '.join(ROUNDS_ALGORITHMS)}): rounds (the default for them: the shards "
+            "compute in lockstep rounds synchronised by ZooKeeper, and the result matches one "
+            "machine's fit) or average (one round: shard models fitted apart and averaged, "
+            "approximate). Other algorithms merge as their family does and refuse rounds."
+        ),
+    )
 
     @field_validator("algorithm")
     @classmethod
@@ -636,6 +648,30 @@ class JobSpec(BaseModel):
             known = ", ".join(sorted(ALGORITHM_NAMES))
             raise ValueError(f"unknown algorithm {value!r}; known: {known}")
         return value
+
+    @model_validator(mode="after")
+    def _merge_fits_algorithm(self) -> Self:
+        if self.merge == "rounds" and self.algorithm not in ROUNDS_ALGORITHMS:
+            raise ValueError(
+                f"merge 'rounds' is for {', '.join(ROUNDS_ALGORITHMS)}, not {self.algorithm}"
+            )
+        if self.merge == "rounds" and self.kind == "search":
+            raise ValueError("merge 'rounds' trains one model; a search fits its candidates apart")
+        if self.merge == "rounds" and self.partition == "replicate":
+            raise ValueError("merge 'rounds' needs data shards, not partition 'replicate'")
+        return self
+
+    @property
+    def rounds(self) -> bool:
+        """Whether the job's shards train in rounds (zootrain/rounds.py): the default for the
+        algorithms that can, unless the spec asks for one-shot averaging."""
+        if self.merge is not None:
+            return self.merge == "rounds"
+        return (
+            self.algorithm in ROUNDS_ALGORITHMS
+            and self.kind == "train"
+            and self.partition != "replicate"
+        )
 
     @property
     def tasks(self) -> int:

@@ -32,9 +32,7 @@ def _run(
     state = rounds.unpack(rounds.pack(rounds.start(algorithm, params, X[shards[0]], classes, 0)))
     for number in range(10_000):
         results = [
-            rounds.unpack(
-                rounds.pack(rounds.local(algorithm, params, X[s], y[s], classes, state))
-            )
+            rounds.unpack(rounds.pack(rounds.local(algorithm, params, X[s], y[s], classes, state)))
             for s in shards
         ]
         step = rounds.combine(algorithm, params, state, results)

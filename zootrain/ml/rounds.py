@@ -47,7 +47,8 @@ def pack(state: State) -> bytes:
     arrays = {k: np.asarray(v) for k, v in state.items() if k != "meta"}
     meta = json.dumps(state.get("meta", {})).encode()
     buffer = io.BytesIO()
-    np.savez(buffer, __meta__=np.frombuffer(meta, dtype=np.uint8), **arrays)
+    arrays["__meta__"] = np.frombuffer(meta, dtype=np.uint8)
+    np.savez(buffer, allow_pickle=False, **arrays)
     return buffer.getvalue()
 
 
@@ -96,9 +97,12 @@ def _logistic_loss(n_classes: int, fit_intercept: bool) -> LinearModelLoss:
 
 
 def _logistic_target(y: np.ndarray, classes: np.ndarray) -> np.ndarray:
+    target: np.ndarray
     if len(classes) <= 2:
-        return (y == classes[-1]).astype(np.float64)
-    return np.searchsorted(classes, y).astype(np.float64)
+        target = (y == classes[-1]).astype(np.float64)
+    else:
+        target = np.searchsorted(classes, y).astype(np.float64)
+    return target
 
 
 def _penalty_mask(n_classes: int, n_features: int, fit_intercept: bool) -> np.ndarray:
@@ -165,7 +169,8 @@ def logistic_combine(params: dict[str, Any], state: State, results: list[State])
             raise _NeedEvaluation(point)
         asked.append(np.array(point))
         evaluations += 1
-        return float(losses[evaluations - 1]), grads[evaluations - 1]
+        gradient: np.ndarray = grads[evaluations - 1]
+        return float(losses[evaluations - 1]), gradient
 
     x0 = np.zeros_like(x)
     try:
@@ -207,10 +212,7 @@ def logistic_model(
     meta = state["meta"]
     n_features, n_classes = int(meta["n_features"]), len(classes)
     w = np.asarray(state["x"])
-    if n_classes <= 2:
-        grid = w.reshape(1, -1)
-    else:
-        grid = w.reshape((n_classes, -1), order="F")
+    grid = w.reshape(1, -1) if n_classes <= 2 else w.reshape((n_classes, -1), order="F")
     model.classes_ = np.asarray(classes)
     model.coef_ = np.ascontiguousarray(grid[:, :n_features])
     model.intercept_ = grid[:, n_features] if model.fit_intercept else np.zeros(len(grid))
