@@ -32,6 +32,8 @@ from zootrain.ml.datasets import (
     split_dataset,
 )
 from zootrain.ml.merge import merge_models
+from zootrain.ml.rounds import FAMILIES as ROUND_FAMILIES
+from zootrain.ml.rounds import fit_in_rounds
 from zootrain.ml.scoring import evaluate
 from zootrain.ml.search import baseline_params
 from zootrain.ml.training import fit_shards
@@ -89,7 +91,14 @@ def headline(metrics: dict[str, float], algorithm: str) -> str:
 
 
 def measure(
-    name: str, spec: Any, algorithm: str, partition: str, shards: int, seeds: list[int]
+    name: str,
+    spec: Any,
+    algorithm: str,
+    partition: str,
+    shards: int,
+    seeds: list[int],
+    *,
+    rounds: bool = False,
 ) -> Row | None:
     task = dataset_task(spec)
     if ALGORITHMS[algorithm].task not in (task, "clustering"):
@@ -102,8 +111,20 @@ def measure(
         split = split_dataset(X, y, task=task, test_size=0.2, seed=seed)
         params = PARAMS.get(algorithm, {})
         started = time.perf_counter()
-        models, sizes = fit_shards(algorithm, params, split, shards, partition, job_seed=seed)
-        merged = merge_models(algorithm, models, sizes)
+        if rounds:
+            clusters = ALGORITHMS[algorithm].task == "clustering"
+            merged, _ = fit_in_rounds(
+                algorithm,
+                params,
+                split.X_train,
+                split.y_train,
+                None if clusters else split.classes,
+                shards,
+                job_seed=seed,
+            )
+        else:
+            models, sizes = fit_shards(algorithm, params, split, shards, partition, job_seed=seed)
+            merged = merge_models(algorithm, models, sizes)
         seconds += time.perf_counter() - started
         single = build_estimator(algorithm, baseline_params(algorithm, params, shards), seed)
         if ALGORITHMS[algorithm].task == "clustering":
@@ -118,7 +139,7 @@ def measure(
         single_scores.append(single_metrics[metric])
     return Row(
         name,
-        algorithm,
+        f"{algorithm} (rounds)" if rounds else algorithm,
         partition,
         shards,
         metric,
@@ -150,6 +171,12 @@ def run(
                     if row is not None:
                         found.append(row)
                         print_row(row)
+                    if algorithm in ROUND_FAMILIES and partition == "random":
+                        # Beside the one-shot average: the same family trained in rounds.
+                        row = measure(name, spec, algorithm, partition, shards, seeds, rounds=True)
+                        if row is not None:
+                            found.append(row)
+                            print_row(row)
     return found
 
 

@@ -23,6 +23,7 @@ from workers.training import _plan, _shard_rows, _source, _spec
 from zootrain.artifacts import ArtifactStore
 from zootrain.ml import modelfile, rounds
 from zootrain.ml.scoring import evaluate
+from zootrain.ml.training import shard_seed
 
 
 def shard_session(payload: dict[str, Any]) -> Callable[[dict[str, Any]], dict[str, Any]]:
@@ -49,8 +50,9 @@ def shard_session(payload: dict[str, Any]) -> Callable[[dict[str, Any]], dict[st
             reply = {"state": rounds.pack(state)}
         elif op == "local":
             state = rounds.unpack(message["state"])
+            seed = rounds.round_seed(shard_seed(spec.random_state, index), message["round"])
             result = rounds.local(
-                spec.algorithm, spec.params, split.X_train, split.y_train, classes, state
+                spec.algorithm, spec.params, split.X_train, split.y_train, classes, state, seed
             )
             reply = {"result": rounds.pack(result)}
         elif op == "combine":

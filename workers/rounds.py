@@ -99,7 +99,7 @@ class RoundTask:
             mine = self.rounds.result_path(number, self.index)
             if await self._zk(partial(self.worker.zk.exists, mine)) is None:
                 state = await self._get(record.blob)
-                reply = await self._ask(child, {"op": "local", "state": state})
+                reply = await self._ask(child, {"op": "local", "state": state, "round": number})
                 blob = await self._put(reply["result"])
                 post = partial(self.rounds.post, number, self.index, stat.version, blob)
                 if not await self._zk(post):

@@ -87,7 +87,7 @@ def test_four_shard_logistic_regression_equals_one_machine(
     with httpx.Client(headers=AUTH, base_url=api_url, timeout=30) as client:
         job_id = submit(client, LOGISTIC)["id"]
         view = wait_job(client, job_id, timeout=400)
-        assert view["state"] == "succeeded", view
+        assert view["state"] == "succeeded", (view["error"], [s["error"] for s in view["shards"]])
         progress = view["rounds"]
         assert progress["round"] >= 2 and progress["history"], progress
         objectives = [p["objective"] for p in progress["history"]]
@@ -128,9 +128,10 @@ def test_worker_killed_in_round_three_rejoins_and_result_equals_one_machine(
         path = f"{zk_root}/jobs/{job_id}/rounds"
 
         def in_round_three() -> bool:
-            return kazoo.exists(path) is not None and _round_record(
-                kazoo, zk_root, job_id
-            )["round"] >= 3
+            return (
+                kazoo.exists(path) is not None
+                and _round_record(kazoo, zk_root, job_id)["round"] >= 3
+            )
 
         wait_for(in_round_three, 120, "round 3")
         holders = {s["worker"] for s in shard_records(kazoo, zk_root, job_id)}
@@ -141,7 +142,7 @@ def test_worker_killed_in_round_three_rejoins_and_result_equals_one_machine(
         survivor = workers[({"alpha", "beta"} - {victim_id}).pop()]
 
         view = wait_job(client, job_id, timeout=600)
-        assert view["state"] == "succeeded", view
+        assert view["state"] == "succeeded", (view["error"], [s["error"] for s in view["shards"]])
         assert view["rounds"]["round"] > killed_in["round"]
         retaken = [s for s in view["shards"] if s["attempts"] == 2]
         assert retaken, view["shards"]  # the victim's shards were claimed again...
@@ -174,7 +175,7 @@ def test_kmeans_in_rounds_equals_lloyd_on_all_rows(
     with httpx.Client(headers=AUTH, base_url=api_url, timeout=30) as client:
         job_id = submit(client, KMEANS)["id"]
         view = wait_job(client, job_id, timeout=400)
-        assert view["state"] == "succeeded", view
+        assert view["state"] == "succeeded", (view["error"], [s["error"] for s in view["shards"]])
     model = _final_model(stack, kazoo, zk_root, job_id)
     split = _one_machine_rows(KMEANS)
     record = _round_record(kazoo, zk_root, job_id)
