@@ -83,6 +83,9 @@ ALGORITHM_TABLE: dict[str, AlgorithmInfo] = {
 ALGORITHM_NAMES: tuple[str, ...] = tuple(ALGORITHM_TABLE)
 ROUNDS_ALGORITHMS: tuple[str, ...] = ("logistic_regression", "kmeans")
 """Algorithms that train in rounds by default (zootrain.ml.rounds)."""
+ROUNDS_CAPABLE: tuple[str, ...] = (*ROUNDS_ALGORITHMS, "sgd_classifier", "sgd_regressor")
+"""Algorithms that train in rounds when the spec asks (``merge: "rounds"``): SGD's parameter
+mixing stops by its own rule, not scikit-learn's, and on noisy sets may run to max_iter."""
 
 
 class ParamError(ValueError):
@@ -634,10 +637,11 @@ class JobSpec(BaseModel):
         None,
         description=(
             "How shards are combined, for the algorithms that can train in rounds "
-            f"({', '.join(ROUNDS_ALGORITHMS)}): rounds (the default for them: the shards "
-            "compute in lockstep rounds synchronised by ZooKeeper, and the result matches one "
-            "machine's fit) or average (one round: shard models fitted apart and averaged, "
-            "approximate). Other algorithms merge as their family does and refuse rounds."
+            f"({', '.join(ROUNDS_CAPABLE)}): rounds (the shards compute in lockstep rounds "
+            "synchronised by ZooKeeper: L-BFGS, Lloyd or SGD parameter mixing; the default for "
+            f"{', '.join(ROUNDS_ALGORITHMS)}, whose result matches one machine's fit) or average "
+            "(one round: shard models fitted apart and averaged, approximate; the default for "
+            "SGD). Other algorithms merge as their family does and refuse rounds."
         ),
     )
 
@@ -651,10 +655,14 @@ class JobSpec(BaseModel):
 
     @model_validator(mode="after")
     def _merge_fits_algorithm(self) -> Self:
-        if self.merge == "rounds" and self.algorithm not in ROUNDS_ALGORITHMS:
+        if self.merge == "rounds" and self.algorithm not in ROUNDS_CAPABLE:
             raise ValueError(
-                f"merge 'rounds' is for {', '.join(ROUNDS_ALGORITHMS)}, not {self.algorithm}"
+                f"merge 'rounds' is for {', '.join(ROUNDS_CAPABLE)}, not {self.algorithm}"
             )
+        if self.merge == "rounds" and self.algorithm.startswith("sgd_"):
+            for name in ("average", "early_stopping"):
+                if self.params.get(name):
+                    raise ValueError(f"merge 'rounds' does not support SGD's {name}")
         if self.merge == "rounds" and self.kind == "search":
             raise ValueError("merge 'rounds' trains one model; a search fits its candidates apart")
         if self.merge == "rounds" and self.partition == "replicate":

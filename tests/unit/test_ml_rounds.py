@@ -99,3 +99,59 @@ def test_pack_refuses_nothing_it_wrote() -> None:
     back = rounds.unpack(rounds.pack(state))
     assert back["meta"] == state["meta"]
     np.testing.assert_array_equal(back["x"], state["x"])
+
+
+@pytest.mark.parametrize(
+    ("name", "algorithm", "params", "slack"),
+    [
+        ("wine", "sgd_classifier", {}, 0.005),
+        ("breast_cancer", "sgd_classifier", {"loss": "hinge"}, 0.005),
+        ("diabetes", "sgd_regressor", {"max_iter": 200}, 0.01),
+    ],
+)
+def test_sgd_mixing_is_within_the_goal_of_one_sgd_with_as_many_epochs(
+    name: str, algorithm: str, params: dict[str, Any], slack: float
+) -> None:
+    from zootrain.ml.algorithms import build_estimator
+    from zootrain.ml.datasets import BuiltinDataset, dataset_task, load_dataset, split_dataset
+    from zootrain.ml.scoring import evaluate
+
+    spec = BuiltinDataset(kind="builtin", name=name)
+    X, y = load_dataset(spec)
+    task = dataset_task(spec)
+    split = split_dataset(X, y, task=task, test_size=0.2, seed=0)
+    classes = None if task == "regression" else split.classes
+    mixed, epochs = rounds.fit_in_rounds(
+        algorithm, params, split.X_train, split.y_train, classes, 4, job_seed=0
+    )
+    one = build_estimator(algorithm, {**params, "max_iter": epochs, "tol": None}, 0)
+    one.fit(split.X_train, split.y_train)
+    metric = "accuracy" if task == "classification" else "r2"
+
+    def score(model: Any) -> float:
+        found = evaluate(model, split.X_test, split.y_test, task=task, classes=split.classes)
+        return float(found[metric])
+
+    assert score(mixed) >= score(one) - slack, (score(mixed), score(one), epochs)
+
+
+def test_spec_chooses_rounds_per_family() -> None:
+    from zootrain.spec import JobSpec
+
+    def spec(**extra: Any) -> JobSpec:
+        base = {"model_name": "m", "dataset": {"kind": "builtin", "name": "iris"}}
+        return JobSpec.model_validate({**base, **extra})
+
+    assert spec(algorithm="logistic_regression").rounds
+    assert spec(algorithm="kmeans").rounds
+    assert not spec(algorithm="logistic_regression", merge="average").rounds
+    assert not spec(algorithm="sgd_classifier").rounds
+    assert spec(algorithm="sgd_classifier", merge="rounds").rounds
+    assert not spec(algorithm="random_forest_classifier").rounds
+    for bad in (
+        {"algorithm": "ridge", "merge": "rounds"},
+        {"algorithm": "sgd_classifier", "merge": "rounds", "params": {"average": True}},
+        {"algorithm": "kmeans", "merge": "rounds", "kind": "search"},
+    ):
+        with pytest.raises(ValueError, match="merge 'rounds'"):
+            spec(**bad)
