@@ -3,6 +3,8 @@
     python -m bench.quality            # every algorithm on digits, breast_cancer, wine, diabetes
                                        # and a 200,000-row synthetic set, with 2, 4 and 8 shards
     python -m bench.quality --quick    # small and fast (the test suite runs this)
+    python -m bench.quality --quick --rounds-only   # the families that train in rounds: the
+                                       # one-shot average and, beside it, "(rounds)"
 
 The shards are fitted and merged by the same functions the workers run (zootrain.ml), in this
 process: this measures the merge, not the coordination. "single" is the same algorithm fitted on
@@ -156,6 +158,7 @@ def run(
     shard_counts: list[int] | None = None,
     seeds: list[int] | None = None,
     only: str | None = None,
+    rounds_only: bool = False,
 ) -> list[Row]:
     shard_counts = shard_counts or ([4] if quick else [2, 4, 8])
     seeds = seeds or ([0] if quick else [0, 1, 2])
@@ -164,6 +167,8 @@ def run(
         if only is not None and only not in name:
             continue
         for algorithm in sorted(ALGORITHMS):
+            if rounds_only and algorithm not in ROUND_FAMILIES:
+                continue
             partitions = ["random", "replicate"] if ALGORITHMS[algorithm].replicable else ["random"]
             for partition in partitions:
                 for shards in shard_counts:
@@ -204,6 +209,11 @@ def main() -> None:
     parser.add_argument("--shards", help="comma-separated shard counts, e.g. 2,4,8")
     parser.add_argument("--seeds", help="comma-separated seeds, e.g. 0,1,2")
     parser.add_argument("--only", help="only datasets whose name contains this")
+    parser.add_argument(
+        "--rounds-only",
+        action="store_true",
+        help="only the families that train in rounds (averaged and in rounds)",
+    )
     args = parser.parse_args()
     print_header()
     run(
@@ -212,6 +222,7 @@ def main() -> None:
         shard_counts=[int(n) for n in args.shards.split(",")] if args.shards else None,
         seeds=[int(n) for n in args.seeds.split(",")] if args.seeds else None,
         only=args.only,
+        rounds_only=args.rounds_only,
     )
 
 
