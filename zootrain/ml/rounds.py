@@ -436,9 +436,7 @@ def sgd_combine(algorithm: str, params: dict[str, Any], state: State, results: l
             best[k] = min(best[k], value)
         meta["best"], meta["stale"] = best, stale
     done = meta["epoch"] >= int(p["max_iter"]) or (
-        tol is not None
-        and bool(meta["stale"])
-        and min(meta["stale"]) >= int(p["n_iter_no_change"])
+        tol is not None and bool(meta["stale"]) and min(meta["stale"]) >= int(p["n_iter_no_change"])
     )
     nxt = {**state, "coef": coef, "intercept": intercept, "meta": meta}
     return Step(nxt, done, objective, change)
