@@ -195,3 +195,30 @@ def _blob_bytes(stack: Stack, blob: Any) -> bytes:
         return bytes(data)
     store = ArtifactStore(stack.settings["ZOOTRAIN_ARTIFACTS"])
     return store.get(blob.artifact, blob.sha256)
+
+
+def test_cancel_within_rounds_stops_every_shard_and_opens_no_further_round(
+    stack: Stack, kazoo: KazooClient, zk_root: str
+) -> None:
+    api_url = start_api(stack, kazoo)
+    worker = stack.start_worker("worker", ZOOTRAIN_WORKER_ID="alpha")
+    with httpx.Client(headers=AUTH, base_url=api_url, timeout=30) as client:
+        job_id = submit(client, {**KILLED, "model_name": "rounds-cancelled"})["id"]
+        path = f"{zk_root}/jobs/{job_id}/rounds"
+
+        def in_round_two() -> bool:
+            return (
+                kazoo.exists(path) is not None
+                and _round_record(kazoo, zk_root, job_id)["round"] >= 2
+            )
+
+        wait_for(in_round_two, 120, "round 2")
+        assert client.delete(f"/v1/jobs/{job_id}").status_code == 200
+        view = wait_job(client, job_id, timeout=120)
+        assert view["state"] == "cancelled", view
+        # Every shard task let go of its lock (its child killed), and no round opens after.
+        wait_until_empty(kazoo, f"{zk_root}/locks", timeout=60)
+        wait_for(lambda: "stopped" in worker.output(), 60, "the shard tasks to stop")
+        after = _round_record(kazoo, zk_root, job_id)
+        assert after["state"] == "open"
+        assert _round_record(kazoo, zk_root, job_id)["round"] == after["round"]
