@@ -30,7 +30,7 @@ from datetime import timedelta
 from kazoo.exceptions import BadVersionError, NoNodeError, NotEmptyError
 
 from workers import worker_metrics
-from zootrain import store_gc
+from zootrain import rounds, store_gc
 from zootrain.artifacts import ArtifactStore
 from zootrain.election import Election
 from zootrain.errors import NotFound
@@ -267,6 +267,8 @@ class Housekeeper:
         # One multi: a job is never half-deleted, and the version check keeps us from
         # deleting a record that changed since we judged it.
         tx = self.zk.transaction()
+        for path in await rounds.subtree(self.zk, self.paths, job.id):
+            tx.delete(path)  # a job that trained in rounds keeps its round record
         for index in range(job.spec.tasks):
             tx.delete(self.paths.shard(job.id, index))
         tx.delete(self.paths.shards(job.id))

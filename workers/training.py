@@ -218,8 +218,12 @@ def merge_job(payload: dict[str, Any]) -> dict[str, Any]:
         X_test, y_test = rows.shuffled(plan.to_shuffled(plan.test))
         split = Split(np.empty((0, X_test.shape[1])), y_test[:0], X_test, y_test, plan.classes)
         shards = [t for t in tasks if t["role"] == "shard"]
-        models = [modelfile.loads(store.get(s["artifact"], s["sha256"])) for s in shards]
-        model = merge_models(spec.algorithm, models, [s["rows"] for s in shards])
+        if spec.rounds:
+            # Trained in rounds: every shard names the one model the last round made.
+            model = modelfile.loads(store.get(shards[0]["artifact"], shards[0]["sha256"]))
+        else:
+            models = [modelfile.loads(store.get(s["artifact"], s["sha256"])) for s in shards]
+            model = merge_models(spec.algorithm, models, [s["rows"] for s in shards])
     metrics, data_size, (uri, digest) = _score_and_write(store, model, split, task)
     baseline = next((t for t in tasks if t["role"] == "baseline"), None)
     if baseline is not None:

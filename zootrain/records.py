@@ -63,6 +63,32 @@ class ModelRef(BaseModel):
     version: int
 
 
+class RoundPoint(BaseModel):
+    round: int
+    objective: float
+    change: float | None = None
+
+
+ROUND_HISTORY = 500
+"""Rounds a job record keeps in its history (the latest); the job record stays small."""
+
+
+class RoundProgress(BaseModel):
+    """Where a job that trains in rounds is (zootrain/rounds.py), written with each round."""
+
+    round: int = Field(description="The round the shards are computing now (or the last one).")
+    objective: float | None = Field(
+        None, description="The objective at the last combined round (loss or inertia)."
+    )
+    change: float | None = Field(
+        None,
+        description="Gradient norm (L-BFGS), squared centroid shift (Lloyd) at the last round.",
+    )
+    history: list[RoundPoint] = Field(
+        default_factory=list, description=f"The objective by round (the last {ROUND_HISTORY})."
+    )
+
+
 HISTORY_LIMIT = 50  # attempts kept on a record: handbacks do not count against max_attempts
 
 
@@ -126,6 +152,9 @@ class JobRecord(Record):
         description="An uploaded dataset as resolved at submit: artifact, sha256, rows, task "
         "and encoding plan (plan.encoded_features is what predict's instances hold). Set when "
         "the job is created and never changed.",
+    )
+    rounds: RoundProgress | None = Field(
+        None, description="A job training in rounds: its round and objective so far."
     )
 
     merges: list[TaskAttempt] = Field(
