@@ -94,12 +94,14 @@ async def warm_up() -> None:
 # A child that finished a task successfully waits for the next one instead of exiting (a
 # warm child): the next shard or merge skips the fork and the child's start-up, and a child
 # keeps what it loaded for a job (zootrain's dataset, the models it trained) for that job's
-# next task (workers/training.py). Only a child whose task succeeded is kept, and only while
-# its peak memory stays small: a failed, killed or large child is never reused, so a task's
-# memory limit and its failures behave as in a fresh child.
+# next task (workers/training.py). Only a child whose task succeeded is kept, and only while its
+# peak memory stayed close to what it started with: memory a large task freed may stay mapped
+# in the child (malloc's arenas) and count against the next task's RLIMIT_AS. So a failed,
+# killed or grown child is never reused, and a task's memory limit and its failures behave as
+# in a fresh child.
 MAX_IDLE = 2
 IDLE_SECONDS = 60.0  # an idle warm child exits after this (its memory goes back)
-WARM_MAX_RSS = 1 << 30  # a child whose peak RSS went past this exits after its task
+WARM_MAX_GROWTH = 256 << 20  # peak RSS above the child's RSS at its start
 
 
 class _Child:
@@ -218,7 +220,7 @@ async def run_in_child(
         keep = (
             outcome is not None
             and "value" in outcome
-            and outcome.get("peak_rss", WARM_MAX_RSS) < WARM_MAX_RSS
+            and outcome.get("growth", WARM_MAX_GROWTH) < WARM_MAX_GROWTH
             and MAX_IDLE > 0
         )
     except BaseException:
@@ -277,6 +279,7 @@ def _resolve(target: ChildTarget) -> ChildFunction:
 
 def _child_main(connection: Connection, memory_limit: int | None = None) -> None:
     forkserver.become_child()
+    start = _peak_rss()  # a forked child's high-water mark starts at its RSS at the fork
     if memory_limit is not None:
         # RLIMIT_AS rather than a cgroup: it needs no privileges or delegated hierarchy, and a
         # failing allocation surfaces as MemoryError that we can name, instead of a SIGKILL
@@ -288,13 +291,20 @@ def _child_main(connection: Connection, memory_limit: int | None = None) -> None
                 function, payload = connection.recv()
             except EOFError:
                 return  # the parent let us go (idle too long, or it stopped)
-            if not _run_one(connection, function, payload):
+            if not _run_one(connection, function, payload, start):
                 return  # a failed task's child is never reused
     finally:
         connection.close()
 
 
-def _run_one(connection: Connection, function: ChildTarget, payload: dict[str, Any]) -> bool:
+def _peak_rss() -> int:
+    # ru_maxrss is in KiB on Linux.
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
+def _run_one(
+    connection: Connection, function: ChildTarget, payload: dict[str, Any], start: int
+) -> bool:
     """Run one task and send its outcome; whether it succeeded."""
     try:
         value = _resolve(function)(payload)
@@ -305,7 +315,6 @@ def _run_one(connection: Connection, function: ChildTarget, payload: dict[str, A
     except Exception as exc:
         connection.send({"error": f"{type(exc).__name__}: {exc}", "trace": traceback.format_exc()})
         return False
-    # ru_maxrss is in KiB on Linux: the parent keeps only children that stayed small.
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-    connection.send({"value": value, "peak_rss": peak})
+    # The parent keeps only a child that stayed small.
+    connection.send({"value": value, "growth": _peak_rss() - start})
     return True

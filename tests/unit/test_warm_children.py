@@ -24,6 +24,7 @@ from zootrain.spec import JobSpec
 PID = "tests.unit.test_warm_children:child_pid"
 RAISE = "tests.unit.test_warm_children:child_raise"
 SLEEP = "tests.unit.test_warm_children:child_sleep"
+GROW = "tests.unit.test_warm_children:child_grow"
 
 
 def child_pid(payload: dict[str, Any]) -> dict[str, Any]:
@@ -37,6 +38,11 @@ def child_raise(payload: dict[str, Any]) -> dict[str, Any]:
 def child_sleep(payload: dict[str, Any]) -> dict[str, Any]:
     time.sleep(payload["seconds"])
     return {"pid": os.getpid()}
+
+
+def child_grow(payload: dict[str, Any]) -> dict[str, Any]:
+    held = np.ones(payload["bytes"] // 8)  # touched: resident, not only reserved
+    return {"pid": os.getpid(), "sum": float(held.sum())}
 
 
 @pytest.fixture(autouse=True)
@@ -116,6 +122,22 @@ def test_a_cancelled_task_kills_its_warm_child() -> None:
         return warm
 
     assert wait_gone(asyncio.run(scenario()))
+
+
+def test_a_child_that_grew_is_not_reused(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Memory a task freed may stay mapped in its child and count against the next task's
+    memory limit: a child whose peak grew past WARM_MAX_GROWTH exits after its task."""
+    monkeypatch.setattr(processes, "WARM_MAX_GROWTH", 16 << 20)
+
+    async def scenario() -> tuple[int, int]:
+        grown = (await processes.run_in_child(GROW, {"bytes": 64 << 20}))["pid"]
+        assert processes.idle_children() == 0
+        after = (await processes.run_in_child(PID, {}))["pid"]
+        return grown, after
+
+    grown, after = asyncio.run(scenario())
+    assert grown != after
+    assert wait_gone(grown)
 
 
 def test_affinity_picks_the_child_that_ran_the_same_job() -> None:
