@@ -98,10 +98,11 @@ async def warm_up() -> None:
 # peak memory stayed close to what it started with: memory a large task freed may stay mapped
 # in the child (malloc's arenas) and count against the next task's RLIMIT_AS. So a failed,
 # killed or grown child is never reused, and a task's memory limit and its failures behave as
-# in a fresh child.
+# in a fresh child. Small tasks are the ones a fork and start-up weigh on; a large one's data
+# would not fit beside the next task's anyway (tests/integration/test_larger_than_memory.py).
 MAX_IDLE = 2
 IDLE_SECONDS = 60.0  # an idle warm child exits after this (its memory goes back)
-WARM_MAX_GROWTH = 256 << 20  # peak RSS above the child's RSS at its start
+WARM_MAX_GROWTH = 64 << 20  # peak RSS above the child's RSS at its start: small tasks only
 
 
 class _Child:
