@@ -31,8 +31,16 @@ from kazoo.exceptions import (
 )
 from prometheus_client import start_http_server
 
-from workers import processes, publishing, worker_metrics
-from workers.claims import Attempt, Claim, QueuedJob, StopReason, Unclaimable, dataset_source
+from workers import processes, publishing, rounds, worker_metrics
+from workers.claims import (
+    Attempt,
+    Claim,
+    QueuedJob,
+    StopReason,
+    Unclaimable,
+    dataset_source,
+    takes_round_slot,
+)
 from workers.housekeeping import Housekeeper
 from workers.scan_memo import ScanMemo
 from zootrain import locks
@@ -45,6 +53,7 @@ from zootrain.records import (
     JobState,
     ShardRecord,
     ShardState,
+    TaskAttempt,
     WorkerRecord,
     utcnow,
 )
@@ -250,6 +259,7 @@ class Worker:
             started_at=self.started_at,
             capacity=self.settings.worker_concurrency,
             current=sorted(self.claims),
+            current_since={key: claim.claimed_at for key, claim in self.claims.items()},
         )
 
     async def _update_record(self) -> None:
@@ -265,7 +275,7 @@ class Worker:
     async def _dispatch(self) -> None:
         while not self._stopping.is_set():
             self._wake.clear()
-            if self.zk.connected and len(self.claims) < self.settings.worker_concurrency:
+            if self.zk.connected and (self._room(rounds=False) or self._room(rounds=True)):
                 try:
                     claim = await self._find_work()
                 except (*TRANSIENT_ERRORS, SessionExpiredError):
@@ -277,6 +287,13 @@ class Worker:
                     self._start(claim)
                     continue
             await self._wake.wait()
+
+    def _room(self, *, rounds: bool) -> bool:
+        """A free slot: for a shard of a job training in rounds (held for the whole job, its
+        child mostly waiting), or for any other task."""
+        held = sum(1 for c in self.claims.values() if c.in_rounds == rounds)
+        limit = self.settings.worker_round_shards if rounds else self.settings.worker_concurrency
+        return held < limit
 
     def _start(self, claim: Claim) -> None:
         self.claims[claim.key] = claim
@@ -359,6 +376,9 @@ class Worker:
                 continue
             if shard.state not in (ShardState.pending, ShardState.running):
                 continue  # done, failed, cancelled: final
+            if not self._room(rounds=takes_round_slot(job, shard.index)):
+                waiting = False  # our own claim's end wakes us
+                continue
             attempt = await self._claim_shard(job, shard.index)
             if attempt.claim is not None:
                 return attempt
@@ -366,6 +386,7 @@ class Worker:
         if (
             all(s.state == ShardState.done for s, _ in shards)
             and f"{job.id}/merge" not in self.claims
+            and self._room(rounds=False)
         ):
             if (job.merge_not_before or 0) > now:
                 self.wake_at(f"{job.id}/merge", job.merge_not_before or now)
@@ -443,6 +464,7 @@ class Worker:
                     "worker": self.id,
                     "started_at": utcnow(),
                     "error": None,
+                    "history": shard.claimed(self.id, utcnow()),
                 }
             )
             # A claim write cut off by a connection drop may have been applied, its attempt
@@ -494,6 +516,7 @@ class Worker:
                     "merge_attempts": job.merge_attempts + 1,
                     "merge_not_before": None,
                     "updated_at": utcnow(),
+                    "merges": TaskAttempt.claimed(job.merges, self.id, utcnow()),
                 }
             )
             written = await self._write_job(merging, stat.version, session)
@@ -594,13 +617,16 @@ class Worker:
             "dataset_source": dataset_source(claim.job),
         }
         try:
-            result = await processes.run_in_child(
-                TRAIN_SHARD,
-                payload,
-                time_limit=self.time_limit(claim.job),
-                memory_limit=self.memory_limit,
-                affinity=claim.job.id,
-            )
+            if claim.job.spec.rounds and claim.job.spec.role(claim.index) == "shard":
+                result = await rounds.run(self, claim, payload)
+            else:
+                result = await processes.run_in_child(
+                    TRAIN_SHARD,
+                    payload,
+                    time_limit=self.time_limit(claim.job),
+                    memory_limit=self.memory_limit,
+                    affinity=claim.job.id,
+                )
             claim.settling = True
             log.info("trained %s in %.2fs; recording it", claim.key, result["train_seconds"])
         except asyncio.CancelledError:
@@ -626,6 +652,7 @@ class Worker:
                 "metrics": result["metrics"],
                 "train_seconds": result["train_seconds"],
                 "finished_at": utcnow(),
+                "history": claim.shard.ended("done", utcnow()),
             }
         )
         try:
@@ -783,6 +810,7 @@ class Worker:
                     "state": ShardState.pending,
                     "attempts": max(0, claim.shard.attempts - 1),
                     "worker": None,
+                    "history": claim.shard.ended("handed_back", utcnow()),
                 }
             )
             with contextlib.suppress(*TRANSIENT_ERRORS, SessionExpiredError, NoNodeError):
@@ -806,6 +834,7 @@ class Worker:
                         "worker": None,
                         "error": error,
                         "not_before": time.time() + delay,
+                        "history": shard.ended("failed", utcnow(), error),
                     }
                 )
                 if await self._settle(claim, retry):
@@ -823,7 +852,12 @@ class Worker:
         unfinished shards are cancelled, in one multi (``version``: what our claim read or
         wrote; a shard that moved on since is someone else's now, and nothing fails)."""
         failed = shard.model_copy(
-            update={"state": ShardState.failed, "error": error, "finished_at": utcnow()}
+            update={
+                "state": ShardState.failed,
+                "error": error,
+                "finished_at": utcnow(),
+                "history": shard.ended("failed", utcnow(), error),
+            }
         )
         message = f"shard {shard.index} failed after {shard.attempts} attempts: {error}"
         await self.fail_job(job_id, message, session, failed=(failed, version))

@@ -15,6 +15,8 @@ from typing import Any, Self
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from zootrain.inputs import InputColumn
+from zootrain.spec import ALIAS_PATTERN as ALIAS_PATTERN
 from zootrain.spec import JOB_ID_PATTERN as JOB_ID_PATTERN
 from zootrain.spec import MAX_ATTEMPTS as MAX_ATTEMPTS
 from zootrain.spec import MAX_TIME_LIMIT as MAX_TIME_LIMIT
@@ -22,6 +24,7 @@ from zootrain.spec import MODEL_NAME_PATTERN as MODEL_NAME_PATTERN
 
 # Re-exported: the job spec and its limits, where the records' readers have always found them.
 from zootrain.spec import DatasetSource as DatasetSource
+from zootrain.spec import EncodingPlan
 from zootrain.spec import JobSpec as JobSpec
 from zootrain.spec import SearchSpec as SearchSpec
 from zootrain.spec import TaskRole as TaskRole
@@ -60,6 +63,69 @@ class ModelRef(BaseModel):
     version: int
 
 
+class RoundPoint(BaseModel):
+    round: int
+    objective: float
+    change: float | None = None
+
+
+ROUND_HISTORY = 500
+"""Rounds a job record keeps in its history (the latest); the job record stays small."""
+
+
+class RoundProgress(BaseModel):
+    """Where a job that trains in rounds is (zootrain/rounds.py), written with each round."""
+
+    round: int = Field(description="The round the shards are computing now (or the last one).")
+    objective: float | None = Field(
+        None, description="The objective at the last combined round (loss or inertia)."
+    )
+    change: float | None = Field(
+        None,
+        description="Gradient norm (L-BFGS), squared centroid shift (Lloyd) at the last round.",
+    )
+    history: list[RoundPoint] = Field(
+        default_factory=list, description=f"The objective by round (the last {ROUND_HISTORY})."
+    )
+
+
+HISTORY_LIMIT = 50  # attempts kept on a record: handbacks do not count against max_attempts
+
+
+class TaskAttempt(BaseModel):
+    """One claim of a task (a shard or a job's merge): by whom, from when, until when."""
+
+    worker: str
+    claimed_at: datetime
+    ended_at: datetime | None = Field(
+        None, description="When its outcome was written; null while it runs"
+    )
+    outcome: str | None = Field(
+        None,
+        description="done, failed (retried if attempts are left), handed_back (a graceful stop "
+        "past its grace period), lost (its worker's session ended: another claim took over; "
+        "ended_at is that re-claim), cancelled, or merged (a merge whose model was ready; the "
+        "job's finished_at is its publish)",
+    )
+    error: str | None = None
+
+    @staticmethod
+    def claimed(history: list[TaskAttempt], worker: str, at: datetime) -> list[TaskAttempt]:
+        """A claim at ``at``: an attempt still open is one whose worker lost its claim without
+        writing an outcome (it died, or its session expired), so it ends as ``lost`` now."""
+        history = TaskAttempt.ended(history, "lost", at)
+        return [*history, TaskAttempt(worker=worker, claimed_at=at)][-HISTORY_LIMIT:]
+
+    @staticmethod
+    def ended(
+        history: list[TaskAttempt], outcome: str, at: datetime, error: str | None = None
+    ) -> list[TaskAttempt]:
+        if not history or history[-1].ended_at is not None:
+            return history
+        last = history[-1].model_copy(update={"ended_at": at, "outcome": outcome, "error": error})
+        return [*history[:-1], last]
+
+
 class JobRecord(Record):
     """/jobs/<id>: the job's spec and lifecycle."""
 
@@ -86,6 +152,15 @@ class JobRecord(Record):
         description="An uploaded dataset as resolved at submit: artifact, sha256, rows, task "
         "and encoding plan (plan.encoded_features is what predict's instances hold). Set when "
         "the job is created and never changed.",
+    )
+    rounds: RoundProgress | None = Field(
+        None, description="A job training in rounds: its round and objective so far."
+    )
+
+    merges: list[TaskAttempt] = Field(
+        default_factory=list,
+        description="Every merge claim, oldest first: who merged, from when until the merged "
+        "model was ready (or the attempt failed); the publish is finished_at",
     )
 
     @model_validator(mode="after")
@@ -114,12 +189,42 @@ class ShardRecord(Record):
     started_at: datetime | None = None
     finished_at: datetime | None = None
     train_seconds: float | None = None
+    history: list[TaskAttempt] = Field(
+        default_factory=list,
+        description="Every claim of this task, oldest first (the latest HISTORY_LIMIT): who "
+        "claimed it, when, and how the attempt ended; what the dashboard's timeline draws",
+    )
+
+    def claimed(self, worker: str, at: datetime) -> list[TaskAttempt]:
+        """The history with a new attempt by ``worker`` (see TaskAttempt.claimed)."""
+        return TaskAttempt.claimed(self.history, worker, at)
+
+    def ended(self, outcome: str, at: datetime, error: str | None = None) -> list[TaskAttempt]:
+        """The history with the open attempt ended (see TaskAttempt.ended)."""
+        return TaskAttempt.ended(self.history, outcome, at, error)
 
 
 class ShardMetrics(BaseModel):
     index: int
     rows: int
     metrics: dict[str, float]
+
+
+class Promotion(BaseModel):
+    """What a job's ``publish`` did with the alias: taken, or refused with both scores."""
+
+    alias: str
+    if_better: bool
+    promoted: bool
+    reason: str = Field(description="Why it was or was not promoted, in words")
+    metric: str | None = Field(None, description="The score compared (higher is better)")
+    score: float | None = Field(None, description="This version's score on the job's test rows")
+    holder_version: int | None = Field(
+        None, description="The version that held the alias when the merge compared"
+    )
+    holder_score: float | None = Field(
+        None, description="The holder's score on the same test rows, by the same worker"
+    )
 
 
 class VersionRecord(Record):
@@ -155,6 +260,25 @@ class VersionRecord(Record):
         description="Set when an admin deleted the version: its file is gone and it is not "
         "served. The record stays, so its number is never given to another model.",
     )
+    owner: str | None = Field(None, description="Name of the API token that submitted the job")
+    aliases: list[str] = Field(
+        default_factory=list,
+        description="The model's aliases that point at this version (from the model's node)",
+    )
+    encoding: EncodingPlan | None = Field(
+        None,
+        description="Uploaded datasets: how raw rows are encoded for this version (its job's "
+        "plan, kept with the version so a raw-row prediction never depends on the job record)",
+    )
+    input_schema: list[InputColumn] | None = Field(
+        None,
+        description="The columns a raw row (predict's records or dataframe_split) must hold: "
+        "name, type, and the categories seen in training; null when the model takes only "
+        "encoded instances",
+    )
+    promotion: Promotion | None = Field(
+        None, description="What the job's publish did with its alias (spec.publish)"
+    )
 
 
 class WorkerRecord(Record):
@@ -168,6 +292,26 @@ class WorkerRecord(Record):
     current: list[str] = Field(
         default_factory=list, description="shards being worked on, as '<job>/<index>'"
     )
+    current_since: dict[str, datetime] = Field(
+        default_factory=dict, description="when each of current was claimed, by its name"
+    )
+
+
+class ModelRecord(Record):
+    """/models/<name> (the node's data): the model's aliases, alias -> version.
+
+    One node holds them all, so an alias move is one version-checked setData (two concurrent
+    moves cannot both win), and the publishing multi can move one atomically with the publish.
+    Empty data (a model published before aliases existed) reads as no aliases.
+    """
+
+    aliases: dict[str, int] = Field(default_factory=dict)
+    updated_at: datetime | None = None
+    updated_by: str | None = None
+
+    @classmethod
+    def load(cls, data: bytes) -> Self:
+        return cls() if not data.strip() else cls.model_validate_json(data)
 
 
 class IdempotencyRecord(Record):
