@@ -34,6 +34,7 @@ from sklearn.ensemble import RandomForestClassifier
 from bench.figures import Figure, percentile
 from bench.harness import AUTH, BenchStack, Context
 from bench.http_load import RawHTTP
+from bench.profile import Profiler
 from zootrain.artifacts import ArtifactStore
 from zootrain.ml import modelfile
 from zootrain.records import VersionRecord, utcnow
@@ -134,13 +135,26 @@ def skops_load(path: Path) -> float:
 
 
 async def load(url: str, path: str, body: bytes, rows: int, clients: int, duration: float) -> Level:
+    """``clients`` keep-alive connections POSTing ``body`` to ``path`` for ``duration`` s."""
     connections = [RawHTTP(url) for _ in range(clients)]
     request = connections[0].request(path, body, {"content-type": "application/json", **AUTH})
     latencies: list[float] = []
     errors = 0
+
+    async def send(connection: RawHTTP) -> int:
+        try:
+            status, _ = await connection.send(request)
+        except (asyncio.IncompleteReadError, ConnectionError):
+            # uvicorn closes a keep-alive connection idle for 5 s (a client that waited for
+            # the others' warm-up): connect again, and count the request as an error.
+            await connection.close()
+            await connection.connect()
+            return 0
+        return status
+
     try:
         await asyncio.gather(*(c.connect() for c in connections))
-        await asyncio.gather(*(c.send(request) for c in connections))  # warm
+        await asyncio.gather(*(send(c) for c in connections))  # warm
         begin = time.perf_counter()
         stop = begin + duration
 
@@ -148,8 +162,7 @@ async def load(url: str, path: str, body: bytes, rows: int, clients: int, durati
             nonlocal errors
             while time.perf_counter() < stop:
                 started = time.perf_counter()
-                status, _ = await connection.send(request)
-                if status == 200:
+                if await send(connection) == 200:
                     latencies.append(time.perf_counter() - started)
                 else:
                     errors += 1
@@ -206,9 +219,10 @@ async def run(ctx: Context) -> list[Figure]:
         for m in models:
             plant(stack, m)
         urls: dict[str, str] = {}
+        pids: dict[str, int] = {}
         for config, extra in configs.items():
             stack.settings.update(extra)  # each service reads its settings when it starts
-            stack.start_api_server(1)
+            pids[config] = stack.start_api_server(1).popen.pid
             urls[config] = stack.url
             for key in extra:
                 del stack.settings[key]
@@ -223,6 +237,14 @@ async def run(ctx: Context) -> list[Figure]:
                         for config, url in urls.items():
                             if config == "unbatched" and rows != 1:
                                 continue  # batching matters for few rows a request
+                            profiler = None
+                            profiled = (run_index, rows, clients, config) == (0, 1, 64, "batched")
+                            if ctx.profile and profiled and Profiler.available():
+                                profiler = Profiler(
+                                    f"job service, {m.name} 1 row 64 clients (batched)",
+                                    pids[config],
+                                    ctx.directory("profiles"),
+                                ).start()
                             level = await load(
                                 url,
                                 f"/v1/models/{m.name}/predict",
@@ -231,6 +253,9 @@ async def run(ctx: Context) -> list[Figure]:
                                 clients,
                                 duration,
                             )
+                            if profiler is not None:
+                                profiler.stop()
+                                ctx.profiles.append(profiler.summary())
                             p50 = percentile(level.latencies, 50)
                             p99 = percentile(level.latencies, 99)
                             ctx.log(
