@@ -67,6 +67,8 @@ async def _answer(request: tuple[int, str, Any], cache: ModelCache, writer: Any)
             value = await _predict_batch(cache, *argument)
         elif operation == "validate":
             value = await asyncio.to_thread(_validate, argument)
+        elif operation == "validate_json":
+            value = await asyncio.to_thread(_validate_json, argument)
         else:
             raise ValueError(f"unknown operation {operation!r}")
         reply = Reply(number, value=value)
@@ -145,6 +147,24 @@ def _plain(predictions: Any) -> list[Any]:
     if predictions.dtype == object:  # tolist leaves the elements as they are
         values = [v.item() if hasattr(v, "item") else v for v in values]
     return values
+
+
+def _validate_json(
+    data: bytes,
+) -> tuple[dict[str, Any], Cost] | list[dict[str, Any]]:
+    """_validate of a spec sent as JSON; answers with the fields the checks changed (by name:
+    their new values) instead of the whole spec, which the job service already has."""
+    spec = JobSpec.model_validate_json(data)
+    outcome = _validate(spec)
+    if isinstance(outcome, list):
+        return outcome
+    checked, cost = outcome
+    changes = {
+        name: getattr(checked, name)
+        for name in type(checked).model_fields
+        if getattr(checked, name) != getattr(spec, name)
+    }
+    return changes, cost
 
 
 def _validate(spec: JobSpec) -> tuple[JobSpec, Cost] | list[dict[str, Any]]:
