@@ -5,11 +5,12 @@ walking the trees once per call, to scikit-learn's checks and to the trip to the
 requests for the same model file that wait at the same moment are stacked into one call and
 its answer split back, as BentoML's adaptive batching and Triton's dynamic batcher do.
 
-There is no batching window: a request for a model with no call in flight is sent at once, so a
-lone request waits for nothing. Only what arrives while the model's call is in flight waits, and
-it waits for that call to end, not for a timer: the next call takes everything queued by then
-(up to ``max_rows`` rows; a request is never split). Under load the batches grow by themselves
-to what arrives during one call; with one client there is none.
+There is no batching window: a request for a model with a free call slot (``parallel``, two by
+default) is sent at once, so a lone request waits for nothing. Only what arrives while the
+model's calls are all in flight waits, and it waits for one of them to end, not for a timer:
+the next call takes everything queued by then (up to ``max_rows`` rows; a request is never
+split). Under load the batches grow by themselves to what arrives during a call; with one
+client there is none.
 
 Each request keeps its own outcome: the child answers a batch with one outcome per request (its
 predictions, or the domain error that refused its rows), and a request whose client went away
@@ -49,12 +50,16 @@ class _Model:
 
     call: Call
     waiting: list[_Waiting] = field(default_factory=list)
-    sending: asyncio.Task[None] | None = None
+    senders: set[asyncio.Task[None]] = field(default_factory=set)
 
 
 class Batcher:
-    def __init__(self, max_rows: int) -> None:
+    def __init__(self, max_rows: int, parallel: int = 2) -> None:
         self.max_rows = max_rows
+        # Calls in flight per model (BentoML's "outbound semaphore"): two, so that one batch
+        # crosses to the child and back while the other is predicted, and big requests of one
+        # model use both of a forest's cores' worth of nogil tree walks.
+        self.parallel = parallel
         self._models: dict[str, _Model] = {}
         self.calls = 0  # predict calls made, for the tests and the benchmark
         self.requests = 0  # requests they answered
@@ -67,9 +72,10 @@ class Batcher:
             model = self._models[key] = _Model(call)
         answer: asyncio.Future[list[Any]] = asyncio.get_running_loop().create_future()
         model.waiting.append(_Waiting(rows, answer))
-        if model.sending is None:
-            # Nothing in flight for this model: send at once (no window to wait out).
-            model.sending = asyncio.create_task(self._send(key, model))
+        if len(model.senders) < self.parallel:
+            # A call slot is free for this model: send at once (no window to wait out).
+            sender = asyncio.create_task(self._send(key, model))
+            model.senders.add(sender)
         return await answer
 
     async def _send(self, key: str, model: _Model) -> None:
@@ -77,11 +83,12 @@ class Batcher:
             while batch := self._take(model):
                 await self._call(model.call, batch)
         finally:
-            model.sending = None
-            # Empty unless this task was cancelled (the service stopping): nobody will send them.
-            for request in model.waiting:
-                request.answer.cancel()
-            self._models.pop(key, None)
+            model.senders.discard(asyncio.current_task())
+            if not model.senders:
+                # Empty unless cancelled (the service stopping): nobody will send them.
+                for request in model.waiting:
+                    request.answer.cancel()
+                self._models.pop(key, None)
 
     def _take(self, model: _Model) -> list[_Waiting]:
         """The next batch: the oldest requests still wanted, up to ``max_rows`` rows (at least

@@ -146,10 +146,10 @@ async def load(url: str, path: str, body: bytes, rows: int, clients: int, durati
             status, _ = await connection.send(request)
         except (asyncio.IncompleteReadError, ConnectionError):
             # uvicorn closes a keep-alive connection idle for 5 s (a client that waited for
-            # the others' warm-up): connect again, and count the request as an error.
+            # the others' warm-up): connect again and send it again.
             await connection.close()
             await connection.connect()
-            return 0
+            status, _ = await connection.send(request)
         return status
 
     try:

@@ -60,7 +60,7 @@ async def until(condition: Any) -> None:
 
 @run
 async def test_a_lone_request_is_sent_at_once_in_a_call_of_its_own() -> None:
-    batcher, model = Batcher(max_rows=100), Model()
+    batcher, model = Batcher(max_rows=100, parallel=1), Model()
     assert await batcher.predict("m", [[1.0], [2.0]], model) == [1.0, 2.0]
     assert model.batches == [[[[1.0], [2.0]]]]
     assert await batcher.predict("m", [[3.0]], model) == [3.0]
@@ -69,7 +69,7 @@ async def test_a_lone_request_is_sent_at_once_in_a_call_of_its_own() -> None:
 
 @run
 async def test_requests_waiting_for_a_call_share_the_next_one_and_get_their_own_rows() -> None:
-    batcher, model = Batcher(max_rows=1000), Model()
+    batcher, model = Batcher(max_rows=1000, parallel=1), Model()
     model.gate.clear()
     first = asyncio.create_task(batcher.predict("m", [[0.0]], model))
     await until(lambda: len(model.batches) == 1)  # the first request is in flight alone
@@ -88,7 +88,7 @@ async def test_requests_waiting_for_a_call_share_the_next_one_and_get_their_own_
 
 @run
 async def test_a_refused_request_fails_alone_in_its_batch() -> None:
-    batcher, model = Batcher(max_rows=1000), Model()
+    batcher, model = Batcher(max_rows=1000, parallel=1), Model()
     model.gate.clear()
     first = asyncio.create_task(batcher.predict("m", [[1.0]], model))
     await until(lambda: len(model.batches) == 1)
@@ -106,7 +106,7 @@ async def test_a_refused_request_fails_alone_in_its_batch() -> None:
 
 @run
 async def test_a_failed_call_fails_every_request_of_its_batch_and_no_other() -> None:
-    batcher, model = Batcher(max_rows=1000), Model()
+    batcher, model = Batcher(max_rows=1000, parallel=1), Model()
     model.gate.clear()
     model.failing[0] = NotFound("artifact missing")
     first = asyncio.create_task(batcher.predict("m", [[1.0]], model))
@@ -121,7 +121,7 @@ async def test_a_failed_call_fails_every_request_of_its_batch_and_no_other() -> 
 
 @run
 async def test_different_models_never_share_a_call() -> None:
-    batcher = Batcher(max_rows=1000)
+    batcher = Batcher(max_rows=1000, parallel=1)
     one, two = Model(factor=1.0), Model(factor=9.0)
     one.gate.clear()
     two.gate.clear()
@@ -144,7 +144,7 @@ async def test_different_models_never_share_a_call() -> None:
 
 @run
 async def test_a_batch_holds_at_most_max_rows_and_never_splits_a_request() -> None:
-    batcher, model = Batcher(max_rows=10), Model()
+    batcher, model = Batcher(max_rows=10, parallel=1), Model()
     model.gate.clear()
     first = asyncio.create_task(batcher.predict("m", [[0.0]], model))
     await until(lambda: len(model.batches) == 1)
@@ -160,7 +160,7 @@ async def test_a_batch_holds_at_most_max_rows_and_never_splits_a_request() -> No
 
 @run
 async def test_a_request_whose_client_went_away_is_left_out_of_the_next_call() -> None:
-    batcher, model = Batcher(max_rows=1000), Model()
+    batcher, model = Batcher(max_rows=1000, parallel=1), Model()
     model.gate.clear()
     first = asyncio.create_task(batcher.predict("m", [[0.0]], model))
     await until(lambda: len(model.batches) == 1)
@@ -176,6 +176,24 @@ async def test_a_request_whose_client_went_away_is_left_out_of_the_next_call() -
 
 @run
 async def test_nothing_is_left_behind_once_the_calls_end() -> None:
-    batcher, model = Batcher(max_rows=1000), Model()
+    batcher, model = Batcher(max_rows=1000, parallel=1), Model()
     await asyncio.gather(*(batcher.predict(f"m{i % 3}", [[1.0]], model) for i in range(30)))
+    assert batcher._models == {}
+
+
+@run
+async def test_two_calls_of_one_model_fly_at_once_and_the_rest_wait_for_either() -> None:
+    batcher, model = Batcher(max_rows=1000, parallel=2), Model()
+    model.gate.clear()
+    first = asyncio.create_task(batcher.predict("m", [[1.0]], model))
+    await until(lambda: len(model.batches) == 1)
+    second = asyncio.create_task(batcher.predict("m", [[2.0]], model))
+    await until(lambda: len(model.batches) == 2)  # sent at once: a slot was free
+    rest = [asyncio.create_task(batcher.predict("m", [[float(i)]], model)) for i in range(3, 9)]
+    await until(lambda: all(not t.done() for t in rest))
+    assert len(model.batches) == 2  # both slots busy: the rest wait
+    model.gate.set()
+    assert [await first, await second] == [[1.0], [2.0]]
+    assert [await t for t in rest] == [[float(i)] for i in range(3, 9)]
+    assert sorted(len(b) for b in model.batches) == [1, 1, 6]
     assert batcher._models == {}
