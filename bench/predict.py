@@ -234,7 +234,9 @@ async def run(ctx: Context) -> list[Figure]:
                         await loop.run_in_executor(None, in_process, m.model, X, min(duration, 2.0))
                     )
                     for clients in CLIENTS:
-                        for config, url in urls.items():
+                        # Alternated run by run: neither service always goes first.
+                        order = list(urls.items())
+                        for config, url in order[:: -1 if run_index % 2 else 1]:
                             if config == "unbatched" and rows != 1:
                                 continue  # batching matters for few rows a request
                             profiler = None
