@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from rich.table import Table
 
 from zootrain.cli.plumbing import Json, Token, Url, app, call_and_print, out
 from zootrain.cli.render import BOX, when
-from zootrain.records import WorkerRecord
+
+if TYPE_CHECKING:
+    from zootrain.records import WorkerRecord
 
 
 @app.command()
