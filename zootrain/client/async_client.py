@@ -28,7 +28,7 @@ from zootrain.client.errors import ZootrainError
 from zootrain.client.events import Event, _EventCursor, _SSEDecoder
 from zootrain.client.retry import RetryPolicy
 from zootrain.records import JobRecord, JobSpec, JobState, VersionRecord, WorkerRecord
-from zootrain.views import JobList, JobView, ModelSummary, PredictResponse, Status
+from zootrain.views import JobList, JobView, ModelSummary, Overview, PredictResponse, Status
 
 
 class AsyncClient(_Base):
@@ -225,6 +225,10 @@ class AsyncClient(_Base):
 
     async def workers(self) -> list[WorkerRecord]:
         return await self._run(_Calls.workers())
+
+    async def overview(self, failures: int = 10) -> Overview:
+        """Jobs per state, the queue depth and the latest failed jobs with their errors."""
+        return await self._run(_Calls.overview(failures))
 
     async def health(self) -> Status:
         return await self._run(_Calls.health())

@@ -15,7 +15,7 @@ from pydantic import TypeAdapter
 
 from zootrain.client.events import _EventCursor
 from zootrain.records import JobSpec, JobState, VersionRecord, WorkerRecord
-from zootrain.views import JobList, JobView, ModelSummary, PredictResponse, Status
+from zootrain.views import JobList, JobView, ModelSummary, Overview, PredictResponse, Status
 
 T = TypeVar("T")
 
@@ -143,6 +143,10 @@ class _Calls:
     @staticmethod
     def workers() -> _Call[list[WorkerRecord]]:
         return _get("/v1/workers", _model(list[WorkerRecord]))
+
+    @staticmethod
+    def overview(failures: int = 10) -> _Call[Overview]:
+        return _get("/v1/overview", _model(Overview), failures=int(failures))
 
     @staticmethod
     def health() -> _Call[Status]:

@@ -27,7 +27,7 @@ from zootrain.client.errors import ZootrainError
 from zootrain.client.events import Event, _EventCursor, _SSEDecoder
 from zootrain.client.retry import RetryPolicy
 from zootrain.records import JobRecord, JobSpec, JobState, VersionRecord, WorkerRecord
-from zootrain.views import JobList, JobView, ModelSummary, PredictResponse, Status
+from zootrain.views import JobList, JobView, ModelSummary, Overview, PredictResponse, Status
 
 
 class Client(_Base):
@@ -233,6 +233,10 @@ class Client(_Base):
 
     def workers(self) -> list[WorkerRecord]:
         return self._run(_Calls.workers())
+
+    def overview(self, failures: int = 10) -> Overview:
+        """Jobs per state, the queue depth and the latest failed jobs with their errors."""
+        return self._run(_Calls.overview(failures))
 
     def health(self) -> Status:
         return self._run(_Calls.health())
