@@ -162,6 +162,14 @@ class Settings(BaseSettings):
 
     worker_id: str | None = Field(None, pattern=r"^[A-Za-z0-9._-]{1,64}$")
     worker_concurrency: int = Field(1, ge=1, le=64, description="shards a worker trains at once")
+    worker_round_shards: int = Field(
+        16,
+        ge=0,
+        le=256,
+        description="shards of jobs training in rounds a worker holds at once, on top of "
+        "worker_concurrency (their children wait between short rounds; a job's shards must "
+        "all be held at once somewhere)",
+    )
     worker_grace: float = Field(
         30.0, ge=0, description="seconds a stopping worker lets its running shard finish"
     )
