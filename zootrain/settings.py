@@ -189,6 +189,12 @@ class Settings(BaseSettings):
         1.0, ge=0, description="seconds before a failed shard's first retry; doubles per attempt"
     )
     retry_backoff_max: float = Field(60.0, ge=0)
+    predict_batch_rows: int = Field(
+        1024,
+        ge=0,
+        description="rows one predict call of the job service's prediction processes stacks "
+        "from concurrent requests for the same model (app.batching); 0: one call a request",
+    )
 
     def ceilings(self) -> Ceilings:
         return Ceilings(
