@@ -140,6 +140,7 @@ class Worker:
             await housekeeping
         finally:
             housekeeping.cancel()
+            processes.close_idle()
             await self.zk.stop()
             log.info("worker %s stopped", self.id)
 
@@ -624,6 +625,7 @@ class Worker:
                     payload,
                     time_limit=self.time_limit(claim.job),
                     memory_limit=self.memory_limit,
+                    affinity=claim.job.id,
                 )
             claim.settling = True
             log.info("trained %s in %.2fs; recording it", claim.key, result["train_seconds"])

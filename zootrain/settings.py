@@ -198,6 +198,12 @@ class Settings(BaseSettings):
         "every shard when they fit it (estimated at 12 bytes a value plus 16 a row) and takes "
         "random data shards otherwise",
     )
+    predict_batch_rows: int = Field(
+        1024,
+        ge=0,
+        description="rows one predict call of the job service's prediction processes stacks "
+        "from concurrent requests for the same model (app.batching); 0: one call a request",
+    )
 
     def ceilings(self) -> Ceilings:
         return Ceilings(
