@@ -12,7 +12,7 @@ import secrets
 import time
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Any, Self
+from typing import Any, Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -193,6 +193,17 @@ class VersionRecord(Record):
     )
 
 
+WorkerState = Literal["active", "paused", "draining"]
+
+
+class DrainRecord(Record):
+    """/drains/<worker id>: a worker asked to finish what it holds and claim nothing new."""
+
+    worker_id: str
+    requested_at: datetime
+    requested_by: str
+
+
 class WorkerRecord(Record):
     """/workers/<id> (ephemeral): a live worker."""
 
@@ -203,6 +214,15 @@ class WorkerRecord(Record):
     capacity: int
     current: list[str] = Field(
         default_factory=list, description="shards being worked on, as '<job>/<index>'"
+    )
+    state: WorkerState = Field(
+        "active",
+        description="active: claims work; paused: the cluster is paused (PATCH /v1/config); "
+        "draining: asked to drain (POST /v1/workers/{id}/drain), finishes what it holds and "
+        "claims nothing new",
+    )
+    config_version: int | None = Field(
+        None, description="the live configuration version this worker applies"
     )
 
 

@@ -182,6 +182,12 @@ class Settings(BaseSettings):
     )
     retry_backoff_max: float = Field(60.0, ge=0)
 
+    paused: bool = Field(
+        False,
+        description="workers claim no new work (what runs finishes; submits are still "
+        "accepted); usually set live with PATCH /v1/config",
+    )
+
     def ceilings(self) -> Ceilings:
         return Ceilings(
             max_trees=self.max_trees,
