@@ -1,0 +1,369 @@
+"""Live configuration (/v1/config) and worker drain, against a real ZooKeeper and real processes."""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from datetime import datetime
+from typing import Any
+
+import httpx
+import pytest
+from fastapi.testclient import TestClient
+from kazoo.client import KazooClient
+
+import zootrain.liveconfig
+from testkit.auth import AUTH, READ_TOKEN, bearer
+from testkit.stack import Process, Stack, wait_for, wait_job
+from testkit.zkserver import free_port
+from tests.integration.conftest import assert_problem, shard_records, start_api, submit
+from tests.support.specs import iris_spec
+
+pytestmark = pytest.mark.integration
+
+MERGE = {"Content-Type": "application/merge-patch+json"}
+
+# Long enough to be still training while a setting changes (several seconds a shard here).
+SLOW = {
+    "dataset": {"kind": "synthetic", "task": "classification", "n_samples": 40_000},
+    "params": {"n_estimators": 80, "max_depth": 12},
+}
+
+
+def patch(client: Any, settings: dict[str, Any] | None, **headers: str) -> Any:
+    return client.patch(
+        "/v1/config", content=json.dumps({"settings": settings}), headers={**MERGE, **headers}
+    )
+
+
+def metric(text: str, name: str) -> float | None:
+    match = re.search(rf"^{name} (\S+)$", text, re.MULTILINE)
+    return float(match.group(1)) if match else None
+
+
+def when(value: str) -> float:
+    return datetime.fromisoformat(value).timestamp()
+
+
+# -- the API, in-process against the real ZooKeeper ----------------------------------------------
+
+
+def test_get_patch_and_history(api: TestClient, kazoo: KazooClient, zk_root: str) -> None:
+    first = api.get("/v1/config")
+    assert first.status_code == 200, first.text
+    body = first.json()
+    assert body["version"] == 0 and body["overrides"] == {}
+    assert first.headers["ETag"] == '"0"'
+    assert body["settings"]["paused"] is False
+    assert body["settings"]["worker_concurrency"] == 1  # the environment's
+
+    changed = patch(api, {"paused": True, "worker_concurrency": "3"}, **{"If-Match": '"0"'})
+    assert changed.status_code == 200, changed.text
+    assert changed.headers["ETag"] == '"1"'
+    view = changed.json()
+    assert view["version"] == 1
+    assert view["settings"]["paused"] is True
+    assert view["settings"]["worker_concurrency"] == 3  # normalised as the variable's rules do
+    assert view["overrides"] == {"paused": True, "worker_concurrency": 3}
+    assert view["updated_by"] == "test-admin"
+
+    # The document is readable in ZooKeeper, under the installation's ACL.
+    data, stat = kazoo.get(f"{zk_root}/config")
+    assert stat.version == 1
+    assert json.loads(data)["settings"] == {"paused": True, "worker_concurrency": 3}
+
+    # null returns a setting to the environment's value.
+    again = patch(api, {"paused": None})
+    assert again.status_code == 200, again.text
+    assert again.json()["version"] == 2
+    assert again.json()["overrides"] == {"worker_concurrency": 3}
+    assert again.json()["settings"]["paused"] is False
+
+    history = api.get("/v1/config/history")
+    assert history.status_code == 200, history.text
+    entries = history.json()
+    assert [e["version"] for e in entries] == [2, 1]  # newest first
+    assert entries[0]["patch"] == {"settings": {"paused": None}}
+    assert entries[1]["updated_by"] == "test-admin"
+    assert entries[1]["settings"] == {"paused": True, "worker_concurrency": 3}
+
+    # The process's own settings follow (the watch), which the submit limits use.
+    wait_for(lambda: api.get("/v1/config").json()["settings"]["worker_concurrency"] == 3, 10, "")
+
+
+def test_stale_if_match_is_412_and_changes_nothing(api: TestClient, kazoo: KazooClient) -> None:
+    assert patch(api, {"max_queue": 500}).status_code == 200
+    etag = api.get("/v1/config").headers["ETag"]
+    assert patch(api, {"max_queue": 600}, **{"If-Match": etag}).status_code == 200
+    stale = patch(api, {"max_queue": 700}, **{"If-Match": etag})
+    assert_problem(stale, 412, "version 2", "not 1")
+    assert patch(api, {"max_queue": 700}, **{"If-Match": "garbage"}).status_code == 412
+    assert api.get("/v1/config").json()["settings"]["max_queue"] == 600
+    assert len(api.get("/v1/config/history").json()) == 2
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "needles"),
+    [
+        ({"settings": {"worker_concurrency": 0}}, 422, ["'worker_concurrency'", "greater than"]),
+        ({"settings": {"worker_concurrency": 65}}, 422, ["'worker_concurrency'"]),
+        ({"settings": {"submit_rate": "fast"}}, 422, ["'submit_rate'"]),
+        ({"settings": {"paused": "perhaps"}}, 422, ["'paused'"]),
+        ({"settings": {"colour": "blue"}}, 422, ["unknown setting 'colour'"]),
+        ({"settings": {"zk_hosts": "elsewhere:2181"}}, 422, ["'zk_hosts'", "ZooKeeper"]),
+        ({"settings": {"zk_root": "/other"}}, 422, ["'zk_root'", "cannot change live"]),
+        ({"settings": {"zk_auth": "a:b"}}, 422, ["'zk_auth'", "credential"]),
+        ({"settings": {"tokens": "x"}}, 422, ["'tokens'", "zootrain token"]),
+        ({"settings": {"max_shards": 3}}, 422, ["'max_shards'", "restart"]),
+        ({"paused": True}, 422, ["'paused'", '"settings"']),
+        ({"version": 9}, 422, ["read-only"]),
+        ([1, 2], 422, ["JSON object"]),
+    ],
+)
+def test_bad_patches_are_refused_naming_the_key(
+    api: TestClient, body: Any, status: int, needles: list[str]
+) -> None:
+    response = api.patch("/v1/config", content=json.dumps(body), headers=MERGE)
+    assert_problem(response, status, *needles)
+    assert api.get("/v1/config").json()["version"] == 0  # nothing was written
+
+
+def test_patch_needs_admin_and_a_merge_patch(api: TestClient) -> None:
+    refused = api.patch(
+        "/v1/config",
+        content=json.dumps({"settings": {"paused": True}}),
+        headers={**MERGE, **bearer(READ_TOKEN)},
+    )
+    assert refused.status_code == 403, refused.text
+    assert api.get("/v1/config", headers=bearer(READ_TOKEN)).status_code == 200
+    text = api.patch("/v1/config", content=b"paused=true", headers={"Content-Type": "text/plain"})
+    assert_problem(text, 415, "merge-patch")
+    broken = api.patch("/v1/config", content=b"{not json", headers=MERGE)
+    assert_problem(broken, 422, "not valid JSON")
+
+
+def test_history_is_bounded(api: TestClient, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(zootrain.liveconfig, "MAX_HISTORY", 3)
+    for limit in range(10, 15):
+        assert patch(api, {"max_queue": limit}).status_code == 200
+    entries = api.get("/v1/config/history").json()
+    assert [e["version"] for e in entries] == [5, 4, 3]
+    assert entries[0]["settings"]["max_queue"] == 14
+    assert len(api.get("/v1/config/history", params={"limit": 1}).json()) == 1
+
+
+def test_a_bad_document_written_by_hand_is_ignored(
+    api: TestClient, kazoo: KazooClient, zk_root: str
+) -> None:
+    assert patch(api, {"paused": True}).status_code == 200
+    wait_for(lambda: metric(api.get("/metrics").text, "zootrain_config_version") == 1, 10, "v1")
+    rejected_before = metric(api.get("/metrics").text, "zootrain_config_rejected_total") or 0
+    for bad in (b"{not json", b'{"settings": {"worker_concurrency": -1}}'):
+        kazoo.set(f"{zk_root}/config", bad)
+        seen = kazoo.exists(f"{zk_root}/config")
+        assert seen is not None
+
+        def rejected(count: float = rejected_before + 1) -> bool:
+            return (
+                metric(api.get("/metrics").text, "zootrain_config_rejected_total") or 0
+            ) >= count
+
+        wait_for(rejected, 10, "the bad document to be counted")
+        rejected_before += 1
+        view = api.get("/v1/config").json()
+        assert view["rejected"]["version"] == seen.version
+        assert view["version"] == 1 and view["settings"]["paused"] is True  # the last good one
+        assert api.get("/readyz").status_code == 200
+    # A PATCH repairs it, starting from the last good document.
+    fixed = patch(api, {"max_queue": 77})
+    assert fixed.status_code == 200, fixed.text
+    assert fixed.json()["overrides"] == {"paused": True, "max_queue": 77}
+    assert (
+        "rejected" not in api.get("/v1/config").json()
+        or not api.get("/v1/config").json()["rejected"]
+    )
+
+
+def test_the_submit_limits_follow_the_configuration(api: TestClient) -> None:
+    assert patch(api, {"max_queue": 1}).status_code == 200
+    wait_for(lambda: api.get("/v1/config").json()["settings"]["max_queue"] == 1, 10, "max_queue")
+    wait_for(
+        lambda: metric(api.get("/metrics").text, "zootrain_config_version") == 1, 10, "applied"
+    )
+    assert submit(api, iris_spec("first"))  # nothing runs it: it stays queued
+    assert_problem(api.post("/v1/jobs", json=iris_spec("second")), 429, "limit 1")
+    assert patch(api, {"max_queue": None}).status_code == 200
+    wait_for(
+        lambda: metric(api.get("/metrics").text, "zootrain_config_version") == 2, 10, "applied"
+    )
+    assert api.post("/v1/jobs", json=iris_spec("second")).status_code == 202
+
+
+# -- real processes ------------------------------------------------------------------------------
+
+
+def scrape(url: str) -> str:
+    return httpx.get(url, timeout=5, headers=AUTH).text
+
+
+def test_a_change_reaches_every_process_within_a_second(stack: Stack, kazoo: KazooClient) -> None:
+    """Two job services and two workers; a PATCH on one is applied by all four. The time each
+    took is printed (the promise is a second; the test only waits for the event)."""
+    urls = [start_api(stack, kazoo), start_api(stack, kazoo)]
+    ports = [free_port(), free_port()]
+    for index, port in enumerate(ports):
+        stack.start_worker(ZOOTRAIN_WORKER_ID=f"live-{index}", ZOOTRAIN_METRICS_PORT=str(port))
+    endpoints = [f"{u}/metrics" for u in urls] + [f"http://127.0.0.1:{p}/metrics" for p in ports]
+    # Every process applied the empty document (version 0) at start-up.
+    for endpoint in endpoints:
+        wait_for(lambda e=endpoint: metric(scrape(e), "zootrain_config_version") == 0, 30, endpoint)
+
+    latencies: list[float] = []
+    with httpx.Client(headers=AUTH, base_url=urls[1], timeout=30) as client:
+        for version, settings in enumerate(
+            [
+                {"paused": True, "worker_concurrency": 2},
+                {"paused": False, "submit_rate": 3, "retry_backoff": 0.5},
+                {"worker_concurrency": None, "max_versions": 10},
+            ],
+            start=1,
+        ):
+            sent = time.time()
+            answer = patch(client, settings)
+            assert answer.status_code == 200, answer.text
+            assert answer.json()["version"] == version
+            for endpoint in endpoints:
+
+                def applied(e: str = endpoint, v: int = version) -> bool:
+                    return metric(scrape(e), "zootrain_config_version") == v
+
+                wait_for(applied, 30, f"{endpoint} to apply version {version}", interval=0.02)
+                at = metric(scrape(endpoint), "zootrain_config_applied_timestamp_seconds")
+                assert at is not None
+                latencies.append(at - sent)
+            # And through the API of every process: each job service's settings, each
+            # worker's record.
+            for url in urls:
+                view = httpx.get(f"{url}/v1/config", headers=AUTH, timeout=10).json()
+                assert view["version"] == version
+            expected_state = "paused" if version == 1 else "active"
+            expected_capacity = 2 if version <= 2 else 1
+
+            def recorded(
+                v: int = version, s: str = expected_state, c: int = expected_capacity
+            ) -> bool:
+                records = client.get("/v1/workers").json()
+                return len(records) == 2 and all(
+                    r["config_version"] == v and r["state"] == s and r["capacity"] == c
+                    for r in records
+                )
+
+            wait_for(recorded, 30, f"both workers to record version {version}")
+    print(
+        f"\nlive configuration: {len(latencies)} applications (2 job services + 2 workers x 3 "
+        f"changes), from the PATCH sent to applied: median {sorted(latencies)[len(latencies) // 2]:.3f} s, "
+        f"max {max(latencies):.3f} s"
+    )
+
+
+def test_pause_lets_running_work_finish_and_claims_nothing_until_resumed(
+    stack: Stack, kazoo: KazooClient, zk_root: str
+) -> None:
+    url = start_api(stack, kazoo)
+    stack.start_worker(ZOOTRAIN_WORKER_ID="pausing")
+    with httpx.Client(headers=AUTH, base_url=url, timeout=30) as client:
+        running = submit(client, iris_spec("running-on", shards=1, **SLOW))["id"]
+        wait_for(
+            lambda: any(s["state"] == "running" for s in shard_records(kazoo, zk_root, running)),
+            60,
+            "the slow shard to start",
+        )
+        paused = patch(client, {"paused": True}).json()
+        wait_for(
+            lambda: client.get("/v1/workers").json()[0]["state"] == "paused", 30, "worker paused"
+        )
+        # Submits are still accepted while paused.
+        waiting = submit(client, iris_spec("waits-for-resume"))["id"]
+        # What ran finishes: the shard that was training completes, first attempt.
+        done = wait_job(client, running)
+        assert done["state"] == "succeeded"
+        assert [s["attempts"] for s in shard_records(kazoo, zk_root, running)] == [1]
+        assert client.get(f"/v1/jobs/{waiting}").json()["state"] == "queued"
+        resumed = patch(client, {"paused": False}).json()
+        assert wait_job(client, waiting)["state"] == "succeeded"
+        # Nothing of the second job was claimed before the resume was written.
+        starts = [when(s["started_at"]) for s in shard_records(kazoo, zk_root, waiting)]
+        assert min(starts) >= when(resumed["updated_at"]), (starts, resumed, paused)
+
+
+def test_shrinking_concurrency_never_kills_a_running_shard(
+    stack: Stack, kazoo: KazooClient, zk_root: str
+) -> None:
+    url = start_api(stack, kazoo)
+    worker = stack.start_worker(ZOOTRAIN_WORKER_ID="shrinking", ZOOTRAIN_WORKER_CONCURRENCY="2")
+    with httpx.Client(headers=AUTH, base_url=url, timeout=30) as client:
+        both = submit(client, iris_spec("two-at-once", shards=2, **SLOW))["id"]
+        wait_for(
+            lambda: [s["state"] for s in shard_records(kazoo, zk_root, both)] == ["running"] * 2,
+            60,
+            "both shards to train at once",
+        )
+        shrunk = patch(client, {"worker_concurrency": 1}).json()
+        wait_for(lambda: client.get("/v1/workers").json()[0]["capacity"] == 1, 30, "capacity 1")
+        assert wait_job(client, both)["state"] == "succeeded"
+        assert [s["attempts"] for s in shard_records(kazoo, zk_root, both)] == [1, 1]
+        assert "stopped" not in worker.output() and "cancel" not in worker.output().lower()
+        # From now on one shard at a time: the next job's two shards do not overlap.
+        after = submit(client, iris_spec("one-at-a-time", shards=2))["id"]
+        assert wait_job(client, after)["state"] == "succeeded"
+        spans = sorted(
+            (when(s["started_at"]), when(s["finished_at"]))
+            for s in shard_records(kazoo, zk_root, after)
+        )
+        assert spans[0][1] <= spans[1][0], (spans, shrunk)
+
+
+def trained_by(kazoo: KazooClient, root: str, job_id: str) -> set[str]:
+    return {s["worker"] for s in shard_records(kazoo, root, job_id)}
+
+
+def test_drain_finishes_what_a_worker_holds_and_leaves_the_others(
+    stack: Stack, kazoo: KazooClient, zk_root: str
+) -> None:
+    url = start_api(stack, kazoo)
+    drained: Process = stack.start_worker(ZOOTRAIN_WORKER_ID="drained")
+    with httpx.Client(headers=AUTH, base_url=url, timeout=30) as client:
+        held = submit(client, iris_spec("held-by-drained", shards=1, **SLOW))["id"]
+        wait_for(
+            lambda: any(s["state"] == "running" for s in shard_records(kazoo, zk_root, held)),
+            60,
+            "the drained worker to hold a shard",
+        )
+        stack.start_worker(ZOOTRAIN_WORKER_ID="other")
+        assert_problem(client.post("/v1/workers/nobody/drain"), 404, "nobody")
+        read_only = client.post("/v1/workers/drained/drain", headers=bearer(READ_TOKEN))
+        assert read_only.status_code == 403
+        asked = client.post("/v1/workers/drained/drain")
+        assert asked.status_code == 202, asked.text
+        assert asked.json()["requested_by"] == "test-admin"
+        assert client.post("/v1/workers/drained/drain").json() == asked.json()  # harmless again
+
+        def states() -> dict[str, str]:
+            return {r["id"]: r["state"] for r in client.get("/v1/workers").json()}
+
+        wait_for(lambda: states() == {"drained": "draining", "other": "active"}, 30, "draining")
+        # Work submitted now goes to the other worker only; the held shard finishes where it is.
+        later = [submit(client, iris_spec(f"after-drain-{i}"))["id"] for i in range(3)]
+        assert wait_job(client, held)["state"] == "succeeded"
+        assert trained_by(kazoo, zk_root, held) == {"drained"}
+        assert [s["attempts"] for s in shard_records(kazoo, zk_root, held)] == [1]
+        for job_id in later:
+            assert wait_job(client, job_id)["state"] == "succeeded"
+            assert trained_by(kazoo, zk_root, job_id) == {"other"}
+        assert drained.alive()
+        assert client.get("/v1/workers").json()[0]["current"] == []
+        # Undrained, it claims again.
+        assert client.delete("/v1/workers/drained/drain").status_code == 204
+        assert_problem(client.delete("/v1/workers/drained/drain"), 404, "not draining")
+        wait_for(lambda: states()["drained"] == "active", 30, "undrained")
