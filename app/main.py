@@ -156,6 +156,7 @@ def _document_auth_problems(schema: dict[str, Any]) -> None:
 _JOB = "/v1/jobs/{job_id}"
 _DATASET = "/v1/datasets/{dataset_id}"
 _MODEL = "/v1/models/{name}"
+_DRAIN = "/v1/workers/{worker_id}/drain"
 _FIRST_MODEL = {"name": "$response.body#/0/name"}
 _FIRST_LATEST = {**_FIRST_MODEL, "version": "$response.body#/0/latest_version"}
 _LINKS: dict[tuple[str, str], dict[str, tuple[str, str, dict[str, str]]]] = {
@@ -171,6 +172,12 @@ _LINKS: dict[tuple[str, str], dict[str, tuple[str, str, dict[str, str]]]] = {
         "Predict": (_MODEL + "/predict", "post", _FIRST_MODEL),
         "DeleteLatestVersion": (_MODEL + "/versions/{version}", "delete", _FIRST_LATEST),
         "DeleteModel": (_MODEL, "delete", _FIRST_MODEL),
+    },
+    ("/v1/workers", "get"): {
+        "DrainWorker": (_DRAIN, "post", {"worker_id": "$response.body#/0/id"}),
+    },
+    (_DRAIN, "post"): {
+        "UndrainWorker": (_DRAIN, "delete", {"worker_id": "$response.body#/worker_id"}),
     },
     ("/v1/datasets", "post"): {
         "GetDataset": (_DATASET, "get", {"dataset_id": "$response.body#/id"}),

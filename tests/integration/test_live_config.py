@@ -260,9 +260,10 @@ def test_a_change_reaches_every_process_within_a_second(stack: Stack, kazoo: Kaz
                 )
 
             wait_for(recorded, 30, f"both workers to record version {version}")
+    median = sorted(latencies)[len(latencies) // 2]
     print(
         f"\nlive configuration: {len(latencies)} applications (2 job services + 2 workers x 3 "
-        f"changes), from the PATCH sent to applied: median {sorted(latencies)[len(latencies) // 2]:.3f} s, "
+        f"changes), from the PATCH sent to applied: median {median:.3f} s, "
         f"max {max(latencies):.3f} s"
     )
 
