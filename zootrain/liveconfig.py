@@ -257,8 +257,13 @@ async def write_patch(
     """
     changes = _check_patch(patch)
     while True:
-        data, stat = await zk.retry(lambda: zk.get(paths.config))
-        history_data, history_stat = await zk.retry(lambda: zk.get(paths.config_history))
+        try:
+            data, stat = await zk.retry(lambda: zk.get(paths.config))
+            history_data, history_stat = await zk.retry(lambda: zk.get(paths.config_history))
+        except NoNodeError:
+            # Deleted by hand (the layout makes both): make them again, empty, and go on.
+            await zk.ensure_path(paths.config_history)
+            continue
         if if_match is not None and stat.version != if_match:
             raise PreconditionFailed(
                 f"the configuration is at version {stat.version}, not {if_match} (If-Match): "
@@ -365,11 +370,14 @@ class ConfigWatch:
     _reading: asyncio.Lock = field(default_factory=asyncio.Lock)
     _rereads: set[asyncio.Task[None]] = field(default_factory=set)  # held: the loop keeps weak refs
     _seen: int = -2  # the last version read, good or bad (a bad one is logged once)
+    _listening: bool = False
 
     async def start(self) -> None:
         """The first read, then the watch. A new session loses its watches: read again on every
         reconnect, which also catches a change made while this process was cut off."""
-        self.zk.add_state_listener(self._on_state)
+        if not self._listening:  # start() is called again when its first read failed
+            self.zk.add_state_listener(self._on_state)
+            self._listening = True
         await self._read()
 
     def _on_state(self, state: KazooState) -> None:

@@ -6,6 +6,7 @@ import json
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Header, Query, Request, Response
+from kazoo.exceptions import NoNodeError
 
 from app.auth import READ, Admin
 from app.deps import Services, services
@@ -50,7 +51,13 @@ def _etag(version: int) -> str:
 )
 async def get_config(svc: Annotated[Services, Depends(services)], response: Response) -> ConfigView:
     zk = svc.zk
-    data, stat = await zk.retry(lambda: zk.get(svc.paths.config))
+    try:
+        data, stat = await zk.retry(lambda: zk.get(svc.paths.config))
+    except NoNodeError:
+        data, stat = b"", None  # deleted by hand: nothing is set
+    if stat is None:
+        response.headers["ETag"] = _etag(0)
+        return _view(svc, ConfigDocument(), 0)
     try:
         view = _view(svc, ConfigDocument.load(data), stat.version)
     except ConfigInvalid as exc:
@@ -133,7 +140,10 @@ async def config_history(
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> list[ConfigChange]:
     zk = svc.zk
-    data, _ = await zk.retry(lambda: zk.get(svc.paths.config_history))
+    try:
+        data, _ = await zk.retry(lambda: zk.get(svc.paths.config_history))
+    except NoNodeError:
+        return []  # deleted by hand: the next change makes it again
     changes = []
     for entry in load_history(data)[:limit]:
         try:

@@ -207,6 +207,7 @@ async function route() {
     else if (view === "models") { show("models"); await loadModels(); }
     else if (view === "workers") { show("workers"); await loadWorkers(); }
     else { show("jobs"); await loadJobs(true); }
+    await loadPaused();
     status("");
   } catch (error) {
     if (!(error instanceof AuthRequired)) status(error.message);
@@ -396,13 +397,19 @@ async function loadModels() {
   if (!container.children.length) container.textContent = "No model has been published yet.";
 }
 
+// The live configuration's paused flag (PATCH /v1/config), shown on every page.
+async function loadPaused() {
+  const config = await api("/v1/config");
+  $("#paused-banner").hidden = !config.settings.paused;
+}
+
 async function loadWorkers() {
   const tbody = $("#workers-table tbody");
   tbody.replaceChildren();
   for (const worker of await api("/v1/workers")) {
     const tr = document.createElement("tr");
     tr.append(cell(worker.id), cell(worker.host), cell(worker.pid), cell(when(worker.started_at)),
-      cell(worker.current.join(", ") || "idle"));
+      cell(worker.current.join(", ") || (worker.state && worker.state !== "active" ? worker.state : "idle")));
     tbody.append(tr);
   }
 }

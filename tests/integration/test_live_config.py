@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 import time
@@ -14,11 +15,13 @@ from fastapi.testclient import TestClient
 from kazoo.client import KazooClient
 
 import zootrain.liveconfig
-from testkit.auth import AUTH, READ_TOKEN, bearer
+from testkit.auth import ADMIN_TOKEN, AUTH, READ_TOKEN, bearer
 from testkit.stack import Process, Stack, wait_for, wait_job
 from testkit.zkserver import free_port
 from tests.integration.conftest import assert_problem, shard_records, start_api, submit
+from tests.integration.test_cli import parsed, zootrain
 from tests.support.specs import iris_spec
+from zootrain.client import AsyncClient, Client, ZootrainError
 
 pytestmark = pytest.mark.integration
 
@@ -260,6 +263,20 @@ def test_a_change_reaches_every_process_within_a_second(stack: Stack, kazoo: Kaz
                 )
 
             wait_for(recorded, 30, f"both workers to record version {version}")
+    # A bad document written by hand: every process counts it, keeps the last good one, lives.
+    before = [metric(scrape(e), "zootrain_config_rejected_total") or 0 for e in endpoints]
+    kazoo.set(f"{stack.settings['ZOOTRAIN_ZK_ROOT']}/config", b'{"settings": {"paused": "maybe"}}')
+    for endpoint, count in zip(endpoints, before, strict=True):
+
+        def counted(e: str = endpoint, c: float = count) -> bool:
+            return (metric(scrape(e), "zootrain_config_rejected_total") or 0) > c
+
+        wait_for(counted, 30, f"{endpoint} to reject the bad document")
+        assert metric(scrape(endpoint), "zootrain_config_version") == 3
+    assert all(p.alive() for p in stack.processes)
+    assert {
+        r["config_version"] for r in httpx.get(f"{urls[0]}/v1/workers", headers=AUTH).json()
+    } == {3}
     median = sorted(latencies)[len(latencies) // 2]
     print(
         f"\nlive configuration: {len(latencies)} applications (2 job services + 2 workers x 3 "
@@ -368,3 +385,73 @@ def test_drain_finishes_what_a_worker_holds_and_leaves_the_others(
         assert client.delete("/v1/workers/drained/drain").status_code == 204
         assert_problem(client.delete("/v1/workers/drained/drain"), 404, "not draining")
         wait_for(lambda: states()["drained"] == "active", 30, "undrained")
+
+
+def test_cli_and_clients(stack: Stack, kazoo: KazooClient) -> None:
+    url = start_api(stack, kazoo)
+    stack.start_worker(ZOOTRAIN_WORKER_ID="cli-drained")
+    shown = parsed(zootrain(url, "config", "--json", token=READ_TOKEN))
+    assert shown["version"] == 0 and shown["settings"]["paused"] is False
+    table = zootrain(url, "config", token=READ_TOKEN)
+    assert table.returncode == 0 and "worker_concurrency" in table.stdout
+
+    changed = parsed(
+        zootrain(
+            url, "config", "set", "paused=true", "worker_concurrency=2", "--json", token=ADMIN_TOKEN
+        )
+    )
+    assert changed["version"] == 1
+    assert changed["overrides"] == {"paused": True, "worker_concurrency": 2}
+    paused = zootrain(url, "config", token=READ_TOKEN)
+    assert "PAUSED" in paused.stdout
+    stale = zootrain(url, "config", "set", "paused=false", "--if-match", "0", token=ADMIN_TOKEN)
+    assert stale.returncode == 1 and "412" in stale.stderr
+    bad = zootrain(url, "config", "set", "worker_concurrency=0", token=ADMIN_TOKEN)
+    assert bad.returncode == 1 and "worker_concurrency" in bad.stderr and "422" in bad.stderr
+    env_only = zootrain(url, "config", "set", "zk_hosts=elsewhere:2181", token=ADMIN_TOKEN)
+    assert env_only.returncode == 1 and "cannot change live" in env_only.stderr
+    refused = zootrain(url, "config", "set", "paused=false", token=READ_TOKEN)
+    assert refused.returncode == 1 and "403" in refused.stderr
+    history = parsed(zootrain(url, "config", "history", "--json", token=READ_TOKEN))
+    assert [h["version"] for h in history] == [1]
+    assert history[0]["updated_by"] == "test-admin"
+
+    drained = parsed(zootrain(url, "workers", "drain", "cli-drained", "--json", token=ADMIN_TOKEN))
+    assert drained["worker_id"] == "cli-drained"
+
+    def state() -> str:
+        records = parsed(zootrain(url, "workers", "--json", token=READ_TOKEN))
+        return str(records[0]["state"])
+
+    wait_for(lambda: state() == "draining", 30, "draining", interval=0.5)
+    assert "draining" in zootrain(url, "workers", token=READ_TOKEN).stdout
+    assert zootrain(url, "workers", "undrain", "cli-drained", token=ADMIN_TOKEN).returncode == 0
+    wait_for(lambda: state() == "paused", 30, "undrained (and still paused)", interval=0.5)
+
+    # The Python clients, sync and async.
+    with Client(url, token=ADMIN_TOKEN) as client:
+        view = client.config()
+        assert view.version == 1 and view.settings.paused
+        resumed = client.update_config({"paused": None}, if_match=view.version)
+        assert resumed.version == 2 and not resumed.settings.paused
+        with pytest.raises(ZootrainError) as caught:
+            client.update_config({"paused": True}, if_match=1)
+        assert caught.value.status == 412
+        with pytest.raises(ZootrainError) as caught:
+            client.update_config({"max_queue": -1})
+        assert caught.value.status == 422 and "max_queue" in caught.value.detail
+        assert [c.version for c in client.config_history()] == [2, 1]
+        assert client.drain_worker("cli-drained").worker_id == "cli-drained"
+        client.undrain_worker("cli-drained")
+
+    async def use_async() -> None:
+        async with AsyncClient(url, token=ADMIN_TOKEN) as client:
+            assert (await client.config()).version == 2
+            reset = await client.update_config(None)
+            assert reset.overrides == {} and reset.version == 3
+            assert len(await client.config_history(limit=2)) == 2
+            assert (await client.drain_worker("cli-drained")).worker_id == "cli-drained"
+            await client.undrain_worker("cli-drained")
+            assert (await client.workers())[0].id == "cli-drained"
+
+    asyncio.run(use_async())
