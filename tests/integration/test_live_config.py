@@ -16,7 +16,7 @@ from kazoo.client import KazooClient
 
 import zootrain.liveconfig
 from testkit.auth import ADMIN_TOKEN, AUTH, READ_TOKEN, bearer
-from testkit.stack import Process, Stack, wait_for, wait_job
+from testkit.stack import Stack, wait_for, wait_job
 from testkit.zkserver import free_port
 from tests.integration.conftest import assert_problem, shard_records, start_api, submit
 from tests.integration.test_cli import parsed, zootrain
@@ -29,7 +29,7 @@ MERGE = {"Content-Type": "application/merge-patch+json"}
 
 # Long enough to be still training while a setting changes (several seconds a shard here).
 SLOW = {
-    "dataset": {"kind": "synthetic", "task": "classification", "n_samples": 40_000},
+    "dataset": {"kind": "synthetic", "task": "classification", "n_samples": 30_000},
     "params": {"n_estimators": 80, "max_depth": 12},
 }
 
@@ -350,41 +350,47 @@ def test_drain_finishes_what_a_worker_holds_and_leaves_the_others(
     stack: Stack, kazoo: KazooClient, zk_root: str
 ) -> None:
     url = start_api(stack, kazoo)
-    drained: Process = stack.start_worker(ZOOTRAIN_WORKER_ID="drained")
+    workers = {"w-a": stack.start_worker(ZOOTRAIN_WORKER_ID="w-a")}
+    workers["w-b"] = stack.start_worker(ZOOTRAIN_WORKER_ID="w-b")
     with httpx.Client(headers=AUTH, base_url=url, timeout=30) as client:
-        held = submit(client, iris_spec("held-by-drained", shards=1, **SLOW))["id"]
+        held = submit(client, iris_spec("held-while-draining", shards=1, **SLOW))["id"]
         wait_for(
             lambda: any(s["state"] == "running" for s in shard_records(kazoo, zk_root, held)),
             60,
-            "the drained worker to hold a shard",
+            "a worker to hold the slow shard",
         )
-        stack.start_worker(ZOOTRAIN_WORKER_ID="other")
+        # The worker that holds it is the one drained.
+        (name,) = trained_by(kazoo, zk_root, held)
+        (other,) = set(workers) - {name}
         assert_problem(client.post("/v1/workers/nobody/drain"), 404, "nobody")
-        read_only = client.post("/v1/workers/drained/drain", headers=bearer(READ_TOKEN))
+        read_only = client.post(f"/v1/workers/{name}/drain", headers=bearer(READ_TOKEN))
         assert read_only.status_code == 403
-        asked = client.post("/v1/workers/drained/drain")
+        asked = client.post(f"/v1/workers/{name}/drain")
         assert asked.status_code == 202, asked.text
         assert asked.json()["requested_by"] == "test-admin"
-        assert client.post("/v1/workers/drained/drain").json() == asked.json()  # harmless again
+        assert client.post(f"/v1/workers/{name}/drain").json() == asked.json()  # harmless again
 
         def states() -> dict[str, str]:
             return {r["id"]: r["state"] for r in client.get("/v1/workers").json()}
 
-        wait_for(lambda: states() == {"drained": "draining", "other": "active"}, 30, "draining")
+        wait_for(lambda: states() == {name: "draining", other: "active"}, 30, "draining")
         # Work submitted now goes to the other worker only; the held shard finishes where it is.
         later = [submit(client, iris_spec(f"after-drain-{i}"))["id"] for i in range(3)]
         assert wait_job(client, held)["state"] == "succeeded"
-        assert trained_by(kazoo, zk_root, held) == {"drained"}
-        assert [s["attempts"] for s in shard_records(kazoo, zk_root, held)] == [1]
+        (shard,) = shard_records(kazoo, zk_root, held)
+        assert (shard["worker"], shard["attempts"]) == (name, 1)
+        # It was still training when the drain was asked for, and was let finish.
+        assert when(shard["finished_at"]) > when(asked.json()["requested_at"]), shard
         for job_id in later:
             assert wait_job(client, job_id)["state"] == "succeeded"
-            assert trained_by(kazoo, zk_root, job_id) == {"other"}
-        assert drained.alive()
-        assert client.get("/v1/workers").json()[0]["current"] == []
+            assert trained_by(kazoo, zk_root, job_id) == {other}
+        assert workers[name].alive()
+        records = {r["id"]: r for r in client.get("/v1/workers").json()}
+        assert records[name]["current"] == []
         # Undrained, it claims again.
-        assert client.delete("/v1/workers/drained/drain").status_code == 204
-        assert_problem(client.delete("/v1/workers/drained/drain"), 404, "not draining")
-        wait_for(lambda: states()["drained"] == "active", 30, "undrained")
+        assert client.delete(f"/v1/workers/{name}/drain").status_code == 204
+        assert_problem(client.delete(f"/v1/workers/{name}/drain"), 404, "not draining")
+        wait_for(lambda: states()[name] == "active", 30, "undrained")
 
 
 def test_cli_and_clients(stack: Stack, kazoo: KazooClient) -> None:
