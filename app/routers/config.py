@@ -132,7 +132,7 @@ async def patch_config(
     "/history",
     response_model=list[ConfigChange],
     dependencies=[READ],
-    responses=problem_responses(503),
+    responses=problem_responses(422, 503),
     summary="Changes to the configuration, newest first",
 )
 async def config_history(

@@ -42,7 +42,7 @@ async def list_workers(svc: Annotated[Services, Depends(services)]) -> list[Work
     "/{worker_id}/drain",
     status_code=status.HTTP_202_ACCEPTED,
     response_model=DrainRecord,
-    responses=problem_responses(404, 503),
+    responses=problem_responses(404, 422, 503),
     summary="Drain a worker (admin)",
     description=(
         "The worker finishes what it holds and claims nothing new; `/v1/workers` shows it "
@@ -70,7 +70,7 @@ async def drain_worker(
     "/{worker_id}/drain",
     status_code=status.HTTP_204_NO_CONTENT,
     response_class=Response,
-    responses=problem_responses(404, 503),
+    responses=problem_responses(404, 422, 503),
     summary="Stop draining a worker (admin)",
     description="The worker claims work again. 404 if it was not asked to drain.",
 )
