@@ -17,6 +17,7 @@ from collections import Counter
 from pathlib import Path
 
 from bench.process_stats import tool
+from testkit.processes import end
 
 _FRAME = re.compile(r"^(?P<function>.*) \((?P<file>[^()]*?)(?::(?P<line>\d+))?\)$")
 PROJECT = ("zootrain/", "app/", "workers/")
@@ -69,13 +70,7 @@ class Profiler:
     def stop(self) -> None:
         if self.process is None:
             return
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGINT)  # py-spy writes its output on Ctrl-C
-            try:
-                self.process.wait(60)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(10)
+        end(self.process, sig=signal.SIGINT, grace=60)  # py-spy writes its output on Ctrl-C
         self.process = None
 
     def stacks(self) -> Counter[tuple[str, tuple[str, ...]]]:

@@ -40,6 +40,7 @@ from tests.support.stack import descendants, wait_for, wait_job
 from tests.support.zkserver import ZooKeeperCluster, free_port
 
 from bench.harness import AUTH, auth_env, rss_bytes
+from testkit.processes import end
 
 ROOT = Path(__file__).resolve().parents[1]
 GOAL_RSS = 120 * 1024 * 1024
@@ -99,13 +100,7 @@ def start(
 
 
 def stop(process: subprocess.Popen[Any]) -> None:
-    if process.poll() is None:
-        process.terminate()
-        try:
-            process.wait(20)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, 9)
-            process.wait(10)
+    end(process, grace=20, kill_group=True)
 
 
 def start_api(source: Path, settings: dict[str, str], log: Path) -> tuple[Any, str]:

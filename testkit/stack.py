@@ -13,6 +13,7 @@ from typing import Any
 
 import httpx
 
+from testkit.processes import end
 from testkit.zkserver import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -46,13 +47,7 @@ class Process:
             self.popen.wait(10)
 
     def stop(self, timeout: float = 20.0) -> int | None:
-        if self.alive():
-            self.popen.send_signal(signal.SIGTERM)
-            try:
-                self.popen.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.kill()
-        return self.popen.returncode
+        return end(self.popen, grace=timeout, kill_group=True)
 
     def output(self) -> str:
         return self.log.read_text(errors="replace") if self.log.exists() else ""

@@ -244,6 +244,14 @@ class ZooKeeper:
             else:
                 await asyncio.sleep(0)  # a stale set event: the state changed again meanwhile
 
+    async def _hear_of_drop(self, timeout: float) -> None:
+        """kazoo's thread already sees the connection down (a call just failed on it) and its
+        SUSPENDED notice is on its way to the loop: wait for that notice, not for a timer."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(
+                self._disconnected.wait(), max(0.0, timeout) if math.isfinite(timeout) else None
+            )
+
     def _live(self) -> bool:
         # kazoo's own view (set on its thread) leads ours (handed to the loop): checking both
         # keeps a call from being queued behind a disconnection the loop has not heard of yet.
@@ -330,9 +338,7 @@ class ZooKeeper:
         while not self._live():
             await self.wait_connected()  # bounded by the deadline
             if not self._live():
-                # kazoo's thread saw the disconnection and its SUSPENDED notice has not reached
-                # the loop yet (as in retry()): give it the moment it needs.
-                await asyncio.sleep(0.01)
+                await self._hear_of_drop(limit - loop.time())
         future = self._bridge(start())
         done, _ = await asyncio.wait({future}, timeout=max(0.0, limit - loop.time()))
         if future in done:
@@ -446,9 +452,12 @@ class ZooKeeper:
                 remaining = limit - loop.time()
                 if remaining <= 0:
                     raise
-                # The SUSPENDED notice may reach the loop after the error does: a short pause
-                # keeps this from spinning while the state still reads CONNECTED.
-                await asyncio.sleep(0.05)
+                if self.connected and not self.client.connected:
+                    await self._hear_of_drop(remaining)
+                elif self.connected:
+                    # Both views say connected: the error did not come with a drop (or the
+                    # connection is already back). Back off a little rather than spin.
+                    await asyncio.sleep(0.05)
                 if session is not None and limit == math.inf:
                     if not await self.wait_session(session):
                         raise SessionExpiredError("the session expired meanwhile") from None

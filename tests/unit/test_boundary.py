@@ -28,11 +28,11 @@ MODULES = (
 )
 
 
-def imported_heavy(module: str) -> list[str]:
+def imported_heavy(module: str, heavy: tuple[str, ...] = HEAVY) -> list[str]:
     code = (
         "import importlib, json, sys\n"
         f"importlib.import_module({module!r})\n"
-        f"print(json.dumps(sorted(m for m in {HEAVY!r} if m in sys.modules)))\n"
+        f"print(json.dumps(sorted(m for m in {heavy!r} if m in sys.modules)))\n"
     )
     done = subprocess.run(
         [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120
@@ -50,3 +50,13 @@ def test_importing_leaves_the_scientific_stack_out(module: str) -> None:
 def test_the_check_sees_an_import_when_there_is_one() -> None:
     # The training side does import them: the check above can fail.
     assert "sklearn" in imported_heavy("workers.training")
+
+
+# What the CLI loads only inside the commands that use it: its start-up (a goal of 0.25 s, measured
+# by bench/cli_start.py) pays for typer and rich, not for the client, pydantic or kazoo.
+CLI_LAZY = ("httpx", "pydantic", "kazoo", "yaml", "zootrain.client", "zootrain.settings")
+
+
+def test_the_cli_loads_the_client_and_kazoo_only_in_the_commands_that_use_them() -> None:
+    assert imported_heavy("zootrain.cli", CLI_LAZY) == []
+    assert imported_heavy("zootrain.client", CLI_LAZY) != []  # the check can fail

@@ -16,8 +16,8 @@ import pytest
 from typer.testing import CliRunner
 
 from zootrain import cli
+from zootrain import client as client_module
 from zootrain.auth import TOKEN_PREFIX, Scope, TokenTable
-from zootrain.cli import plumbing
 from zootrain.client import Client
 
 URL = "http://zootrain.test"
@@ -102,7 +102,8 @@ class Service:
 def service(monkeypatch: pytest.MonkeyPatch) -> Service:
     recorded = Service()
     transport = httpx.MockTransport(lambda request: recorded(request))
-    monkeypatch.setattr(plumbing, "Client", functools.partial(Client, transport=transport))
+    # The CLI imports the client when a command runs (not at start-up): patch it where it is found.
+    monkeypatch.setattr(client_module, "Client", functools.partial(Client, transport=transport))
     monkeypatch.delenv("ZOOTRAIN_TOKEN", raising=False)
     return recorded
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.table import Table
@@ -11,7 +11,9 @@ from rich.text import Text
 
 from zootrain.cli.plumbing import Json, Token, Url, app, call_and_print, out
 from zootrain.cli.render import BOX, when
-from zootrain.config_views import ConfigChange, ConfigView
+
+if TYPE_CHECKING:
+    from zootrain.config_views import ConfigChange, ConfigView
 
 config_app = typer.Typer(
     help="The live configuration every process follows: show it, `set` settings (admin), "

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.live import Live
@@ -13,9 +13,11 @@ from rich.text import Text
 
 from zootrain.cli.plumbing import Json, Token, Url, app, call_and_print, out, service
 from zootrain.cli.render import BOX, dataset_text, job_table, model_text, shard_table, styled, when
-from zootrain.client import ShardEvent
-from zootrain.records import JobRecord, JobState
-from zootrain.views import JobList, JobView
+from zootrain.states import JobState
+
+if TYPE_CHECKING:
+    from zootrain.records import JobRecord
+    from zootrain.views import JobList, JobView
 
 
 @app.command()
@@ -80,6 +82,8 @@ def watch(
 
     With --json, one JSON event per line as they arrive.
     """
+    from zootrain.client import ShardEvent
+
     with service(url, token) as client:
         job = client.get_job(job_id)
         if as_json:

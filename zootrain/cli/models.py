@@ -6,15 +6,17 @@ import csv
 import io
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.table import Table
 
 from zootrain.cli.plumbing import Json, Token, Url, app, call_and_print, err, out, service
 from zootrain.cli.render import BOX, metrics_text, version_table
-from zootrain.records import VersionRecord
-from zootrain.views import ModelSummary, PredictResponse
+
+if TYPE_CHECKING:
+    from zootrain.records import VersionRecord
+    from zootrain.views import ModelSummary, PredictResponse
 
 
 @app.command()

@@ -8,23 +8,22 @@ import json
 import os
 import sys
 from collections.abc import Callable, Iterator
-from typing import Annotated, Any, NoReturn, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn, TypeVar
 
-import httpx
-import pydantic
 import typer
-from kazoo.client import KazooClient
-from kazoo.exceptions import NoAuthError
-from kazoo.handlers.threading import KazooTimeoutError
 from rich.console import Console
 from rich.text import Text
 
 from zootrain import __version__
-from zootrain.acl import digest_acl
-from zootrain.auth import TokenConfigError
-from zootrain.client import Client, ZootrainError
-from zootrain.paths import Paths
-from zootrain.settings import Settings
+
+# The client (httpx, the records, pydantic), the settings and kazoo are imported by the commands
+# that use them, not here: every command imports this module, and loading them all took about
+# 0.2 s of a command's start-up whether it spoke to the service, to ZooKeeper, or to neither.
+if TYPE_CHECKING:
+    from kazoo.client import KazooClient
+
+    from zootrain.client import Client, ZootrainError
+    from zootrain.paths import Paths
 
 app = typer.Typer(
     name="zootrain",
@@ -142,6 +141,11 @@ def problem_message(exc: ZootrainError, has_token: bool) -> str:
 @contextlib.contextmanager
 def service(url: str | None, token: str | None = None) -> Iterator[Client]:
     """A client, with every failure turned into one red line and exit code 1."""
+    import httpx
+    import pydantic
+
+    from zootrain.client import Client, ZootrainError
+
     try:
         client = Client(url, token=given_token(token))
     except ValueError as exc:  # an unusable token (the message does not quote it)
@@ -178,6 +182,8 @@ def emit_json(value: Any) -> None:
 
 
 def _plain(value: Any) -> Any:
+    import pydantic
+
     if isinstance(value, pydantic.BaseModel):
         return value.model_dump(mode="json")
     if isinstance(value, list | tuple):
@@ -208,6 +214,16 @@ def call_and_print(
 @contextlib.contextmanager
 def zookeeper(*, credentials_required: bool) -> Iterator[tuple[KazooClient, Paths]]:
     """A session straight with ZooKeeper, from the ZOOTRAIN_ZK_* settings of the environment."""
+    import pydantic
+    from kazoo.client import KazooClient
+    from kazoo.exceptions import NoAuthError
+    from kazoo.handlers.threading import KazooTimeoutError
+
+    from zootrain.acl import digest_acl
+    from zootrain.auth import TokenConfigError
+    from zootrain.paths import Paths
+    from zootrain.settings import Settings
+
     try:
         settings = Settings()
     except pydantic.ValidationError as exc:

@@ -6,16 +6,16 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import pydantic
 from rich import box
 from rich.console import Group
 from rich.table import Table
 from rich.text import Text
 
-from zootrain.records import JobRecord, ShardRecord, VersionRecord
-from zootrain.views import JobView
+if TYPE_CHECKING:  # the records and pydantic load with the client, when a command calls one
+    from zootrain.records import JobRecord, ShardRecord, VersionRecord
+    from zootrain.views import JobView
 
 BOX = box.SIMPLE_HEAD
 STATE_STYLES = {
@@ -43,7 +43,7 @@ def metrics_text(metrics: dict[str, float] | None) -> str:
 
 
 def dataset_text(dataset: Any) -> str:
-    data = dataset.model_dump(exclude_none=True) if isinstance(dataset, pydantic.BaseModel) else {}
+    data = dataset.model_dump(exclude_none=True) if hasattr(dataset, "model_dump") else {}
     kind = data.pop("kind", "")
     if kind == "builtin":
         return str(data.get("name"))

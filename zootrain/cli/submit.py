@@ -7,10 +7,9 @@ import json
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-import yaml
 from rich.console import Group
 from rich.live import Live
 from rich.markup import escape
@@ -20,12 +19,17 @@ from rich.text import Text
 
 from zootrain.cli.plumbing import Json, Token, Url, app, emit_json, err, one_line, out, service
 from zootrain.cli.render import STATE_STYLES, model_text, styled
-from zootrain.client import Client, ShardEvent
-from zootrain.records import JobRecord, JobState, ShardRecord, ShardState
-from zootrain.views import JobView
+from zootrain.states import JobState, ShardState
+
+if TYPE_CHECKING:
+    from zootrain.client import Client
+    from zootrain.records import JobRecord, ShardRecord
+    from zootrain.views import JobView
 
 
 def load_spec(path: Path) -> dict[str, Any]:
+    import yaml
+
     try:
         text = sys.stdin.read() if str(path) == "-" else path.read_text()
     except OSError as exc:
@@ -101,6 +105,8 @@ class ShardProgress:
         self.headline = Text()
         for shard in job.shards:
             self.shard(shard)
+        from zootrain.records import ShardRecord
+
         for index in range(len(job.shards), job.spec.shards):
             self.shard(ShardRecord(index=index))
         self.update_job(job)
@@ -145,6 +151,8 @@ class ShardProgress:
 
 def follow(client: Client, job: JobView, timeout: float | None) -> JobView:
     """Progress bars fed by the event stream until the job is terminal; then its final view."""
+    from zootrain.client import ShardEvent
+
     view = ShardProgress(job)
     with Live(view.renderable(), console=out, refresh_per_second=8) as live:
         if not job.state.terminal:

@@ -11,7 +11,6 @@ import typer
 from rich.table import Table
 from rich.text import Text
 
-from zootrain import tokenstore
 from zootrain.auth import NAME_PATTERN, Scope, TokenConfigError, config_entry, new_token
 from zootrain.cli.plumbing import Json, emit_json, out, token_app, zookeeper
 from zootrain.cli.render import BOX
@@ -127,6 +126,8 @@ def token_add(
     """(admin) Make a token and add it to the live list in ZooKeeper: every job service
     accepts it at once. It replaces a token of the same name, wherever that one is configured."""
     token, entry, wanted = _made_token(name, scopes, expires)
+    from zootrain import tokenstore  # kazoo and the asyncio bridge: only for these commands
+
     with zookeeper(credentials_required=False) as (client, paths):
         tokenstore.update(client, paths.tokens, lambda stored: stored.with_entry(entry))
     if as_json:
@@ -149,6 +150,8 @@ def token_revoke(
 ) -> None:
     """(admin) Refuse the token called NAME on every job service from now on: one from the live
     list, or one configured in ZOOTRAIN_TOKENS or ZOOTRAIN_TOKENS_FILE."""
+    from zootrain import tokenstore  # kazoo and the asyncio bridge: only for these commands
+
     with zookeeper(credentials_required=False) as (client, paths):
         stored = tokenstore.update(client, paths.tokens, lambda current: current.without(name))
     if as_json:
@@ -166,6 +169,8 @@ def token_revoke(
 def token_list(as_json: Json = False) -> None:
     """(admin) The live token list in ZooKeeper: entries (hashes only) and revoked names.
     Tokens configured in a job service's ZOOTRAIN_TOKENS are not listed: they are not here."""
+    from zootrain import tokenstore  # kazoo and the asyncio bridge: only for these commands
+
     with zookeeper(credentials_required=False) as (client, paths):
         stored = tokenstore.read(client, paths.tokens)
     now = datetime.now(UTC)

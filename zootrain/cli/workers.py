@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.table import Table
 
 from zootrain.cli.plumbing import Json, Token, Url, app, call_and_print, emit_json, out, service
 from zootrain.cli.render import BOX, when
-from zootrain.records import DrainRecord, WorkerRecord
+
+if TYPE_CHECKING:
+    from zootrain.records import DrainRecord, WorkerRecord
 
 workers_app = typer.Typer(
     help="The live workers and what they are training; `drain` one (admin).",

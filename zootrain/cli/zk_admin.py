@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
-from zootrain import acl
 from zootrain.cli.plumbing import Json, emit_json, fail, out, zk_app, zookeeper
-from zootrain.settings import Settings
 
 
 @zk_app.command("secure")
 def zk_secure(as_json: Json = False) -> None:
     """(admin) Close every existing znode of the installation to all but the credentials in
     ZOOTRAIN_ZK_AUTH: for nodes made before the credentials were set. Idempotent."""
+    from zootrain import acl
+    from zootrain.settings import Settings
+
     with zookeeper(credentials_required=True) as (client, paths):
         credentials = Settings().zk_auth
         assert credentials is not None

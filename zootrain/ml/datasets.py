@@ -9,7 +9,6 @@ deterministic: same spec, same arrays, on every machine.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, assert_never
@@ -19,6 +18,7 @@ import numpy as np
 # The dataset specs (pydantic only) live in zootrain.spec, which the processes that never train
 # import; they are re-exported here beside the loaders. scikit-learn is imported where data is
 # loaded or split.
+from zootrain.ml.selection import split_sizes
 from zootrain.spec import BUILTINS, needs_record
 from zootrain.spec import CLUSTERS_PER_CLASS as CLUSTERS_PER_CLASS
 from zootrain.spec import DATASET_ADAPTER as DATASET_ADAPTER
@@ -126,18 +126,10 @@ def split_dataset(
     n = len(X)
     if len(y) != n:
         raise ValueError(f"X has {n} rows but y has {len(y)}")
-    if not 0.0 < test_size < 1.0:
-        raise ValueError(f"test_size must be strictly between 0 and 1, got {test_size}")
+    # Same rounding as train_test_split, so the checks below match what it will do.
+    n_train, n_test = split_sizes(n, test_size)
     if not 0 <= seed <= MAX_SEED:
         raise ValueError(f"seed must be in [0, {MAX_SEED}], got {seed}")
-    # Same rounding as train_test_split, so the checks below match what it will do.
-    n_test = math.ceil(test_size * n)
-    n_train = n - n_test
-    if n_test < 1 or n_train < 1:
-        raise ValueError(
-            f"test_size={test_size} on {n} rows leaves {n_train} training and "
-            f"{n_test} test rows; both must be at least 1"
-        )
 
     classes: np.ndarray | None = None
     stratify: np.ndarray | None = None

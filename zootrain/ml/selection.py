@@ -73,6 +73,21 @@ class RowPlan:
         return np.flatnonzero(keep)
 
 
+def split_sizes(n_rows: int, test_size: float) -> tuple[int, int]:
+    """(training rows, held-out rows) of ``n_rows``, rounded as ``train_test_split`` rounds;
+    ValueError when either side would be empty."""
+    if not 0.0 < test_size < 1.0:
+        raise ValueError(f"test_size must be strictly between 0 and 1, got {test_size}")
+    n_test = math.ceil(test_size * n_rows)
+    n_train = n_rows - n_test
+    if n_test < 1 or n_train < 1:
+        raise ValueError(
+            f"test_size={test_size} on {n_rows} rows leaves {n_train} training and "
+            f"{n_test} test rows; both must be at least 1"
+        )
+    return n_train, n_test
+
+
 def plan_rows(
     n_rows: int,
     *,
@@ -83,15 +98,7 @@ def plan_rows(
 ) -> RowPlan:
     """The held-out split of a job. ``classes``/``codes`` (classification): the sorted labels
     and every row's label code, in shuffled order."""
-    if not 0.0 < test_size < 1.0:
-        raise ValueError(f"test_size must be strictly between 0 and 1, got {test_size}")
-    n_test = math.ceil(test_size * n_rows)
-    n_train = n_rows - n_test
-    if n_test < 1 or n_train < 1:
-        raise ValueError(
-            f"test_size={test_size} on {n_rows} rows leaves {n_train} training and "
-            f"{n_test} test rows; both must be at least 1"
-        )
+    n_train, n_test = split_sizes(n_rows, test_size)
     offset = job_offset(n_rows, seed)
     job_codes = None
     test = np.arange(n_train, n_rows, dtype=np.int64)
