@@ -14,13 +14,13 @@ import pytest
 from fastapi.testclient import TestClient
 from kazoo.client import KazooClient
 
-import zootrain.liveconfig
 from testkit.auth import ADMIN_TOKEN, AUTH, READ_TOKEN, bearer
 from testkit.stack import Stack, wait_for, wait_job
 from testkit.zkserver import free_port
 from tests.integration.conftest import assert_problem, shard_records, start_api, submit
 from tests.integration.test_cli import parsed, zootrain
 from tests.support.specs import iris_spec
+from zootrain import liveconfig
 from zootrain.client import AsyncClient, Client, ZootrainError
 
 pytestmark = pytest.mark.integration
@@ -29,7 +29,7 @@ MERGE = {"Content-Type": "application/merge-patch+json"}
 
 # Long enough to be still training while a setting changes (several seconds a shard here).
 SLOW = {
-    "dataset": {"kind": "synthetic", "task": "classification", "n_samples": 30_000},
+    "dataset": {"kind": "synthetic", "task": "classification", "n_samples": 20_000},
     "params": {"n_estimators": 80, "max_depth": 12},
 }
 
@@ -147,7 +147,7 @@ def test_patch_needs_admin_and_a_merge_patch(api: TestClient) -> None:
 
 
 def test_history_is_bounded(api: TestClient, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(zootrain.liveconfig, "MAX_HISTORY", 3)
+    monkeypatch.setattr(liveconfig, "MAX_HISTORY", 3)
     for limit in range(10, 15):
         assert patch(api, {"max_queue": limit}).status_code == 200
     entries = api.get("/v1/config/history").json()
@@ -285,39 +285,12 @@ def test_a_change_reaches_every_process_within_a_second(stack: Stack, kazoo: Kaz
     )
 
 
-def test_pause_lets_running_work_finish_and_claims_nothing_until_resumed(
+def test_shrink_and_pause_let_running_shards_finish_and_claim_nothing_until_resumed(
     stack: Stack, kazoo: KazooClient, zk_root: str
 ) -> None:
-    url = start_api(stack, kazoo)
-    stack.start_worker(ZOOTRAIN_WORKER_ID="pausing")
-    with httpx.Client(headers=AUTH, base_url=url, timeout=30) as client:
-        running = submit(client, iris_spec("running-on", shards=1, **SLOW))["id"]
-        wait_for(
-            lambda: any(s["state"] == "running" for s in shard_records(kazoo, zk_root, running)),
-            60,
-            "the slow shard to start",
-        )
-        paused = patch(client, {"paused": True}).json()
-        wait_for(
-            lambda: client.get("/v1/workers").json()[0]["state"] == "paused", 30, "worker paused"
-        )
-        # Submits are still accepted while paused.
-        waiting = submit(client, iris_spec("waits-for-resume"))["id"]
-        # What ran finishes: the shard that was training completes, first attempt.
-        done = wait_job(client, running)
-        assert done["state"] == "succeeded"
-        assert [s["attempts"] for s in shard_records(kazoo, zk_root, running)] == [1]
-        assert client.get(f"/v1/jobs/{waiting}").json()["state"] == "queued"
-        resumed = patch(client, {"paused": False}).json()
-        assert wait_job(client, waiting)["state"] == "succeeded"
-        # Nothing of the second job was claimed before the resume was written.
-        starts = [when(s["started_at"]) for s in shard_records(kazoo, zk_root, waiting)]
-        assert min(starts) >= when(resumed["updated_at"]), (starts, resumed, paused)
-
-
-def test_shrinking_concurrency_never_kills_a_running_shard(
-    stack: Stack, kazoo: KazooClient, zk_root: str
-) -> None:
+    """One worker with two slots trains a job's two shards at once; its concurrency shrinks to
+    one and the cluster is paused while they run. Both finish on their first attempt; a job
+    submitted meanwhile is accepted and waits; once resumed it runs, one shard at a time."""
     url = start_api(stack, kazoo)
     worker = stack.start_worker(ZOOTRAIN_WORKER_ID="shrinking", ZOOTRAIN_WORKER_CONCURRENCY="2")
     with httpx.Client(headers=AUTH, base_url=url, timeout=30) as client:
@@ -327,19 +300,30 @@ def test_shrinking_concurrency_never_kills_a_running_shard(
             60,
             "both shards to train at once",
         )
-        shrunk = patch(client, {"worker_concurrency": 1}).json()
-        wait_for(lambda: client.get("/v1/workers").json()[0]["capacity"] == 1, 30, "capacity 1")
+        assert patch(client, {"worker_concurrency": 1, "paused": True}).status_code == 200
+
+        def recorded() -> tuple[int, str]:
+            (record,) = client.get("/v1/workers").json()
+            return record["capacity"], record["state"]
+
+        wait_for(lambda: recorded() == (1, "paused"), 30, "the worker to apply both")
+        # Submits are still accepted while paused.
+        waiting = submit(client, iris_spec("waits-for-resume", shards=2))["id"]
+        # What ran finishes: both shards complete on their first attempt, nothing was stopped,
+        # and the job is merged and published by the worker that finished its last shard.
         assert wait_job(client, both)["state"] == "succeeded"
         assert [s["attempts"] for s in shard_records(kazoo, zk_root, both)] == [1, 1]
         assert "stopped" not in worker.output() and "cancel" not in worker.output().lower()
-        # From now on one shard at a time: the next job's two shards do not overlap.
-        after = submit(client, iris_spec("one-at-a-time", shards=2))["id"]
-        assert wait_job(client, after)["state"] == "succeeded"
-        spans = sorted(
-            (when(s["started_at"]), when(s["finished_at"]))
-            for s in shard_records(kazoo, zk_root, after)
-        )
-        assert spans[0][1] <= spans[1][0], (spans, shrunk)
+        assert client.get(f"/v1/jobs/{waiting}").json()["state"] == "queued"
+        resumed = patch(client, {"paused": False}).json()
+        assert wait_job(client, waiting)["state"] == "succeeded"
+        records = shard_records(kazoo, zk_root, waiting)
+        # Nothing of it was claimed before the resume was written ...
+        starts = [when(s["started_at"]) for s in records]
+        assert min(starts) >= when(resumed["updated_at"]), (starts, resumed)
+        # ... and with one slot its two shards did not overlap.
+        spans = sorted((when(s["started_at"]), when(s["finished_at"])) for s in records)
+        assert spans[0][1] <= spans[1][0], spans
 
 
 def trained_by(kazoo: KazooClient, root: str, job_id: str) -> set[str]:
