@@ -137,3 +137,17 @@ def test_documents_round_trip_and_bad_ones_are_refused() -> None:
         with pytest.raises(ConfigInvalid) as caught:
             ConfigDocument.load(data)
         assert caught.value.key == key
+
+
+def test_the_cli_reads_values_as_json_when_it_can() -> None:
+    import typer
+
+    from zootrain.cli.config import parse_assignment
+
+    assert parse_assignment("paused=true") == ("paused", True)
+    assert parse_assignment("worker_concurrency=2") == ("worker_concurrency", 2)
+    assert parse_assignment("retry_backoff=0.5") == ("retry_backoff", 0.5)
+    assert parse_assignment("paused=null") == ("paused", None)
+    assert parse_assignment("colour=blue") == ("colour", "blue")  # the service names it
+    with pytest.raises(typer.BadParameter):
+        parse_assignment("paused")
