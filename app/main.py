@@ -15,7 +15,7 @@ from app import problems, spec_schema
 from app.deps import Services
 from app.headers import DASHBOARD_CSP, SecurityHeaders, docs_csp, page_headers
 from app.limits import BodySizeLimit, ZooKeeperDeadline
-from app.routers import config, datasets, docs, health, jobs, models, ui, workers
+from app.routers import config, datasets, docs, health, jobs, models, overview, ui, workers
 from zootrain import __version__
 from zootrain.config_views import ConfigPatch
 from zootrain.settings import Settings, get_settings
@@ -96,6 +96,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         health.router,
     ):
         app.include_router(router)
+    app.include_router(overview.router)  # the dashboard's overview page
     app.include_router(ui.router)
     app.include_router(docs.router)
     app.mount("/ui", ui.static, name="ui")

@@ -6,9 +6,10 @@ from __future__ import annotations
 import asyncio
 import enum
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any, NamedTuple
 
-from zootrain.records import JobRecord, ShardRecord
+from zootrain.records import JobRecord, ShardRecord, utcnow
 from zootrain.zk import ZnodeStat
 
 Shards = list[tuple[ShardRecord, ZnodeStat]]
@@ -44,6 +45,7 @@ class Claim:
     settling: bool = False
     wound_down: bool = False  # _after_cancel ran: a second cancel must not repeat it
     task: asyncio.Task[None] | None = field(default=None, repr=False)
+    claimed_at: datetime = field(default_factory=utcnow)  # what the worker record's "since" says
 
     @property
     def key(self) -> str:

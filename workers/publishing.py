@@ -25,6 +25,7 @@ from zootrain.records import (
     ShardMetrics,
     ShardRecord,
     ShardState,
+    TaskAttempt,
     VersionRecord,
     utcnow,
 )
@@ -117,6 +118,8 @@ async def publish(worker: Worker, claim: Claim, version: VersionRecord) -> JobRe
     """
     job, stat = claim.job, claim.stat
     assert stat is not None
+    # The merge attempt ends here, its model ready; the publishing multi's time is finished_at.
+    job = job.model_copy(update={"merges": TaskAttempt.ended(job.merges, "merged", utcnow())})
     while True:
         if not await worker.touch(version.artifact):
             raise ArtifactError(f"merged artifact {version.artifact} vanished")

@@ -46,6 +46,7 @@ from zootrain.records import (
     JobState,
     ShardRecord,
     ShardState,
+    TaskAttempt,
     WorkerRecord,
     utcnow,
 )
@@ -260,6 +261,7 @@ class Worker:
             started_at=self.started_at,
             capacity=self.settings.worker_concurrency,
             current=sorted(self.claims),
+            current_since={key: claim.claimed_at for key, claim in self.claims.items()},
             state="draining" if self.draining else "paused" if self.settings.paused else "active",
             config_version=self.live.version if self.live.version >= 0 else None,
         )
@@ -501,6 +503,7 @@ class Worker:
                     "worker": self.id,
                     "started_at": utcnow(),
                     "error": None,
+                    "history": shard.claimed(self.id, utcnow()),
                 }
             )
             # A claim write cut off by a connection drop may have been applied, its attempt
@@ -552,6 +555,7 @@ class Worker:
                     "merge_attempts": job.merge_attempts + 1,
                     "merge_not_before": None,
                     "updated_at": utcnow(),
+                    "merges": TaskAttempt.claimed(job.merges, self.id, utcnow()),
                 }
             )
             written = await self._write_job(merging, stat.version, session)
@@ -683,6 +687,7 @@ class Worker:
                 "metrics": result["metrics"],
                 "train_seconds": result["train_seconds"],
                 "finished_at": utcnow(),
+                "history": claim.shard.ended("done", utcnow()),
             }
         )
         try:
@@ -840,6 +845,7 @@ class Worker:
                     "state": ShardState.pending,
                     "attempts": max(0, claim.shard.attempts - 1),
                     "worker": None,
+                    "history": claim.shard.ended("handed_back", utcnow()),
                 }
             )
             with contextlib.suppress(*TRANSIENT_ERRORS, SessionExpiredError, NoNodeError):
@@ -863,6 +869,7 @@ class Worker:
                         "worker": None,
                         "error": error,
                         "not_before": time.time() + delay,
+                        "history": shard.ended("failed", utcnow(), error),
                     }
                 )
                 if await self._settle(claim, retry):
@@ -880,7 +887,12 @@ class Worker:
         unfinished shards are cancelled, in one multi (``version``: what our claim read or
         wrote; a shard that moved on since is someone else's now, and nothing fails)."""
         failed = shard.model_copy(
-            update={"state": ShardState.failed, "error": error, "finished_at": utcnow()}
+            update={
+                "state": ShardState.failed,
+                "error": error,
+                "finished_at": utcnow(),
+                "history": shard.ended("failed", utcnow(), error),
+            }
         )
         message = f"shard {shard.index} failed after {shard.attempts} attempts: {error}"
         await self.fail_job(job_id, message, session, failed=(failed, version))

@@ -380,7 +380,13 @@ class JobQueue:
         skip = None if failed is None else failed[0].index
         writes += [
             (
-                shard.model_copy(update={"state": ShardState.cancelled, "finished_at": now}),
+                shard.model_copy(
+                    update={
+                        "state": ShardState.cancelled,
+                        "finished_at": now,
+                        "history": shard.ended("cancelled", now),
+                    }
+                ),
                 st.version,
             )
             for shard, st in shards

@@ -60,6 +60,43 @@ class ModelRef(BaseModel):
     version: int
 
 
+HISTORY_LIMIT = 50  # attempts kept on a record: handbacks do not count against max_attempts
+
+
+class TaskAttempt(BaseModel):
+    """One claim of a task (a shard or a job's merge): by whom, from when, until when."""
+
+    worker: str
+    claimed_at: datetime
+    ended_at: datetime | None = Field(
+        None, description="When its outcome was written; null while it runs"
+    )
+    outcome: str | None = Field(
+        None,
+        description="done, failed (retried if attempts are left), handed_back (a graceful stop "
+        "past its grace period), lost (its worker's session ended: another claim took over; "
+        "ended_at is that re-claim), cancelled, or merged (a merge whose model was ready; the "
+        "job's finished_at is its publish)",
+    )
+    error: str | None = None
+
+    @staticmethod
+    def claimed(history: list[TaskAttempt], worker: str, at: datetime) -> list[TaskAttempt]:
+        """A claim at ``at``: an attempt still open is one whose worker lost its claim without
+        writing an outcome (it died, or its session expired), so it ends as ``lost`` now."""
+        history = TaskAttempt.ended(history, "lost", at)
+        return [*history, TaskAttempt(worker=worker, claimed_at=at)][-HISTORY_LIMIT:]
+
+    @staticmethod
+    def ended(
+        history: list[TaskAttempt], outcome: str, at: datetime, error: str | None = None
+    ) -> list[TaskAttempt]:
+        if not history or history[-1].ended_at is not None:
+            return history
+        last = history[-1].model_copy(update={"ended_at": at, "outcome": outcome, "error": error})
+        return [*history[:-1], last]
+
+
 class JobRecord(Record):
     """/jobs/<id>: the job's spec and lifecycle."""
 
@@ -88,6 +125,12 @@ class JobRecord(Record):
         "the job is created and never changed.",
     )
 
+    merges: list[TaskAttempt] = Field(
+        default_factory=list,
+        description="Every merge claim, oldest first: who merged, from when until the merged "
+        "model was ready (or the attempt failed); the publish is finished_at",
+    )
+
     @model_validator(mode="after")
     def _uploaded_is_resolved(self) -> JobRecord:
         if isinstance(self.spec.dataset, UploadedDataset) and self.dataset_source is None:
@@ -114,6 +157,19 @@ class ShardRecord(Record):
     started_at: datetime | None = None
     finished_at: datetime | None = None
     train_seconds: float | None = None
+    history: list[TaskAttempt] = Field(
+        default_factory=list,
+        description="Every claim of this task, oldest first (the latest HISTORY_LIMIT): who "
+        "claimed it, when, and how the attempt ended; what the dashboard's timeline draws",
+    )
+
+    def claimed(self, worker: str, at: datetime) -> list[TaskAttempt]:
+        """The history with a new attempt by ``worker`` (see TaskAttempt.claimed)."""
+        return TaskAttempt.claimed(self.history, worker, at)
+
+    def ended(self, outcome: str, at: datetime, error: str | None = None) -> list[TaskAttempt]:
+        """The history with the open attempt ended (see TaskAttempt.ended)."""
+        return TaskAttempt.ended(self.history, outcome, at, error)
 
 
 class ShardMetrics(BaseModel):
@@ -178,6 +234,9 @@ class WorkerRecord(Record):
     capacity: int
     current: list[str] = Field(
         default_factory=list, description="shards being worked on, as '<job>/<index>'"
+    )
+    current_since: dict[str, datetime] = Field(
+        default_factory=dict, description="when each of current was claimed, by its name"
     )
     state: WorkerState = Field(
         "active",

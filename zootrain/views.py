@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from zootrain.records import JobRecord, ShardRecord
+from zootrain.records import JobRecord, JobState, ShardRecord
 
 FiniteFloat = Annotated[float, Field(allow_inf_nan=False)]
 
@@ -47,3 +48,17 @@ class PredictResponse(BaseModel):
 
 class Status(BaseModel):
     status: str
+
+
+class Failure(BaseModel):
+    job_id: str
+    model_name: str
+    algorithm: str
+    error: str | None = Field(description="Why the job failed (the shard or merge and its error)")
+    finished_at: datetime | None
+
+
+class Overview(BaseModel):
+    queue_depth: int = Field(description="Unfinished jobs in the queue (queued, running, merging)")
+    jobs: dict[JobState, int] = Field(description="Jobs kept, by state (every state present)")
+    recent_failures: list[Failure] = Field(description="Failed jobs, the latest finished first")

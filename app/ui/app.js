@@ -55,6 +55,7 @@ function askForToken(detail, reason) {
   const refused = !reason && Boolean(storedToken());
   if (refused) storeToken(null);
   closeJobStream();
+  stopOverviewRefresh();  // no refresh asking again every 5 s while the prompt is up
   document.querySelectorAll(".view").forEach((el) => { el.hidden = true; });
   $("#auth-reason").textContent = reason || (refused
     ? `The service refused the stored token${detail ? ` (${detail})` : ""}. Enter another one.`
@@ -72,8 +73,23 @@ async function api(path, options = {}) {
   });
   const body = response.headers.get("content-type")?.includes("json") ? await response.json() : null;
   if (response.status === 401) throw askForToken(body?.detail);
-  if (!response.ok) throw new Error(body?.detail || `${response.status} ${response.statusText}`);
+  if (!response.ok) {
+    const error = new Error(body?.detail || `${response.status} ${response.statusText}`);
+    error.status = response.status;
+    throw error;
+  }
   return body;
+}
+
+// A route another part of the service may not have (an older or partial deployment): null
+// when it answers 404 or 405, so the panel can say "not available" instead of failing.
+async function optional(path, options) {
+  try {
+    return await api(path, options);
+  } catch (error) {
+    if (error.status === 404 || error.status === 405) return null;
+    throw error;
+  }
 }
 
 // -- Server-Sent Events over fetch() ---------------------------------------------------------
@@ -189,12 +205,13 @@ function show(view) {
   document.querySelectorAll(".view").forEach((el) => { el.hidden = el.id !== `view-${view}`; });
   document.querySelectorAll("nav a").forEach((a) => a.classList.toggle("active", a.dataset.view === view));
   if (view !== "job") closeJobStream();
+  if (view !== "overview") stopOverviewRefresh();
 }
 
 let routes = 0;  // only the newest navigation may write the status line
 
 async function route() {
-  const [view, arg] = (location.hash.slice(1) || "jobs").split("/");
+  const [view, arg] = (location.hash.slice(1) || "overview").split("/");
   const current = ++routes;
   const status = (text) => { if (current === routes) $("#status").textContent = text; };
   try {
@@ -206,6 +223,12 @@ async function route() {
     else if (view === "submit") { show("submit"); await loadAlgorithms(); }
     else if (view === "models") { show("models"); await loadModels(); }
     else if (view === "workers") { show("workers"); await loadWorkers(); }
+    else if (view === "overview") { show("overview"); await loadOverview(current); }
+    else if (view === "model" && arg) {
+      const name = pathSegment(decodeURIComponent(arg), MODEL_NAME, "model name");
+      show("model");
+      await openModel(name);
+    }
     else { show("jobs"); await loadJobs(true); }
     await loadPaused();
     status("");
@@ -252,7 +275,8 @@ function renderShard(shard) {
     $("#shards").insertBefore(row, after || null);
   }
   row.dataset.state = shard.state;
-  row.querySelector(".label").textContent = `shard ${shard.index}`;
+  row.querySelector(".label").textContent =
+    shard.role === "baseline" ? "baseline" : shard.role === "candidate" ? `candidate ${shard.index}` : `shard ${shard.index}`;
   row.querySelector(".bar").className = `bar ${shard.state}`;
   const metric = shard.metrics ? Object.entries(shard.metrics)[0] : null;
   const parts = [shard.state, `attempt ${shard.attempts}`];
@@ -276,22 +300,39 @@ function renderJob(job) {
   const error = job.error || (!finished && job.merge_error ? `merge retrying: ${job.merge_error}` : "");
   $("#job-error").hidden = !error;
   $("#job-error").textContent = error;
+  // What the submit found doubtful but accepted, where the service reports it.
+  const warnings = $("#job-warnings");
+  warnings.replaceChildren(...(job.warnings || []).map((w) => element("li", w)));
+  warnings.hidden = !(job.warnings || []).length;
   $("#cancel-job").hidden = finished;
 }
 
 async function openJob(id) {
   $("#shards").replaceChildren();
+  $("#timeline").replaceChildren();
+  $("#job-metrics").replaceChildren();
   const job = await api(`/v1/jobs/${id}`);
+  const shown = { job, shards: new Map(job.shards.map((s) => [s.index, s])), version: null };
+  openedJob = shown;
   renderJob(job);
   job.shards.forEach(renderShard);
+  $("#job-spec").textContent = JSON.stringify(job.spec, null, 2);
+  await renderJobDetails(shown);
   closeJobStream();
   const stream = eventStream(`/v1/jobs/${id}/events`, {
     job: (data) => {
       const record = JSON.parse(data);
       renderJob(record);
+      shown.job = { ...record, shards: undefined };
+      scheduleDetails(shown);
       if (TERMINAL.includes(record.state)) stream.close();
     },
-    shard: (data) => renderShard(JSON.parse(data)),
+    shard: (data) => {
+      const record = JSON.parse(data);
+      renderShard(record);
+      shown.shards.set(record.index, record);
+      scheduleDetails(shown);
+    },
   }, (error) => { $("#status").textContent = error.message; });
   jobStream = stream;
   $("#cancel-job").onclick = async () => {
@@ -378,7 +419,10 @@ async function loadModels() {
     const section = document.createElement("div");
     section.className = "model";
     const title = document.createElement("h3");
-    title.textContent = `${model.name} (latest v${model.latest_version ?? "–"})`;
+    const link = document.createElement("a");
+    link.href = `#model/${model.name}`;
+    link.textContent = model.name;
+    title.append(link, ` (latest v${model.latest_version ?? "–"})`);
     const table = document.createElement("table");
     table.innerHTML = "<thead><tr><th>Version</th><th>Job</th><th>Algorithm</th><th>Shards</th><th>Metrics</th><th>Published</th></tr></thead>";
     const tbody = document.createElement("tbody");
@@ -399,8 +443,13 @@ async function loadModels() {
 
 // The live configuration's paused flag (PATCH /v1/config), shown on every page.
 async function loadPaused() {
-  const config = await api("/v1/config");
-  $("#paused-banner").hidden = !config.settings.paused;
+  try {
+    const config = await api("/v1/config");
+    $("#paused-banner").hidden = !(config.settings && config.settings.paused === true);
+  } catch (error) {
+    if (error instanceof AuthRequired) throw error;
+    $("#paused-banner").hidden = true;  // a service without /v1/config: nothing to say
+  }
 }
 
 async function loadWorkers() {
@@ -412,6 +461,647 @@ async function loadWorkers() {
       cell(worker.current.join(", ") || (worker.state && worker.state !== "active" ? worker.state : "idle")));
     tbody.append(tr);
   }
+}
+
+// -- the operations console: overview, a job's timeline and metrics, a model's page ----------
+
+const SVG = "http://www.w3.org/2000/svg";
+const PRIMARY_METRICS = ["accuracy", "r2", "adjusted_rand"];
+const NOT_AVAILABLE = "not available";
+
+function svgElement(name, attributes = {}, text) {
+  const element = document.createElementNS(SVG, name);
+  for (const [key, value] of Object.entries(attributes)) element.setAttribute(key, value);
+  if (text !== undefined) element.textContent = text;
+  return element;
+}
+
+function element(name, text, className) {
+  const node = document.createElement(name);
+  if (text !== undefined && text !== null) node.textContent = text;
+  if (className) node.className = className;
+  return node;
+}
+
+function notAvailable(what) {
+  return element("p", `${what}: ${NOT_AVAILABLE} on this service`, "muted not-available");
+}
+
+function primaryMetric(metrics) {
+  if (!metrics) return null;
+  const name = PRIMARY_METRICS.find((m) => typeof metrics[m] === "number")
+    || Object.keys(metrics).find((m) => typeof metrics[m] === "number");
+  return name ? { name, value: metrics[name] } : null;
+}
+
+function format(value) {
+  if (typeof value === "number") return Number.isInteger(value) ? String(value) : value.toFixed(3);
+  if (value === null || value === undefined) return "–";
+  return typeof value === "string" ? value : JSON.stringify(value);
+}
+
+function metricText(value) {
+  return typeof value === "number" ? value.toFixed(3) : "–";
+}
+
+function seconds(from, to) {
+  const s = (new Date(to) - new Date(from)) / 1000;
+  return s < 120 ? `${s.toFixed(1)} s` : s < 7200 ? `${(s / 60).toFixed(1)} min` : `${(s / 3600).toFixed(1)} h`;
+}
+
+function jobLink(jobId, text) {
+  const a = element("a", text ?? jobId);
+  if (JOB_ID.test(jobId)) a.href = `#job/${jobId}`;
+  return a;
+}
+
+// -- overview ---------------------------------------------------------------------------------
+
+let overviewTimer = null;
+let overviewLoads = 0;
+
+function stopOverviewRefresh() {
+  if (overviewTimer) { clearInterval(overviewTimer); overviewTimer = null; }
+}
+
+async function loadOverview(routeNumber) {
+  stopOverviewRefresh();
+  await refreshOverview();
+  // Live, like Flower's front page; only while this view is the one shown.
+  if (routeNumber === routes) {
+    overviewTimer = setInterval(() => {
+      refreshOverview().catch((error) => {
+        if (!(error instanceof AuthRequired)) $("#status").textContent = error.message;
+      });
+    }, 5000);
+  }
+}
+
+async function refreshOverview() {
+  const current = ++overviewLoads;
+  const [summary, workers, config] = await Promise.all([
+    optional("/v1/overview"), api("/v1/workers"), optional("/v1/config"),
+  ]);
+  if (current !== overviewLoads) return;  // a newer refresh is under way
+  renderCounts(summary);
+  renderOverviewWorkers(workers);
+  renderConfig(config);
+  renderFailures(summary);
+}
+
+function renderCounts(summary) {
+  const counts = $("#job-counts");
+  counts.replaceChildren();
+  if (!summary) {
+    $("#queue-depth").textContent = NOT_AVAILABLE;
+    counts.append(notAvailable("Jobs per state"));
+    return;
+  }
+  $("#queue-depth").textContent = String(summary.queue_depth);
+  for (const [state, count] of Object.entries(summary.jobs)) {
+    const item = element("a", undefined, "count");
+    item.href = "#jobs";
+    item.dataset.state = state;
+    item.addEventListener("click", () => { $("#state-filter").value = state; });
+    item.append(element("strong", String(count)), " ", stateBadge(state));
+    counts.append(item);
+  }
+}
+
+// A worker's `state` (active, paused, draining) where the service reports one; what it
+// does with its slots otherwise.
+function workerState(worker) {
+  if (worker.draining === true || worker.state === "draining") return "draining";
+  if (worker.state === "paused") return "paused";
+  return worker.current.length ? "training" : "idle";
+}
+
+function renderOverviewWorkers(workers) {
+  const tbody = $("#overview-workers tbody");
+  tbody.replaceChildren();
+  for (const worker of workers) {
+    const tr = document.createElement("tr");
+    tr.dataset.worker = worker.id;
+    const state = workerState(worker);
+    tr.dataset.state = state;
+    const stateTd = cell("");
+    stateTd.append(stateBadge(state));
+    const training = cell("");
+    const since = cell("");
+    for (const key of worker.current) {
+      const [jobId, task] = key.split("/");
+      const line = element("div");
+      line.append(jobLink(jobId, `${jobId} · ${task === "merge" ? "merge" : `shard ${task}`}`));
+      training.append(line);
+      const at = worker.current_since?.[key];
+      since.append(element("div", at ? `${when(at)} (${seconds(at, new Date())})` : "–"));
+    }
+    if (!worker.current.length) training.textContent = "idle";
+    tr.append(cell(worker.id), stateTd, training, since,
+      cell(`${worker.current.length}/${worker.capacity}`), cell(`${worker.host} · ${worker.pid}`),
+      cell(when(worker.started_at)));
+    tbody.append(tr);
+  }
+  if (!workers.length) {
+    const tr = document.createElement("tr");
+    const td = cell("No live worker: nothing is being trained.", "muted");
+    td.colSpan = 7;
+    tr.append(td);
+    tbody.append(tr);
+  }
+}
+
+let configShown = null;
+
+function renderConfig(config) {
+  configShown = config;
+  const tbody = $("#config-table tbody");
+  tbody.replaceChildren();
+  const toggle = $("#pause-toggle");
+  if (!config) {
+    $("#config-meta").textContent = `Live configuration: ${NOT_AVAILABLE} on this service.`;
+    $("#paused-banner").hidden = true;
+    toggle.hidden = true;
+    return;
+  }
+  const settings = config.settings || {};
+  const paused = settings.paused === true;
+  $("#paused-banner").hidden = !paused;
+  const parts = [`version ${config.version}`];
+  if (config.updated_at) parts.push(`updated ${when(config.updated_at)}`);
+  if (config.updated_by) parts.push(`by ${config.updated_by}`);
+  $("#config-meta").textContent = parts.join(" · ");
+  // Which values the znode sets (the rest are the processes' start-up defaults), where the
+  // service says; and a document written by hand that the processes refused.
+  const overrides = config.overrides && typeof config.overrides === "object" ? config.overrides : null;
+  for (const key of Object.keys(settings).sort()) {
+    const tr = document.createElement("tr");
+    tr.dataset.key = key;
+    const origin = overrides === null ? "" : key in overrides ? "set live" : "default";
+    tr.append(cell(key), cell(format(settings[key])), cell(origin, "muted"));
+    tbody.append(tr);
+  }
+  if (config.rejected) {
+    const tr = document.createElement("tr");
+    const td = cell(`Version ${config.rejected.version} of the document was refused: ${config.rejected.error}`, "error");
+    td.colSpan = 3;
+    tr.append(td);
+    tbody.append(tr);
+  }
+  toggle.hidden = false;
+  toggle.textContent = paused ? "Resume" : "Pause";
+}
+
+async function togglePause() {
+  const message = $("#config-message");
+  message.textContent = "";
+  const paused = configShown?.settings?.paused === true;
+  try {
+    const answer = await optional("/v1/config", {
+      method: "PATCH",
+      headers: { "Content-Type": "application/merge-patch+json" },
+      // A JSON merge patch (RFC 7396) of the configuration document's settings.
+      body: JSON.stringify({ settings: { paused: !paused } }),
+    });
+    if (answer === null) {
+      message.textContent = `Pausing: ${NOT_AVAILABLE} on this service.`;
+      return;
+    }
+    message.textContent = paused ? "Resumed." : "Paused.";
+    await refreshOverview();
+  } catch (error) {
+    if (error instanceof AuthRequired) return;
+    message.textContent = error.status === 403 ? `An admin token is needed: ${error.message}` : error.message;
+  }
+}
+
+function renderFailures(summary) {
+  const tbody = $("#failures tbody");
+  tbody.replaceChildren();
+  if (!summary) {
+    const tr = document.createElement("tr");
+    const td = cell(`Recent failures: ${NOT_AVAILABLE} on this service`, "muted not-available");
+    td.colSpan = 5;
+    tr.append(td);
+    tbody.append(tr);
+    return;
+  }
+  for (const failure of summary.recent_failures) {
+    const tr = document.createElement("tr");
+    tr.dataset.job = failure.job_id;
+    const id = cell("");
+    id.append(jobLink(failure.job_id));
+    tr.append(id, cell(failure.model_name), cell(failure.algorithm), cell(failure.error, "error"),
+      cell(when(failure.finished_at)));
+    tbody.append(tr);
+  }
+  if (!summary.recent_failures.length) {
+    const tr = document.createElement("tr");
+    const td = cell("No failed job.", "muted");
+    td.colSpan = 5;
+    tr.append(td);
+    tbody.append(tr);
+  }
+}
+
+// -- a job's timeline and metrics -------------------------------------------------------------
+
+let openedJob = null;
+let detailsPending = false;
+
+function scheduleDetails(shown) {
+  // Events come in bursts (a shard's claim and the job's state): draw once per frame.
+  if (detailsPending) return;
+  detailsPending = true;
+  requestAnimationFrame(() => {
+    detailsPending = false;
+    if (openedJob === shown) renderJobDetails(shown).catch((error) => {
+      if (!(error instanceof AuthRequired)) $("#status").textContent = error.message;
+    });
+  });
+}
+
+async function renderJobDetails(shown) {
+  const shards = [...shown.shards.values()].sort((a, b) => a.index - b.index);
+  renderTimeline(shown.job, shards);
+  const model = shown.job.model;
+  if (model && !shown.version) {
+    shown.version = await optional(
+      `/v1/models/${pathSegment(model.name, MODEL_NAME, "model name")}/versions/${Number(model.version)}`);
+  }
+  renderJobMetrics(shown.job, shards, shown.version);
+}
+
+// Each attempt of each task as a bar: [{lane, start, end, kind, outcome, label, index, attempt}].
+function timelineBars(job, shards) {
+  const terminalAt = TERMINAL.includes(job.state) ? (job.finished_at || job.updated_at) : null;
+  const openEnd = terminalAt || new Date().toISOString();
+  const bars = [];
+  for (const shard of shards) {
+    const name = shard.role === "baseline" ? "baseline" : shard.role === "shard" ? `shard ${shard.index}` : `task ${shard.index}`;
+    (shard.history || []).forEach((attempt, i) => {
+      bars.push({
+        lane: attempt.worker, start: attempt.claimed_at, end: attempt.ended_at || openEnd,
+        kind: "attempt", outcome: attempt.ended_at ? attempt.outcome : (terminalAt ? "unknown" : "running"),
+        label: `${name}, attempt ${i + 1}`, index: shard.index, attempt: i + 1, error: attempt.error,
+      });
+    });
+  }
+  (job.merges || []).forEach((attempt, i) => {
+    bars.push({
+      lane: attempt.worker, start: attempt.claimed_at, end: attempt.ended_at || openEnd,
+      kind: "merge", outcome: attempt.ended_at ? attempt.outcome : (terminalAt ? "unknown" : "running"),
+      label: `merge, attempt ${i + 1}`, index: "merge", attempt: i + 1, error: attempt.error,
+    });
+  });
+  return bars;
+}
+
+function renderTimeline(job, shards) {
+  const container = $("#timeline");
+  const bars = timelineBars(job, shards);
+  const anyHistory = shards.some((s) => "history" in s);
+  if (!bars.length) {
+    container.replaceChildren(anyHistory
+      ? element("p", "No task has been claimed yet.", "muted")
+      : notAvailable("Attempt history (per-attempt claims and results)"));
+    return;
+  }
+  const lanes = [...new Set(bars.map((b) => b.lane))];
+  const start = new Date(job.created_at).getTime();
+  const published = job.state === "succeeded" && job.finished_at ? new Date(job.finished_at).getTime() : null;
+  const finished = job.finished_at ? new Date(job.finished_at).getTime() : 0;
+  const end = Math.max(start + 1000, finished, ...bars.map((b) => new Date(b.end).getTime()));
+  const width = 1000, left = 230, right = 20, laneHeight = 26, top = 24;
+  const x = (t) => left + ((new Date(t).getTime() - start) / (end - start)) * (width - left - right);
+  const height = top + lanes.length * laneHeight + 24;
+  const svg = svgElement("svg", { class: "timeline", width, height, viewBox: `0 0 ${width} ${height}` });
+  // Time axis: offsets from the submit.
+  for (let i = 0; i <= 5; i++) {
+    const t = start + ((end - start) * i) / 5;
+    const tx = left + ((width - left - right) * i) / 5;
+    svg.append(svgElement("line", { x1: tx, x2: tx, y1: top - 6, y2: height - 20, class: "grid" }));
+    svg.append(svgElement("text", { x: tx, y: top - 10, "text-anchor": i === 0 ? "start" : "middle", class: "tick" },
+      i === 0 ? "submitted" : `+${((t - start) / 1000).toFixed(1)} s`));
+  }
+  lanes.forEach((lane, i) => {
+    const y = top + i * laneHeight;
+    if (i % 2 === 0) svg.append(svgElement("rect", { x: 0, y, width, height: laneHeight, class: "lane" }));
+    svg.append(svgElement("text", { x: 4, y: y + laneHeight / 2 + 4, class: "lane-label" }, lane.slice(0, 34)));
+  });
+  for (const bar of bars) {
+    const y = top + lanes.indexOf(bar.lane) * laneHeight + 4;
+    const x0 = x(bar.start);
+    const w = Math.max(3, x(bar.end) - x0);
+    const group = svgElement("g", {
+      class: `bar ${bar.kind} ${bar.outcome || "unknown"}`,
+      "data-task": String(bar.index), "data-attempt": String(bar.attempt), "data-worker": bar.lane,
+      "data-outcome": bar.outcome || "unknown",
+    });
+    group.append(svgElement("rect", { x: x0, y, width: w, height: laneHeight - 8, rx: 3 }));
+    const short = bar.kind === "merge" ? "merge" : bar.label.startsWith("baseline") ? "baseline" : String(bar.index);
+    if (w > 14) group.append(svgElement("text", { x: x0 + 3, y: y + laneHeight / 2 + 1, class: "bar-label" },
+      bar.attempt > 1 ? `${short}·${bar.attempt}` : short));
+    const detail = [`${bar.label} on ${bar.lane}`, `${when(bar.start)} → ${bar.outcome === "running" ? "now" : when(bar.end)} (${seconds(bar.start, bar.end)})`, bar.outcome];
+    if (bar.error) detail.push(bar.error);
+    group.append(svgElement("title", {}, detail.join("\n")));
+    svg.append(group);
+  }
+  const ended = TERMINAL.includes(job.state) && !published && job.finished_at;
+  if (ended) {
+    const ex = x(job.finished_at);
+    svg.append(svgElement("line", { x1: ex, x2: ex, y1: top - 4, y2: height - 20, class: `end ${job.state}` }));
+    svg.append(svgElement("text", { x: Math.min(ex, width - 80), y: height - 6, class: `end-label ${job.state}` },
+      `${job.state} at +${((new Date(job.finished_at).getTime() - start) / 1000).toFixed(1)} s`));
+  }
+  if (published) {
+    const px = x(job.finished_at);
+    svg.append(svgElement("line", { x1: px, x2: px, y1: top - 4, y2: height - 20, class: "publish" }));
+    svg.append(svgElement("text", { x: Math.min(px, width - 80), y: height - 6, class: "publish-label" },
+      `published ${job.model ? `v${job.model.version}` : ""} at +${((published - start) / 1000).toFixed(1)} s`));
+  }
+  const attempts = bars.filter((b) => b.kind === "attempt").length;
+  const retried = attempts - shards.filter((s) => (s.history || []).length).length;
+  const caption = element("p", `${attempts} attempts on ${lanes.length} workers` +
+    (retried > 0 ? `, ${retried} of them retries or re-claims` : "") +
+    `; queued ${bars.length ? seconds(job.created_at, bars.map((b) => b.start).sort()[0]) : "–"} before the first claim`, "muted");
+  caption.id = "timeline-caption";
+  container.replaceChildren(svg, caption);
+}
+
+// The per-class figures, under whichever name the version record gives them.
+function perClass(record) {
+  if (!record) return null;
+  for (const key of ["per_class", "class_metrics", "per_class_metrics", "metrics_per_class"]) {
+    if (record[key] && typeof record[key] === "object") return record[key];
+  }
+  return null;
+}
+
+function renderJobMetrics(job, shards, version) {
+  const container = $("#job-metrics");
+  const rows = [];  // [label, metrics, per-class]
+  const report = version?.class_report || null;
+  const shardOrder = (version?.shard_metrics || []).map((s) => s.index);
+  const reported = (label) => {
+    if (!report) return null;
+    if (label === "merged") return report.merged?.length ? report.merged : null;
+    if (label === "baseline") return report.baseline || null;
+    const position = shardOrder.indexOf(Number(label.replace("shard ", "")));
+    return position >= 0 ? report.shards?.[position] || null : null;
+  };
+  if (version) rows.push(["merged", version.metrics, reported("merged") || perClass(version)]);
+  const fromVersion = new Map((version?.shard_metrics || []).map((s) => [s.index, s]));
+  for (const shard of shards) {
+    const label = shard.role === "baseline" ? "baseline" : shard.role === "shard" ? `shard ${shard.index}` : `task ${shard.index}`;
+    const metrics = fromVersion.get(shard.index)?.metrics || shard.metrics;
+    if (shard.role === "baseline" && version?.baseline_metrics) {
+      rows.push([label, version.baseline_metrics, reported(label) || shard.class_metrics || perClass(shard)]);
+    } else if (metrics) {
+      rows.push([label, metrics, reported(label) || perClass(fromVersion.get(shard.index)) || perClass(shard)]);
+    }
+  }
+  if (version?.baseline_metrics && !rows.some((r) => r[0] === "baseline")) {
+    rows.push(["baseline", version.baseline_metrics, reported("baseline")]);
+  }
+  if (!rows.length) {
+    container.replaceChildren(element("p", "No task has reported metrics yet.", "muted"));
+    return;
+  }
+  const names = [...new Set(rows.flatMap(([, m]) => Object.keys(m || {})))];
+  const table = element("table");
+  table.id = "metrics-table";
+  const head = element("tr");
+  head.append(element("th", "Model"), ...names.map((n) => element("th", n)));
+  const tbody = element("tbody");
+  for (const [label, metrics] of rows) {
+    const tr = element("tr");
+    tr.dataset.model = label;
+    tr.append(cell(label), ...names.map((n) => {
+      const td = cell(metricText(metrics?.[n]));
+      td.dataset.metric = n;
+      return td;
+    }));
+    tbody.append(tr);
+  }
+  const thead = element("thead");
+  thead.append(head);
+  table.append(thead, tbody);
+  const parts = [table];
+  if (version?.baseline_gap) {
+    parts.push(element("p", "Merged minus baseline: " + Object.entries(version.baseline_gap)
+      .map(([k, v]) => `${k} ${v >= 0 ? "+" : ""}${metricText(v)}`).join(", "), "muted"));
+  }
+  const classRows = rows.filter(([, , pc]) => pc);
+  const drops = report?.recall_drops || job.recall_drops || [];
+  if (classRows.length) {
+    parts.push(element("h4", "Per class"));
+    if (drops.length) {
+      const list = element("ul", undefined, "error");
+      list.id = "recall-drops";
+      for (const drop of drops) {
+        const against = drop.against === "baseline" ? "the baseline" : `shard ${drop.shard}`;
+        list.append(element("li", `class ${format(drop.label)}: recall ${metricText(drop.recall)} in the merged ` +
+          `model against ${metricText(drop.reference_recall)} in ${against} (${drop.support} held-out rows)`));
+      }
+      parts.push(list);
+    }
+    parts.push(perClassTable(classRows));
+  } else if (report?.note) {
+    parts.push(element("p", `Per-class metrics: ${report.note}`, "muted"));
+  } else {
+    parts.push(element("p", `Per-class metrics: ${version ? NOT_AVAILABLE + " for this version" : "when the model is published"}`, "muted not-available"));
+  }
+  container.replaceChildren(...parts);
+}
+
+function perClassTable(rows) {
+  // rows: [label, _, {class: {metric: value}} or [{class, metric: value}]]
+  const normalized = rows.map(([label, , pc]) => [label, Array.isArray(pc)
+    ? Object.fromEntries(pc.map((entry) => [String(entry.class ?? entry.label ?? "?"), entry]))
+    : pc]);
+  const classes = [...new Set(normalized.flatMap(([, pc]) => Object.keys(pc)))];
+  const metrics = [...new Set(normalized.flatMap(([, pc]) => Object.values(pc)
+    .flatMap((v) => (v && typeof v === "object" ? Object.keys(v) : []))))].filter((m) => m !== "class" && m !== "label");
+  const table = element("table");
+  table.id = "per-class-table";
+  const head = element("tr");
+  head.append(element("th", "Class"), element("th", "Model"), ...metrics.map((m) => element("th", m)));
+  const tbody = element("tbody");
+  for (const name of classes) {
+    for (const [label, pc] of normalized) {
+      const values = pc[name];
+      if (!values) continue;
+      const tr = element("tr");
+      const value = (m) => (typeof values === "object" ? values[m] : values);
+      tr.dataset.class = name;
+      tr.dataset.model = label;
+      tr.append(cell(name), cell(label), ...metrics.map((m) => cell(m === "support" ? format(value(m)) : metricText(value(m)))));
+      tbody.append(tr);
+    }
+  }
+  const thead = element("thead");
+  thead.append(head);
+  table.append(thead, tbody);
+  return table;
+}
+
+// -- a model's page ---------------------------------------------------------------------------
+
+// {alias: version} from the model's record, or gathered from its versions' records; null when
+// this service records no aliases at all.
+function modelAliases(summary, detail, versions) {
+  const direct = detail?.aliases ?? summary?.aliases;
+  if (direct && typeof direct === "object") return direct;
+  if (!versions.some((v) => "aliases" in v)) return null;
+  const found = {};
+  for (const v of versions) for (const alias of v.aliases || []) found[alias] = v.version;
+  return found;
+}
+
+async function openModel(name) {
+  $("#model-name").textContent = name;
+  const [summaries, detail, versions] = await Promise.all([
+    api("/v1/models"), optional(`/v1/models/${name}`), api(`/v1/models/${name}/versions`),
+  ]);
+  const summary = summaries.find((m) => m.name === name) || null;
+  const aliases = modelAliases(summary, detail, versions);
+  const byVersion = {};
+  for (const [alias, version] of Object.entries(aliases || {})) (byVersion[version] ||= []).push(alias);
+
+  // Which version a predict without a version answers from: the record's word if it says,
+  // else the champion alias, else the newest version not deleted.
+  const declared = detail?.serving_version ?? summary?.serving_version;
+  const reason = detail?.serving ?? summary?.serving;
+  const served = typeof declared === "number" ? declared
+    : (aliases && typeof aliases.champion === "number" ? aliases.champion : summary?.latest_version ?? null);
+  const champion = typeof declared === "number" ? reason === "champion"
+    : Boolean(aliases && typeof aliases.champion === "number");
+  const why = champion ? "the champion alias" : "the newest version not deleted";
+  const serving = $("#model-serving");
+  serving.dataset.version = served ?? "";
+  serving.textContent = served === null ? "No version is served: every version is deleted."
+    : `Predictions are served from v${served} (${why}).`;
+
+  const aliasBox = $("#model-aliases");
+  if (aliases === null) aliasBox.replaceChildren(notAvailable("Aliases"));
+  else if (!Object.keys(aliases).length) aliasBox.replaceChildren(element("p", "No alias set.", "muted"));
+  else {
+    const list = element("ul");
+    list.id = "alias-list";
+    for (const [alias, version] of Object.entries(aliases).sort()) {
+      const li = element("li");
+      li.dataset.alias = alias;
+      li.dataset.version = String(version);
+      li.append(element("strong", alias), ` → v${version}`);
+      list.append(li);
+    }
+    aliasBox.replaceChildren(list);
+  }
+
+  $("#model-chart").replaceChildren(versionChart(versions));
+
+  const tbody = $("#model-versions tbody");
+  tbody.replaceChildren();
+  for (const version of [...versions].reverse()) {
+    const tr = document.createElement("tr");
+    tr.dataset.version = String(version.version);
+    if (version.deleted_at) tr.classList.add("deleted");
+    const score = primaryMetric(version.metrics);
+    const baseline = primaryMetric(version.baseline_metrics);
+    const job = cell("");
+    job.append(jobLink(version.job_id));
+    const label = `v${version.version}${version.version === served ? " (served)" : ""}${version.deleted_at ? " (deleted)" : ""}`;
+    const scoreTd = cell(score ? `${score.name} ${metricText(score.value)}` : "–");
+    scoreTd.dataset.score = score ? String(score.value) : "";
+    const promotion = version.promotion;
+    const promoted = !promotion ? "" : `${promotion.promoted ? "took" : "refused"} ${promotion.alias}: ${promotion.reason}`;
+    tr.append(cell(label), cell((byVersion[version.version] || []).join(", ")), job, cell(version.algorithm),
+      cell(version.shards), scoreTd, cell(baseline ? metricText(baseline.value) : "–"), cell(promoted),
+      cell(when(version.created_at)));
+    tbody.append(tr);
+  }
+
+  const schemaFrom = versions.find((v) => v.version === served) || versions[versions.length - 1];
+  $("#schema-version").textContent = schemaFrom ? `(v${schemaFrom.version})` : "";
+  $("#model-schema").replaceChildren(schemaFrom && "input_schema" in schemaFrom && schemaFrom.input_schema === null
+    ? element("p", "None: this version takes encoded feature rows (instances) only.", "muted")
+    : schemaView(schemaFrom?.input_schema));
+}
+
+function versionChart(versions) {
+  const points = versions.map((v) => ({
+    version: v.version, at: new Date(v.created_at).getTime(), deleted: Boolean(v.deleted_at),
+    merged: primaryMetric(v.metrics), baseline: primaryMetric(v.baseline_metrics),
+    shards: (v.shard_metrics || []).map((s) => primaryMetric(s.metrics)?.value).filter((s) => typeof s === "number"),
+  })).filter((p) => p.merged);
+  if (!points.length) return element("p", "No version with a score.", "muted");
+  const metric = points[points.length - 1].merged.name;
+  const values = points.flatMap((p) => [p.merged.value, p.baseline?.value, ...p.shards]).filter((v) => typeof v === "number");
+  let low = Math.min(...values), high = Math.max(...values);
+  if (high - low < 0.02) { low -= 0.01; high += 0.01; }
+  const pad = (high - low) * 0.1;
+  low -= pad; high += pad;
+  const width = 560, height = 240, left = 48, right = 16, top = 24, bottom = 36;
+  const t0 = points[0].at, t1 = points[points.length - 1].at;
+  const x = (t) => (t1 === t0 ? (left + width - right) / 2 : left + ((t - t0) / (t1 - t0)) * (width - left - right));
+  const y = (v) => top + (1 - (v - low) / (high - low)) * (height - top - bottom);
+  const svg = svgElement("svg", { class: "chart line-chart", width, height, viewBox: `0 0 ${width} ${height}` });
+  for (let i = 0; i <= 4; i++) {
+    const v = low + ((high - low) * i) / 4;
+    svg.append(svgElement("line", { x1: left, x2: width - right, y1: y(v), y2: y(v), class: "grid" }));
+    svg.append(svgElement("text", { x: left - 4, y: y(v) + 4, "text-anchor": "end", class: "tick" }, v.toFixed(3)));
+  }
+  svg.append(svgElement("text", { x: left, y: height - 4, class: "tick" }, when(new Date(t0).toISOString())));
+  if (t1 !== t0) svg.append(svgElement("text", { x: width - right, y: height - 4, "text-anchor": "end", class: "tick" }, when(new Date(t1).toISOString())));
+  const line = (series, className) => {
+    const pts = points.filter((p) => series(p) !== undefined && series(p) !== null);
+    if (pts.length > 1) svg.append(svgElement("polyline", { class: className, points: pts.map((p) => `${x(p.at)},${y(series(p))}`).join(" ") }));
+  };
+  line((p) => p.baseline?.value, "series baseline");
+  line((p) => p.merged.value, "series merged");
+  for (const p of points) {
+    for (const s of p.shards) svg.append(svgElement("circle", { cx: x(p.at), cy: y(s), r: 2.5, class: "shard-point" }));
+    if (p.baseline) svg.append(svgElement("circle", { cx: x(p.at), cy: y(p.baseline.value), r: 3.5, class: "baseline-point" }));
+    const dot = svgElement("circle", {
+      cx: x(p.at), cy: y(p.merged.value), r: 5, class: `point${p.deleted ? " deleted" : ""}`,
+      "data-version": String(p.version), "data-score": String(p.merged.value),
+    });
+    dot.append(svgElement("title", {}, `v${p.version}: ${p.merged.name} ${metricText(p.merged.value)}${p.deleted ? " (deleted)" : ""}`));
+    svg.append(dot);
+    svg.append(svgElement("text", { x: x(p.at), y: y(p.merged.value) - 9, "text-anchor": "middle", class: "tick" }, `v${p.version}`));
+  }
+  const legend = element("p", `${metric} on the held-out rows: ● merged, ○ baseline (a single model on all rows), · each shard's model`, "muted");
+  const box = element("div");
+  box.append(svg, legend);
+  return box;
+}
+
+function schemaView(schema) {
+  if (schema === undefined || schema === null) return notAvailable("Input schema");
+  const list = Array.isArray(schema) ? schema
+    : Array.isArray(schema.features) ? schema.features : Array.isArray(schema.columns) ? schema.columns : null;
+  if (!list) {
+    const pre = element("pre", JSON.stringify(schema, null, 2));
+    pre.id = "schema-json";
+    return pre;
+  }
+  const rows = list.map((f) => (typeof f === "object" && f !== null ? f : { name: f }));
+  const keys = [...new Set(rows.flatMap((r) => Object.keys(r)))];
+  const table = element("table");
+  table.id = "schema-table";
+  const head = element("tr");
+  head.append(...keys.map((k) => element("th", k)));
+  const tbody = element("tbody");
+  for (const row of rows) {
+    const tr = element("tr");
+    tr.append(...keys.map((k) => cell(Array.isArray(row[k]) ? row[k].join(", ") : format(row[k]))));
+    tbody.append(tr);
+  }
+  const thead = element("thead");
+  thead.append(head);
+  table.append(thead, tbody);
+  return table;
 }
 
 $("#token-form").addEventListener("submit", (event) => {
@@ -437,5 +1127,6 @@ $("#state-filter").addEventListener("change", () => loadJobs(true));
 $("#refresh-jobs").addEventListener("click", () => loadJobs(true));
 $("#more-jobs").addEventListener("click", () => loadJobs(false));
 $("#submit-form").addEventListener("submit", submitJob);
+$("#pause-toggle").addEventListener("click", togglePause);
 renderAuth();
 route();

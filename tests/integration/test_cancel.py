@@ -101,6 +101,8 @@ def test_cancel_running_job_kills_training(stack: Stack, kazoo: KazooClient, zk_
         assert view["state"] == "cancelled"
         assert view["model"] is None
         assert all(s["state"] != "done" for s in view["shards"])
+        (stopped,) = view["shards"][index]["history"]  # the attempt the cancel ended
+        assert stopped["outcome"] == "cancelled" and stopped["ended_at"], stopped
         assert children(kazoo, f"{zk_root}/queue") == []
         assert children(kazoo, f"{zk_root}/models") == []
         again = client.delete(f"/v1/jobs/{job_id}")

@@ -69,6 +69,12 @@ def test_killed_worker_shard_is_reclaimed_and_job_succeeds(
         assert shards[0]["worker"] == survivor_id
         assert shards[1]["attempts"] == 1, shards[1]
         assert shards[1]["worker"] == survivor_id
+        # The history (the dashboard's timeline) shows the re-claim: the dead worker's attempt
+        # wrote no outcome, so the survivor's claim ended it as lost.
+        lost, redone = shards[0]["history"]
+        assert (lost["worker"], lost["outcome"]) == (victim_id, "lost"), lost
+        assert (redone["worker"], redone["outcome"]) == (survivor_id, "done"), redone
+        assert lost["ended_at"] == redone["claimed_at"] and redone["ended_at"] is not None
 
         assert len(claim_lines(victim, job_id, 0)) == 1
         assert claim_lines(victim, job_id, 1) == []
@@ -129,6 +135,8 @@ def test_worker_killed_while_merging_is_replaced_and_publishes_once(
         view = wait_job(client, job_id, timeout=120)
         assert view["state"] == "succeeded", view
         assert all(s["attempts"] == 1 and s["state"] == "done" for s in view["shards"])
+        merges = [(m["worker"], m["outcome"]) for m in view["merges"]]
+        assert merges == [(victim_id, "lost"), (survivor_id, "merged")], view["merges"]
         assert workers[survivor_id].output().count(merging) == 1
         assert f"from job {job_id}" in workers[survivor_id].output()
         assert f"from job {job_id}" not in workers[victim_id].output()
@@ -168,6 +176,8 @@ def test_graceful_stop_hands_the_shard_back_without_using_an_attempt(
         assert view["state"] == "succeeded", view
         assert view["shards"][0]["attempts"] == 1
         assert view["shards"][0]["worker"] == "successor"
+        history = [(a["worker"], a["outcome"]) for a in view["shards"][0]["history"]]
+        assert history == [("quitter", "handed_back"), ("successor", "done")], history
         assert len(claim_lines(successor, job_id, 0)) == 1
 
 

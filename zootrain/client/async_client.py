@@ -36,7 +36,7 @@ from zootrain.records import (
     VersionRecord,
     WorkerRecord,
 )
-from zootrain.views import JobList, JobView, ModelSummary, PredictResponse, Status
+from zootrain.views import JobList, JobView, ModelSummary, Overview, PredictResponse, Status
 
 
 class AsyncClient(_Base):
@@ -259,6 +259,10 @@ class AsyncClient(_Base):
     async def config_history(self, limit: int | None = None) -> list[ConfigChange]:
         """Changes to the configuration, newest first."""
         return await self._run(_Calls.config_history(limit))
+
+    async def overview(self, failures: int = 10) -> Overview:
+        """Jobs per state, the queue depth and the latest failed jobs with their errors."""
+        return await self._run(_Calls.overview(failures))
 
     async def health(self) -> Status:
         return await self._run(_Calls.health())

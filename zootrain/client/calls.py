@@ -16,7 +16,7 @@ from pydantic import TypeAdapter
 from zootrain.client.events import _EventCursor
 from zootrain.config_views import ConfigChange, ConfigView
 from zootrain.records import DrainRecord, JobSpec, JobState, VersionRecord, WorkerRecord
-from zootrain.views import JobList, JobView, ModelSummary, PredictResponse, Status
+from zootrain.views import JobList, JobView, ModelSummary, Overview, PredictResponse, Status
 
 T = TypeVar("T")
 
@@ -181,6 +181,10 @@ class _Calls:
     @staticmethod
     def config_history(limit: int | None) -> _Call[list[ConfigChange]]:
         return _get("/v1/config/history", _model(list[ConfigChange]), limit=limit)
+
+    @staticmethod
+    def overview(failures: int = 10) -> _Call[Overview]:
+        return _get("/v1/overview", _model(Overview), failures=int(failures))
 
     @staticmethod
     def health() -> _Call[Status]:

@@ -35,7 +35,7 @@ from zootrain.records import (
     VersionRecord,
     WorkerRecord,
 )
-from zootrain.views import JobList, JobView, ModelSummary, PredictResponse, Status
+from zootrain.views import JobList, JobView, ModelSummary, Overview, PredictResponse, Status
 
 
 class Client(_Base):
@@ -267,6 +267,10 @@ class Client(_Base):
     def config_history(self, limit: int | None = None) -> list[ConfigChange]:
         """Changes to the configuration, newest first."""
         return self._run(_Calls.config_history(limit))
+
+    def overview(self, failures: int = 10) -> Overview:
+        """Jobs per state, the queue depth and the latest failed jobs with their errors."""
+        return self._run(_Calls.overview(failures))
 
     def health(self) -> Status:
         return self._run(_Calls.health())
