@@ -63,8 +63,12 @@ async def _answer(request: tuple[int, str, Any], cache: ModelCache, writer: Any)
     try:
         if operation == "predict":
             value: Any = await _predict(cache, *argument)
+        elif operation == "predict_batch":
+            value = await _predict_batch(cache, *argument)
         elif operation == "validate":
             value = await asyncio.to_thread(_validate, argument)
+        elif operation == "validate_json":
+            value = await asyncio.to_thread(_validate_json, argument)
         else:
             raise ValueError(f"unknown operation {operation!r}")
         reply = Reply(number, value=value)
@@ -94,6 +98,73 @@ async def _predict(
         # numbers are finite already): the client's rows, not the server, are at fault.
         raise InvalidRequest(f"instances: {exc}") from None
     return [v.item() if hasattr(v, "item") else v for v in predictions]
+
+
+async def _predict_batch(
+    cache: ModelCache, uri: str, sha256: str, size: int, batch: list[list[list[float]]]
+) -> list[list[Any] | DomainError]:
+    """Each request's predictions (or the error that refused its rows) from one ``predict``
+    of all their rows stacked (app.batching)."""
+    model = await cache.get(uri, sha256, size)
+    if len(batch) == 1:
+        return await _outcomes(model, batch)
+    try:
+        X = np.asarray([row for rows in batch for row in rows], dtype=np.float64)
+        predictions = await _run(model, X)
+    except ValueError:
+        # One request's rows refused (ragged, or past what the model takes): the stacked call
+        # cannot say whose, so each request is predicted on its own and only that one fails.
+        return await _outcomes(model, batch)
+    values = _plain(predictions)
+    outcomes: list[list[Any] | DomainError] = []
+    start = 0
+    for rows in batch:
+        outcomes.append(values[start : start + len(rows)])
+        start += len(rows)
+    return outcomes
+
+
+async def _outcomes(model: Any, batch: list[list[list[float]]]) -> list[list[Any] | DomainError]:
+    outcomes: list[list[Any] | DomainError] = []
+    for rows in batch:
+        try:
+            outcomes.append(_plain(await _run(model, np.asarray(rows, dtype=np.float64))))
+        except ValueError as exc:
+            outcomes.append(InvalidRequest(f"instances: {exc}"))
+    return outcomes
+
+
+async def _run(model: Any, X: Any) -> Any:
+    if X.size <= INLINE_VALUES:
+        # A few rows take a millisecond or two: a hop to a thread would cost as much.
+        return model.predict(X)
+    return await asyncio.to_thread(model.predict, X)
+
+
+def _plain(predictions: Any) -> list[Any]:
+    """Predictions as JSON-ready Python values (numpy's scalars become ints, floats, strs)."""
+    values: list[Any] = predictions.tolist()
+    if predictions.dtype == object:  # tolist leaves the elements as they are
+        values = [v.item() if hasattr(v, "item") else v for v in values]
+    return values
+
+
+def _validate_json(
+    data: bytes,
+) -> tuple[dict[str, Any], Cost] | list[dict[str, Any]]:
+    """_validate of a spec sent as JSON; answers with the fields the checks changed (by name:
+    their new values) instead of the whole spec, which the job service already has."""
+    spec = JobSpec.model_validate_json(data)
+    outcome = _validate(spec)
+    if isinstance(outcome, list):
+        return outcome
+    checked, cost = outcome
+    changes = {
+        name: getattr(checked, name)
+        for name in type(checked).model_fields
+        if getattr(checked, name) != getattr(spec, name)
+    }
+    return changes, cost
 
 
 def _validate(spec: JobSpec) -> tuple[JobSpec, Cost] | list[dict[str, Any]]:

@@ -48,6 +48,7 @@ class Services:
             self.settings.predict_processes,
             artifacts=self.settings.artifacts,
             cache_bytes=self.settings.model_cache_bytes,
+            batch_rows=self.settings.predict_batch_rows,
         )
         self.events = EventHub(self.zk, self.paths)
         self.tables = TableChecker(self.settings.upload_check_memory_bytes)

@@ -173,6 +173,17 @@ _LINKS: dict[tuple[str, str], dict[str, tuple[str, str, dict[str, str]]]] = {
         "Predict": (_MODEL + "/predict", "post", _FIRST_MODEL),
         "DeleteLatestVersion": (_MODEL + "/versions/{version}", "delete", _FIRST_LATEST),
         "DeleteModel": (_MODEL, "delete", _FIRST_MODEL),
+        "GetModel": (_MODEL, "get", _FIRST_MODEL),
+        "GetServedArtifact": (_MODEL + "/artifact", "get", _FIRST_MODEL),
+        "SetAlias": (_MODEL + "/aliases/{alias}", "put", _FIRST_MODEL),
+    },
+    ("/v1/models/{name}/aliases/{alias}", "put"): {
+        "DeleteAlias": (
+            _MODEL + "/aliases/{alias}",
+            "delete",
+            {"name": "$request.path.name", "alias": "$request.path.alias"},
+        ),
+        "PredictByAlias": (_MODEL + "/predict", "post", {"name": "$request.path.name"}),
     },
     ("/v1/workers", "get"): {
         "DrainWorker": (_DRAIN, "post", {"worker_id": "$response.body#/0/id"}),

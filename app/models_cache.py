@@ -23,7 +23,7 @@ import tempfile
 from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from starlette.concurrency import run_in_threadpool
 
@@ -110,12 +110,25 @@ class ModelCache:
         return size > self.capacity and self.reserved == 0 and not self._models
 
     def _read(self, uri: str, sha256: str) -> Any:
-        # Streamed from the store into a private temporary file while its sha256 is checked,
-        # then loaded from there: the file's bytes are never held in memory next to the model.
+        # A local store's file is checked and loaded in place, through one open handle (no
+        # copy: a cold load of a 100 MB forest is then about skops' own load time).
+        local = self.store.open_checked(uri, sha256)
+        if local is not None:
+            with local:
+                return self._from_file(local, uri)
+        # Otherwise streamed from the store into a private temporary file while its sha256 is
+        # checked, then loaded from there: the file's bytes are never held in memory next to
+        # the model.
         with tempfile.NamedTemporaryFile(prefix="zootrain-model-") as handle:
             self.store.download(uri, sha256, handle)
             handle.flush()
-            try:
-                return modelfile.load(Path(handle.name))
-            except modelfile.UntrustedModelError as exc:
-                raise ArtifactError(str(exc)) from None
+            return self._from_file(Path(handle.name), uri)
+
+    @staticmethod
+    def _from_file(file: Path | IO[bytes], uri: str) -> Any:
+        try:
+            return modelfile.load(file)
+        except modelfile.UntrustedModelError as exc:
+            raise ArtifactError(str(exc)) from None
+        except ValueError as exc:
+            raise ArtifactError(f"artifact {uri}: {exc}") from None

@@ -35,6 +35,7 @@ from typing import TYPE_CHECKING, Any
 from fastapi.exceptions import RequestValidationError
 
 from app import service_metrics
+from app.batching import Batcher, Outcome, Rows
 from zootrain import forkserver
 from zootrain.errors import DomainError, Unavailable
 from zootrain.spec import oversized_search
@@ -148,8 +149,12 @@ def _died() -> ChildDied:
 
 
 class ChildPool:
-    def __init__(self, size: int, *, artifacts: str, cache_bytes: int) -> None:
+    def __init__(
+        self, size: int, *, artifacts: str, cache_bytes: int, batch_rows: int = 1024
+    ) -> None:
         self.size = size
+        # Concurrent predictions of one model share a call (app.batching); 0: one call each.
+        self.batcher = Batcher(batch_rows) if batch_rows > 0 else None
         self.artifacts = artifacts
         self.cache_bytes = max(1, cache_bytes // size)  # each child's share of the bound
         self._children: list[_Child | None] = [None] * size
@@ -168,8 +173,19 @@ class ChildPool:
         """The model's predictions for ``instances`` (its file ``uri``, checked against
         ``sha256``; ``size`` bytes). InvalidRequest when scikit-learn refuses the rows."""
         index = int(sha256[:8], 16) % self.size if sha256 else 0
-        predictions: list[Any] = await self._call(index, "predict", (uri, sha256, size, instances))
-        return predictions
+        if self.batcher is None:
+            predictions: list[Any] = await self._call(
+                index, "predict", (uri, sha256, size, instances)
+            )
+            return predictions
+
+        async def call(batch: list[Rows]) -> list[Outcome]:
+            outcomes: list[Outcome] = await self._call(
+                index, "predict_batch", (uri, sha256, size, batch)
+            )
+            return outcomes
+
+        return await self.batcher.predict(f"{sha256}:{uri}", instances, call)
 
     async def validate(self, spec: JobSpec) -> tuple[JobSpec, Cost]:
         """zootrain.ml.validation.validate_submission and the job's cost, in a child; a
@@ -181,11 +197,16 @@ class ChildPool:
                 [{"type": "value_error", "loc": ("body",), "msg": f"Value error, {oversized}"}]
             )
         busy = [len(c.pending) if c is not None and c.alive else 0 for c in self._children]
-        outcome = await self._call(busy.index(min(busy)), "validate", spec)
+        # The spec crosses as its JSON (a fifth of pickling the model's CPU, here where a
+        # submit's CPU is the service's throughput), and comes back as the fields the checks
+        # changed (usually none: nothing to decode); the cost is a small dataclass.
+        outcome = await self._call(
+            busy.index(min(busy)), "validate_json", spec.model_dump_json().encode()
+        )
         if isinstance(outcome, list):
             raise RequestValidationError([{**e, "loc": ("body", *e["loc"])} for e in outcome])
-        checked, cost = outcome
-        return checked, cost
+        changes, cost = outcome
+        return (spec.model_copy(update=changes) if changes else spec), cost
 
     async def _call(self, index: int, operation: str, argument: Any) -> Any:
         child = await self._child(index)

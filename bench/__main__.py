@@ -24,7 +24,7 @@ from bench.figures import Figure
 from bench.harness import Context
 from bench.report import as_json, markdown
 
-BENCHES = ("submit", "dispatch", "e2e", "overhead", "footprint", "scale")
+BENCHES = ("submit", "dispatch", "e2e", "overhead", "footprint", "scale", "predict")
 
 
 def parse(argv: list[str] | None) -> argparse.Namespace:

@@ -3,6 +3,8 @@
     python -m bench.quality            # every algorithm on digits, breast_cancer, wine, diabetes
                                        # and a 200,000-row synthetic set, with 2, 4 and 8 shards
     python -m bench.quality --quick    # small and fast (the test suite runs this)
+    python -m bench.quality --quick --rounds-only   # the families that train in rounds: the
+                                       # one-shot average and, beside it, "(rounds)"
 
 The shards are fitted and merged by the same functions the workers run (zootrain.ml), in this
 process: this measures the merge, not the coordination. "single" is the same algorithm fitted on
@@ -32,6 +34,8 @@ from zootrain.ml.datasets import (
     split_dataset,
 )
 from zootrain.ml.merge import merge_models
+from zootrain.ml.rounds import FAMILIES as ROUND_FAMILIES
+from zootrain.ml.rounds import fit_in_rounds
 from zootrain.ml.scoring import evaluate
 from zootrain.ml.search import baseline_params
 from zootrain.ml.training import fit_shards
@@ -89,7 +93,14 @@ def headline(metrics: dict[str, float], algorithm: str) -> str:
 
 
 def measure(
-    name: str, spec: Any, algorithm: str, partition: str, shards: int, seeds: list[int]
+    name: str,
+    spec: Any,
+    algorithm: str,
+    partition: str,
+    shards: int,
+    seeds: list[int],
+    *,
+    rounds: bool = False,
 ) -> Row | None:
     task = dataset_task(spec)
     if ALGORITHMS[algorithm].task not in (task, "clustering"):
@@ -102,8 +113,20 @@ def measure(
         split = split_dataset(X, y, task=task, test_size=0.2, seed=seed)
         params = PARAMS.get(algorithm, {})
         started = time.perf_counter()
-        models, sizes = fit_shards(algorithm, params, split, shards, partition, job_seed=seed)
-        merged = merge_models(algorithm, models, sizes)
+        if rounds:
+            clusters = ALGORITHMS[algorithm].task == "clustering"
+            merged, _ = fit_in_rounds(
+                algorithm,
+                params,
+                split.X_train,
+                split.y_train,
+                None if clusters else split.classes,
+                shards,
+                job_seed=seed,
+            )
+        else:
+            models, sizes = fit_shards(algorithm, params, split, shards, partition, job_seed=seed)
+            merged = merge_models(algorithm, models, sizes)
         seconds += time.perf_counter() - started
         single = build_estimator(algorithm, baseline_params(algorithm, params, shards), seed)
         if ALGORITHMS[algorithm].task == "clustering":
@@ -118,7 +141,7 @@ def measure(
         single_scores.append(single_metrics[metric])
     return Row(
         name,
-        algorithm,
+        f"{algorithm} (rounds)" if rounds else algorithm,
         partition,
         shards,
         metric,
@@ -135,6 +158,7 @@ def run(
     shard_counts: list[int] | None = None,
     seeds: list[int] | None = None,
     only: str | None = None,
+    rounds_only: bool = False,
 ) -> list[Row]:
     shard_counts = shard_counts or ([4] if quick else [2, 4, 8])
     seeds = seeds or ([0] if quick else [0, 1, 2])
@@ -143,6 +167,8 @@ def run(
         if only is not None and only not in name:
             continue
         for algorithm in sorted(ALGORITHMS):
+            if rounds_only and algorithm not in ROUND_FAMILIES:
+                continue
             partitions = ["random", "replicate"] if ALGORITHMS[algorithm].replicable else ["random"]
             for partition in partitions:
                 for shards in shard_counts:
@@ -150,6 +176,12 @@ def run(
                     if row is not None:
                         found.append(row)
                         print_row(row)
+                    if algorithm in ROUND_FAMILIES and partition == "random":
+                        # Beside the one-shot average: the same family trained in rounds.
+                        row = measure(name, spec, algorithm, partition, shards, seeds, rounds=True)
+                        if row is not None:
+                            found.append(row)
+                            print_row(row)
     return found
 
 
@@ -177,6 +209,11 @@ def main() -> None:
     parser.add_argument("--shards", help="comma-separated shard counts, e.g. 2,4,8")
     parser.add_argument("--seeds", help="comma-separated seeds, e.g. 0,1,2")
     parser.add_argument("--only", help="only datasets whose name contains this")
+    parser.add_argument(
+        "--rounds-only",
+        action="store_true",
+        help="only the families that train in rounds (averaged and in rounds)",
+    )
     args = parser.parse_args()
     print_header()
     run(
@@ -185,6 +222,7 @@ def main() -> None:
         shard_counts=[int(n) for n in args.shards.split(",")] if args.shards else None,
         seeds=[int(n) for n in args.seeds.split(",")] if args.seeds else None,
         only=args.only,
+        rounds_only=args.rounds_only,
     )
 
 

@@ -48,8 +48,17 @@ class Claim:
     claimed_at: datetime = field(default_factory=utcnow)  # what the worker record's "since" says
 
     @property
+    def in_rounds(self) -> bool:
+        """A shard of a job training in rounds: held for the whole job, on a round slot."""
+        return self.index is not None and takes_round_slot(self.job, self.index)
+
+    @property
     def key(self) -> str:
         return f"{self.job.id}/{'merge' if self.index is None else self.index}"
+
+
+def takes_round_slot(job: JobRecord, index: int) -> bool:
+    return job.spec.rounds and job.spec.role(index) == "shard"
 
 
 class Attempt(NamedTuple):

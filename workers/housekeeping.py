@@ -30,7 +30,7 @@ from datetime import timedelta
 from kazoo.exceptions import BadVersionError, NoNodeError, NotEmptyError
 
 from workers import worker_metrics
-from zootrain import store_gc
+from zootrain import rounds, store_gc
 from zootrain.artifacts import ArtifactStore
 from zootrain.election import Election
 from zootrain.errors import NotFound
@@ -240,17 +240,35 @@ class Housekeeper:
                 versions = await self.registry.versions(name)
             except NotFound:
                 continue
+            try:
+                model, model_stat = await self.registry.model(name)
+            except NotFound:
+                continue
+            aliased = set(model.aliases.values())
             for number in versions[: max(0, len(versions) - self.settings.max_versions)]:
+                if number in aliased:
+                    continue  # an alias holds it (a champion outlives retrains it beat)
                 await self._still_leading()
-                with contextlib.suppress(NoNodeError):
-                    await self.zk.delete(self.paths.version(name, number))
+                # Checked against the aliases as read: one moved onto this version meanwhile
+                # keeps it (the next pass looks again).
+                tx = self.zk.transaction()
+                tx.check(self.paths.model(name), model_stat.version)
+                tx.delete(self.paths.version(name, number))
+                try:
+                    await self.zk.commit(tx)
                     removed += 1
+                except TransactionFailed as failed:
+                    if isinstance(failed.error, BadVersionError | NoNodeError):
+                        break
+                    raise
         return removed
 
     async def _delete_job(self, job: JobRecord, version: int) -> int:
         # One multi: a job is never half-deleted, and the version check keeps us from
         # deleting a record that changed since we judged it.
         tx = self.zk.transaction()
+        for path in await rounds.subtree(self.zk, self.paths, job.id):
+            tx.delete(path)  # a job that trained in rounds keeps its round record
         for index in range(job.spec.tasks):
             tx.delete(self.paths.shard(job.id, index))
         tx.delete(self.paths.shards(job.id))

@@ -195,3 +195,132 @@ def _child_main(
         sender.send({"error": f"{type(exc).__name__}: {exc}", "trace": traceback.format_exc()})
     finally:
         sender.close()
+
+
+class ChildSession:
+    """A child that stays up between requests (a shard training in rounds keeps its rows loaded):
+    ``function(payload)`` runs once in the child and returns the handler of every request.
+
+    Requests and replies cross a duplex pipe; waiting for a reply watches the pipe with
+    ``add_reader`` as run_in_child does, and cancelling the awaiting task kills the child.
+    """
+
+    def __init__(self, process: Any, connection: Connection, memory_limit: int | None) -> None:
+        self.process = process
+        self.connection = connection
+        self.memory_limit = memory_limit
+
+    async def request(self, message: dict[str, Any], timeout: float | None) -> dict[str, Any]:
+        """Send ``message``; the handler's reply, or ChildFailed / ChildDied /
+        TimeLimitExceeded (``timeout``: seconds, the caller's whole budget left)."""
+        loop = asyncio.get_running_loop()
+        try:
+            # A big message fills the pipe until the child reads it: not on the loop.
+            await loop.run_in_executor(None, self.connection.send, message)
+        except (BrokenPipeError, ConnectionResetError, EOFError):
+            await self.close()
+            raise ChildDied(_death(self.process.exitcode, self.memory_limit)) from None
+        return await self._reply(timeout)
+
+    async def _reply(self, timeout: float | None) -> dict[str, Any]:
+        loop = asyncio.get_running_loop()
+        ready: asyncio.Future[None] = loop.create_future()
+
+        def on_readable() -> None:
+            if not ready.done():
+                ready.set_result(None)
+
+        fd = self.connection.fileno()
+        loop.add_reader(fd, on_readable)
+        try:
+            done, _ = await asyncio.wait({ready}, timeout=timeout)
+            if not done:
+                raise TimeLimitExceeded(timeout or 0.0)
+            outcome = _receive(self.connection)
+        except BaseException:
+            self.process.kill()
+            raise
+        finally:
+            loop.remove_reader(fd)
+        if outcome is None:
+            await self.close()
+            raise ChildDied(_death(self.process.exitcode, self.memory_limit))
+        if "error" in outcome:
+            if outcome.get("memory") and self.memory_limit is not None:
+                raise MemoryLimitExceeded(self.memory_limit, f" ({outcome['error']})")
+            raise ChildFailed(outcome["error"], outcome.get("trace", ""))
+        value: dict[str, Any] = outcome["value"]
+        return value
+
+    async def close(self) -> None:
+        """Kill the child (it holds nothing worth a goodbye) and reap it, off the loop."""
+        self.process.kill()
+        self.connection.close()
+        loop = asyncio.get_running_loop()
+        await asyncio.shield(loop.run_in_executor(None, self.process.join, 5))
+
+
+async def start_session(
+    function: ChildTarget,
+    payload: dict[str, Any],
+    *,
+    timeout: float | None = None,
+    memory_limit: int | None = None,
+) -> ChildSession:
+    """Fork a session child and wait for its setup (``function(payload)``) to finish."""
+    loop = asyncio.get_running_loop()
+    parent, child = _CONTEXT.Pipe(duplex=True)
+    process = _CONTEXT.Process(
+        target=_session_main, args=(function, payload, child, memory_limit), daemon=True
+    )
+    try:
+        await loop.run_in_executor(None, process.start)
+    finally:
+        child.close()
+    session = ChildSession(process, parent, memory_limit)
+    try:
+        await session._reply(timeout)
+    except BaseException:
+        await session.close()
+        raise
+    return session
+
+
+def _session_main(
+    function: ChildTarget,
+    payload: dict[str, Any],
+    connection: Connection,
+    memory_limit: int | None = None,
+) -> None:
+    forkserver.become_child()
+    if memory_limit is not None:
+        resource.setrlimit(resource.RLIMIT_AS, (memory_limit, memory_limit))
+    handler: Callable[[dict[str, Any]], dict[str, Any]] | None = None
+    try:
+        handler = _resolve_session(function)(payload)
+        connection.send({"value": {}})
+    except Exception as exc:
+        _send_error(connection, exc)
+        return
+    while True:
+        try:
+            message = connection.recv()
+        except EOFError:
+            return  # the worker is gone or done with us
+        try:
+            connection.send({"value": handler(message)})
+        except Exception as exc:
+            _send_error(connection, exc)
+
+
+def _send_error(connection: Connection, exc: Exception) -> None:
+    if isinstance(exc, MemoryError):
+        gc.collect()
+        connection.send({"error": f"MemoryError: {exc}".rstrip(": "), "memory": True})
+    else:
+        connection.send({"error": f"{type(exc).__name__}: {exc}", "trace": traceback.format_exc()})
+
+
+def _resolve_session(target: ChildTarget) -> Callable[[dict[str, Any]], Any]:
+    function: Callable[[dict[str, Any]], Any] = _resolve(target)
+    return function

@@ -9,19 +9,24 @@ A failed merge is retried after a backoff while the job has attempts left, like 
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from kazoo.exceptions import BadVersionError, NoNodeError, SessionExpiredError
 
 from workers import processes, worker_metrics
 from workers.claims import Claim, dataset_source
-from zootrain.errors import ArtifactError, NotFound
+from zootrain.errors import ArtifactError, Gone, NotFound
+from zootrain.inputs import input_schema
 from zootrain.queue import backoff_delay
 from zootrain.records import (
     JobRecord,
     JobState,
+    ModelRecord,
+    Promotion,
     ShardMetrics,
     ShardRecord,
     ShardState,
@@ -60,6 +65,7 @@ async def merge_and_publish(worker: Worker, claim: Claim) -> None:
         "spec": job.spec.model_dump(mode="json"),
         "artifacts": worker.store.url,
         "dataset_source": dataset_source(job),
+        "holder": await alias_holder(worker, job),
         "shards": [
             {
                 "role": s.role,
@@ -88,7 +94,7 @@ async def merge_and_publish(worker: Worker, claim: Claim) -> None:
     log.info("merged %s; publishing", job.id)
     version = version_record(job, shards, result)
     try:
-        published = await publish(worker, claim, version)
+        published = await publish(worker, claim, version, promotion_rule(job, result))
     except (BadVersionError, NoNodeError, SessionExpiredError):
         log.warning("job %s changed while merging; nothing published", job.id)
         return
@@ -107,7 +113,12 @@ async def merge_and_publish(worker: Worker, claim: Claim) -> None:
     )
 
 
-async def publish(worker: Worker, claim: Claim, version: VersionRecord) -> JobRecord:
+async def publish(
+    worker: Worker,
+    claim: Claim,
+    version: VersionRecord,
+    decide: Callable[[ModelRecord], Promotion] | None = None,
+) -> JobRecord:
     """The publishing multi, however long ZooKeeper is away.
 
     It checks the job record's version (what our merge claim wrote), so trying it again
@@ -124,7 +135,7 @@ async def publish(worker: Worker, claim: Claim, version: VersionRecord) -> JobRe
         if not await worker.touch(version.artifact):
             raise ArtifactError(f"merged artifact {version.artifact} vanished")
         try:
-            return await worker.registry.publish(worker.queue, job, stat, version)
+            return await worker.registry.publish(worker.queue, job, stat, version, decide)
         except (*TRANSIENT_ERRORS, SessionExpiredError):
             # SessionExpiredError: a request queued in kazoo when the session turned out
             # to be gone. Either way, try again on whatever session connects.
@@ -186,9 +197,91 @@ async def merge_failed(worker: Worker, claim: Claim, error: str) -> None:
         pass
 
 
+async def alias_holder(worker: Worker, job: JobRecord) -> dict[str, Any] | None:
+    """The version a gated publish (spec.publish.if_better) competes with, for the merging
+    child to score on the job's own test rows; None if there is none (or no gate)."""
+    rule = job.spec.publish
+    if rule is None or not rule.if_better:
+        return None
+    name = job.spec.model_name
+    try:
+        model, _ = await worker.registry.model(name)
+        number = model.aliases.get(rule.alias)
+        if number is None:
+            return None
+        holder = await worker.registry.read(name, number)
+    except (NotFound, Gone):
+        return None  # no model yet, or the holder went: the publish decides on what it finds
+    except TRANSIENT_ERRORS:
+        # Not worth holding the merge for: compared with no holder, the publish refuses the
+        # alias if one exists by then (it never promotes on a comparison it did not make).
+        log.warning("could not read the %r alias of %s before merging", rule.alias, name)
+        return None
+    return {"version": number, "artifact": holder.artifact, "sha256": holder.sha256}
+
+
+def promotion_rule(
+    job: JobRecord, result: dict[str, Any]
+) -> Callable[[ModelRecord], Promotion] | None:
+    """How the publishing multi decides whether the new version takes the job's alias, given
+    the model's aliases as the multi finds them."""
+    rule = job.spec.publish
+    if rule is None:
+        return None
+    gate: dict[str, Any] = result.get("gate") or {}
+
+    def decide(model: ModelRecord) -> Promotion:
+        alias = rule.alias
+        current = model.aliases.get(alias)
+        scores = {
+            "metric": gate.get("metric"),
+            "score": gate.get("score"),
+            "holder_version": gate.get("holder_version"),
+            "holder_score": gate.get("holder_score"),
+        }
+        verdict = functools.partial(Promotion, alias=alias, if_better=rule.if_better, **scores)
+        if not rule.if_better:
+            return verdict(promoted=True, reason="publish.if_better is false: taken in any case")
+        if current is None:
+            return verdict(promoted=True, reason=f"the model had no {alias!r} alias")
+        compared = gate.get("holder_version")
+        if compared != current:
+            # Scored against another holder (or none): the alias moved while this job merged.
+            # Refused rather than compared on scores from different models; move it by hand.
+            return verdict(
+                promoted=False,
+                reason=f"the alias moved to version {current} while this job merged "
+                f"(it was compared with {compared or 'no holder'})",
+            )
+        if "holder_error" in gate:
+            return verdict(
+                promoted=False,
+                reason=f"version {current} could not be scored on this job's test rows: "
+                f"{gate['holder_error']}",
+            )
+        score, held = gate.get("score"), gate.get("holder_score")
+        if score is None or held is None:
+            return verdict(
+                promoted=False, reason=f"no {gate.get('metric')} score to compare on this task"
+            )
+        if score >= held:
+            return verdict(
+                promoted=True,
+                reason=f"{gate['metric']} {score:.4g} >= {held:.4g} of version {current}",
+            )
+        return verdict(
+            promoted=False, reason=f"{gate['metric']} {score:.4g} < {held:.4g} of version {current}"
+        )
+
+    return decide
+
+
 def version_record(
     job: JobRecord, shards: list[ShardRecord], result: dict[str, Any]
 ) -> VersionRecord:
+    # The plan travels with the version: a raw-row prediction must not depend on the job
+    # record, which housekeeping removes after ZOOTRAIN_JOB_RETENTION.
+    plan = job.dataset_source.plan if job.dataset_source is not None else None
     return VersionRecord(
         model=job.spec.model_name,
         job_id=job.id,
@@ -212,4 +305,7 @@ def version_record(
         train_rows=result["train_rows"],
         test_rows=result["test_rows"],
         created_at=utcnow(),
+        owner=job.owner,
+        encoding=plan,
+        input_schema=None if plan is None else input_schema(plan),
     )

@@ -218,8 +218,12 @@ def merge_job(payload: dict[str, Any]) -> dict[str, Any]:
         X_test, y_test = rows.shuffled(plan.to_shuffled(plan.test))
         split = Split(np.empty((0, X_test.shape[1])), y_test[:0], X_test, y_test, plan.classes)
         shards = [t for t in tasks if t["role"] == "shard"]
-        models = [modelfile.loads(store.get(s["artifact"], s["sha256"])) for s in shards]
-        model = merge_models(spec.algorithm, models, [s["rows"] for s in shards])
+        if spec.rounds:
+            # Trained in rounds: every shard names the one model the last round made.
+            model = modelfile.loads(store.get(shards[0]["artifact"], shards[0]["sha256"]))
+        else:
+            models = [modelfile.loads(store.get(s["artifact"], s["sha256"])) for s in shards]
+            model = merge_models(spec.algorithm, models, [s["rows"] for s in shards])
     metrics, data_size, (uri, digest) = _score_and_write(store, model, split, task)
     baseline = next((t for t in tasks if t["role"] == "baseline"), None)
     if baseline is not None:
@@ -229,6 +233,8 @@ def merge_job(payload: dict[str, Any]) -> dict[str, Any]:
             for name, value in baseline["metrics"].items()
             if name in metrics
         }
+    if payload.get("holder") is not None:
+        extra["gate"] = _gate(store, payload["holder"], metrics, split, task)
     clusters = ALGORITHMS[spec.algorithm].task == "clustering"
     # A clusterer predicts cluster ids, not the dataset's labels.
     classes = None if split.classes is None or clusters else split.classes.tolist()
@@ -244,6 +250,41 @@ def merge_job(payload: dict[str, Any]) -> dict[str, Any]:
         "task": task,
         **extra,
     }
+
+
+def _gate(
+    store: ArtifactStore,
+    holder: dict[str, Any],
+    metrics: dict[str, float],
+    split: Split,
+    task: Task,
+) -> dict[str, Any]:
+    """Gated promotion (spec.publish.if_better): the alias holder scored on this job's own
+    held-out rows, beside the new model's score on the same rows. A holder that cannot be
+    scored on them (other features, other labels) is reported, never raised: the publish
+    still happens, without the alias."""
+    gate: dict[str, Any] = {"holder_version": holder["version"]}
+    metric, score = gate_score(metrics, task)
+    gate.update(metric=metric, score=score)
+    try:
+        model = modelfile.loads(store.get(holder["artifact"], holder["sha256"]))
+        held = evaluate(model, split.X_test, split.y_test, task=task, classes=split.classes)
+    except Exception as exc:  # any refusal of the rows by the holder's estimator
+        gate["holder_error"] = f"{type(exc).__name__}: {exc}"[:300]
+        return gate
+    gate["holder_score"] = gate_score(held, task)[1]
+    return gate
+
+
+def gate_score(metrics: dict[str, float], task: Task) -> tuple[str, float | None]:
+    """The one held-out score a gated promotion compares, higher better: accuracy, r2, or for a
+    clusterer adjusted_rand (if the dataset has labels) or else the negated inertia."""
+    if "adjusted_rand" in metrics or "inertia" in metrics:
+        if "adjusted_rand" in metrics:
+            return "adjusted_rand", metrics["adjusted_rand"]
+        return "-inertia", -metrics["inertia"]
+    name = "accuracy" if task == "classification" else "r2"
+    return name, metrics.get(name)
 
 
 def _score_and_write(

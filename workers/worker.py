@@ -31,8 +31,16 @@ from kazoo.exceptions import (
 )
 from prometheus_client import start_http_server
 
-from workers import processes, publishing, worker_metrics
-from workers.claims import Attempt, Claim, QueuedJob, StopReason, Unclaimable, dataset_source
+from workers import processes, publishing, rounds, worker_metrics
+from workers.claims import (
+    Attempt,
+    Claim,
+    QueuedJob,
+    StopReason,
+    Unclaimable,
+    dataset_source,
+    takes_round_slot,
+)
 from workers.housekeeping import Housekeeper
 from workers.scan_memo import ScanMemo
 from zootrain import locks
@@ -324,7 +332,7 @@ class Worker:
             if (
                 self.zk.connected
                 and not self._holding_back()
-                and len(self.claims) < self.settings.worker_concurrency
+                and (self._room(rounds=False) or self._room(rounds=True))
             ):
                 try:
                     claim = await self._find_work()
@@ -337,6 +345,13 @@ class Worker:
                     self._start(claim)
                     continue
             await self._wake.wait()
+
+    def _room(self, *, rounds: bool) -> bool:
+        """A free slot: for a shard of a job training in rounds (held for the whole job, its
+        child mostly waiting), or for any other task."""
+        held = sum(1 for c in self.claims.values() if c.in_rounds == rounds)
+        limit = self.settings.worker_round_shards if rounds else self.settings.worker_concurrency
+        return held < limit
 
     def _start(self, claim: Claim) -> None:
         self.claims[claim.key] = claim
@@ -419,6 +434,9 @@ class Worker:
                 continue
             if shard.state not in (ShardState.pending, ShardState.running):
                 continue  # done, failed, cancelled: final
+            if not self._room(rounds=takes_round_slot(job, shard.index)):
+                waiting = False  # our own claim's end wakes us
+                continue
             attempt = await self._claim_shard(job, shard.index)
             if attempt.claim is not None:
                 return attempt
@@ -426,6 +444,7 @@ class Worker:
         if (
             all(s.state == ShardState.done for s, _ in shards)
             and f"{job.id}/merge" not in self.claims
+            and self._room(rounds=False)
         ):
             if (job.merge_not_before or 0) > now:
                 self.wake_at(f"{job.id}/merge", job.merge_not_before or now)
@@ -656,12 +675,15 @@ class Worker:
             "dataset_source": dataset_source(claim.job),
         }
         try:
-            result = await processes.run_in_child(
-                TRAIN_SHARD,
-                payload,
-                time_limit=self.time_limit(claim.job),
-                memory_limit=self.memory_limit,
-            )
+            if claim.job.spec.rounds and claim.job.spec.role(claim.index) == "shard":
+                result = await rounds.run(self, claim, payload)
+            else:
+                result = await processes.run_in_child(
+                    TRAIN_SHARD,
+                    payload,
+                    time_limit=self.time_limit(claim.job),
+                    memory_limit=self.memory_limit,
+                )
             claim.settling = True
             log.info("trained %s in %.2fs; recording it", claim.key, result["train_seconds"])
         except asyncio.CancelledError:

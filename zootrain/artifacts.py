@@ -253,6 +253,29 @@ class ArtifactStore:
         _verify(key, digest.hexdigest(), sha256)
         return size
 
+    def open_checked(self, key: str, sha256: str) -> IO[bytes] | None:
+        """A local store's file, open for reading, once its bytes matched ``sha256`` (read
+        through this very handle, so a file swapped in by rename after the check is not the
+        one read); None for S3, whose objects are downloaded instead. ArtifactError when
+        missing or not matching. The caller closes it."""
+        if self.local_root is None:
+            return None
+        try:
+            handle = (self.local_root / _check(key)).open("rb")
+        except FileNotFoundError:
+            raise _missing(key) from None
+        try:
+            digest = hashlib.sha256()
+            while block := handle.read(CHUNK):
+                digest.update(block)
+                self.bytes_read += len(block)
+            _verify(key, digest.hexdigest(), sha256)
+            handle.seek(0)
+        except BaseException:
+            handle.close()
+            raise
+        return handle
+
     async def stream(self, key: str, sha256: str) -> AsyncIterator[bytes]:
         """An artifact's bytes as they arrive, for an HTTP response.
 

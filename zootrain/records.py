@@ -15,6 +15,8 @@ from typing import Any, Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from zootrain.inputs import InputColumn
+from zootrain.spec import ALIAS_PATTERN as ALIAS_PATTERN
 from zootrain.spec import JOB_ID_PATTERN as JOB_ID_PATTERN
 from zootrain.spec import MAX_ATTEMPTS as MAX_ATTEMPTS
 from zootrain.spec import MAX_TIME_LIMIT as MAX_TIME_LIMIT
@@ -22,6 +24,7 @@ from zootrain.spec import MODEL_NAME_PATTERN as MODEL_NAME_PATTERN
 
 # Re-exported: the job spec and its limits, where the records' readers have always found them.
 from zootrain.spec import DatasetSource as DatasetSource
+from zootrain.spec import EncodingPlan
 from zootrain.spec import JobSpec as JobSpec
 from zootrain.spec import SearchSpec as SearchSpec
 from zootrain.spec import TaskRole as TaskRole
@@ -58,6 +61,32 @@ class Record(BaseModel):
 class ModelRef(BaseModel):
     name: str
     version: int
+
+
+class RoundPoint(BaseModel):
+    round: int
+    objective: float
+    change: float | None = None
+
+
+ROUND_HISTORY = 500
+"""Rounds a job record keeps in its history (the latest); the job record stays small."""
+
+
+class RoundProgress(BaseModel):
+    """Where a job that trains in rounds is (zootrain/rounds.py), written with each round."""
+
+    round: int = Field(description="The round the shards are computing now (or the last one).")
+    objective: float | None = Field(
+        None, description="The objective at the last combined round (loss or inertia)."
+    )
+    change: float | None = Field(
+        None,
+        description="Gradient norm (L-BFGS), squared centroid shift (Lloyd) at the last round.",
+    )
+    history: list[RoundPoint] = Field(
+        default_factory=list, description=f"The objective by round (the last {ROUND_HISTORY})."
+    )
 
 
 HISTORY_LIMIT = 50  # attempts kept on a record: handbacks do not count against max_attempts
@@ -124,6 +153,9 @@ class JobRecord(Record):
         "and encoding plan (plan.encoded_features is what predict's instances hold). Set when "
         "the job is created and never changed.",
     )
+    rounds: RoundProgress | None = Field(
+        None, description="A job training in rounds: its round and objective so far."
+    )
 
     merges: list[TaskAttempt] = Field(
         default_factory=list,
@@ -178,6 +210,23 @@ class ShardMetrics(BaseModel):
     metrics: dict[str, float]
 
 
+class Promotion(BaseModel):
+    """What a job's ``publish`` did with the alias: taken, or refused with both scores."""
+
+    alias: str
+    if_better: bool
+    promoted: bool
+    reason: str = Field(description="Why it was or was not promoted, in words")
+    metric: str | None = Field(None, description="The score compared (higher is better)")
+    score: float | None = Field(None, description="This version's score on the job's test rows")
+    holder_version: int | None = Field(
+        None, description="The version that held the alias when the merge compared"
+    )
+    holder_score: float | None = Field(
+        None, description="The holder's score on the same test rows, by the same worker"
+    )
+
+
 class VersionRecord(Record):
     """/models/<name>/v-<seq>: a published model version."""
 
@@ -210,6 +259,25 @@ class VersionRecord(Record):
         None,
         description="Set when an admin deleted the version: its file is gone and it is not "
         "served. The record stays, so its number is never given to another model.",
+    )
+    owner: str | None = Field(None, description="Name of the API token that submitted the job")
+    aliases: list[str] = Field(
+        default_factory=list,
+        description="The model's aliases that point at this version (from the model's node)",
+    )
+    encoding: EncodingPlan | None = Field(
+        None,
+        description="Uploaded datasets: how raw rows are encoded for this version (its job's "
+        "plan, kept with the version so a raw-row prediction never depends on the job record)",
+    )
+    input_schema: list[InputColumn] | None = Field(
+        None,
+        description="The columns a raw row (predict's records or dataframe_split) must hold: "
+        "name, type, and the categories seen in training; null when the model takes only "
+        "encoded instances",
+    )
+    promotion: Promotion | None = Field(
+        None, description="What the job's publish did with its alias (spec.publish)"
     )
 
 
@@ -247,6 +315,23 @@ class WorkerRecord(Record):
     config_version: int | None = Field(
         None, description="the live configuration version this worker applies"
     )
+
+
+class ModelRecord(Record):
+    """/models/<name> (the node's data): the model's aliases, alias -> version.
+
+    One node holds them all, so an alias move is one version-checked setData (two concurrent
+    moves cannot both win), and the publishing multi can move one atomically with the publish.
+    Empty data (a model published before aliases existed) reads as no aliases.
+    """
+
+    aliases: dict[str, int] = Field(default_factory=dict)
+    updated_at: datetime | None = None
+    updated_by: str | None = None
+
+    @classmethod
+    def load(cls, data: bytes) -> Self:
+        return cls() if not data.strip() else cls.model_validate_json(data)
 
 
 class IdempotencyRecord(Record):

@@ -162,6 +162,14 @@ class Settings(BaseSettings):
 
     worker_id: str | None = Field(None, pattern=r"^[A-Za-z0-9._-]{1,64}$")
     worker_concurrency: int = Field(1, ge=1, le=64, description="shards a worker trains at once")
+    worker_round_shards: int = Field(
+        16,
+        ge=0,
+        le=256,
+        description="shards of jobs training in rounds a worker holds at once, on top of "
+        "worker_concurrency (their children wait between short rounds; a job's shards must "
+        "all be held at once somewhere)",
+    )
     worker_grace: float = Field(
         30.0, ge=0, description="seconds a stopping worker lets its running shard finish"
     )
@@ -181,6 +189,12 @@ class Settings(BaseSettings):
         1.0, ge=0, description="seconds before a failed shard's first retry; doubles per attempt"
     )
     retry_backoff_max: float = Field(60.0, ge=0)
+    predict_batch_rows: int = Field(
+        1024,
+        ge=0,
+        description="rows one predict call of the job service's prediction processes stacks "
+        "from concurrent requests for the same model (app.batching); 0: one call a request",
+    )
 
     paused: bool = Field(
         False,

@@ -81,6 +81,11 @@ ALGORITHM_TABLE: dict[str, AlgorithmInfo] = {
     )
 }
 ALGORITHM_NAMES: tuple[str, ...] = tuple(ALGORITHM_TABLE)
+ROUNDS_ALGORITHMS: tuple[str, ...] = ("logistic_regression", "kmeans")
+"""Algorithms that train in rounds by default (zootrain.ml.rounds)."""
+ROUNDS_CAPABLE: tuple[str, ...] = (*ROUNDS_ALGORITHMS, "sgd_classifier", "sgd_regressor")
+"""Algorithms that train in rounds when the spec asks (``merge: "rounds"``): SGD's parameter
+mixing stops by its own rule, not scikit-learn's, and on noisy sets may run to max_iter."""
 
 
 class ParamError(ValueError):
@@ -560,6 +565,37 @@ class SearchSpec(BaseModel):
         return self
 
 
+ALIAS_PATTERN = r"^[a-z][a-z0-9_-]{0,62}$"
+RESERVED_ALIASES = frozenset({"latest"})
+"""Names an alias cannot take: ``latest`` already means the newest version."""
+
+
+class PublishSpec(BaseModel):
+    """What the merge does with a model's alias once the new version is published."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    alias: str = Field(
+        pattern=ALIAS_PATTERN,
+        description="The alias the new version takes (created if the model has none yet)",
+        examples=["champion"],
+    )
+    if_better: bool = Field(
+        False,
+        description="Take the alias only if the new version's held-out score is at least the "
+        "current holder's, both scored by the merging worker on this job's own test rows "
+        "(accuracy for classifiers, r2 for regressors, adjusted_rand or -inertia for "
+        "clusterers). false: take it in any case.",
+    )
+
+    @field_validator("alias")
+    @classmethod
+    def _not_reserved(cls, value: str) -> str:
+        if value in RESERVED_ALIASES:
+            raise ValueError(f"{value!r} is reserved")
+        return value
+
+
 class JobSpec(BaseModel):
     """A training job. Validated completely before anything is written to ZooKeeper."""
 
@@ -628,6 +664,23 @@ class JobSpec(BaseModel):
         ),
     )
     search: SearchSpec | None = None
+    publish: PublishSpec | None = Field(
+        None,
+        description="Move an alias to the published version, in the publishing transaction; "
+        "with if_better only if it scores at least as well as the alias's holder.",
+        examples=[{"alias": "champion", "if_better": True}],
+    )
+    merge: Literal["rounds", "average"] | None = Field(
+        None,
+        description=(
+            "How shards are combined, for the algorithms that can train in rounds "
+            f"({', '.join(ROUNDS_CAPABLE)}): rounds (the shards compute in lockstep rounds "
+            "synchronised by ZooKeeper: L-BFGS, Lloyd or SGD parameter mixing; the default for "
+            f"{', '.join(ROUNDS_ALGORITHMS)}, whose result matches one machine's fit) or average "
+            "(one round: shard models fitted apart and averaged, approximate; the default for "
+            "SGD). Other algorithms merge as their family does and refuse rounds."
+        ),
+    )
 
     @field_validator("algorithm")
     @classmethod
@@ -636,6 +689,34 @@ class JobSpec(BaseModel):
             known = ", ".join(sorted(ALGORITHM_NAMES))
             raise ValueError(f"unknown algorithm {value!r}; known: {known}")
         return value
+
+    @model_validator(mode="after")
+    def _merge_fits_algorithm(self) -> Self:
+        if self.merge == "rounds" and self.algorithm not in ROUNDS_CAPABLE:
+            raise ValueError(
+                f"merge 'rounds' is for {', '.join(ROUNDS_CAPABLE)}, not {self.algorithm}"
+            )
+        if self.merge == "rounds" and self.algorithm.startswith("sgd_"):
+            for name in ("average", "early_stopping"):
+                if self.params.get(name):
+                    raise ValueError(f"merge 'rounds' does not support SGD's {name}")
+        if self.merge == "rounds" and self.kind == "search":
+            raise ValueError("merge 'rounds' trains one model; a search fits its candidates apart")
+        if self.merge == "rounds" and self.partition == "replicate":
+            raise ValueError("merge 'rounds' needs data shards, not partition 'replicate'")
+        return self
+
+    @property
+    def rounds(self) -> bool:
+        """Whether the job's shards train in rounds (zootrain/rounds.py): the default for the
+        algorithms that can, unless the spec asks for one-shot averaging."""
+        if self.merge is not None:
+            return self.merge == "rounds"
+        return (
+            self.algorithm in ROUNDS_ALGORITHMS
+            and self.kind == "train"
+            and self.partition != "replicate"
+        )
 
     @property
     def tasks(self) -> int:

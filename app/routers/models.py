@@ -5,23 +5,43 @@ from __future__ import annotations
 import base64
 import binascii
 import contextlib
-from typing import Annotated
+from typing import Annotated, Any, TypeVar
 
-from fastapi import APIRouter, Depends, Path, status
+from fastapi import APIRouter, Depends, Header, Path, Query, status
 from fastapi.responses import Response, StreamingResponse
 
 from app import service_metrics
-from app.auth import READ, Admin
+from app.auth import READ, Admin, Submitter
 from app.deps import Services, services
 from app.problems import problem_responses
-from zootrain.errors import ArtifactError, Gone, InvalidRequest, NotFound
-from zootrain.records import MODEL_NAME_PATTERN, VersionRecord
-from zootrain.views import ModelSummary, PredictRequest, PredictResponse
+from zootrain.auth import Principal, Scope
+from zootrain.errors import ArtifactError, Forbidden, Gone, InvalidRequest, NotFound
+from zootrain.inputs import RowError, encode_records, split_to_records
+from zootrain.records import ALIAS_PATTERN, MODEL_NAME_PATTERN, ModelRecord, VersionRecord
+from zootrain.registry import CHAMPION
+from zootrain.spec import RESERVED_ALIASES
+from zootrain.views import (
+    AliasRequest,
+    ModelSummary,
+    ModelView,
+    PredictRequest,
+    PredictResponse,
+)
+from zootrain.zk import ZnodeStat
 
 router = APIRouter(prefix="/v1/models", tags=["models"], dependencies=[READ])
 
+S = TypeVar("S", bound=ModelSummary)
 ModelName = Annotated[str, Path(pattern=MODEL_NAME_PATTERN)]
 VersionNumber = Annotated[int, Path(ge=1, le=9_999_999_999)]
+AliasName = Annotated[str, Path(pattern=ALIAS_PATTERN)]
+IfMatch = Annotated[
+    str | None,
+    Header(
+        description="The model's ETag (aliases_version) as read: the move is refused with 409 "
+        "if another alias move landed since"
+    ),
+]
 
 
 @router.get("", response_model=list[ModelSummary], responses=problem_responses(503))
@@ -38,8 +58,143 @@ async def list_models(svc: Annotated[Services, Depends(services)]) -> list[Model
             latest: int | None = (await svc.registry.latest_live(name, versions)).version
         except NotFound:
             latest = None  # every version deleted
-        summaries.append(ModelSummary(name=name, latest_version=latest, versions=len(versions)))
+        try:
+            model, _ = await svc.registry.model(name)
+        except NotFound:
+            continue  # deleted since the listing
+        summaries.append(_summary(ModelSummary, name, model, latest, len(versions)))
     return summaries
+
+
+def _summary(
+    kind: type[S], name: str, model: ModelRecord, latest: int | None, versions: int, **more: Any
+) -> S:
+    champion = model.aliases.get(CHAMPION)
+    return kind(
+        name=name,
+        latest_version=latest,
+        versions=versions,
+        aliases=model.aliases,
+        serving_version=champion if champion is not None else latest,
+        serving=CHAMPION if champion is not None else ("latest" if latest is not None else None),
+        **more,
+    )
+
+
+@router.get(
+    "/{name}",
+    response_model=ModelView,
+    responses=problem_responses(404, 422, 503),
+    summary="A model: its aliases and the version it serves by default",
+    description=(
+        "A model with a `champion` alias serves the champion's version to predictions and "
+        "downloads that name no version or alias; otherwise the newest version not deleted. "
+        "The ETag is the alias record's version, for If-Match on alias moves."
+    ),
+)
+async def get_model(
+    name: ModelName, response: Response, svc: Annotated[Services, Depends(services)]
+) -> ModelView:
+    model, stat = await svc.registry.model(name)
+    return await _model_view(svc, name, model, stat, response)
+
+
+async def _model_view(
+    svc: Services, name: str, model: ModelRecord, stat: ZnodeStat, response: Response
+) -> ModelView:
+    versions = await svc.registry.versions(name)
+    try:
+        latest: int | None = (await svc.registry.latest_live(name, versions)).version
+    except NotFound:
+        latest = None
+    response.headers["ETag"] = f'"{stat.version}"'
+    return _summary(
+        ModelView,
+        name,
+        model,
+        latest,
+        len(versions),
+        owner=await svc.registry.owner(name),
+        aliases_version=stat.version,
+        aliases_updated_at=model.updated_at,
+        aliases_updated_by=model.updated_by,
+    )
+
+
+@router.put(
+    "/{name}/aliases/{alias}",
+    response_model=ModelView,
+    responses=problem_responses(400, 403, 404, 409, 422, 503),
+    summary="Point an alias at a version (admin, or the model's owner)",
+    description=(
+        "One version-checked write of the model's alias record: two concurrent moves never "
+        "both win silently. With `If-Match` (the ETag of GET /v1/models/{name}) a move that "
+        "lost the race is a 409; without it the move is applied on top of the other. "
+        "`latest` is reserved. A `champion` alias changes what the model serves by default."
+    ),
+)
+async def put_alias(
+    name: ModelName,
+    alias: AliasName,
+    body: AliasRequest,
+    response: Response,
+    svc: Annotated[Services, Depends(services)],
+    principal: Submitter,
+    if_match: IfMatch = None,
+) -> ModelView:
+    if alias in RESERVED_ALIASES:
+        raise InvalidRequest(f"alias: {alias!r} is reserved")
+    await _may_move_aliases(svc, name, principal)
+    model, stat = await svc.registry.set_alias(
+        name, alias, body.version, if_match=_if_match(if_match), by=principal.name
+    )
+    return await _model_view(svc, name, model, stat, response)
+
+
+@router.delete(
+    "/{name}/aliases/{alias}",
+    response_model=ModelView,
+    responses=problem_responses(400, 403, 404, 409, 422, 503),
+    summary="Remove an alias (admin, or the model's owner)",
+)
+async def delete_alias(
+    name: ModelName,
+    alias: AliasName,
+    response: Response,
+    svc: Annotated[Services, Depends(services)],
+    principal: Submitter,
+    if_match: IfMatch = None,
+) -> ModelView:
+    await _may_move_aliases(svc, name, principal)
+    model, stat = await svc.registry.remove_alias(
+        name, alias, if_match=_if_match(if_match), by=principal.name
+    )
+    return await _model_view(svc, name, model, stat, response)
+
+
+async def _may_move_aliases(svc: Services, name: str, principal: Principal) -> None:
+    if principal.allows(Scope.ADMIN):
+        return
+    # The owner is written once per version, at publish: checking it before the move cannot
+    # race with a change of owner.
+    owner = await svc.registry.owner(name)
+    if owner != principal.name:
+        raise Forbidden(
+            f"model {name!r} belongs to {owner or 'another token'!r}; moving its aliases "
+            "needs the 'admin' scope"
+        )
+
+
+def _if_match(header: str | None) -> int | None:
+    if header is None or header.strip() == "*":
+        return None  # "*": any current version (RFC 9110), i.e. no check
+    text = header.strip().removeprefix("W/").strip('"')
+    if not text.isdigit() or len(text) > 10:
+        raise InvalidRequest(
+            f"If-Match: {header[:40]!r} is not an ETag of this model (send the ETag of "
+            'GET /v1/models/{name}, e.g. "3")'
+        )
+    return int(text)
 
 
 @router.get(
@@ -127,7 +282,33 @@ async def _remove_files(svc: Services, artifacts: set[str]) -> None:
 async def get_artifact(
     name: ModelName, version: VersionNumber, svc: Annotated[Services, Depends(services)]
 ) -> Response:
-    record = await svc.registry.read(name, version)
+    return await _artifact(svc, name, await svc.registry.read(name, version))
+
+
+@router.get(
+    "/{name}/artifact",
+    response_class=Response,
+    responses={
+        200: {
+            "description": "The model file (skops format) of the version the alias points at, "
+            "or of the version served by default; X-Model-Version names it",
+            "content": {"application/octet-stream": {}},
+        },
+        **problem_responses(404, 410, 422, 500, 503),
+    },
+    summary="Download the model file by alias (default: the champion, else the latest)",
+)
+async def get_artifact_by_alias(
+    name: ModelName,
+    svc: Annotated[Services, Depends(services)],
+    alias: Annotated[str | None, Query(pattern=ALIAS_PATTERN)] = None,
+) -> Response:
+    record, _ = await svc.registry.serve(name, None, alias)
+    return await _artifact(svc, name, record)
+
+
+async def _artifact(svc: Services, name: str, record: VersionRecord) -> Response:
+    version = record.version
     # Streamed from the store, never held whole: checked before the first byte that the object
     # is there with the recorded size, and while streaming that its bytes match the sha256 (the
     # last chunk is withheld if not, so the client sees a cut-off body, never a wrong one).
@@ -148,6 +329,7 @@ async def get_artifact(
             "X-Content-SHA256": record.sha256,
             "Repr-Digest": f"sha-256=:{digest}:",
             "Content-Disposition": f'attachment; filename="{name}-v{version}.skops"',
+            "X-Model-Version": str(version),
         },
     )
 
@@ -160,22 +342,47 @@ async def get_artifact(
 async def predict(
     name: ModelName, body: PredictRequest, svc: Annotated[Services, Depends(services)]
 ) -> PredictResponse:
-    if len(body.instances) > svc.settings.max_predict_instances:
-        raise InvalidRequest(
-            f"instances: {len(body.instances)} rows exceed the limit of "
-            f"{svc.settings.max_predict_instances}"
+    if body.rows > svc.settings.max_predict_instances:
+        what = (
+            next(k for k in ("instances", "records") if getattr(body, k) is not None)
+            if (body.dataframe_split is None)
+            else "dataframe_split.data"
         )
-    record = await svc.registry.read(name, body.version)
-    for row, values in enumerate(body.instances):
-        if len(values) != record.n_features:
-            raise InvalidRequest(
-                f"instances[{row}] has {len(values)} values; "
-                f"model {name} v{record.version} expects {record.n_features}"
-            )
+        raise InvalidRequest(
+            f"{what}: {body.rows} rows exceed the limit of {svc.settings.max_predict_instances}"
+        )
+    record, alias = await svc.registry.serve(name, body.version, body.alias)
+    instances = _instances(name, body, record)
     # In a prediction process (app.pool), which keeps the model loaded: scikit-learn's own
     # refusal of the rows comes back as a 422 naming instances.
-    predictions = await svc.pool.predict(
-        record.artifact, record.sha256, record.size, body.instances
-    )
-    service_metrics.PREDICTIONS.labels(model=name).inc(len(body.instances))
-    return PredictResponse(model=name, version=record.version, predictions=predictions)
+    predictions = await svc.pool.predict(record.artifact, record.sha256, record.size, instances)
+    service_metrics.PREDICTIONS.labels(model=name).inc(len(instances))
+    return PredictResponse(model=name, version=record.version, predictions=predictions, alias=alias)
+
+
+def _instances(name: str, body: PredictRequest, record: VersionRecord) -> list[list[float]]:
+    """The rows as the model's encoded feature vectors: instances as given, raw rows encoded
+    with the version's own plan (here, before the prediction pool: pure Python, no numpy)."""
+    if body.instances is not None:
+        for row, values in enumerate(body.instances):
+            if len(values) != record.n_features:
+                raise InvalidRequest(
+                    f"instances[{row}] has {len(values)} values; "
+                    f"model {name} v{record.version} expects {record.n_features}"
+                )
+        return body.instances
+    field = "records" if body.records is not None else "dataframe_split"
+    if record.encoding is None:
+        raise InvalidRequest(
+            f"{field}: model {name} v{record.version} was not trained on an uploaded dataset, "
+            f"so it has no input schema; send instances ({record.n_features} numbers a row)"
+        )
+    try:
+        if body.records is not None:
+            return encode_records(record.encoding, body.records)
+        assert body.dataframe_split is not None
+        split = body.dataframe_split
+        rows = split_to_records(split.columns, split.data)
+        return encode_records(record.encoding, rows, field="dataframe_split.data")
+    except RowError as exc:
+        raise InvalidRequest(str(exc)) from None

@@ -305,6 +305,45 @@ function renderJob(job) {
   warnings.replaceChildren(...(job.warnings || []).map((w) => element("li", w)));
   warnings.hidden = !(job.warnings || []).length;
   $("#cancel-job").hidden = finished;
+  renderRounds(job);
+}
+
+function renderRounds(job) {
+  // A job training in rounds: its round and objective, and the objective by round as a line.
+  let box = document.getElementById("job-rounds");
+  if (!box) {
+    box = document.createElement("div");
+    box.id = "job-rounds";
+    $("#job-summary").after(box);
+  }
+  const progress = job.rounds;
+  box.hidden = !progress;
+  if (!progress) return;
+  const svgNS = "http://www.w3.org/2000/svg";
+  const caption = document.createElement("p");
+  caption.className = "muted";
+  const change = progress.change == null ? "" : `, change ${Number(progress.change).toPrecision(3)}`;
+  const objective = progress.objective == null ? "" : `, objective ${Number(progress.objective).toPrecision(6)}`;
+  caption.textContent = `round ${progress.round}${objective}${change}`;
+  const points = progress.history || [];
+  const width = 480, height = 120;
+  const svg = document.createElementNS(svgNS, "svg");
+  svg.classList.add("chart");
+  svg.setAttribute("width", width);
+  svg.setAttribute("height", height);
+  if (points.length > 1) {
+    const values = points.map((p) => p.objective);
+    const low = Math.min(...values), high = Math.max(...values);
+    const first = points[0].round, last = points[points.length - 1].round;
+    const x = (r) => 4 + ((width - 8) * (r - first)) / Math.max(1, last - first);
+    const y = (v) => height - 4 - ((height - 8) * (v - low)) / Math.max(1e-300, high - low);
+    const line = document.createElementNS(svgNS, "polyline");
+    line.setAttribute("points", points.map((p) => `${x(p.round)},${y(p.objective)}`).join(" "));
+    line.setAttribute("fill", "none");
+    line.setAttribute("stroke", "#15803d");
+    svg.append(line);
+  }
+  box.replaceChildren(caption, svg);
 }
 
 async function openJob(id) {

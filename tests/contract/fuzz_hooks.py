@@ -266,6 +266,12 @@ def _n_features(name: str, version: Any) -> int | None:
 
 
 def predict(body: dict[str, Any], path: dict[str, Any]) -> dict[str, Any]:
+    # One input, and a version or an alias: rules across fields that the schema does not state.
+    if "instances" in body:
+        body.pop("records", None)
+        body.pop("dataframe_split", None)
+    if "version" in body:
+        body.pop("alias", None)
     rows = body.get("instances")
     name = path.get("name")
     if not isinstance(rows, list) or not isinstance(name, str):

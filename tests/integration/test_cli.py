@@ -145,7 +145,9 @@ def test_cli_submit_wait_and_inspect(api_url: str, tmp_path: Path) -> None:
     assert {j["state"] for j in page["items"]} == {"succeeded"}
 
     models = parsed(zootrain(api_url, "models", "--json"))
-    assert {"name": "iris-cli", "latest_version": 1, "versions": 1} in models
+    assert {"name": "iris-cli", "latest_version": 1, "versions": 1, "serving_version": 1} in [
+        {k: m[k] for k in ("name", "latest_version", "versions", "serving_version")} for m in models
+    ]
     (version,) = parsed(zootrain(api_url, "models", "iris-cli", "--json"))
     assert version["job_id"] == job_id and version["shards"] == 2
     detail = zootrain(api_url, "models", "iris-cli", "--version", "1")  # a table, for people

@@ -37,6 +37,7 @@ SAMPLE_PATH_VALUES = {
     "dataset_id": "ds-0000000000000000",
     "name": "some-model",
     "version": "1",
+    "alias": "champion",
 }
 
 

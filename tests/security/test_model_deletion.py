@@ -70,7 +70,14 @@ def test_an_admin_deletes_a_version_and_then_the_model(stack: Stack) -> None:
         # Predictions fall back to the newest version left; the list says so.
         assert api.post("/v1/models/deletable/predict", json=instance).json()["version"] == 1
         (summary,) = [m for m in api.get("/v1/models").json() if m["name"] == "deletable"]
-        assert summary == {"name": "deletable", "latest_version": 1, "versions": 2}
+        assert summary == {
+            "name": "deletable",
+            "latest_version": 1,
+            "versions": 2,
+            "aliases": {},
+            "serving_version": 1,
+            "serving": "latest",
+        }
 
         # A new version takes the next number: 2 is never reused for other bytes.
         assert publish(api, 3) == 3

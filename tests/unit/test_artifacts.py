@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from zootrain.artifacts import ArtifactStore, normalize_url
+from zootrain.errors import ArtifactError
 
 
 def test_locations_are_urls() -> None:
@@ -36,3 +37,18 @@ def test_a_killed_writers_staging_file_is_listed_for_collection(tmp_path: Path) 
     assert [o.key for o in store.list()] == [key]  # never among the artifacts
     store.delete(f"{key}#3")
     assert not staging.exists() and store.size(key) == 5
+
+
+def test_open_checked_gives_the_local_file_only_when_its_bytes_match(tmp_path: Path) -> None:
+    store = ArtifactStore(tmp_path)
+    uri, sha256 = store.put(b"model bytes")
+    handle = store.open_checked(uri, sha256)
+    assert handle is not None
+    with handle:
+        assert handle.read() == b"model bytes"  # from the start, after the check
+    (tmp_path / uri).write_bytes(b"tampered!!!")
+    with pytest.raises(ArtifactError, match="sha256"):
+        store.open_checked(uri, sha256)
+    (tmp_path / uri).unlink()
+    with pytest.raises(ArtifactError, match="missing"):
+        store.open_checked(uri, sha256)

@@ -26,11 +26,18 @@ class CountingStore(ArtifactStore):
         self.reads: dict[str, int] = {}
         self._lock = threading.Lock()
 
-    def download(self, key: str, sha256: str, out: IO[bytes]) -> int:
+    def _count(self, key: str) -> None:
         with self._lock:
             self.reads[key] = self.reads.get(key, 0) + 1
         threading.Event().wait(0.02)
+
+    def download(self, key: str, sha256: str, out: IO[bytes]) -> int:
+        self._count(key)
         return super().download(key, sha256, out)
+
+    def open_checked(self, key: str, sha256: str) -> IO[bytes] | None:
+        self._count(key)
+        return super().open_checked(key, sha256)
 
 
 @pytest.fixture(scope="module")

@@ -15,9 +15,20 @@ from __future__ import annotations
 
 # Each module registers its commands on import, and --help lists them in that order.
 # isort: off
-from zootrain.cli import submit, jobs, models, workers, config, datasets, tokens, zk_admin
+from zootrain.cli import submit, jobs, models, aliases, workers, config, datasets, tokens, zk_admin
 
 # isort: on
 from zootrain.cli.plumbing import app
 
-__all__ = ["app", "config", "datasets", "jobs", "models", "submit", "tokens", "workers", "zk_admin"]
+__all__ = [
+    "aliases",
+    "app",
+    "config",
+    "datasets",
+    "jobs",
+    "models",
+    "submit",
+    "tokens",
+    "workers",
+    "zk_admin",
+]

@@ -6,15 +6,27 @@ import csv
 import io
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.table import Table
 
-from zootrain.cli.plumbing import Json, Token, Url, app, call_and_print, err, out, service
+from zootrain.cli.plumbing import (
+    Json,
+    Token,
+    Url,
+    app,
+    call_and_print,
+    emit_json,
+    err,
+    fail,
+    out,
+    service,
+)
 from zootrain.cli.render import BOX, metrics_text, version_table
 
 if TYPE_CHECKING:
+    from zootrain.inputs import InputColumn
     from zootrain.records import VersionRecord
     from zootrain.views import ModelSummary, PredictResponse
 
@@ -42,11 +54,15 @@ def models(
 
 def print_models(summaries: list[ModelSummary]) -> None:
     table = Table(box=BOX)
-    for column in ("model", "latest version", "versions"):
+    for column in ("model", "latest version", "versions", "serving", "aliases"):
         table.add_column(column)
     for summary in summaries:
         latest = summary.latest_version
-        table.add_row(summary.name, str(latest or ""), str(summary.versions))
+        serving = "" if summary.serving_version is None else f"v{summary.serving_version}"
+        if summary.serving:
+            serving += f" ({summary.serving})"
+        aliases = ", ".join(f"{a}=v{v}" for a, v in sorted(summary.aliases.items()))
+        table.add_row(summary.name, str(latest or ""), str(summary.versions), serving, aliases)
     out.print(table)
 
 
@@ -84,12 +100,10 @@ def delete_model(
     err.print(f"deleted {what}")
 
 
-def read_rows(path: Path) -> list[list[float]]:
+def read_rows(path: Path, text: str | None = None) -> list[list[float]]:
     """Numeric CSV rows; a first row that is not all numbers is a header and skipped."""
-    try:
-        text = sys.stdin.read() if str(path) == "-" else path.read_text()
-    except OSError as exc:
-        raise typer.BadParameter(str(exc), param_hint="--csv") from None
+    if text is None:
+        text = read_text(path)
     rows = [row for row in csv.reader(io.StringIO(text)) if any(cell.strip() for cell in row)]
     if rows and not all(_is_number(cell) for cell in rows[0]):
         rows = rows[1:]
@@ -121,25 +135,98 @@ def predict(
     csv_file: Annotated[
         Path,
         typer.Option(
-            "--csv", help="Rows of numeric features (- for stdin); a header row is skipped."
+            "--csv",
+            help="Rows to predict (- for stdin). For a model trained on an uploaded dataset: "
+            "its columns with a header row, sent as raw rows; otherwise numeric features (a "
+            "header row is skipped).",
         ),
     ],
     version: Annotated[
-        int | None, typer.Option(min=1, help="Model version \\[default: latest].")
+        int | None,
+        typer.Option(min=1, help="Model version \\[default: the champion's, else latest]."),
     ] = None,
+    alias: Annotated[str | None, typer.Option(help="The version this alias points at.")] = None,
     url: Url = None,
     token: Token = None,
     as_json: Json = False,
 ) -> None:
     """Predictions of a published model for every row of a CSV file."""
-    rows = read_rows(csv_file)
-    call_and_print(
-        url,
-        token,
-        as_json,
-        lambda c: c.predict(model, rows, version),
-        print_predictions,
-    )
+    if version is not None and alias is not None:
+        raise typer.BadParameter("give --version or --alias, not both", param_hint="--alias")
+    text = read_text(csv_file)
+    if not has_header(text):
+        # Numbers only: encoded feature vectors, checked here before anything is sent.
+        rows = read_rows(csv_file, text)
+        call_and_print(
+            url,
+            token,
+            as_json,
+            lambda c: c.predict(model, rows, version, alias=alias),
+            print_predictions,
+        )
+        return
+    with service(url, token) as client:
+        # The version is fixed first, so that the rows are read with its own input schema and
+        # predicted by it even if an alias moves meanwhile.
+        if version is None:
+            view = client.model(model)
+            version = view.aliases.get(alias) if alias is not None else view.serving_version
+            if version is None:
+                what = f"no alias {alias!r}" if alias else "no version"
+                fail(f"model {model} has {what}")
+        record = client.version(model, version)
+        if record.input_schema:
+            split = read_raw_rows(csv_file, text, record.input_schema)
+            result = client.predict(model, None, version, dataframe_split=split)
+        else:
+            result = client.predict(model, read_rows(csv_file, text), version)
+    if as_json:
+        emit_json(result)
+    else:
+        print_predictions(result)
+
+
+def has_header(text: str) -> bool:
+    first = next((row for row in csv.reader(io.StringIO(text)) if any(c.strip() for c in row)), [])
+    return bool(first) and not all(_is_number(cell) for cell in first)
+
+
+def read_text(path: Path) -> str:
+    try:
+        return sys.stdin.read() if str(path) == "-" else path.read_text()
+    except OSError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--csv") from None
+
+
+def read_raw_rows(path: Path, text: str, schema: list[InputColumn]) -> dict[str, Any]:
+    """A CSV with a header as MLflow's dataframe_split, each cell typed by the model's input
+    schema (numbers, true/false, categories as text); a cell that does not parse is sent as
+    text, and the service's 422 names its row and column."""
+    rows = [row for row in csv.reader(io.StringIO(text)) if any(cell.strip() for cell in row)]
+    if len(rows) < 2:
+        raise typer.BadParameter(
+            f"{path} needs a header row and at least one row of values", param_hint="--csv"
+        )
+    header, body = [cell.strip() for cell in rows[0]], rows[1:]
+    kinds = {column.name: column.type for column in schema}
+    data = [
+        [_typed(cell, kinds.get(name)) for name, cell in zip(header, row, strict=False)]
+        + [None] * (len(header) - len(row))
+        for row in body
+    ]
+    return {"columns": header, "data": data}
+
+
+def _typed(cell: str, kind: str | None) -> Any:
+    text = cell.strip()
+    if kind == "number":
+        try:
+            return int(text) if text.lstrip("+-").isdigit() else float(text)
+        except ValueError:
+            return text
+    if kind == "boolean":
+        return {"true": True, "false": False, "1": True, "0": False}.get(text.lower(), text)
+    return text
 
 
 def print_predictions(result: PredictResponse) -> None:

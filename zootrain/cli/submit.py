@@ -85,6 +85,19 @@ def build_spec(
     return spec
 
 
+def round_text(job: JobRecord) -> str:
+    """A job training in rounds: its round, objective and change (gradient norm or shift)."""
+    progress = job.rounds
+    if progress is None:
+        return ""
+    parts = [f"  round {progress.round}"]
+    if progress.objective is not None:
+        parts.append(f"objective {progress.objective:.6g}")
+    if progress.change is not None:
+        parts.append(f"change {progress.change:.3g}")
+    return "  ".join(parts)
+
+
 class ShardProgress:
     """One progress bar per shard, moved by the job's events."""
 
@@ -117,7 +130,10 @@ class ShardProgress:
     def update_job(self, job: JobRecord) -> None:
         self.job = job
         self.headline = Text.assemble(
-            f"job {job.id} ", styled(job.state), f"  {job.spec.algorithm} → {model_text(job)}"
+            f"job {job.id} ",
+            styled(job.state),
+            f"  {job.spec.algorithm} → {model_text(job)}",
+            round_text(job),
         )
 
     def shard(self, shard: ShardRecord) -> None:

@@ -36,7 +36,15 @@ from zootrain.records import (
     VersionRecord,
     WorkerRecord,
 )
-from zootrain.views import JobList, JobView, ModelSummary, Overview, PredictResponse, Status
+from zootrain.views import (
+    JobList,
+    JobView,
+    ModelSummary,
+    ModelView,
+    Overview,
+    PredictResponse,
+    Status,
+)
 
 
 class AsyncClient(_Base):
@@ -198,13 +206,24 @@ class AsyncClient(_Base):
         return await self._run(_Calls.version(name, version))
 
     async def download_artifact(
-        self, name: str, version: int, path: str | os.PathLike[str]
+        self,
+        name: str,
+        version: int | None,
+        path: str | os.PathLike[str],
+        *,
+        alias: str | None = None,
     ) -> Path:
         """See ``Client.download_artifact``."""
-        target = _download_target(path, name, version)
-        partial = target.with_name(target.name + ".part")
-        response = await self._send(_Calls.artifact(name, version), stream=True)
+        call = (
+            _Calls.artifact(name, version)
+            if version is not None
+            else _Calls.artifact_by_alias(name, alias)
+        )
+        response = await self._send(call, stream=True)
         try:
+            served = version or int(response.headers.get("X-Model-Version", "0"))
+            target = _download_target(path, name, served)
+            partial = target.with_name(target.name + ".part")
             expected = _expected_sha256(response)
             digest = hashlib.sha256()
             try:
@@ -224,10 +243,39 @@ class AsyncClient(_Base):
     async def predict(
         self,
         name: str,
-        instances: Sequence[Sequence[float]] | Any,
+        instances: Sequence[Sequence[float]] | Any | None = None,
         version: int | None = None,
+        *,
+        alias: str | None = None,
+        records: Sequence[Mapping[str, Any]] | None = None,
+        dataframe_split: Mapping[str, Any] | None = None,
     ) -> PredictResponse:
-        return await self._run(_Calls.predict(name, instances, version))
+        """Predictions for encoded ``instances``, or raw rows (``records``: column -> value, or
+        MLflow's ``dataframe_split``: columns and data) of a model trained on an uploaded
+        dataset. ``version`` or ``alias`` pick the version; by default the champion alias's,
+        else the latest."""
+        call = _Calls.predict(
+            name, instances, version, alias=alias, records=records, dataframe_split=dataframe_split
+        )
+        return await self._run(call)
+
+    # -- aliases
+
+    async def model(self, name: str) -> ModelView:
+        """The model: its aliases (with ``aliases_version`` for If-Match) and what it serves."""
+        return await self._run(_Calls.model(name))
+
+    async def set_alias(
+        self, name: str, alias: str, version: int, *, if_match: int | None = None
+    ) -> ModelView:
+        """Point ``alias`` at ``version``. With ``if_match`` (a ModelView's aliases_version)
+        the move is refused with a 409 ZootrainError if another move landed since."""
+        return await self._run(_Calls.set_alias(name, alias, version, if_match))
+
+    async def delete_alias(
+        self, name: str, alias: str, *, if_match: int | None = None
+    ) -> ModelView:
+        return await self._run(_Calls.delete_alias(name, alias, if_match))
 
     # -- service
 

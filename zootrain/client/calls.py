@@ -16,7 +16,15 @@ from pydantic import TypeAdapter
 from zootrain.client.events import _EventCursor
 from zootrain.config_views import ConfigChange, ConfigView
 from zootrain.records import DrainRecord, JobSpec, JobState, VersionRecord, WorkerRecord
-from zootrain.views import JobList, JobView, ModelSummary, Overview, PredictResponse, Status
+from zootrain.views import (
+    JobList,
+    JobView,
+    ModelSummary,
+    ModelView,
+    Overview,
+    PredictResponse,
+    Status,
+)
 
 T = TypeVar("T")
 
@@ -124,6 +132,36 @@ class _Calls:
         return _get(path, lambda _: None)
 
     @staticmethod
+    def artifact_by_alias(name: str, alias: str | None) -> _Call[None]:
+        return _get(f"/v1/models/{_segment(name)}/artifact", lambda _: None, alias=alias)
+
+    @staticmethod
+    def model(name: str) -> _Call[ModelView]:
+        return _get(f"/v1/models/{_segment(name)}", _model(ModelView))
+
+    @staticmethod
+    def set_alias(name: str, alias: str, version: int, if_match: int | None) -> _Call[ModelView]:
+        return _Call(
+            "PUT",
+            f"/v1/models/{_segment(name)}/aliases/{_segment(alias)}",
+            _model(ModelView),
+            body={"version": int(version)},
+            headers=_if_match(if_match),
+            # Setting an alias to a version twice is the same as once; with If-Match a retry
+            # after a lost answer would meet its own move as a conflict, so it is not retried.
+            idempotent=if_match is None,
+        )
+
+    @staticmethod
+    def delete_alias(name: str, alias: str, if_match: int | None) -> _Call[ModelView]:
+        return _Call(
+            "DELETE",
+            f"/v1/models/{_segment(name)}/aliases/{_segment(alias)}",
+            _model(ModelView),
+            headers=_if_match(if_match),
+        )
+
+    @staticmethod
     def delete_model(name: str, version: int | None) -> _Call[None]:
         path = f"/v1/models/{_segment(name)}"
         if version is not None:
@@ -132,11 +170,25 @@ class _Calls:
 
     @staticmethod
     def predict(
-        name: str, instances: Sequence[Sequence[float]] | Any, version: int | None
+        name: str,
+        instances: Sequence[Sequence[float]] | Any | None,
+        version: int | None,
+        *,
+        alias: str | None = None,
+        records: Sequence[Mapping[str, Any]] | None = None,
+        dataframe_split: Mapping[str, Any] | None = None,
     ) -> _Call[PredictResponse]:
-        body: dict[str, Any] = {"instances": _instances(instances)}
+        body: dict[str, Any] = {}
+        if instances is not None:
+            body["instances"] = _instances(instances)
+        if records is not None:
+            body["records"] = [dict(record) for record in records]
+        if dataframe_split is not None:
+            body["dataframe_split"] = dict(dataframe_split)
         if version is not None:
             body["version"] = version
+        if alias is not None:
+            body["alias"] = alias
         return _Call(
             "POST", f"/v1/models/{_segment(name)}/predict", _model(PredictResponse), body=body
         )
@@ -213,6 +265,10 @@ class _Calls:
     @staticmethod
     def get_dataset(dataset_id: str) -> _Call[Any]:
         return _get(f"/v1/datasets/{_segment(dataset_id)}", _json)
+
+
+def _if_match(version: int | None) -> dict[str, str]:
+    return {} if version is None else {"If-Match": f'"{int(version)}"'}
 
 
 def _media_type(path: Path) -> str:

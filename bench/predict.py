@@ -1,0 +1,395 @@
+"""Predictions through the API against the same model's predict in this process, same run.
+
+Two published forests, a small one (20 trees, depth 8) and one whose file is about 100 MB,
+are planted straight into the registry (file in the store, version record in ZooKeeper: no
+training job needed). Each is asked for one row and for 1,000 rows by 1 and by 64 keep-alive
+clients (bench.http_load.RawHTTP, one request in flight each) on two job services side by side
+on the same ZooKeeper and store: micro-batching on (the default) and off
+(ZOOTRAIN_PREDICT_BATCH_ROWS=0, one predict call a request: the path before batching). The
+levels are interleaved between the two and repeated ``runs`` times; every figure is the median
+of the runs.
+
+Baselines: the same model's ``predict`` of the same rows in this process, one call at a time
+(its p50 for latency, rows / p50 for rows/s), and for the cold load, skops' own ``load`` of the
+same file. The cold load is the first one-row prediction of the big forest by a freshly started
+job service, less a warm one-row prediction's p50.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import statistics
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import skops.io as sio
+from kazoo.client import KazooClient
+from sklearn.datasets import make_classification
+from sklearn.ensemble import RandomForestClassifier
+
+from bench.figures import Figure, percentile
+from bench.harness import AUTH, BenchStack, Context
+from bench.http_load import RawHTTP
+from bench.profile import Profiler
+from zootrain.artifacts import ArtifactStore
+from zootrain.ml import modelfile
+from zootrain.records import VersionRecord, utcnow
+
+FEATURES = 20
+ROWS = (1, 1000)
+CLIENTS = (1, 64)
+GOAL_BATCHED = 5.0  # 64 one-row clients: rows/s ≥ 5 x the unbatched path
+GOAL_OVERHEAD = 0.001  # one row, one client: p50 ≤ in-process p50 + 1 ms
+GOAL_COLD = 1.2  # the big forest's cold load ≤ 1.2 x skops' own load
+
+
+@dataclass
+class Model:
+    name: str
+    model: Any
+    data: bytes
+
+
+@dataclass
+class Level:
+    latencies: list[float]
+    rows: int
+    elapsed: float
+    errors: int
+
+    @property
+    def rate(self) -> float:
+        return len(self.latencies) * self.rows / self.elapsed
+
+
+def forests(quick: bool) -> list[Model]:
+    X, y = make_classification(
+        n_samples=2_000, n_features=FEATURES, n_informative=10, random_state=0
+    )
+    small = RandomForestClassifier(n_estimators=20, max_depth=8, random_state=0).fit(X, y)
+    # Noisy labels grow deep trees: about 100 MB of nodes (10 MB in the quick form).
+    n = 12_000 if quick else 40_000
+    X, y = make_classification(
+        n_samples=n, n_features=FEATURES, n_informative=10, flip_y=0.3, random_state=1
+    )
+    big = RandomForestClassifier(n_estimators=40 if quick else 120, random_state=0, n_jobs=2)
+    big.fit(X, y)
+    big.n_jobs = 1  # predict one call at a time, as the service's children do
+    return [
+        Model("small-forest", small, modelfile.dumps(small)),
+        Model("big-forest", big, modelfile.dumps(big)),
+    ]
+
+
+def plant(stack: BenchStack, model: Model) -> None:
+    """Publish ``model`` as version 1 of its name: its file in the store, its record in ZK."""
+    uri, sha256 = ArtifactStore(stack.settings["ZOOTRAIN_ARTIFACTS"]).put(model.data)
+    record = VersionRecord(
+        model=model.name,
+        job_id="bench-predict",
+        algorithm="random_forest_classifier",
+        task="classification",
+        shards=1,
+        artifact=uri,
+        sha256=sha256,
+        size=len(model.data),
+        n_features=FEATURES,
+        classes=[0, 1],
+        metrics={},
+        shard_metrics=[],
+        train_rows=0,
+        test_rows=0,
+        created_at=utcnow(),
+    )
+    client = KazooClient(hosts=stack.settings["ZOOTRAIN_ZK_HOSTS"])
+    client.start(30)
+    try:
+        client.ensure_path(stack.paths.model(model.name))
+        client.create(stack.paths.version(model.name, 1), record.dump())
+    finally:
+        client.stop()
+        client.close()
+
+
+def in_process(model: Any, X: np.ndarray, budget: float) -> float:
+    """p50 of ``model.predict(X)`` here, one call at a time, over about ``budget`` seconds."""
+    model.predict(X)
+    times: list[float] = []
+    stop = time.perf_counter() + budget
+    while len(times) < 5 or (time.perf_counter() < stop and len(times) < 2_000):
+        started = time.perf_counter()
+        model.predict(X)
+        times.append(time.perf_counter() - started)
+    return statistics.median(times)
+
+
+def skops_load(path: Path) -> float:
+    """skops' own load of the file (the types it needs trusted up front), in seconds."""
+    trusted = sio.get_untrusted_types(file=path)
+    started = time.perf_counter()
+    sio.load(path, trusted=trusted)
+    return time.perf_counter() - started
+
+
+async def load(url: str, path: str, body: bytes, rows: int, clients: int, duration: float) -> Level:
+    """``clients`` keep-alive connections POSTing ``body`` to ``path`` for ``duration`` s."""
+    connections = [RawHTTP(url) for _ in range(clients)]
+    request = connections[0].request(path, body, {"content-type": "application/json", **AUTH})
+    latencies: list[float] = []
+    errors = 0
+
+    async def send(connection: RawHTTP) -> int:
+        try:
+            status, _ = await connection.send(request)
+        except (asyncio.IncompleteReadError, ConnectionError):
+            # uvicorn closes a keep-alive connection idle for 5 s (a client that waited for
+            # the others' warm-up): connect again and send it again.
+            await connection.close()
+            await connection.connect()
+            status, _ = await connection.send(request)
+        return status
+
+    try:
+        await asyncio.gather(*(c.connect() for c in connections))
+        await asyncio.gather(*(send(c) for c in connections))  # warm
+        begin = time.perf_counter()
+        stop = begin + duration
+
+        async def one(connection: RawHTTP) -> None:
+            nonlocal errors
+            while time.perf_counter() < stop:
+                started = time.perf_counter()
+                if await send(connection) == 200:
+                    latencies.append(time.perf_counter() - started)
+                else:
+                    errors += 1
+
+        await asyncio.gather(*(one(c) for c in connections))
+        elapsed = time.perf_counter() - begin
+    finally:
+        await asyncio.gather(*(c.close() for c in connections))
+    return Level(latencies, rows, elapsed, errors)
+
+
+def body_for(rows: int) -> tuple[np.ndarray, bytes]:
+    X = np.random.default_rng(rows).normal(size=(rows, FEATURES)).round(4)
+    return X, json.dumps({"instances": X.tolist(), "version": 1}).encode()
+
+
+async def first_prediction(url: str, name: str, body: bytes) -> float:
+    connection = await RawHTTP(url).connect()
+    try:
+        request = connection.request(
+            f"/v1/models/{name}/predict", body, {"content-type": "application/json", **AUTH}
+        )
+        started = time.perf_counter()
+        status, answer = await connection.send(request)
+        if status != 200:
+            raise RuntimeError(f"predict answered {status}: {answer[:300]!r}")
+        return time.perf_counter() - started
+    finally:
+        await connection.close()
+
+
+def med(values: list[float]) -> float:
+    return statistics.median(values)
+
+
+async def run(ctx: Context) -> list[Figure]:
+    duration = float(ctx.options.get("duration") or (1.0 if ctx.quick else 3.0))
+    runs = 1 if ctx.quick else 3
+    command = ctx.command("predict")
+    loop = asyncio.get_running_loop()
+    ctx.log("predict: training the forests")
+    models = await loop.run_in_executor(None, forests, ctx.quick)
+    for m in models:
+        ctx.log(f"predict: {m.name} file {len(m.data) / 1e6:.1f} MB")
+    bodies = {rows: body_for(rows) for rows in ROWS}
+    # (config, model, rows, clients) -> per-run (p50, p99, rows/s)
+    found: dict[tuple[str, str, int, int], list[tuple[float, float, float]]] = {}
+    baseline: dict[tuple[str, int], list[float]] = {}
+    cold: list[float] = []
+    skops: list[float] = []
+    ours: list[float] = []
+    configs = {"batched": {}, "unbatched": {"ZOOTRAIN_PREDICT_BATCH_ROWS": "0"}}
+    with ctx.zookeeper("predict") as zk, ctx.stack("predict", zk) as stack:
+        for m in models:
+            plant(stack, m)
+        urls: dict[str, str] = {}
+        pids: dict[str, int] = {}
+        for config, extra in configs.items():
+            stack.settings.update(extra)  # each service reads its settings when it starts
+            pids[config] = stack.start_api_server(1).popen.pid
+            urls[config] = stack.url
+            for key in extra:
+                del stack.settings[key]
+        for run_index in range(runs):
+            for m in models:
+                for rows in ROWS:
+                    X, body = bodies[rows]
+                    baseline.setdefault((m.name, rows), []).append(
+                        await loop.run_in_executor(None, in_process, m.model, X, min(duration, 2.0))
+                    )
+                    for clients in CLIENTS:
+                        # Alternated run by run: neither service always goes first.
+                        order = list(urls.items())
+                        for config, url in order[:: -1 if run_index % 2 else 1]:
+                            if config == "unbatched" and rows != 1:
+                                continue  # batching matters for few rows a request
+                            profiler = None
+                            profiled = (run_index, rows, clients, config) == (0, 1, 64, "batched")
+                            if ctx.profile and profiled and Profiler.available():
+                                profiler = Profiler(
+                                    f"job service, {m.name} 1 row 64 clients (batched)",
+                                    pids[config],
+                                    ctx.directory("profiles"),
+                                ).start()
+                            level = await load(
+                                url,
+                                f"/v1/models/{m.name}/predict",
+                                body,
+                                rows,
+                                clients,
+                                duration,
+                            )
+                            if profiler is not None:
+                                profiler.stop()
+                                ctx.profiles.append(profiler.summary())
+                            p50 = percentile(level.latencies, 50)
+                            p99 = percentile(level.latencies, 99)
+                            ctx.log(
+                                f"predict run {run_index + 1}: {m.name} {rows} rows "
+                                f"{clients} clients {config}: p50 {p50 * 1000:.2f} ms p99 "
+                                f"{p99 * 1000:.2f} ms {level.rate:,.0f} rows/s "
+                                f"({level.errors} errors)"
+                            )
+                            found.setdefault((config, m.name, rows, clients), []).append(
+                                (p50, p99, level.rate)
+                            )
+        # Cold load: a freshly started job service's first prediction of the big forest.
+        big = models[-1]
+        path = stack.directory / f"{big.name}.skops"
+        path.write_bytes(big.data)
+        _, one_row = bodies[1]
+        warm = med([r[0] for r in found[("batched", big.name, 1, 1)]])
+        for _ in range(runs):
+            process = stack.start_api_server(1)
+            try:
+                first = await first_prediction(stack.url, big.name, one_row)
+            finally:
+                process.stop()
+            cold.append(first - warm)
+            skops.append(await loop.run_in_executor(None, skops_load, path))
+            begun = time.perf_counter()
+            await loop.run_in_executor(None, modelfile.load, path)
+            ours.append(time.perf_counter() - begun)
+            ctx.log(
+                f"predict: cold load {cold[-1]:.3f} s (first prediction {first:.3f} s); "
+                f"skops.io.load {skops[-1]:.3f} s; modelfile.load {ours[-1]:.3f} s"
+            )
+    return figures(found, baseline, cold, skops, ours, models, command, runs)
+
+
+def figures(
+    found: dict[tuple[str, str, int, int], list[tuple[float, float, float]]],
+    baseline: dict[tuple[str, int], list[float]],
+    cold: list[float],
+    skops: list[float],
+    ours: list[float],
+    models: list[Model],
+    command: str,
+    runs: int,
+) -> list[Figure]:
+    out: list[Figure] = []
+    note = f"median of {runs} runs"
+
+    def stat(key: tuple[str, str, int, int], i: int) -> float:
+        return med([r[i] for r in found[key]])
+
+    for m in models:
+        size = f"{len(m.data) / 1e6:.0f} MB"
+        for rows in ROWS:
+            here = med(baseline[(m.name, rows)])
+            for clients in CLIENTS:
+                key = ("batched", m.name, rows, clients)
+                what = f"predict {m.name} ({size}), {rows} rows, {clients} clients"
+                p50, p99, rate = stat(key, 0), stat(key, 1), stat(key, 2)
+                overhead_goal = rows == 1 and clients == 1
+                out.append(
+                    Figure(
+                        f"{what}: p50",
+                        p50,
+                        "s",
+                        baseline=here,
+                        baseline_name="predict in this process, p50",
+                        goal=f"≤ in-process + {GOAL_OVERHEAD * 1000:.0f} ms"
+                        if overhead_goal
+                        else "",
+                        met=(p50 - here <= GOAL_OVERHEAD) if overhead_goal else None,
+                        command=command,
+                        note=f"{note}; overhead {(p50 - here) * 1000:.2f} ms",
+                    )
+                )
+                out.append(Figure(f"{what}: p99", p99, "s", command=command, note=note))
+                out.append(
+                    Figure(
+                        f"{what}: rows/s",
+                        rate,
+                        "rows/s",
+                        baseline=rows / here,
+                        baseline_name="in this process, one call at a time",
+                        command=command,
+                        note=note,
+                    )
+                )
+                unbatched = ("unbatched", m.name, rows, clients)
+                if unbatched in found:
+                    u50, u99, urate = stat(unbatched, 0), stat(unbatched, 1), stat(unbatched, 2)
+                    goal = clients == 64
+                    out.append(
+                        Figure(
+                            f"{what}: rows/s batched / unbatched",
+                            rate,
+                            "rows/s",
+                            baseline=urate,
+                            baseline_name="ZOOTRAIN_PREDICT_BATCH_ROWS=0",
+                            goal=f"≥ {GOAL_BATCHED:.0f}x unbatched" if goal else "",
+                            met=(rate >= GOAL_BATCHED * urate) if goal else None,
+                            command=command,
+                            note=f"{note}; unbatched p50 {u50 * 1000:.2f} ms p99 "
+                            f"{u99 * 1000:.2f} ms",
+                        )
+                    )
+                    out.append(
+                        Figure(
+                            f"{what}: p99 batched / unbatched",
+                            p99,
+                            "s",
+                            baseline=u99,
+                            baseline_name="ZOOTRAIN_PREDICT_BATCH_ROWS=0",
+                            goal="≤ unbatched" if goal else "",
+                            met=(p99 <= u99) if goal else None,
+                            command=command,
+                            note=note,
+                        )
+                    )
+    big = models[-1]
+    cold_median, skops_median = med(cold), med(skops)
+    out.append(
+        Figure(
+            f"predict: cold load of {big.name} ({len(big.data) / 1e6:.0f} MB) after a restart",
+            cold_median,
+            "s",
+            baseline=skops_median,
+            baseline_name="skops.io.load of the same file",
+            goal=f"≤ {GOAL_COLD}x skops",
+            met=cold_median <= GOAL_COLD * skops_median,
+            command=command,
+            note=f"{note}; zootrain.ml.modelfile.load (type check + load) {med(ours):.3f} s",
+        )
+    )
+    return out
