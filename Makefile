@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
 .PHONY: help up down demo test test-fast compose-test wheelhouse fuzz chaos mutants lint format openapi \
-	bench install zookeeper test-packages clean
+	bench peers install zookeeper test-packages clean
 
 # A bare `make` lists the targets rather than starting processes: `make up` is always spelt out.
 .DEFAULT_GOAL := help
@@ -62,8 +62,14 @@ openapi: install                 ## regenerate the params schemas and openapi.js
 	$(BIN)/python -m zootrain.ml.param_schema > zootrain/ml/param_schemas.json
 	$(BIN)/python -m app.openapi > openapi.json
 
-bench: install zookeeper         ## benchmarks, printed as ratios to same-run baselines
+bench: install zookeeper peers   ## benchmarks, printed as ratios to same-run baselines and peers
 	$(BIN)/python -m bench
+
+peers: $(VENV)/.peers            ## the bench's peers (Dask, Ray): the `peers` extra, for `make bench` only
+
+$(VENV)/.peers: $(STAMP)
+	$(BIN)/python -m pip install -q -e '.[test,peers]'
+	@touch $@
 
 install: $(STAMP)               ## .venv/ with zootrain and its test tools (reinstalled when pyproject.toml changes)
 

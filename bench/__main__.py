@@ -24,7 +24,7 @@ from bench.figures import Figure
 from bench.harness import Context
 from bench.report import as_json, markdown
 
-BENCHES = ("submit", "dispatch", "e2e", "overhead", "footprint", "scale", "predict")
+BENCHES = ("submit", "dispatch", "e2e", "overhead", "footprint", "scale", "predict", "peers")
 
 
 def parse(argv: list[str] | None) -> argparse.Namespace:
@@ -46,6 +46,9 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--e2e-rows", type=int, help="rows of the end-to-end dataset")
     parser.add_argument("--e2e-cpu", type=float, help="CPU seconds the end-to-end forest takes")
     parser.add_argument("--scale-sizes", help="queue sizes, e.g. 100,1000,10000")
+    parser.add_argument("--peers-cpu", type=float, help="CPU seconds the peers' forest takes")
+    parser.add_argument("--peers-runs", type=int, help="runs of each peers figure (median)")
+    parser.add_argument("--peers-tasks", type=int, help="tiny tasks per peers batch")
     return parser.parse_args(argv)
 
 
@@ -63,6 +66,9 @@ def main(argv: list[str] | None = None) -> int:
         "e2e_rows": args.e2e_rows,
         "e2e_cpu": args.e2e_cpu,
         "scale_sizes": [int(s) for s in args.scale_sizes.split(",")] if args.scale_sizes else None,
+        "peers_cpu": args.peers_cpu,
+        "peers_runs": args.peers_runs,
+        "peers_tasks": args.peers_tasks,
     }
     workdir = Path(tempfile.mkdtemp(prefix="zootrain-bench-"))
     ctx = Context(quick=args.quick, workdir=workdir, profile=args.profile, options=options)

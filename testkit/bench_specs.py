@@ -61,3 +61,26 @@ def e2e_spec(rows: int, per_shard: int) -> dict[str, Any]:
         "test_size": E2E_TEST_SIZE,
         "random_state": E2E_SEED,
     }
+
+
+# The peers benchmark's search (bench/peers.py): 8 candidates, 3 folds, on e2e's dataset.
+SEARCH_GRID: dict[str, list[Any]] = {
+    "max_depth": [8, None],
+    "min_samples_leaf": [1, 5],
+    "criterion": ["gini", "entropy"],
+}
+SEARCH_FOLDS = 3
+
+
+def search_spec(rows: int, trees: int) -> dict[str, Any]:
+    return {
+        "model_name": "bench-search",
+        "algorithm": "random_forest_classifier",
+        "params": {"n_estimators": trees},
+        "dataset": e2e_dataset(rows),
+        "shards": 8,  # the candidates (validation sets a search's shards to their count)
+        "kind": "search",
+        "search": {"param_grid": SEARCH_GRID, "cv": SEARCH_FOLDS},
+        "test_size": E2E_TEST_SIZE,
+        "random_state": E2E_SEED,
+    }

@@ -91,50 +91,154 @@ async def warm_up() -> None:
     await forkserver.warm_up()
 
 
+# A child that finished a task successfully waits for the next one instead of exiting (a
+# warm child): the next shard or merge skips the fork and the child's start-up, and a child
+# keeps what it loaded for a job (zootrain's dataset, the models it trained) for that job's
+# next task (workers/training.py). Only a child whose task succeeded is kept, and only while its
+# peak memory stayed close to what it started with: memory a large task freed may stay mapped
+# in the child (malloc's arenas) and count against the next task's RLIMIT_AS. So a failed,
+# killed or grown child is never reused, and a task's memory limit and its failures behave as
+# in a fresh child. Small tasks are the ones a fork and start-up weigh on; a large one's data
+# would not fit beside the next task's anyway (tests/integration/test_larger_than_memory.py).
+MAX_IDLE = 2
+IDLE_SECONDS = 60.0  # an idle warm child exits after this (its memory goes back)
+WARM_MAX_GROWTH = 64 << 20  # peak RSS above the child's RSS at its start: small tasks only
+
+
+class _Child:
+    """A training child and the parent's end of its (duplex) pipe."""
+
+    def __init__(self, memory_limit: int | None) -> None:
+        self.memory_limit = memory_limit
+        self.connection, child_end = _CONTEXT.Pipe(duplex=True)
+        self.process = _CONTEXT.Process(
+            target=_child_main, args=(child_end, memory_limit), daemon=True
+        )
+        self._child_end: Connection | None = child_end
+        self.affinity: str | None = None
+        self.retire: asyncio.TimerHandle | None = None
+
+    def start(self) -> None:
+        try:
+            self.process.start()
+        finally:
+            assert self._child_end is not None
+            self._child_end.close()  # only the child holds it now: its exit reaches us as EOF
+            self._child_end = None
+
+    def close(self) -> None:
+        """Let an idle child exit: EOF on its pipe ends its loop."""
+        if self.retire is not None:
+            self.retire.cancel()
+        self.connection.close()
+
+
+_IDLE: list[_Child] = []
+
+
+def idle_children() -> int:
+    """How many warm children wait for a task (for tests and metrics)."""
+    return len(_IDLE)
+
+
+def close_idle() -> None:
+    """Let every idle warm child exit (a stopping worker; tests)."""
+    while _IDLE:
+        _IDLE.pop().close()
+
+
+def _take_idle(memory_limit: int | None, affinity: str | None) -> _Child | None:
+    """An idle child with this memory limit, preferring one last used for ``affinity`` (it
+    holds that job's data and models), else the most recently used."""
+    usable = [c for c in _IDLE if c.memory_limit == memory_limit]
+    if not usable:
+        return None
+    chosen = next((c for c in reversed(usable) if affinity and c.affinity == affinity), usable[-1])
+    _IDLE.remove(chosen)
+    if chosen.retire is not None:
+        chosen.retire.cancel()
+        chosen.retire = None
+    if not chosen.process.is_alive():  # died while idle (e.g. the OOM killer): never handed out
+        chosen.connection.close()
+        return _take_idle(memory_limit, affinity)
+    return chosen
+
+
+def _keep_idle(child: _Child, loop: asyncio.AbstractEventLoop) -> None:
+    _IDLE.append(child)
+    while len(_IDLE) > MAX_IDLE:
+        _IDLE.pop(0).close()
+
+    def retire() -> None:
+        if child in _IDLE:
+            _IDLE.remove(child)
+            child.close()
+
+    child.retire = loop.call_later(IDLE_SECONDS, retire)
+
+
 async def run_in_child(
     function: ChildTarget,
     payload: dict[str, Any],
     *,
     time_limit: float | None = None,
     memory_limit: int | None = None,
+    affinity: str | None = None,
 ) -> dict[str, Any]:
     """Run ``function(payload)`` in a child; its result, or ChildFailed / ChildDied.
 
     ``time_limit``: seconds before the child is killed (TimeLimitExceeded). ``memory_limit``:
     the child's address-space ceiling in bytes (RLIMIT_AS, set in the child before it runs the
     function); an allocation past it fails, and the child reports MemoryLimitExceeded.
+    ``affinity`` (a job id): prefer a warm child that last ran a task with the same affinity.
     """
     loop = asyncio.get_running_loop()
-    receiver, sender = _CONTEXT.Pipe(duplex=False)
-    process = _CONTEXT.Process(
-        target=_child_main, args=(function, payload, sender, memory_limit), daemon=True
-    )
-    try:
-        await loop.run_in_executor(None, process.start)
-    finally:
-        sender.close()  # only the child writes; our copy must go so EOF can reach us
+    child = _take_idle(memory_limit, affinity)
+    if child is None:
+        child = _Child(memory_limit)
+        await loop.run_in_executor(None, child.start)
+    receiver = child.connection
     ready: asyncio.Future[None] = loop.create_future()
 
     def on_readable() -> None:
         if not ready.done():
             ready.set_result(None)
 
+    keep = False
     loop.add_reader(receiver.fileno(), on_readable)
     try:
-        done, _ = await asyncio.wait({ready}, timeout=time_limit)
-        if not done:
-            raise TimeLimitExceeded(time_limit or 0.0)
-        outcome = _receive(receiver)
+        try:
+            # A few hundred bytes (the spec, artifact names): the socket's buffer takes them
+            # without blocking the loop.
+            receiver.send((function, payload))
+        except OSError:
+            outcome = None  # the child is gone: reported as its death below
+        else:
+            done, _ = await asyncio.wait({ready}, timeout=time_limit)
+            if not done:
+                raise TimeLimitExceeded(time_limit or 0.0)
+            outcome = _receive(receiver)
+        keep = (
+            outcome is not None
+            and "value" in outcome
+            and outcome.get("growth", WARM_MAX_GROWTH) < WARM_MAX_GROWTH
+            and MAX_IDLE > 0
+        )
     except BaseException:
-        process.kill()
+        child.process.kill()
         raise
     finally:
         loop.remove_reader(receiver.fileno())
-        receiver.close()
-        # The child has answered or been killed: reaping it takes moments, off the loop.
-        await asyncio.shield(loop.run_in_executor(None, process.join, 5))
+        if not keep:
+            receiver.close()
+            # The child has answered (and exits), or has been killed: reaping it takes
+            # moments, off the loop.
+            await asyncio.shield(loop.run_in_executor(None, child.process.join, 5))
+    if keep:
+        child.affinity = affinity
+        _keep_idle(child, loop)
     if outcome is None:
-        raise ChildDied(_death(process.exitcode, memory_limit))
+        raise ChildDied(_death(child.process.exitcode, memory_limit))
     if "error" in outcome:
         if outcome.get("memory") and memory_limit is not None:
             raise MemoryLimitExceeded(memory_limit, f" ({outcome['error']})")
@@ -174,27 +278,47 @@ def _resolve(target: ChildTarget) -> ChildFunction:
     return function
 
 
-def _child_main(
-    function: ChildTarget,
-    payload: dict[str, Any],
-    sender: Connection,
-    memory_limit: int | None = None,
-) -> None:
+def _child_main(connection: Connection, memory_limit: int | None = None) -> None:
     forkserver.become_child()
+    start = _peak_rss()  # a forked child's high-water mark starts at its RSS at the fork
     if memory_limit is not None:
         # RLIMIT_AS rather than a cgroup: it needs no privileges or delegated hierarchy, and a
         # failing allocation surfaces as MemoryError that we can name, instead of a SIGKILL
         # from the OOM killer that says nothing.
         resource.setrlimit(resource.RLIMIT_AS, (memory_limit, memory_limit))
     try:
-        sender.send({"value": _resolve(function)(payload)})
+        while True:
+            try:
+                function, payload = connection.recv()
+            except EOFError:
+                return  # the parent let us go (idle too long, or it stopped)
+            if not _run_one(connection, function, payload, start):
+                return  # a failed task's child is never reused
+    finally:
+        connection.close()
+
+
+def _peak_rss() -> int:
+    # ru_maxrss is in KiB on Linux.
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
+def _run_one(
+    connection: Connection, function: ChildTarget, payload: dict[str, Any], start: int
+) -> bool:
+    """Run one task and send its outcome; whether it succeeded."""
+    try:
+        value = _resolve(function)(payload)
     except MemoryError as exc:
         gc.collect()  # what the failed step held is garbage now: room to report it
-        sender.send({"error": f"MemoryError: {exc}".rstrip(": "), "memory": True})
+        connection.send({"error": f"MemoryError: {exc}".rstrip(": "), "memory": True})
+        return False
     except Exception as exc:
-        sender.send({"error": f"{type(exc).__name__}: {exc}", "trace": traceback.format_exc()})
-    finally:
-        sender.close()
+        connection.send({"error": f"{type(exc).__name__}: {exc}", "trace": traceback.format_exc()})
+        return False
+    # The parent keeps only a child that stayed small.
+    connection.send({"value": value, "growth": _peak_rss() - start})
+    return True
 
 
 class ChildSession:

@@ -84,6 +84,9 @@ async def merge_and_publish(worker: Worker, claim: Claim) -> None:
             payload,
             time_limit=worker.time_limit(job),
             memory_limit=worker.memory_limit,
+            # The child that trained this worker's last shard of the job: it holds the job's
+            # rows and that shard's model already.
+            affinity=job.id,
         )
     except (processes.ChildFailed, processes.ChildDied) as exc:
         claim.settling = True

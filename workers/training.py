@@ -8,6 +8,7 @@ A shard reads (or generates) only its own training rows and its slice of the hel
 
 from __future__ import annotations
 
+import json
 import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -88,6 +89,40 @@ def _plan(spec: JobSpec, rows: RowSource, task: Task) -> RowPlan:
     )
 
 
+class _Warm:
+    """What a warm child (workers/processes.py) keeps from one job's task for the job's next
+    task: the dataset's rows and held-out plan (a built-in or synthetic dataset: an uploaded one
+    is read again, so that each task's ``bytes_read`` is its own), and the shard models it
+    trained, by the sha256 of their files, so that a merge in this child need not read and
+    load them again. A task of another job drops it all first."""
+
+    def __init__(self, key: str = "") -> None:
+        self.key = key
+        self.rows: tuple[RowSource, Task, RowPlan] | None = None
+        self.models: dict[str, Any] = {}
+
+
+_WARM = _Warm()
+
+
+def _job_rows(
+    spec: JobSpec, payload: dict[str, Any], store: ArtifactStore
+) -> tuple[RowSource, Task, RowPlan]:
+    """The job's rows, task and plan: from this child's previous task of the job if it had
+    them."""
+    global _WARM
+    key = json.dumps([payload["spec"], payload.get("dataset_source")], sort_keys=True)
+    if _WARM.key != key:
+        _WARM = _Warm(key)
+    if _WARM.rows is not None:
+        return _WARM.rows
+    rows, task = _source(spec, payload, store)
+    found = (rows, task, _plan(spec, rows, task))
+    if not isinstance(spec.dataset, UploadedDataset):
+        _WARM.rows = found
+    return found
+
+
 def _all_rows(rows: RowSource, plan: RowPlan) -> Split:
     (X_train, y_train), (X_test, y_test) = rows.shuffled_many(
         [plan.to_shuffled(plan.train()), plan.to_shuffled(plan.test)]
@@ -124,8 +159,7 @@ def train_shard(payload: dict[str, Any]) -> dict[str, Any]:
     spec = _spec(payload)
     index: int = payload["index"]
     store = ArtifactStore(payload["artifacts"])
-    rows, task = _source(spec, payload, store)
-    plan = _plan(spec, rows, task)
+    rows, task, plan = _job_rows(spec, payload, store)
     role = spec.role(index)
     if role == "candidate":
         return _cross_validate(spec, index, _all_rows(rows, plan))
@@ -145,6 +179,7 @@ def train_shard(payload: dict[str, Any]) -> dict[str, Any]:
     )
     seconds = time.perf_counter() - started
     metrics, _, (uri, digest) = _score_and_write(store, model, split, task)
+    _WARM.models[digest] = model
     return {
         "artifact": uri,
         "sha256": digest,
@@ -207,8 +242,7 @@ def merge_job(payload: dict[str, Any]) -> dict[str, Any]:
     spec = _spec(payload)
     store = ArtifactStore(payload["artifacts"])
     tasks: list[dict[str, Any]] = payload["shards"]
-    rows, task = _source(spec, payload, store)
-    plan = _plan(spec, rows, task)
+    rows, task, plan = _job_rows(spec, payload, store)
     extra: dict[str, Any] = {}
     if spec.kind == "search":
         split = _all_rows(rows, plan)  # the best candidate is refitted on every training row
@@ -222,7 +256,12 @@ def merge_job(payload: dict[str, Any]) -> dict[str, Any]:
             # Trained in rounds: every shard names the one model the last round made.
             model = modelfile.loads(store.get(shards[0]["artifact"], shards[0]["sha256"]))
         else:
-            models = [modelfile.loads(store.get(s["artifact"], s["sha256"])) for s in shards]
+            # A shard this child trained is in memory already: the same model its file holds.
+            models = [
+                _WARM.models.get(s["sha256"])
+                or modelfile.loads(store.get(s["artifact"], s["sha256"]))
+                for s in shards
+            ]
             model = merge_models(spec.algorithm, models, [s["rows"] for s in shards])
     metrics, data_size, (uri, digest) = _score_and_write(store, model, split, task)
     baseline = next((t for t in tasks if t["role"] == "baseline"), None)

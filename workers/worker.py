@@ -150,6 +150,7 @@ class Worker:
         finally:
             housekeeping.cancel()
             await self._forget_drain()
+            processes.close_idle()
             await self.zk.stop()
             log.info("worker %s stopped", self.id)
 
@@ -683,6 +684,7 @@ class Worker:
                     payload,
                     time_limit=self.time_limit(claim.job),
                     memory_limit=self.memory_limit,
+                    affinity=claim.job.id,
                 )
             claim.settling = True
             log.info("trained %s in %.2fs; recording it", claim.key, result["train_seconds"])

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from testkit.bench_specs import e2e_spec, submit_spec, tiny_spec
+from testkit.bench_specs import e2e_spec, search_spec, submit_spec, tiny_spec
 from zootrain.ml.cost import job_cost, over_ceilings
 from zootrain.records import JobSpec
 from zootrain.settings import Settings
@@ -61,6 +61,7 @@ BENCH_EXAMPLES = [
     submit_spec(),
     tiny_spec(),
     e2e_spec(100_000, per_shard=200),  # the full e2e run: ~20 trees a shard on this machine
+    search_spec(20_000, trees=10),  # bench/peers.py's search, full form
     {  # bench/quality.py's largest: 200,000 rows, forests of 4 x 25 trees with a baseline
         **tiny_spec(shards=4, trees=25),
         "dataset": {"kind": "synthetic", "task": "classification", "n_samples": 200_000},
