@@ -14,6 +14,7 @@ from app.pool import ChildPool
 from app.upload_check import TableChecker
 from zootrain.acl import warn_if_open
 from zootrain.artifacts import ArtifactStore
+from zootrain.liveconfig import ConfigWatch, LiveSettings
 from zootrain.paths import Paths
 from zootrain.queue import JobQueue
 from zootrain.registry import Registry
@@ -39,6 +40,8 @@ class Services:
     tables: TableChecker = field(init=False)
     streams: StreamSlots = field(init=False)
     token_watch: TokenWatch | None = field(init=False)
+    live: LiveSettings = field(init=False)
+    config_watch: ConfigWatch = field(init=False)
 
     def __post_init__(self) -> None:
         self.pool = ChildPool(
@@ -53,6 +56,15 @@ class Services:
         self.token_watch = None
         if self.gate.enabled:
             self.token_watch = TokenWatch(self.zk, self.paths.tokens, self.gate.apply)
+        # The live configuration (PATCH /v1/config) changes self.settings in place.
+        self.live = LiveSettings(self.settings)
+        self.config_watch = ConfigWatch(self.zk, self.paths, self.live)
+        self.config_watch.listeners.append(self._config_changed)
+
+    def _config_changed(self, changed: set[str]) -> None:
+        # The rate limiter copied its two settings at start-up: hand it the new ones.
+        self.gate.submits.rate = self.settings.submit_rate
+        self.gate.submits.burst = self.settings.submit_burst
 
     @classmethod
     def build(cls, settings: Settings) -> Services:

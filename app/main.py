@@ -15,8 +15,9 @@ from app import problems, spec_schema
 from app.deps import Services
 from app.headers import DASHBOARD_CSP, SecurityHeaders, docs_csp, page_headers
 from app.limits import BodySizeLimit, ZooKeeperDeadline
-from app.routers import datasets, docs, health, jobs, models, overview, ui, workers
+from app.routers import config, datasets, docs, health, jobs, models, overview, ui, workers
 from zootrain import __version__
+from zootrain.config_views import ConfigPatch
 from zootrain.settings import Settings, get_settings
 from zootrain.zk import TRANSIENT_ERRORS
 
@@ -32,6 +33,7 @@ async def _prepare(svc: Services) -> None:
             await svc.queue.ensure_layout()
             if svc.token_watch is not None:
                 await svc.token_watch.start()
+            await svc.config_watch.start()
             svc.prepared = True
             return
         except TRANSIENT_ERRORS:
@@ -85,7 +87,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         redoc_url=None,
     )
     problems.install(app)
-    for router in (jobs.router, datasets.router, models.router, workers.router, health.router):
+    for router in (
+        jobs.router,
+        datasets.router,
+        models.router,
+        workers.router,
+        config.router,
+        health.router,
+    ):
         app.include_router(router)
     app.include_router(overview.router)  # the dashboard's overview page
     app.include_router(ui.router)
@@ -118,6 +127,11 @@ def _add_problem_schema(app: FastAPI) -> None:
             components["Problem"] = problems.Problem.model_json_schema(
                 ref_template="#/components/schemas/{model}"
             )
+            # PATCH /v1/config reads its merge patch itself (to name what is wrong in its own
+            # words): its body's schema is registered here.
+            patch = ConfigPatch.model_json_schema(ref_template="#/components/schemas/{model}")
+            components.update(patch.pop("$defs", {}))
+            components["ConfigPatch"] = patch
             _document_auth_problems(schema)
             _add_links(schema)
             spec_schema.add_algorithm_branches(schema)
@@ -143,6 +157,7 @@ def _document_auth_problems(schema: dict[str, Any]) -> None:
 _JOB = "/v1/jobs/{job_id}"
 _DATASET = "/v1/datasets/{dataset_id}"
 _MODEL = "/v1/models/{name}"
+_DRAIN = "/v1/workers/{worker_id}/drain"
 _FIRST_MODEL = {"name": "$response.body#/0/name"}
 _FIRST_LATEST = {**_FIRST_MODEL, "version": "$response.body#/0/latest_version"}
 _LINKS: dict[tuple[str, str], dict[str, tuple[str, str, dict[str, str]]]] = {
@@ -169,6 +184,12 @@ _LINKS: dict[tuple[str, str], dict[str, tuple[str, str, dict[str, str]]]] = {
             {"name": "$request.path.name", "alias": "$request.path.alias"},
         ),
         "PredictByAlias": (_MODEL + "/predict", "post", {"name": "$request.path.name"}),
+    },
+    ("/v1/workers", "get"): {
+        "DrainWorker": (_DRAIN, "post", {"worker_id": "$response.body#/0/id"}),
+    },
+    (_DRAIN, "post"): {
+        "UndrainWorker": (_DRAIN, "delete", {"worker_id": "$response.body#/worker_id"}),
     },
     ("/v1/datasets", "post"): {
         "GetDataset": (_DATASET, "get", {"dataset_id": "$response.body#/id"}),

@@ -46,6 +46,7 @@ from workers.scan_memo import ScanMemo
 from zootrain import locks
 from zootrain.artifacts import ArtifactStore
 from zootrain.errors import NotFound
+from zootrain.liveconfig import ConfigWatch, LiveSettings
 from zootrain.paths import Paths
 from zootrain.queue import JobQueue, backoff_delay
 from zootrain.records import (
@@ -109,6 +110,12 @@ class Worker:
             settings.task_memory_limit
             or processes.default_memory_limit(settings.worker_concurrency)
         )
+        # The live configuration changes self.settings in place (the housekeeper shares it).
+        self.live = LiveSettings(settings)
+        self.config_watch = ConfigWatch(self.zk, self.paths, self.live)
+        self.config_watch.listeners.append(self._config_changed)
+        self.draining = False  # /drains/<id> exists: finish what is held, claim nothing new
+        self._drain_reading = asyncio.Lock()
 
     # -- lifecycle ------------------------------------------------------------------------------
 
@@ -119,6 +126,8 @@ class Worker:
         ZOOKEEPER_CONNECTED.set(1)
         self.zk.add_state_listener(self._on_session)
         await self.queue.ensure_layout()
+        await self.config_watch.start()
+        await self._read_drain()
         await processes.warm_up()
         await self._register()
         # Whatever exists now (modules, settings, the session) lives as long as the process: a
@@ -140,6 +149,7 @@ class Worker:
             await housekeeping
         finally:
             housekeeping.cancel()
+            await self._forget_drain()
             processes.close_idle()
             await self.zk.stop()
             log.info("worker %s stopped", self.id)
@@ -231,6 +241,7 @@ class Worker:
                 self._cancel(claim, StopReason.LOST)
         elif state == KazooState.CONNECTED:
             self.memo.forget_all()  # whatever changed while we were away, no watch told us
+            self.side_task(self._reread_drain())  # the drain watch died with a lost session
             if not self._registered and not self._stopping.is_set():
                 asyncio.get_running_loop().create_task(self._register())
             self.wake()
@@ -260,7 +271,51 @@ class Worker:
             capacity=self.settings.worker_concurrency,
             current=sorted(self.claims),
             current_since={key: claim.claimed_at for key, claim in self.claims.items()},
+            state="draining" if self.draining else "paused" if self.settings.paused else "active",
+            config_version=self.live.version if self.live.version >= 0 else None,
         )
+
+    # -- live configuration and drain -----------------------------------------------------------
+
+    def _holding_back(self) -> bool:
+        """Paused (the cluster) or draining (this worker): claim nothing new."""
+        return self.settings.paused or self.draining
+
+    def _config_changed(self, changed: set[str]) -> None:
+        # A grown capacity or a resume has work to claim now; a shrink or a pause only stops
+        # the next claim (running shards are never cut short by a setting).
+        if changed & {"paused", "worker_concurrency"}:
+            self.wake()
+        self.side_task(self._update_record())
+
+    def _drain_changed(self, event: WatchedEvent) -> None:
+        self.side_task(self._reread_drain())
+
+    async def _reread_drain(self) -> None:
+        try:
+            await self._read_drain()
+        except (*TRANSIENT_ERRORS, SessionExpiredError):
+            log.warning("lost the watch on this worker's drain node; read again on reconnect")
+
+    async def _read_drain(self) -> None:
+        # One read at a time, so an older answer never overrides a newer one. exists() sets
+        # the watch whether or not the node is there: both the request and its removal fire.
+        async with self._drain_reading:
+            path = self.paths.drain(self.id)
+            stat = await self.zk.retry(lambda: self.zk.exists(path, watch=self._drain_changed))
+        if (stat is not None) != self.draining:
+            self.draining = stat is not None
+            log.info("worker %s %s", self.id, "draining" if self.draining else "no longer draining")
+            self.wake()
+            self.side_task(self._update_record())
+
+    async def _forget_drain(self) -> None:
+        """A drained worker that stops cleanly takes its drain request with it: restarted after
+        maintenance, it claims work again."""
+        if not self.draining or not self.zk.connected:
+            return
+        with contextlib.suppress(NoNodeError, SessionExpiredError, *TRANSIENT_ERRORS):
+            await self.zk.delete(self.paths.drain(self.id))
 
     async def _update_record(self) -> None:
         if not self._registered:
@@ -275,7 +330,11 @@ class Worker:
     async def _dispatch(self) -> None:
         while not self._stopping.is_set():
             self._wake.clear()
-            if self.zk.connected and (self._room(rounds=False) or self._room(rounds=True)):
+            if (
+                self.zk.connected
+                and not self._holding_back()
+                and (self._room(rounds=False) or self._room(rounds=True))
+            ):
                 try:
                     claim = await self._find_work()
                 except (*TRANSIENT_ERRORS, SessionExpiredError):

@@ -31,6 +31,11 @@ class Gone(DomainError):
     title = "Gone"
 
 
+class PreconditionFailed(DomainError):
+    status = 412
+    title = "Precondition failed"
+
+
 class InvalidRequest(DomainError):
     status = 422
     title = "Unprocessable request"

@@ -55,6 +55,20 @@ class Paths:
         return f"{self.root}/tokens"
 
     @property
+    def config(self) -> str:
+        """The live configuration document (zootrain.liveconfig); made empty at layout."""
+        return f"{self.root}/config"
+
+    @property
+    def config_history(self) -> str:
+        return f"{self.config}/history"
+
+    @property
+    def drains(self) -> str:
+        """One child per worker asked to drain (POST /v1/workers/{id}/drain)."""
+        return f"{self.root}/drains"
+
+    @property
     def bases(self) -> tuple[str, ...]:
         """The nodes that must exist before anything else is written."""
         return (
@@ -66,6 +80,9 @@ class Paths:
             self.idempotency,
             self.election,
             self.datasets,
+            self.config,
+            self.config_history,
+            self.drains,
         )
 
     def job(self, job_id: str) -> str:
@@ -96,6 +113,9 @@ class Paths:
 
     def worker(self, worker_id: str) -> str:
         return f"{self.workers}/{worker_id}"
+
+    def drain(self, worker_id: str) -> str:
+        return f"{self.drains}/{worker_id}"
 
     def model(self, name: str) -> str:
         return f"{self.models}/{name}"

@@ -11,7 +11,7 @@ from __future__ import annotations
 import secrets
 import time
 from datetime import UTC, datetime
-from typing import Any, Self
+from typing import Any, Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -321,6 +321,17 @@ class VersionRecord(Record):
     )
 
 
+WorkerState = Literal["active", "paused", "draining"]
+
+
+class DrainRecord(Record):
+    """/drains/<worker id>: a worker asked to finish what it holds and claim nothing new."""
+
+    worker_id: str
+    requested_at: datetime
+    requested_by: str
+
+
 class WorkerRecord(Record):
     """/workers/<id> (ephemeral): a live worker."""
 
@@ -334,6 +345,15 @@ class WorkerRecord(Record):
     )
     current_since: dict[str, datetime] = Field(
         default_factory=dict, description="when each of current was claimed, by its name"
+    )
+    state: WorkerState = Field(
+        "active",
+        description="active: claims work; paused: the cluster is paused (PATCH /v1/config); "
+        "draining: asked to drain (POST /v1/workers/{id}/drain), finishes what it holds and "
+        "claims nothing new",
+    )
+    config_version: int | None = Field(
+        None, description="the live configuration version this worker applies"
     )
 
 

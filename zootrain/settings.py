@@ -205,6 +205,12 @@ class Settings(BaseSettings):
         "from concurrent requests for the same model (app.batching); 0: one call a request",
     )
 
+    paused: bool = Field(
+        False,
+        description="workers claim no new work (what runs finishes; submits are still "
+        "accepted); usually set live with PATCH /v1/config",
+    )
+
     def ceilings(self) -> Ceilings:
         return Ceilings(
             max_trees=self.max_trees,

@@ -230,6 +230,7 @@ async function route() {
       await openModel(name);
     }
     else { show("jobs"); await loadJobs(true); }
+    await loadPaused();
     status("");
   } catch (error) {
     if (!(error instanceof AuthRequired)) status(error.message);
@@ -490,13 +491,24 @@ async function loadModels() {
   if (!container.children.length) container.textContent = "No model has been published yet.";
 }
 
+// The live configuration's paused flag (PATCH /v1/config), shown on every page.
+async function loadPaused() {
+  try {
+    const config = await api("/v1/config");
+    $("#paused-banner").hidden = !(config.settings && config.settings.paused === true);
+  } catch (error) {
+    if (error instanceof AuthRequired) throw error;
+    $("#paused-banner").hidden = true;  // a service without /v1/config: nothing to say
+  }
+}
+
 async function loadWorkers() {
   const tbody = $("#workers-table tbody");
   tbody.replaceChildren();
   for (const worker of await api("/v1/workers")) {
     const tr = document.createElement("tr");
     tr.append(cell(worker.id), cell(worker.host), cell(worker.pid), cell(when(worker.started_at)),
-      cell(worker.current.join(", ") || "idle"));
+      cell(worker.current.join(", ") || (worker.state && worker.state !== "active" ? worker.state : "idle")));
     tbody.append(tr);
   }
 }

@@ -91,7 +91,28 @@ def map_case(context: Any, case: Any) -> Any:
         case.body = predict(dict(case.body), case.path_parameters or {})
     elif operation == "POST /v1/datasets":
         upload(case.body)
+    elif operation == "PATCH /v1/config":
+        live_settings(case.body)
     return case
+
+
+# Live settings that would outlast the run's cleanup (a retry scheduled a lifetime away, finished
+# jobs deleted before they are followed) are kept within what the stack can live with.
+_LIVE_CEILINGS = {"retry_backoff": 1.0, "retry_backoff_max": 1.0}
+_LIVE_FLOORS = {"job_retention": 86_400.0, "task_time_limit": 60.0}
+
+
+def live_settings(body: dict[str, Any]) -> None:
+    settings = body.get("settings")
+    if not isinstance(settings, dict):
+        return
+    for key, ceiling in _LIVE_CEILINGS.items():
+        if key in settings:
+            settings[key] = _clamp(settings[key], ceiling)
+    for key, floor in _LIVE_FLOORS.items():
+        value = settings.get(key)
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            settings[key] = max(value, floor)
 
 
 # -- jobs -----------------------------------------------------------------------------------------

@@ -100,6 +100,15 @@ ADMIN_RUNS = [
         "upload_dataset_v1_datasets_post",
     ],
     ["submit_job_v1_jobs_post", "cancel_job_v1_jobs__job_id__delete"],
+    # Last, as it may pause the cluster or drain its worker: both are undone after the runs.
+    [
+        "get_config_v1_config_get",
+        "patch_config_v1_config_patch",
+        "config_history_v1_config_history_get",
+        "list_workers_v1_workers_get",
+        "drain_worker_v1_workers__worker_id__drain_post",
+        "undrain_worker_v1_workers__worker_id__drain_delete",
+    ],
 ]
 # Seconds for every accepted job to finish after the runs: each is a few small fits.
 JOB_TIMEOUT = 600.0
@@ -137,6 +146,7 @@ def test_schemathesis_finds_no_server_error(
                 include=include,
             )
         )
+    _undo_live_changes(url)
     report = Report()
     for result, events in runs:
         assert result.returncode == 0, (
@@ -186,6 +196,20 @@ def test_schemathesis_finds_no_server_error(
     unfinished = {j: s for j, s in outcome.states.items() if s not in TERMINAL}
     assert unfinished == {}, (unfinished, summary)
     assert all(p.alive() for p in stack.processes), [p.output()[-2000:] for p in stack.processes]
+
+
+def _undo_live_changes(url: str) -> None:
+    """The configuration back to the environment's and no worker drained, so that every job
+    the runs got accepted can run to its end."""
+    with httpx.Client(base_url=url, headers=bearer(ADMIN_TOKEN), timeout=30) as client:
+        reset = client.patch(
+            "/v1/config",
+            content=json.dumps({"settings": None}),
+            headers={"Content-Type": "application/merge-patch+json"},
+        )
+        assert reset.status_code == 200, reset.text
+        for worker in client.get("/v1/workers").json():
+            client.delete(f"/v1/workers/{worker['id']}/drain")
 
 
 def _publish_the_documented_example(url: str) -> None:

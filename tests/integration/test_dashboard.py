@@ -91,6 +91,31 @@ def test_submit_through_the_form_and_watch_shards_finish(stack: Stack, tmp_path:
 
         page.goto(f"{stack.api_url}/ui/#workers")
         expect(page.locator("#workers-table tbody tr")).to_have_count(2)
+        expect(page.locator("#paused-banner")).to_be_hidden()
+
+        # Paused live (PATCH /v1/config, admin): every page shows the banner, workers say so.
+        paused = httpx.patch(
+            f"{stack.api_url}/v1/config",
+            json={"settings": {"paused": True}},
+            headers={**bearer(ADMIN_TOKEN), "Content-Type": "application/merge-patch+json"},
+        )
+        assert paused.status_code == 200, paused.text
+
+        def workers_paused() -> bool:
+            records = httpx.get(f"{stack.api_url}/v1/workers", headers=bearer(ADMIN_TOKEN)).json()
+            return all(r["state"] == "paused" for r in records)
+
+        wait_for(workers_paused, 30, "the workers to apply paused")
+        page.reload()
+        expect(page.locator("#paused-banner")).to_be_visible()
+        expect(page.locator("#workers-table tbody tr").first).to_contain_text("paused")
+        page.screenshot(path=str(SCREENSHOTS / "dashboard-paused.png"), full_page=True)
+        resumed = httpx.patch(
+            f"{stack.api_url}/v1/config",
+            json={"settings": {"paused": None}},
+            headers={**bearer(ADMIN_TOKEN), "Content-Type": "application/merge-patch+json"},
+        )
+        assert resumed.status_code == 200, resumed.text
 
         page.goto(f"{stack.api_url}/ui/#jobs")
         page.select_option("#state-filter", "succeeded")

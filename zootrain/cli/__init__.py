@@ -15,7 +15,7 @@ from __future__ import annotations
 
 # Each module registers its commands on import, and --help lists them in that order.
 # isort: off
-from zootrain.cli import submit, jobs, models, aliases, workers, datasets, tokens, zk_admin
+from zootrain.cli import submit, jobs, models, aliases, workers, config, datasets, tokens, zk_admin
 
 # isort: on
 from zootrain.cli.plumbing import app
@@ -23,6 +23,7 @@ from zootrain.cli.plumbing import app
 __all__ = [
     "aliases",
     "app",
+    "config",
     "datasets",
     "jobs",
     "models",

@@ -27,7 +27,15 @@ from zootrain.client.calls import T, _Call, _Calls
 from zootrain.client.errors import ZootrainError
 from zootrain.client.events import Event, _EventCursor, _SSEDecoder
 from zootrain.client.retry import RetryPolicy
-from zootrain.records import JobRecord, JobSpec, JobState, VersionRecord, WorkerRecord
+from zootrain.config_views import ConfigChange, ConfigView
+from zootrain.records import (
+    DrainRecord,
+    JobRecord,
+    JobSpec,
+    JobState,
+    VersionRecord,
+    WorkerRecord,
+)
 from zootrain.views import (
     JobList,
     JobView,
@@ -273,6 +281,32 @@ class AsyncClient(_Base):
 
     async def workers(self) -> list[WorkerRecord]:
         return await self._run(_Calls.workers())
+
+    async def drain_worker(self, worker_id: str) -> DrainRecord:
+        """Ask a worker to finish what it holds and claim nothing new (admin)."""
+        return await self._run(_Calls.drain_worker(worker_id))
+
+    async def undrain_worker(self, worker_id: str) -> None:
+        """Let a drained worker claim work again (admin)."""
+        return await self._run(_Calls.undrain_worker(worker_id))
+
+    # -- live configuration
+
+    async def config(self) -> ConfigView:
+        """The live configuration: every setting in effect, the document's version (its ETag)."""
+        return await self._run(_Calls.config())
+
+    async def update_config(
+        self, settings: Mapping[str, Any] | None, *, if_match: int | None = None
+    ) -> ConfigView:
+        """Change live settings (admin): a merge patch, so ``None`` as a value returns that
+        setting to the environment's (and ``settings=None`` all of them). ``if_match`` (a
+        version from ``config()``): ZootrainError 412 if another change came first."""
+        return await self._run(_Calls.update_config(settings, if_match))
+
+    async def config_history(self, limit: int | None = None) -> list[ConfigChange]:
+        """Changes to the configuration, newest first."""
+        return await self._run(_Calls.config_history(limit))
 
     async def overview(self, failures: int = 10) -> Overview:
         """Jobs per state, the queue depth and the latest failed jobs with their errors."""

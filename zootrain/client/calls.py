@@ -14,7 +14,8 @@ import httpx
 from pydantic import TypeAdapter
 
 from zootrain.client.events import _EventCursor
-from zootrain.records import JobSpec, JobState, VersionRecord, WorkerRecord
+from zootrain.config_views import ConfigChange, ConfigView
+from zootrain.records import DrainRecord, JobSpec, JobState, VersionRecord, WorkerRecord
 from zootrain.views import (
     JobList,
     JobView,
@@ -195,6 +196,43 @@ class _Calls:
     @staticmethod
     def workers() -> _Call[list[WorkerRecord]]:
         return _get("/v1/workers", _model(list[WorkerRecord]))
+
+    @staticmethod
+    def drain_worker(worker_id: str) -> _Call[DrainRecord]:
+        # Asking twice is harmless: the service keeps the first request.
+        path = f"/v1/workers/{_segment(worker_id)}/drain"
+        return _Call("POST", path, _model(DrainRecord), idempotent=True)
+
+    @staticmethod
+    def undrain_worker(worker_id: str) -> _Call[None]:
+        path = f"/v1/workers/{_segment(worker_id)}/drain"
+        return _Call("DELETE", path, lambda _: None)
+
+    @staticmethod
+    def config() -> _Call[ConfigView]:
+        return _get("/v1/config", _model(ConfigView))
+
+    @staticmethod
+    def update_config(
+        settings: Mapping[str, Any] | None, if_match: int | None
+    ) -> _Call[ConfigView]:
+        headers = {"Content-Type": "application/merge-patch+json"}
+        if if_match is not None:
+            headers["If-Match"] = f'"{int(if_match)}"'
+        return _Call(
+            "PATCH",
+            "/v1/config",
+            _model(ConfigView),
+            body={"settings": None if settings is None else dict(settings)},
+            headers=headers,
+            # A patch of values is idempotent; with If-Match a repeat would meet its own
+            # write and answer 412, so that one is sent once.
+            idempotent=if_match is None,
+        )
+
+    @staticmethod
+    def config_history(limit: int | None) -> _Call[list[ConfigChange]]:
+        return _get("/v1/config/history", _model(list[ConfigChange]), limit=limit)
 
     @staticmethod
     def overview(failures: int = 10) -> _Call[Overview]:
