@@ -42,7 +42,7 @@ _CHILD = r"""
 import json, resource, sys, time
 args = json.loads(sys.argv[1])
 import numpy as np, pandas, pyarrow, pyarrow.parquet, sklearn.naive_bayes  # the fixed part
-from workers import training
+from workers import train_child
 from zootrain.artifacts import ArtifactStore
 from zootrain.ml import datasets as ds, partition, training as fit
 from zootrain.ml.scoring import evaluate
@@ -53,14 +53,14 @@ def status(field):
 # Warm up: what any shard loads lazily (estimators, metrics, skops) is loaded before measuring.
 warm = dict(args["payload"], spec=dict(args["payload"]["spec"], shards=1,
             dataset={"kind": "builtin", "name": "iris"}), dataset_source=None)
-training.train_shard(warm)
+train_child.train_shard(warm)
 base = status("VmRSS")
 with open("/proc/self/clear_refs", "w") as handle:
     handle.write("5")  # resets the peak (VmHWM) to the current RSS
 started = time.perf_counter()
 payload = args["payload"]
 if args["mode"] == "after":
-    result = training.train_shard(payload)
+    result = train_child.train_shard(payload)
     read, rows = result["bytes_read"], result["rows"]
 else:
     from zootrain.records import JobSpec

@@ -34,8 +34,8 @@ from zootrain.ml.datasets import (
     split_dataset,
 )
 from zootrain.ml.merge import merge_models
-from zootrain.ml.rounds import FAMILIES as ROUND_FAMILIES
-from zootrain.ml.rounds import fit_in_rounds
+from zootrain.ml.round_steps import FAMILIES as ROUND_FAMILIES
+from zootrain.ml.round_steps import fit_in_rounds
 from zootrain.ml.scoring import evaluate
 from zootrain.ml.search import baseline_params
 from zootrain.ml.training import fit_shards

@@ -30,7 +30,7 @@ from kazoo.client import KazooClient
 from testkit.auth import AUTH, TOKENS
 from testkit.stack import Stack, wait_for
 from testkit.zkserver import ZooKeeperCluster
-from zootrain.ml import rounds
+from zootrain.ml import round_steps as rounds
 from zootrain.ml.datasets import SyntheticDataset, dataset_task, load_dataset, split_dataset
 from zootrain.ml.partition import shard_rows
 

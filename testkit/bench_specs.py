@@ -21,6 +21,7 @@ def tiny_spec(
         "params": {"n_estimators": trees, "max_depth": 4},
         "dataset": {"kind": "builtin", "name": "iris"},
         "shards": shards,
+        "partition": "random",  # data shards, as the figures before partition 'auto' were
         "priority": priority,
     }
 

@@ -31,11 +31,11 @@ CHILD_ENVIRONMENT = {"MALLOC_ARENA_MAX": "2", "ARROW_DEFAULT_MEMORY_POOL": "syst
 for _name, _value in CHILD_ENVIRONMENT.items():
     os.environ.setdefault(_name, _value)
 
-_CONTEXT = forkserver.context("workers.training")
+_CONTEXT = forkserver.context("workers.train_child")
 
 ChildFunction = Callable[[dict[str, Any]], dict[str, Any]]
 # A child function, or its name as "module:function": imported in the child (the forkserver
-# preloads workers.training), so the parent need not import what the function needs.
+# preloads workers.train_child), so the parent need not import what the function needs.
 ChildTarget = ChildFunction | str
 
 
@@ -94,7 +94,7 @@ async def warm_up() -> None:
 # A child that finished a task successfully waits for the next one instead of exiting (a
 # warm child): the next shard or merge skips the fork and the child's start-up, and a child
 # keeps what it loaded for a job (zootrain's dataset, the models it trained) for that job's
-# next task (workers/training.py). Only a child whose task succeeded is kept, and only while its
+# next task (workers/train_child.py). Only a child whose task succeeded is kept, and only while its
 # peak memory stayed close to what it started with: memory a large task freed may stay mapped
 # in the child (malloc's arenas) and count against the next task's RLIMIT_AS. So a failed,
 # killed or grown child is never reused, and a task's memory limit and its failures behave as

@@ -1,6 +1,6 @@
 """Merging a job and publishing its model version: the task a merge claim runs.
 
-The child (workers/training.py:merge_job) merges the shards' models and evaluates the result;
+The child (workers/train_child.py:merge_job) merges the shards' models and evaluates the result;
 this process then publishes the version with one multi that checks the job record's version
 (what the merge claim wrote): a merger whose claim another worker took over (after its session
 expired) can never publish, and one whose claim nobody took over publishes from its new session.
@@ -40,9 +40,9 @@ if TYPE_CHECKING:
     from workers.worker import Worker
 
 log = logging.getLogger("zootrain.worker")
-# What the merging child runs, by name: importing workers.training here would bring
+# What the merging child runs, by name: importing workers.train_child here would bring
 # scikit-learn into this process; the forkserver has it imported already.
-MERGE_JOB = "workers.training:merge_job"
+MERGE_JOB = "workers.train_child:merge_job"
 
 
 async def merge_and_publish(worker: Worker, claim: Claim) -> None:

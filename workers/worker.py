@@ -31,7 +31,7 @@ from kazoo.exceptions import (
 )
 from prometheus_client import start_http_server
 
-from workers import processes, publishing, rounds, worker_metrics
+from workers import processes, publishing, round_task, worker_metrics
 from workers.claims import (
     Attempt,
     Claim,
@@ -68,9 +68,9 @@ log = logging.getLogger("zootrain.worker")
 # A scan reads this many queued jobs concurrently at first, four times more each next batch.
 SCAN_FIRST_BATCH = 8
 SCAN_MAX_BATCH = 256
-# What the training child runs, by name: importing workers.training here would bring
+# What the training child runs, by name: importing workers.train_child here would bring
 # scikit-learn into this process; the forkserver has it imported already.
-TRAIN_SHARD = "workers.training:train_shard"
+TRAIN_SHARD = "workers.train_child:train_shard"
 
 T = TypeVar("T")
 
@@ -677,7 +677,7 @@ class Worker:
         }
         try:
             if claim.job.spec.rounds and claim.job.spec.role(claim.index) == "shard":
-                result = await rounds.run(self, claim, payload)
+                result = await round_task.run(self, claim, payload)
             else:
                 result = await processes.run_in_child(
                     TRAIN_SHARD,

@@ -82,7 +82,7 @@ ALGORITHM_TABLE: dict[str, AlgorithmInfo] = {
 }
 ALGORITHM_NAMES: tuple[str, ...] = tuple(ALGORITHM_TABLE)
 ROUNDS_ALGORITHMS: tuple[str, ...] = ("logistic_regression", "kmeans")
-"""Algorithms that train in rounds by default (zootrain.ml.rounds)."""
+"""Algorithms that train in rounds by default (zootrain.ml.round_steps)."""
 ROUNDS_CAPABLE: tuple[str, ...] = (*ROUNDS_ALGORITHMS, "sgd_classifier", "sgd_regressor")
 """Algorithms that train in rounds when the spec asks (``merge: "rounds"``): SGD's parameter
 mixing stops by its own rule, not scikit-learn's, and on noisy sets may run to max_iter."""

@@ -21,7 +21,7 @@ from tests.integration.conftest import (
     iris_spec,
     submit,
 )
-from workers.training import held_out
+from workers.train_child import held_out
 from zootrain.ml import modelfile
 from zootrain.ml.datasets import BuiltinDataset, Split, load_dataset
 from zootrain.ml.scoring import evaluate
@@ -33,7 +33,7 @@ WORKER_IDS = {"shared-a", "shared-b"}
 
 
 def _split(spec: dict[str, Any], stack: Stack) -> Split:
-    """The job's held-out rows, chosen as its tasks choose them (workers.training)."""
+    """The job's held-out rows, chosen as its tasks choose them (workers.train_child)."""
     payload = {
         "spec": JobSpec.model_validate(spec).model_dump(mode="json"),
         "artifacts": stack.settings["ZOOTRAIN_ARTIFACTS"],

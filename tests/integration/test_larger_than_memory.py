@@ -35,13 +35,13 @@ DATASET_BYTES = ROWS * FEATURES * 8
 
 
 def _child(call: tuple[str, dict[str, Any]]) -> dict[str, Any]:
-    """Run one task (a function of workers.training, its payload) as a worker runs it: in a
+    """Run one task (a function of workers.train_child, its payload) as a worker runs it: in a
     child of the forkserver, under the memory limit a worker sets (ZOOTRAIN_TASK_MEMORY_LIMIT,
     RLIMIT_AS in the child)."""
     function, payload = call
     try:
         result = asyncio.run(
-            run_in_child(f"workers.training:{function}", payload, memory_limit=LIMIT)
+            run_in_child(f"workers.train_child:{function}", payload, memory_limit=LIMIT)
         )
     except MemoryLimitExceeded as exc:
         print(exc)  # where it ran out, for the failure report

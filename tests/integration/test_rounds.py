@@ -24,7 +24,7 @@ from tests.integration.conftest import (
     submit,
     wait_until_empty,
 )
-from workers.training import _all_rows, _plan, _source
+from workers.train_child import _all_rows, _plan, _source
 from zootrain.artifacts import ArtifactStore
 from zootrain.ml import modelfile
 from zootrain.ml.validation import validate_submission
@@ -179,7 +179,7 @@ def test_kmeans_in_rounds_equals_lloyd_on_all_rows(
     model = _final_model(stack, kazoo, zk_root, job_id)
     split = _one_machine_rows(KMEANS)
     record = _round_record(kazoo, zk_root, job_id)
-    from zootrain.ml import rounds as ml_rounds
+    from zootrain.ml import round_steps as ml_rounds
     from zootrain.rounds import Blob
 
     state = ml_rounds.unpack(_blob_bytes(stack, Blob(**record["blob"])))

@@ -38,6 +38,7 @@ SAMPLE_PATH_VALUES = {
     "name": "some-model",
     "version": "1",
     "alias": "champion",
+    "worker_id": "some-worker",
 }
 
 

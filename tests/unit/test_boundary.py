@@ -49,7 +49,7 @@ def test_importing_leaves_the_scientific_stack_out(module: str) -> None:
 
 def test_the_check_sees_an_import_when_there_is_one() -> None:
     # The training side does import them: the check above can fail.
-    assert "sklearn" in imported_heavy("workers.training")
+    assert "sklearn" in imported_heavy("workers.train_child")
 
 
 # What the CLI loads only inside the commands that use it: its start-up (a goal of 0.25 s, measured

@@ -12,7 +12,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.linear_model._linear_loss import LinearModelLoss
 from sklearn.preprocessing import StandardScaler
 
-from zootrain.ml import rounds
+from zootrain.ml import round_steps as rounds
 
 
 def _shards(n: int, parts: int, seed: int = 0) -> list[np.ndarray]:

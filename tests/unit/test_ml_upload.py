@@ -16,7 +16,7 @@ from pydantic import ValidationError
 
 from tests.support import tables
 from tests.support.tables import csv_bytes, parquet_bytes
-from workers import training
+from workers import train_child
 from zootrain.artifacts import ArtifactStore
 from zootrain.errors import ArtifactError
 from zootrain.ml import modelfile
@@ -443,7 +443,7 @@ def test_shards_train_and_merge_from_an_uploaded_file(
     )
     shards = []
     for index in range(2):
-        result = training.train_shard({**base, "index": index})
+        result = train_child.train_shard({**base, "index": index})
         assert result["rows"] == 80
         shards.append(
             {
@@ -453,7 +453,7 @@ def test_shards_train_and_merge_from_an_uploaded_file(
                 "rows": 80,
             }
         )
-    merged = training.merge_job({**base, "shards": shards})
+    merged = train_child.merge_job({**base, "shards": shards})
     # price as the target leaves species (3 one-hot columns) among the features
     assert merged["n_features"] == (7 if target == "species" else 9)
     model = modelfile.loads(store.get(merged["artifact"], merged["sha256"]))
@@ -488,4 +488,4 @@ def test_a_tampered_dataset_file_is_refused(tmp_path: Path, part: str) -> None:
     raw[len(raw) // 2] ^= 0x01
     store.put_raw(key, bytes(raw))
     with pytest.raises(ArtifactError, match="sha256"):
-        training.train_shard({**payload, "index": 0})
+        train_child.train_shard({**payload, "index": 0})

@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from workers.publishing import promotion_rule
-from workers.training import gate_score
+from workers.train_child import gate_score
 from zootrain.records import JobRecord, JobSpec, ModelRecord, utcnow
 
 

@@ -1,6 +1,6 @@
 """Warm training children (workers/processes.py): a child whose task succeeded runs the next
 task; one that failed, ran out of time or was cancelled never does; and what a warm child keeps
-of a job (workers/training.py) leaves the merged model the same file as a fresh child's."""
+of a job (workers/train_child.py) leaves the merged model the same file as a fresh child's."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from testkit.bench_specs import tiny_spec
-from workers import processes, training
+from workers import processes, train_child
 from zootrain.artifacts import ArtifactStore
 from zootrain.ml import modelfile
 from zootrain.spec import JobSpec
@@ -170,7 +170,7 @@ def test_a_warm_merge_writes_the_same_model_file_as_a_fresh_one(tmp_path: Path) 
     records Python object ids.)"""
     spec = JobSpec.model_validate(tiny_spec(shards=3, trees=3)).model_dump(mode="json")
     base = {"spec": spec, "artifacts": str(tmp_path), "dataset_source": None}
-    results = [training.train_shard({**base, "index": i}) for i in range(3)]
+    results = [train_child.train_shard({**base, "index": i}) for i in range(3)]
     shards = [
         {
             "role": "shard",
@@ -181,10 +181,10 @@ def test_a_warm_merge_writes_the_same_model_file_as_a_fresh_one(tmp_path: Path) 
         }
         for r in results
     ]
-    assert set(training._WARM.models) == {r["sha256"] for r in results}
-    warm = training.merge_job({**base, "shards": shards})
-    training._WARM = training._Warm()  # a fresh child: nothing kept
-    fresh = training.merge_job({**base, "shards": shards})
+    assert set(train_child._WARM.models) == {r["sha256"] for r in results}
+    warm = train_child.merge_job({**base, "shards": shards})
+    train_child._WARM = train_child._Warm()  # a fresh child: nothing kept
+    fresh = train_child.merge_job({**base, "shards": shards})
     volatile = {"artifact", "sha256", "size"}
     assert {k: v for k, v in warm.items() if k not in volatile} == {
         k: v for k, v in fresh.items() if k not in volatile

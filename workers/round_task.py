@@ -1,7 +1,7 @@
 """A worker's shard task when its job trains in rounds (the recipe: zootrain/rounds.py).
 
 The shard is claimed for the whole job, as any shard is (its lock, its record's version), and
-its child (workers/round_training.py) keeps the shard's rows loaded between rounds. Each round
+its child (workers/round_child.py) keeps the shard's rows loaded between rounds. Each round
 the task reads the round record with a watch, computes its result in the child, enters the
 round by writing it, and, if the round is then complete, combines it in its child and opens the
 next round. Otherwise it waits for the watch: the worker never polls.
@@ -33,7 +33,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("zootrain.worker")
 
-SHARD_SESSION = "workers.round_training:shard_session"
+SHARD_SESSION = "workers.round_child:shard_session"
 
 
 class RoundTask:

@@ -1,6 +1,6 @@
 """What runs inside a shard's training child when its job trains in rounds.
 
-The child loads its shard's rows once (as a one-shot shard does, workers/training.py) and then
+The child loads its shard's rows once (as a one-shot shard does, workers/train_child.py) and then
 answers the worker's requests, round after round, until the worker kills it:
 
     start    round 0's state (shard 0 only: k-means seeds from its rows)
@@ -9,7 +9,7 @@ answers the worker's requests, round after round, until the worker kills it:
              final model, written to the artifact store)
     finish   the final model's metrics on this shard's held-out rows
 
-Everything crosses the pipe as bytes (zootrain.ml.rounds.pack): the worker's process has no
+Everything crosses the pipe as bytes (zootrain.ml.round_steps.pack): the worker's process has no
 numpy.
 """
 
@@ -19,9 +19,9 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from workers.training import _plan, _shard_rows, _source, _spec
+from workers.train_child import _plan, _shard_rows, _source, _spec
 from zootrain.artifacts import ArtifactStore
-from zootrain.ml import modelfile, rounds
+from zootrain.ml import modelfile, round_steps
 from zootrain.ml.scoring import evaluate
 from zootrain.ml.training import shard_seed
 
@@ -44,32 +44,32 @@ def shard_session(payload: dict[str, Any]) -> Callable[[dict[str, Any]], dict[st
         op = message["op"]
         reply: dict[str, Any]
         if op == "start":
-            state = rounds.start(
+            state = round_steps.start(
                 spec.algorithm, spec.params, split.X_train, classes, spec.random_state
             )
-            reply = {"state": rounds.pack(state)}
+            reply = {"state": round_steps.pack(state)}
         elif op == "local":
-            state = rounds.unpack(message["state"])
-            seed = rounds.round_seed(shard_seed(spec.random_state, index), message["round"])
-            result = rounds.local(
+            state = round_steps.unpack(message["state"])
+            seed = round_steps.round_seed(shard_seed(spec.random_state, index), message["round"])
+            result = round_steps.local(
                 spec.algorithm, spec.params, split.X_train, split.y_train, classes, state, seed
             )
-            reply = {"result": rounds.pack(result)}
+            reply = {"result": round_steps.pack(result)}
         elif op == "combine":
-            step = rounds.combine(
+            step = round_steps.combine(
                 spec.algorithm,
                 spec.params,
-                rounds.unpack(message["state"]),
-                [rounds.unpack(r) for r in message["results"]],
+                round_steps.unpack(message["state"]),
+                [round_steps.unpack(r) for r in message["results"]],
             )
             reply = {
-                "state": rounds.pack(step.state),
+                "state": round_steps.pack(step.state),
                 "done": step.done,
                 "objective": step.objective,
                 "change": step.change,
             }
             if step.done:
-                model = rounds.model(
+                model = round_steps.model(
                     spec.algorithm, spec.params, step.state, classes, spec.random_state
                 )
                 artifact, sha256 = store.put(modelfile.dumps(model))
