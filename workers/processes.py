@@ -100,7 +100,7 @@ async def warm_up() -> None:
 # killed or grown child is never reused, and a task's memory limit and its failures behave as
 # in a fresh child. Small tasks are the ones a fork and start-up weigh on; a large one's data
 # would not fit beside the next task's anyway (tests/integration/test_larger_than_memory.py).
-MAX_IDLE = 2
+_max_idle = 2  # ZOOTRAIN_WORKER_WARM_CHILDREN, set by the worker at start (configure)
 IDLE_SECONDS = 60.0  # an idle warm child exits after this (its memory goes back)
 WARM_MAX_GROWTH = 64 << 20  # peak RSS above the child's RSS at its start: small tasks only
 
@@ -108,11 +108,11 @@ WARM_MAX_GROWTH = 64 << 20  # peak RSS above the child's RSS at its start: small
 class _Child:
     """A training child and the parent's end of its (duplex) pipe."""
 
-    def __init__(self, memory_limit: int | None) -> None:
+    def __init__(self, memory_limit: int | None, keep_warm: bool) -> None:
         self.memory_limit = memory_limit
         self.connection, child_end = _CONTEXT.Pipe(duplex=True)
         self.process = _CONTEXT.Process(
-            target=_child_main, args=(child_end, memory_limit), daemon=True
+            target=_child_main, args=(child_end, memory_limit, keep_warm), daemon=True
         )
         self._child_end: Connection | None = child_end
         self.affinity: str | None = None
@@ -141,6 +141,12 @@ def idle_children() -> int:
     return len(_IDLE)
 
 
+def configure(warm_children: int) -> None:
+    """How many warm children to keep (0: none; every child exits once it has answered)."""
+    global _max_idle
+    _max_idle = warm_children
+
+
 def close_idle() -> None:
     """Let every idle warm child exit (a stopping worker; tests)."""
     while _IDLE:
@@ -166,7 +172,7 @@ def _take_idle(memory_limit: int | None, affinity: str | None) -> _Child | None:
 
 def _keep_idle(child: _Child, loop: asyncio.AbstractEventLoop) -> None:
     _IDLE.append(child)
-    while len(_IDLE) > MAX_IDLE:
+    while len(_IDLE) > _max_idle:
         _IDLE.pop(0).close()
 
     def retire() -> None:
@@ -195,7 +201,7 @@ async def run_in_child(
     loop = asyncio.get_running_loop()
     child = _take_idle(memory_limit, affinity)
     if child is None:
-        child = _Child(memory_limit)
+        child = _Child(memory_limit, keep_warm=_max_idle > 0)
         await loop.run_in_executor(None, child.start)
     receiver = child.connection
     ready: asyncio.Future[None] = loop.create_future()
@@ -222,7 +228,7 @@ async def run_in_child(
             outcome is not None
             and "value" in outcome
             and outcome.get("growth", WARM_MAX_GROWTH) < WARM_MAX_GROWTH
-            and MAX_IDLE > 0
+            and _max_idle > 0
         )
     except BaseException:
         child.process.kill()
@@ -278,7 +284,9 @@ def _resolve(target: ChildTarget) -> ChildFunction:
     return function
 
 
-def _child_main(connection: Connection, memory_limit: int | None = None) -> None:
+def _child_main(
+    connection: Connection, memory_limit: int | None = None, keep_warm: bool = True
+) -> None:
     forkserver.become_child()
     start = _peak_rss()  # a forked child's high-water mark starts at its RSS at the fork
     if memory_limit is not None:
@@ -292,8 +300,11 @@ def _child_main(connection: Connection, memory_limit: int | None = None) -> None
                 function, payload = connection.recv()
             except EOFError:
                 return  # the parent let us go (idle too long, or it stopped)
-            if not _run_one(connection, function, payload, start):
-                return  # a failed task's child is never reused
+            # A failed task's child is never reused; with warm children off, no child is, and
+            # it leaves at once rather than wait for the parent's word, which a frozen parent
+            # never sends. (A grown child waits for the parent's EOF: the parent decides.)
+            if not _run_one(connection, function, payload, start) or not keep_warm:
+                return
     finally:
         connection.close()
 

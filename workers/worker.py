@@ -128,6 +128,7 @@ class Worker:
         await self.queue.ensure_layout()
         await self.config_watch.start()
         await self._read_drain()
+        processes.configure(self.settings.worker_warm_children)
         await processes.warm_up()
         await self._register()
         # Whatever exists now (modules, settings, the session) lives as long as the process: a

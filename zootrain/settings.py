@@ -171,6 +171,13 @@ class Settings(BaseSettings):
         "worker_concurrency (their children wait between short rounds; a job's shards must "
         "all be held at once somewhere)",
     )
+    worker_warm_children: int = Field(
+        2,
+        ge=0,
+        le=64,
+        description="training children a worker keeps waiting for its next task after one "
+        "succeeded (0: a fresh child for every task, which exits once it has answered)",
+    )
     worker_grace: float = Field(
         30.0, ge=0, description="seconds a stopping worker lets its running shard finish"
     )

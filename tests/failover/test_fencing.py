@@ -191,6 +191,8 @@ def test_a_frozen_worker_whose_child_answered_has_its_result_refused_on_its_vers
         ZOOTRAIN_WORKER_ID="sleeper",
         ZOOTRAIN_ZK_HOSTS=proxy.address,
         ZOOTRAIN_METRICS_PORT=str(port),
+        # The child's exit is this test's sign that it answered: no warm child waits on.
+        ZOOTRAIN_WORKER_WARM_CHILDREN="0",
     )
     idle = descendants(sleeper.popen.pid)
     held = proxy.hold_next(SET_DATA, f"{zk_root}/jobs/", b'"state":"done"')
@@ -259,6 +261,8 @@ def test_a_merger_frozen_mid_merge_cannot_publish_after_the_job_was_published(
         ZOOTRAIN_WORKER_ID="merger",
         ZOOTRAIN_ZK_HOSTS=proxy.address,
         ZOOTRAIN_METRICS_PORT=str(port),
+        # The child's exit is this test's sign that it answered: no warm child waits on.
+        ZOOTRAIN_WORKER_WARM_CHILDREN="0",
     )
     idle = descendants(merger.popen.pid)
     held = proxy.hold_next(MULTI, f"{zk_root}/jobs/", b'"state":"succeeded"')
@@ -331,6 +335,8 @@ def test_a_frozen_worker_whose_work_nobody_reclaimed_keeps_its_result(
         ZOOTRAIN_WORKER_ID="sleeper",
         ZOOTRAIN_ZK_HOSTS=proxy.address,
         ZOOTRAIN_METRICS_PORT=str(port),
+        # The child's exit is this test's sign that it answered: no warm child waits on.
+        ZOOTRAIN_WORKER_WARM_CHILDREN="0",
     )
     idle = descendants(sleeper.popen.pid)
     held = proxy.hold_next(SET_DATA, f"{zk_root}/jobs/", b'"state":"done"')

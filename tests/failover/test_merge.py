@@ -62,7 +62,10 @@ def test_a_merge_whose_process_dies_is_retried_after_a_backoff(
     stack: Stack, kazoo: KazooClient, zk_root: str
 ) -> None:
     stack.start_api()
-    worker = stack.start_worker("worker", ZOOTRAIN_RETRY_BACKOFF="2")
+    # The merging process is found as the worker's new child: no warm child may be the one.
+    worker = stack.start_worker(
+        "worker", ZOOTRAIN_RETRY_BACKOFF="2", ZOOTRAIN_WORKER_WARM_CHILDREN="0"
+    )
     idle = descendants(worker.popen.pid)
     spec = {**slow_spec("merge-dies", n_samples=40_000, max_attempts=2), "shards": 2}
     with httpx.Client(headers=AUTH, base_url=str(stack.api_url), timeout=30) as client:

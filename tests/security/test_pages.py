@@ -71,6 +71,8 @@ def test_the_dashboard_runs_under_its_policy_and_refuses_a_crafted_id(
     page.press("#token-input", "Enter")
     expect(page.locator("#view-jobs")).to_be_visible()  # the scripts and styles ran
 
+    # The jobs page's own requests (its list, then the paused banner's /v1/config) end first.
+    page.wait_for_load_state("networkidle")
     # A link made to send the token elsewhere: the path would resolve to /v1/workers.
     requests.clear()
     page.goto(f"{api_url}/ui/#job/..%2F..%2Fworkers")

@@ -47,9 +47,19 @@ KINDS = {
     "idempotency key": r"/idempotency/[0-9a-f]{2}/[0-9a-f]{64}",
     "dataset": r"/datasets/[0-9a-f]{20}",
     "token list": r"/tokens",
+    "live configuration": r"/config",
+    "configuration history": r"/config/history",
+    "drain requests": r"/drains",
 }
-# Kinds that exist only for a moment (checked when the walk meets them).
-FLEETING = {"merge lock": r"/locks/[0-9a-f]{20}\.merge"}
+# Kinds that exist only for a moment, or only while a job trains in rounds or a worker is
+# drained: checked when the walk meets them.
+FLEETING = {
+    "merge lock": r"/locks/[0-9a-f]{20}\.merge",
+    "drain request": r"/drains/[^/]+",
+    "round record": r"/jobs/[0-9a-f]{20}/rounds",
+    "round": r"/jobs/[0-9a-f]{20}/rounds/r-\d{10}",
+    "round result": r"/jobs/[0-9a-f]{20}/rounds/r-\d{10}/\d{4}",
+}
 
 
 def walk(client: KazooClient, root: str) -> list[str]:
