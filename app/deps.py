@@ -20,6 +20,7 @@ from zootrain.queue import JobQueue
 from zootrain.registry import Registry
 from zootrain.settings import Settings
 from zootrain.tokenstore import TokenWatch
+from zootrain.watched import WatchedRecords
 from zootrain.zk import ZooKeeper
 
 log = logging.getLogger("zootrain.api")
@@ -82,7 +83,7 @@ class Services:
             zk=zk,
             paths=paths,
             queue=JobQueue(zk, paths),
-            registry=Registry(zk, paths),
+            registry=Registry(zk, paths, WatchedRecords(zk, settings.serving_cache_entries)),
             store=ArtifactStore(settings.artifacts),
             gate=gate,
         )

@@ -210,6 +210,12 @@ class Settings(BaseSettings):
         description="workers claim no new work (what runs finishes; submits are still "
         "accepted); usually set live with PATCH /v1/config",
     )
+    serving_cache_entries: int = Field(
+        10_000,
+        ge=1,
+        description="model and version records the job service keeps under ZooKeeper watches "
+        "to resolve predictions without a round trip (zootrain.watched)",
+    )
 
     def ceilings(self) -> Ceilings:
         return Ceilings(
