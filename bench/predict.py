@@ -215,7 +215,13 @@ async def run(ctx: Context) -> list[Figure]:
     cold: list[float] = []
     skops: list[float] = []
     ours: list[float] = []
-    configs = {"batched": {}, "unbatched": {"ZOOTRAIN_PREDICT_BATCH_ROWS": "0"}}
+    configs = {
+        "batched": {},
+        "unbatched": {"ZOOTRAIN_PREDICT_BATCH_ROWS": "0"},
+        # Batched, but reading the model's and the version's records from ZooKeeper on every
+        # request: the path before zootrain.watched, for the same-run comparison.
+        "uncached": {"ZOOTRAIN_SERVING_CACHE_ENTRIES": "0"},
+    }
     with ctx.zookeeper("predict") as zk, ctx.stack("predict", zk) as stack:
         for m in models:
             plant(stack, m)
@@ -238,8 +244,8 @@ async def run(ctx: Context) -> list[Figure]:
                         # Alternated run by run: neither service always goes first.
                         order = list(urls.items())
                         for config, url in order[:: -1 if run_index % 2 else 1]:
-                            if config == "unbatched" and rows != 1:
-                                continue  # batching matters for few rows a request
+                            if config != "batched" and rows != 1:
+                                continue  # batching and the record cache matter for few rows
                             profiler = None
                             profiled = (run_index, rows, clients, config) == (0, 1, 64, "batched")
                             if ctx.profile and profiled and Profiler.available():
@@ -375,6 +381,21 @@ def figures(
                             met=(p99 <= u99) if goal else None,
                             command=command,
                             note=note,
+                        )
+                    )
+                uncached = ("uncached", m.name, rows, clients)
+                if uncached in found:
+                    c50, c99, crate = stat(uncached, 0), stat(uncached, 1), stat(uncached, 2)
+                    out.append(
+                        Figure(
+                            f"{what}: p50 cached / uncached records",
+                            p50,
+                            "s",
+                            baseline=c50,
+                            baseline_name="ZOOTRAIN_SERVING_CACHE_ENTRIES=0",
+                            command=command,
+                            note=f"{note}; uncached overhead {(c50 - here) * 1000:.2f} ms, p99 "
+                            f"{c99 * 1000:.2f} ms, {crate:,.0f} rows/s",
                         )
                     )
     big = models[-1]

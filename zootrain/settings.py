@@ -212,9 +212,9 @@ class Settings(BaseSettings):
     )
     serving_cache_entries: int = Field(
         10_000,
-        ge=1,
+        ge=0,
         description="model and version records the job service keeps under ZooKeeper watches "
-        "to resolve predictions without a round trip (zootrain.watched)",
+        "to resolve predictions without a round trip (zootrain.watched); 0: read every time",
     )
 
     def ceilings(self) -> Ceilings:
