@@ -3,10 +3,12 @@
 Two published forests, a small one (20 trees, depth 8) and one whose file is about 100 MB,
 are planted straight into the registry (file in the store, version record in ZooKeeper: no
 training job needed). Each is asked for one row and for 1,000 rows by 1 and by 64 keep-alive
-clients (bench.http_load.RawHTTP, one request in flight each) on two job services side by side
+clients (bench.http_load.RawHTTP, one request in flight each) on job services side by side
 on the same ZooKeeper and store: micro-batching on (the default) and off
-(ZOOTRAIN_PREDICT_BATCH_ROWS=0, one predict call a request: the path before batching). The
-levels are interleaved between the two and repeated ``runs`` times; every figure is the median
+(ZOOTRAIN_PREDICT_BATCH_ROWS=0, one predict call a request: the path before batching), and
+for one row a request a third with batching on and the watched serving records off
+(ZOOTRAIN_SERVING_CACHE_ENTRIES=0: a ZooKeeper read of the model's and version's records on
+every request, the path before zootrain.watched). The levels are interleaved between the two and repeated ``runs`` times; every figure is the median
 of the runs.
 
 Baselines: the same model's ``predict`` of the same rows in this process, one call at a time
