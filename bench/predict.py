@@ -8,8 +8,8 @@ on the same ZooKeeper and store: micro-batching on (the default) and off
 (ZOOTRAIN_PREDICT_BATCH_ROWS=0, one predict call a request: the path before batching), and
 for one row a request a third with batching on and the watched serving records off
 (ZOOTRAIN_SERVING_CACHE_ENTRIES=0: a ZooKeeper read of the model's and version's records on
-every request, the path before zootrain.watched). The levels are interleaved between the two and repeated ``runs`` times; every figure is the median
-of the runs.
+every request, the path before zootrain.watched). The levels are interleaved between the
+services and repeated ``runs`` times; every figure is the median of the runs.
 
 Baselines: the same model's ``predict`` of the same rows in this process, one call at a time
 (its p50 for latency, rows / p50 for rows/s), and for the cold load, skops' own ``load`` of the
