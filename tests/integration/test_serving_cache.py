@@ -9,11 +9,18 @@ from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any
 
+import httpx
 import pytest
 from kazoo.client import KazooClient
+from sklearn.datasets import load_iris
+from sklearn.ensemble import RandomForestClassifier
 
+from testkit.auth import ADMIN_TOKEN, READ_TOKEN, bearer
+from testkit.stack import Stack, wait_for
 from testkit.zkserver import ZooKeeperCluster
+from zootrain.artifacts import ArtifactStore
 from zootrain.errors import Gone, NotFound
+from zootrain.ml import modelfile
 from zootrain.paths import Paths
 from zootrain.records import ModelRecord, VersionRecord
 from zootrain.registry import Registry
@@ -224,3 +231,49 @@ def test_the_cache_is_emptied_when_the_session_expires(zookeeper: ZooKeeperClust
         assert (await served.serve(NAME))[0].version == 1
 
     scenario(zookeeper, body)
+
+
+def test_two_job_services_a_version_deleted_through_one_answers_gone_from_the_other(
+    stack: Stack, kazoo: KazooClient
+) -> None:
+    """Over HTTP, with two job-service processes: the one that deletes answers 410 at once; the
+    other, which had the record kept, answers 410 once its watch is delivered (this side of the
+    test can only wait for that from outside: without the watch it would serve on forever)."""
+    x, y = load_iris(return_X_y=True)
+    data = modelfile.dumps(RandomForestClassifier(n_estimators=2, random_state=0).fit(x, y))
+    uri, sha256 = ArtifactStore(stack.settings["ZOOTRAIN_ARTIFACTS"]).put(data)
+    paths = Paths(stack.settings["ZOOTRAIN_ZK_ROOT"])
+    kazoo.ensure_path(paths.model("served"))
+    for number in (1, 2):
+        record = version(number).model_copy(
+            update={
+                "model": "served",
+                "artifact": uri,
+                "sha256": sha256,
+                "size": len(data),
+                "classes": [0, 1, 2],
+            }
+        )
+        kazoo.create(paths.version("served", number), record.dump())
+    stack.start_api()
+    serving = stack.api_url or ""
+    stack.start_api()
+    deleting = stack.api_url or ""
+    body = {"instances": [[5.1, 3.5, 1.4, 0.2]], "version": 2}
+    with (
+        httpx.Client(base_url=serving, headers=bearer(READ_TOKEN), timeout=30) as a,
+        httpx.Client(base_url=deleting, headers=bearer(READ_TOKEN), timeout=30) as b,
+    ):
+        for client in (a, b):
+            for _round in range(3):  # kept in both
+                answer = client.post("/v1/models/served/predict", json=body)
+                assert answer.status_code == 200, answer.text
+        deleted = b.delete("/v1/models/served/versions/2", headers=bearer(ADMIN_TOKEN))
+        assert deleted.status_code == 204, deleted.text
+        assert b.post("/v1/models/served/predict", json=body).status_code == 410
+        wait_for(
+            lambda: a.post("/v1/models/served/predict", json=body).status_code == 410,
+            30,
+            "the other job service to hear of the delete",
+        )
+        assert a.post("/v1/models/served/predict", json={**body, "version": 1}).status_code == 200
