@@ -20,6 +20,7 @@ from zootrain.queue import JobQueue
 from zootrain.registry import Registry
 from zootrain.settings import Settings
 from zootrain.tokenstore import TokenWatch
+from zootrain.watched import WatchedRecords
 from zootrain.zk import ZooKeeper
 
 log = logging.getLogger("zootrain.api")
@@ -82,10 +83,15 @@ class Services:
             zk=zk,
             paths=paths,
             queue=JobQueue(zk, paths),
-            registry=Registry(zk, paths),
+            registry=Registry(zk, paths, _serving_cache(zk, settings)),
             store=ArtifactStore(settings.artifacts),
             gate=gate,
         )
+
+
+def _serving_cache(zk: ZooKeeper, settings: Settings) -> WatchedRecords | None:
+    entries = settings.serving_cache_entries
+    return WatchedRecords(zk, entries) if entries > 0 else None
 
 
 async def services(request: Request) -> Services:

@@ -3,11 +3,13 @@
 Two published forests, a small one (20 trees, depth 8) and one whose file is about 100 MB,
 are planted straight into the registry (file in the store, version record in ZooKeeper: no
 training job needed). Each is asked for one row and for 1,000 rows by 1 and by 64 keep-alive
-clients (bench.http_load.RawHTTP, one request in flight each) on two job services side by side
+clients (bench.http_load.RawHTTP, one request in flight each) on job services side by side
 on the same ZooKeeper and store: micro-batching on (the default) and off
-(ZOOTRAIN_PREDICT_BATCH_ROWS=0, one predict call a request: the path before batching). The
-levels are interleaved between the two and repeated ``runs`` times; every figure is the median
-of the runs.
+(ZOOTRAIN_PREDICT_BATCH_ROWS=0, one predict call a request: the path before batching), and
+for one row a request a third with batching on and the watched serving records off
+(ZOOTRAIN_SERVING_CACHE_ENTRIES=0: a ZooKeeper read of the model's and version's records on
+every request, the path before zootrain.watched). The levels are interleaved between the
+services and repeated ``runs`` times; every figure is the median of the runs.
 
 Baselines: the same model's ``predict`` of the same rows in this process, one call at a time
 (its p50 for latency, rows / p50 for rows/s), and for the cold load, skops' own ``load`` of the
@@ -215,7 +217,13 @@ async def run(ctx: Context) -> list[Figure]:
     cold: list[float] = []
     skops: list[float] = []
     ours: list[float] = []
-    configs = {"batched": {}, "unbatched": {"ZOOTRAIN_PREDICT_BATCH_ROWS": "0"}}
+    configs = {
+        "batched": {},
+        "unbatched": {"ZOOTRAIN_PREDICT_BATCH_ROWS": "0"},
+        # Batched, but reading the model's and the version's records from ZooKeeper on every
+        # request: the path before zootrain.watched, for the same-run comparison.
+        "uncached": {"ZOOTRAIN_SERVING_CACHE_ENTRIES": "0"},
+    }
     with ctx.zookeeper("predict") as zk, ctx.stack("predict", zk) as stack:
         for m in models:
             plant(stack, m)
@@ -238,8 +246,8 @@ async def run(ctx: Context) -> list[Figure]:
                         # Alternated run by run: neither service always goes first.
                         order = list(urls.items())
                         for config, url in order[:: -1 if run_index % 2 else 1]:
-                            if config == "unbatched" and rows != 1:
-                                continue  # batching matters for few rows a request
+                            if config != "batched" and rows != 1:
+                                continue  # batching and the record cache matter for few rows
                             profiler = None
                             profiled = (run_index, rows, clients, config) == (0, 1, 64, "batched")
                             if ctx.profile and profiled and Profiler.available():
@@ -375,6 +383,21 @@ def figures(
                             met=(p99 <= u99) if goal else None,
                             command=command,
                             note=note,
+                        )
+                    )
+                uncached = ("uncached", m.name, rows, clients)
+                if uncached in found:
+                    c50, c99, crate = stat(uncached, 0), stat(uncached, 1), stat(uncached, 2)
+                    out.append(
+                        Figure(
+                            f"{what}: p50 cached / uncached records",
+                            p50,
+                            "s",
+                            baseline=c50,
+                            baseline_name="ZOOTRAIN_SERVING_CACHE_ENTRIES=0",
+                            command=command,
+                            note=f"{note}; uncached overhead {(c50 - here) * 1000:.2f} ms, p99 "
+                            f"{c99 * 1000:.2f} ms, {crate:,.0f} rows/s",
                         )
                     )
     big = models[-1]

@@ -26,13 +26,17 @@ from zootrain.records import (
     VersionRecord,
     utcnow,
 )
+from zootrain.watched import WatchedRecords
 from zootrain.zk import TransactionFailed, TransactionRequest, ZnodeStat, ZooKeeper
 
 
 class Registry:
-    def __init__(self, zk: ZooKeeper, paths: Paths) -> None:
+    def __init__(self, zk: ZooKeeper, paths: Paths, cache: WatchedRecords | None = None) -> None:
         self.zk = zk
         self.paths = paths
+        # The job service's: serve() reads through it (zootrain.watched says why it is safe);
+        # every write here forgets what it changed, so this process reads its own writes.
+        self.cache = cache
 
     async def model_names(self) -> list[str]:
         return sorted(await self.zk.retry(lambda: self.zk.get_children(self.paths.models)))
@@ -58,21 +62,61 @@ class Registry:
         deleted), the one ``alias`` points at, or by default the ``champion``'s if the model
         has that alias, else the latest not deleted."""
         if version is None:
-            model, _ = await self.model(name)
+            model, _ = await self._served_model(name)
             if alias is not None and alias not in model.aliases:
                 raise NotFound(f"model {name!r} has no alias {alias!r}{_known(model)}")
             if alias is None and CHAMPION in model.aliases:
                 alias = CHAMPION
             if alias is None:
-                return await self.latest_live(name), None
+                return await self._served_latest(name), None
             version = model.aliases[alias]
-        record, _ = await self._read(name, version)
+        record, _ = await self._served_read(name, version)
         if record.deleted_at is not None:
             raise Gone(
                 f"model {name!r} version {version} was deleted at "
                 f"{record.deleted_at:%Y-%m-%dT%H:%M:%SZ}"
             )
         return record, alias
+
+    async def _served_model(self, name: str) -> tuple[ModelRecord, ZnodeStat]:
+        if self.cache is None:
+            return await self.model(name)
+        try:
+            return await self.cache.get(self.paths.model(name), ModelRecord.load)
+        except NoNodeError:
+            raise NotFound(f"model {name!r} does not exist") from None
+
+    async def _served_read(self, name: str, number: int) -> tuple[VersionRecord, ZnodeStat]:
+        if self.cache is None:
+            return await self._read(name, number)
+        try:
+            return await self.cache.get(
+                self.paths.version(name, number), functools.partial(_version, number)
+            )
+        except NoNodeError:
+            raise NotFound(f"model {name!r} has no version {number}") from None
+
+    async def _served_latest(self, name: str) -> VersionRecord:
+        if self.cache is None:
+            return await self.latest_live(name)
+        try:
+            listing = await self.cache.children(self.paths.model(name))
+        except NoNodeError:
+            raise NotFound(f"model {name!r} does not exist") from None
+        numbers = sorted(v for v in map(parse_version_node, listing) if v is not None)
+        for number in reversed(numbers):
+            try:
+                record, _ = await self._served_read(name, number)
+            except NotFound:
+                continue  # trimmed by housekeeping since the listing
+            if record.deleted_at is None:
+                return record
+        raise NotFound(f"model {name!r} has no published version")
+
+    def _forget(self, *paths: str) -> None:
+        if self.cache is not None:
+            for path in paths:
+                self.cache.forget(path)
 
     async def record(self, name: str, version: int) -> VersionRecord:
         """A version's record, deleted or not, with the aliases pointing at it."""
@@ -120,6 +164,7 @@ class Registry:
                 if isinstance(failed.error, BadVersionError | NoNodeError):
                     continue  # moved, deleted or trimmed under us: look again
                 raise
+            self._forget(self.paths.model(name))
             return moved, results[1]
 
     async def remove_alias(
@@ -138,6 +183,7 @@ class Registry:
                 new_stat = await self.zk.set(self.paths.model(name), removed.dump(), stat.version)
             except BadVersionError:
                 continue
+            self._forget(self.paths.model(name))
             return removed, new_stat
 
     async def _read(self, name: str, number: int) -> tuple[VersionRecord, ZnodeStat]:
@@ -197,6 +243,7 @@ class Registry:
                 if isinstance(failed.error, BadVersionError):
                     continue  # changed under us (another delete, an alias move): look again
                 raise
+            self._forget(self.paths.version(name, version), self.paths.model(name))
             return deleted
 
     async def unreferenced(self, artifacts: set[str]) -> set[str]:
@@ -294,6 +341,12 @@ class Registry:
                 continue
             return record.owner
         return None
+
+
+def _version(number: int, data: bytes) -> VersionRecord:
+    record: VersionRecord = VersionRecord.load(data)
+    record.version = number
+    return record
 
 
 def _create(path: str, data: bytes, tx: TransactionRequest) -> None:

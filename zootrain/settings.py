@@ -217,6 +217,12 @@ class Settings(BaseSettings):
         description="workers claim no new work (what runs finishes; submits are still "
         "accepted); usually set live with PATCH /v1/config",
     )
+    serving_cache_entries: int = Field(
+        10_000,
+        ge=0,
+        description="model and version records the job service keeps under ZooKeeper watches "
+        "to resolve predictions without a round trip (zootrain.watched); 0: read every time",
+    )
 
     def ceilings(self) -> Ceilings:
         return Ceilings(
