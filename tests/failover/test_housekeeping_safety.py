@@ -83,6 +83,8 @@ def queued_job(kazoo: KazooClient, root: str, *, not_before: float | None = None
             "params": {"n_estimators": 3, "max_depth": 3},
             "dataset": {"kind": "builtin", "name": "iris"},
             "shards": 1,
+            # As submit writes it: 'auto' is chosen there (zootrain.shard_plan), never by workers.
+            "partition": "random",
             "max_attempts": 1,
         }
     )
