@@ -21,24 +21,24 @@ counts it (``zootrain_config_rejected_total``) and keeps the last good document 
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import cache
-from typing import Annotated, Any
+from typing import Annotated, Any, ClassVar
 
 from kazoo.exceptions import BadVersionError, NoNodeError
 from prometheus_client import Counter, Gauge
 from pydantic import TypeAdapter, ValidationError
 
 from zootrain.errors import InvalidRequest, PreconditionFailed
+from zootrain.following import NodeFollower
 from zootrain.paths import Paths
 from zootrain.records import utcnow
 from zootrain.settings import Settings
-from zootrain.zk import TRANSIENT_ERRORS, KazooState, TransactionFailed, WatchedEvent, ZooKeeper
+from zootrain.zk import TransactionFailed, ZooKeeper
 
 log = logging.getLogger(__name__)
 
@@ -356,51 +356,15 @@ Listener = Callable[[set[str]], None]
 
 
 @dataclass
-class ConfigWatch:
+class ConfigWatch(NodeFollower):
     """Keeps ``live`` current from a data watch on ``<root>/config``; ``listeners`` hear which
-    keys changed. Modelled on zootrain.tokenstore.TokenWatch."""
+    keys changed."""
 
-    zk: ZooKeeper
+    following: ClassVar[str] = "the configuration"
     paths: Paths
     live: LiveSettings
     listeners: list[Listener] = field(default_factory=list)
-    loaded: asyncio.Event = field(default_factory=asyncio.Event)
-    # One read at a time: a read that started later always ends later, so an older document
-    # can never be applied over a newer one.
-    _reading: asyncio.Lock = field(default_factory=asyncio.Lock)
-    _rereads: set[asyncio.Task[None]] = field(default_factory=set)  # held: the loop keeps weak refs
     _seen: int = -2  # the last version read, good or bad (a bad one is logged once)
-    _listening: bool = False
-
-    async def start(self) -> None:
-        """The first read, then the watch. A new session loses its watches: read again on every
-        reconnect, which also catches a change made while this process was cut off."""
-        if not self._listening:  # start() is called again when its first read failed
-            self.zk.add_state_listener(self._on_state)
-            self._listening = True
-        await self._read()
-
-    def _on_state(self, state: KazooState) -> None:
-        if state == KazooState.CONNECTED:
-            self._spawn_reread()
-
-    def _changed(self, event: WatchedEvent) -> None:
-        self._spawn_reread()
-
-    def _spawn_reread(self) -> None:
-        task = asyncio.get_running_loop().create_task(self._reread())
-        self._rereads.add(task)
-        task.add_done_callback(self._rereads.discard)
-
-    async def _reread(self) -> None:
-        try:
-            await self._read()
-        except TRANSIENT_ERRORS:
-            log.warning("lost the watch on the configuration; it is read again on reconnect")
-
-    async def _read(self) -> None:
-        async with self._reading:
-            await self._read_once()
 
     async def _read_once(self) -> None:
         # exists() sets the watch whether or not the node is there: its creation is seen too.

@@ -14,18 +14,17 @@ trip, so a revoked token is refused everywhere within milliseconds of the write.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, ClassVar
 
 from kazoo.client import KazooClient
 from kazoo.exceptions import BadVersionError, NodeExistsError, NoNodeError
 
 from zootrain.auth import TokenConfigError, TokenTable
-from zootrain.zk import TRANSIENT_ERRORS, KazooState, WatchedEvent, ZooKeeper
+from zootrain.following import NodeFollower
 
 log = logging.getLogger(__name__)
 
@@ -114,47 +113,13 @@ def update(
 
 
 @dataclass
-class TokenWatch:
+class TokenWatch(NodeFollower):
     """Keeps ``on_change`` fed with the stored tokens, from a watch on the znode."""
 
-    zk: ZooKeeper
+    following: ClassVar[str] = "the token list"
     path: str
     on_change: Callable[[StoredTokens], None]
-    loaded: asyncio.Event = field(default_factory=asyncio.Event)
     _version: int = -2  # the znode's version last applied (-1: absent)
-    # One read at a time: a read that started later always ends later, so an older state can
-    # never be applied over a newer one.
-    _reading: asyncio.Lock = field(default_factory=asyncio.Lock)
-    _rereads: set[asyncio.Task[None]] = field(default_factory=set)  # held: the loop keeps weak refs
-
-    async def start(self) -> None:
-        """The first read (callers wait for it before they trust the table), then the watch.
-        A new session loses its watches: re-read on every reconnect, which also catches a
-        change made while this process was cut off."""
-        self.zk.add_state_listener(self._on_state)
-        await self._read()
-
-    def _on_state(self, state: KazooState) -> None:
-        if state == KazooState.CONNECTED:
-            self._spawn_reread()
-
-    def _changed(self, event: WatchedEvent) -> None:
-        self._spawn_reread()
-
-    def _spawn_reread(self) -> None:
-        task = asyncio.get_running_loop().create_task(self._reread())
-        self._rereads.add(task)
-        task.add_done_callback(self._rereads.discard)
-
-    async def _reread(self) -> None:
-        try:
-            await self._read()
-        except TRANSIENT_ERRORS:
-            log.warning("lost the watch on the token list; it is read again on reconnect")
-
-    async def _read(self) -> None:
-        async with self._reading:
-            await self._read_once()
 
     async def _read_once(self) -> None:
         # exists() sets a watch whether or not the node is there, so its creation is seen too.
