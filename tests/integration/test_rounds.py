@@ -5,6 +5,7 @@ middle of a round."""
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 import httpx
@@ -222,3 +223,38 @@ def test_cancel_within_rounds_stops_every_shard_and_opens_no_further_round(
         after = _round_record(kazoo, zk_root, job_id)
         assert after["state"] == "open"
         assert _round_record(kazoo, zk_root, job_id)["round"] == after["round"]
+
+
+# Far more rounds than the time limit allows: tol None runs all max_iter epochs.
+OVERTIME = {
+    "model_name": "rounds-overtime",
+    "algorithm": "sgd_regressor",
+    "params": {"tol": None, "max_iter": 100_000},
+    "dataset": {"kind": "builtin", "name": "diabetes"},
+    "shards": 2,
+    "time_limit": 6,
+    "max_attempts": 1,
+}
+
+
+def test_time_limit_ends_a_job_training_in_rounds_and_frees_its_locks(
+    stack: Stack, kazoo: KazooClient, zk_root: str
+) -> None:
+    api_url = start_api(stack, kazoo)
+    stack.start_worker("worker", ZOOTRAIN_WORKER_ID="alpha")
+    with httpx.Client(headers=AUTH, base_url=api_url, timeout=30) as client:
+        job_id = submit(client, OVERTIME)["id"]
+        path = f"{zk_root}/jobs/{job_id}/rounds"
+        view = wait_job(client, job_id, timeout=300)
+        assert view["state"] == "failed", view
+        reason = "time limit of 6 s exceeded"
+        assert re.fullmatch(rf"shard (\d) failed after 1 attempts: {reason}", view["error"]), view
+        failed = int(view["error"].split()[1])
+        shards = {s["index"]: s for s in view["shards"]}
+        assert shards[failed]["state"] == "failed" and shards[failed]["error"] == reason
+        assert shards[1 - failed]["state"] in ("cancelled", "failed"), shards
+        # It ran out of time within its rounds (not while starting), and let go of every lock.
+        assert kazoo.exists(path) is not None
+        wait_until_empty(kazoo, f"{zk_root}/locks", timeout=60)
+        stopped = _round_record(kazoo, zk_root, job_id)
+        assert stopped["state"] == "open" and stopped["round"] >= 1, stopped
