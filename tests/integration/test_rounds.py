@@ -198,13 +198,24 @@ def _blob_bytes(stack: Stack, blob: Any) -> bytes:
     return store.get(blob.artifact, blob.sha256)
 
 
+# SGD without tol runs every one of its many epochs: a cancel lands within its rounds too.
+SGD_LONG = {
+    "model_name": "rounds-sgd-long",
+    "algorithm": "sgd_classifier",
+    "params": {"tol": None, "max_iter": 100_000},
+    "dataset": {"kind": "builtin", "name": "digits"},
+    "shards": 4,
+}
+
+
+@pytest.mark.parametrize("spec", [KILLED, SGD_LONG], ids=["logistic", "sgd"])
 def test_cancel_within_rounds_stops_every_shard_and_opens_no_further_round(
-    stack: Stack, kazoo: KazooClient, zk_root: str
+    stack: Stack, kazoo: KazooClient, zk_root: str, spec: dict[str, Any]
 ) -> None:
     api_url = start_api(stack, kazoo)
     worker = stack.start_worker("worker", ZOOTRAIN_WORKER_ID="alpha")
     with httpx.Client(headers=AUTH, base_url=api_url, timeout=30) as client:
-        job_id = submit(client, {**KILLED, "model_name": "rounds-cancelled"})["id"]
+        job_id = submit(client, {**spec, "model_name": "rounds-cancelled"})["id"]
         path = f"{zk_root}/jobs/{job_id}/rounds"
 
         def in_round_two() -> bool:
