@@ -113,6 +113,8 @@ def _spec(dataset: dict[str, Any], shards: int, partition: str) -> dict[str, Any
             "model_name": "bench",
             "algorithm": "sgd_classifier",
             "params": {"max_iter": 5, "tol": None},
+            # One-shot shards: what the data path costs, not rounds.
+            "merge": "average",
             "dataset": dataset,
             "shards": shards,
             "partition": partition,

@@ -6,7 +6,9 @@ answers the worker's requests, round after round, until the worker kills it:
     start    round 0's state (shard 0 only: k-means seeds from its rows)
     local    this shard's result at a round's parameters
     combine  a complete round's results into the next round's state (and, when done, the
-             final model, written to the artifact store)
+             final model, written to the artifact store); the child keeps what helps it combine
+             the next round it gets (a live L-BFGS: round_steps.Memory), checked against the
+             round's record before use
     finish   the final model's metrics on this shard's held-out rows
 
 Everything crosses the pipe as bytes (zootrain.ml.round_steps.pack): the worker's process has no
@@ -38,6 +40,7 @@ def shard_session(payload: dict[str, Any]) -> Callable[[dict[str, Any]], dict[st
         raise ValueError(f"shard {index} has no training rows; use fewer shards")
     clusters = spec.algorithm == "kmeans"
     classes = None if clusters else split.classes
+    memory = round_steps.Memory()
 
     def handle(message: dict[str, Any]) -> dict[str, Any]:
         started = time.perf_counter()
@@ -52,7 +55,14 @@ def shard_session(payload: dict[str, Any]) -> Callable[[dict[str, Any]], dict[st
             state = round_steps.unpack(message["state"])
             seed = round_steps.round_seed(shard_seed(spec.random_state, index), message["round"])
             result = round_steps.local(
-                spec.algorithm, spec.params, split.X_train, split.y_train, classes, state, seed
+                spec.algorithm,
+                spec.params,
+                split.X_train,
+                split.y_train,
+                classes,
+                state,
+                seed,
+                spec.shards,
             )
             reply = {"result": round_steps.pack(result)}
         elif op == "combine":
@@ -61,6 +71,7 @@ def shard_session(payload: dict[str, Any]) -> Callable[[dict[str, Any]], dict[st
                 spec.params,
                 round_steps.unpack(message["state"]),
                 [round_steps.unpack(r) for r in message["results"]],
+                memory,
             )
             reply = {
                 "state": round_steps.pack(step.state),

@@ -28,6 +28,7 @@ from pydantic import (
     ConfigDict,
     Field,
     TypeAdapter,
+    ValidationInfo,
     computed_field,
     field_validator,
     model_validator,
@@ -81,11 +82,32 @@ ALGORITHM_TABLE: dict[str, AlgorithmInfo] = {
     )
 }
 ALGORITHM_NAMES: tuple[str, ...] = tuple(ALGORITHM_TABLE)
-ROUNDS_ALGORITHMS: tuple[str, ...] = ("logistic_regression", "kmeans")
-"""Algorithms that train in rounds by default (zootrain.ml.round_steps)."""
-ROUNDS_CAPABLE: tuple[str, ...] = (*ROUNDS_ALGORITHMS, "sgd_classifier", "sgd_regressor")
-"""Algorithms that train in rounds when the spec asks (``merge: "rounds"``): SGD's parameter
-mixing stops by its own rule, not scikit-learn's, and on noisy sets may run to max_iter."""
+ROUNDS_ALGORITHMS: tuple[str, ...] = (
+    "logistic_regression",
+    "kmeans",
+    "sgd_classifier",
+    "sgd_regressor",
+)
+"""Algorithms that train in rounds by default (zootrain.ml.round_steps), unless the spec asks
+for one-shot averaging (``merge: "average"``) or, for SGD, sets what rounds cannot honour."""
+ROUNDS_CAPABLE: tuple[str, ...] = ROUNDS_ALGORITHMS
+"""Algorithms that can train in rounds (``merge: "rounds"``)."""
+
+
+def one_shot_only(algorithm: str, params: dict[str, Any]) -> str | None:
+    """The parameter that keeps ``algorithm`` from training in rounds, if one does: SGD's
+    ``average`` (its averaged weights are not what the next epoch starts from),
+    ``early_stopping`` and ``class_weight: "balanced"`` (scikit-learn's ``partial_fit``, which
+    runs a round's epoch, refuses both). Such a spec averages once by default."""
+    if algorithm not in ("sgd_classifier", "sgd_regressor"):
+        return None
+    if params.get("average") not in (None, False, 0):
+        return "average"
+    if params.get("early_stopping") not in (None, False):
+        return "early_stopping"
+    if params.get("class_weight") == "balanced":
+        return "class_weight"
+    return None
 
 
 class ParamError(ValueError):
@@ -684,12 +706,27 @@ class JobSpec(BaseModel):
         description=(
             "How shards are combined, for the algorithms that can train in rounds "
             f"({', '.join(ROUNDS_CAPABLE)}): rounds (the shards compute in lockstep rounds "
-            "synchronised by ZooKeeper: L-BFGS, Lloyd or SGD parameter mixing; the default for "
-            f"{', '.join(ROUNDS_ALGORITHMS)}, whose result matches one machine's fit) or average "
-            "(one round: shard models fitted apart and averaged, approximate; the default for "
-            "SGD). Other algorithms merge as their family does and refuse rounds."
+            "synchronised by ZooKeeper: L-BFGS, Lloyd or SGD parameter mixing; the default, "
+            "except for SGD whose params set average, early_stopping or class_weight "
+            "'balanced', which rounds cannot honour) or average (one round: shard models "
+            "fitted apart and averaged, approximate). Other algorithms merge as their family "
+            "does and refuse rounds."
         ),
     )
+
+    @field_validator("merge")
+    @classmethod
+    def _rounds_can_honour_params(cls, value: str | None, info: ValidationInfo) -> str | None:
+        # A field validator (not the model's), so that the 422 names the field: merge.
+        algorithm, params = info.data.get("algorithm"), info.data.get("params")
+        if value == "rounds" and isinstance(algorithm, str) and isinstance(params, dict):
+            name = one_shot_only(algorithm, params)
+            if name is not None:
+                raise ValueError(
+                    f"merge 'rounds' cannot honour {algorithm}'s params.{name} "
+                    f"({params[name]!r}); leave merge out or ask for 'average' to average once"
+                )
+        return value
 
     @field_validator("algorithm")
     @classmethod
@@ -705,10 +742,6 @@ class JobSpec(BaseModel):
             raise ValueError(
                 f"merge 'rounds' is for {', '.join(ROUNDS_CAPABLE)}, not {self.algorithm}"
             )
-        if self.merge == "rounds" and self.algorithm.startswith("sgd_"):
-            for name in ("average", "early_stopping"):
-                if self.params.get(name):
-                    raise ValueError(f"merge 'rounds' does not support SGD's {name}")
         if self.merge == "rounds" and self.kind == "search":
             raise ValueError("merge 'rounds' trains one model; a search fits its candidates apart")
         if self.merge == "rounds" and self.partition == "replicate":
@@ -725,6 +758,7 @@ class JobSpec(BaseModel):
             self.algorithm in ROUNDS_ALGORITHMS
             and self.kind == "train"
             and self.partition != "replicate"
+            and one_shot_only(self.algorithm, self.params) is None
         )
 
     @property

@@ -118,6 +118,22 @@ BAD_BODIES: list[tuple[str, Any, int, tuple[str, ...]]] = [
         422,
         ("random_forest_regressor", "classification"),
     ),
+    # SGD trains in rounds by default; what rounds cannot honour is refused when rounds are
+    # asked for (without merge, such a spec averages once).
+    *[
+        (
+            f"merge-rounds-with-sgd-{name}",
+            _with(algorithm="sgd_classifier", merge="rounds", params={name: value}),
+            422,
+            ("merge", f"params.{name}", "average"),
+        )
+        for name, value in (
+            ("average", True),
+            ("early_stopping", True),
+            ("class_weight", "balanced"),
+        )
+    ],
+    ("merge-rounds-for-ridge", _with(algorithm="ridge", merge="rounds"), 422, ("merge", "ridge")),
     ("model-name-bad-chars", _with(model_name="Bad Name/../x"), 422, ("model_name",)),
     ("model-name-too-long", _with(model_name="a" * 64), 422, ("model_name",)),
     ("test-size-1", _with(test_size=1.0), 422, ("test_size",)),

@@ -107,6 +107,7 @@ def _payload(stored: dict[str, Any], source: DatasetSource) -> dict[str, Any]:
         "model_name": "large",
         "algorithm": "sgd_classifier",
         "params": {"max_iter": 3, "tol": None},
+        "merge": "average",  # one-shot shards and their merge: the data path, not rounds
         "dataset": {"kind": "uploaded", "id": "0" * 20, "target": "label"},
         "shards": SHARDS,
         "partition": "stratified",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from typing import Any
 
 import numpy as np
@@ -79,6 +80,81 @@ def test_lbfgs_rounds_reach_scikit_learns_optimum(loader: Any, params: dict[str,
     assert n_rounds >= one.n_iter_[0]
 
 
+@pytest.mark.parametrize(
+    ("loader", "scaled", "params"),
+    [
+        (load_iris, True, {"max_iter": 500}),
+        (load_breast_cancer, True, {"C": 0.5, "max_iter": 500}),
+        # Unscaled: ill-conditioned, it runs to max_iter (about 110 rounds).
+        (load_wine, False, {"max_iter": 100}),
+    ],
+)
+def test_live_lbfgs_is_bit_identical_to_the_replay(
+    loader: Any, scaled: bool, params: dict[str, Any]
+) -> None:
+    """The live optimizer a combining child keeps (round_steps.Memory) steps exactly as a replay
+    of the record does, also when two children take turns combining (each catching up on the
+    rounds the other combined) and when one's memory is out of step with the record."""
+    X, y = loader(return_X_y=True)
+    if scaled:
+        X = StandardScaler().fit_transform(X)
+    classes = np.unique(y)
+    shards = _shards(len(X), 4)
+    children = [rounds.Memory(), rounds.Memory()]
+    turns = np.random.default_rng(3).integers(0, 3, size=10_000)
+    state = rounds.unpack(rounds.pack(rounds.start("logistic_regression", params, X, classes, 0)))
+    try:
+        for number in range(10_000):
+            results = [
+                rounds.unpack(
+                    rounds.pack(
+                        rounds.local("logistic_regression", params, X[s], y[s], classes, state)
+                    )
+                )
+                for s in shards
+            ]
+            replayed = rounds.combine("logistic_regression", params, state, results)
+            if turns[number] == 2 and not replayed.done:
+                # A memory that ran ahead of the record: it must rebuild, not trust itself.
+                rounds.combine("logistic_regression", params, replayed.state, results, children[0])
+            live = rounds.combine(
+                "logistic_regression", params, state, results, children[turns[number] % 2]
+            )
+            assert live.done == replayed.done
+            for key in ("x", "losses", "grads"):
+                np.testing.assert_array_equal(live.state[key], replayed.state[key])
+            assert live.state["meta"] == replayed.state["meta"]
+            state = rounds.unpack(rounds.pack(live.state))
+            if live.done:
+                break
+    finally:
+        for memory in children:
+            memory.close()
+    if scaled:
+        model = rounds.model("logistic_regression", params, state, classes, 0)
+        one = LogisticRegression(**params).fit(X, y)
+        scale = np.max(np.abs(one.coef_))
+        np.testing.assert_allclose(model.coef_, one.coef_, rtol=0, atol=1e-6 * scale)
+        assert model.n_iter_[0] == one.n_iter_[0]
+
+
+def test_live_lbfgs_ends_its_thread() -> None:
+    X, y = load_iris(return_X_y=True)
+    X = StandardScaler().fit_transform(X)
+    classes = np.unique(y)
+    memory = rounds.Memory()
+    state = rounds.start("logistic_regression", {}, X, classes, 0)
+    result = rounds.local("logistic_regression", {}, X, y, classes, state)
+    rounds.combine("logistic_regression", {}, state, [result], memory)
+    live = memory.lbfgs
+    assert live is not None and live.pending is not None
+    memory.close()  # abandoned mid-job (a cancel, a lost claim): the thread is unwound
+    assert memory.lbfgs is None and not live._thread.is_alive()
+    rounds.fit_in_rounds("logistic_regression", {}, X, y, classes, 2, job_seed=0)
+    # A finished fit leaves no optimizer thread behind.
+    assert not [t for t in threading.enumerate() if t.name == rounds.LBFGS_THREAD]
+
+
 @pytest.mark.parametrize("init", ["k-means++", "random"])
 def test_lloyd_rounds_equal_kmeans_from_the_same_centroids(init: str) -> None:
     X, _ = make_blobs(n_samples=3000, centers=5, n_features=4, cluster_std=3.0, random_state=2)
@@ -101,32 +177,35 @@ def test_pack_refuses_nothing_it_wrote() -> None:
     np.testing.assert_array_equal(back["x"], state["x"])
 
 
-@pytest.mark.parametrize(
-    ("name", "algorithm", "params", "slack"),
-    [
-        ("wine", "sgd_classifier", {}, 0.005),
-        ("breast_cancer", "sgd_classifier", {"loss": "hinge"}, 0.005),
-        ("diabetes", "sgd_regressor", {"max_iter": 200}, 0.01),
-    ],
-)
-def test_sgd_mixing_is_within_the_goal_of_one_sgd_with_as_many_epochs(
-    name: str, algorithm: str, params: dict[str, Any], slack: float
-) -> None:
+def _quality_sets() -> dict[str, Any]:
+    from bench.quality import datasets
+
+    return datasets(quick=True)
+
+
+@pytest.mark.parametrize("name", list(_quality_sets()))
+def test_sgd_mixing_stops_within_the_goal_of_one_sgd_with_as_many_epochs(name: str) -> None:
+    """The issue's goal, on the quality benchmark's sets (its quick form), with scikit-learn's
+    default parameters: the stopping rule fires before max_iter, and the mixed model is within
+    0.5 points of accuracy (0.01 R²) of one SGD fitted on all training rows for as many epochs
+    (or better than it)."""
     from zootrain.ml.algorithms import build_estimator
-    from zootrain.ml.datasets import BuiltinDataset, dataset_task, load_dataset, split_dataset
+    from zootrain.ml.datasets import dataset_task, load_dataset, split_dataset
     from zootrain.ml.scoring import evaluate
 
-    spec = BuiltinDataset(kind="builtin", name=name)
+    spec = _quality_sets()[name]
     X, y = load_dataset(spec)
     task = dataset_task(spec)
+    algorithm = "sgd_regressor" if task == "regression" else "sgd_classifier"
     split = split_dataset(X, y, task=task, test_size=0.2, seed=0)
     classes = None if task == "regression" else split.classes
     mixed, epochs = rounds.fit_in_rounds(
-        algorithm, params, split.X_train, split.y_train, classes, 4, job_seed=0
+        algorithm, {}, split.X_train, split.y_train, classes, 4, job_seed=0
     )
-    one = build_estimator(algorithm, {**params, "max_iter": epochs, "tol": None}, 0)
+    assert epochs < 1000, "the stopping rule never fired (max_iter is 1000)"
+    one = build_estimator(algorithm, {"max_iter": epochs, "tol": None}, 0)
     one.fit(split.X_train, split.y_train)
-    metric = "accuracy" if task == "classification" else "r2"
+    metric, slack = ("r2", 0.01) if task == "regression" else ("accuracy", 0.005)
 
     def score(model: Any) -> float:
         found = evaluate(model, split.X_test, split.y_test, task=task, classes=split.classes)
@@ -136,6 +215,8 @@ def test_sgd_mixing_is_within_the_goal_of_one_sgd_with_as_many_epochs(
 
 
 def test_spec_chooses_rounds_per_family() -> None:
+    from pydantic import ValidationError
+
     from zootrain.spec import JobSpec
 
     def spec(**extra: Any) -> JobSpec:
@@ -145,13 +226,25 @@ def test_spec_chooses_rounds_per_family() -> None:
     assert spec(algorithm="logistic_regression").rounds
     assert spec(algorithm="kmeans").rounds
     assert not spec(algorithm="logistic_regression", merge="average").rounds
-    assert not spec(algorithm="sgd_classifier").rounds
+    assert spec(algorithm="sgd_classifier").rounds
+    assert spec(algorithm="sgd_regressor").rounds
     assert spec(algorithm="sgd_classifier", merge="rounds").rounds
+    assert not spec(algorithm="sgd_classifier", merge="average").rounds
+    assert spec(algorithm="sgd_classifier", params={"average": False}).rounds
+    # What rounds cannot honour averages once unless rounds are asked for.
+    assert not spec(algorithm="sgd_classifier", params={"early_stopping": True}).rounds
+    assert not spec(algorithm="sgd_regressor", params={"average": 10}).rounds
+    assert not spec(algorithm="sgd_classifier", params={"class_weight": "balanced"}).rounds
     assert not spec(algorithm="random_forest_classifier").rounds
     for bad in (
         {"algorithm": "ridge", "merge": "rounds"},
         {"algorithm": "sgd_classifier", "merge": "rounds", "params": {"average": True}},
+        {"algorithm": "sgd_regressor", "merge": "rounds", "params": {"early_stopping": True}},
+        {"algorithm": "sgd_classifier", "merge": "rounds", "params": {"class_weight": "balanced"}},
         {"algorithm": "kmeans", "merge": "rounds", "kind": "search"},
     ):
         with pytest.raises(ValueError, match="merge 'rounds'"):
             spec(**bad)
+    with pytest.raises(ValidationError) as refused:
+        spec(algorithm="sgd_classifier", merge="rounds", params={"average": True})
+    assert refused.value.errors()[0]["loc"] == ("merge",)  # the 422 names the field

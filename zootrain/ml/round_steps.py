@@ -10,9 +10,11 @@ The coordination is zootrain/rounds.py.
 Families:
     logistic_regression  distributed L-BFGS: shards return their summed loss and gradient,
                          and scipy's L-BFGS-B (the optimizer scikit-learn's lbfgs solver runs,
-                         with its options) takes the step. The optimizer's state is not kept
-                         in a process: every combine replays it from the recorded evaluations
-                         (the optimizer is deterministic), so any worker may combine a round.
+                         with its options) takes the step. The round record keeps every
+                         evaluation, so any worker may combine a round: by replaying the
+                         optimizer over them (it is deterministic), or, in a child that
+                         combined before, by feeding the live optimizer it kept (Memory) only
+                         the evaluations it has not seen.
     kmeans               distributed Lloyd: shards return per-cluster sums and counts and their
                          inertia at the current centroids; scikit-learn's stopping rule.
     sgd_classifier,      iterative parameter mixing: each round every shard runs one epoch of
@@ -25,6 +27,8 @@ from __future__ import annotations
 import io
 import json
 import math
+import queue
+import threading
 from dataclasses import dataclass
 from typing import Any
 
@@ -145,8 +149,119 @@ def logistic_start(params: dict[str, Any], n_features: int, classes: np.ndarray)
     }
 
 
-def logistic_combine(params: dict[str, Any], state: State, results: list[State]) -> Step:
-    """Add this round's evaluation to the record and replay L-BFGS-B up to the next point."""
+LbfgsOptions = Any
+"""scipy's options for L-BFGS-B (a TypedDict of its stubs, which runtime code cannot name)."""
+
+
+def _lbfgs_options(p: dict[str, Any]) -> LbfgsOptions:
+    # What scikit-learn's lbfgs solver passes (sklearn.linear_model._logistic).
+    return {
+        "maxiter": int(p["max_iter"]),
+        "maxls": 50,
+        "gtol": float(p["tol"]),
+        "ftol": 64 * np.finfo(float).eps,
+    }
+
+
+LBFGS_THREAD = "zootrain-lbfgs"
+
+
+class _Abandoned(Exception):
+    """Unwinds a live optimizer's thread that nobody will feed again."""
+
+
+class LiveLBFGS:
+    """scipy's L-BFGS-B kept running between rounds, so that a combine costs one optimizer step
+    instead of a replay of every step so far.
+
+    ``scipy.optimize.minimize`` runs in a thread of the combining process and its objective
+    blocks there until the round's evaluation is fed: the optimizer is the public one, called
+    once, with the same evaluations in the same order as a replay feeds it, so its trajectory is
+    the replay's, bit for bit. (scipy's own reverse-communication routine is private, and its
+    interface changed in 1.15; a thread keeps to the public API.)
+    """
+
+    def __init__(self, x0: np.ndarray, options: LbfgsOptions) -> None:
+        self._asks: queue.SimpleQueue[tuple[str, Any]] = queue.SimpleQueue()
+        self._answers: queue.SimpleQueue[tuple[float, np.ndarray] | None] = queue.SimpleQueue()
+        self.fed = 0
+        """Evaluations fed so far."""
+        self.pending: np.ndarray | None = None
+        """The point the optimizer asks to be evaluated next (None once it has finished)."""
+        self.result: optimize.OptimizeResult | None = None
+        self._thread = threading.Thread(
+            target=self._run,
+            args=(np.array(x0, dtype=np.float64), options),
+            name=LBFGS_THREAD,
+            daemon=True,
+        )
+        self._thread.start()
+        self._take()
+
+    def _objective(self, x: np.ndarray) -> tuple[float, np.ndarray]:
+        self._asks.put(("ask", np.array(x, dtype=np.float64)))
+        answer = self._answers.get()
+        if answer is None:
+            raise _Abandoned
+        return answer
+
+    def _run(self, x0: np.ndarray, options: LbfgsOptions) -> None:
+        try:
+            result = optimize.minimize(
+                self._objective, x0, method="L-BFGS-B", jac=True, options=options
+            )
+        except _Abandoned:
+            return
+        except Exception as exc:  # handed to the feeding thread, which raises it
+            self._asks.put(("error", exc))
+            return
+        self._asks.put(("done", result))
+
+    def _take(self) -> None:
+        kind, value = self._asks.get()
+        if kind == "error":
+            self.pending = None
+            raise value
+        if kind == "done":
+            self.pending, self.result = None, value
+        else:
+            self.pending = value
+
+    def feed(self, loss: float, grad: np.ndarray) -> None:
+        """The evaluation at ``pending``; the optimizer then asks for its next point or ends."""
+        if self.pending is None:
+            raise RuntimeError("the optimizer has finished: it takes no more evaluations")
+        self._answers.put((loss, grad))
+        self.fed += 1
+        self._take()
+
+    def close(self) -> None:
+        """End the thread (an optimizer still asking is unwound)."""
+        if self.pending is not None:
+            self.pending = None
+            self._answers.put(None)
+        self._thread.join()
+
+
+class Memory:
+    """What a process that combines rounds may keep between them (a training child keeps one for
+    its job): the live L-BFGS. Empty is always correct (the combine then replays the record);
+    kept, it is checked against each round's record before it is trusted."""
+
+    def __init__(self) -> None:
+        self.lbfgs: LiveLBFGS | None = None
+
+    def close(self) -> None:
+        if self.lbfgs is not None:
+            self.lbfgs.close()
+            self.lbfgs = None
+
+
+def logistic_combine(
+    params: dict[str, Any], state: State, results: list[State], memory: Memory | None = None
+) -> Step:
+    """Add this round's evaluation to the record and step L-BFGS-B to its next point: the
+    ``memory``'s live optimizer when it has one in step with the record, else a replay."""
     p = _params("logistic_regression", params)
     meta = state["meta"]
     rows = sum(int(r["meta"]["rows"]) for r in results)
@@ -160,8 +275,60 @@ def logistic_combine(params: dict[str, Any], state: State, results: list[State])
         np.dot(mask * x, x)
     )
     grad = np.sum([r["grad"] for r in results], axis=0) / rows + l2 * mask * x
+    # The record keeps every evaluation: whoever combines next may have no live optimizer.
     losses = np.append(state["losses"], loss)
     grads = np.vstack([state["grads"], grad])
+    recorded = {**state, "losses": losses, "grads": grads}
+    norm = float(np.max(np.abs(grad)))
+    options = _lbfgs_options(p)
+    if memory is None:
+        replayed = _replay(options, losses, grads, x)
+        if isinstance(replayed, np.ndarray):
+            return Step({**recorded, "x": replayed}, False, loss, norm)
+        result = replayed
+    else:
+        live = _in_step(memory, options, state)
+        live.feed(losses[-1], grads[-1])
+        if live.pending is not None:
+            return Step({**recorded, "x": live.pending}, False, loss, norm)
+        assert live.result is not None
+        result = live.result
+        memory.close()
+    final = {**recorded, "x": np.asarray(result.x)}
+    final["meta"] = {**meta, "n_iter": int(result.nit)}
+    return Step(final, True, loss, norm)
+
+
+def _in_step(memory: Memory, options: LbfgsOptions, state: State) -> LiveLBFGS:
+    """The memory's live optimizer, brought up to the record (fed the evaluations that other
+    processes combined since it last ran) and asking for the point the shards just evaluated;
+    rebuilt from the whole record, a replay, when it has none or is not in step with it."""
+    live = memory.lbfgs
+    if live is not None and _caught_up(live, state):
+        return live
+    memory.close()
+    live = memory.lbfgs = LiveLBFGS(np.zeros_like(np.asarray(state["x"])), options)
+    if _caught_up(live, state):
+        return live
+    memory.close()
+    raise RuntimeError("the L-BFGS replay diverged from the recorded evaluations")
+
+
+def _caught_up(live: LiveLBFGS, state: State) -> bool:
+    losses, grads = state["losses"], state["grads"]
+    if live.fed > len(losses):
+        return False  # it combined a round whose multi lost, or another job's: not this record
+    while live.fed < len(losses) and live.pending is not None:
+        live.feed(float(losses[live.fed]), grads[live.fed])
+    return live.pending is not None and np.array_equal(live.pending, state["x"])
+
+
+def _replay(
+    options: LbfgsOptions, losses: np.ndarray, grads: np.ndarray, x: np.ndarray
+) -> np.ndarray | optimize.OptimizeResult:
+    """Replay L-BFGS-B over every recorded evaluation, from the start: the point it asks for
+    next, or its result if it finishes on the last one. The last evaluation's point must be
+    ``x``, the point the shards just evaluated."""
     evaluations = 0
     asked: list[np.ndarray] = []
 
@@ -174,29 +341,15 @@ def logistic_combine(params: dict[str, Any], state: State, results: list[State])
         gradient: np.ndarray = grads[evaluations - 1]
         return float(losses[evaluations - 1]), gradient
 
-    x0 = np.zeros_like(x)
     try:
         result = optimize.minimize(
-            replay,
-            x0,
-            method="L-BFGS-B",
-            jac=True,
-            # What scikit-learn's lbfgs solver passes (sklearn.linear_model._logistic).
-            options={
-                "maxiter": int(p["max_iter"]),
-                "maxls": 50,
-                "gtol": float(p["tol"]),
-                "ftol": 64 * np.finfo(float).eps,
-            },
+            replay, np.zeros(len(x)), method="L-BFGS-B", jac=True, options=options
         )
     except _NeedEvaluation as need:
         _check_replay(asked, x)
-        nxt = {**state, "x": need.x, "losses": losses, "grads": grads}
-        return Step(nxt, False, loss, float(np.max(np.abs(grad))))
+        return need.x
     _check_replay(asked, x)
-    final = {**state, "x": np.asarray(result.x), "losses": losses, "grads": grads}
-    final["meta"] = {**meta, "n_iter": int(result.nit)}
-    return Step(final, True, loss, float(np.max(np.abs(grad))))
+    return result
 
 
 def _check_replay(asked: list[np.ndarray], x: np.ndarray) -> None:
@@ -351,8 +504,37 @@ def sgd_start(algorithm: str, n_features: int, classes: np.ndarray | None) -> St
     return {
         "coef": np.zeros((outputs, n_features)),
         "intercept": np.zeros(outputs),
-        "meta": {"epoch": 0, "rows": 0, "best": None, "stale": None, "n_features": n_features},
+        "meta": {
+            "epoch": 0,
+            "rows": 0,
+            "n_features": n_features,
+            # The stopping rule's state (sgd_combine): the best objective so far, the rounds
+            # since it last improved by tol, the rounds in a row the parameters moved less
+            # than tol, and "adaptive"'s current step size (None: eta0).
+            "best": None,
+            "stale": 0,
+            "still": 0,
+            "eta0": None,
+        },
     }
+
+
+def _sgd_penalty(p: dict[str, Any], coef: np.ndarray) -> np.ndarray:
+    """The penalty of each binary problem's weights, as scikit-learn's SGD adds it."""
+    alpha = float(p["alpha"])
+    l2 = 0.5 * np.sum(coef**2, axis=1)
+    l1 = np.sum(np.abs(coef), axis=1)
+    penalty: np.ndarray
+    if p["penalty"] == "l2":
+        penalty = alpha * l2
+    elif p["penalty"] == "l1":
+        penalty = alpha * l1
+    elif p["penalty"] == "elasticnet":
+        ratio = float(p["l1_ratio"])
+        penalty = alpha * (ratio * l1 + (1.0 - ratio) * l2)
+    else:
+        penalty = np.zeros(len(coef))
+    return penalty
 
 
 def sgd_local(
@@ -363,12 +545,20 @@ def sgd_local(
     classes: np.ndarray | None,
     state: State,
     seed: int,
+    shards: int = 1,
 ) -> State:
-    """The shard's loss at the mixed parameters, then one epoch of SGD from them."""
+    """The shard's summed loss at the mixed parameters, then one epoch of SGD from them.
+
+    ``shards``: the job's shard count. With a step size set by eta0 (every schedule but
+    "optimal"), the shard steps ``shards`` times as far as one machine would: the average of
+    the shards' epochs then moves as far as one epoch over all rows (while the steps are
+    small, each shard's move is its rows' share of that epoch's), and, unlike adding the
+    shards' moves, it cannot overshoot when a shard's epoch gets near its own optimum."""
     p = _params(algorithm, params)
     coef, intercept = np.asarray(state["coef"]), np.asarray(state["intercept"])
     scores = X @ coef.T + intercept
-    # One loss per binary problem (one-vs-rest): each stops on its own, as in scikit-learn.
+    # One loss per binary problem (one-vs-rest), summed over the shard's rows (vectorised:
+    # the same loss functions scikit-learn's SGD minimises).
     if classes is not None:
         margins = _sgd_signs(y, classes) * scores
         loss = np.sum(_CLASSIFIER_LOSSES[p["loss"]](margins), axis=0)
@@ -377,6 +567,9 @@ def sgd_local(
         loss = np.array([np.sum(_regression_loss(p["loss"], residual, float(p["epsilon"])))])
     meta = state["meta"]
     model: Any = build_estimator(algorithm, params, seed)
+    if p["learning_rate"] != "optimal":
+        eta0 = float(meta.get("eta0") or p["eta0"])
+        model.set_params(eta0=eta0 * shards)
     # Warm: the mixed parameters, and the step count one machine would be at after as many
     # epochs over all rows, so the learning rate decays as it would there.
     model.coef_ = coef[0].copy() if classes is None else coef.copy()
@@ -384,7 +577,7 @@ def sgd_local(
     if classes is not None:
         model.classes_ = np.asarray(classes)
     model.n_features_in_ = X.shape[1]
-    model.t_ = 1.0 + float(meta["epoch"]) * float(meta["rows"] or len(X))
+    model.t_ = 1.0 + float(meta["epoch"]) * float(meta["rows"] or len(X) * shards)
     model.partial_fit(X, y)
     new_coef = np.atleast_2d(model.coef_)
     return {
@@ -396,9 +589,20 @@ def sgd_local(
 
 
 def sgd_combine(algorithm: str, params: dict[str, Any], state: State, results: list[State]) -> Step:
-    """Average the shards' epochs, weighted by rows. Stop as scikit-learn does: when the
-    objective (mean loss plus penalty, at the mixed parameters) has not improved by ``tol`` for
-    ``n_iter_no_change`` rounds, or after ``max_iter`` rounds."""
+    """Average the shards' epochs, weighted by rows (iterative parameter mixing), and decide
+    whether to stop. After ``max_iter`` rounds, or with ``tol`` set, after either of:
+
+    - scikit-learn's rule on the mixed model's objective: the objective (the mean loss over
+      all rows plus the penalty, summed over the binary problems, at the parameters the round
+      started from, which the shards evaluate before their epoch) has not fallen below its
+      best so far minus ``tol`` for ``n_iter_no_change`` rounds in a row ("adaptive" divides
+      its step size by 5 instead, while it is above 1e-6, as scikit-learn does);
+    - the parameters stop moving: the mixed parameters (coefficients and intercepts) moved by
+      at most ``tol`` relative to their size, ||Δθ||₂ ≤ tol · max(1, ||θ||₂), for
+      ``n_iter_no_change`` rounds in a row (Spark MLlib's convergence test for its gradient
+      descent, with scikit-learn's patience).
+
+    Everything the rule keeps is in the round record, so any worker combines."""
     p = _params(algorithm, params)
     meta = dict(state["meta"])
     rows = sum(int(r["meta"]["rows"]) for r in results)
@@ -406,38 +610,31 @@ def sgd_combine(algorithm: str, params: dict[str, Any], state: State, results: l
     old_intercept = np.asarray(state["intercept"])
     coef = np.sum([r["coef"] for r in results], axis=0) / rows
     intercept = np.sum([r["intercept"] for r in results], axis=0) / rows
-    if p["learning_rate"] != "optimal":
-        # Small steps set by eta0 (invscaling, constant, adaptive: the regressor's default):
-        # an average of S shards' epochs moves only about 1/S of one epoch over all rows, so
-        # the shards' moves are added instead. Measured on diabetes (4 shards, 1000 rounds):
-        # R² 0.342 added against 0.194 averaged and 0.342 for one machine. With "optimal"
-        # (the classifier's default) steps start large, adding them diverges, and the average
-        # is within the goal (bench/quality.py).
-        coef = old + len(results) * (coef - old)
-        intercept = old_intercept + len(results) * (intercept - old_intercept)
-    penalty = 0.5 * float(p["alpha"]) * np.sum(old**2, axis=1) if p["penalty"] == "l2" else 0.0
-    objectives = np.sum([r["loss"] for r in results], axis=0) / rows + penalty
+    objectives = np.sum([r["loss"] for r in results], axis=0) / rows + _sgd_penalty(p, old)
     objective = float(np.sum(objectives))
-    change = float(
-        max(
-            np.max(np.abs(coef - old)),
-            np.max(np.abs(intercept - np.asarray(state["intercept"]))),
-        )
-    )
+    new = np.concatenate([coef.ravel(), intercept.ravel()])
+    moved = new - np.concatenate([old.ravel(), old_intercept.ravel()])
+    change = float(np.linalg.norm(moved) / max(1.0, float(np.linalg.norm(new))))
     meta["rows"] = rows
     meta["epoch"] = int(meta["epoch"]) + 1
+    done = meta["epoch"] >= int(p["max_iter"])
     tol = p["tol"]
-    if tol is not None and meta["epoch"] > 1:
-        # Round 0's objective is at the zero start, which no epoch is measured against.
-        best = meta["best"] or [math.inf] * len(objectives)
-        stale = meta["stale"] or [0] * len(objectives)
-        for k, value in enumerate(objectives.tolist()):
-            stale[k] = stale[k] + 1 if value > best[k] - float(tol) else 0
-            best[k] = min(best[k], value)
-        meta["best"], meta["stale"] = best, stale
-    done = meta["epoch"] >= int(p["max_iter"]) or (
-        tol is not None and bool(meta["stale"]) and min(meta["stale"]) >= int(p["n_iter_no_change"])
-    )
+    patience = int(p["n_iter_no_change"])
+    if tol is not None:
+        tol = float(tol)
+        if meta["epoch"] > 1:
+            # Round 0's objective is at the zero start, which no epoch is measured against.
+            best = math.inf if meta["best"] is None else float(meta["best"])
+            meta["stale"] = int(meta["stale"]) + 1 if objective > best - tol else 0
+            meta["best"] = min(best, objective)
+        meta["still"] = int(meta["still"]) + 1 if change <= tol else 0
+        if meta["stale"] >= patience:
+            eta0 = float(meta["eta0"] or p["eta0"])
+            if p["learning_rate"] == "adaptive" and eta0 > 1e-6:
+                meta["eta0"], meta["stale"] = eta0 / 5.0, 0
+            else:
+                done = True
+        done = done or meta["still"] >= patience
     nxt = {**state, "coef": coef, "intercept": intercept, "meta": meta}
     return Step(nxt, done, objective, change)
 
@@ -490,21 +687,29 @@ def local(
     classes: np.ndarray | None,
     state: State,
     seed: int = 0,
+    shards: int = 1,
 ) -> State:
-    """``seed``: the shard's seed for this round (SGD's shuffling)."""
+    """``seed``: the shard's seed for this round (SGD's shuffling); ``shards``: the job's."""
     if algorithm == "logistic_regression":
         assert classes is not None
         return logistic_local(params, X, y, classes, np.asarray(state["x"]))
     if algorithm == "kmeans":
         return kmeans_local(X, np.asarray(state["x"]))
     if algorithm in SGD:
-        return sgd_local(algorithm, params, X, y, classes, state, seed)
+        return sgd_local(algorithm, params, X, y, classes, state, seed, shards)
     raise ValueError(f"{algorithm} does not train in rounds")
 
 
-def combine(algorithm: str, params: dict[str, Any], state: State, results: list[State]) -> Step:
+def combine(
+    algorithm: str,
+    params: dict[str, Any],
+    state: State,
+    results: list[State],
+    memory: Memory | None = None,
+) -> Step:
+    """``memory``: what this process kept from the rounds it combined before (see Memory)."""
     if algorithm == "logistic_regression":
-        return logistic_combine(params, state, results)
+        return logistic_combine(params, state, results, memory)
     if algorithm == "kmeans":
         return kmeans_combine(params, state, results)
     if algorithm in SGD:
@@ -544,10 +749,31 @@ def fit_in_rounds(
     shards: int,
     *,
     job_seed: int,
+    memory: bool = True,
 ) -> tuple[BaseEstimator, int]:
     """Every round of a job here, one shard after another, through pack/unpack as the bytes
     travel between processes: the model and the number of rounds. For tools, tests and
-    benchmarks (shards are the job's random partition); workers run zootrain/rounds.py."""
+    benchmarks (shards are the job's random partition); workers run zootrain/rounds.py.
+    ``memory``: combine as one training child does, keeping a live optimizer between rounds
+    (False: replay every round, as a combiner without one does)."""
+    kept = Memory() if memory else None
+    try:
+        return _fit_in_rounds(algorithm, params, X, y, classes, shards, job_seed, kept)
+    finally:
+        if kept is not None:
+            kept.close()
+
+
+def _fit_in_rounds(
+    algorithm: str,
+    params: dict[str, Any],
+    X: np.ndarray,
+    y: np.ndarray,
+    classes: np.ndarray | None,
+    shards: int,
+    job_seed: int,
+    memory: Memory | None,
+) -> tuple[BaseEstimator, int]:
     from zootrain.ml.partition import shard_rows
 
     parts = [shard_rows(len(X), shards, i, "random", job_seed, y=y) for i in range(shards)]
@@ -566,12 +792,13 @@ def fit_in_rounds(
                         classes,
                         state,
                         round_seed(seeds[i], number),
+                        shards,
                     )
                 )
             )
             for i, rows in enumerate(parts)
         ]
-        step = combine(algorithm, params, state, results)
+        step = combine(algorithm, params, state, results, memory)
         state = unpack(pack(step.state))
         number += 1
         if step.done:
