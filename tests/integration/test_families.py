@@ -27,8 +27,10 @@ FAMILIES: dict[str, tuple[dict[str, Any], dict[str, Any], str, float]] = {
     "extra_trees_classifier": (IRIS, {"n_estimators": 5}, "accuracy", 0.85),  # 0.967
     "random_forest_regressor": (DIABETES, {"n_estimators": 5}, "r2", 0.15),  # 0.278
     "extra_trees_regressor": (DIABETES, {"n_estimators": 5}, "r2", 0.15),  # 0.326
-    "sgd_classifier": (IRIS, {}, "accuracy", 0.7),  # 0.933 (chance: 0.33)
-    "sgd_regressor": (DIABETES, {}, "r2", 0.15),  # 0.263
+    # SGD trains in rounds (the default): iris stops by itself after 13 rounds; the regressor's
+    # rule fires after about 450 on diabetes, so the job is capped at 200 rounds.
+    "sgd_classifier": (IRIS, {}, "accuracy", 0.7),  # 0.833 (chance: 0.33)
+    "sgd_regressor": (DIABETES, {"max_iter": 200}, "r2", 0.15),  # 0.217
     "logistic_regression": (IRIS, {"max_iter": 300}, "accuracy", 0.85),  # 1.000
     "linear_regression": (DIABETES, {}, "r2", 0.25),  # 0.332
     "ridge": (DIABETES, {"alpha": 0.5}, "r2", 0.25),  # 0.357
