@@ -8,8 +8,8 @@ A fresh standalone ZooKeeper server, the job service and two workers; the job tr
 per round (the round record's creation to its last write, over the rounds), the ZooKeeper
 writes per round (the zxids the server spent between the round record's creation and its last
 write: every write of every client on that server, a multi counting one), and beside it the
-shards' compute per round: one shard's loss and gradient on its rows, and the combine (L-BFGS
-replay), measured in this process on the same rows, median of five. The ratio says what the
+shards' compute per round: one shard's loss and gradient on its rows, and round 0's combine (one
+L-BFGS step), measured in this process on the same rows, median of five. The ratio says what the
 coordination costs a round beyond the arithmetic.
 """
 
