@@ -8,7 +8,9 @@ on the same ZooKeeper and store: micro-batching on (the default) and off
 (ZOOTRAIN_PREDICT_BATCH_ROWS=0, one predict call a request: the path before batching), and
 for one row a request a third with batching on and the watched serving records off
 (ZOOTRAIN_SERVING_CACHE_ENTRIES=0: a ZooKeeper read of the model's and version's records on
-every request, the path before zootrain.watched). The levels are interleaved between the
+every request, the path before zootrain.watched); and, for one row a request, the batched
+service asked with a JSON type only FastAPI's generic handler takes (the path before
+app.predict_route's direct handler). The levels are interleaved between the
 services and repeated ``runs`` times; every figure is the median of the runs.
 
 Baselines: the same model's ``predict`` of the same rows in this process, one call at a time
@@ -143,10 +145,23 @@ def skops_load(path: Path) -> float:
     return time.perf_counter() - started
 
 
-async def load(url: str, path: str, body: bytes, rows: int, clients: int, duration: float) -> Level:
+# The predict route's direct handler (app.predict_route) takes application/json; this JSON type
+# only FastAPI's generic handler takes: the same service, the path before the direct handler.
+GENERIC_TYPE = "application/vnd.api+json"
+
+
+async def load(
+    url: str,
+    path: str,
+    body: bytes,
+    rows: int,
+    clients: int,
+    duration: float,
+    content_type: str = "application/json",
+) -> Level:
     """``clients`` keep-alive connections POSTing ``body`` to ``path`` for ``duration`` s."""
     connections = [RawHTTP(url) for _ in range(clients)]
-    request = connections[0].request(path, body, {"content-type": "application/json", **AUTH})
+    request = connections[0].request(path, body, {"content-type": content_type, **AUTH})
     latencies: list[float] = []
     errors = 0
 
@@ -258,6 +273,8 @@ async def run(ctx: Context) -> list[Figure]:
             urls[config] = stack.url
             for key in extra:
                 del stack.settings[key]
+        urls["generic"] = urls["batched"]  # the batched service, FastAPI's generic handler
+        pids["generic"] = pids["batched"]
         for run_index in range(runs):
             for m in models:
                 for rows in ROWS:
@@ -286,6 +303,7 @@ async def run(ctx: Context) -> list[Figure]:
                                 rows,
                                 clients,
                                 duration,
+                                GENERIC_TYPE if config == "generic" else "application/json",
                             )
                             if profiler is not None:
                                 profiler.stop()
@@ -415,6 +433,21 @@ def figures(
                             met=(p99 <= u99) if goal else None,
                             command=command,
                             note=note,
+                        )
+                    )
+                generic = ("generic", m.name, rows, clients)
+                if generic in found:
+                    g50, g99, grate = stat(generic, 0), stat(generic, 1), stat(generic, 2)
+                    out.append(
+                        Figure(
+                            f"{what}: rows/s direct / generic handler",
+                            rate,
+                            "rows/s",
+                            baseline=grate,
+                            baseline_name=f"FastAPI's generic handler ({GENERIC_TYPE})",
+                            command=command,
+                            note=f"{note}; generic p50 {g50 * 1000:.2f} ms (overhead "
+                            f"{(g50 - here) * 1000:.2f} ms), p99 {g99 * 1000:.2f} ms",
                         )
                     )
                 uncached = ("uncached", m.name, rows, clients)
