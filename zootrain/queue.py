@@ -421,17 +421,24 @@ class JobQueue:
         *,
         error: str | None,
         also: Callable[[TransactionRequest], None] | None = None,
+        entry: str | None = None,
     ) -> JobRecord:
         """Move a job to a terminal state and drop its queue entry, in one version-checked multi.
 
         ``also`` adds operations that must happen with it (a version node, a failed shard).
+        ``entry``: the job's queue entry name if the caller knows it (a worker's scan listed
+        it; an entry's name never changes), which saves listing the queue.
         Raises BadVersionError when the job record changed since ``stat`` was read.
         """
         now = utcnow()
         done = job.model_copy(
             update={"state": state, "error": error, "updated_at": now, "finished_at": now}
         )
-        entry = await self.find_queue_entry(job.id)
+        if entry is None:
+            entry = await self.find_queue_entry(job.id)
+            known = False
+        else:
+            known = True
         tx = self.zk.transaction()
         tx.set_data(self.paths.job(job.id), done.dump(), stat.version)
         if entry is not None:
@@ -442,6 +449,9 @@ class JobQueue:
             await self.zk.commit(tx)
         except TransactionFailed as failed:
             if isinstance(failed.error, NoNodeError) and entry is not None and failed.index == 1:
+                if known:
+                    # Gone since the caller listed it: find out from a listing of our own.
+                    return await self.finish_job(job, stat, state, error=error, also=also)
                 # The entry went away between listing and deleting (another finisher): re-read.
                 raise BadVersionError() from None
             if isinstance(failed.error, BadVersionError) and failed.index == 0:

@@ -70,9 +70,19 @@ def _classification(
     if proba is not None and proba.ndim == 2 and isinstance(model, FORESTS):
         # A forest's predict *is* the argmax of its predict_proba (scikit-learn's definition):
         # one pass over the trees instead of two, the larger part of evaluating a big forest.
-        pred = np.asarray(model.classes_).take(np.argmax(proba, axis=1), axis=0)
+        pred = labels_of(proba, model.classes_)
     else:
         pred = model.predict(X)
+    return _classification_scores(y, pred, proba, np.asarray(model.classes_), classes)
+
+
+def _classification_scores(
+    y: np.ndarray,
+    pred: np.ndarray,
+    proba: np.ndarray | None,
+    model_classes: np.ndarray,
+    classes: np.ndarray | None,
+) -> dict[str, Any]:
     scores: dict[str, Any] = {
         "accuracy": accuracy_score(y, pred),
         # Macro over the labels present in y or the predictions: a class missing from
@@ -80,16 +90,51 @@ def _classification(
         "f1_macro": f1_score(y, pred, average="macro", zero_division=0),
     }
     if proba is not None:
-        labels = np.asarray(model.classes_) if classes is None else np.asarray(classes)
-        over = _proba_over(model, proba, labels)
+        labels = model_classes if classes is None else np.asarray(classes)
+        over = _proba_over(model_classes, proba, labels)
         if over is not None and len(labels) >= 2:
             scores["log_loss"] = log_loss(y, over, labels=labels)
     return scores
 
 
-def _proba_over(model: Any, proba: np.ndarray, labels: np.ndarray) -> np.ndarray | None:
-    """The model's predict_proba with columns in `labels` order (zeros for labels it lacks)."""
-    model_classes = np.asarray(model.classes_)
+def labels_of(proba: np.ndarray, model_classes: Any) -> np.ndarray:
+    """The labels a forest predicts from its probabilities (the first of tied classes, as
+    ``predict`` takes)."""
+    picked: np.ndarray = np.asarray(model_classes).take(np.argmax(proba, axis=1), axis=0)
+    return picked
+
+
+def evaluate_outputs(
+    outputs: np.ndarray,
+    y: np.ndarray,
+    *,
+    task: Task,
+    model_classes: np.ndarray | None,
+    classes: np.ndarray | None,
+) -> dict[str, float]:
+    """``evaluate`` of a forest from what it predicted for the held-out rows: its
+    ``predict_proba`` (classification; ``model_classes``: its ``classes_``) or its ``predict``
+    (regression). The same scores ``evaluate`` computes from the model, without the model."""
+    if len(outputs) == 0:
+        raise ValueError("cannot evaluate on an empty test set")
+    if len(outputs) != len(y):
+        raise ValueError(f"{len(outputs)} predictions but {len(y)} labels")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        if task == "classification":
+            assert model_classes is not None
+            pred = labels_of(outputs, model_classes)
+            scores = _classification_scores(y, pred, outputs, np.asarray(model_classes), classes)
+        else:
+            scores = {"r2": r2_score(y, outputs), "rmse": root_mean_squared_error(y, outputs)}
+    return {name: float(v) for name, v in scores.items() if math.isfinite(float(v))}
+
+
+def _proba_over(
+    model_classes: np.ndarray, proba: np.ndarray, labels: np.ndarray
+) -> np.ndarray | None:
+    """Probabilities over ``model_classes`` with columns in ``labels`` order (zeros for labels
+    the model lacks)."""
     if np.array_equal(model_classes, labels):
         return proba
     if not np.isin(model_classes, labels).all():
@@ -102,9 +147,7 @@ def _proba_over(model: Any, proba: np.ndarray, labels: np.ndarray) -> np.ndarray
 def predictions(model: Any, X: np.ndarray) -> np.ndarray:
     """The model's predicted labels (a forest's from one pass over its trees, as ``evaluate``)."""
     if isinstance(model, FORESTS):
-        proba = np.asarray(model.predict_proba(X))
-        picked: np.ndarray = np.asarray(model.classes_).take(np.argmax(proba, axis=1), axis=0)
-        return picked
+        return labels_of(np.asarray(model.predict_proba(X)), model.classes_)
     return np.asarray(model.predict(X))
 
 
