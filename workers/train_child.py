@@ -442,27 +442,31 @@ def _score_and_write(
     ``outputs``: the forest's predictions of the held-out rows, if known (zootrain.ml.heldout):
     the scores are taken from them rather than by predicting again.
 
-    The two overlap: both spend their time in C code that releases the GIL (zip and sha256;
-    the trees' predictions), and for a big forest each takes a few hundred milliseconds on the
-    path from the last shard to the publish. Neither changes the model.
+    A model that has to predict does so while its file is written: both spend their time in C
+    code that releases the GIL (the trees' predictions; zip and sha256), and for a big forest
+    each takes a few hundred milliseconds on the path from the last shard to the publish.
+    Scores from known outputs are a little NumPy: a thread would only contend with the
+    writer's Python (skops) for the GIL, and its start alone cost a tiny task milliseconds.
+    Neither changes the model.
     """
 
     def write() -> tuple[int, tuple[str, str]]:
         data = modelfile.dumps(model)
         return len(data), store.put(data)
 
+    if outputs is not None:
+        metrics = evaluate_outputs(
+            outputs,
+            split.y_test,
+            task=task,
+            model_classes=getattr(model, "classes_", None),
+            classes=split.classes,
+        )
+        size, stored = write()
+        return metrics, size, stored
     with ThreadPoolExecutor(max_workers=1) as pool:
         written = pool.submit(write)
-        if outputs is None:
-            metrics = evaluate(model, split.X_test, split.y_test, task=task, classes=split.classes)
-        else:
-            metrics = evaluate_outputs(
-                outputs,
-                split.y_test,
-                task=task,
-                model_classes=getattr(model, "classes_", None),
-                classes=split.classes,
-            )
+        metrics = evaluate(model, split.X_test, split.y_test, task=task, classes=split.classes)
         size, stored = written.result()
     return metrics, size, stored
 

@@ -10,7 +10,6 @@ import numpy as np
 from sklearn.base import ClusterMixin
 from sklearn.ensemble import ExtraTreesClassifier, RandomForestClassifier
 from sklearn.metrics import (
-    accuracy_score,
     adjusted_rand_score,
     f1_score,
     log_loss,
@@ -19,6 +18,7 @@ from sklearn.metrics import (
     root_mean_squared_error,
 )
 
+from zootrain.ml import label_metrics
 from zootrain.ml.datasets import Task
 
 FORESTS = (RandomForestClassifier, ExtraTreesClassifier)
@@ -83,17 +83,21 @@ def _classification_scores(
     model_classes: np.ndarray,
     classes: np.ndarray | None,
 ) -> dict[str, Any]:
+    # scikit-learn's definitions, computed from label counts (zootrain.ml.label_metrics says
+    # why); scikit-learn itself for whatever those do not cover.
+    f1 = label_metrics.f1_macro(y, pred)
     scores: dict[str, Any] = {
-        "accuracy": accuracy_score(y, pred),
+        "accuracy": label_metrics.accuracy(y, pred),
         # Macro over the labels present in y or the predictions: a class missing from
         # the test set would otherwise count as an F1 of zero.
-        "f1_macro": f1_score(y, pred, average="macro", zero_division=0),
+        "f1_macro": f1_score(y, pred, average="macro", zero_division=0) if f1 is None else f1,
     }
     if proba is not None:
         labels = model_classes if classes is None else np.asarray(classes)
         over = _proba_over(model_classes, proba, labels)
         if over is not None and len(labels) >= 2:
-            scores["log_loss"] = log_loss(y, over, labels=labels)
+            loss = label_metrics.log_loss(y, over, labels)
+            scores["log_loss"] = log_loss(y, over, labels=labels) if loss is None else loss
     return scores
 
 
@@ -159,9 +163,13 @@ def per_class(y: np.ndarray, pred: np.ndarray, classes: np.ndarray | None) -> li
     Plain JSON values: the labels as Python scalars, as the version's ``classes`` are.
     """
     labels = np.unique(np.concatenate([y, pred])) if classes is None else np.asarray(classes)
-    precision, recall, f1, support = precision_recall_fscore_support(
-        y, pred, labels=labels, average=None, zero_division=0
-    )
+    found = label_metrics.counts(y, pred, labels)
+    if found is None:
+        precision, recall, f1, support = precision_recall_fscore_support(
+            y, pred, labels=labels, average=None, zero_division=0
+        )
+    else:
+        (precision, recall, f1), support = label_metrics.precision_recall_f1(found), found.support
     return [
         {
             "label": label.item() if isinstance(label, np.generic) else label,
