@@ -777,7 +777,7 @@ class Worker:
             result["train_seconds"]
         )
         # The worker finishing the last shard merges at once rather than waiting for a wake.
-        merge = await self._claim_merge_if_complete(claim.job)
+        merge = await self._claim_merge_if_complete(claim.job, done)
         if merge is not None:
             self._start(merge)
 
@@ -889,13 +889,22 @@ class Worker:
         worker_metrics.FENCED.labels(write=kind).inc()
         log.warning("%s write refused on its version: %s moved on since our claim", kind, path)
 
-    async def _claim_merge_if_complete(self, job: JobRecord) -> Claim | None:
+    async def _claim_merge_if_complete(self, job: JobRecord, done: ShardRecord) -> Claim | None:
+        """The job's merge, if ``done`` (our shard's record, just written: not read back) was
+        the last of its shards."""
         if self._stopping.is_set():
             return None
         try:
-            shards = await self.queue.read_shards(job.id, job.spec.tasks)
-            if all(s.state == ShardState.done for s, _ in shards):
-                return (await self._claim_merge(job, [s for s, _ in shards])).claim
+            others = await asyncio.gather(
+                *(
+                    self.queue.read_shard(job.id, index)
+                    for index in range(job.spec.tasks)
+                    if index != done.index
+                )
+            )
+            shards = sorted([done, *(s for s, _ in others)], key=lambda s: s.index)
+            if all(s.state == ShardState.done for s in shards):
+                return (await self._claim_merge(job, shards)).claim
         except Exception:
             log.exception("checking %s for a merge failed", job.id)
         return None
