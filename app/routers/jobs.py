@@ -12,7 +12,6 @@ from app import events, service_metrics
 from app.auth import READ, Reader, Submitter
 from app.deps import Services, services
 from app.problems import problem_responses
-from app.submit_route import SubmitRoute
 from zootrain.auth import ANONYMOUS, Scope
 from zootrain.errors import Forbidden, InvalidRequest, QueueFull, RateLimited
 from zootrain.ml.cost import over_ceilings
@@ -28,7 +27,29 @@ PING_SECONDS = 15.0  # a comment line at least this often on an open event strea
 JobId = Annotated[str, Path(pattern=JOB_ID_PATTERN, description="Job id, as returned by submit")]
 
 
+@router.post(
+    "",
+    status_code=status.HTTP_202_ACCEPTED,
+    response_model=JobView,
+    responses={
+        200: {"model": JobView, "description": "Replay of an earlier submit with the same key"},
+        **problem_responses(400, 409, 413, 422, 429, 503),
+    },
+    summary="Submit a training job",
+    description=(
+        "202 with the job (its shards pending) and `Location`; 200 when an `Idempotency-Key` "
+        "replays an earlier submit. A 503 titled `Outcome unknown` means ZooKeeper did not "
+        "confirm the job within the request's deadline: the job named in `job_id` may exist "
+        "already or appear once ZooKeeper is back. Retry with the same `Idempotency-Key` "
+        "(the CLI and the Python client always send one): the retry returns that job if it "
+        "was created, and creates it otherwise. A 409 means an uploaded dataset the job "
+        "names was deleted while the job was being submitted."
+    ),
+)
 async def submit_job(
+    # A well-formed submit reaches this function through app.submit_route.SubmitLane, which
+    # resolves these four parameters itself: a new one must be taught to it (it refuses to
+    # start otherwise).
     spec: JobSpec,
     svc: Annotated[Services, Depends(services)],
     principal: Submitter,
@@ -94,32 +115,6 @@ async def submit_job(
         headers=headers,
         media_type="application/json",
     )
-
-
-router.add_api_route(
-    "",
-    submit_job,
-    methods=["POST"],
-    # Well-formed submits skip FastAPI's generic parameter resolution; anything else
-    # is answered by FastAPI's own handler (app.submit_route).
-    route_class_override=SubmitRoute,
-    status_code=status.HTTP_202_ACCEPTED,
-    response_model=JobView,
-    responses={
-        200: {"model": JobView, "description": "Replay of an earlier submit with the same key"},
-        **problem_responses(400, 409, 413, 422, 429, 503),
-    },
-    summary="Submit a training job",
-    description=(
-        "202 with the job (its shards pending) and `Location`; 200 when an `Idempotency-Key` "
-        "replays an earlier submit. A 503 titled `Outcome unknown` means ZooKeeper did not "
-        "confirm the job within the request's deadline: the job named in `job_id` may exist "
-        "already or appear once ZooKeeper is back. Retry with the same `Idempotency-Key` "
-        "(the CLI and the Python client always send one): the retry returns that job if it "
-        "was created, and creates it otherwise. A 409 means an uploaded dataset the job "
-        "names was deleted while the job was being submitted."
-    ),
-)
 
 
 @router.get(
