@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import hashlib
 import logging
 import math
@@ -28,6 +29,7 @@ from zootrain.records import (
     JobState,
     ShardRecord,
     ShardState,
+    TaskRole,
     new_job_id,
     utcnow,
 )
@@ -50,8 +52,16 @@ Versioned = tuple[JobRecord, ZnodeStat]
 class Submitted:
     job: JobRecord
     created: bool  # False when an Idempotency-Key replayed an earlier submit
-    shards: list[ShardRecord] | None = None  # as created: no need to read them back
-    written: bytes | None = None  # the job with its shards as JSON, from the very bytes written
+    # A created job: the job with its shards as JSON, from the very bytes written (no need to
+    # read them back or dump them again).
+    written: bytes | None = None
+
+
+@functools.lru_cache(maxsize=1024)
+def _new_task(index: int, role: TaskRole) -> bytes:
+    """A task record as submit creates it (pending, never claimed): the same bytes in every
+    job, so they are made once."""
+    return ShardRecord(index=index, role=role).dump()
 
 
 def job_view_json(job: bytes, shards: list[bytes]) -> bytes:
@@ -212,10 +222,9 @@ class JobQueue:
         job_bytes = job.dump()
         tx.create(self.paths.job(job.id), job_bytes)
         tx.create(self.paths.shards(job.id))
-        shards = [ShardRecord(index=i, role=spec.role(i)) for i in range(spec.tasks)]
-        shard_bytes = [shard.dump() for shard in shards]
-        for shard, data in zip(shards, shard_bytes, strict=True):
-            tx.create(self.paths.shard(job.id, shard.index), data)
+        shard_bytes = [_new_task(i, spec.role(i)) for i in range(spec.tasks)]
+        for index, data in enumerate(shard_bytes):
+            tx.create(self.paths.shard(job.id, index), data)
         tx.create(self.paths.queue_prefix(job.id, spec.priority), job.id.encode(), sequence=True)
         if key_path is not None:
             record = IdempotencyRecord(job_id=job.id, fingerprint=fingerprint, created_at=now)
@@ -227,7 +236,7 @@ class JobQueue:
             try:
                 await self.zk.commit(tx)
                 self.gauge.added()
-                return Submitted(job, True, shards, job_view_json(job_bytes, shard_bytes))
+                return Submitted(job, True, job_view_json(job_bytes, shard_bytes))
             except TransactionFailed as failed:
                 if (
                     key_path is not None
@@ -257,7 +266,7 @@ class JobQueue:
                     await self.zk.sync(self.paths.job(job.id))
                     if await self.zk.exists(self.paths.job(job.id)) is not None:
                         self.gauge.added()
-                        return Submitted(job, True, shards, job_view_json(job_bytes, shard_bytes))
+                        return Submitted(job, True, job_view_json(job_bytes, shard_bytes))
                 except RequestDeadlineExceeded:
                     raise _unknown(job.id) from None
                 tx = _copy_transaction(self.zk, tx)

@@ -108,7 +108,7 @@ async def submit_job(
     # created job's JSON is the records' bytes as written (zootrain.queue.job_view_json).
     body = submitted.written
     if body is None:
-        body = (await _view(svc, submitted.job, submitted.shards)).model_dump_json().encode()
+        body = (await _view(svc, submitted.job)).model_dump_json().encode()
     return Response(
         body,
         status_code=status.HTTP_202_ACCEPTED if submitted.created else status.HTTP_200_OK,
