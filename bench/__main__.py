@@ -13,6 +13,7 @@ import asyncio
 import importlib
 import os
 import shutil
+import signal
 import sys
 import tempfile
 import time
@@ -52,8 +53,15 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
+def _interrupt(signum: int, frame: object) -> None:
+    # SIGTERM takes Ctrl-C's path, so every stack's `finally` ends its ZooKeeper and
+    # services (they run in their own sessions and would not hear the signal themselves).
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse(argv)
+    signal.signal(signal.SIGTERM, _interrupt)
     names = [n.strip() for n in args.only.split(",") if n.strip()]
     unknown = [n for n in names if n not in BENCHES]
     if unknown:
