@@ -76,6 +76,11 @@ def bare_interpreter_rss() -> float | None:
         process.wait()
 
 
+def coordinating(name: str) -> bool:
+    """The processes that never import scikit-learn: the job service and the worker."""
+    return name.startswith(("job service", "worker, idle"))
+
+
 async def run(ctx: Context) -> list[Figure]:
     command = ctx.command("footprint")
     loop = asyncio.get_running_loop()
@@ -131,8 +136,11 @@ async def run(ctx: Context) -> list[Figure]:
             "B",
             baseline=bare,
             baseline_name="bare python",
-            goal="≤ 150 MB",
-            met=size is not None and size <= GOAL_RSS,
+            # The goal is the coordinating processes'. The forkserver and the training
+            # children hold scikit-learn by design (zootrain/forkserver.py), the children
+            # sharing the forkserver's pages copy-on-write: their USS is what they add.
+            goal="≤ 150 MB" if coordinating(name) else "",
+            met=(size is not None and size <= GOAL_RSS) if coordinating(name) else None,
             command=command,
             note="" if uss is None else f"USS {uss / 2**20:.0f} MB",
         )

@@ -272,7 +272,9 @@ def _receive(receiver: Connection) -> dict[str, Any] | None:
     try:
         message: dict[str, Any] = receiver.recv()
         return message
-    except EOFError:
+    except (EOFError, ConnectionResetError):
+        # A child killed before it read what we sent leaves unread bytes in its socket, so the
+        # kernel resets the connection rather than closing it: a death all the same.
         return None
 
 

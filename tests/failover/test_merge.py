@@ -58,13 +58,15 @@ def test_a_worker_training_several_shards_of_a_job_claims_its_merge_once(
     wait_no_locks(kazoo, zk_root)
 
 
+@pytest.mark.parametrize("warm", ["0", "2"], ids=["fresh-children", "warm-children"])
 def test_a_merge_whose_process_dies_is_retried_after_a_backoff(
-    stack: Stack, kazoo: KazooClient, zk_root: str
+    stack: Stack, kazoo: KazooClient, zk_root: str, warm: str
 ) -> None:
     stack.start_api()
-    # The merging process is found as the worker's new child: no warm child may be the one.
+    # The merging process is among the worker's children started since it went idle: with
+    # warm children it may be one that trained a shard, so every such child is killed.
     worker = stack.start_worker(
-        "worker", ZOOTRAIN_RETRY_BACKOFF="2", ZOOTRAIN_WORKER_WARM_CHILDREN="0"
+        "worker", ZOOTRAIN_RETRY_BACKOFF="2", ZOOTRAIN_WORKER_WARM_CHILDREN=warm
     )
     idle = descendants(worker.popen.pid)
     spec = {**slow_spec("merge-dies", n_samples=40_000, max_attempts=2), "shards": 2}
