@@ -181,7 +181,10 @@ def require(scope: Scope) -> Callable[..., Awaitable[Principal]]:
     return dependency
 
 
-READ = Depends(require(Scope.READ))
+read_principal = require(Scope.READ)
+"""The READ dependency's function, for a handler that checks the scope itself
+(app.predict_route)."""
+READ = Depends(read_principal)
 Reader = Annotated[Principal, READ]  # the same dependency as READ: it runs once a request
 Submitter = Annotated[Principal, Depends(require(Scope.SUBMIT))]
 Admin = Annotated[Principal, Depends(require(Scope.ADMIN))]

@@ -5,12 +5,15 @@ walking the trees once per call, to scikit-learn's checks and to the trip to the
 requests for the same model file that wait at the same moment are stacked into one call and
 its answer split back, as BentoML's adaptive batching and Triton's dynamic batcher do.
 
-There is no batching window: a request for a model with a free call slot (``parallel``, two by
-default) is sent at once, so a lone request waits for nothing. Only what arrives while the
-model's calls are all in flight waits, and it waits for one of them to end, not for a timer:
-the next call takes everything queued by then (up to ``max_rows`` rows; a request is never
-split). Under load the batches grow by themselves to what arrives during a call; with one
-client there is none.
+There is no batching window. A request for a model with no call in flight makes its call at
+once, from its own task: a lone request waits for nothing and pays for no hand-over. Otherwise
+it queues, and a sender task takes everything queued by the time it runs (up to ``max_rows``
+rows; a request is never split) into the next call, and goes on while requests wait; the
+model's second call slot (``parallel``, two by default) is used that way, by a sender started
+one loop turn later, so that the requests that arrive in the same turn (under load, many
+connections' requests are read in one) share it. Only what arrives while the model's calls
+are all in flight waits for one of them to end, not for a timer. Under load the batches grow
+by themselves to what arrives during a call; with one client there is none.
 
 Each request keeps its own outcome: the child answers a batch with one outcome per request (its
 predictions, or the domain error that refused its rows), and a request whose client went away
@@ -51,6 +54,7 @@ class _Model:
     call: Call
     waiting: list[_Waiting] = field(default_factory=list)
     senders: set[asyncio.Task[None]] = field(default_factory=set)
+    active: int = 0  # calls in flight: senders' and lone requests' own
 
 
 class Batcher:
@@ -70,24 +74,50 @@ class Batcher:
         model = self._models.get(key)
         if model is None:
             model = self._models[key] = _Model(call)
+        if not model.active:
+            # Nothing in flight for this model: its own call at once, from its own task.
+            return await self._alone(key, model, rows)
         answer: asyncio.Future[list[Any]] = asyncio.get_running_loop().create_future()
         model.waiting.append(_Waiting(rows, answer))
-        if len(model.senders) < self.parallel:
-            # A call slot is free for this model: send at once (no window to wait out).
+        self._start_sender(key, model)
+        return await answer
+
+    async def _alone(self, key: str, model: _Model, rows: Rows) -> list[Any]:
+        """This request's own call, made from its own task (no sender to start, and no hop
+        through one on the way back)."""
+        model.active += 1
+        self.calls += 1
+        self.requests += 1
+        try:
+            (outcome,) = await model.call([rows])
+        finally:
+            model.active -= 1
+            # Whatever queued behind this call (all the slots were busy) goes next.
+            self._start_sender(key, model)
+        if isinstance(outcome, DomainError):
+            raise outcome
+        return outcome
+
+    def _start_sender(self, key: str, model: _Model) -> None:
+        if model.waiting and model.active < self.parallel:
+            model.active += 1
             sender = asyncio.create_task(self._send(key, model))
             model.senders.add(sender)
-        return await answer
+        elif not model.active and not model.waiting:
+            self._models.pop(key, None)
 
     async def _send(self, key: str, model: _Model) -> None:
         try:
             while batch := self._take(model):
                 await self._call(model.call, batch)
         finally:
+            model.active -= 1
             model.senders.discard(asyncio.current_task())
-            if not model.senders:
-                # Empty unless cancelled (the service stopping): nobody will send them.
+            if not model.active:
+                # Empty unless cancelled (the service stopping): nobody is left to send them.
                 for request in model.waiting:
                     request.answer.cancel()
+                model.waiting.clear()
                 self._models.pop(key, None)
 
     def _take(self, model: _Model) -> list[_Waiting]:

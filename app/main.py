@@ -89,6 +89,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     problems.install(app)
     for router in (
+        models.predict_router,  # first: the route most requests take
         jobs.router,
         datasets.router,
         models.router,

@@ -52,12 +52,19 @@ class ModelCache:
         self.reserved = 0  # bytes of the models being loaded
         self.loads = 0  # model files read, in all
 
+    def loaded(self, sha256: str) -> Any | None:
+        """The model if it is loaded already (a use: it becomes the most recently used)."""
+        entry = self._models.get(sha256)
+        if entry is None:
+            return None
+        self._models.move_to_end(sha256)
+        return entry.model
+
     async def get(self, uri: str, sha256: str, size: int) -> Any:
         """The loaded model whose file is ``uri`` (checked against ``sha256``; ``size`` bytes)."""
-        entry = self._models.get(sha256)
-        if entry is not None:
-            self._models.move_to_end(sha256)
-            return entry.model
+        model = self.loaded(sha256)
+        if model is not None:
+            return model
         loading = self._loading.get(sha256)
         if loading is None:
             # A task of its own: a request that goes away does not cancel the others' load.

@@ -10,13 +10,12 @@ from typing import Annotated, Any, TypeVar
 from fastapi import APIRouter, Depends, Header, Path, Query, status
 from fastapi.responses import Response, StreamingResponse
 
-from app import service_metrics
 from app.auth import READ, Admin, Submitter
 from app.deps import Services, services
+from app.predict_route import PredictRoute, predict_rows
 from app.problems import problem_responses
 from zootrain.auth import Principal, Scope
 from zootrain.errors import ArtifactError, Forbidden, Gone, InvalidRequest, NotFound
-from zootrain.inputs import RowError, encode_records, split_to_records
 from zootrain.records import ALIAS_PATTERN, MODEL_NAME_PATTERN, ModelRecord, VersionRecord
 from zootrain.registry import CHAMPION
 from zootrain.spec import RESERVED_ALIASES
@@ -334,55 +333,22 @@ async def _artifact(svc: Services, name: str, record: VersionRecord) -> Response
     )
 
 
-@router.post(
-    "/{name}/predict",
-    response_model=PredictResponse,
-    responses=problem_responses(400, 404, 410, 413, 422, 503),
-)
 async def predict(
     name: ModelName, body: PredictRequest, svc: Annotated[Services, Depends(services)]
 ) -> PredictResponse:
-    if body.rows > svc.settings.max_predict_instances:
-        what = (
-            next(k for k in ("instances", "records") if getattr(body, k) is not None)
-            if (body.dataframe_split is None)
-            else "dataframe_split.data"
-        )
-        raise InvalidRequest(
-            f"{what}: {body.rows} rows exceed the limit of {svc.settings.max_predict_instances}"
-        )
-    record, alias = await svc.registry.serve(name, body.version, body.alias)
-    instances = _instances(name, body, record)
-    # In a prediction process (app.pool), which keeps the model loaded: scikit-learn's own
-    # refusal of the rows comes back as a 422 naming instances.
-    predictions = await svc.pool.predict(record.artifact, record.sha256, record.size, instances)
-    service_metrics.PREDICTIONS.labels(model=name).inc(len(instances))
-    return PredictResponse(model=name, version=record.version, predictions=predictions, alias=alias)
+    return await predict_rows(svc, name, body)
 
 
-def _instances(name: str, body: PredictRequest, record: VersionRecord) -> list[list[float]]:
-    """The rows as the model's encoded feature vectors: instances as given, raw rows encoded
-    with the version's own plan (here, before the prediction pool: pure Python, no numpy)."""
-    if body.instances is not None:
-        for row, values in enumerate(body.instances):
-            if len(values) != record.n_features:
-                raise InvalidRequest(
-                    f"instances[{row}] has {len(values)} values; "
-                    f"model {name} v{record.version} expects {record.n_features}"
-                )
-        return body.instances
-    field = "records" if body.records is not None else "dataframe_split"
-    if record.encoding is None:
-        raise InvalidRequest(
-            f"{field}: model {name} v{record.version} was not trained on an uploaded dataset, "
-            f"so it has no input schema; send instances ({record.n_features} numbers a row)"
-        )
-    try:
-        if body.records is not None:
-            return encode_records(record.encoding, body.records)
-        assert body.dataframe_split is not None
-        split = body.dataframe_split
-        rows = split_to_records(split.columns, split.data)
-        return encode_records(record.encoding, rows, field="dataframe_split.data")
-    except RowError as exc:
-        raise InvalidRequest(str(exc)) from None
+# Predictions come by the thousand: their route has a router of its own, which app.main
+# includes before every other (FastAPI tries a request against the routes in order, each
+# costing a few microseconds). app.predict_route: the same operation, whose common requests
+# skip FastAPI's generic handling.
+predict_router = APIRouter(prefix="/v1/models", tags=["models"], dependencies=[READ])
+predict_router.add_api_route(
+    "/{name}/predict",
+    predict,
+    methods=["POST"],
+    response_model=PredictResponse,
+    responses=problem_responses(400, 404, 410, 413, 422, 503),
+    route_class_override=PredictRoute,
+)

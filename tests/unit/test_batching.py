@@ -138,8 +138,9 @@ async def test_different_models_never_share_a_call() -> None:
         assert all(int(rows[0][0]) % 2 == 0 for rows in batch)
     for batch in two.batches:
         assert all(int(rows[0][0]) % 2 == 1 for rows in batch)
-    # All arrived before either model's first call was sent: one call each, nothing mixed.
-    assert [len(b) for b in one.batches] == [20] and [len(b) for b in two.batches] == [20]
+    # Each model's first request found its slot free and went alone; the other nineteen, which
+    # arrived while it was in flight, shared the next call: nothing mixed.
+    assert [len(b) for b in one.batches] == [1, 19] and [len(b) for b in two.batches] == [1, 19]
 
 
 @run
@@ -172,6 +173,23 @@ async def test_a_request_whose_client_went_away_is_left_out_of_the_next_call() -
     await first
     assert await kept == [2.0]
     assert model.batches[1] == [[[2.0]]]
+
+
+@run
+async def test_a_lone_request_cancelled_in_its_call_hands_its_slot_to_those_waiting() -> None:
+    batcher, model = Batcher(max_rows=1000, parallel=1), Model()
+    model.gate.clear()
+    lone = asyncio.create_task(batcher.predict("m", [[1.0]], model))
+    await until(lambda: len(model.batches) == 1)
+    queued = [asyncio.create_task(batcher.predict("m", [[2.0]], model)) for _ in range(3)]
+    await until(lambda: all(not t.done() for t in queued))
+    lone.cancel()  # its client went away while its own call was in flight
+    with pytest.raises(asyncio.CancelledError):
+        await lone
+    model.gate.set()
+    assert [await t for t in queued] == [[2.0]] * 3
+    assert [len(b) for b in model.batches] == [1, 3]
+    assert batcher._models == {}
 
 
 @run
