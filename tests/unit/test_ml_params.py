@@ -21,6 +21,7 @@ from zootrain.ml.algorithms import (
     MAX_SAMPLES_FRACTION,
     ParamError,
     build_estimator,
+    check_params_for_features,
     check_task,
     validate_params,
 )
@@ -232,6 +233,20 @@ def test_every_integer_parameter_accepted_fits_in_a_c_int() -> None:
                 if branch.get("type") == "integer":
                     assert branch.get("maximum", math.inf) <= MAX_INTEGER, (algorithm, name)
     validate_params(RFC, {"min_samples_split": MAX_INTEGER, "max_leaf_nodes": MAX_LEAF_NODES})
+
+
+def test_forest_params_that_count_features_are_checked_against_the_dataset() -> None:
+    for algorithm in FORESTS:
+        with pytest.raises(ParamError) as info:
+            check_params_for_features(algorithm, {"max_features": 5}, 4)
+        assert info.value.param == "max_features"
+        assert "4 features" in str(info.value)
+        with pytest.raises(ParamError) as info:
+            check_params_for_features(algorithm, {"monotonic_cst": [1, 0, -1]}, 4)
+        assert info.value.param == "monotonic_cst"
+        check_params_for_features(algorithm, {"max_features": 4, "monotonic_cst": [0] * 4}, 4)
+        check_params_for_features(algorithm, {"max_features": 0.5}, 4)  # a fraction: any
+    check_params_for_features("kmeans", {"n_clusters": 50}, 4)  # not a feature count
 
 
 @pytest.mark.parametrize(

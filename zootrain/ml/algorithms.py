@@ -432,6 +432,27 @@ def validate_params(algorithm: str, params: dict[str, Any]) -> dict[str, Any]:
     return cleaned
 
 
+def check_params_for_features(algorithm: str, params: Mapping[str, Any], n_features: int) -> None:
+    """The parameters that count features against the dataset's: scikit-learn checks these in
+    fit(), so a job submitted with max_features=50 on 4 features failed in every shard."""
+    if ALGORITHMS[algorithm].merge != "forest_union":
+        return
+    max_features = params.get("max_features")
+    # A count; a fraction or "sqrt" adapts to any number of features.
+    if type(max_features) is int and max_features > n_features:
+        raise ParamError(
+            "max_features",
+            f"max_features={max_features} exceeds the dataset's {n_features} features",
+        )
+    monotonic_cst = params.get("monotonic_cst")
+    if isinstance(monotonic_cst, list) and len(monotonic_cst) != n_features:
+        raise ParamError(
+            "monotonic_cst",
+            f"monotonic_cst has {len(monotonic_cst)} values; the dataset has {n_features} "
+            "features (one value per feature)",
+        )
+
+
 def build_estimator(algorithm: str, params: dict[str, Any], random_state: int) -> BaseEstimator:
     """An unfitted estimator with validated params, the given seed and one core."""
     alg = get_algorithm(algorithm)
