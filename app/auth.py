@@ -108,6 +108,19 @@ class Gate:
             )
         return principal
 
+    def admits(self, token: str | None, scope: Scope) -> Principal | None:
+        """The principal ``token`` acts as if it may do ``scope`` now, else None: what
+        authenticate and require(scope) let through, without their errors and metrics (a
+        caller that gets None goes through those to answer why; app.submit_route)."""
+        if not self.enabled:
+            return ANONYMOUS
+        if token is None or not self.live:
+            return None
+        principal = self.tokens.authenticate(token)
+        if principal is None or principal.expired(datetime.now(UTC)) or not principal.allows(scope):
+            return None
+        return principal
+
 
 @dataclass
 class RateLimiter:

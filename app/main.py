@@ -16,6 +16,7 @@ from app.deps import Services
 from app.headers import DASHBOARD_CSP, SecurityHeaders, docs_csp, page_headers
 from app.limits import BodySizeLimit, ZooKeeperDeadline
 from app.routers import config, datasets, docs, health, jobs, models, overview, ui, workers
+from app.submit_route import SubmitLane
 from zootrain import __version__
 from zootrain.config_views import ConfigPatch
 from zootrain.settings import Settings, get_settings
@@ -113,6 +114,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         },
     )
     app.add_middleware(ZooKeeperDeadline, seconds=settings.zk_request_timeout)
+    # Outermost of ours: a well-formed submit skips the generic path (app.submit_route).
+    app.add_middleware(
+        SubmitLane,
+        api=app,
+        endpoint=jobs.submit_job,
+        max_bytes=settings.max_request_bytes,
+        deadline=settings.zk_request_timeout,
+    )
     _add_problem_schema(app)
     return app
 

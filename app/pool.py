@@ -9,9 +9,10 @@ child starts in milliseconds.
 Each child keeps the models it has loaded, in a cache bounded by bytes: the pool's bound
 (ZOOTRAIN_MODEL_CACHE_BYTES) is shared out equally, and a model is always predicted by the same
 child (chosen by its sha256), so it is loaded once and counted once. A submit's validation goes
-to the child with the fewest requests in flight. Requests and replies cross one socket per child
-as length-prefixed pickles, many in flight at a time; the loop reads replies with asyncio
-streams, so nothing blocks it.
+to the child with the fewest requests in flight, unless a child has accepted the same checked
+fields before (app.checked_specs: then no child is asked). Requests and replies cross one
+socket per child as length-prefixed pickles, many in flight at a time; the loop reads replies
+with asyncio streams, so nothing blocks it.
 
 The children start with the service, in the background (the forkserver's imports take the
 seconds the service itself no longer spends on them); /readyz answers 200 once they run. A
@@ -36,6 +37,7 @@ from fastapi.exceptions import RequestValidationError
 
 from app import service_metrics
 from app.batching import Batcher, Outcome, Rows
+from app.checked_specs import CheckedSpecs, question
 from zootrain import forkserver
 from zootrain.errors import DomainError, Unavailable
 from zootrain.spec import oversized_search
@@ -159,6 +161,7 @@ class ChildPool:
         self.cache_bytes = max(1, cache_bytes // size)  # each child's share of the bound
         self._children: list[_Child | None] = [None] * size
         self._starting = [asyncio.Lock() for _ in range(size)]
+        self.checked = CheckedSpecs()  # specs a child accepted, by what its checks read
         self.ready = False  # every child has run once: the service is ready to serve
 
     async def start(self) -> None:
@@ -188,7 +191,8 @@ class ChildPool:
         return await self.batcher.predict(f"{sha256}:{uri}", instances, call)
 
     async def validate(self, spec: JobSpec) -> tuple[JobSpec, Cost]:
-        """zootrain.ml.validation.validate_submission and the job's cost, in a child; a
+        """zootrain.ml.validation.validate_submission and the job's cost, in a child (or the
+        answer a child gave to a spec that differs only in what they never read); a
         RequestValidationError (a 422 naming the field) when the spec is refused."""
         oversized = oversized_search(spec)
         if oversized is not None:
@@ -196,16 +200,25 @@ class ChildPool:
             raise RequestValidationError(
                 [{"type": "value_error", "loc": ("body",), "msg": f"Value error, {oversized}"}]
             )
+        key = question(spec)
+        known = self.checked.get(key)
+        if known is not None:
+            # Asked and answered: the child would answer the same (app.checked_specs).
+            service_metrics.CHECKED_FROM_CACHE.inc()
+            changes, cost = known
+            return (spec.model_copy(update=changes) if changes else spec), cost
+        service_metrics.CHECKED_BY_CHILD.inc()
         busy = [len(c.pending) if c is not None and c.alive else 0 for c in self._children]
-        # The spec crosses as its JSON (a fifth of pickling the model's CPU, here where a
-        # submit's CPU is the service's throughput), and comes back as the fields the checks
-        # changed (usually none: nothing to decode); the cost is a small dataclass.
+        # The spec crosses as its JSON (a fifth of pickling the model's CPU), and comes back
+        # as the fields the checks changed (usually none: nothing to decode); the cost is a
+        # small dataclass.
         outcome = await self._call(
             busy.index(min(busy)), "validate_json", spec.model_dump_json().encode()
         )
         if isinstance(outcome, list):
             raise RequestValidationError([{**e, "loc": ("body", *e["loc"])} for e in outcome])
         changes, cost = outcome
+        self.checked.put(key, (changes, cost))
         return (spec.model_copy(update=changes) if changes else spec), cost
 
     async def _call(self, index: int, operation: str, argument: Any) -> Any:

@@ -24,6 +24,14 @@ SUBMIT_SECONDS = Histogram(
     "Time to validate and record a job (the submit multi included)",
     buckets=(0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
 )
+SUBMIT_CHECKS = Counter(
+    "zootrain_submit_checks_total",
+    "Submit validations (scikit-learn's checks and the cost), by where the answer came from: "
+    "a child process, or the answer a child gave for the same checked fields (cached)",
+    ["source"],
+)
+CHECKED_BY_CHILD = SUBMIT_CHECKS.labels(source="child")
+CHECKED_FROM_CACHE = SUBMIT_CHECKS.labels(source="cached")
 CANCELS = Counter("zootrain_jobs_cancelled_total", "Jobs cancelled through DELETE /v1/jobs/{id}")
 REJECTED = Counter("zootrain_submits_rejected_total", "Submits refused", ["reason"])
 QUEUE_DEPTH = Gauge("zootrain_queue_depth", "Unfinished jobs in the ZooKeeper queue")

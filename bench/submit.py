@@ -21,8 +21,10 @@ from testkit.bench_specs import submit_spec
 from zootrain.paths import Paths
 
 LEVELS = (1, 8, 64)
-GOAL_RATIO_AT_64 = 0.5
-GOAL_P99_AT_8 = 0.050
+# Issue 17: jobs/s at 64 clients against the raw multi rate, by job-service processes; p99 at
+# 64 clients (at 8 clients it was 50 ms, met since).
+GOAL_RATIO_AT_64 = {1: 0.6, 2: 0.8}
+GOAL_P99_AT_64 = 0.040
 
 
 async def run(ctx: Context) -> list[Figure]:
@@ -101,7 +103,7 @@ async def run(ctx: Context) -> list[Figure]:
                     f"p50 {p50 * 1000:.1f} ms p99 {p99 * 1000:.1f} ms "
                     f"statuses {load.statuses}; {usage}"
                 )
-                rate_goal = clients == 64
+                rate_goal = GOAL_RATIO_AT_64[processes] if clients == 64 else None
                 ratio = load.rate / raw.rate if raw.rate else None
                 figures.append(
                     Figure(
@@ -110,10 +112,8 @@ async def run(ctx: Context) -> list[Figure]:
                         "jobs/s",
                         baseline=raw.rate,
                         baseline_name="raw multi, pipelined",
-                        goal=f"≥ {GOAL_RATIO_AT_64}x raw" if rate_goal else "",
-                        met=(ratio is not None and ratio >= GOAL_RATIO_AT_64)
-                        if rate_goal
-                        else None,
+                        goal=f"≥ {rate_goal}x raw" if rate_goal else "",
+                        met=(ratio is not None and ratio >= rate_goal) if rate_goal else None,
                         command=command,
                         note=f"{load.accepted} accepted, {load.errors} not; {usage}",
                     )
@@ -128,7 +128,7 @@ async def run(ctx: Context) -> list[Figure]:
                         command=command,
                     )
                 )
-                p99_goal = clients == 8
+                p99_goal = clients == 64
                 figures.append(
                     Figure(
                         f"submit: p99 latency, {clients} clients ({label})",
@@ -136,8 +136,8 @@ async def run(ctx: Context) -> list[Figure]:
                         "s",
                         baseline=raw_p99,
                         baseline_name="raw multi p99, 1 in flight",
-                        goal=f"≤ {GOAL_P99_AT_8 * 1000:.0f} ms" if p99_goal else "",
-                        met=(p99 <= GOAL_P99_AT_8) if p99_goal else None,
+                        goal=f"≤ {GOAL_P99_AT_64 * 1000:.0f} ms" if p99_goal else "",
+                        met=(p99 <= GOAL_P99_AT_64) if p99_goal else None,
                         command=command,
                     )
                 )

@@ -46,6 +46,8 @@ class Claim:
     wound_down: bool = False  # _after_cancel ran: a second cancel must not repeat it
     task: asyncio.Task[None] | None = field(default=None, repr=False)
     claimed_at: datetime = field(default_factory=utcnow)  # what the worker record's "since" says
+    # A merge claim: the job's shard records, all read `done` before it was claimed.
+    shards: list[ShardRecord] | None = field(default=None, repr=False)
 
     @property
     def in_rounds(self) -> bool:
@@ -64,10 +66,14 @@ def takes_round_slot(job: JobRecord, index: int) -> bool:
 class Attempt(NamedTuple):
     """What trying to claim in a job gave: a claim, or none and whether a wake-up is sure to
     come when that may change (a watched lock's release, our own claim's end, a retry's
-    timer). A job with nothing to claim and a wake-up to come is skipped by scans until then."""
+    timer, a slot coming free). A job with nothing to claim and a wake-up to come is skipped by
+    scans until then."""
 
     claim: Claim | None
     waiting: bool
+    # The kinds of slot (for a task of a job training in rounds: True) it needed and found all
+    # taken: a slot of that kind coming free is its wake-up.
+    full: frozenset[bool] = frozenset()
 
 
 class QueuedJob(NamedTuple):

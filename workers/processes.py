@@ -155,11 +155,13 @@ def close_idle() -> None:
 
 def _take_idle(memory_limit: int | None, affinity: str | None) -> _Child | None:
     """An idle child with this memory limit, preferring one last used for ``affinity`` (it
-    holds that job's data and models), else the most recently used."""
+    holds that job's data and models), else the least recently used: the most recent one holds
+    the job whose merge is likeliest to come next (a worker claims its next task while it
+    records the last one: workers/worker.py)."""
     usable = [c for c in _IDLE if c.memory_limit == memory_limit]
     if not usable:
         return None
-    chosen = next((c for c in reversed(usable) if affinity and c.affinity == affinity), usable[-1])
+    chosen = next((c for c in reversed(usable) if affinity and c.affinity == affinity), usable[0])
     _IDLE.remove(chosen)
     if chosen.retire is not None:
         chosen.retire.cancel()

@@ -50,7 +50,8 @@ async def merge_and_publish(worker: Worker, claim: Claim) -> None:
     the job record's version that the merge claim wrote."""
     job, stat = claim.job, claim.stat
     assert stat is not None
-    shards = [
+    # Read `done` by the claim (a done shard never changes): not read again.
+    shards = claim.shards or [
         s
         for s, _ in await worker.zk.retry(
             lambda: worker.queue.read_shards(job.id, job.spec.tasks), session=claim.session
@@ -92,11 +93,11 @@ async def merge_and_publish(worker: Worker, claim: Claim) -> None:
             affinity=job.id,
         )
     except (processes.ChildFailed, processes.ChildDied) as exc:
-        claim.settling = True
+        worker.answered(claim)
         worker_metrics.MERGES.labels(outcome="failed").inc()
         await merge_failed(worker, claim, str(exc))
         return
-    claim.settling = True
+    worker.answered(claim)
     log.info("merged %s; publishing", job.id)
     version = version_record(job, shards, result)
     if version.class_report is not None and version.class_report.note is None:
@@ -144,7 +145,9 @@ async def publish(
         if not await worker.touch(version.artifact):
             raise ArtifactError(f"merged artifact {version.artifact} vanished")
         try:
-            return await worker.registry.publish(worker.queue, job, stat, version, decide)
+            return await worker.registry.publish(
+                worker.queue, job, stat, version, decide, worker.memo.entry_name(job.id)
+            )
         except (*TRANSIENT_ERRORS, SessionExpiredError):
             # SessionExpiredError: a request queued in kazoo when the session turned out
             # to be gone. Either way, try again on whatever session connects.

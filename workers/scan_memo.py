@@ -2,9 +2,12 @@
 
 Each wake-up of the claim loop scans the queue in order. Most queued jobs have nothing to claim
 for a reason a wake-up covers: a lock someone else holds (its release watch), a retry's backoff
-(its timer), our own claim (its end), a terminal job (its entry is going). The memo keeps those
-jobs blocked until such a wake-up forgets them, so that an idle worker re-reads only what may
-have changed; and it keeps the queue's entry names parsed.
+(its timer), our own claim (its end), a terminal job (its entry is going), no free slot of the
+kind its tasks take (one of our claims ending or settling: ``room_freed``). The memo keeps those
+jobs blocked until such a wake-up forgets them, so that a worker re-reads only what may have
+changed; and it keeps the queue's entry names parsed. (A worker whose training slot is busy
+still scans while its slot for jobs training in rounds is free: without the last reason, each
+such scan read every queued job again, every time the queue changed.)
 
 A scan reads a batch of jobs concurrently, and a wake-up may forget a job while its read is in
 flight: the read then says nothing of the change. Every forgetting is therefore numbered, and a
@@ -26,7 +29,12 @@ class ScanMemo:
         self._events = 0  # counts the wake-ups that forget a job ...
         self._touched: dict[str, int] = {}  # ... the latest one for each job, this scan
         self._reset_at = 0  # ... and the latest one that forgot every job
+        # Jobs blocked (also) for want of a slot, by the kind of slot (rounds or not), and the
+        # latest wake-up that freed a slot of each kind.
+        self._full: dict[bool, set[str]] = {False: set(), True: set()}
+        self._freed_at: dict[bool, int] = {False: 0, True: 0}
         self._entries: dict[str, QueueEntry] = {}  # queue entry names, parsed
+        self._names: dict[str, str] = {}  # job id -> its queue entry's name, as last listed
 
     def forget(self, job_id: str) -> None:
         """Something about ``job_id`` changed: the next scan reads it again."""
@@ -36,13 +44,26 @@ class ScanMemo:
 
     def forget_all(self) -> None:
         self._blocked.clear()
+        for jobs in self._full.values():
+            jobs.clear()
         self._events += 1
         self._reset_at = self._events
+
+    def room_freed(self, rounds: bool) -> None:
+        """A slot of this kind (for tasks of jobs training in rounds, or any other) is free:
+        the jobs that found them all taken are read again."""
+        self._blocked -= self._full[rounds]
+        self._full[rounds].clear()
+        self._events += 1
+        self._freed_at[rounds] = self._events
 
     def start_scan(self, queued: list[QueueEntry]) -> list[str]:
         """The jobs of ``queued`` (in order) the scan must read: forgets jobs that left the
         queue, and from here only wake-ups during this scan count."""
-        self._blocked &= {e.job_id for e in queued}
+        queued_ids = {e.job_id for e in queued}
+        self._blocked &= queued_ids
+        for jobs in self._full.values():
+            jobs &= queued_ids
         self._touched.clear()
         return [e.job_id for e in queued if e.job_id not in self._blocked]
 
@@ -52,10 +73,21 @@ class ScanMemo:
         the job since."""
         return self._events
 
-    def block(self, job_id: str, mark: int) -> None:
-        """Skip ``job_id`` until a wake-up forgets it, unless one already did since ``mark``."""
-        if self._reset_at <= mark and self._touched.get(job_id, 0) <= mark:
-            self._blocked.add(job_id)
+    def block(self, job_id: str, mark: int, full: frozenset[bool] = frozenset()) -> None:
+        """Skip ``job_id`` until a wake-up forgets it, unless one already did since ``mark``.
+        ``full``: the kinds of slot it found all taken (``room_freed`` forgets it too)."""
+        if self._reset_at > mark or self._touched.get(job_id, 0) > mark:
+            return
+        if any(self._freed_at[kind] > mark for kind in full):
+            return
+        self._blocked.add(job_id)
+        for kind in full:
+            self._full[kind].add(job_id)
+
+    def entry_name(self, job_id: str) -> str | None:
+        """The name of ``job_id``'s queue entry, if a scan listed it (a name never changes:
+        the publishing multi deletes it without listing the queue again)."""
+        return self._names.get(job_id)
 
     def sorted_queue(self, names: list[str]) -> list[QueueEntry]:
         """zootrain.paths.sorted_queue, parsing only names not seen before: at 10,000 waiting
@@ -69,8 +101,10 @@ class ScanMemo:
                 if entry is None:
                     continue
                 known[name] = entry
+                self._names[entry.job_id] = name
             entries.append(entry)
         if len(known) > 2 * len(entries) + 1000:
             self._entries = {e.name: e for e in entries}
+            self._names = {e.job_id: e.name for e in entries}
         entries.sort(key=_QUEUE_ORDER)
         return entries

@@ -17,7 +17,7 @@ import numpy as np
 
 from zootrain.artifacts import ArtifactStore
 from zootrain.class_quality import NO_PER_CLASS, ClassMetrics, ClassReport, build_report
-from zootrain.ml import modelfile
+from zootrain.ml import heldout, modelfile
 from zootrain.ml.algorithms import ALGORITHMS, build_estimator
 from zootrain.ml.columnar import Manifest
 from zootrain.ml.datasets import (
@@ -31,7 +31,7 @@ from zootrain.ml.datasets import (
 )
 from zootrain.ml.merge import merge_models
 from zootrain.ml.rows import ArraySource, ColumnarSource, RowSource, SyntheticSource
-from zootrain.ml.scoring import evaluate, per_class, predictions
+from zootrain.ml.scoring import evaluate, evaluate_outputs, labels_of, per_class, predictions
 from zootrain.ml.search import baseline_params, best_candidate, cross_validate
 from zootrain.ml.selection import (
     RowPlan,
@@ -99,6 +99,7 @@ class _Warm:
 
     def __init__(self, key: str = "") -> None:
         self.key = key
+        self.spec: JobSpec | None = None
         self.rows: tuple[RowSource, Task, RowPlan] | None = None
         self.models: dict[str, Any] = {}
 
@@ -106,21 +107,36 @@ class _Warm:
 _WARM = _Warm()
 
 
+def _warm(payload: dict[str, Any]) -> _Warm:
+    """What this child keeps of the payload's job, emptied first if it was another job's."""
+    global _WARM
+    key = json.dumps([payload["spec"], payload.get("dataset_source")], sort_keys=True)
+    if _WARM.key != key:
+        _WARM = _Warm(key)
+    return _WARM
+
+
+def _job_spec(payload: dict[str, Any]) -> JobSpec:
+    """The job's spec, validated (``_spec``) once for all the job's tasks in this child: the
+    same JSON gives the same answer."""
+    warm = _warm(payload)
+    if warm.spec is None:
+        warm.spec = _spec(payload)
+    return warm.spec
+
+
 def _job_rows(
     spec: JobSpec, payload: dict[str, Any], store: ArtifactStore
 ) -> tuple[RowSource, Task, RowPlan]:
     """The job's rows, task and plan: from this child's previous task of the job if it had
     them."""
-    global _WARM
-    key = json.dumps([payload["spec"], payload.get("dataset_source")], sort_keys=True)
-    if _WARM.key != key:
-        _WARM = _Warm(key)
-    if _WARM.rows is not None:
-        return _WARM.rows
+    warm = _warm(payload)
+    if warm.rows is not None:
+        return warm.rows
     rows, task = _source(spec, payload, store)
     found = (rows, task, _plan(spec, rows, task))
     if not isinstance(spec.dataset, UploadedDataset):
-        _WARM.rows = found
+        warm.rows = found
     return found
 
 
@@ -131,9 +147,21 @@ def _all_rows(rows: RowSource, plan: RowPlan) -> Split:
     return Split(X_train, y_train, X_test, y_test, plan.classes)
 
 
+def _held(spec: JobSpec, index: int, plan: RowPlan) -> np.ndarray:
+    """The held-out rows shard ``index`` scores itself on, as positions a reader takes."""
+    return plan.to_shuffled(eval_positions(plan, spec.shards, index, spec.strategy))
+
+
+def _whole_held_out(spec: JobSpec, index: int, plan: RowPlan) -> str | None:
+    """The key (zootrain.ml.heldout) of the held-out rows shard ``index`` scores itself on if
+    they are the job's whole held-out set, the rows the merge scores the merged model on."""
+    held = _held(spec, index, plan)
+    return heldout.rows_key(held) if len(held) == plan.n_test else None
+
+
 def _shard_rows(spec: JobSpec, index: int, rows: RowSource, plan: RowPlan) -> Split:
     """One shard's training rows and the held-out rows it scores itself on: nothing else."""
-    held = plan.to_shuffled(eval_positions(plan, spec.shards, index))
+    held = _held(spec, index, plan)
     if spec.partition == "range":
         test_original = rows.original_index(plan.to_shuffled(plan.test))
         X_train, y_train = rows.original(range_rows(plan, test_original, spec.shards, index))
@@ -157,7 +185,7 @@ def held_out(payload: dict[str, Any]) -> Split:
 
 def train_shard(payload: dict[str, Any]) -> dict[str, Any]:
     """One task of a job: a data shard's model, the all-rows baseline, or a search candidate."""
-    spec = _spec(payload)
+    spec = _job_spec(payload)
     index: int = payload["index"]
     store = ArtifactStore(payload["artifacts"])
     rows, task, plan = _job_rows(spec, payload, store)
@@ -167,6 +195,7 @@ def train_shard(payload: dict[str, Any]) -> dict[str, Any]:
     if role == "baseline":
         return _baseline(spec, _all_rows(rows, plan), task)
     split = _shard_rows(spec, index, rows, plan)
+    key = _whole_held_out(spec, index, plan)
     del rows, plan
     started = time.perf_counter()
     model = fit_job_shard(
@@ -179,7 +208,12 @@ def train_shard(payload: dict[str, Any]) -> dict[str, Any]:
         job_seed=spec.random_state,
     )
     seconds = time.perf_counter() - started
-    metrics, _, (uri, digest) = _score_and_write(store, model, split, task)
+    # A forest's predictions of the held-out rows, once: its scores come from them, and if they
+    # are of the job's whole held-out set they go into its file for the merge to pool.
+    outputs = heldout.forest_outputs(model, split.X_test, task)
+    if outputs is not None and key is not None:
+        heldout.keep(model, key, outputs)
+    metrics, _, (uri, digest) = _score_and_write(store, model, split, task, outputs)
     _WARM.models[digest] = model
     return {
         "artifact": uri,
@@ -243,18 +277,22 @@ def _baseline(spec: JobSpec, split: Split, task: Task) -> dict[str, Any]:
 
 def merge_job(payload: dict[str, Any]) -> dict[str, Any]:
     """Merge a job's shard models (or pick and refit its best candidate) and score the result."""
-    spec = _spec(payload)
+    spec = _job_spec(payload)
     store = ArtifactStore(payload["artifacts"])
     tasks: list[dict[str, Any]] = payload["shards"]
     rows, task, plan = _job_rows(spec, payload, store)
     extra: dict[str, Any] = {}
     models: list[Any] = []  # the shard models, for a train job
+    outputs = None  # the merged forest's predictions of the held-out rows, pooled
+    key = ""  # names the held-out rows the shards' kept predictions must be of
     if spec.kind == "search":
         split = _all_rows(rows, plan)  # the best candidate is refitted on every training row
         model, extra["search"] = _best_candidate(spec, tasks, split)
     else:
         # Only the held-out rows: the merged model is scored on them.
-        X_test, y_test = rows.shuffled(plan.to_shuffled(plan.test))
+        test = plan.to_shuffled(plan.test)
+        key = heldout.rows_key(test)
+        X_test, y_test = rows.shuffled(test)
         split = Split(np.empty((0, X_test.shape[1])), y_test[:0], X_test, y_test, plan.classes)
         shards = [t for t in tasks if t["role"] == "shard"]
         if spec.rounds:
@@ -268,8 +306,14 @@ def merge_job(payload: dict[str, Any]) -> dict[str, Any]:
                 for s in shards
             ]
             model = merge_models(spec.algorithm, models, [s["rows"] for s in shards])
-    metrics, data_size, (uri, digest) = _score_and_write(store, model, split, task)
-    extra["class_report"] = _class_report(spec, model, models, tasks, split, task)
+            # Forest shards that scored themselves on these very rows predicted them for the
+            # merged forest already (zootrain.ml.heldout).
+            outputs = heldout.pooled(models, key)
+    if outputs is None:
+        # Predicted by the merged model itself, once, for both its scores and its report.
+        outputs = heldout.forest_outputs(model, split.X_test, task)
+    metrics, data_size, (uri, digest) = _score_and_write(store, model, split, task, outputs)
+    extra["class_report"] = _class_report(spec, model, outputs, models, key, tasks, split, task)
     baseline = next((t for t in tasks if t["role"] == "baseline"), None)
     if baseline is not None:
         extra["baseline_metrics"] = baseline["metrics"]
@@ -307,25 +351,31 @@ def _per_class(spec: JobSpec, model: Any, split: Split, task: Task) -> list[dict
 def _class_report(
     spec: JobSpec,
     model: Any,
+    outputs: np.ndarray | None,
     models: list[Any],
+    key: str,
     tasks: list[dict[str, Any]],
     split: Split,
     task: Task,
 ) -> dict[str, Any]:
     """The version's per-class report: the merged model's, the baseline's (from its task) and
     every shard model's metrics on the job's held-out split, and the classes whose recall the
-    merge lost (zootrain.class_quality)."""
+    merge lost (zootrain.class_quality). ``outputs``: the merged forest's probabilities of the
+    held-out rows, if known (a forest's labels are their argmax); a shard's come from the
+    probabilities it kept in its file for the same rows (named by ``key``), if it did."""
     if task != "classification":
         return ClassReport(note=NO_PER_CLASS["regression"]).model_dump(mode="json")
     if ALGORITHMS[spec.algorithm].task == "clustering":
         return ClassReport(note=NO_PER_CLASS["clustering"]).model_dump(mode="json")
-    merged = _per_class(spec, model, split, task)
-    assert merged is not None
+    merged = per_class(split.y_test, _labels(model, outputs, split), split.classes)
     baseline = next((t for t in tasks if t["role"] == "baseline"), None)
     baseline_metrics = None if baseline is None else baseline.get("class_metrics")
     # Each shard model on the whole held-out split (a shard scored itself on a slice only):
     # the same rows as the merged model, so the best shard is a fair reference.
-    shard_metrics = [_per_class(spec, m, split, task) or [] for m in models] or None
+    shard_metrics = [
+        per_class(split.y_test, _labels(m, heldout.kept(m, key), split), split.classes)
+        for m in models
+    ] or None
     report = build_report(
         [ClassMetrics.model_validate(m) for m in merged],
         baseline=None
@@ -336,6 +386,14 @@ def _class_report(
         else [[ClassMetrics.model_validate(m) for m in s] for s in shard_metrics],
     )
     return report.model_dump(mode="json")
+
+
+def _labels(model: Any, outputs: np.ndarray | None, split: Split) -> np.ndarray:
+    """A classifier's labels for the held-out rows: the argmax of its forest probabilities if
+    they are known, else its own prediction."""
+    if outputs is not None:
+        return labels_of(outputs, model.classes_)
+    return predictions(model, split.X_test)
 
 
 def _gate(
@@ -374,19 +432,38 @@ def gate_score(metrics: dict[str, float], task: Task) -> tuple[str, float | None
 
 
 def _score_and_write(
-    store: ArtifactStore, model: Any, split: Split, task: Task
+    store: ArtifactStore,
+    model: Any,
+    split: Split,
+    task: Task,
+    outputs: np.ndarray | None = None,
 ) -> tuple[dict[str, float], int, tuple[str, str]]:
     """Held-out metrics, and the model file written: (metrics, size, (uri, sha256)).
+    ``outputs``: the forest's predictions of the held-out rows, if known (zootrain.ml.heldout):
+    the scores are taken from them rather than by predicting again.
 
-    The two overlap: both spend their time in C code that releases the GIL (zip and sha256;
-    the trees' predictions), and for a big forest each takes a few hundred milliseconds on the
-    path from the last shard to the publish. Neither changes the model.
+    A model that has to predict does so while its file is written: both spend their time in C
+    code that releases the GIL (the trees' predictions; zip and sha256), and for a big forest
+    each takes a few hundred milliseconds on the path from the last shard to the publish.
+    Scores from known outputs are a little NumPy: a thread would only contend with the
+    writer's Python (skops) for the GIL, and its start alone cost a tiny task milliseconds.
+    Neither changes the model.
     """
 
     def write() -> tuple[int, tuple[str, str]]:
         data = modelfile.dumps(model)
         return len(data), store.put(data)
 
+    if outputs is not None:
+        metrics = evaluate_outputs(
+            outputs,
+            split.y_test,
+            task=task,
+            model_classes=getattr(model, "classes_", None),
+            classes=split.classes,
+        )
+        size, stored = write()
+        return metrics, size, stored
     with ThreadPoolExecutor(max_workers=1) as pool:
         written = pool.submit(write)
         metrics = evaluate(model, split.X_test, split.y_test, task=task, classes=split.classes)

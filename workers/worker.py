@@ -116,6 +116,8 @@ class Worker:
         self.config_watch.listeners.append(self._config_changed)
         self.draining = False  # /drains/<id> exists: finish what is held, claim nothing new
         self._drain_reading = asyncio.Lock()
+        self._record_writing = False  # a write of this worker's record is in flight ...
+        self._record_stale = False  # ... and the record changed since it was built
 
     # -- lifecycle ------------------------------------------------------------------------------
 
@@ -285,7 +287,10 @@ class Worker:
     def _config_changed(self, changed: set[str]) -> None:
         # A grown capacity or a resume has work to claim now; a shrink or a pause only stops
         # the next claim (running shards are never cut short by a setting).
-        if changed & {"paused", "worker_concurrency"}:
+        if changed & {"worker_concurrency", "worker_round_shards"}:
+            self.memo.room_freed(False)
+            self.memo.room_freed(True)
+        if changed & {"paused", "worker_concurrency", "worker_round_shards"}:
             self.wake()
         self.side_task(self._update_record())
 
@@ -319,12 +324,23 @@ class Worker:
             await self.zk.delete(self.paths.drain(self.id))
 
     async def _update_record(self) -> None:
-        if not self._registered:
+        """Write this worker's record as it is now. Asked again while a write is in flight,
+        one more write follows it (the record is built when it is sent, so it shows the
+        latest): a busy worker's claims and ends fold into fewer writes, none is lost."""
+        if self._record_writing:
+            self._record_stale = True
             return
+        self._record_writing = True
         try:
-            await self.zk.set(self.paths.worker(self.id), self._record().dump())
-        except (NoNodeError, SessionExpiredError, *TRANSIENT_ERRORS):
-            pass  # re-registration after a reconnect writes a fresh record
+            self._record_stale = True
+            while self._record_stale and self._registered:
+                self._record_stale = False
+                try:
+                    await self.zk.set(self.paths.worker(self.id), self._record().dump())
+                except (NoNodeError, SessionExpiredError, *TRANSIENT_ERRORS):
+                    return  # re-registration after a reconnect writes a fresh record
+        finally:
+            self._record_writing = False
 
     # -- dispatch -------------------------------------------------------------------------------
 
@@ -350,10 +366,24 @@ class Worker:
 
     def _room(self, *, rounds: bool) -> bool:
         """A free slot: for a shard of a job training in rounds (held for the whole job, its
-        child mostly waiting), or for any other task."""
-        held = sum(1 for c in self.claims.values() if c.in_rounds == rounds)
+        child mostly waiting), or for any other task.
+
+        A claim whose child has answered (settling: writing its outcome, releasing its lock,
+        claiming the job's merge) holds no slot: its round trips to ZooKeeper overlap the next
+        claim's and the next child's work instead of idling the slot. Up to as many again may
+        be settling at once, so that a slow ZooKeeper cannot pile them up.
+        """
+        mine = [c for c in self.claims.values() if c.in_rounds == rounds]
         limit = self.settings.worker_round_shards if rounds else self.settings.worker_concurrency
-        return held < limit
+        working = sum(1 for c in mine if not c.settling)
+        return working < limit and len(mine) < 2 * limit
+
+    def answered(self, claim: Claim) -> None:
+        """The claim's child has answered: from now on it only records the outcome, and its slot
+        is free (``_room``)."""
+        claim.settling = True
+        self.memo.room_freed(claim.in_rounds)
+        self.wake()
 
     def _start(self, claim: Claim) -> None:
         self.claims[claim.key] = claim
@@ -368,6 +398,7 @@ class Worker:
             self.claims.pop(claim.key)
         self._held.discard(claim.lock)
         self.memo.forget(claim.job.id)
+        self.memo.room_freed(claim.in_rounds)
         worker_metrics.BUSY.set(len(self.claims))
         asyncio.get_running_loop().create_task(self._update_record())
         self.wake()
@@ -379,8 +410,10 @@ class Worker:
 
     async def _find_work(self) -> Claim | None:
         names = await self._arm("queue-children", self._queue_changed, self.zk.get_children)
-        # The housekeeper writes to the queue node to wake everyone for what no watch covered.
-        await self._arm("queue-data", self._nudged, self.zk.exists)
+        if "queue-data" not in self._armed:
+            # The housekeeper writes to the queue node to wake everyone for what no watch
+            # covered. Read only to set the watch: while it is set, nothing is to be learnt.
+            await self._arm("queue-data", self._nudged, self.zk.exists)
         entries = self.memo.sorted_queue(names)
         self._drop_timers({e.job_id for e in entries})
         todo = self.memo.start_scan(entries)
@@ -403,7 +436,7 @@ class Worker:
                 if attempt.claim is not None:
                     return attempt.claim
                 if attempt.waiting:
-                    self.memo.block(job_id, mark)
+                    self.memo.block(job_id, mark, attempt.full)
         return None
 
     def _drop_timers(self, queued: set[str]) -> None:
@@ -427,7 +460,8 @@ class Worker:
         job, shards = queued
         now = time.time()
         waiting = True
-        for shard, _ in shards:
+        full: set[bool] = set()  # kinds of slot found all taken
+        for shard, stat in shards:
             key = f"{job.id}/{shard.index}"
             if key in self.claims:
                 continue  # ours: its end forgets the job
@@ -436,24 +470,25 @@ class Worker:
                 continue
             if shard.state not in (ShardState.pending, ShardState.running):
                 continue  # done, failed, cancelled: final
-            if not self._room(rounds=takes_round_slot(job, shard.index)):
-                waiting = False  # our own claim's end wakes us
+            rounds = takes_round_slot(job, shard.index)
+            if not self._room(rounds=rounds):
+                full.add(rounds)  # a slot coming free wakes us (memo.room_freed)
                 continue
-            attempt = await self._claim_shard(job, shard.index)
+            attempt = await self._claim_shard(job, shard, stat)
             if attempt.claim is not None:
                 return attempt
             waiting = waiting and attempt.waiting
-        if (
-            all(s.state == ShardState.done for s, _ in shards)
-            and f"{job.id}/merge" not in self.claims
-            and self._room(rounds=False)
+        if all(s.state == ShardState.done for s, _ in shards) and (
+            f"{job.id}/merge" not in self.claims
         ):
-            if (job.merge_not_before or 0) > now:
+            if not self._room(rounds=False):
+                full.add(False)
+            elif (job.merge_not_before or 0) > now:
                 self.wake_at(f"{job.id}/merge", job.merge_not_before or now)
-                return Attempt(None, waiting)
-            attempt = await self._claim_merge(job)
-            return Attempt(attempt.claim, waiting and attempt.waiting)
-        return Attempt(None, waiting)
+            else:
+                attempt = await self._claim_merge(job, [s for s, _ in shards])
+                return Attempt(attempt.claim, waiting and attempt.waiting, frozenset(full))
+        return Attempt(None, waiting, frozenset(full))
 
     async def _take(self, lock: str) -> bool | None:
         """Take ``lock`` for a claim: True if taken, None if one of our own claims holds it
@@ -497,15 +532,22 @@ class Worker:
             return Attempt(None, waiting=await self._watch_lock(lock))
         return None
 
-    async def _claim_shard(self, job: JobRecord, index: int) -> Attempt:
+    async def _claim_shard(self, job: JobRecord, shard: ShardRecord, stat: ZnodeStat) -> Attempt:
+        """Claim a shard as the scan read it (``stat``: the version it was read at).
+
+        Only the holder of the lock writes the record, but the scan read it before we held the
+        lock: it may have changed since (another worker's claim and outcome). The claim's write
+        carries the version read, so a record that moved on is never overwritten; we let the
+        lock go and look again. (Reading it again under the lock would cost a round trip on
+        every claim to save one on the rare claim that lost that race.)
+        """
+        index = shard.index
         lock = self.paths.shard_lock(job.id, index)
         refused = await self._lock_for_claim(lock)
         if refused is not None:
             return refused
         session = self.zk.session_id
         try:
-            # Only now, holding the lock, is the record's state meaningful: re-read it.
-            shard, stat = await self.queue.read_shard(job.id, index)
             claimable = shard.state == ShardState.pending or shard.state == ShardState.running
             if not claimable or (shard.not_before or 0) > time.time():
                 await self._let_go(lock)
@@ -541,13 +583,17 @@ class Worker:
             waited = (utcnow() - job.created_at).total_seconds()
             worker_metrics.CLAIM_LATENCY.observe(max(0.0, waited))
         claim = Claim(job=job, lock=lock, index=index, shard=running, stat=written, session=session)
-        self.side_task(self._mark_running(job.id, session))
+        if job.state == JobState.queued:  # as read by this scan: never moves back to queued
+            self.side_task(self._mark_running(job.id, session))
         return Attempt(claim, waiting=False)
 
-    async def _claim_merge(self, job: JobRecord) -> Attempt:
+    async def _claim_merge(self, job: JobRecord, shards: list[ShardRecord]) -> Attempt:
         """Holding the merge lock, the claim moves the job to ``merging`` with one more merge
         attempt (version-checked): the version it writes is what the publishing multi checks,
         so a merger that lost its lock (and session) can never publish.
+
+        ``shards``: the job's shard records, read all ``done`` (final: nothing moves a done
+        shard), which the merge takes as they are.
         """
         lock = self.paths.merge_lock(job.id)
         refused = await self._lock_for_claim(lock)
@@ -587,7 +633,8 @@ class Worker:
             await self._let_go(lock)  # changed under us (cancelled): look again later
             return Attempt(None, waiting=False)
         log.info("claim %s/merge attempt %d", job.id, merging.merge_attempts)
-        return Attempt(Claim(job=merging, lock=lock, stat=written, session=session), waiting=False)
+        claim = Claim(job=merging, lock=lock, stat=written, session=session, shards=shards)
+        return Attempt(claim, waiting=False)
 
     def side_task(self, work: Awaitable[None]) -> None:
         task = asyncio.ensure_future(work)
@@ -687,19 +734,19 @@ class Worker:
                     memory_limit=self.memory_limit,
                     affinity=claim.job.id,
                 )
-            claim.settling = True
+            self.answered(claim)
             log.info("trained %s in %.2fs; recording it", claim.key, result["train_seconds"])
         except asyncio.CancelledError:
             await asyncio.shield(self._after_cancel(claim))
             return
         except (processes.ChildFailed, processes.ChildDied) as exc:
-            claim.settling = True
+            self.answered(claim)
             log.warning("shard %s failed: %s", claim.key, exc)
             worker_metrics.SHARDS.labels(algorithm=claim.job.spec.algorithm, outcome="failed").inc()
             await self._shard_failed(claim, str(exc))
             return
         except Exception as exc:
-            claim.settling = True
+            self.answered(claim)
             log.exception("shard %s failed", claim.key)
             await self._shard_failed(claim, f"{type(exc).__name__}: {exc}")
             return
@@ -730,7 +777,7 @@ class Worker:
             result["train_seconds"]
         )
         # The worker finishing the last shard merges at once rather than waiting for a wake.
-        merge = await self._claim_merge_if_complete(claim.job)
+        merge = await self._claim_merge_if_complete(claim.job, done)
         if merge is not None:
             self._start(merge)
 
@@ -842,13 +889,22 @@ class Worker:
         worker_metrics.FENCED.labels(write=kind).inc()
         log.warning("%s write refused on its version: %s moved on since our claim", kind, path)
 
-    async def _claim_merge_if_complete(self, job: JobRecord) -> Claim | None:
+    async def _claim_merge_if_complete(self, job: JobRecord, done: ShardRecord) -> Claim | None:
+        """The job's merge, if ``done`` (our shard's record, just written: not read back) was
+        the last of its shards."""
         if self._stopping.is_set():
             return None
         try:
-            shards = await self.queue.read_shards(job.id, job.spec.tasks)
-            if all(s.state == ShardState.done for s, _ in shards):
-                return (await self._claim_merge(job)).claim
+            others = await asyncio.gather(
+                *(
+                    self.queue.read_shard(job.id, index)
+                    for index in range(job.spec.tasks)
+                    if index != done.index
+                )
+            )
+            shards = sorted([done, *(s for s, _ in others)], key=lambda s: s.index)
+            if all(s.state == ShardState.done for s in shards):
+                return (await self._claim_merge(job, shards)).claim
         except Exception:
             log.exception("checking %s for a merge failed", job.id)
         return None

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import hashlib
 import logging
 import math
@@ -28,6 +29,7 @@ from zootrain.records import (
     JobState,
     ShardRecord,
     ShardState,
+    TaskRole,
     new_job_id,
     utcnow,
 )
@@ -50,7 +52,23 @@ Versioned = tuple[JobRecord, ZnodeStat]
 class Submitted:
     job: JobRecord
     created: bool  # False when an Idempotency-Key replayed an earlier submit
-    shards: list[ShardRecord] | None = None  # as created: no need to read them back
+    # A created job: the job with its shards as JSON, from the very bytes written (no need to
+    # read them back or dump them again).
+    written: bytes | None = None
+
+
+@functools.lru_cache(maxsize=1024)
+def _new_task(index: int, role: TaskRole) -> bytes:
+    """A task record as submit creates it (pending, never claimed): the same bytes in every
+    job, so they are made once."""
+    return ShardRecord(index=index, role=role).dump()
+
+
+def job_view_json(job: bytes, shards: list[bytes]) -> bytes:
+    """A job record's JSON with its shard records' as ``shards``: what JobView (the record's
+    fields, then ``shards``) dumps, made from the bytes already written instead of dumping the
+    same records again."""
+    return b"".join((job[:-1], b',"shards":[', b",".join(shards), b"]}"))
 
 
 class QueueGauge:
@@ -170,9 +188,10 @@ class JobQueue:
         the job is recorded with the strategy chosen, the choice and the submit's warnings.
         An Idempotency-Key's fingerprint is the spec as asked, before the choice.
         """
-        fingerprint = spec.fingerprint()
         key_path = None
+        fingerprint = ""
         if idempotency_key is not None:
+            fingerprint = spec.fingerprint()
             # Keys are scoped to their owner: one token cannot replay (and so read) another's job.
             scoped = idempotency_key if owner is None else f"{owner}\0{idempotency_key}"
             key_path = self.paths.idempotency_key(hashlib.sha256(scoped.encode()).hexdigest())
@@ -200,11 +219,12 @@ class JobQueue:
         if dataset_source is not None and dataset_version is not None:
             # First, so that its failure is told apart from the creates' by its index.
             tx.check(self.paths.dataset(dataset_source.dataset_id), dataset_version)
-        tx.create(self.paths.job(job.id), job.dump())
+        job_bytes = job.dump()
+        tx.create(self.paths.job(job.id), job_bytes)
         tx.create(self.paths.shards(job.id))
-        shards = [ShardRecord(index=i, role=spec.role(i)) for i in range(spec.tasks)]
-        for shard in shards:
-            tx.create(self.paths.shard(job.id, shard.index), shard.dump())
+        shard_bytes = [_new_task(i, spec.role(i)) for i in range(spec.tasks)]
+        for index, data in enumerate(shard_bytes):
+            tx.create(self.paths.shard(job.id, index), data)
         tx.create(self.paths.queue_prefix(job.id, spec.priority), job.id.encode(), sequence=True)
         if key_path is not None:
             record = IdempotencyRecord(job_id=job.id, fingerprint=fingerprint, created_at=now)
@@ -216,7 +236,7 @@ class JobQueue:
             try:
                 await self.zk.commit(tx)
                 self.gauge.added()
-                return Submitted(job, created=True, shards=shards)
+                return Submitted(job, True, job_view_json(job_bytes, shard_bytes))
             except TransactionFailed as failed:
                 if (
                     key_path is not None
@@ -246,7 +266,7 @@ class JobQueue:
                     await self.zk.sync(self.paths.job(job.id))
                     if await self.zk.exists(self.paths.job(job.id)) is not None:
                         self.gauge.added()
-                        return Submitted(job, created=True, shards=shards)
+                        return Submitted(job, True, job_view_json(job_bytes, shard_bytes))
                 except RequestDeadlineExceeded:
                     raise _unknown(job.id) from None
                 tx = _copy_transaction(self.zk, tx)
@@ -421,17 +441,24 @@ class JobQueue:
         *,
         error: str | None,
         also: Callable[[TransactionRequest], None] | None = None,
+        entry: str | None = None,
     ) -> JobRecord:
         """Move a job to a terminal state and drop its queue entry, in one version-checked multi.
 
         ``also`` adds operations that must happen with it (a version node, a failed shard).
+        ``entry``: the job's queue entry name if the caller knows it (a worker's scan listed
+        it; an entry's name never changes), which saves listing the queue.
         Raises BadVersionError when the job record changed since ``stat`` was read.
         """
         now = utcnow()
         done = job.model_copy(
             update={"state": state, "error": error, "updated_at": now, "finished_at": now}
         )
-        entry = await self.find_queue_entry(job.id)
+        if entry is None:
+            entry = await self.find_queue_entry(job.id)
+            known = False
+        else:
+            known = True
         tx = self.zk.transaction()
         tx.set_data(self.paths.job(job.id), done.dump(), stat.version)
         if entry is not None:
@@ -442,6 +469,9 @@ class JobQueue:
             await self.zk.commit(tx)
         except TransactionFailed as failed:
             if isinstance(failed.error, NoNodeError) and entry is not None and failed.index == 1:
+                if known:
+                    # Gone since the caller listed it: find out from a listing of our own.
+                    return await self.finish_job(job, stat, state, error=error, also=also)
                 # The entry went away between listing and deleting (another finisher): re-read.
                 raise BadVersionError() from None
             if isinstance(failed.error, BadVersionError) and failed.index == 0:

@@ -265,8 +265,10 @@ class Registry:
         stat: ZnodeStat,
         version: VersionRecord,
         decide: Callable[[ModelRecord], Promotion] | None = None,
+        entry: str | None = None,
     ) -> JobRecord:
         """Create the version, set the job ``succeeded`` and drop its queue entry, atomically.
+        ``entry``: the job's queue entry name, if known (JobQueue.finish_job).
 
         ``decide`` (a job with spec.publish): whether the version takes the alias, given the
         model's aliases as they are now. The multi then also writes (or, refused, checks) the
@@ -277,9 +279,12 @@ class Registry:
         another merger): the version is then not created, so it is published at most once.
         """
         name = job.spec.model_name
-        await self.zk.ensure_path(self.paths.model(name))
         while True:
-            numbers = await self.versions(name)
+            try:
+                numbers = await self.versions(name)
+            except NotFound:
+                await self.zk.ensure_path(self.paths.model(name))  # the model's first version
+                continue
             number = (numbers[-1] if numbers else 0) + 1
             record = version.model_copy(update={"version": number, "created_at": utcnow()})
             model = ModelRef(name=name, version=number)
@@ -300,6 +305,7 @@ class Registry:
                     JobState.succeeded,
                     error=None,
                     also=add_version,
+                    entry=entry,
                 )
             except TransactionFailed as failed:
                 if isinstance(failed.error, NodeExistsError):

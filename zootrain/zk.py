@@ -31,6 +31,8 @@ from kazoo.protocol.states import KazooState, WatchedEvent, ZnodeStat
 from kazoo.retry import KazooRetry
 from kazoo.security import make_digest_acl
 
+from zootrain.kazoo_handler import DirectResult, PollingHandler
+
 __all__ = [
     "KazooState",
     "RequestDeadlineExceeded",
@@ -141,6 +143,9 @@ class ZooKeeper:
             connection_retry=retry,
             auth_data=[("digest", digest)] if digest is not None else None,
             default_acl=acl,
+            # One poll a socket wait, and replies handed to the loop from kazoo's connection
+            # thread (not through its completion thread): zootrain.kazoo_handler says why.
+            handler=PollingHandler(),
         )
         self.hosts = hosts
         self.session_timeout = session_timeout
@@ -301,7 +306,10 @@ class ZooKeeper:
             with contextlib.suppress(RuntimeError):
                 loop.call_soon_threadsafe(settle, result)
 
-        async_result.rawlink(on_done)
+        if isinstance(async_result, DirectResult):
+            async_result.link_now(on_done)  # on_done only schedules: safe in kazoo's thread
+        else:
+            async_result.rawlink(on_done)
         return future
 
     def _watch(self, watch: Watch | None) -> Callable[[WatchedEvent], None] | None:

@@ -54,3 +54,37 @@ def test_a_job_that_left_the_queue_is_forgotten() -> None:
     # Gone from the queue, then back (a new entry for the same job id): read again.
     memo.start_scan(memo.sorted_queue([C]))
     assert memo.start_scan(memo.sorted_queue([A, C])) == ["a" * 20, "c" * 20]
+
+
+def test_a_job_that_found_every_slot_taken_waits_for_one_to_come_free() -> None:
+    """A busy worker still scans while its slot for jobs training in rounds is free: a job
+    that found the other slots taken is not read again until one of them comes free."""
+    memo = ScanMemo()
+    queued = memo.sorted_queue([A, B, C])
+    memo.start_scan(queued)
+    memo.block("a" * 20, memo.mark, frozenset({False}))
+    memo.block("c" * 20, memo.mark, frozenset({True}))
+    assert memo.start_scan(queued) == ["b" * 20]
+    memo.room_freed(False)  # one of our claims ended, or its child answered
+    assert memo.start_scan(queued) == ["b" * 20, "a" * 20]
+    memo.room_freed(True)
+    assert memo.start_scan(queued) == ["b" * 20, "a" * 20, "c" * 20]
+
+
+def test_a_slot_freed_during_the_read_keeps_the_job_unblocked() -> None:
+    memo = ScanMemo()
+    queued = memo.sorted_queue([A, C])
+    memo.start_scan(queued)
+    mark = memo.mark
+    memo.room_freed(False)  # while the job was read
+    memo.block("a" * 20, mark, frozenset({False}))
+    memo.block("c" * 20, mark, frozenset({True}))  # another kind: blocked
+    assert memo.start_scan(queued) == ["a" * 20]
+
+
+def test_the_memo_knows_each_listed_jobs_queue_entry() -> None:
+    memo = ScanMemo()
+    memo.sorted_queue([A, B])
+    assert memo.entry_name("a" * 20) == A
+    assert memo.entry_name("b" * 20) == B
+    assert memo.entry_name("c" * 20) is None

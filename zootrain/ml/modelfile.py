@@ -13,6 +13,7 @@ import zipfile
 from pathlib import Path
 from typing import IO, Any
 
+import skops
 import skops.io as sio
 from skops.io.exceptions import UntrustedTypesFoundException
 
@@ -36,8 +37,36 @@ class UntrustedModelError(ValueError):
 
 
 def dumps(model: Any) -> bytes:
-    data: bytes = sio.dumps(model)  # skops ships no types
-    return data
+    """The model as a skops file.
+
+    skops writes its schema with ``json.dumps(indent=2)``, which Python can only do with its
+    pure-Python encoder (the C one writes compact JSON alone): about half of a small forest's
+    dump time, and 40 % of its file. This builds the same file (skops' own zip, state and
+    schema, read by skops' own loader) with the schema written compactly; if skops' internals
+    it uses ever move, it falls back to ``skops.io.dumps`` (tests/unit/test_ml_modelfile.py
+    checks both read back the same).
+    """
+    try:
+        return _compact_dumps(model)
+    except (ImportError, AttributeError, TypeError):
+        # skops' internals moved (or the model holds what skops refuses: it says so below).
+        data: bytes = sio.dumps(model)  # skops ships no types
+        return data
+
+
+def _compact_dumps(model: Any) -> bytes:
+    """skops.io.dumps (skops.io._persist._save) with the schema's JSON compact."""
+    from skops.io._persist import SaveContext, get_state
+
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_STORED) as archive:
+        context = SaveContext(zip_file=archive)
+        state = get_state(model, context)
+        context.clear_memo()
+        state["protocol"] = context.protocol
+        state["_skops_version"] = skops.__version__
+        archive.writestr("schema.json", json.dumps(state))
+    return buffer.getvalue()
 
 
 def load(file: Path | IO[bytes]) -> Any:

@@ -10,7 +10,6 @@ import numpy as np
 from sklearn.base import ClusterMixin
 from sklearn.ensemble import ExtraTreesClassifier, RandomForestClassifier
 from sklearn.metrics import (
-    accuracy_score,
     adjusted_rand_score,
     f1_score,
     log_loss,
@@ -19,6 +18,7 @@ from sklearn.metrics import (
     root_mean_squared_error,
 )
 
+from zootrain.ml import label_metrics
 from zootrain.ml.datasets import Task
 
 FORESTS = (RandomForestClassifier, ExtraTreesClassifier)
@@ -70,26 +70,75 @@ def _classification(
     if proba is not None and proba.ndim == 2 and isinstance(model, FORESTS):
         # A forest's predict *is* the argmax of its predict_proba (scikit-learn's definition):
         # one pass over the trees instead of two, the larger part of evaluating a big forest.
-        pred = np.asarray(model.classes_).take(np.argmax(proba, axis=1), axis=0)
+        pred = labels_of(proba, model.classes_)
     else:
         pred = model.predict(X)
+    return _classification_scores(y, pred, proba, np.asarray(model.classes_), classes)
+
+
+def _classification_scores(
+    y: np.ndarray,
+    pred: np.ndarray,
+    proba: np.ndarray | None,
+    model_classes: np.ndarray,
+    classes: np.ndarray | None,
+) -> dict[str, Any]:
+    # scikit-learn's definitions, computed from label counts (zootrain.ml.label_metrics says
+    # why); scikit-learn itself for whatever those do not cover.
+    f1 = label_metrics.f1_macro(y, pred)
     scores: dict[str, Any] = {
-        "accuracy": accuracy_score(y, pred),
+        "accuracy": label_metrics.accuracy(y, pred),
         # Macro over the labels present in y or the predictions: a class missing from
         # the test set would otherwise count as an F1 of zero.
-        "f1_macro": f1_score(y, pred, average="macro", zero_division=0),
+        "f1_macro": f1_score(y, pred, average="macro", zero_division=0) if f1 is None else f1,
     }
     if proba is not None:
-        labels = np.asarray(model.classes_) if classes is None else np.asarray(classes)
-        over = _proba_over(model, proba, labels)
+        labels = model_classes if classes is None else np.asarray(classes)
+        over = _proba_over(model_classes, proba, labels)
         if over is not None and len(labels) >= 2:
-            scores["log_loss"] = log_loss(y, over, labels=labels)
+            loss = label_metrics.log_loss(y, over, labels)
+            scores["log_loss"] = log_loss(y, over, labels=labels) if loss is None else loss
     return scores
 
 
-def _proba_over(model: Any, proba: np.ndarray, labels: np.ndarray) -> np.ndarray | None:
-    """The model's predict_proba with columns in `labels` order (zeros for labels it lacks)."""
-    model_classes = np.asarray(model.classes_)
+def labels_of(proba: np.ndarray, model_classes: Any) -> np.ndarray:
+    """The labels a forest predicts from its probabilities (the first of tied classes, as
+    ``predict`` takes)."""
+    picked: np.ndarray = np.asarray(model_classes).take(np.argmax(proba, axis=1), axis=0)
+    return picked
+
+
+def evaluate_outputs(
+    outputs: np.ndarray,
+    y: np.ndarray,
+    *,
+    task: Task,
+    model_classes: np.ndarray | None,
+    classes: np.ndarray | None,
+) -> dict[str, float]:
+    """``evaluate`` of a forest from what it predicted for the held-out rows: its
+    ``predict_proba`` (classification; ``model_classes``: its ``classes_``) or its ``predict``
+    (regression). The same scores ``evaluate`` computes from the model, without the model."""
+    if len(outputs) == 0:
+        raise ValueError("cannot evaluate on an empty test set")
+    if len(outputs) != len(y):
+        raise ValueError(f"{len(outputs)} predictions but {len(y)} labels")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        if task == "classification":
+            assert model_classes is not None
+            pred = labels_of(outputs, model_classes)
+            scores = _classification_scores(y, pred, outputs, np.asarray(model_classes), classes)
+        else:
+            scores = {"r2": r2_score(y, outputs), "rmse": root_mean_squared_error(y, outputs)}
+    return {name: float(v) for name, v in scores.items() if math.isfinite(float(v))}
+
+
+def _proba_over(
+    model_classes: np.ndarray, proba: np.ndarray, labels: np.ndarray
+) -> np.ndarray | None:
+    """Probabilities over ``model_classes`` with columns in ``labels`` order (zeros for labels
+    the model lacks)."""
     if np.array_equal(model_classes, labels):
         return proba
     if not np.isin(model_classes, labels).all():
@@ -102,9 +151,7 @@ def _proba_over(model: Any, proba: np.ndarray, labels: np.ndarray) -> np.ndarray
 def predictions(model: Any, X: np.ndarray) -> np.ndarray:
     """The model's predicted labels (a forest's from one pass over its trees, as ``evaluate``)."""
     if isinstance(model, FORESTS):
-        proba = np.asarray(model.predict_proba(X))
-        picked: np.ndarray = np.asarray(model.classes_).take(np.argmax(proba, axis=1), axis=0)
-        return picked
+        return labels_of(np.asarray(model.predict_proba(X)), model.classes_)
     return np.asarray(model.predict(X))
 
 
@@ -116,9 +163,13 @@ def per_class(y: np.ndarray, pred: np.ndarray, classes: np.ndarray | None) -> li
     Plain JSON values: the labels as Python scalars, as the version's ``classes`` are.
     """
     labels = np.unique(np.concatenate([y, pred])) if classes is None else np.asarray(classes)
-    precision, recall, f1, support = precision_recall_fscore_support(
-        y, pred, labels=labels, average=None, zero_division=0
-    )
+    found = label_metrics.counts(y, pred, labels)
+    if found is None:
+        precision, recall, f1, support = precision_recall_fscore_support(
+            y, pred, labels=labels, average=None, zero_division=0
+        )
+    else:
+        (precision, recall, f1), support = label_metrics.precision_recall_f1(found), found.support
     return [
         {
             "label": label.item() if isinstance(label, np.generic) else label,

@@ -21,7 +21,8 @@ of the stored file.
 - ``range``: the training rows in *original* order, cut into contiguous blocks (time periods).
 - ``replicate``: every training row.
 - A shard scores its model on its own slice of the held-out rows (at least ``MIN_EVAL_ROWS``,
-  or all of them); the merge scores the merged model on all of them.
+  or all of them; all of them under ``replicate``); the merge scores the merged model on all of
+  them.
 """
 
 from __future__ import annotations
@@ -192,8 +193,14 @@ def range_rows(plan: RowPlan, test_original: np.ndarray, shards: int, index: int
     return train[start : start + sizes[index]]
 
 
-def eval_positions(plan: RowPlan, shards: int, index: int) -> np.ndarray:
-    """Job positions of the held-out rows shard ``index`` scores its own model on."""
+def eval_positions(
+    plan: RowPlan, shards: int, index: int, strategy: Strategy | None = None
+) -> np.ndarray:
+    """Job positions of the held-out rows shard ``index`` scores its own model on: every one
+    for ``replicate`` (its shards read every training row already, and the merge pools their
+    predictions of the same rows instead of predicting again: zootrain.ml.heldout)."""
+    if strategy == "replicate":
+        return plan.test
     n_test = plan.n_test
     size = min(n_test, max(math.ceil(n_test / shards), MIN_EVAL_ROWS))
     start = (index * n_test) // shards
