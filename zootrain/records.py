@@ -79,7 +79,10 @@ class ModelRef(BaseModel):
 
 class RoundPoint(BaseModel):
     round: int
-    objective: float
+    objective: float | None
+    """None when it was not finite: a diverging round's NaN or infinity is written to JSON as
+    null, and a record that refused null could no longer be read by any process (the job
+    stuck, every listing of jobs a 500)."""
     change: float | None = None
 
 

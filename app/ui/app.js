@@ -335,7 +335,7 @@ function renderRounds(job) {
   const change = progress.change == null ? "" : `, change ${Number(progress.change).toPrecision(3)}`;
   const objective = progress.objective == null ? "" : `, objective ${Number(progress.objective).toPrecision(6)}`;
   caption.textContent = `round ${progress.round}${objective}${change}`;
-  const points = progress.history || [];
+  const points = (progress.history || []).filter((p) => p.objective != null); // null: not finite
   const width = 480, height = 120;
   const svg = document.createElementNS(svgNS, "svg");
   svg.classList.add("chart");

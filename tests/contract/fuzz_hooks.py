@@ -43,6 +43,7 @@ REGRESSORS = {
 }
 CLUSTERING = {"kmeans"}
 CLASSIFICATION_BUILTINS = ("iris", "wine", "breast_cancer", "digits")
+BUILTIN_FEATURES = {"iris": 4, "wine": 13, "breast_cancer": 30, "digits": 64, "diabetes": 10}
 
 # Ceilings for generated jobs (the document's own bounds are far higher).
 CHEAP = {
@@ -137,6 +138,7 @@ def job(body: dict[str, Any]) -> dict[str, Any]:
     if isinstance(body.get("params"), dict):
         body["params"] = _cheap_params(body["params"])
     task = _fit_dataset(body, algorithm)
+    _fit_features(body)
     if body.get("partition") == "replicate" and algorithm not in FORESTS:
         body["partition"] = "random"
     if body.get("partition") == "stratified" and task != "classification":
@@ -190,6 +192,24 @@ def _fit_dataset(body: dict[str, Any], algorithm: str) -> str | None:
         most = 2 ** (informative - 1) if task == "classification" else MAX_CLASSES
         dataset["n_classes"] = max(2, min(_int(dataset["n_classes"], 2), most, MAX_CLASSES))
     return "regression" if task == "regression" else "classification"
+
+
+def _fit_features(body: dict[str, Any]) -> None:
+    """Parameters that count features, within the dataset's (the submit refuses more)."""
+    params, dataset = body.get("params"), body.get("dataset")
+    if not isinstance(params, dict) or not isinstance(dataset, dict):
+        return
+    if dataset.get("kind") == "synthetic":
+        features = dataset.get("n_features")
+    else:
+        features = BUILTIN_FEATURES.get(str(dataset.get("name")))
+    if not isinstance(features, int):
+        return
+    if type(params.get("max_features")) is int:
+        params["max_features"] = min(params["max_features"], features)
+    cst = params.get("monotonic_cst")
+    if isinstance(cst, list) and cst:
+        params["monotonic_cst"] = [cst[i % len(cst)] for i in range(features)]
 
 
 def _int(value: Any, default: int) -> int:

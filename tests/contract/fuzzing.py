@@ -211,11 +211,61 @@ def follow_jobs(url: str, token: str, job_ids: list[str], timeout: float) -> Out
     return Outcome(states, errors)
 
 
-def job_errors(url: str, token: str, job_ids: list[str]) -> Counter[str]:
-    """The error of every failed job, counted (first line, without ids)."""
-    found: Counter[str] = Counter()
+@dataclass
+class FailedJob:
+    id: str
+    error: str
+    spec: dict[str, Any]
+
+    @property
+    def key(self) -> str:
+        """The algorithm and the error's first 160 characters (ids in it vary, so count by this)."""
+        return f"{self.spec.get('algorithm')}: {self.error[:160]}"
+
+    @property
+    def crashed(self) -> bool:
+        """Whether training died of a Python error no estimator raises to refuse its input:
+        a value submit let through that the code could not handle (OverflowError converting a
+        huge float, a MemoryError asking for exabytes). A ValueError is scikit-learn's own
+        refusal of the data (an SGD diverging on it), a cancellation or a time limit is the
+        run's doing: those can happen to a good spec and do not count."""
+        return any(f"{name}:" in self.error for name in CRASHES)
+
+
+CRASHES = (
+    "OverflowError",
+    "MemoryError",
+    "TypeError",
+    "AttributeError",
+    "KeyError",
+    "IndexError",
+    "ZeroDivisionError",
+    "RecursionError",
+    "AssertionError",
+)
+
+
+def failed_jobs(url: str, token: str, job_ids: list[str]) -> list[FailedJob]:
+    """Every failed job's error and spec (what replays it: POST the spec)."""
+    found = []
     with httpx.Client(base_url=url, headers={"Authorization": f"Bearer {token}"}) as client:
         for job_id in job_ids:
             view = client.get(f"/v1/jobs/{job_id}", timeout=30).json()
-            found[f"{view['spec']['algorithm']}: {(view.get('error') or '')[:160]}"] += 1
+            found.append(FailedJob(job_id, view.get("error") or "", view["spec"]))
     return found
+
+
+def job_errors(failed: list[FailedJob]) -> Counter[str]:
+    """The error of every failed job, counted (algorithm and first line, without ids)."""
+    return Counter(job.key for job in failed)
+
+
+def replay_lines(failed: list[FailedJob], per_error: int = 2) -> list[str]:
+    """The specs of the failed jobs, a few for each distinct error, as JSON to POST again."""
+    lines: list[str] = []
+    shown: Counter[str] = Counter()
+    for job in failed:
+        shown[job.key] += 1
+        if shown[job.key] <= per_error:
+            lines.append(f"  {job.id} ({job.key[:80]}): {json.dumps(job.spec, sort_keys=True)}")
+    return lines

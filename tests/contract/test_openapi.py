@@ -24,9 +24,11 @@ from tests.contract.fuzzing import (
     Report,
     documented_links,
     documented_operations,
+    failed_jobs,
     failures,
     follow_jobs,
     job_errors,
+    replay_lines,
     run_schemathesis,
 )
 from tests.support.specs import iris_spec
@@ -158,7 +160,9 @@ def test_schemathesis_finds_no_server_error(
     timeout = JOB_TIMEOUT + JOB_SECONDS * len(report.jobs)
     outcome = follow_jobs(url, ADMIN_TOKEN, sorted(report.jobs), timeout)
     states = Counter(outcome.states.values())
-    failed = [j for j, state in outcome.states.items() if state == "failed"]
+    failed = failed_jobs(
+        url, ADMIN_TOKEN, [j for j, state in outcome.states.items() if state == "failed"]
+    )
     operations = documented_operations()
     links = Counter(
         link for (link, status), n in report.links.items() for _ in range(n) if status < 300
@@ -170,7 +174,9 @@ def test_schemathesis_finds_no_server_error(
             "successes per operation:",
             report.table(operations),
             f"generated jobs accepted: {len(report.jobs)}, ended {dict(states)}",
-            *(f"  failed: {n} x {e}" for e, n in job_errors(url, ADMIN_TOKEN, failed).items()),
+            *(f"  failed: {n} x {e}" for e, n in job_errors(failed).items()),
+            *(["failed jobs' specs (POST one to /v1/jobs to replay it):"] if failed else []),
+            *replay_lines(failed),
             "stateful links followed to a 2xx:",
             *(f"  {links[link]:>4}  {link}" for link in documented_links()),
         ]
@@ -195,6 +201,10 @@ def test_schemathesis_finds_no_server_error(
     assert outcome.server_errors == [], outcome.server_errors
     unfinished = {j: s for j, s in outcome.states.items() if s not in TERMINAL}
     assert unfinished == {}, (unfinished, summary)
+    # A job accepted at submit and then crashed in training is a value submit should have
+    # refused with a 422 (max_samples=1e308: OverflowError in every shard, found this way).
+    crashed = [job for job in failed if job.crashed]
+    assert crashed == [], "\n".join(["accepted, then crashed:", *replay_lines(crashed), summary])
     assert all(p.alive() for p in stack.processes), [p.output()[-2000:] for p in stack.processes]
 
 

@@ -103,6 +103,22 @@ BAD_BODIES: list[tuple[str, Any, int, tuple[str, ...]]] = [
     ("bad-param-type", _params(max_depth="deep"), 422, ("params", "max_depth")),
     ("param-bool-for-int", _params(n_estimators=True), 422, ("n_estimators",)),
     ("param-over-ceiling", _params(n_estimators=100_000), 422, ("n_estimators",)),
+    # Each accepted before and failed in every shard's fit(): OverflowError (float infinity,
+    # a C integer), or an allocation of exabytes.
+    ("max-samples-1e308", _params(max_samples=1e308), 422, ("max_samples", "fraction")),
+    ("max-samples-fraction-2", _params(max_samples=2.0), 422, ("max_samples", "1")),
+    ("max-samples-count", _params(max_samples=10**18), 422, ("max_samples", "10000000")),
+    ("max-leaf-nodes-1e18", _params(max_leaf_nodes=10**18), 422, ("max_leaf_nodes", "100000")),
+    ("min-samples-split-2e63", _params(min_samples_split=2**63), 422, ("min_samples_split",)),
+    # iris has 4 features: scikit-learn refused these only in every shard's fit().
+    ("max-features-5-of-4", _params(max_features=5), 422, ("max_features", "4 features")),
+    ("monotonic-cst-2-of-4", _params(monotonic_cst=[1, 0]), 422, ("monotonic_cst", "4")),
+    (
+        "sgd-average-1e18",
+        _with(algorithm="sgd_classifier", params={"average": 10**18}),
+        422,
+        ("average", "2147483647"),
+    ),
     ("shards-zero", _with(shards=0), 422, ("shards",)),
     ("shards-257", _with(shards=257), 422, ("shards",)),
     ("shards-more-than-rows", _with(shards=200), 422, ("shards", "200")),

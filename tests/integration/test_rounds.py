@@ -285,3 +285,23 @@ def test_time_limit_ends_a_job_training_in_rounds_and_frees_its_locks(
         wait_until_empty(kazoo, f"{zk_root}/locks", timeout=60)
         stopped = _round_record(kazoo, zk_root, job_id)
         assert stopped["state"] == "open" and stopped["round"] >= 1, stopped
+
+
+def test_a_round_whose_objective_is_not_finite_leaves_a_readable_job_that_ends(
+    stack: Stack, kazoo: KazooClient, zk_root: str
+) -> None:
+    """C=1e-320 makes the L-BFGS penalty 1 / (C rows) infinite and the combined objective NaN
+    (found by the contract fuzz): the job record, written with that round, must still be read
+    by every process, so the job ends (failed, naming the divergence) and lists answer 200."""
+    api_url = start_api(stack, kazoo)
+    stack.start_worker("worker", ZOOTRAIN_WORKER_ID="alpha")
+    spec = {**LOGISTIC, "model_name": "rounds-nan", "params": {"C": 1e-320}, "max_attempts": 1}
+    with httpx.Client(headers=AUTH, base_url=api_url, timeout=30) as client:
+        job_id = submit(client, spec)["id"]
+        view = wait_job(client, job_id, timeout=300)
+        assert view["state"] in ("failed", "succeeded"), view
+        listed = client.get("/v1/jobs")
+        assert listed.status_code == 200, listed.text
+        assert job_id in [job["id"] for job in listed.json()["items"]]
+        history = (view.get("rounds") or {}).get("history") or []
+        assert all(p["objective"] is None or np.isfinite(p["objective"]) for p in history)

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import math
 import re
 from typing import Any
 
@@ -10,12 +11,17 @@ from sklearn.linear_model import LogisticRegression, SGDClassifier
 
 from zootrain.ml.algorithms import (
     ALGORITHMS,
+    MAX_BOOTSTRAP_SAMPLES,
     MAX_DEPTH,
+    MAX_INTEGER,
     MAX_ITER,
+    MAX_LEAF_NODES,
     MAX_N_CLUSTERS,
     MAX_N_ESTIMATORS,
+    MAX_SAMPLES_FRACTION,
     ParamError,
     build_estimator,
+    check_params_for_features,
     check_task,
     validate_params,
 )
@@ -160,6 +166,87 @@ def test_ceilings() -> None:
     assert err.param == "max_depth"
     assert str(MAX_DEPTH) in str(err)
     validate_params(RFC, {"n_estimators": MAX_N_ESTIMATORS, "max_depth": MAX_DEPTH})
+
+
+FORESTS = [name for name, alg in ALGORITHMS.items() if alg.merge == "forest_union"]
+
+
+@pytest.mark.parametrize("algorithm", FORESTS)
+@pytest.mark.parametrize(
+    ("value", "shown"),
+    [
+        (1e308, "limit of 1 (as a fraction)"),  # n_samples x 1e308 is inf: OverflowError in fit
+        (1e9, "limit of 1 (as a fraction)"),  # 1e9 x rows indices per tree
+        (1.5, "limit of 1 (as a fraction)"),
+        (MAX_BOOTSTRAP_SAMPLES + 1, f"limit of {MAX_BOOTSTRAP_SAMPLES}"),
+        (10**18, f"limit of {MAX_BOOTSTRAP_SAMPLES}"),
+    ],
+)
+def test_max_samples_is_bounded_as_a_fraction_and_as_a_count(
+    algorithm: str, value: float, shown: str
+) -> None:
+    err = param_error(algorithm, {"max_samples": value, "bootstrap": True})
+    assert err.param == "max_samples"
+    assert shown in str(err)
+
+
+@pytest.mark.parametrize("algorithm", FORESTS)
+def test_max_samples_at_its_limits_trains(algorithm: str) -> None:
+    """The largest values accepted fit (a fraction of every row; a count past the rows, which
+    scikit-learn >= 1.9 draws with replacement), so the bound refuses only what cannot."""
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(40, 3))
+    y = (X[:, 0] > 0).astype(int)
+    for value in (MAX_SAMPLES_FRACTION, 0.5, 30):
+        params = {"max_samples": value, "bootstrap": True, "n_estimators": 3}
+        build_estimator(algorithm, validate_params(algorithm, params), 0).fit(X, y)
+
+
+@pytest.mark.parametrize(
+    ("algorithm", "params", "param"),
+    [
+        (RFC, {"max_leaf_nodes": MAX_LEAF_NODES + 1}, "max_leaf_nodes"),
+        (RFC, {"max_leaf_nodes": 10**18}, "max_leaf_nodes"),  # 2 x 10**18 nodes allocated
+        (RFC, {"min_samples_split": 2**63}, "min_samples_split"),  # C ssize_t: OverflowError
+        (RFC, {"min_samples_leaf": 10**30}, "min_samples_leaf"),
+        (RFC, {"max_features": MAX_INTEGER + 1}, "max_features"),
+        ("sgd_classifier", {"average": 10**18}, "average"),  # a C int
+        ("sgd_regressor", {"n_iter_no_change": 2**63}, "n_iter_no_change"),  # a C long
+    ],
+)
+def test_integers_past_what_scikit_learn_can_hold_are_refused(
+    algorithm: str, params: dict[str, Any], param: str
+) -> None:
+    err = param_error(algorithm, params)
+    assert err.param == param
+    assert "exceeds zootrain's limit" in str(err)
+
+
+def test_every_integer_parameter_accepted_fits_in_a_c_int() -> None:
+    """Submit-time validation and the schema agree: no integer branch of any algorithm's
+    params is unbounded (a JSON integer has no size; scikit-learn's C code does)."""
+    from zootrain.ml import param_schema
+
+    for algorithm, table in param_schema.load().items():
+        for name, schema in table["properties"].items():
+            for branch in schema.get("anyOf", [schema]):
+                if branch.get("type") == "integer":
+                    assert branch.get("maximum", math.inf) <= MAX_INTEGER, (algorithm, name)
+    validate_params(RFC, {"min_samples_split": MAX_INTEGER, "max_leaf_nodes": MAX_LEAF_NODES})
+
+
+def test_forest_params_that_count_features_are_checked_against_the_dataset() -> None:
+    for algorithm in FORESTS:
+        with pytest.raises(ParamError) as info:
+            check_params_for_features(algorithm, {"max_features": 5}, 4)
+        assert info.value.param == "max_features"
+        assert "4 features" in str(info.value)
+        with pytest.raises(ParamError) as info:
+            check_params_for_features(algorithm, {"monotonic_cst": [1, 0, -1]}, 4)
+        assert info.value.param == "monotonic_cst"
+        check_params_for_features(algorithm, {"max_features": 4, "monotonic_cst": [0] * 4}, 4)
+        check_params_for_features(algorithm, {"max_features": 0.5}, 4)  # a fraction: any
+    check_params_for_features("kmeans", {"n_clusters": 50}, 4)  # not a feature count
 
 
 @pytest.mark.parametrize(

@@ -64,6 +64,9 @@ def test_sampled_candidates_are_deterministic_from_the_seed() -> None:
         ({"param_grid": {"max_depth": [2]}, "scoring": "wisdom"}, "wisdom"),
         ({"param_grid": {"max_depth": [2]}, "cv": 1}, "cv"),
         ({"param_grid": {"max_depth": []}}, "param_grid"),
+        # wine has 13 features; scikit-learn only refused this in each candidate's fit()
+        ({"param_grid": {"max_features": [2, 14]}}, "max_features=14 exceeds"),
+        ({"param_grid": {"max_samples": [0.5, 1e308]}}, "max_samples"),
     ],
 )
 def test_bad_searches_name_the_problem(search: dict[str, Any], named: str) -> None:

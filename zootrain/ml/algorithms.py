@@ -50,6 +50,19 @@ MAX_N_INIT = 100
 MAX_LIST_LENGTH = 500
 MAX_STRING_LENGTH = 100
 MAX_RANDOM_STATE = 2**32 - 1
+MAX_INTEGER = 2**31 - 1
+"""Every integer parameter: scikit-learn hands them to C (int, long, ssize_t), and a bigger
+JSON integer is an OverflowError inside fit() on every worker, not a refusal at submit."""
+MAX_LEAF_NODES = 100_000
+"""A tree grown best-first allocates room for 2 x max_leaf_nodes nodes before it grows one:
+10**9 asks for 64 GB per tree (None, no limit, grows its nodes as it needs them)."""
+MAX_BOOTSTRAP_SAMPLES = 10_000_000
+"""max_samples as a count: scikit-learn >= 1.9 draws that many indices per tree (8 bytes
+each), more than the shard's rows if asked."""
+MAX_SAMPLES_FRACTION = 1.0
+"""max_samples as a fraction of a shard's rows: scikit-learn >= 1.9 takes any positive float,
+and 1e308 x rows is infinity (OverflowError in fit()), 1e9 x rows an allocation of exabytes;
+1.0 is also what scikit-learn < 1.9 (within our pins) allows, so a spec means the same on both."""
 
 # Set by zootrain itself: one core per worker (n_jobs), seeds derived from the job
 # (random_state), one fit per shard (warm_start), quiet logs (verbose). oob_score is
@@ -78,6 +91,9 @@ class Algorithm:
     controlled: frozenset[str] = CONTROLLED_PARAMS
     ceilings: Mapping[str, float] = field(default_factory=dict, hash=False)
     """Upper bounds on numeric parameters, on top of the estimator's own constraints."""
+    fraction_ceilings: Mapping[str, float] = field(default_factory=dict, hash=False)
+    """Upper bounds on the non-integer values of parameters that take a count (an integer) or a
+    fraction (a float), such as max_samples: the count's ceiling means nothing for the other."""
     checks: tuple[ParamCheck, ...] = ()
     """Checks on the full parameter set (defaults filled in), for rules that involve
     several parameters or that sklearn only enforces at fit time."""
@@ -209,7 +225,13 @@ def _named_in(message: str, params: Mapping[str, Any]) -> str:
     return min(found)[1] if found else "params"
 
 
-_FOREST_CEILINGS: Mapping[str, float] = {"n_estimators": MAX_N_ESTIMATORS, "max_depth": MAX_DEPTH}
+_FOREST_CEILINGS: Mapping[str, float] = {
+    "n_estimators": MAX_N_ESTIMATORS,
+    "max_depth": MAX_DEPTH,
+    "max_leaf_nodes": MAX_LEAF_NODES,
+    "max_samples": MAX_BOOTSTRAP_SAMPLES,
+}
+_FOREST_FRACTION_CEILINGS: Mapping[str, float] = {"max_samples": MAX_SAMPLES_FRACTION}
 _FOREST_CHECKS: tuple[ParamCheck, ...] = (
     _check_max_samples,
     _check_class_weight,
@@ -225,6 +247,7 @@ def _forest(name: str, task: Task, estimator: type[BaseEstimator], description: 
         merge="forest_union",
         description=description,
         ceilings=_FOREST_CEILINGS,
+        fraction_ceilings=_FOREST_FRACTION_CEILINGS,
         checks=_FOREST_CHECKS,
         replicable=True,
     )
@@ -409,6 +432,27 @@ def validate_params(algorithm: str, params: dict[str, Any]) -> dict[str, Any]:
     return cleaned
 
 
+def check_params_for_features(algorithm: str, params: Mapping[str, Any], n_features: int) -> None:
+    """The parameters that count features against the dataset's: scikit-learn checks these in
+    fit(), so a job submitted with max_features=50 on 4 features failed in every shard."""
+    if ALGORITHMS[algorithm].merge != "forest_union":
+        return
+    max_features = params.get("max_features")
+    # A count; a fraction or "sqrt" adapts to any number of features.
+    if type(max_features) is int and max_features > n_features:
+        raise ParamError(
+            "max_features",
+            f"max_features={max_features} exceeds the dataset's {n_features} features",
+        )
+    monotonic_cst = params.get("monotonic_cst")
+    if isinstance(monotonic_cst, list) and len(monotonic_cst) != n_features:
+        raise ParamError(
+            "monotonic_cst",
+            f"monotonic_cst has {len(monotonic_cst)} values; the dataset has {n_features} "
+            "features (one value per feature)",
+        )
+
+
 def build_estimator(algorithm: str, params: dict[str, Any], random_state: int) -> BaseEstimator:
     """An unfitted estimator with validated params, the given seed and one core."""
     alg = get_algorithm(algorithm)
@@ -487,9 +531,19 @@ def _constraint_error(algorithm: str, name: str, value_json: str) -> str | None:
     return None
 
 
+def ceiling_of(alg: Algorithm, name: str, integer: bool) -> float:
+    """zootrain's upper bound on an integer (or non-integer) value of parameter ``name``."""
+    if integer:
+        return min(alg.ceilings.get(name, MAX_INTEGER), MAX_INTEGER)
+    return min(alg.ceilings.get(name, math.inf), alg.fraction_ceilings.get(name, math.inf))
+
+
 def _check_ceiling(alg: Algorithm, name: str, value: Any) -> None:
-    limit = alg.ceilings.get(name)
-    if limit is None or isinstance(value, bool) or not isinstance(value, int | float):
+    if isinstance(value, bool) or not isinstance(value, int | float):
         return
+    integer = isinstance(value, int)
+    limit = ceiling_of(alg, name, integer)
     if value > limit:
-        raise ParamError(name, f"{name}={value} exceeds zootrain's limit of {limit:g}")
+        shown = f"{int(limit)}" if integer or limit == int(limit) else f"{limit:g}"
+        kind = "" if integer or name not in alg.fraction_ceilings else " (as a fraction)"
+        raise ParamError(name, f"{name}={value} exceeds zootrain's limit of {shown}{kind}")

@@ -119,7 +119,7 @@ def _param_schema(algorithm: str, alg: Any, param: str, default: Any) -> Schema:
             algorithm, param, constraint.constraint if hidden else constraint
         )
         if branch is not None and branch not in branches:
-            branches.append(_with_ceiling(branch, alg.ceilings.get(param)))
+            branches.append(_with_ceiling(branch, alg, param))
     branches = _merge_enums(branches, _REFUSED.get((algorithm, param), []))
     if not branches:
         raise ValueError(f"{algorithm}.{param}: no constraint a JSON value can meet")
@@ -175,12 +175,19 @@ def _constraint_schema(algorithm: str, param: str, constraint: Any) -> Schema | 
     raise ValueError(f"{algorithm}.{param}: no JSON Schema for {type(made).__name__}")
 
 
-def _with_ceiling(branch: Schema, ceiling: float | None) -> Schema:
-    """zootrain's ceiling on a numeric parameter, on top of scikit-learn's bound."""
-    if ceiling is None or branch.get("type") not in ("integer", "number"):
+def _with_ceiling(branch: Schema, alg: Any, param: str) -> Schema:
+    """zootrain's ceiling on a numeric parameter, on top of scikit-learn's bound: every integer
+    has one (MAX_INTEGER), a float only where zootrain sets one."""
+    from zootrain.ml.algorithms import ceiling_of
+
+    if branch.get("type") not in ("integer", "number"):
+        return branch
+    integer = branch["type"] == "integer"
+    ceiling = ceiling_of(alg, param, integer)
+    if not math.isfinite(ceiling):
         return branch
     bounded = dict(branch)
-    limit: float = int(ceiling) if branch["type"] == "integer" else ceiling
+    limit: float = int(ceiling) if integer else ceiling
     if "maximum" in bounded:
         bounded["maximum"] = min(bounded["maximum"], limit)
     elif "exclusiveMaximum" in bounded and bounded["exclusiveMaximum"] <= limit:

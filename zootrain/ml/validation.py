@@ -19,7 +19,7 @@ from typing import Any
 from pydantic import ValidationError
 from pydantic_core import InitErrorDetails
 
-from zootrain.ml.algorithms import validate_params
+from zootrain.ml.algorithms import check_params_for_features, validate_params
 from zootrain.ml.search import check_candidates
 from zootrain.spec import (
     JobSpec,
@@ -74,11 +74,12 @@ def _consistent(spec: JobSpec) -> JobSpec:
     check_task(spec.algorithm, dataset_task(spec.dataset))
     check_features(spec.algorithm, spec.dataset)
     check_partition(spec.algorithm, spec.partition, dataset_task(spec.dataset))
+    rows, features = dataset_shape(spec.dataset)
+    _check_features_of(spec, features)
     if spec.kind == "search":
         return _with_candidates(spec)
     if spec.search is not None:
         raise ValueError("search: only a job of kind 'search' takes a search")
-    rows, _ = dataset_shape(spec.dataset)
     # The same rounding as split_dataset (train_test_split): the test set is ceil'd.
     train_rows = rows - math.ceil(rows * spec.test_size)
     if spec.shards > train_rows:
@@ -88,6 +89,21 @@ def _consistent(spec: JobSpec) -> JobSpec:
     if rows - train_rows < 2:
         raise ValueError("test_size leaves fewer than 2 held-out rows")
     return spec
+
+
+def _check_features_of(spec: JobSpec, features: int) -> None:
+    """The job's parameters (or a search's candidates) against the dataset's feature count.
+    (An uploaded dataset's count is in its record, read by the submit route: not here.)"""
+    try:
+        if spec.kind == "search" and spec.search is not None:
+            if oversized_search(spec) is None:
+                for candidate in spec.candidate_params():
+                    check_params_for_features(spec.algorithm, candidate, features)
+        else:
+            check_params_for_features(spec.algorithm, spec.params, features)
+    except ParamError as exc:
+        where = "search: candidate parameter" if spec.kind == "search" else "params:"
+        raise ValueError(f"{where} {exc.param}: {exc}") from None
 
 
 def _with_candidates(spec: JobSpec) -> JobSpec:
