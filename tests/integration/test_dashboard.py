@@ -141,8 +141,8 @@ def test_submit_through_the_form_and_watch_shards_finish(stack: Stack, tmp_path:
 POISON = {
     "model_name": "console-poison",
     "algorithm": "random_forest_classifier",
-    "params": {"n_estimators": 3, "monotonic_cst": [1]},
-    "dataset": {"kind": "builtin", "name": "breast_cancer"},
+    "params": {"n_estimators": 3, "monotonic_cst": [1, 0, 0, 0]},
+    "dataset": {"kind": "builtin", "name": "iris"},
     "shards": 1,
     "max_attempts": 2,
 }
@@ -235,7 +235,7 @@ def test_operations_console_shows_what_the_api_says(stack: Stack) -> None:
         failures = page.locator("#failures tbody tr[data-job]")
         expect(failures).to_have_count(len(summary["recent_failures"]))
         assert [f["job_id"] for f in summary["recent_failures"]] == [poison]
-        expect(failures.first).to_contain_text("monotonic_cst")
+        expect(failures.first).to_contain_text("Monotonicity")
 
         config = client.get("/v1/config")
         if config.status_code == 404:  # this service has no live configuration
@@ -307,7 +307,7 @@ def test_operations_console_shows_what_the_api_says(stack: Stack) -> None:
         expect(page.locator("#job-state")).to_have_text("failed")
         expect(page.locator("#timeline g.bar.attempt.failed")).to_have_count(2)
         expect(page.locator("#timeline g.bar.attempt[data-attempt='2'] title")).to_contain_text(
-            "monotonic_cst"
+            "Monotonicity"
         )
         expect(page.locator("#timeline line.publish")).to_have_count(0)
         page.screenshot(path=str(SCREENSHOTS / "console-job-failed.png"), full_page=True)

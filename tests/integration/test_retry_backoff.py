@@ -26,11 +26,11 @@ ATTEMPTS = 5
 # A write carries the worker's clock read just before it; ZooKeeper stamps it when it commits.
 SLACK = 0.7
 
-# Passes validation but fit() refuses it (one monotonic constraint for 30 features).
+# Passes submit's checks but fit() refuses it: no monotonic constraints on a multiclass set.
 POISON = iris_spec(
     model_name="backoff-poison",
-    dataset={"kind": "builtin", "name": "breast_cancer"},
-    params={"n_estimators": 3, "monotonic_cst": [1]},
+    dataset={"kind": "builtin", "name": "iris"},
+    params={"n_estimators": 3, "monotonic_cst": [1, 0, 0, 0]},
     shards=1,
     max_attempts=ATTEMPTS,
 )
