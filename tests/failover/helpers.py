@@ -13,6 +13,7 @@ from typing import Any
 
 import httpx
 from kazoo.client import KazooClient
+from kazoo.exceptions import NoNodeError
 
 from testkit.auth import AUTH
 from testkit.http import RetryingClient as RetryingClient
@@ -51,8 +52,11 @@ def read_json(kazoo: KazooClient, path: str) -> dict[str, Any]:
 
 
 def job_record(kazoo: KazooClient, root: str, job_id: str) -> dict[str, Any] | None:
-    path = f"{root}/jobs/{job_id}"
-    return read_json(kazoo, path) if kazoo.exists(path) else None
+    # One read, not exists-then-get: retention may delete the job between the two.
+    try:
+        return read_json(kazoo, f"{root}/jobs/{job_id}")
+    except NoNodeError:
+        return None
 
 
 def shard_records(kazoo: KazooClient, root: str, job_id: str) -> list[dict[str, Any]]:
