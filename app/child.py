@@ -84,8 +84,7 @@ async def _serve(sock: socket.socket, cache: ModelCache) -> None:
             return  # the job service closed its end: it is stopping
         reply = _answer_at_once(request, cache)
         if reply is not None:
-            with contextlib.suppress(ConnectionError):
-                await write_frame(writer, reply)
+            await _send(writer, reply)
             continue
         task = asyncio.create_task(_answer(request, cache, writer))
         answering.add(task)
@@ -134,8 +133,21 @@ async def _answer(request: tuple[int, str, Any], cache: ModelCache, writer: Any)
         log.exception("prediction process: %s failed", operation)
         reply = Reply(number, failure=f"{type(exc).__name__}: {exc}")
     SPENT.mark(reply, cache)
-    with contextlib.suppress(ConnectionError):  # the job service is gone: _serve ends
+    await _send(writer, reply)
+
+
+async def _send(writer: Any, reply: Reply) -> None:
+    """Write ``reply``; one that cannot be pickled is answered as a failure instead, so that
+    its caller is never left waiting for a reply that was lost in a task nobody awaits."""
+    try:
         await write_frame(writer, reply)
+    except ConnectionError:
+        pass  # the job service is gone: _serve ends
+    except Exception as exc:
+        log.exception("prediction process: reply %s could not be sent", reply.number)
+        failed = Reply(reply.number, failure=f"the reply could not be sent: {exc!r}"[:1000])
+        with contextlib.suppress(ConnectionError):
+            await write_frame(writer, failed)
 
 
 async def _predict(
