@@ -44,6 +44,9 @@ class Claim:
     # outcome and releases its lock, and cancelling it would leave the lock behind.
     settling: bool = False
     wound_down: bool = False  # _after_cancel ran: a second cancel must not repeat it
+    # The lock went in the multi that wrote the claim's outcome (or published its job): no
+    # separate release.
+    released: bool = False
     task: asyncio.Task[None] | None = field(default=None, repr=False)
     claimed_at: datetime = field(default_factory=utcnow)  # what the worker record's "since" says
     # A merge claim: the job's shard records, all read `done` before it was claimed.

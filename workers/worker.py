@@ -60,7 +60,14 @@ from zootrain.records import (
 )
 from zootrain.registry import Registry
 from zootrain.settings import Settings
-from zootrain.zk import TRANSIENT_ERRORS, KazooState, WatchedEvent, ZnodeStat, ZooKeeper
+from zootrain.zk import (
+    TRANSIENT_ERRORS,
+    KazooState,
+    TransactionFailed,
+    WatchedEvent,
+    ZnodeStat,
+    ZooKeeper,
+)
 from zootrain.zk_metrics import ZOOKEEPER_CONNECTED
 
 log = logging.getLogger("zootrain.worker")
@@ -535,49 +542,46 @@ class Worker:
     async def _claim_shard(self, job: JobRecord, shard: ShardRecord, stat: ZnodeStat) -> Attempt:
         """Claim a shard as the scan read it (``stat``: the version it was read at).
 
-        Only the holder of the lock writes the record, but the scan read it before we held the
-        lock: it may have changed since (another worker's claim and outcome). The claim's write
-        carries the version read, so a record that moved on is never overwritten; we let the
-        lock go and look again. (Reading it again under the lock would cost a round trip on
-        every claim to save one on the rare claim that lost that race.)
+        One multi takes the shard's lock and writes its record (``running``, one more attempt)
+        at the version the scan read: both or neither. A lock taken by another worker fails it
+        (NodeExists: its owner lives, and we watch for the lock to go); so does a record that
+        moved on since the scan (BadVersion: another worker's claim and outcome, or a cancel):
+        never overwritten, we look again. There is no moment where a lock is held without its
+        claim written, or a claim written without its lock.
         """
         index = shard.index
         lock = self.paths.shard_lock(job.id, index)
-        refused = await self._lock_for_claim(lock)
-        if refused is not None:
-            return refused
+        if lock in self._held:
+            return Attempt(None, waiting=True)  # one of our own claims: its end wakes us
+        claimable = shard.state == ShardState.pending or shard.state == ShardState.running
+        if not claimable or (shard.not_before or 0) > time.time():
+            return Attempt(None, waiting=False)
+        if shard.attempts >= job.spec.max_attempts:
+            return await self._give_up_dead(job, shard, stat, lock)
         session = self.zk.session_id
+        running = shard.model_copy(
+            update={
+                "state": ShardState.running,
+                "attempts": shard.attempts + 1,
+                "worker": self.id,
+                "started_at": utcnow(),
+                "error": None,
+                "history": shard.claimed(self.id, utcnow()),
+            }
+        )
+        self._held.add(lock)
         try:
-            claimable = shard.state == ShardState.pending or shard.state == ShardState.running
-            if not claimable or (shard.not_before or 0) > time.time():
-                await self._let_go(lock)
-                return Attempt(None, waiting=False)
-            if shard.attempts >= job.spec.max_attempts:
-                # Its workers kept dying (e.g. killed for memory): stop trying.
-                await self._give_up(
-                    job.id, shard, stat.version, f"worker died {shard.attempts} times", session
-                )
-                await self._let_go(lock)
-                return Attempt(None, waiting=False)
-            running = shard.model_copy(
-                update={
-                    "state": ShardState.running,
-                    "attempts": shard.attempts + 1,
-                    "worker": self.id,
-                    "started_at": utcnow(),
-                    "error": None,
-                    "history": shard.claimed(self.id, utcnow()),
-                }
-            )
-            # A claim write cut off by a connection drop may have been applied, its attempt
-            # counted: _write_shard finds out, rather than handing back a shard it took.
-            written = await self._write_shard(job.id, running, stat.version, session)
+            written = await self._claim_write(job.id, running, stat.version, lock, session)
         except BaseException:
-            await self._let_go(lock)
+            await self._let_go(lock)  # released if it turns out ours
             raise
-        if written is None:
+        if written is False:
             await self._let_go(lock)  # someone else's write came first
             return Attempt(None, waiting=False)
+        if written is True:
+            self._held.discard(lock)
+            # Taken: its owner is alive. Wake when it lets go (done, handed back, or died).
+            return Attempt(None, waiting=await self._watch_lock(lock))
         log.info("claim %s/%d attempt %d", job.id, index, running.attempts)
         if running.attempts == 1:
             waited = (utcnow() - job.created_at).total_seconds()
@@ -586,6 +590,65 @@ class Worker:
         if job.state == JobState.queued:  # as read by this scan: never moves back to queued
             self.side_task(self._mark_running(job.id, session))
         return Attempt(claim, waiting=False)
+
+    async def _claim_write(
+        self, job_id: str, running: ShardRecord, version: int, lock: str, session: int | None
+    ) -> ZnodeStat | bool:
+        """The claim's multi: the lock taken and the record written at ``version``. Its new
+        stat; True if another worker holds the lock; False if the record moved on (the lock,
+        if ours, is the caller's to let go). Raises SessionExpiredError if the session is lost.
+        """
+        path = self.paths.shard(job_id, running.index)
+        data = running.dump()
+        while True:
+            tx = self.zk.transaction()
+            tx.set_data(path, data, version)
+            locks.take_in(tx, lock, self.id)
+            try:
+                results = await self.zk.commit(tx)
+                stat: ZnodeStat = results[0]
+                return stat
+            except TransactionFailed as failed:
+                if failed.index == 0:
+                    return False  # BadVersion (moved on) or NoNode (the job was deleted)
+                if not isinstance(failed.error, NodeExistsError):
+                    raise failed.error from None
+                if not await locks.held_by_us(self.zk, lock):
+                    return True
+                # Ours already (an earlier claim's release that failed): write the claim alone.
+                return await self._write_shard(job_id, running, version, session) or False
+            except TRANSIENT_ERRORS:
+                # The multi may have been applied before its reply was lost: both parts or
+                # neither. Once the session is back, our lock says which (a lost session took
+                # the lock with it: no claim).
+                if not await self.zk.wait_session(session):
+                    raise SessionExpiredError("the session is gone") from None
+                if not await locks.held_by_us(self.zk, lock):
+                    continue  # not applied: try again
+                try:
+                    current, stat = await self.zk.retry(lambda: self.zk.get(path), session=session)
+                except NoNodeError:
+                    return False  # the job was deleted since
+                if stat.version == version + 1 and current == data:
+                    return stat
+                return False  # applied, then moved on (a cancel): let the lock go
+
+    async def _give_up_dead(
+        self, job: JobRecord, shard: ShardRecord, stat: ZnodeStat, lock: str
+    ) -> Attempt:
+        """A shard out of attempts whose workers kept dying (e.g. killed for memory): holding
+        its lock (so that no live worker is training it), fail it and its job."""
+        refused = await self._lock_for_claim(lock)
+        if refused is not None:
+            return refused
+        session = self.zk.session_id
+        try:
+            await self._give_up(
+                job.id, shard, stat.version, f"worker died {shard.attempts} times", session
+            )
+        finally:
+            await self._let_go(lock)
+        return Attempt(None, waiting=False)
 
     async def _claim_merge(self, job: JobRecord, shards: list[ShardRecord]) -> Attempt:
         """Holding the merge lock, the claim moves the job to ``merging`` with one more merge
@@ -800,6 +863,7 @@ class Worker:
                 claim.session,
                 before=None if artifact is None else functools.partial(self.touch, artifact),
                 outcome="shard",
+                releasing=claim,
             )
         except SessionExpiredError:
             return False
@@ -841,6 +905,7 @@ class Worker:
         before: Callable[[], Awaitable[bool]] | None = None,
         *,
         outcome: str | None = None,
+        releasing: Claim | None = None,
     ) -> ZnodeStat | None:
         """Set ``path`` to ``record`` if its version is still ``version``: its new stat, or
         None if it moved on (someone else's write came first), is gone, or ``before`` (run
@@ -850,6 +915,10 @@ class Worker:
         another session connects. ``outcome`` (a kind, for the metric) marks instead the result
         of work already done, which the version alone fences: it is tried again from a new
         session too. A refused outcome is counted in zootrain_fenced_writes_total.
+
+        ``releasing``: the claim whose lock this write ends. A try sent from the session that
+        took the lock releases it in the same multi (``claim.released`` then says so); a try
+        from a newer session writes alone (that lock went with the old session).
         """
         data = record.dump()
         tried = False
@@ -857,7 +926,7 @@ class Worker:
             if before is not None and not await before():
                 return None
             try:
-                return await self.zk.set(path, data, version)
+                return await self._set(path, data, version, releasing)
             except NoNodeError:
                 return None  # the job was deleted
             except BadVersionError:
@@ -883,6 +952,28 @@ class Worker:
                 tried = True
                 if not await self.zk.wait_session(session) and outcome is None:
                     raise SessionExpiredError("the session holding the lock is gone") from None
+
+    async def _set(
+        self, path: str, data: bytes, version: int, releasing: Claim | None
+    ) -> ZnodeStat:
+        """Set ``path`` at ``version``, releasing ``releasing``'s lock in the same multi when
+        this session took it. Raises what the set alone would (BadVersion, NoNode)."""
+        if releasing is None or not locks.may_release_in(self.zk, releasing.session):
+            return await self.zk.set(path, data, version)
+        tx = self.zk.transaction()
+        tx.set_data(path, data, version)
+        locks.release_in(tx, releasing.lock)
+        try:
+            results = await self.zk.commit(tx)
+        except TransactionFailed as failed:
+            if failed.index == 0:
+                raise failed.error from None
+            # The lock is not there although its session lives (deleted by hand): the write
+            # needs no release.
+            return await self.zk.set(path, data, version)
+        releasing.released = True
+        stat: ZnodeStat = results[0]
+        return stat
 
     @staticmethod
     def fenced(kind: str, path: str) -> None:
@@ -999,6 +1090,8 @@ class Worker:
             worker_metrics.FINISHED.labels(state="failed").inc()
 
     async def _unlock(self, claim: Claim) -> None:
+        if claim.released:
+            return  # released by the multi that wrote its outcome
         try:
             await self.queue.unlock(claim.lock)
         except Exception:

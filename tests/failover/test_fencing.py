@@ -34,7 +34,7 @@ from kazoo.client import KazooClient
 
 from testkit.auth import AUTH
 from testkit.stack import Process, Stack, descendants, wait_for, wait_job
-from testkit.zkproxy import MULTI, SET_DATA, Rule, ZooKeeperProxy
+from testkit.zkproxy import MULTI, Rule, ZooKeeperProxy
 from testkit.zkserver import ZooKeeperCluster, free_port
 from tests.failover.helpers import (
     children,
@@ -195,7 +195,7 @@ def test_a_frozen_worker_whose_child_answered_has_its_result_refused_on_its_vers
         ZOOTRAIN_WORKER_WARM_CHILDREN="0",
     )
     idle = descendants(sleeper.popen.pid)
-    held = proxy.hold_next(SET_DATA, f"{zk_root}/jobs/", b'"state":"done"')
+    held = proxy.hold_next(MULTI, f"{zk_root}/jobs/", b'"state":"done"')
     with httpx.Client(headers=AUTH, base_url=str(stack.api_url), timeout=30) as client:
         response = client.post("/v1/jobs", json=slow_spec("fenced-forest", n_samples=25_000))
         assert response.status_code == 202, response.text
@@ -339,7 +339,7 @@ def test_a_frozen_worker_whose_work_nobody_reclaimed_keeps_its_result(
         ZOOTRAIN_WORKER_WARM_CHILDREN="0",
     )
     idle = descendants(sleeper.popen.pid)
-    held = proxy.hold_next(SET_DATA, f"{zk_root}/jobs/", b'"state":"done"')
+    held = proxy.hold_next(MULTI, f"{zk_root}/jobs/", b'"state":"done"')
     with httpx.Client(headers=AUTH, base_url=str(stack.api_url), timeout=30) as client:
         response = client.post("/v1/jobs", json=slow_spec("kept-forest", n_samples=25_000))
         assert response.status_code == 202, response.text
