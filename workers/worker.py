@@ -571,7 +571,9 @@ class Worker:
         )
         self._held.add(lock)
         try:
-            written = await self._claim_write(job.id, running, stat.version, lock, session)
+            written = await self._claim_write(
+                self.paths.shard(job.id, index), running, stat.version, lock, session
+            )
         except BaseException:
             await self._let_go(lock)  # released if it turns out ours
             raise
@@ -592,14 +594,19 @@ class Worker:
         return Attempt(claim, waiting=False)
 
     async def _claim_write(
-        self, job_id: str, running: ShardRecord, version: int, lock: str, session: int | None
+        self,
+        path: str,
+        record: JobRecord | ShardRecord,
+        version: int,
+        lock: str,
+        session: int | None,
     ) -> ZnodeStat | bool:
-        """The claim's multi: the lock taken and the record written at ``version``. Its new
-        stat; True if another worker holds the lock; False if the record moved on (the lock,
-        if ours, is the caller's to let go). Raises SessionExpiredError if the session is lost.
+        """A claim's multi: ``lock`` taken and ``record`` written to ``path`` at ``version``.
+        Its new stat; True if another worker holds the lock; False if the record moved on (the
+        lock, if ours, is the caller's to let go). Raises SessionExpiredError if the session is
+        lost.
         """
-        path = self.paths.shard(job_id, running.index)
-        data = running.dump()
+        data = record.dump()
         while True:
             tx = self.zk.transaction()
             tx.set_data(path, data, version)
@@ -616,7 +623,7 @@ class Worker:
                 if not await locks.held_by_us(self.zk, lock):
                     return True
                 # Ours already (an earlier claim's release that failed): write the claim alone.
-                return await self._write_shard(job_id, running, version, session) or False
+                return await self.write_versioned(path, record, version, session) or False
             except TRANSIENT_ERRORS:
                 # The multi may have been applied before its reply was lost: both parts or
                 # neither. Once the session is back, our lock says which (a lost session took
@@ -650,54 +657,77 @@ class Worker:
             await self._let_go(lock)
         return Attempt(None, waiting=False)
 
-    async def _claim_merge(self, job: JobRecord, shards: list[ShardRecord]) -> Attempt:
-        """Holding the merge lock, the claim moves the job to ``merging`` with one more merge
-        attempt (version-checked): the version it writes is what the publishing multi checks,
-        so a merger that lost its lock (and session) can never publish.
+    async def _claim_merge(
+        self,
+        job: JobRecord,
+        shards: list[ShardRecord],
+        read: tuple[JobRecord, ZnodeStat] | None = None,
+    ) -> Attempt:
+        """The merge claim: one multi takes the merge lock and moves the job to ``merging``
+        with one more merge attempt, at the version read (``read``, or read here): both or
+        neither, as a shard's claim (_claim_shard). The version it writes is what the
+        publishing multi checks, so a merger that lost its lock (and session) can never
+        publish.
 
         ``shards``: the job's shard records, read all ``done`` (final: nothing moves a done
         shard), which the merge takes as they are.
         """
         lock = self.paths.merge_lock(job.id)
+        if lock in self._held:
+            return Attempt(None, waiting=True)  # our own merge claim: its end wakes us
+        job, stat = read or await self.queue.read_job(job.id)
+        if job.state not in (JobState.queued, JobState.running, JobState.merging):
+            return Attempt(None, waiting=False)
+        if (job.merge_not_before or 0) > time.time():
+            self.wake_at(f"{job.id}/merge", job.merge_not_before or 0)
+            return Attempt(None, waiting=True)
+        if job.merge_attempts >= job.spec.max_attempts:
+            return await self._give_up_merge(job.id, lock)
+        merging = job.model_copy(
+            update={
+                "state": JobState.merging,
+                "merge_attempts": job.merge_attempts + 1,
+                "merge_not_before": None,
+                "updated_at": utcnow(),
+                "merges": TaskAttempt.claimed(job.merges, self.id, utcnow()),
+            }
+        )
+        session = self.zk.session_id
+        self._held.add(lock)
+        try:
+            written = await self._claim_write(
+                self.paths.job(job.id), merging, stat.version, lock, session
+            )
+        except BaseException:
+            await self._let_go(lock)
+            raise
+        if written is False:
+            await self._let_go(lock)  # changed under us (cancelled): look again later
+            return Attempt(None, waiting=False)
+        if written is True:
+            self._held.discard(lock)
+            return Attempt(None, waiting=await self._watch_lock(lock))  # another merger
+        log.info("claim %s/merge attempt %d", job.id, merging.merge_attempts)
+        claim = Claim(job=merging, lock=lock, stat=written, session=session, shards=shards)
+        return Attempt(claim, waiting=False)
+
+    async def _give_up_merge(self, job_id: str, lock: str) -> Attempt:
+        """A job out of merge attempts: holding its merge lock (a live merger of its last
+        attempt holds it otherwise), fail it."""
         refused = await self._lock_for_claim(lock)
         if refused is not None:
             return refused
         session = self.zk.session_id
         try:
-            job, stat = await self.queue.read_job(job.id)
-            if job.state not in (JobState.queued, JobState.running, JobState.merging):
-                await self._let_go(lock)
-                return Attempt(None, waiting=False)
-            if (job.merge_not_before or 0) > time.time():
-                await self._let_go(lock)
-                self.wake_at(f"{job.id}/merge", job.merge_not_before or 0)
-                return Attempt(None, waiting=True)
-            if job.merge_attempts >= job.spec.max_attempts:
+            job, _ = await self.queue.read_job(job_id)
+            if not job.state.terminal and job.merge_attempts >= job.spec.max_attempts:
                 error = job.merge_error or f"worker died {job.merge_attempts} times"
                 await self.fail_job(
                     job.id, f"merge failed after {job.merge_attempts} attempts: {error}", session
                 )
-                await self._let_go(lock)
-                return Attempt(None, waiting=False)
-            merging = job.model_copy(
-                update={
-                    "state": JobState.merging,
-                    "merge_attempts": job.merge_attempts + 1,
-                    "merge_not_before": None,
-                    "updated_at": utcnow(),
-                    "merges": TaskAttempt.claimed(job.merges, self.id, utcnow()),
-                }
-            )
-            written = await self._write_job(merging, stat.version, session)
-        except BaseException:
+        finally:
             await self._let_go(lock)
-            raise
-        if written is None:
-            await self._let_go(lock)  # changed under us (cancelled): look again later
-            return Attempt(None, waiting=False)
-        log.info("claim %s/merge attempt %d", job.id, merging.merge_attempts)
-        claim = Claim(job=merging, lock=lock, stat=written, session=session, shards=shards)
-        return Attempt(claim, waiting=False)
+        return Attempt(None, waiting=False)
 
     def side_task(self, work: Awaitable[None]) -> None:
         task = asyncio.ensure_future(work)
@@ -878,24 +908,6 @@ class Worker:
             log.warning("artifact %s vanished before its record was written", artifact)
         return present
 
-    async def _write_shard(
-        self, job_id: str, record: ShardRecord, version: int, session: int | None
-    ) -> ZnodeStat | None:
-        """Set a shard record at ``version``; its new stat, or None if someone else's write
-        came first (or the job is gone). Raises SessionExpiredError if the session is lost.
-
-        A write cut off by a connection drop may or may not have been applied: once the session
-        is back it is tried again with the same version. A BadVersion then is either our own
-        earlier try (the record holds exactly our write, one version on) or someone else's.
-        """
-        path = self.paths.shard(job_id, record.index)
-        return await self.write_versioned(path, record, version, session)
-
-    async def _write_job(
-        self, job: JobRecord, version: int, session: int | None
-    ) -> ZnodeStat | None:
-        return await self.write_versioned(self.paths.job(job.id), job, version, session)
-
     async def write_versioned(
         self,
         path: str,
@@ -986,16 +998,18 @@ class Worker:
         if self._stopping.is_set():
             return None
         try:
-            others = await asyncio.gather(
+            # The job's record with the others' (one round trip): the merge claim needs it.
+            read, *others = await asyncio.gather(
+                self.queue.read_job(job.id),
                 *(
                     self.queue.read_shard(job.id, index)
                     for index in range(job.spec.tasks)
                     if index != done.index
-                )
+                ),
             )
             shards = sorted([done, *(s for s, _ in others)], key=lambda s: s.index)
             if all(s.state == ShardState.done for s in shards):
-                return (await self._claim_merge(job, shards)).claim
+                return (await self._claim_merge(job, shards, read)).claim
         except Exception:
             log.exception("checking %s for a merge failed", job.id)
         return None

@@ -102,7 +102,7 @@ FAULTS = [
     ("cut", MULTI, b'"state":"running","attempts":1'),
     ("cut", SET_DATA, b'"state":"running","spec"'),
     ("drop_reply", MULTI, b'"state":"done"'),
-    ("drop_reply", SET_DATA, b'"state":"merging"'),
+    ("drop_reply", MULTI, b'"state":"merging"'),
     ("cut", MULTI, b'"state":"succeeded"'),
     ("drop_reply", MULTI, b'"state":"succeeded"'),
 ]
