@@ -33,7 +33,7 @@ def test_a_claim_on_a_lock_another_worker_holds_writes_nothing(
     untouched; once the lock goes, the same worker claims."""
     settings = settings_from_env(settings_env, worker_id="claimer")
     spec = JobSpec.model_validate(iris_spec(model_name="locked", shards=1))
-    other = KazooClient(hosts=kazoo.hosts)
+    other = KazooClient(hosts=settings_env["ZOOTRAIN_ZK_HOSTS"])
     other.start(30)
 
     async def scenario() -> str:
