@@ -75,6 +75,11 @@ log = logging.getLogger("zootrain.worker")
 # A scan reads this many queued jobs concurrently at first, four times more each next batch.
 SCAN_FIRST_BATCH = 8
 SCAN_MAX_BATCH = 256
+# A change of this worker's record waits this long before it is written, so that the claims
+# and ends of tiny tasks (milliseconds apart) fold into one write: the record is for people
+# (`zootrain workers`, the dashboard) and nothing waits on it, and each write is a ZooKeeper
+# transaction (a log fsync) that the tasks' own writes would otherwise queue behind.
+RECORD_DELAY = 0.05
 # What the training child runs, by name: importing workers.train_child here would bring
 # scikit-learn into this process; the forkserver has it imported already.
 TRAIN_SHARD = "workers.train_child:train_shard"
@@ -331,9 +336,10 @@ class Worker:
             await self.zk.delete(self.paths.drain(self.id))
 
     async def _update_record(self) -> None:
-        """Write this worker's record as it is now. Asked again while a write is in flight,
-        one more write follows it (the record is built when it is sent, so it shows the
-        latest): a busy worker's claims and ends fold into fewer writes, none is lost."""
+        """Write this worker's record as it is now, RECORD_DELAY after the change. Asked again
+        while a write waits or is in flight, one more write follows it (the record is built
+        when it is sent, so it shows the latest): a busy worker's claims and ends fold into
+        fewer writes, none is lost."""
         if self._record_writing:
             self._record_stale = True
             return
@@ -341,6 +347,7 @@ class Worker:
         try:
             self._record_stale = True
             while self._record_stale and self._registered:
+                await asyncio.sleep(RECORD_DELAY)
                 self._record_stale = False
                 try:
                     await self.zk.set(self.paths.worker(self.id), self._record().dump())
@@ -468,7 +475,11 @@ class Worker:
         now = time.time()
         waiting = True
         full: set[bool] = set()  # kinds of slot found all taken
-        for shard, stat in shards:
+        # From a shard picked at random: idle workers woken by the same new job would all try
+        # its first shard, and all but one claim would fail on its version (a write refused
+        # by ZooKeeper, a round trip, then the next shard).
+        start = secrets.randbelow(len(shards)) if shards else 0
+        for shard, stat in shards[start:] + shards[:start]:
             key = f"{job.id}/{shard.index}"
             if key in self.claims:
                 continue  # ours: its end forgets the job
