@@ -45,12 +45,15 @@ class Level:
 
 @dataclass
 class Raw:
-    """The baseline measured before each round: pipelined rate, one-at-a-time latency."""
+    """The baseline measured before each round: pipelined rate, one-at-a-time latency, and the
+    pipeline's own latency with as many multis in flight as the service has clients at 64."""
 
     rate: float
     done: int
     p50: float
     p99: float
+    p50_64: float
+    p99_64: float
 
 
 async def measure_raw(ctx: Context, spec: dict[str, Any], duration: float, run: int) -> Raw:
@@ -75,11 +78,17 @@ async def measure_raw(ctx: Context, spec: dict[str, Any], duration: float, run: 
         finally:
             close_kazoo(client)
     measured = Raw(
-        raw.rate, raw.done, percentile(single.latencies, 50), percentile(single.latencies, 99)
+        raw.rate,
+        raw.done,
+        percentile(single.latencies, 50),
+        percentile(single.latencies, 99),
+        percentile(raw.latencies, 50),
+        percentile(raw.latencies, 99),
     )
     ctx.log(
-        f"submit: raw {measured.rate:.0f} multis/s pipelined; one at a time p50 "
-        f"{measured.p50 * 1000:.2f} ms p99 {measured.p99 * 1000:.2f} ms"
+        f"submit: raw {measured.rate:.0f} multis/s pipelined (64 in flight: p50 "
+        f"{measured.p50_64 * 1000:.1f} ms p99 {measured.p99_64 * 1000:.1f} ms); one at a time "
+        f"p50 {measured.p50 * 1000:.2f} ms p99 {measured.p99 * 1000:.2f} ms"
     )
     return measured
 
@@ -154,6 +163,10 @@ async def run(ctx: Context) -> list[Figure]:
     raw_rate = statistics.median(r.rate for r in raws)
     raw_p50 = statistics.median(r.p50 for r in raws)
     raw_p99 = statistics.median(r.p99 for r in raws)
+    # At 64 clients the comparable baseline is the raw pipeline with 64 multis in flight: by
+    # Little's law its latency is 64 / its rate, whatever the service does.
+    raw_p50_64 = statistics.median(r.p50_64 for r in raws)
+    raw_p99_64 = statistics.median(r.p99_64 for r in raws)
     of = f"median of {runs}" if runs > 1 else "1 run"
     figures = [
         Figure(
@@ -197,8 +210,9 @@ async def run(ctx: Context) -> list[Figure]:
                     f"submit: p50 latency, {clients} clients ({label})",
                     p50,
                     "s",
-                    baseline=raw_p50,
-                    baseline_name="raw multi p50, 1 in flight",
+                    baseline=raw_p50_64 if clients == 64 else raw_p50,
+                    baseline_name="raw multi p50, "
+                    + ("64 in flight" if clients == 64 else "1 in flight"),
                     command=command,
                     note=of,
                 )
@@ -209,12 +223,22 @@ async def run(ctx: Context) -> list[Figure]:
                     f"submit: p99 latency, {clients} clients ({label})",
                     p99,
                     "s",
-                    baseline=raw_p99,
-                    baseline_name="raw multi p99, 1 in flight",
+                    baseline=raw_p99_64 if p99_goal else raw_p99,
+                    baseline_name="raw multi p99, "
+                    + ("64 in flight" if p99_goal else "1 in flight"),
                     goal=f"≤ {GOAL_P99_AT_64 * 1000:.0f} ms" if p99_goal else "",
                     met=(p99 <= GOAL_P99_AT_64) if p99_goal else None,
                     command=command,
-                    note=f"{of}: " + ", ".join(f"{lv.p99 * 1000:.1f}" for lv in levels) + " ms",
+                    note=f"{of}: "
+                    + ", ".join(f"{lv.p99 * 1000:.1f}" for lv in levels)
+                    + " ms"
+                    + (
+                        "; raw multi p99 at 64 in flight, by round: "
+                        + ", ".join(f"{r.p99_64 * 1000:.1f}" for r in raws)
+                        + " ms"
+                        if p99_goal
+                        else ""
+                    ),
                 )
             )
     return figures

@@ -49,7 +49,15 @@ from zootrain.ml.manifest import Manifest
 from zootrain.paths import Paths
 from zootrain.queue import JobQueue
 from zootrain.records import JobRecord, Record, new_job_id, utcnow
-from zootrain.spec import DatasetSource, Format, JobSpec, UploadedDataset, check_partition
+from zootrain.shape_bounds import check_shape, fit_rows
+from zootrain.spec import (
+    DatasetSource,
+    Format,
+    JobSpec,
+    ParamError,
+    UploadedDataset,
+    check_partition,
+)
 from zootrain.zk import TRANSIENT_ERRORS, WriteOutcomeUnknown, ZnodeStat, ZooKeeper
 
 MAX_RECORD_BYTES = 512 * 1024
@@ -469,6 +477,7 @@ class DatasetCatalog:
                 f"shards: {spec.shards} exceeds the {train_rows} training rows of dataset "
                 f"{record.id}"
             )
+        _check_shape(spec, plan.n_features, train_rows, record.id)
         source = DatasetSource(
             dataset_id=record.id,
             format=record.format,
@@ -481,6 +490,25 @@ class DatasetCatalog:
             plan=plan,
         )
         return source, stat.version
+
+
+def _check_shape(spec: JobSpec, features: int, train_rows: int, dataset_id: str) -> None:
+    """What zootrain.ml.validation checks of a built-in dataset's shape, from the record: the
+    parameters (a search's candidates) against the encoded features and a fit's rows."""
+    search = spec.search if spec.kind == "search" else None
+    rows = fit_rows(
+        train_rows,
+        spec.shards,
+        whole=spec.partition == "replicate",
+        folds=search.cv if search is not None else None,
+    )
+    candidates = spec.candidate_params() if search is not None else [spec.params]
+    try:
+        for params in candidates:
+            check_shape(spec.algorithm, params, features=features, rows=rows)
+    except ParamError as exc:
+        where = "search: candidate parameter" if search is not None else "params:"
+        raise InvalidRequest(f"{where} {exc.param}: {exc} (dataset {dataset_id})") from None
 
 
 def _uses_dataset(job: JobRecord, dataset_id: str) -> bool:

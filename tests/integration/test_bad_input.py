@@ -113,6 +113,32 @@ BAD_BODIES: list[tuple[str, Any, int, tuple[str, ...]]] = [
     # iris has 4 features: scikit-learn refused these only in every shard's fit().
     ("max-features-5-of-4", _params(max_features=5), 422, ("max_features", "4 features")),
     ("monotonic-cst-2-of-4", _params(monotonic_cst=[1, 0]), 422, ("monotonic_cst", "4")),
+    # iris keeps 120 training rows (test_size 0.2): 4 shards of 30. k-means needs a row per
+    # cluster in every fit, which scikit-learn checked only in each shard's fit() (a search's:
+    # in each fold's).
+    (
+        "kmeans-clusters-over-a-shard",
+        _with(algorithm="kmeans", shards=4, params={"n_clusters": 31}),
+        422,
+        ("n_clusters", "30 rows"),
+    ),
+    (
+        "kmeans-default-clusters-over-a-shard",
+        _with(algorithm="kmeans", shards=16, params={}),
+        422,
+        ("n_clusters=8", "7 rows"),
+    ),
+    (
+        "kmeans-search-clusters-over-a-fold",
+        _with(
+            algorithm="kmeans",
+            kind="search",
+            params={},
+            search={"param_grid": {"n_clusters": [3, 81]}, "cv": 3},
+        ),
+        422,
+        ("search", "n_clusters=81", "80 rows"),
+    ),
     (
         "sgd-average-1e18",
         _with(algorithm="sgd_classifier", params={"average": 10**18}),

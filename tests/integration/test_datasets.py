@@ -224,6 +224,36 @@ def test_bad_jobs_on_uploaded_data_are_refused_naming_the_field(
             "numeric target",
         ),
         (job_spec({**ds, "features": good_features}, shards=49), "shards", "48 training rows"),
+        # Parameters that count the encoded features or a fit's rows, from the record (a
+        # built-in dataset's are checked from its known shape): each failed in every shard.
+        (
+            job_spec({**ds, "features": good_features}, params={"max_features": 200}),
+            "max_features",
+            "features",
+        ),
+        (
+            job_spec({**ds, "features": good_features}, params={"monotonic_cst": [1]}),
+            "monotonic_cst",
+            "one value per feature",
+        ),
+        (
+            job_spec(
+                {**ds, "features": good_features}, algorithm="kmeans", params={"n_clusters": 25}
+            ),
+            "n_clusters",
+            "24 rows",
+        ),
+        (
+            job_spec(
+                {**ds, "features": good_features},
+                algorithm="kmeans",
+                params={},
+                kind="search",
+                search={"param_grid": {"n_clusters": [2, 40]}, "cv": 4},
+            ),
+            "search",
+            "36 rows",
+        ),
         (
             job_spec({**ds, "id": "f" * 20, "features": good_features}),
             "dataset.id",

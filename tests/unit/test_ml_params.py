@@ -21,10 +21,11 @@ from zootrain.ml.algorithms import (
     MAX_SAMPLES_FRACTION,
     ParamError,
     build_estimator,
-    check_params_for_features,
     check_task,
     validate_params,
 )
+from zootrain.ml.partition import shard_sizes
+from zootrain.shape_bounds import check_shape, fit_rows
 
 RFC = "random_forest_classifier"
 
@@ -238,15 +239,36 @@ def test_every_integer_parameter_accepted_fits_in_a_c_int() -> None:
 def test_forest_params_that_count_features_are_checked_against_the_dataset() -> None:
     for algorithm in FORESTS:
         with pytest.raises(ParamError) as info:
-            check_params_for_features(algorithm, {"max_features": 5}, 4)
+            check_shape(algorithm, {"max_features": 5}, features=4, rows=100)
         assert info.value.param == "max_features"
         assert "4 features" in str(info.value)
         with pytest.raises(ParamError) as info:
-            check_params_for_features(algorithm, {"monotonic_cst": [1, 0, -1]}, 4)
+            check_shape(algorithm, {"monotonic_cst": [1, 0, -1]}, features=4, rows=100)
         assert info.value.param == "monotonic_cst"
-        check_params_for_features(algorithm, {"max_features": 4, "monotonic_cst": [0] * 4}, 4)
-        check_params_for_features(algorithm, {"max_features": 0.5}, 4)  # a fraction: any
-    check_params_for_features("kmeans", {"n_clusters": 50}, 4)  # not a feature count
+        fitting = {"max_features": 4, "monotonic_cst": [0] * 4}
+        check_shape(algorithm, fitting, features=4, rows=1)  # a forest's rows: any
+        check_shape(algorithm, {"max_features": 0.5}, features=4, rows=100)  # a fraction: any
+    check_shape("kmeans", {"n_clusters": 50}, features=4, rows=50)  # not a feature count
+
+
+def test_kmeans_clusters_are_checked_against_the_rows_one_fit_sees() -> None:
+    with pytest.raises(ParamError) as info:
+        check_shape("kmeans", {"n_clusters": 51}, features=4, rows=50)
+    assert info.value.param == "n_clusters"
+    assert "50 rows" in str(info.value)
+    # Left out, n_clusters is KMeans' default of 8 (checked against scikit-learn at import).
+    with pytest.raises(ParamError):
+        check_shape("kmeans", {}, features=4, rows=7)
+    check_shape("kmeans", {}, features=4, rows=8)
+
+
+def test_the_rows_one_fit_sees() -> None:
+    assert fit_rows(112, 4, whole=False) == 28
+    assert fit_rows(113, 4, whole=False) == 28  # the smaller shards
+    assert fit_rows(113, 4, whole=True) == 113  # partition replicate
+    # A search's candidate: all training rows but the largest fold (KFold rounds up).
+    assert fit_rows(112, 1, whole=True, folds=3) == 112 - 38
+    assert fit_rows(112, 8, whole=False, folds=5) == 112 - 23
 
 
 @pytest.mark.parametrize(
@@ -327,3 +349,8 @@ def test_check_task() -> None:
     check_task("kmeans", "classification")
     with pytest.raises(ValueError, match=r"use one of: .*kmeans.*ridge"):
         check_task("gaussian_nb", "regression")
+
+
+@pytest.mark.parametrize("rows,shards", [(120, 4), (121, 4), (7, 7), (1000, 3), (47, 16)])
+def test_fit_rows_is_the_smallest_shard_the_partition_makes(rows: int, shards: int) -> None:
+    assert fit_rows(rows, shards, whole=False) == min(shard_sizes(rows, shards))

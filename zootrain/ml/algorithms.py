@@ -33,6 +33,7 @@ from sklearn.linear_model._logistic import _check_solver
 from sklearn.naive_bayes import GaussianNB, MultinomialNB
 from sklearn.utils._param_validation import InvalidParameterError
 
+from zootrain.shape_bounds import DEFAULT_N_CLUSTERS
 from zootrain.spec import ALGORITHM_TABLE, AlgorithmInfo, AlgorithmTask, MergeKind, Task
 from zootrain.spec import ParamError as ParamError  # raised by validate_params
 
@@ -380,6 +381,9 @@ def _plain_table() -> dict[str, AlgorithmInfo]:
 # zootrain.spec's table (what processes without scikit-learn know) must say what this one does.
 if _plain_table() != ALGORITHM_TABLE or tuple(ALGORITHMS) != tuple(ALGORITHM_TABLE):
     raise RuntimeError(f"zootrain.spec.ALGORITHM_TABLE is not {_plain_table()}")
+# So must zootrain.shape_bounds' default cluster count (a spec that leaves n_clusters out).
+if KMeans().n_clusters != DEFAULT_N_CLUSTERS:
+    raise RuntimeError(f"zootrain.shape_bounds.DEFAULT_N_CLUSTERS is not {KMeans().n_clusters}")
 
 
 def get_algorithm(name: str) -> Algorithm:
@@ -430,27 +434,6 @@ def validate_params(algorithm: str, params: dict[str, Any]) -> dict[str, Any]:
     for check in alg.checks:
         check(effective)
     return cleaned
-
-
-def check_params_for_features(algorithm: str, params: Mapping[str, Any], n_features: int) -> None:
-    """The parameters that count features against the dataset's: scikit-learn checks these in
-    fit(), so a job submitted with max_features=50 on 4 features failed in every shard."""
-    if ALGORITHMS[algorithm].merge != "forest_union":
-        return
-    max_features = params.get("max_features")
-    # A count; a fraction or "sqrt" adapts to any number of features.
-    if type(max_features) is int and max_features > n_features:
-        raise ParamError(
-            "max_features",
-            f"max_features={max_features} exceeds the dataset's {n_features} features",
-        )
-    monotonic_cst = params.get("monotonic_cst")
-    if isinstance(monotonic_cst, list) and len(monotonic_cst) != n_features:
-        raise ParamError(
-            "monotonic_cst",
-            f"monotonic_cst has {len(monotonic_cst)} values; the dataset has {n_features} "
-            "features (one value per feature)",
-        )
 
 
 def build_estimator(algorithm: str, params: dict[str, Any], random_state: int) -> BaseEstimator:

@@ -19,8 +19,9 @@ from typing import Any
 from pydantic import ValidationError
 from pydantic_core import InitErrorDetails
 
-from zootrain.ml.algorithms import check_params_for_features, validate_params
+from zootrain.ml.algorithms import validate_params
 from zootrain.ml.search import check_candidates
+from zootrain.shape_bounds import check_shape, fit_rows
 from zootrain.spec import (
     JobSpec,
     ParamError,
@@ -75,13 +76,13 @@ def _consistent(spec: JobSpec) -> JobSpec:
     check_features(spec.algorithm, spec.dataset)
     check_partition(spec.algorithm, spec.partition, dataset_task(spec.dataset))
     rows, features = dataset_shape(spec.dataset)
-    _check_features_of(spec, features)
+    # The same rounding as split_dataset (train_test_split): the test set is ceil'd.
+    train_rows = rows - math.ceil(rows * spec.test_size)
+    _check_shape_of(spec, features, train_rows)
     if spec.kind == "search":
         return _with_candidates(spec)
     if spec.search is not None:
         raise ValueError("search: only a job of kind 'search' takes a search")
-    # The same rounding as split_dataset (train_test_split): the test set is ceil'd.
-    train_rows = rows - math.ceil(rows * spec.test_size)
     if spec.shards > train_rows:
         raise ValueError(
             f"shards ({spec.shards}) exceeds the {train_rows} training rows of the dataset"
@@ -91,16 +92,20 @@ def _consistent(spec: JobSpec) -> JobSpec:
     return spec
 
 
-def _check_features_of(spec: JobSpec, features: int) -> None:
-    """The job's parameters (or a search's candidates) against the dataset's feature count.
-    (An uploaded dataset's count is in its record, read by the submit route: not here.)"""
+def _check_shape_of(spec: JobSpec, features: int, train_rows: int) -> None:
+    """The job's parameters (or a search's candidates) against the dataset's feature count and
+    the rows one fit sees (zootrain.shape_bounds). An uploaded dataset's shape is in its
+    record, read by the submit route (zootrain.uploads): not here."""
     try:
         if spec.kind == "search" and spec.search is not None:
             if oversized_search(spec) is None:
+                rows = fit_rows(train_rows, 1, whole=True, folds=spec.search.cv)
                 for candidate in spec.candidate_params():
-                    check_params_for_features(spec.algorithm, candidate, features)
-        else:
-            check_params_for_features(spec.algorithm, spec.params, features)
+                    check_shape(spec.algorithm, candidate, features=features, rows=rows)
+        elif spec.shards <= train_rows:  # more shards than rows is refused below, by name
+            whole = spec.partition == "replicate"
+            rows = fit_rows(train_rows, spec.shards, whole=whole)
+            check_shape(spec.algorithm, spec.params, features=features, rows=rows)
     except ParamError as exc:
         where = "search: candidate parameter" if spec.kind == "search" else "params:"
         raise ValueError(f"{where} {exc.param}: {exc}") from None

@@ -1,0 +1,70 @@
+"""Parameters bounded by the data a fit sees: checked at submit against the dataset's shape.
+
+scikit-learn checks these inside fit(), so a job that breaks one was accepted and then failed
+on every shard and every retry: a forest's ``max_features`` above the dataset's features, its
+``monotonic_cst`` of the wrong length, k-means asked for more clusters than a shard (or a
+search's cross-validation fold) has rows. The job service checks them before anything is
+written: for a built-in dataset from its known shape (zootrain.ml.validation, in the child that
+validates specs), for an uploaded one from its record (zootrain.uploads).
+
+Pure: no scikit-learn (the job service imports it).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from typing import Any
+
+from zootrain.spec import ParamError, algorithm_info
+
+DEFAULT_N_CLUSTERS = 8
+"""KMeans' own default, for a spec that leaves n_clusters out (zootrain.ml.algorithms checks at
+import that scikit-learn agrees)."""
+
+
+def fit_rows(train_rows: int, shards: int, *, whole: bool, folds: int | None = None) -> int:
+    """The fewest rows one fit sees: a shard's share of the training rows (the smaller one when
+    they do not divide evenly), all of them when every shard has them all (``whole``: partition
+    replicate, a baseline), or a search's smallest cross-validation training fold (a candidate
+    is fitted on all training rows but one fold, the folds rounded up as KFold rounds them)."""
+    if folds is not None:
+        return train_rows - math.ceil(train_rows / folds)
+    return train_rows if whole else train_rows // max(1, shards)
+
+
+def check_shape(algorithm: str, params: Mapping[str, Any], *, features: int, rows: int) -> None:
+    """ParamError naming the first parameter that the data's shape makes unfittable.
+
+    ``features``: the columns the estimator is fitted on; ``rows``: the fewest rows one fit
+    sees (``fit_rows``). ``params`` as the spec gives them: a missing one has its default.
+    """
+    alg = algorithm_info(algorithm)
+    if alg.merge == "forest_union":
+        _check_forest(params, features)
+    elif alg.merge == "kmeans_centroids":
+        n_clusters = params.get("n_clusters", DEFAULT_N_CLUSTERS)
+        # bool is an int to Python, and never a valid n_clusters (the params check says so).
+        if type(n_clusters) is int and n_clusters > rows:
+            raise ParamError(
+                "n_clusters",
+                f"n_clusters={n_clusters} exceeds the {rows} rows one fit of this job sees "
+                "(k-means needs a row per cluster); ask for fewer clusters or fewer shards",
+            )
+
+
+def _check_forest(params: Mapping[str, Any], features: int) -> None:
+    max_features = params.get("max_features")
+    # A count; a fraction or "sqrt" adapts to any number of features.
+    if type(max_features) is int and max_features > features:
+        raise ParamError(
+            "max_features",
+            f"max_features={max_features} exceeds the dataset's {features} features",
+        )
+    monotonic_cst = params.get("monotonic_cst")
+    if isinstance(monotonic_cst, list) and len(monotonic_cst) != features:
+        raise ParamError(
+            "monotonic_cst",
+            f"monotonic_cst has {len(monotonic_cst)} values; the dataset has {features} "
+            "features (one value per feature)",
+        )
