@@ -80,10 +80,12 @@ class Attempt(NamedTuple):
 
 
 class QueuedJob(NamedTuple):
-    """A queued job as a scan read it: its record and its shards' records."""
+    """A queued job as a scan read it: its record and its shards' records (and the job
+    record's stat: a claim marks the job `running` at that version without reading it again)."""
 
     job: JobRecord
     shards: Shards
+    stat: ZnodeStat | None = None
 
 
 class Unclaimable(enum.Enum):

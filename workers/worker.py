@@ -460,10 +460,10 @@ class Worker:
 
     async def _read_job(self, job_id: str) -> QueuedJob | Unclaimable:
         try:
-            job, _ = await self.queue.read_job(job_id)
+            job, stat = await self.queue.read_job(job_id)
             if job.state.terminal:
                 return Unclaimable.FINAL
-            return QueuedJob(job, await self.queue.read_shards(job.id, job.spec.tasks))
+            return QueuedJob(job, await self.queue.read_shards(job.id, job.spec.tasks), stat)
         except NotFound:
             return Unclaimable.FINAL
         except Exception:
@@ -471,7 +471,7 @@ class Worker:
             return Unclaimable.UNREADABLE
 
     async def _claim_in_job(self, queued: QueuedJob) -> Attempt:
-        job, shards = queued
+        job, shards, job_stat = queued
         now = time.time()
         waiting = True
         full: set[bool] = set()  # kinds of slot found all taken
@@ -492,7 +492,7 @@ class Worker:
             if not self._room(rounds=rounds):
                 full.add(rounds)  # a slot coming free wakes us (memo.room_freed)
                 continue
-            attempt = await self._claim_shard(job, shard, stat)
+            attempt = await self._claim_shard(job, shard, stat, job_stat)
             if attempt.claim is not None:
                 return attempt
             waiting = waiting and attempt.waiting
@@ -550,8 +550,15 @@ class Worker:
             return Attempt(None, waiting=await self._watch_lock(lock))
         return None
 
-    async def _claim_shard(self, job: JobRecord, shard: ShardRecord, stat: ZnodeStat) -> Attempt:
-        """Claim a shard as the scan read it (``stat``: the version it was read at).
+    async def _claim_shard(
+        self,
+        job: JobRecord,
+        shard: ShardRecord,
+        stat: ZnodeStat,
+        job_stat: ZnodeStat | None = None,
+    ) -> Attempt:
+        """Claim a shard as the scan read it (``stat``: the version it was read at;
+        ``job_stat``: the job record's, if the scan kept it).
 
         One multi takes the shard's lock and writes its record (``running``, one more attempt)
         at the version the scan read: both or neither. A lock taken by another worker fails it
@@ -601,7 +608,8 @@ class Worker:
             worker_metrics.CLAIM_LATENCY.observe(max(0.0, waited))
         claim = Claim(job=job, lock=lock, index=index, shard=running, stat=written, session=session)
         if job.state == JobState.queued:  # as read by this scan: never moves back to queued
-            self.side_task(self._mark_running(job.id, session))
+            known = None if job_stat is None else (job, job_stat)
+            self.side_task(self._mark_running(job.id, session, known))
         return Attempt(claim, waiting=False)
 
     async def _claim_write(
@@ -745,10 +753,14 @@ class Worker:
         self._side_tasks.add(task)
         task.add_done_callback(self._side_tasks.discard)
 
-    async def _mark_running(self, job_id: str, session: int | None) -> None:
-        """queued → running: for the record only, so it never holds up the training."""
+    async def _mark_running(
+        self, job_id: str, session: int | None, known: tuple[JobRecord, ZnodeStat] | None = None
+    ) -> None:
+        """queued → running: for the record only, so it never holds up the training. ``known``:
+        the job's record as the scan read it, written over at its version without a read (a
+        BadVersion then reads it again)."""
         try:
-            await self.zk.retry(lambda: self.queue.mark_running(job_id), session=session)
+            await self.zk.retry(lambda: self.queue.mark_running(job_id, known), session=session)
         except (NotFound, SessionExpiredError):
             pass
         except Exception:
