@@ -17,6 +17,8 @@ import contextlib
 import gc
 import logging
 import socket
+import threading
+import time
 from typing import Any
 
 import numpy as np
@@ -35,6 +37,33 @@ log = logging.getLogger("zootrain.api")
 
 INLINE_VALUES = 1_000
 """Predictions of at most this many values run on the child's loop; bigger ones in a thread."""
+
+
+class _Spent:
+    """The models' predict calls made in this child, and their seconds (the job service's
+    zootrain_predict_seconds_total: the model's share of a prediction's latency)."""
+
+    def __init__(self) -> None:
+        self.seconds = 0.0
+        self.calls = 0
+        self._lock = threading.Lock()  # big predictions run in threads
+
+    def predict(self, model: Any, X: Any) -> Any:
+        started = time.perf_counter()
+        try:
+            return model.predict(X)
+        finally:
+            elapsed = time.perf_counter() - started
+            with self._lock:
+                self.seconds += elapsed
+                self.calls += 1
+
+    def mark(self, reply: Reply, cache: ModelCache) -> None:
+        reply.loads, reply.cached = cache.loads, cache.cached
+        reply.predict_seconds, reply.predict_calls = self.seconds, self.calls
+
+
+SPENT = _Spent()
 
 
 def main(sock: socket.socket, artifacts: str, capacity: int) -> None:
@@ -81,7 +110,7 @@ def _answer_at_once(request: tuple[int, str, Any], cache: ModelCache) -> Reply |
     except Exception as exc:
         log.exception("prediction process: predict_batch failed")
         reply = Reply(number, failure=f"{type(exc).__name__}: {exc}")
-    reply.loads, reply.cached = cache.loads, cache.cached
+    SPENT.mark(reply, cache)
     return reply
 
 
@@ -104,7 +133,7 @@ async def _answer(request: tuple[int, str, Any], cache: ModelCache, writer: Any)
     except Exception as exc:
         log.exception("prediction process: %s failed", operation)
         reply = Reply(number, failure=f"{type(exc).__name__}: {exc}")
-    reply.loads, reply.cached = cache.loads, cache.cached
+    SPENT.mark(reply, cache)
     with contextlib.suppress(ConnectionError):  # the job service is gone: _serve ends
         await write_frame(writer, reply)
 
@@ -117,9 +146,9 @@ async def _predict(
     try:
         if X.size <= INLINE_VALUES:
             # A few rows take a millisecond or two: a hop to a thread would cost as much.
-            predictions = model.predict(X)
+            predictions = SPENT.predict(model, X)
         else:
-            predictions = await asyncio.to_thread(model.predict, X)
+            predictions = await asyncio.to_thread(SPENT.predict, model, X)
     except ValueError as exc:
         # scikit-learn's own check of the rows, e.g. a value past float32 for a forest (JSON
         # numbers are finite already): the client's rows, not the server, are at fault.
@@ -158,12 +187,12 @@ def _predict_stacked(model: Any, batch: list[list[list[float]]]) -> list[list[An
     when that is refused."""
     try:
         X = np.asarray([row for rows in batch for row in rows], dtype=np.float64)
-        values = _plain(model.predict(X))
+        values = _plain(SPENT.predict(model, X))
     except ValueError:
         outcomes: list[list[Any] | DomainError] = []
         for rows in batch:
             try:
-                outcomes.append(_plain(model.predict(np.asarray(rows, dtype=np.float64))))
+                outcomes.append(_plain(SPENT.predict(model, np.asarray(rows, dtype=np.float64))))
             except ValueError as exc:
                 outcomes.append(InvalidRequest(f"instances: {exc}"))
         return outcomes
@@ -188,8 +217,8 @@ async def _outcomes(model: Any, batch: list[list[list[float]]]) -> list[list[Any
 async def _run(model: Any, X: Any) -> Any:
     if X.size <= INLINE_VALUES:
         # A few rows take a millisecond or two: a hop to a thread would cost as much.
-        return model.predict(X)
-    return await asyncio.to_thread(model.predict, X)
+        return SPENT.predict(model, X)
+    return await asyncio.to_thread(SPENT.predict, model, X)
 
 
 def _plain(predictions: Any) -> list[Any]:

@@ -15,6 +15,7 @@ from app import problems, spec_schema
 from app.deps import Services
 from app.headers import DASHBOARD_CSP, SecurityHeaders, docs_csp, page_headers
 from app.limits import BodySizeLimit, ZooKeeperDeadline
+from app.predict_route import PredictLane
 from app.routers import config, datasets, docs, health, jobs, models, overview, ui, workers
 from app.submit_route import SubmitLane
 from zootrain import __version__
@@ -119,6 +120,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         SubmitLane,
         api=app,
         endpoint=jobs.submit_job,
+        max_bytes=settings.max_request_bytes,
+        deadline=settings.zk_request_timeout,
+    )
+    # Beside it: a well-formed prediction skips the generic path too (app.predict_route).
+    app.add_middleware(
+        PredictLane,
+        api=app,
         max_bytes=settings.max_request_bytes,
         deadline=settings.zk_request_timeout,
     )

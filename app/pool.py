@@ -58,7 +58,8 @@ _HEADER = struct.Struct("!Q")
 class Reply:
     """A child's answer to request ``number``: a value, a domain error to answer with (it keeps
     its status and detail), or an unexpected failure (a 500). ``loads`` and ``cached``: the
-    child's model cache after it, for the job service's metrics."""
+    child's model cache after it, and ``predict_seconds`` and ``predict_calls`` the child's
+    predict calls so far, for the job service's metrics."""
 
     number: int
     value: Any = None
@@ -66,6 +67,8 @@ class Reply:
     failure: str | None = None
     loads: int = 0
     cached: int = 0
+    predict_seconds: float = 0.0
+    predict_calls: int = 0
 
 
 async def write_frame(writer: asyncio.StreamWriter, message: Any) -> None:
@@ -95,6 +98,8 @@ class _Child:
         self.pending: dict[int, asyncio.Future[Reply]] = {}
         self.loads = 0  # the child's model loads, as its latest reply said
         self.counted = 0  # the loads added to the job service's metric so far
+        self.counted_seconds = 0.0  # and the child's predict seconds and calls
+        self.counted_calls = 0
         self.cached = 0
         self._numbers = itertools.count()
         self._reading = asyncio.create_task(self._read(reader))
@@ -227,6 +232,13 @@ class ChildPool:
         self.ready = True
         service_metrics.MODEL_LOADS.inc(max(0, reply.loads - child.counted))
         child.counted = max(child.counted, reply.loads)
+        # Totals since the child started: replies can cross in any order, so add what is new.
+        if reply.predict_calls > child.counted_calls:
+            service_metrics.PREDICT_CALLS.inc(reply.predict_calls - child.counted_calls)
+            child.counted_calls = reply.predict_calls
+        if reply.predict_seconds > child.counted_seconds:
+            service_metrics.PREDICT_SECONDS.inc(reply.predict_seconds - child.counted_seconds)
+            child.counted_seconds = reply.predict_seconds
         service_metrics.MODEL_CACHE_BYTES.set(
             sum(c.cached for c in self._children if c is not None)
         )

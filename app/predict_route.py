@@ -18,26 +18,43 @@ model refuses) goes to FastAPI's generic handler with the body already read, so 
 client can see is still made by FastAPI and app.problems exactly as before, in the same order
 (a malformed body before a missing token). The operation, its schema and ``openapi.json`` are
 unchanged: the route is the same ``APIRoute``, only its handler is shorter.
+
+``PredictLane`` goes one step further, as app.submit_route's SubmitLane does for a submit: the
+app's own middlewares (ZooKeeper deadline, security headers, body limit, exception handling, an
+exit stack), Starlette's routing across every operation and FastAPI's wrappers around a route
+cost a one-row prediction about as much again as the handler itself (py-spy,
+docs/performance.md), and under load that CPU, not the model, bounds the rows a second a
+batched model serves. The lane is an app middleware next to SubmitLane: a ``POST
+/v1/models/{name}/predict`` with a JSON body of a declared length within
+ZOOTRAIN_MAX_REQUEST_BYTES is answered by ``direct`` itself, under the request's ZooKeeper
+deadline, its errors answered by the app's own exception handlers with the header
+SecurityHeaders adds. Whatever ``direct`` leaves to FastAPI goes down the usual path with the
+body replayed.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
-from fastapi import Request, Response
+from fastapi import FastAPI, Request, Response
 from fastapi.routing import APIRoute
 from pydantic import TypeAdapter, ValidationError
+from starlette.datastructures import Headers
 from starlette.requests import ClientDisconnect
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from app import service_metrics
 from app.auth import bearer, read_principal
 from app.deps import Services
+from app.headers import NOSNIFF
+from app.submit_route import _read, _replay
 from zootrain.errors import InvalidRequest
 from zootrain.inputs import RowError, encode_records, split_to_records
 from zootrain.records import MODEL_NAME_PATTERN, VersionRecord
 from zootrain.views import PredictRequest, PredictResponse
+from zootrain.zk import request_deadline
 
 _NAME = re.compile(MODEL_NAME_PATTERN)
 # FastAPI dumps a response model through a TypeAdapter of it (fastapi._compat's
@@ -94,6 +111,7 @@ def _instances(name: str, body: PredictRequest, record: VersionRecord) -> list[l
 
 
 Handler = Callable[[Request], Coroutine[Any, Any, Response]]
+ErrorHandler = Callable[[Request, Exception], Awaitable[Response]]
 
 
 class PredictRoute(APIRoute):
@@ -137,3 +155,76 @@ def _is_json(content_type: str | None) -> bool:
     if content_type is None:
         return False
     return content_type.partition(";")[0].strip().lower() == "application/json"
+
+
+PREFIX = "/v1/models/"
+SUFFIX = "/predict"
+
+
+class PredictLane:
+    """POST /v1/models/{name}/predict past the app's middlewares and routing (see above)."""
+
+    def __init__(self, app: ASGIApp, *, api: FastAPI, max_bytes: int, deadline: float) -> None:
+        self.app = app
+        self.api = api
+        self.max_bytes = max_bytes
+        self.deadline = deadline
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        name = _lane_name(scope)
+        if name is None:
+            await self.app(scope, receive, send)
+            return
+        headers = Headers(scope=scope)
+        declared = headers.get("content-length", "")
+        if (
+            not declared.isdigit()
+            or int(declared) > self.max_bytes
+            or not _is_json(headers.get("content-type"))
+        ):
+            await self.app(scope, receive, send)  # nothing read yet
+            return
+        body, complete = await _read(receive, self.max_bytes)
+        if body is None:
+            return  # the client went away: nobody to answer
+        if not complete:
+            await self.app(scope, _replay(body, complete, receive), send)
+            return
+        # What Starlette's router would have put in the scope for the predict operation.
+        request = Request({**scope, "path_params": {"name": name}}, _replay(body, True, receive))
+        try:
+            with request_deadline(self.deadline):  # what the ZooKeeperDeadline middleware does
+                answer = await direct(request)
+        except Exception as exc:
+            handler = self._handler(exc)
+            if handler is None:
+                raise  # Starlette's server-error middleware answers (a problem+json 500)
+            answer = await handler(request, exc)
+        if answer is None:  # FastAPI's handler makes this answer (an error, or an odd body)
+            await self.app(scope, _replay(body, True, receive), send)
+            return
+        answer.raw_headers.append(NOSNIFF)  # what SecurityHeaders adds outside its pages
+        await answer(scope, receive, send)
+
+    def _handler(self, exc: Exception) -> ErrorHandler | None:
+        """The app's handler for ``exc``, found as Starlette's ExceptionMiddleware finds it."""
+        handlers = self.api.exception_handlers
+        for cls in type(exc).__mro__:
+            if cls is Exception:
+                return None  # the 500 handler: ServerErrorMiddleware's
+            if cls in handlers:
+                return handlers[cls]  # type: ignore[return-value]  # ours are all async
+        return None
+
+
+def _lane_name(scope: Scope) -> str | None:
+    """The model name of a POST to the predict operation's path, else None."""
+    if scope["type"] != "http" or scope["method"] != "POST":
+        return None
+    path: str = scope["path"]
+    if not (path.startswith(PREFIX) and path.endswith(SUFFIX)):
+        return None
+    name = path[len(PREFIX) : -len(SUFFIX)]
+    # A name the path pattern refuses (FastAPI's 422) or one with a slash (another route or a
+    # 404) is FastAPI's to answer.
+    return name if _NAME.fullmatch(name) is not None else None

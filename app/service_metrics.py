@@ -41,6 +41,14 @@ AUTH_FAILURES = Counter(
 )
 PREDICTIONS = Counter("zootrain_predictions_total", "Rows predicted", ["model"])
 MODEL_LOADS = Counter("zootrain_model_loads_total", "Model files read into the prediction cache")
+PREDICT_SECONDS = Counter(
+    "zootrain_predict_seconds_total",
+    "Seconds the prediction processes spent in models' predict calls (the model's own time: "
+    "a request's latency less this is the service's share)",
+)
+PREDICT_CALLS = Counter(
+    "zootrain_predict_calls_total", "Models' predict calls made (a micro-batch is one)"
+)
 MODEL_CACHE_BYTES = Gauge(
     "zootrain_model_cache_bytes", "Bytes of loaded models the prediction cache keeps"
 )

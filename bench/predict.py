@@ -32,6 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import httpx
 import numpy as np
 import skops.io as sio
 from kazoo.client import KazooClient
@@ -198,6 +199,19 @@ async def load(
     return Level(latencies, rows, elapsed, errors)
 
 
+async def predict_spent(url: str) -> tuple[float, float]:
+    """The job service's zootrain_predict_seconds_total and _calls_total: the time its
+    prediction processes spent in the models' own predict calls."""
+    async with httpx.AsyncClient(base_url=url, headers=AUTH, timeout=30) as client:
+        text = (await client.get("/metrics")).text
+    found = {"seconds": 0.0, "calls": 0.0}
+    for line in text.splitlines():
+        for what in found:
+            if line.startswith(f"zootrain_predict_{what}_total "):
+                found[what] = float(line.split()[1])
+    return found["seconds"], found["calls"]
+
+
 def body_for(rows: int) -> tuple[np.ndarray, bytes]:
     X = np.random.default_rng(rows).normal(size=(rows, FEATURES)).round(4)
     return X, json.dumps({"instances": X.tolist(), "version": 1}).encode()
@@ -251,6 +265,9 @@ async def run(ctx: Context) -> list[Figure]:
     bodies = {rows: body_for(rows) for rows in ROWS}
     # (config, model, rows, clients) -> per-run (p50, p99, rows/s)
     found: dict[tuple[str, str, int, int], list[tuple[float, float, float]]] = {}
+    # model -> per-run mean seconds of the model's predict in the prediction process, at one
+    # row and one client (batched service): the latency's split between model and service.
+    inside: dict[str, list[float]] = {}
     baseline: dict[tuple[str, int], list[float]] = {}
     cold: list[float] = []
     skops: list[float] = []
@@ -296,6 +313,8 @@ async def run(ctx: Context) -> list[Figure]:
                                     pids[config],
                                     ctx.directory("profiles"),
                                 ).start()
+                            split = (config, rows, clients) == ("batched", 1, 1)
+                            spent = await predict_spent(url) if split else (0.0, 0.0)
                             level = await load(
                                 url,
                                 f"/v1/models/{m.name}/predict",
@@ -305,6 +324,12 @@ async def run(ctx: Context) -> list[Figure]:
                                 duration,
                                 GENERIC_TYPE if config == "generic" else "application/json",
                             )
+                            if split:
+                                seconds, calls = await predict_spent(url)
+                                # The warm-up request is counted too: one call of the same.
+                                inside.setdefault(m.name, []).append(
+                                    (seconds - spent[0]) / max(1.0, calls - spent[1])
+                                )
                             if profiler is not None:
                                 profiler.stop()
                                 ctx.profiles.append(profiler.summary())
@@ -341,7 +366,7 @@ async def run(ctx: Context) -> list[Figure]:
                 f"{warm * 1000:.1f} ms warm); skops.io.load {skops[-1]:.3f} s "
                 f"({cold[-1] / skops[-1]:.2f}x); modelfile.load {ours[-1]:.3f} s"
             )
-    return figures(found, baseline, cold, skops, ours, models, command, runs)
+    return figures(found, baseline, cold, skops, ours, models, command, runs, inside)
 
 
 def figures(
@@ -353,6 +378,7 @@ def figures(
     models: list[Model],
     command: str,
     runs: int,
+    inside: dict[str, list[float]] | None = None,
 ) -> list[Figure]:
     out: list[Figure] = []
     note = f"median of {runs} runs"
@@ -392,6 +418,24 @@ def figures(
                         + ")",
                     )
                 )
+                if overhead_goal and inside and m.name in inside:
+                    # The overhead split: the model's own predict in the prediction process
+                    # (the same call as the baseline's, but one a request, its caches cold
+                    # from the request's other work) and the rest (HTTP, the hop to it).
+                    model_time = med(inside[m.name])
+                    out.append(
+                        Figure(
+                            f"{what}: the model's predict in the prediction process (mean)",
+                            model_time,
+                            "s",
+                            baseline=here,
+                            baseline_name="predict in this process, p50",
+                            command=command,
+                            note=f"{note}; of the overhead, "
+                            f"{(model_time - here) * 1000:.2f} ms in the model's own predict, "
+                            f"{(p50 - model_time) * 1000:.2f} ms the service's (HTTP, the hop)",
+                        )
+                    )
                 out.append(Figure(f"{what}: p99", p99, "s", command=command, note=note))
                 out.append(
                     Figure(

@@ -18,6 +18,7 @@ import pytest
 from sklearn.datasets import load_iris
 from sklearn.ensemble import RandomForestClassifier, RandomForestRegressor
 
+from app import service_metrics
 from app.batching import Outcome, Rows
 from app.pool import ChildPool
 from testkit.stack import Stack, wait_job
@@ -104,6 +105,28 @@ def test_requests_in_one_batch_get_exactly_their_own_predictions(forests: dict[s
     assert sizes == [1, 39]  # the 39 requests were one stacked predict
     for rows, outcome in zip(requests, outcomes, strict=True):
         assert outcome == local.predict(np.asarray(rows)).tolist()
+
+
+def test_the_models_own_predict_time_is_counted_once_a_call(forests: dict[str, Any]) -> None:
+    """zootrain_predict_calls_total / _seconds_total: one call a batch, whatever its size, and
+    the seconds the child spent in the model's predict (a request's latency less them is the
+    service's share; bench/predict.py reports the split)."""
+    model, _ = forests["classifier"]
+    calls, seconds = service_metrics.PREDICT_CALLS, service_metrics.PREDICT_SECONDS
+    before = calls._value.get(), seconds._value.get()
+
+    async def scenario() -> list[int]:
+        pool = ChildPool(1, artifacts=forests["root"][0], cache_bytes=1 << 30)
+        await pool.start()
+        try:
+            _, sizes = await gated_batch(pool, model, [rows_for(i) for i in range(10)])
+            return sizes
+        finally:
+            await pool.close()
+
+    assert asyncio.run(scenario()) == [1, 9]
+    assert calls._value.get() - before[0] == 2
+    assert seconds._value.get() > before[1]
 
 
 def test_a_request_refused_by_scikit_learn_fails_alone_in_its_batch(

@@ -172,3 +172,42 @@ def test_a_model_name_the_path_refuses_is_left_to_fastapi(
     assert direct.status_code == 422, direct.text
     same(direct, generic)
     assert taken.count == 0
+
+
+def test_a_well_formed_prediction_takes_the_lane_past_the_middlewares(
+    served: TestClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """app.predict_route.PredictLane answers a JSON body of a declared length before the app's
+    middlewares (their ZooKeeper deadline is never entered); a body without a declared length
+    (chunked) still takes the generic path, to FastAPI's route, whose direct handler answers
+    the same bytes."""
+    import app.limits
+
+    entered = 0
+    original = app.limits.request_deadline
+
+    def counting(seconds: float | None) -> Any:
+        nonlocal entered
+        entered += 1
+        return original(seconds)
+
+    monkeypatch.setattr(app.limits, "request_deadline", counting)
+    taken = Taken(monkeypatch)
+    body = json.dumps(SUCCESSES[1]).encode()
+    laned = served.post(PREDICT, content=body, headers={"content-type": "application/json"})
+    assert laned.status_code == 200, laned.text
+    assert (entered, taken.count) == (0, 1)  # the lane, which calls the direct handler
+
+    def chunks() -> Iterator[bytes]:
+        yield body[:10]
+        yield body[10:]
+
+    routed = served.post(PREDICT, content=chunks(), headers={"content-type": "application/json"})
+    assert "content-length" not in routed.request.headers
+    assert (entered, taken.count) == (1, 2)  # the middlewares, then the route's direct handler
+    same(laned, routed)
+    # Refused in the lane (the model is unknown): the app's own problem, nosniff included.
+    direct, generic = both(served, "/v1/models/nowhere/predict", json.dumps({"instances": [ROW]}))
+    assert entered == 2  # only the generic one went through the middlewares
+    assert direct.status_code == 404
+    same(direct, generic)
