@@ -44,6 +44,9 @@ class Claim:
     # outcome and releases its lock, and cancelling it would leave the lock behind.
     settling: bool = False
     wound_down: bool = False  # _after_cancel ran: a second cancel must not repeat it
+    # The lock went in the multi that wrote the claim's outcome (or published its job): no
+    # separate release.
+    released: bool = False
     task: asyncio.Task[None] | None = field(default=None, repr=False)
     claimed_at: datetime = field(default_factory=utcnow)  # what the worker record's "since" says
     # A merge claim: the job's shard records, all read `done` before it was claimed.
@@ -77,10 +80,12 @@ class Attempt(NamedTuple):
 
 
 class QueuedJob(NamedTuple):
-    """A queued job as a scan read it: its record and its shards' records."""
+    """A queued job as a scan read it: its record and its shards' records (and the job
+    record's stat: a claim marks the job `running` at that version without reading it again)."""
 
     job: JobRecord
     shards: Shards
+    stat: ZnodeStat | None = None
 
 
 class Unclaimable(enum.Enum):

@@ -19,6 +19,7 @@ from kazoo.exceptions import BadVersionError, NoNodeError, SessionExpiredError
 
 from workers import processes, worker_metrics
 from workers.claims import Claim, dataset_source
+from zootrain import locks
 from zootrain.errors import ArtifactError, Gone, NotFound
 from zootrain.inputs import input_schema
 from zootrain.queue import backoff_delay
@@ -144,10 +145,22 @@ async def publish(
     while True:
         if not await worker.touch(version.artifact):
             raise ArtifactError(f"merged artifact {version.artifact} vanished")
+        # From the session that took the merge lock, the multi releases it too (see
+        # zootrain/locks.py:may_release_in); from a newer one, that lock is gone already.
+        release = claim.lock if locks.may_release_in(worker.zk, claim.session) else None
         try:
-            return await worker.registry.publish(
-                worker.queue, job, stat, version, decide, worker.memo.entry_name(job.id)
+            done = await worker.registry.publish(
+                worker.queue,
+                job,
+                stat,
+                version,
+                decide,
+                worker.memo.entry_name(job.id),
+                release=release,
             )
+            # Released, or (the multi found no lock to delete) nothing to release.
+            claim.released = release is not None
+            return done
         except (*TRANSIENT_ERRORS, SessionExpiredError):
             # SessionExpiredError: a request queued in kazoo when the session turned out
             # to be gone. Either way, try again on whatever session connects.
@@ -200,7 +213,12 @@ async def merge_failed(worker: Worker, claim: Claim, error: str) -> None:
             }
         )
         written = await worker.write_versioned(
-            worker.paths.job(job.id), retry, stat.version, claim.session, outcome="merge"
+            worker.paths.job(job.id),
+            retry,
+            stat.version,
+            claim.session,
+            outcome="merge",
+            releasing=claim,
         )
         if written is not None:
             log.info("merge of %s retries in %.1fs", job.id, delay)

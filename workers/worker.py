@@ -60,7 +60,14 @@ from zootrain.records import (
 )
 from zootrain.registry import Registry
 from zootrain.settings import Settings
-from zootrain.zk import TRANSIENT_ERRORS, KazooState, WatchedEvent, ZnodeStat, ZooKeeper
+from zootrain.zk import (
+    TRANSIENT_ERRORS,
+    KazooState,
+    TransactionFailed,
+    WatchedEvent,
+    ZnodeStat,
+    ZooKeeper,
+)
 from zootrain.zk_metrics import ZOOKEEPER_CONNECTED
 
 log = logging.getLogger("zootrain.worker")
@@ -68,6 +75,11 @@ log = logging.getLogger("zootrain.worker")
 # A scan reads this many queued jobs concurrently at first, four times more each next batch.
 SCAN_FIRST_BATCH = 8
 SCAN_MAX_BATCH = 256
+# A change of this worker's record waits this long before it is written, so that the claims
+# and ends of tiny tasks (milliseconds apart) fold into one write: the record is for people
+# (`zootrain workers`, the dashboard) and nothing waits on it, and each write is a ZooKeeper
+# transaction (a log fsync) that the tasks' own writes would otherwise queue behind.
+RECORD_DELAY = 0.05
 # What the training child runs, by name: importing workers.train_child here would bring
 # scikit-learn into this process; the forkserver has it imported already.
 TRAIN_SHARD = "workers.train_child:train_shard"
@@ -324,9 +336,10 @@ class Worker:
             await self.zk.delete(self.paths.drain(self.id))
 
     async def _update_record(self) -> None:
-        """Write this worker's record as it is now. Asked again while a write is in flight,
-        one more write follows it (the record is built when it is sent, so it shows the
-        latest): a busy worker's claims and ends fold into fewer writes, none is lost."""
+        """Write this worker's record as it is now, RECORD_DELAY after the change. Asked again
+        while a write waits or is in flight, one more write follows it (the record is built
+        when it is sent, so it shows the latest): a busy worker's claims and ends fold into
+        fewer writes, none is lost."""
         if self._record_writing:
             self._record_stale = True
             return
@@ -334,6 +347,7 @@ class Worker:
         try:
             self._record_stale = True
             while self._record_stale and self._registered:
+                await asyncio.sleep(RECORD_DELAY)
                 self._record_stale = False
                 try:
                     await self.zk.set(self.paths.worker(self.id), self._record().dump())
@@ -446,10 +460,10 @@ class Worker:
 
     async def _read_job(self, job_id: str) -> QueuedJob | Unclaimable:
         try:
-            job, _ = await self.queue.read_job(job_id)
+            job, stat = await self.queue.read_job(job_id)
             if job.state.terminal:
                 return Unclaimable.FINAL
-            return QueuedJob(job, await self.queue.read_shards(job.id, job.spec.tasks))
+            return QueuedJob(job, await self.queue.read_shards(job.id, job.spec.tasks), stat)
         except NotFound:
             return Unclaimable.FINAL
         except Exception:
@@ -457,11 +471,15 @@ class Worker:
             return Unclaimable.UNREADABLE
 
     async def _claim_in_job(self, queued: QueuedJob) -> Attempt:
-        job, shards = queued
+        job, shards, job_stat = queued
         now = time.time()
         waiting = True
         full: set[bool] = set()  # kinds of slot found all taken
-        for shard, stat in shards:
+        # From a shard picked at random: idle workers woken by the same new job would all try
+        # its first shard, and all but one claim would fail on its version (a write refused
+        # by ZooKeeper, a round trip, then the next shard).
+        start = secrets.randbelow(len(shards)) if shards else 0
+        for shard, stat in shards[start:] + shards[:start]:
             key = f"{job.id}/{shard.index}"
             if key in self.claims:
                 continue  # ours: its end forgets the job
@@ -474,7 +492,7 @@ class Worker:
             if not self._room(rounds=rounds):
                 full.add(rounds)  # a slot coming free wakes us (memo.room_freed)
                 continue
-            attempt = await self._claim_shard(job, shard, stat)
+            attempt = await self._claim_shard(job, shard, stat, job_stat)
             if attempt.claim is not None:
                 return attempt
             waiting = waiting and attempt.waiting
@@ -532,119 +550,217 @@ class Worker:
             return Attempt(None, waiting=await self._watch_lock(lock))
         return None
 
-    async def _claim_shard(self, job: JobRecord, shard: ShardRecord, stat: ZnodeStat) -> Attempt:
-        """Claim a shard as the scan read it (``stat``: the version it was read at).
+    async def _claim_shard(
+        self,
+        job: JobRecord,
+        shard: ShardRecord,
+        stat: ZnodeStat,
+        job_stat: ZnodeStat | None = None,
+    ) -> Attempt:
+        """Claim a shard as the scan read it (``stat``: the version it was read at;
+        ``job_stat``: the job record's, if the scan kept it).
 
-        Only the holder of the lock writes the record, but the scan read it before we held the
-        lock: it may have changed since (another worker's claim and outcome). The claim's write
-        carries the version read, so a record that moved on is never overwritten; we let the
-        lock go and look again. (Reading it again under the lock would cost a round trip on
-        every claim to save one on the rare claim that lost that race.)
+        One multi takes the shard's lock and writes its record (``running``, one more attempt)
+        at the version the scan read: both or neither. A lock taken by another worker fails it
+        (NodeExists: its owner lives, and we watch for the lock to go); so does a record that
+        moved on since the scan (BadVersion: another worker's claim and outcome, or a cancel):
+        never overwritten, we look again. There is no moment where a lock is held without its
+        claim written, or a claim written without its lock.
         """
         index = shard.index
         lock = self.paths.shard_lock(job.id, index)
-        refused = await self._lock_for_claim(lock)
-        if refused is not None:
-            return refused
+        if lock in self._held:
+            return Attempt(None, waiting=True)  # one of our own claims: its end wakes us
+        claimable = shard.state == ShardState.pending or shard.state == ShardState.running
+        if not claimable or (shard.not_before or 0) > time.time():
+            return Attempt(None, waiting=False)
+        if shard.attempts >= job.spec.max_attempts:
+            return await self._give_up_dead(job, shard, stat, lock)
         session = self.zk.session_id
+        running = shard.model_copy(
+            update={
+                "state": ShardState.running,
+                "attempts": shard.attempts + 1,
+                "worker": self.id,
+                "started_at": utcnow(),
+                "error": None,
+                "history": shard.claimed(self.id, utcnow()),
+            }
+        )
+        self._held.add(lock)
         try:
-            claimable = shard.state == ShardState.pending or shard.state == ShardState.running
-            if not claimable or (shard.not_before or 0) > time.time():
-                await self._let_go(lock)
-                return Attempt(None, waiting=False)
-            if shard.attempts >= job.spec.max_attempts:
-                # Its workers kept dying (e.g. killed for memory): stop trying.
-                await self._give_up(
-                    job.id, shard, stat.version, f"worker died {shard.attempts} times", session
-                )
-                await self._let_go(lock)
-                return Attempt(None, waiting=False)
-            running = shard.model_copy(
-                update={
-                    "state": ShardState.running,
-                    "attempts": shard.attempts + 1,
-                    "worker": self.id,
-                    "started_at": utcnow(),
-                    "error": None,
-                    "history": shard.claimed(self.id, utcnow()),
-                }
+            written = await self._claim_write(
+                self.paths.shard(job.id, index), running, stat.version, lock, session
             )
-            # A claim write cut off by a connection drop may have been applied, its attempt
-            # counted: _write_shard finds out, rather than handing back a shard it took.
-            written = await self._write_shard(job.id, running, stat.version, session)
         except BaseException:
-            await self._let_go(lock)
+            await self._let_go(lock)  # released if it turns out ours
             raise
-        if written is None:
+        if written is False:
             await self._let_go(lock)  # someone else's write came first
             return Attempt(None, waiting=False)
+        if written is True:
+            self._held.discard(lock)
+            # Taken: its owner is alive. Wake when it lets go (done, handed back, or died).
+            return Attempt(None, waiting=await self._watch_lock(lock))
         log.info("claim %s/%d attempt %d", job.id, index, running.attempts)
         if running.attempts == 1:
             waited = (utcnow() - job.created_at).total_seconds()
             worker_metrics.CLAIM_LATENCY.observe(max(0.0, waited))
         claim = Claim(job=job, lock=lock, index=index, shard=running, stat=written, session=session)
         if job.state == JobState.queued:  # as read by this scan: never moves back to queued
-            self.side_task(self._mark_running(job.id, session))
+            known = None if job_stat is None else (job, job_stat)
+            self.side_task(self._mark_running(job.id, session, known))
         return Attempt(claim, waiting=False)
 
-    async def _claim_merge(self, job: JobRecord, shards: list[ShardRecord]) -> Attempt:
-        """Holding the merge lock, the claim moves the job to ``merging`` with one more merge
-        attempt (version-checked): the version it writes is what the publishing multi checks,
-        so a merger that lost its lock (and session) can never publish.
-
-        ``shards``: the job's shard records, read all ``done`` (final: nothing moves a done
-        shard), which the merge takes as they are.
+    async def _claim_write(
+        self,
+        path: str,
+        record: JobRecord | ShardRecord,
+        version: int,
+        lock: str,
+        session: int | None,
+    ) -> ZnodeStat | bool:
+        """A claim's multi: ``lock`` taken and ``record`` written to ``path`` at ``version``.
+        Its new stat; True if another worker holds the lock; False if the record moved on (the
+        lock, if ours, is the caller's to let go). Raises SessionExpiredError if the session is
+        lost.
         """
-        lock = self.paths.merge_lock(job.id)
+        data = record.dump()
+        while True:
+            tx = self.zk.transaction()
+            tx.set_data(path, data, version)
+            locks.take_in(tx, lock, self.id)
+            try:
+                results = await self.zk.commit(tx)
+                stat: ZnodeStat = results[0]
+                return stat
+            except TransactionFailed as failed:
+                if failed.index == 0:
+                    return False  # BadVersion (moved on) or NoNode (the job was deleted)
+                if not isinstance(failed.error, NodeExistsError):
+                    raise failed.error from None
+                if not await locks.held_by_us(self.zk, lock):
+                    return True
+                # Ours already (an earlier claim's release that failed): write the claim alone.
+                return await self.write_versioned(path, record, version, session) or False
+            except TRANSIENT_ERRORS:
+                # The multi may have been applied before its reply was lost: both parts or
+                # neither. Once the session is back, our lock says which (a lost session took
+                # the lock with it: no claim).
+                if not await self.zk.wait_session(session):
+                    raise SessionExpiredError("the session is gone") from None
+                if not await locks.held_by_us(self.zk, lock):
+                    continue  # not applied: try again
+                try:
+                    current, stat = await self.zk.retry(lambda: self.zk.get(path), session=session)
+                except NoNodeError:
+                    return False  # the job was deleted since
+                if stat.version == version + 1 and current == data:
+                    return stat
+                return False  # applied, then moved on (a cancel): let the lock go
+
+    async def _give_up_dead(
+        self, job: JobRecord, shard: ShardRecord, stat: ZnodeStat, lock: str
+    ) -> Attempt:
+        """A shard out of attempts whose workers kept dying (e.g. killed for memory): holding
+        its lock (so that no live worker is training it), fail it and its job."""
         refused = await self._lock_for_claim(lock)
         if refused is not None:
             return refused
         session = self.zk.session_id
         try:
-            job, stat = await self.queue.read_job(job.id)
-            if job.state not in (JobState.queued, JobState.running, JobState.merging):
-                await self._let_go(lock)
-                return Attempt(None, waiting=False)
-            if (job.merge_not_before or 0) > time.time():
-                await self._let_go(lock)
-                self.wake_at(f"{job.id}/merge", job.merge_not_before or 0)
-                return Attempt(None, waiting=True)
-            if job.merge_attempts >= job.spec.max_attempts:
+            await self._give_up(
+                job.id, shard, stat.version, f"worker died {shard.attempts} times", session
+            )
+        finally:
+            await self._let_go(lock)
+        return Attempt(None, waiting=False)
+
+    async def _claim_merge(
+        self,
+        job: JobRecord,
+        shards: list[ShardRecord],
+        read: tuple[JobRecord, ZnodeStat] | None = None,
+    ) -> Attempt:
+        """The merge claim: one multi takes the merge lock and moves the job to ``merging``
+        with one more merge attempt, at the version read (``read``, or read here): both or
+        neither, as a shard's claim (_claim_shard). The version it writes is what the
+        publishing multi checks, so a merger that lost its lock (and session) can never
+        publish.
+
+        ``shards``: the job's shard records, read all ``done`` (final: nothing moves a done
+        shard), which the merge takes as they are.
+        """
+        lock = self.paths.merge_lock(job.id)
+        if lock in self._held:
+            return Attempt(None, waiting=True)  # our own merge claim: its end wakes us
+        job, stat = read or await self.queue.read_job(job.id)
+        if job.state not in (JobState.queued, JobState.running, JobState.merging):
+            return Attempt(None, waiting=False)
+        if (job.merge_not_before or 0) > time.time():
+            self.wake_at(f"{job.id}/merge", job.merge_not_before or 0)
+            return Attempt(None, waiting=True)
+        if job.merge_attempts >= job.spec.max_attempts:
+            return await self._give_up_merge(job.id, lock)
+        merging = job.model_copy(
+            update={
+                "state": JobState.merging,
+                "merge_attempts": job.merge_attempts + 1,
+                "merge_not_before": None,
+                "updated_at": utcnow(),
+                "merges": TaskAttempt.claimed(job.merges, self.id, utcnow()),
+            }
+        )
+        session = self.zk.session_id
+        self._held.add(lock)
+        try:
+            written = await self._claim_write(
+                self.paths.job(job.id), merging, stat.version, lock, session
+            )
+        except BaseException:
+            await self._let_go(lock)
+            raise
+        if written is False:
+            await self._let_go(lock)  # changed under us (cancelled): look again later
+            return Attempt(None, waiting=False)
+        if written is True:
+            self._held.discard(lock)
+            return Attempt(None, waiting=await self._watch_lock(lock))  # another merger
+        log.info("claim %s/merge attempt %d", job.id, merging.merge_attempts)
+        claim = Claim(job=merging, lock=lock, stat=written, session=session, shards=shards)
+        return Attempt(claim, waiting=False)
+
+    async def _give_up_merge(self, job_id: str, lock: str) -> Attempt:
+        """A job out of merge attempts: holding its merge lock (a live merger of its last
+        attempt holds it otherwise), fail it."""
+        refused = await self._lock_for_claim(lock)
+        if refused is not None:
+            return refused
+        session = self.zk.session_id
+        try:
+            job, _ = await self.queue.read_job(job_id)
+            if not job.state.terminal and job.merge_attempts >= job.spec.max_attempts:
                 error = job.merge_error or f"worker died {job.merge_attempts} times"
                 await self.fail_job(
                     job.id, f"merge failed after {job.merge_attempts} attempts: {error}", session
                 )
-                await self._let_go(lock)
-                return Attempt(None, waiting=False)
-            merging = job.model_copy(
-                update={
-                    "state": JobState.merging,
-                    "merge_attempts": job.merge_attempts + 1,
-                    "merge_not_before": None,
-                    "updated_at": utcnow(),
-                    "merges": TaskAttempt.claimed(job.merges, self.id, utcnow()),
-                }
-            )
-            written = await self._write_job(merging, stat.version, session)
-        except BaseException:
+        finally:
             await self._let_go(lock)
-            raise
-        if written is None:
-            await self._let_go(lock)  # changed under us (cancelled): look again later
-            return Attempt(None, waiting=False)
-        log.info("claim %s/merge attempt %d", job.id, merging.merge_attempts)
-        claim = Claim(job=merging, lock=lock, stat=written, session=session, shards=shards)
-        return Attempt(claim, waiting=False)
+        return Attempt(None, waiting=False)
 
     def side_task(self, work: Awaitable[None]) -> None:
         task = asyncio.ensure_future(work)
         self._side_tasks.add(task)
         task.add_done_callback(self._side_tasks.discard)
 
-    async def _mark_running(self, job_id: str, session: int | None) -> None:
-        """queued → running: for the record only, so it never holds up the training."""
+    async def _mark_running(
+        self, job_id: str, session: int | None, known: tuple[JobRecord, ZnodeStat] | None = None
+    ) -> None:
+        """queued → running: for the record only, so it never holds up the training. ``known``:
+        the job's record as the scan read it, written over at its version without a read (a
+        BadVersion then reads it again)."""
         try:
-            await self.zk.retry(lambda: self.queue.mark_running(job_id), session=session)
+            await self.zk.retry(lambda: self.queue.mark_running(job_id, known), session=session)
         except (NotFound, SessionExpiredError):
             pass
         except Exception:
@@ -800,6 +916,7 @@ class Worker:
                 claim.session,
                 before=None if artifact is None else functools.partial(self.touch, artifact),
                 outcome="shard",
+                releasing=claim,
             )
         except SessionExpiredError:
             return False
@@ -814,24 +931,6 @@ class Worker:
             log.warning("artifact %s vanished before its record was written", artifact)
         return present
 
-    async def _write_shard(
-        self, job_id: str, record: ShardRecord, version: int, session: int | None
-    ) -> ZnodeStat | None:
-        """Set a shard record at ``version``; its new stat, or None if someone else's write
-        came first (or the job is gone). Raises SessionExpiredError if the session is lost.
-
-        A write cut off by a connection drop may or may not have been applied: once the session
-        is back it is tried again with the same version. A BadVersion then is either our own
-        earlier try (the record holds exactly our write, one version on) or someone else's.
-        """
-        path = self.paths.shard(job_id, record.index)
-        return await self.write_versioned(path, record, version, session)
-
-    async def _write_job(
-        self, job: JobRecord, version: int, session: int | None
-    ) -> ZnodeStat | None:
-        return await self.write_versioned(self.paths.job(job.id), job, version, session)
-
     async def write_versioned(
         self,
         path: str,
@@ -841,6 +940,7 @@ class Worker:
         before: Callable[[], Awaitable[bool]] | None = None,
         *,
         outcome: str | None = None,
+        releasing: Claim | None = None,
     ) -> ZnodeStat | None:
         """Set ``path`` to ``record`` if its version is still ``version``: its new stat, or
         None if it moved on (someone else's write came first), is gone, or ``before`` (run
@@ -850,6 +950,10 @@ class Worker:
         another session connects. ``outcome`` (a kind, for the metric) marks instead the result
         of work already done, which the version alone fences: it is tried again from a new
         session too. A refused outcome is counted in zootrain_fenced_writes_total.
+
+        ``releasing``: the claim whose lock this write ends. A try sent from the session that
+        took the lock releases it in the same multi (``claim.released`` then says so); a try
+        from a newer session writes alone (that lock went with the old session).
         """
         data = record.dump()
         tried = False
@@ -857,7 +961,7 @@ class Worker:
             if before is not None and not await before():
                 return None
             try:
-                return await self.zk.set(path, data, version)
+                return await self._set(path, data, version, releasing)
             except NoNodeError:
                 return None  # the job was deleted
             except BadVersionError:
@@ -884,6 +988,28 @@ class Worker:
                 if not await self.zk.wait_session(session) and outcome is None:
                     raise SessionExpiredError("the session holding the lock is gone") from None
 
+    async def _set(
+        self, path: str, data: bytes, version: int, releasing: Claim | None
+    ) -> ZnodeStat:
+        """Set ``path`` at ``version``, releasing ``releasing``'s lock in the same multi when
+        this session took it. Raises what the set alone would (BadVersion, NoNode)."""
+        if releasing is None or not locks.may_release_in(self.zk, releasing.session):
+            return await self.zk.set(path, data, version)
+        tx = self.zk.transaction()
+        tx.set_data(path, data, version)
+        locks.release_in(tx, releasing.lock)
+        try:
+            results = await self.zk.commit(tx)
+        except TransactionFailed as failed:
+            if failed.index == 0:
+                raise failed.error from None
+            # The lock is not there although its session lives (deleted by hand): the write
+            # needs no release.
+            return await self.zk.set(path, data, version)
+        releasing.released = True
+        stat: ZnodeStat = results[0]
+        return stat
+
     @staticmethod
     def fenced(kind: str, path: str) -> None:
         worker_metrics.FENCED.labels(write=kind).inc()
@@ -895,16 +1021,18 @@ class Worker:
         if self._stopping.is_set():
             return None
         try:
-            others = await asyncio.gather(
+            # The job's record with the others' (one round trip): the merge claim needs it.
+            read, *others = await asyncio.gather(
+                self.queue.read_job(job.id),
                 *(
                     self.queue.read_shard(job.id, index)
                     for index in range(job.spec.tasks)
                     if index != done.index
-                )
+                ),
             )
             shards = sorted([done, *(s for s, _ in others)], key=lambda s: s.index)
             if all(s.state == ShardState.done for s in shards):
-                return (await self._claim_merge(job, shards)).claim
+                return (await self._claim_merge(job, shards, read)).claim
         except Exception:
             log.exception("checking %s for a merge failed", job.id)
         return None
@@ -999,6 +1127,8 @@ class Worker:
             worker_metrics.FINISHED.labels(state="failed").inc()
 
     async def _unlock(self, claim: Claim) -> None:
+        if claim.released:
+            return  # released by the multi that wrote its outcome
         try:
             await self.queue.unlock(claim.lock)
         except Exception:

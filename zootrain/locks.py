@@ -4,6 +4,11 @@ kazoo's Lock recipe queues contenders as sequential nodes; a non-blocking acquir
 times out can leave its contender behind and wedge the lock. A worker never wants to wait for a
 shard someone else trains, so a lock here is a single ephemeral node: ``NodeExists`` means taken,
 and the node vanishes with its owner's session, which is what frees a dead worker's shard.
+
+A lock can also be taken and released inside a multi, beside the record write it guards
+(``take_in``, ``release_in``): one round trip fewer each way, and no moment where the lock and
+the record disagree (a claim that holds the lock without its record, or an outcome written
+while the lock is still held).
 """
 
 from __future__ import annotations
@@ -12,7 +17,7 @@ from collections.abc import Callable
 
 from kazoo.exceptions import NodeExistsError, NoNodeError, SessionExpiredError
 
-from zootrain.zk import TRANSIENT_ERRORS, WatchedEvent, ZooKeeper
+from zootrain.zk import TRANSIENT_ERRORS, TransactionRequest, WatchedEvent, ZooKeeper
 
 
 async def try_acquire(zk: ZooKeeper, path: str, owner: str) -> bool:
@@ -34,6 +39,31 @@ async def try_acquire(zk: ZooKeeper, path: str, owner: str) -> bool:
         if not await zk.wait_session(session):
             return False
         return await held_by_us(zk, path)
+
+
+def take_in(tx: TransactionRequest, path: str, owner: str) -> None:
+    """Take the lock at ``path`` as part of the multi ``tx``: the multi fails with
+    NodeExists at this operation if anyone (this session included) holds it."""
+    tx.create(path, owner.encode(), ephemeral=True)
+
+
+def may_release_in(zk: ZooKeeper, session: int | None) -> bool:
+    """Whether a multi sent now may carry the release of a lock ``session`` took.
+
+    Only from that very session: while it lives, its ephemeral lock is there and nobody else
+    can hold the path, so the delete can only remove our own node. From a newer session the
+    lock went with the old one, and a node at the path now is another worker's.
+    """
+    return session is not None and zk.session_id == session
+
+
+def release_in(tx: TransactionRequest, path: str) -> None:
+    """Release the lock at ``path`` as part of the multi ``tx`` (see ``may_release_in``).
+
+    The delete's watchers (workers waiting for the lock) fire when the multi commits, as for a
+    delete of its own; if the multi fails, the lock is still held and must be released apart.
+    """
+    tx.delete(path)
 
 
 async def held_by_us(zk: ZooKeeper, path: str) -> bool:

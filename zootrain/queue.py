@@ -495,10 +495,12 @@ class JobQueue:
     async def write_shard(self, job_id: str, shard: ShardRecord, version: int) -> ZnodeStat:
         return await self.zk.set(self.paths.shard(job_id, shard.index), shard.dump(), version)
 
-    async def mark_running(self, job_id: str) -> None:
-        """queued → running, once; whoever loses the race finds it already done."""
+    async def mark_running(self, job_id: str, known: Versioned | None = None) -> None:
+        """queued → running, once; whoever loses the race finds it already done. ``known``:
+        the record as the caller read it (tried first at its version: no read of our own)."""
         while True:
-            job, stat = await self.read_job(job_id)
+            job, stat = known or await self.read_job(job_id)
+            known = None
             if job.state != JobState.queued:
                 return
             try:

@@ -14,6 +14,7 @@ from collections.abc import Callable
 
 from kazoo.exceptions import BadVersionError, NodeExistsError, NoNodeError
 
+from zootrain import locks
 from zootrain.errors import Conflict, Gone, InvalidRequest, NotFound
 from zootrain.paths import Paths, parse_version_node
 from zootrain.queue import JobQueue
@@ -266,9 +267,13 @@ class Registry:
         version: VersionRecord,
         decide: Callable[[ModelRecord], Promotion] | None = None,
         entry: str | None = None,
+        *,
+        release: str | None = None,
     ) -> JobRecord:
         """Create the version, set the job ``succeeded`` and drop its queue entry, atomically.
-        ``entry``: the job's queue entry name, if known (JobQueue.finish_job).
+        ``entry``: the job's queue entry name, if known (JobQueue.finish_job). ``release``: the
+        merge lock to delete in the same multi (zootrain/locks.py:release_in); a multi that
+        finds it gone is sent again without it (there is nothing to release).
 
         ``decide`` (a job with spec.publish): whether the version takes the alias, given the
         model's aliases as they are now. The multi then also writes (or, refused, checks) the
@@ -298,16 +303,24 @@ class Registry:
                 add_version = functools.partial(
                     self._publish_ops, name, record, aliases, model_stat.version, promotion
                 )
+            released = _Releasing(add_version, release)
             try:
                 return await queue.finish_job(
                     job.model_copy(update={"model": model}),
                     stat,
                     JobState.succeeded,
                     error=None,
-                    also=add_version,
+                    also=released,
                     entry=entry,
                 )
             except TransactionFailed as failed:
+                if (
+                    release is not None
+                    and isinstance(failed.error, NoNodeError)
+                    and failed.index == released.index
+                ):
+                    release = None  # the lock is gone already: publish without its release
+                    continue
                 if isinstance(failed.error, NodeExistsError):
                     continue  # another job took that number first: take the next
                 if isinstance(failed.error, BadVersionError):
@@ -380,3 +393,19 @@ def _check_match(name: str, stat: ZnodeStat, if_match: int | None) -> None:
             f"the aliases of model {name!r} changed since version {if_match} was read (now "
             f"{stat.version}); read them again and retry"
         )
+
+
+class _Releasing:
+    """A multi's extra operations (``also``) followed by a lock's release; ``index`` is the
+    release's place in the multi once built, to tell its failure from the others'."""
+
+    def __init__(self, also: Callable[[TransactionRequest], None], lock: str | None) -> None:
+        self.also = also
+        self.lock = lock
+        self.index = -1
+
+    def __call__(self, tx: TransactionRequest) -> None:
+        self.also(tx)
+        if self.lock is not None:
+            self.index = len(tx.operations)
+            locks.release_in(tx, self.lock)

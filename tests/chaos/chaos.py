@@ -65,7 +65,7 @@ from kazoo.handlers.threading import KazooTimeoutError
 from testkit.auth import AUTH, TOKENS
 from testkit.http import RetryingClient
 from testkit.stack import Process, Stack, wait_for
-from testkit.zkproxy import MULTI, SET_DATA, ZooKeeperProxy
+from testkit.zkproxy import MULTI, ZooKeeperProxy
 from testkit.zkserver import Node, ZooKeeperCluster
 from tests.support.store import referenced, stored, young_temporary
 from zootrain.ml.algorithms import ALGORITHMS, check_task
@@ -81,8 +81,8 @@ TERMINAL = ("succeeded", "failed", "cancelled")
 # Proxy faults, in turn: a shard's claim write and a job's publishing multi, each cut before it
 # reaches ZooKeeper, or let through with its reply dropped.
 FAULTS: list[tuple[str, int, bytes]] = [
-    ("cut", SET_DATA, b'"state":"running","attempts"'),
-    ("drop_reply", SET_DATA, b'"state":"running","attempts"'),
+    ("cut", MULTI, b'"state":"running","attempts"'),
+    ("drop_reply", MULTI, b'"state":"running","attempts"'),
     ("cut", MULTI, b'"state":"succeeded"'),
     ("drop_reply", MULTI, b'"state":"succeeded"'),
 ]

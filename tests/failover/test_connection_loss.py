@@ -2,10 +2,11 @@
 server; the session survives and reconnects at once). The drop is made exact by a proxy
 (zkproxy.py) between the worker and ZooKeeper.
 
-- in the middle of a lock release: the lock must still go, or nobody else can take it and
-  /locks keeps a node for a claim that ended;
-- on the write that records a trained shard as done: the result must still be recorded (the
-  write is version-checked, so retrying it is safe), not thrown away at the cost of an attempt;
+- on the publishing multi, which also releases the merge lock: the lock must still go, or
+  nobody else can take it and /locks keeps a node for a claim that ended;
+- on the multi that records a trained shard as done (and releases its lock): the result must
+  still be recorded (the write is version-checked, so retrying it is safe), not thrown away at
+  the cost of an attempt, and the lock must go;
 - anywhere in a claim, a settle or the publish, with the write applied or not, and a job that
   has one attempt: the job still succeeds, on that attempt.
 """
@@ -40,12 +41,14 @@ def proxy(zookeeper: ZooKeeperCluster) -> Iterator[ZooKeeperProxy]:
     running.close()
 
 
-def test_a_lock_release_cut_off_by_a_connection_drop_still_releases_the_lock(
+def test_a_publish_cut_off_by_a_connection_drop_still_releases_the_merge_lock(
     stack: Stack, proxy: ZooKeeperProxy, kazoo: KazooClient, zk_root: str
 ) -> None:
+    """The merge lock is released by the publishing multi itself: cut off, it is sent again
+    once the session is back, and the lock goes with it (or it was applied, lock and all)."""
     stack.start_api()
     wait_layout(kazoo, zk_root)
-    proxy.cut_next_delete(f"{zk_root}/locks/")
+    proxy.cut_next(MULTI, f"{zk_root}/jobs/", b'"state":"succeeded"')
     worker = stack.start_worker("worker", ZOOTRAIN_ZK_HOSTS=proxy.address)
     with httpx.Client(headers=AUTH, base_url=str(stack.api_url), timeout=30) as client:
         response = client.post("/v1/jobs", json=iris_spec("cut-off", shards=1))
@@ -53,12 +56,11 @@ def test_a_lock_release_cut_off_by_a_connection_drop_still_releases_the_lock(
         job_id = response.json()["id"]
         view = wait_job(client, job_id, timeout=60)
     assert view["state"] == "succeeded", view
-    # The fault hit what it was meant to: the release of the shard's lock.
-    assert proxy.cut == [f"{zk_root}/locks/{job_id}.0000"], proxy.cut
+    # The fault hit what it was meant to: the publishing multi, which carries the release.
+    assert proxy.cut == [f"{zk_root}/jobs/{job_id}"], proxy.cut
     assert proxy.connections >= 2  # the worker reconnected, with the same session
     assert worker.alive()
     assert list(versions_by_job(kazoo, zk_root)) == [job_id]
-
     try:
         wait_for(lambda: children(kazoo, f"{zk_root}/locks") == [], 8, "the lock to go")
     except TimeoutError:
@@ -70,7 +72,8 @@ def test_a_done_write_cut_off_by_a_connection_drop_still_records_the_shard(
 ) -> None:
     stack.start_api()
     wait_layout(kazoo, zk_root)
-    proxy.cut_next(SET_DATA, f"{zk_root}/jobs/", b'"state":"done"')
+    # The done write carries the shard lock's release (one multi).
+    proxy.cut_next(MULTI, f"{zk_root}/jobs/", b'"state":"done"')
     worker = stack.start_worker("worker", ZOOTRAIN_ZK_HOSTS=proxy.address)
     with httpx.Client(headers=AUTH, base_url=str(stack.api_url), timeout=30) as client:
         spec = iris_spec("cut-done", shards=1, max_attempts=1)
@@ -85,17 +88,21 @@ def test_a_done_write_cut_off_by_a_connection_drop_still_records_the_shard(
     assert view["state"] == "succeeded", view
     assert view["shards"][0]["attempts"] == 1, view["shards"][0]
     assert list(versions_by_job(kazoo, zk_root)) == [job_id]
+    try:
+        wait_for(lambda: children(kazoo, f"{zk_root}/locks") == [], 8, "the locks to go")
+    except TimeoutError:
+        pytest.fail(f"lock left behind by a live worker: {describe_locks(kazoo, zk_root)}")
 
 
 # (action, opcode, bytes of the request): a shard's claim write, the job's `running` mark, the
 # shard's `done` write, the merge claim, the publishing multi. "drop_reply" lets the write
 # through and drops the connection before its reply: applied, and the worker cannot know.
 FAULTS = [
-    ("drop_reply", SET_DATA, b'"state":"running","attempts":1'),
-    ("cut", SET_DATA, b'"state":"running","attempts":1'),
+    ("drop_reply", MULTI, b'"state":"running","attempts":1'),
+    ("cut", MULTI, b'"state":"running","attempts":1'),
     ("cut", SET_DATA, b'"state":"running","spec"'),
-    ("drop_reply", SET_DATA, b'"state":"done"'),
-    ("drop_reply", SET_DATA, b'"state":"merging"'),
+    ("drop_reply", MULTI, b'"state":"done"'),
+    ("drop_reply", MULTI, b'"state":"merging"'),
     ("cut", MULTI, b'"state":"succeeded"'),
     ("drop_reply", MULTI, b'"state":"succeeded"'),
 ]

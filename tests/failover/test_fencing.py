@@ -34,7 +34,7 @@ from kazoo.client import KazooClient
 
 from testkit.auth import AUTH
 from testkit.stack import Process, Stack, descendants, wait_for, wait_job
-from testkit.zkproxy import MULTI, SET_DATA, Rule, ZooKeeperProxy
+from testkit.zkproxy import MULTI, Rule, ZooKeeperProxy
 from testkit.zkserver import ZooKeeperCluster, free_port
 from tests.failover.helpers import (
     children,
@@ -195,7 +195,7 @@ def test_a_frozen_worker_whose_child_answered_has_its_result_refused_on_its_vers
         ZOOTRAIN_WORKER_WARM_CHILDREN="0",
     )
     idle = descendants(sleeper.popen.pid)
-    held = proxy.hold_next(SET_DATA, f"{zk_root}/jobs/", b'"state":"done"')
+    held = proxy.hold_next(MULTI, f"{zk_root}/jobs/", b'"state":"done"')
     with httpx.Client(headers=AUTH, base_url=str(stack.api_url), timeout=30) as client:
         response = client.post("/v1/jobs", json=slow_spec("fenced-forest", n_samples=25_000))
         assert response.status_code == 202, response.text
@@ -243,9 +243,15 @@ def test_a_frozen_worker_whose_child_answered_has_its_result_refused_on_its_vers
         output = sleeper.output()
         assert f"stopped {job_id}/0 (lost)" not in output, output[-3000:]  # the other branch
         assert f"done {job_id}/0" not in output, output[-3000:]
-        assert f"from job {job_id}" not in output, output[-3000:]
-        # Logged just after the publish that wait_job saw.
-        wait_for(lambda: f"from job {job_id}" in awake.output(), 30, "the publish's log line")
+        # Logged just after the publish that wait_job saw. Either worker may have merged: the
+        # sleeper, back in service, may find the re-claimed shard done before its finisher
+        # claims the merge (the lock's release, in the done multi, wakes it). The merge takes
+        # the shard records as they are: the re-claim's.
+        wait_for(
+            lambda: f"from job {job_id}" in awake.output() + sleeper.output(),
+            30,
+            "the publish's log line",
+        )
         published = versions_by_job(kazoo, zk_root)
         assert list(published) == [job_id] and len(published[job_id]) == 1, published
         wait_for(lambda: children(kazoo, f"{zk_root}/locks") == [], 15, "the locks to go")
@@ -339,7 +345,7 @@ def test_a_frozen_worker_whose_work_nobody_reclaimed_keeps_its_result(
         ZOOTRAIN_WORKER_WARM_CHILDREN="0",
     )
     idle = descendants(sleeper.popen.pid)
-    held = proxy.hold_next(SET_DATA, f"{zk_root}/jobs/", b'"state":"done"')
+    held = proxy.hold_next(MULTI, f"{zk_root}/jobs/", b'"state":"done"')
     with httpx.Client(headers=AUTH, base_url=str(stack.api_url), timeout=30) as client:
         response = client.post("/v1/jobs", json=slow_spec("kept-forest", n_samples=25_000))
         assert response.status_code == 202, response.text

@@ -1,0 +1,147 @@
+"""A shard's lock travels with its record: the claim takes the lock and writes `running` in one
+multi, and the outcome's write releases the lock in one multi (zootrain/locks.py: take_in,
+release_in). Each is all or nothing, so no worker, however it dies, can leave a lock without
+its claim, a claim without its lock, or an outcome beside a lock still held. These run a real
+Worker's claim and settle code against a real ZooKeeper, without processes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+import pytest
+from kazoo.client import KazooClient
+
+from tests.integration.conftest import iris_spec, settings_from_env
+from workers.worker import Worker
+from zootrain.queue import JobQueue
+from zootrain.records import JobSpec, ShardState
+
+pytestmark = pytest.mark.integration
+
+
+def shard_record(kazoo: KazooClient, root: str, job_id: str) -> tuple[dict[str, object], int]:
+    data, stat = kazoo.get(f"{root}/jobs/{job_id}/shards/0000")
+    return json.loads(data), stat.version
+
+
+def test_a_claim_on_a_lock_another_worker_holds_writes_nothing(
+    settings_env: dict[str, str], kazoo: KazooClient, zk_root: str
+) -> None:
+    """The lock is taken (its owner lives): the claim's multi fails whole, the record is
+    untouched; once the lock goes, the same worker claims."""
+    settings = settings_from_env(settings_env, worker_id="claimer")
+    spec = JobSpec.model_validate(iris_spec(model_name="locked", shards=1))
+    other = KazooClient(hosts=settings_env["ZOOTRAIN_ZK_HOSTS"])
+    other.start(30)
+
+    async def scenario() -> str:
+        worker = Worker(settings)
+        await worker.zk.start(30)
+        try:
+            await worker.queue.ensure_layout()
+            job_id = (await JobQueue(worker.zk, worker.paths).submit(spec)).job.id
+            lock = worker.paths.shard_lock(job_id, 0)
+            other.create(lock, b"someone-else", ephemeral=True)  # a live worker's lock
+            assert await worker._find_work() is None
+            record, version = shard_record(kazoo, zk_root, job_id)
+            assert record["state"] == "pending" and record["attempts"] == 0, record
+            assert version == 0  # not written, not even rolled back: the multi never applied
+            assert kazoo.get(lock)[0] == b"someone-else"
+            worker._wake.clear()
+            other.delete(lock)  # its owner lets go: the claim's watch on the lock fires
+            await asyncio.wait_for(worker._wake.wait(), 30)
+            claim = await worker._find_work()
+            assert claim is not None and claim.shard is not None
+            assert claim.shard.attempts == 1
+            assert claim.stat is not None and claim.stat.version == 1
+            lock_stat = kazoo.exists(lock)
+            assert lock_stat is not None and lock_stat.ephemeralOwner == worker.zk.session_id
+            return job_id
+        finally:
+            await worker.zk.stop()
+            other.stop()
+            other.close()
+
+    asyncio.run(scenario())
+
+
+def test_a_claim_on_a_record_that_moved_on_takes_no_lock(
+    settings_env: dict[str, str], kazoo: KazooClient, zk_root: str
+) -> None:
+    """The scan read the shard at one version, and it moved on before the claim (another
+    worker's claim, a cancel): the claim's multi fails whole, so the lock is never taken, not
+    even for a moment, and the record keeps the other write."""
+    settings = settings_from_env(settings_env, worker_id="late")
+    spec = JobSpec.model_validate(iris_spec(model_name="raced", shards=1))
+
+    async def scenario() -> None:
+        worker = Worker(settings)
+        await worker.zk.start(30)
+        try:
+            await worker.queue.ensure_layout()
+            job_id = (await JobQueue(worker.zk, worker.paths).submit(spec)).job.id
+            job, _ = await worker.queue.read_job(job_id)
+            [(shard, stat)] = await worker.queue.read_shards(job_id, 1)
+            path = worker.paths.shard(job_id, 0)
+            moved = shard.model_copy(update={"error": "written by someone else"})
+            kazoo.set(path, moved.dump(), stat.version)
+            attempt = await worker._claim_shard(job, shard, stat)
+            assert attempt.claim is None and not attempt.waiting
+            assert kazoo.exists(worker.paths.shard_lock(job_id, 0)) is None
+            record, version = shard_record(kazoo, zk_root, job_id)
+            assert version == stat.version + 1
+            assert record["error"] == "written by someone else" and record["attempts"] == 0
+        finally:
+            await worker.zk.stop()
+
+    asyncio.run(scenario())
+
+
+def test_an_outcome_releases_its_lock_in_its_own_multi_only_from_the_claiming_session(
+    settings_env: dict[str, str], kazoo: KazooClient, zk_root: str
+) -> None:
+    """From the session that claimed, the outcome and the lock's release are one multi. From
+    any other session (the claiming one expired) the outcome is written alone: a node at the
+    lock's path then belongs to whoever took it since, and must never be deleted by us."""
+    settings = settings_from_env(settings_env, worker_id="settler")
+    spec = JobSpec.model_validate(iris_spec(model_name="settled", shards=1, max_attempts=3))
+
+    async def scenario() -> None:
+        worker = Worker(settings)
+        await worker.zk.start(30)
+        try:
+            await worker.queue.ensure_layout()
+            queue = JobQueue(worker.zk, worker.paths)
+            for expired in (False, True):
+                job_id = (await queue.submit(spec)).job.id
+                claim = await worker._find_work()
+                assert claim is not None and claim.shard is not None and claim.stat is not None
+                assert claim.job.id == job_id
+                lock = worker.paths.shard_lock(job_id, 0)
+                if expired:
+                    # As if the claim's session had expired and this were its successor: the
+                    # node at the lock's path is then someone else's.
+                    claim.session = (worker.zk.session_id or 0) + 1
+                retry = claim.shard.model_copy(
+                    update={"state": ShardState.pending, "worker": None, "error": "boom"}
+                )
+                assert await worker._settle(claim, retry)
+                record, version = shard_record(kazoo, zk_root, job_id)
+                assert record["state"] == "pending" and record["error"] == "boom", record
+                assert version == claim.stat.version + 1
+                if expired:
+                    assert not claim.released
+                    held = kazoo.exists(lock)
+                    assert held is not None and held.ephemeralOwner == worker.zk.session_id
+                    await worker._unlock(claim)  # the test's own clean-up of "someone's" lock
+                else:
+                    assert claim.released
+                    assert kazoo.exists(lock) is None
+                worker._held.discard(lock)
+                await queue.cancel(job_id)
+        finally:
+            await worker.zk.stop()
+
+    asyncio.run(scenario())
