@@ -2,6 +2,8 @@
 
     python -m bench.rounds                 # 200,000 rows, 4 shards, 3 runs (the median is printed)
     python -m bench.rounds --rows 20000 --runs 1
+    python -m bench.rounds --against-threads 0   # interleaved with the children's BLAS/OpenMP
+                                                 # at a thread per core (ratios printed)
 
 A fresh standalone ZooKeeper server, the job service and two workers; the job trains in rounds
 (zootrain/rounds.py). Printed: the rounds, the job's wall time (POST to `succeeded`), the time
@@ -54,9 +56,13 @@ def spec(rows: int) -> dict[str, Any]:
     }
 
 
-def one_job(directory: Path, zk: ZooKeeperCluster, rows: int) -> dict[str, float]:
+def one_job(
+    directory: Path, zk: ZooKeeperCluster, rows: int, child_threads: int | None = None
+) -> dict[str, float]:
     root = f"/bench-rounds-{uuid.uuid4().hex[:6]}"
+    threads = {} if child_threads is None else {"ZOOTRAIN_WORKER_CHILD_THREADS": str(child_threads)}
     env = {
+        **threads,
         "ZOOTRAIN_ZK_HOSTS": zk.hosts,
         "ZOOTRAIN_ZK_ROOT": root,
         "ZOOTRAIN_ARTIFACTS": str(directory / "artifacts"),
@@ -131,33 +137,56 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--rows", type=int, default=200_000)
     parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument(
+        "--against-threads",
+        type=int,
+        help="also run, interleaved, with ZOOTRAIN_WORKER_CHILD_THREADS at this value (0: the "
+        "native libraries' own thread per core in every child) and print the ratio",
+    )
     args = parser.parse_args()
-    runs = []
+    settings: list[int | None] = [None]
+    if args.against_threads is not None:
+        settings.append(args.against_threads)
+    runs: dict[int | None, list[dict[str, float]]] = {t: [] for t in settings}
     with tempfile.TemporaryDirectory(prefix="bench-rounds-") as scratch:
         base = Path(scratch)
         zk = ZooKeeperCluster(base / "zk", size=1)
         zk.start()
         try:
             for run in range(args.runs):
-                directory = base / f"run-{run}"
-                directory.mkdir()
-                runs.append(one_job(directory, zk, args.rows))
+                for threads in settings:  # interleaved: a slow spell falls on both
+                    directory = base / f"run-{run}-{threads}"
+                    directory.mkdir()
+                    runs[threads].append(one_job(directory, zk, args.rows, threads))
         finally:
             zk.stop()
     local, combine = compute_per_round(args.rows)
-    median = {key: float(np.median([r[key] for r in runs])) for key in runs[0]}
     compute = local + combine
     print(
-        "| rows | shards | rounds | wall s | s/round | ZooKeeper writes/round "
+        "| child threads | rows | shards | rounds | wall s | s/round | ZooKeeper writes/round "
         "| shard compute s/round | combine s/round | s/round ÷ compute |"
     )
-    print("| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
-    print(
-        f"| {args.rows:,} | {SHARDS} | {median['rounds']:.0f} | {median['wall']:.2f} "
-        f"| {median['per_round']:.3f} | {median['writes_per_round']:.1f} | {local:.4f} "
-        f"| {combine:.4f} | {median['per_round'] / compute:.1f} |"
-    )
-    print(f"(median of {len(runs)} runs; each: {runs})")
+    print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+    medians = {}
+    for threads in settings:
+        done = runs[threads]
+        median = {key: float(np.median([r[key] for r in done])) for key in done[0]}
+        medians[threads] = median
+        label = "default (1)" if threads is None else str(threads)
+        print(
+            f"| {label} | {args.rows:,} | {SHARDS} | {median['rounds']:.0f} | {median['wall']:.2f} "
+            f"| {median['per_round']:.3f} | {median['writes_per_round']:.1f} | {local:.4f} "
+            f"| {combine:.4f} | {median['per_round'] / compute:.1f} |"
+        )
+    for threads in settings:
+        print(f"(child threads {threads}: median of {len(runs[threads])} runs; {runs[threads]})")
+    if args.against_threads is not None:
+        ours, other = medians[None], medians[args.against_threads]
+        print(
+            f"s/round default ÷ {args.against_threads} threads: "
+            f"{ours['per_round'] / other['per_round']:.2f}x; wall: "
+            f"{ours['wall'] / other['wall']:.2f}x"
+        )
 
 
 if __name__ == "__main__":

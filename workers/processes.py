@@ -20,6 +20,8 @@ from collections.abc import Callable
 from multiprocessing.connection import Connection
 from typing import Any
 
+import threadpoolctl
+
 from zootrain import forkserver
 
 # Set for the forkserver (which every training child is forked from) before it starts. A
@@ -101,6 +103,13 @@ async def warm_up() -> None:
 # in a fresh child. Small tasks are the ones a fork and start-up weigh on; a large one's data
 # would not fit beside the next task's anyway (tests/integration/test_larger_than_memory.py).
 _max_idle = 2  # ZOOTRAIN_WORKER_WARM_CHILDREN, set by the worker at start (configure)
+# Threads a child's native libraries (OpenBLAS, OpenMP) may use. Each starts a thread per core
+# in every process, and a worker runs a child per task slot: two children of two threads each
+# on two cores spin against each other (a 200,000-row logistic regression's rounds took 3.4x
+# longer, docs/performance.md). One thread a child, as Dask's nanny and Ray set for their
+# workers by default; 0 keeps the libraries' own default.
+_child_threads = 1  # ZOOTRAIN_WORKER_CHILD_THREADS, set by the worker at start (configure)
+THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
 IDLE_SECONDS = 60.0  # an idle warm child exits after this (its memory goes back)
 WARM_MAX_GROWTH = 64 << 20  # peak RSS above the child's RSS at its start: small tasks only
 
@@ -112,7 +121,9 @@ class _Child:
         self.memory_limit = memory_limit
         self.connection, child_end = _CONTEXT.Pipe(duplex=True)
         self.process = _CONTEXT.Process(
-            target=_child_main, args=(child_end, memory_limit, keep_warm), daemon=True
+            target=_child_main,
+            args=(child_end, memory_limit, keep_warm, _child_threads),
+            daemon=True,
         )
         self._child_end: Connection | None = child_end
         self.affinity: str | None = None
@@ -141,10 +152,26 @@ def idle_children() -> int:
     return len(_IDLE)
 
 
-def configure(warm_children: int) -> None:
-    """How many warm children to keep (0: none; every child exits once it has answered)."""
-    global _max_idle
+def configure(warm_children: int, child_threads: int = 1) -> None:
+    """How many warm children to keep (0: none; every child exits once it has answered), and
+    how many threads a child's native libraries may use (0: their own default)."""
+    global _max_idle, _child_threads
     _max_idle = warm_children
+    _child_threads = child_threads
+
+
+def limit_threads(threads: int) -> None:
+    """Hold this process's BLAS and OpenMP pools to ``threads`` (0: leave them as they are).
+
+    threadpoolctl (scikit-learn's own dependency, which its estimators use for the same) finds
+    the libraries actually loaded and sets each through its API: the environment variables
+    would come too late, numpy having been imported by the forkserver before the fork.
+    """
+    if threads > 0:
+        threadpoolctl.threadpool_limits(limits=threads)
+        # A library this child loads later reads its limit from the environment as it loads.
+        for name in THREAD_VARIABLES:
+            os.environ[name] = str(threads)
 
 
 def close_idle() -> None:
@@ -289,9 +316,13 @@ def _resolve(target: ChildTarget) -> ChildFunction:
 
 
 def _child_main(
-    connection: Connection, memory_limit: int | None = None, keep_warm: bool = True
+    connection: Connection,
+    memory_limit: int | None = None,
+    keep_warm: bool = True,
+    threads: int = 1,
 ) -> None:
     forkserver.become_child()
+    limit_threads(threads)
     start = _peak_rss()  # a forked child's high-water mark starts at its RSS at the fork
     if memory_limit is not None:
         # RLIMIT_AS rather than a cgroup: it needs no privileges or delegated hierarchy, and a
@@ -410,7 +441,9 @@ async def start_session(
     loop = asyncio.get_running_loop()
     parent, child = _CONTEXT.Pipe(duplex=True)
     process = _CONTEXT.Process(
-        target=_session_main, args=(function, payload, child, memory_limit), daemon=True
+        target=_session_main,
+        args=(function, payload, child, memory_limit, _child_threads),
+        daemon=True,
     )
     try:
         await loop.run_in_executor(None, process.start)
@@ -430,8 +463,10 @@ def _session_main(
     payload: dict[str, Any],
     connection: Connection,
     memory_limit: int | None = None,
+    threads: int = 1,
 ) -> None:
     forkserver.become_child()
+    limit_threads(threads)
     if memory_limit is not None:
         resource.setrlimit(resource.RLIMIT_AS, (memory_limit, memory_limit))
     handler: Callable[[dict[str, Any]], dict[str, Any]] | None = None

@@ -142,7 +142,7 @@ class Worker:
         await self.queue.ensure_layout()
         await self.config_watch.start()
         await self._read_drain()
-        processes.configure(self.settings.worker_warm_children)
+        processes.configure(self.settings.worker_warm_children, self.settings.worker_child_threads)
         await processes.warm_up()
         await self._register()
         # Whatever exists now (modules, settings, the session) lives as long as the process: a

@@ -171,6 +171,13 @@ class Settings(BaseSettings):
         "worker_concurrency (their children wait between short rounds; a job's shards must "
         "all be held at once somewhere)",
     )
+    worker_child_threads: int = Field(
+        1,
+        ge=0,
+        le=256,
+        description="threads a training child's native libraries (BLAS, OpenMP) may use "
+        "(0: their own default, a thread per core in every child)",
+    )
     worker_warm_children: int = Field(
         2,
         ge=0,
