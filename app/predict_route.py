@@ -47,9 +47,9 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from app import service_metrics
 from app.auth import bearer, read_principal
+from app.body_replay import read_body, replay_body
 from app.deps import Services
 from app.headers import NOSNIFF
-from app.submit_route import _read, _replay
 from zootrain.errors import InvalidRequest
 from zootrain.inputs import RowError, encode_records, split_to_records
 from zootrain.records import MODEL_NAME_PATTERN, VersionRecord
@@ -184,14 +184,15 @@ class PredictLane:
         ):
             await self.app(scope, receive, send)  # nothing read yet
             return
-        body, complete = await _read(receive, self.max_bytes)
+        body, complete = await read_body(receive, self.max_bytes)
         if body is None:
             return  # the client went away: nobody to answer
         if not complete:
-            await self.app(scope, _replay(body, complete, receive), send)
+            await self.app(scope, replay_body(body, complete, receive), send)
             return
         # What Starlette's router would have put in the scope for the predict operation.
-        request = Request({**scope, "path_params": {"name": name}}, _replay(body, True, receive))
+        replayed = replay_body(body, True, receive)
+        request = Request({**scope, "path_params": {"name": name}}, replayed)
         try:
             with request_deadline(self.deadline):  # what the ZooKeeperDeadline middleware does
                 answer = await direct(request)
@@ -201,7 +202,7 @@ class PredictLane:
                 raise  # Starlette's server-error middleware answers (a problem+json 500)
             answer = await handler(request, exc)
         if answer is None:  # FastAPI's handler makes this answer (an error, or an odd body)
-            await self.app(scope, _replay(body, True, receive), send)
+            await self.app(scope, replay_body(body, True, receive), send)
             return
         answer.raw_headers.append(NOSNIFF)  # what SecurityHeaders adds outside its pages
         await answer(scope, receive, send)

@@ -40,8 +40,9 @@ from fastapi.security.utils import get_authorization_scheme_param
 from starlette.datastructures import Headers
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import ASGIApp, Receive, Scope, Send
 
+from app.body_replay import read_body, replay_body
 from app.headers import NOSNIFF
 from zootrain.auth import Scope as TokenScope
 from zootrain.spec import JobSpec
@@ -83,10 +84,10 @@ class SubmitLane:
         if not declared.isdigit() or int(declared) > self.max_bytes or not _json(headers):
             await self.app(scope, receive, send)  # nothing read yet
             return
-        body, complete = await _read(receive, self.max_bytes)
+        body, complete = await read_body(receive, self.max_bytes)
         if body is None:
             return  # the client went away: nobody to answer
-        replay = _replay(body, complete, receive)
+        replay = replay_body(body, complete, receive)
         arguments = _arguments(self.api, headers, body) if complete else None
         if arguments is None:
             await self.app(scope, replay, send)
@@ -119,36 +120,6 @@ def _json(headers: Headers) -> bool:
     # A subset of what FastAPI reads as JSON (it also takes +json types): the rest go its way.
     media_type = headers.get("content-type", "").partition(";")[0]
     return media_type.strip().lower() == "application/json"
-
-
-async def _read(receive: Receive, limit: int) -> tuple[bytes | None, bool]:
-    """The body (None if the client disconnected), and whether it is complete: reading stops
-    past ``limit`` bytes (a Content-Length that lied), leaving the rest to the app's limit."""
-    chunks: list[bytes] = []
-    size = 0
-    while True:
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            return None, False
-        chunk = message.get("body", b"")
-        chunks.append(chunk)
-        size += len(chunk)
-        if not message.get("more_body", False):
-            return b"".join(chunks), True
-        if size > limit:
-            return b"".join(chunks), False
-
-
-def _replay(body: bytes, complete: bool, receive: Receive) -> Receive:
-    """``receive`` with what was read handed out again first."""
-    pending: list[Message] = [{"type": "http.request", "body": body, "more_body": not complete}]
-
-    async def replayed() -> Message:
-        if pending:
-            return pending.pop()
-        return await receive()
-
-    return replayed
 
 
 def _arguments(api: FastAPI, headers: Headers, body: bytes) -> dict[str, Any] | None:
