@@ -35,7 +35,7 @@ body replayed.
 from __future__ import annotations
 
 import re
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Callable, Coroutine
 from typing import Any
 
 from fastapi import FastAPI, Request, Response
@@ -47,9 +47,9 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from app import service_metrics
 from app.auth import bearer, read_principal
-from app.body_replay import read_body, replay_body
 from app.deps import Services
 from app.headers import NOSNIFF
+from app.lanes import exception_handler, is_json, read_body, replay_body
 from zootrain.errors import InvalidRequest
 from zootrain.inputs import RowError, encode_records, split_to_records
 from zootrain.records import MODEL_NAME_PATTERN, VersionRecord
@@ -111,7 +111,6 @@ def _instances(name: str, body: PredictRequest, record: VersionRecord) -> list[l
 
 
 Handler = Callable[[Request], Coroutine[Any, Any, Response]]
-ErrorHandler = Callable[[Request, Exception], Awaitable[Response]]
 
 
 class PredictRoute(APIRoute):
@@ -132,7 +131,7 @@ async def direct(request: Request) -> Response | None:
     """The answer to a well-formed prediction request, or None for FastAPI's generic handler
     (which makes every error answer). Raises what the operation itself raises (a missing
     token, an unknown model, rows the model refuses): app.problems answers those."""
-    if not _is_json(request.headers.get("content-type")):
+    if not is_json(request.headers.get("content-type")):
         return None
     name = request.path_params.get("name")
     if not isinstance(name, str) or _NAME.fullmatch(name) is None:
@@ -147,14 +146,6 @@ async def direct(request: Request) -> Response | None:
     svc: Services = request.app.state.services
     answer = await predict_rows(svc, name, body)
     return Response(content=_ANSWER.dump_json(answer), media_type="application/json")
-
-
-def _is_json(content_type: str | None) -> bool:
-    """``application/json``, with parameters or not; FastAPI's handler takes the rest
-    (``+json`` types, a missing header: it knows what each one means)."""
-    if content_type is None:
-        return False
-    return content_type.partition(";")[0].strip().lower() == "application/json"
 
 
 PREFIX = "/v1/models/"
@@ -180,7 +171,7 @@ class PredictLane:
         if (
             not declared.isdigit()
             or int(declared) > self.max_bytes
-            or not _is_json(headers.get("content-type"))
+            or not is_json(headers.get("content-type"))
         ):
             await self.app(scope, receive, send)  # nothing read yet
             return
@@ -197,7 +188,7 @@ class PredictLane:
             with request_deadline(self.deadline):  # what the ZooKeeperDeadline middleware does
                 answer = await direct(request)
         except Exception as exc:
-            handler = self._handler(exc)
+            handler = exception_handler(self.api, exc)
             if handler is None:
                 raise  # Starlette's server-error middleware answers (a problem+json 500)
             answer = await handler(request, exc)
@@ -206,16 +197,6 @@ class PredictLane:
             return
         answer.raw_headers.append(NOSNIFF)  # what SecurityHeaders adds outside its pages
         await answer(scope, receive, send)
-
-    def _handler(self, exc: Exception) -> ErrorHandler | None:
-        """The app's handler for ``exc``, found as Starlette's ExceptionMiddleware finds it."""
-        handlers = self.api.exception_handlers
-        for cls in type(exc).__mro__:
-            if cls is Exception:
-                return None  # the 500 handler: ServerErrorMiddleware's
-            if cls in handlers:
-                return handlers[cls]  # type: ignore[return-value]  # ours are all async
-        return None
 
 
 def _lane_name(scope: Scope) -> str | None:

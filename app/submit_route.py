@@ -42,8 +42,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from app.body_replay import read_body, replay_body
 from app.headers import NOSNIFF
+from app.lanes import exception_handler, is_json, read_body, replay_body
 from zootrain.auth import Scope as TokenScope
 from zootrain.spec import JobSpec
 from zootrain.zk import request_deadline
@@ -55,7 +55,6 @@ PARAMETERS = ("spec", "svc", "principal", "idempotency_key")
 MAX_KEY_LENGTH = 255  # the Idempotency-Key header's max_length in the endpoint's signature
 
 Endpoint = Callable[..., Awaitable[Response]]
-Handler = Callable[[Request, Exception], Awaitable[Response]]
 
 
 class SubmitLane:
@@ -81,7 +80,11 @@ class SubmitLane:
             return
         headers = Headers(scope=scope)
         declared = headers.get("content-length", "")
-        if not declared.isdigit() or int(declared) > self.max_bytes or not _json(headers):
+        if (
+            not declared.isdigit()
+            or int(declared) > self.max_bytes
+            or not is_json(headers.get("content-type"))
+        ):
             await self.app(scope, receive, send)  # nothing read yet
             return
         body, complete = await read_body(receive, self.max_bytes)
@@ -98,28 +101,12 @@ class SubmitLane:
             with request_deadline(self.deadline):  # what the ZooKeeperDeadline middleware does
                 response = await self.endpoint(**arguments)
         except Exception as exc:
-            handler = self._handler(exc)
+            handler = exception_handler(self.api, exc)
             if handler is None:
                 raise  # Starlette's server-error middleware answers (a problem+json 500)
             response = await handler(request, exc)
         response.raw_headers.append(NOSNIFF)  # what SecurityHeaders adds outside its pages
         await response(scope, replay, send)
-
-    def _handler(self, exc: Exception) -> Handler | None:
-        """The app's handler for ``exc``, found as Starlette's ExceptionMiddleware finds it."""
-        handlers = self.api.exception_handlers
-        for cls in type(exc).__mro__:
-            if cls is Exception:
-                return None  # the 500 handler: ServerErrorMiddleware's
-            if cls in handlers:
-                return handlers[cls]  # type: ignore[return-value]  # ours are all async
-        return None
-
-
-def _json(headers: Headers) -> bool:
-    # A subset of what FastAPI reads as JSON (it also takes +json types): the rest go its way.
-    media_type = headers.get("content-type", "").partition(";")[0]
-    return media_type.strip().lower() == "application/json"
 
 
 def _arguments(api: FastAPI, headers: Headers, body: bytes) -> dict[str, Any] | None:
