@@ -120,6 +120,12 @@ def validate_setting(key: str, value: Any) -> Any:
         )
     if value is None:
         raise ConfigInvalid(key, f"setting {key!r} cannot be null in the stored document")
+    # pydantic's lax mode reads JSON true as 1 and 1 as true; a patch's JSON types must match
+    # the setting's own (a string stays accepted: it is how the environment spells every value).
+    wants_bool = Settings.model_fields[key].annotation is bool
+    if not isinstance(value, str) and isinstance(value, bool) != wants_bool:
+        kind = "a boolean" if wants_bool else "a number"
+        raise ConfigInvalid(key, f"setting {key!r} must be {kind} (got {json.dumps(value)})")
     try:
         return _adapter(key).validate_python(value)
     except ValidationError as exc:

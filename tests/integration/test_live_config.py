@@ -113,6 +113,10 @@ def test_stale_if_match_is_412_and_changes_nothing(api: TestClient, kazoo: Kazoo
         ({"settings": {"worker_concurrency": 65}}, 422, ["'worker_concurrency'"]),
         ({"settings": {"submit_rate": "fast"}}, 422, ["'submit_rate'"]),
         ({"settings": {"paused": "perhaps"}}, 422, ["'paused'"]),
+        # Found by the contract fuzz (seed 937376136): lax pydantic stored true as 1.0.
+        ({"settings": {"submit_rate": True, "paused": None}}, 422, ["'submit_rate'", "a number"]),
+        ({"settings": {"max_queue": False}}, 422, ["'max_queue'", "a number"]),
+        ({"settings": {"paused": 1}}, 422, ["'paused'", "a boolean"]),
         ({"settings": {"colour": "blue"}}, 422, ["unknown setting 'colour'"]),
         ({"settings": {"zk_hosts": "elsewhere:2181"}}, 422, ["'zk_hosts'", "ZooKeeper"]),
         ({"settings": {"zk_root": "/other"}}, 422, ["'zk_root'", "cannot change live"]),

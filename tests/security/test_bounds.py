@@ -52,6 +52,9 @@ def test_an_exploding_grid_is_refused_at_once_while_healthz_keeps_answering(stac
 
     prober = threading.Thread(target=probe)
     prober.start()
+    # The refusals take milliseconds: without these waits the prober may not have had one
+    # answer before them, nor one after (an empty list proves nothing either way).
+    wait_for(lambda: len(health) > 0, 60, "a first /healthz answer")
     try:
         with httpx.Client(base_url=url or "", timeout=60, headers=bearer(SUBMIT_TOKEN)) as client:
             # 4 x 50 = 6.25 million candidates: before, scikit-learn expanded them first (11 s of
@@ -66,6 +69,8 @@ def test_an_exploding_grid_is_refused_at_once_while_healthz_keeps_answering(stac
                 assert elapsed < 5, elapsed
             listed = client.get("/v1/jobs").json()["items"]
             assert listed == []
+        answered = len(health)
+        wait_for(lambda: len(health) > answered, 60, "a /healthz answer after the refusals")
     finally:
         done.set()
         prober.join(60)

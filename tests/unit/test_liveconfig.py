@@ -59,6 +59,9 @@ def test_values_are_checked_by_their_environment_variables_rules() -> None:
         ("task_time_limit", 0),
         ("paused", "perhaps"),
         ("max_versions", {"a": 1}),
+        ("submit_rate", True),  # lax pydantic would store 1.0
+        ("max_queue", False),
+        ("paused", 0),
     ]:
         with pytest.raises(ConfigInvalid) as caught:
             validate_setting(key, bad)
