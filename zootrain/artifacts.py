@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import mmap
 import os
 import re
 import secrets
@@ -51,7 +52,6 @@ _STAGING = re.compile(
 )
 KINDS = ("models", "datasets")
 CHUNK = 8 * 1024 * 1024
-HASH_BUFFER = 1024 * 1024  # open_checked's read buffer
 """Multipart part size for uploads and the read size of streamed downloads."""
 RANGE_GAP = 64 * 1024
 """Ranges of one object closer than this are fetched in one request."""
@@ -266,13 +266,17 @@ class ArtifactStore:
         except FileNotFoundError:
             raise _missing(key) from None
         try:
+            size = os.fstat(handle.fileno()).st_size
             digest = hashlib.sha256()
-            # One buffer read into again and again: reading blocks as new bytes objects cost
-            # a process its page faults on every block (a third of a cold 100 MB hash).
-            buffer = bytearray(HASH_BUFFER)
-            view = memoryview(buffer)
-            while size := handle.readinto(buffer):
-                digest.update(view[:size])
+            if size:
+                # Hashed where the page cache holds it, through a read-only map of this very
+                # handle's file: reading it into a buffer first copied all of it once more, a
+                # seventh of the hash's CPU on a 100 MB model (docs/performance.md). hashlib
+                # releases the GIL over the whole map. A file truncated under the map while it
+                # is hashed (the store only ever renames whole files into place) would stop
+                # this process with SIGBUS: a prediction process is started again.
+                with mmap.mmap(handle.fileno(), size, access=mmap.ACCESS_READ) as mapped:
+                    digest.update(mapped)
                 self.bytes_read += size
             _verify(key, digest.hexdigest(), sha256)
             handle.seek(0)

@@ -1,0 +1,284 @@
+"""Issue 17's two serving goals, this tree against another: ``python -m bench.predict_ab``.
+
+``bench.predict`` measures every predict figure of one tree; this measures only the two that
+sit at their goals' edges, for this tree and, with ``--baseline DIR``, the job service of
+another source tree (``git archive main | tar -x -C DIR``), against the same ZooKeeper and
+store, in alternating rounds, so that a change is judged against its baseline under the same
+load:
+
+- the cold load of the big forest after a restart: a freshly started job service's first
+  one-row prediction of it (after one of the small forest, as bench.predict does), less the
+  median of the warm ones that follow, paired with ``skops.io.load`` of the same file in this
+  process just before or after it (the order alternates); the goal (≤ 1.2x) is judged on the
+  median of the pairs' ratios;
+- the one-row, one-client p50 over the same model's ``predict`` in this process, measured just
+  before it, on the last service of each round, split into the model's own ``predict`` in the
+  prediction process (zootrain_predict_seconds_total) and the service's share.
+
+Each build runs ``--cold`` fresh services a round; the figures are the medians over all of
+them (cold loads) and over the rounds (p50s). The machine's load is printed before and after.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+from kazoo.client import KazooClient
+
+from bench.harness import auth_env
+from bench.http_load import RawHTTP
+from bench.predict import (
+    WARM_AFTER_COLD,
+    Model,
+    body_for,
+    forests,
+    in_process,
+    load,
+    predict_spent,
+    skops_load,
+    timed_prediction,
+)
+from testkit.processes import end
+from testkit.stack import wait_for
+from testkit.zkserver import ZooKeeperCluster, free_port
+from zootrain.artifacts import ArtifactStore
+from zootrain.paths import Paths
+from zootrain.records import VersionRecord, utcnow
+
+FEATURES = 20
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def start_api(source: Path, settings: dict[str, str], log: Path) -> tuple[Any, str]:
+    """``uvicorn app.main:app`` of the tree ``source`` (this interpreter, its PYTHONPATH the
+    tree), once /readyz answers 200."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ZOOTRAIN_")}
+    env.update(settings, PYTHONPATH=str(source), PYTHONUNBUFFERED="1")
+    port = free_port()
+    argv = [sys.executable, "-m", "uvicorn", "app.main:app", "--host", "127.0.0.1"]
+    process = subprocess.Popen(
+        [*argv, "--port", str(port)],
+        cwd=source,
+        env=env,
+        stdout=log.open("ab"),
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    url = f"http://127.0.0.1:{port}"
+
+    def ready() -> bool:
+        try:
+            return httpx.get(f"{url}/readyz", timeout=2).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    wait_for(lambda: ready() or process.poll() is not None, 120, "the job service")
+    if process.poll() is not None:
+        raise RuntimeError(f"the job service of {source} stopped: {log.read_text()[-2000:]}")
+    return process, url
+
+
+def stop(process: subprocess.Popen[Any]) -> None:
+    end(process, grace=20, kill_group=True)
+
+
+@dataclass
+class Build:
+    name: str
+    source: Path
+    cold: list[float] = field(default_factory=list)
+    pairs: list[float] = field(default_factory=list)  # cold / its paired skops load
+    skops: list[float] = field(default_factory=list)
+    overhead: list[float] = field(default_factory=list)  # p50 - in-process p50, a round
+    model_share: list[float] = field(default_factory=list)  # child's predict - in-process
+
+
+def plant(settings: dict[str, str], model: Model) -> None:
+    """Version 1 of ``model``: its file in the store, its record in ZooKeeper."""
+    uri, sha256 = ArtifactStore(settings["ZOOTRAIN_ARTIFACTS"]).put(model.data)
+    record = VersionRecord(
+        model=model.name,
+        job_id="bench-predict-ab",
+        algorithm="random_forest_classifier",
+        task="classification",
+        shards=1,
+        artifact=uri,
+        sha256=sha256,
+        size=len(model.data),
+        n_features=FEATURES,
+        classes=[0, 1],
+        metrics={},
+        shard_metrics=[],
+        train_rows=0,
+        test_rows=0,
+        created_at=utcnow(),
+    )
+    paths = Paths(settings["ZOOTRAIN_ZK_ROOT"])
+    client = KazooClient(hosts=settings["ZOOTRAIN_ZK_HOSTS"])
+    client.start(30)
+    try:
+        client.ensure_path(paths.model(model.name))
+        client.create(paths.version(model.name, 1), record.dump())
+    finally:
+        client.stop()
+        client.close()
+
+
+async def measure(
+    build: Build,
+    settings: dict[str, str],
+    directory: Path,
+    models: list[Model],
+    file: Path,
+    cold: int,
+    duration: float,
+    flip: bool,
+) -> None:
+    small, big = models
+    X, one_row = body_for(1)
+    loop = asyncio.get_running_loop()
+    for index in range(cold):
+        before = (index % 2 == 0) != flip
+        if before:
+            skops = await loop.run_in_executor(None, skops_load, file)
+        process, url = await loop.run_in_executor(
+            None, start_api, build.source, settings, directory / f"{build.name}.log"
+        )
+        try:
+            connection = await RawHTTP(url).connect()
+            try:
+                await timed_prediction(connection, small.name, one_row)
+                first = await timed_prediction(connection, big.name, one_row)
+                warm = [
+                    await timed_prediction(connection, big.name, one_row)
+                    for _ in range(WARM_AFTER_COLD)
+                ]
+            finally:
+                await connection.close()
+            if index == cold - 1:  # the round's latency, on its last service
+                here = await loop.run_in_executor(None, in_process, big.model, X, 2.0)
+                spent = await predict_spent(url)
+                level = await load(url, f"/v1/models/{big.name}/predict", one_row, 1, 1, duration)
+                seconds, calls = await predict_spent(url)
+                p50 = statistics.median(level.latencies)
+                inside = (seconds - spent[0]) / max(1.0, calls - spent[1])
+                build.overhead.append(p50 - here)
+                build.model_share.append(inside - here)
+        finally:
+            await loop.run_in_executor(None, stop, process)
+        if not before:
+            skops = await loop.run_in_executor(None, skops_load, file)
+        load_time = first - statistics.median(warm)
+        build.cold.append(load_time)
+        build.skops.append(skops)
+        build.pairs.append(load_time / skops)
+        print(
+            f"{build.name}: cold load {load_time * 1000:.0f} ms, skops {skops * 1000:.0f} ms "
+            f"({load_time / skops:.2f}x)",
+            file=sys.stderr,
+        )
+    if build.overhead:
+        print(
+            f"{build.name}: one-row p50 overhead {build.overhead[-1] * 1000:.2f} ms "
+            f"(model's share {build.model_share[-1] * 1000:.2f} ms)",
+            file=sys.stderr,
+        )
+
+
+def report(builds: list[Build], rounds: int) -> str:
+    def ms(values: list[float]) -> str:
+        return ", ".join(f"{v * 1000:.2f}" for v in values)
+
+    lines = [
+        "| build | cold load / skops (median of pairs) | cold load | skops.io.load "
+        "| one-row p50 over in-process (1 client) | of which the model's own predict |",
+        "| --- | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for b in builds:
+        lines.append(
+            f"| {b.name} | {statistics.median(b.pairs):.3f}x "
+            f"(pairs {', '.join(f'{p:.2f}' for p in b.pairs)}) "
+            f"| {statistics.median(b.cold) * 1000:.0f} ms "
+            f"| {statistics.median(b.skops) * 1000:.0f} ms "
+            f"| +{statistics.median(b.overhead) * 1000:.2f} ms (rounds {ms(b.overhead)}) "
+            f"| {statistics.median(b.model_share) * 1000:.2f} ms |"
+        )
+    if len(builds) == 2:
+        this, base = builds
+        lines.append("")
+        lines.append(
+            f"this tree / baseline, {rounds} interleaved rounds: cold-load ratio "
+            f"{statistics.median(this.pairs) / statistics.median(base.pairs):.3f}; one-row "
+            f"overhead {statistics.median(this.overhead) * 1000:.2f} ms against "
+            f"{statistics.median(base.overhead) * 1000:.2f} ms"
+        )
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.predict_ab", description=__doc__)
+    parser.add_argument("--baseline", type=Path, help="another source tree to compare with")
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--cold", type=int, default=3, help="fresh services a build a round")
+    parser.add_argument("--duration", type=float, default=3.0, help="seconds of one-row load")
+    parser.add_argument("--quick", action="store_true", help="the 10 MB forest, not 100 MB")
+    args = parser.parse_args(argv)
+    builds = [Build("this tree", ROOT)]
+    if args.baseline is not None:
+        builds.append(Build("baseline", args.baseline.resolve()))
+    print(f"load average before: {os.getloadavg()}", file=sys.stderr)
+    models = forests(args.quick)
+    with tempfile.TemporaryDirectory(prefix="bench-predict-ab-") as tmp:
+        directory = Path(tmp)
+        zk = ZooKeeperCluster(directory / "zk", size=1).start()
+        try:
+            settings = {
+                "ZOOTRAIN_ZK_HOSTS": zk.hosts,
+                "ZOOTRAIN_ZK_ROOT": f"/bench-predict-ab-{uuid.uuid4().hex[:6]}",
+                "ZOOTRAIN_ARTIFACTS": str(directory / "artifacts"),
+                "ZOOTRAIN_ZK_SESSION_TIMEOUT": "10",
+                "ZOOTRAIN_HOUSEKEEPING_INTERVAL": "3600",
+                **auth_env(),
+            }
+            for m in models:
+                plant(settings, m)
+            file = directory / "big.skops"
+            file.write_bytes(models[-1].data)
+            for index in range(args.rounds):
+                order = builds if index % 2 == 0 else builds[::-1]
+                for build in order:
+                    asyncio.run(
+                        measure(
+                            build,
+                            settings,
+                            directory,
+                            models,
+                            file,
+                            args.cold,
+                            args.duration,
+                            flip=index % 2 == 1,
+                        )
+                    )
+        finally:
+            zk.stop()
+    print(f"load average after: {os.getloadavg()}", file=sys.stderr)
+    print(report(builds, args.rounds))
+    started = time.strftime("%Y-%m-%d %H:%M:%S")
+    print(f"\n(finished {started}; {len(models[-1].data) / 1e6:.0f} MB forest)")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
