@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import signal
 import statistics
 import subprocess
 import sys
@@ -51,7 +52,7 @@ from bench.predict import (
     timed_prediction,
 )
 from testkit.processes import end
-from testkit.stack import wait_for
+from testkit.stack import descendants, wait_for
 from testkit.zkserver import ZooKeeperCluster, free_port
 from zootrain.artifacts import ArtifactStore
 from zootrain.paths import Paths
@@ -90,6 +91,25 @@ def start_api(source: Path, settings: dict[str, str], log: Path) -> tuple[Any, s
     return process, url
 
 
+def cpu_seconds(pids: list[int]) -> float:
+    """User + system CPU of ``pids`` (every thread's, ended ones too), from /proc."""
+    total = 0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except (FileNotFoundError, ProcessLookupError):
+            continue
+        total += int(fields[11]) + int(fields[12])
+    return total / os.sysconf("SC_CLK_TCK")
+
+
+def skops_cpu(path: Path) -> tuple[float, float]:
+    """bench.predict.skops_load's wall time, and its thread's CPU time."""
+    started = time.thread_time()
+    wall = skops_load(path)
+    return wall, time.thread_time() - started
+
+
 def stop(process: subprocess.Popen[Any]) -> None:
     end(process, grace=20, kill_group=True)
 
@@ -99,6 +119,8 @@ class Build:
     name: str
     source: Path
     cold: list[float] = field(default_factory=list)
+    cold_cpu: list[float] = field(default_factory=list)  # the service's processes' CPU
+    skops_cpu: list[float] = field(default_factory=list)
     pairs: list[float] = field(default_factory=list)  # cold / its paired skops load
     skops: list[float] = field(default_factory=list)
     overhead: list[float] = field(default_factory=list)  # p50 - in-process p50, a round
@@ -152,7 +174,7 @@ async def measure(
     for index in range(cold):
         before = (index % 2 == 0) != flip
         if before:
-            skops = await loop.run_in_executor(None, skops_load, file)
+            skops, skops_time = await loop.run_in_executor(None, skops_cpu, file)
         process, url = await loop.run_in_executor(
             None, start_api, build.source, settings, directory / f"{build.name}.log"
         )
@@ -160,11 +182,17 @@ async def measure(
             connection = await RawHTTP(url).connect()
             try:
                 await timed_prediction(connection, small.name, one_row)
+                # The service and all its processes (forkserver, prediction process): their
+                # CPU is what the load costs whatever else the machine runs.
+                pids = [process.pid, *descendants(process.pid)]
+                cpu_before = cpu_seconds(pids)
                 first = await timed_prediction(connection, big.name, one_row)
+                cpu_first = cpu_seconds(pids)
                 warm = [
                     await timed_prediction(connection, big.name, one_row)
                     for _ in range(WARM_AFTER_COLD)
                 ]
+                cpu_warm = (cpu_seconds(pids) - cpu_first) / len(warm)
             finally:
                 await connection.close()
             if index == cold - 1:  # the round's latency, on its last service
@@ -179,14 +207,17 @@ async def measure(
         finally:
             await loop.run_in_executor(None, stop, process)
         if not before:
-            skops = await loop.run_in_executor(None, skops_load, file)
+            skops, skops_time = await loop.run_in_executor(None, skops_cpu, file)
         load_time = first - statistics.median(warm)
         build.cold.append(load_time)
         build.skops.append(skops)
         build.pairs.append(load_time / skops)
+        build.cold_cpu.append(cpu_first - cpu_before - cpu_warm)
+        build.skops_cpu.append(skops_time)
         print(
             f"{build.name}: cold load {load_time * 1000:.0f} ms, skops {skops * 1000:.0f} ms "
-            f"({load_time / skops:.2f}x)",
+            f"({load_time / skops:.2f}x); CPU {build.cold_cpu[-1] * 1000:.0f} ms against "
+            f"{skops_time * 1000:.0f} ms",
             file=sys.stderr,
         )
     if build.overhead:
@@ -197,14 +228,19 @@ async def measure(
         )
 
 
+def cpu_pairs(build: Build) -> list[float]:
+    return [c / k for c, k in zip(build.cold_cpu, build.skops_cpu, strict=True)]
+
+
 def report(builds: list[Build], rounds: int) -> str:
     def ms(values: list[float]) -> str:
         return ", ".join(f"{v * 1000:.2f}" for v in values)
 
     lines = [
         "| build | cold load / skops (median of pairs) | cold load | skops.io.load "
+        "| CPU: the service's processes / skops' thread "
         "| one-row p50 over in-process (1 client) | of which the model's own predict |",
-        "| --- | ---: | ---: | ---: | ---: | ---: |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for b in builds:
         lines.append(
@@ -212,6 +248,9 @@ def report(builds: list[Build], rounds: int) -> str:
             f"(pairs {', '.join(f'{p:.2f}' for p in b.pairs)}) "
             f"| {statistics.median(b.cold) * 1000:.0f} ms "
             f"| {statistics.median(b.skops) * 1000:.0f} ms "
+            f"| {statistics.median(b.cold_cpu) * 1000:.0f} / "
+            f"{statistics.median(b.skops_cpu) * 1000:.0f} ms = "
+            f"{statistics.median(cpu_pairs(b)):.3f}x "
             f"| +{statistics.median(b.overhead) * 1000:.2f} ms (rounds {ms(b.overhead)}) "
             f"| {statistics.median(b.model_share) * 1000:.2f} ms |"
         )
@@ -235,6 +274,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--duration", type=float, default=3.0, help="seconds of one-row load")
     parser.add_argument("--quick", action="store_true", help="the 10 MB forest, not 100 MB")
     args = parser.parse_args(argv)
+    # Stopped by a signal: end the services and ZooKeeper it started (the finally blocks).
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     builds = [Build("this tree", ROOT)]
     if args.baseline is not None:
         builds.append(Build("baseline", args.baseline.resolve()))
