@@ -52,3 +52,25 @@ def test_open_checked_gives_the_local_file_only_when_its_bytes_match(tmp_path: P
     (tmp_path / uri).unlink()
     with pytest.raises(ArtifactError, match="missing"):
         store.open_checked(uri, sha256)
+
+
+def test_open_checked_reads_the_bytes_it_checked_and_takes_an_empty_file(tmp_path: Path) -> None:
+    # The check hashes the file through a map of the handle it returns: a file renamed into
+    # its place afterwards is not what the handle reads.
+    store = ArtifactStore(tmp_path)
+    data = os.urandom(3 * 1024 * 1024 + 17)  # several pages, not a multiple of one
+    uri, sha256 = store.put(data)
+    handle = store.open_checked(uri, sha256)
+    assert handle is not None
+    swapped = tmp_path / "swapped"
+    swapped.write_bytes(b"something else")
+    os.replace(swapped, tmp_path / uri)
+    with handle:
+        assert handle.read() == data
+    with pytest.raises(ArtifactError, match="sha256"):
+        store.open_checked(uri, sha256)  # the file now there is checked, and refused
+    empty, empty_sha256 = store.put(b"")  # nothing to map: hashed as no bytes
+    handle = store.open_checked(empty, empty_sha256)
+    assert handle is not None
+    with handle:
+        assert handle.read() == b""
