@@ -143,6 +143,8 @@ class Build:
     cold_cpu: list[float] = field(default_factory=list)  # the service's processes' CPU
     skops_cpu: list[float] = field(default_factory=list)
     fresh: list[float] = field(default_factory=list)  # skops' load in a fresh process
+    service_cpu: list[float] = field(default_factory=list)  # a one-row request's, uvicorn's
+    child_cpu: list[float] = field(default_factory=list)  # and its prediction process's
     fresh_cpu: list[float] = field(default_factory=list)
     pairs: list[float] = field(default_factory=list)  # cold / its paired skops load
     skops: list[float] = field(default_factory=list)
@@ -221,7 +223,15 @@ async def measure(
             if index == cold - 1:  # the round's latency, on its last service
                 here = await loop.run_in_executor(None, in_process, big.model, X, 2.0)
                 spent = await predict_spent(url)
+                children = descendants(process.pid)
+                service_before, children_before = (
+                    cpu_seconds([process.pid]),
+                    cpu_seconds(list(children)),
+                )
                 level = await load(url, f"/v1/models/{big.name}/predict", one_row, 1, 1, duration)
+                requests = len(level.latencies) + 1  # and its warm-up
+                build.service_cpu.append((cpu_seconds([process.pid]) - service_before) / requests)
+                build.child_cpu.append((cpu_seconds(list(children)) - children_before) / requests)
                 seconds, calls = await predict_spent(url)
                 p50 = statistics.median(level.latencies)
                 inside = (seconds - spent[0]) / max(1.0, calls - spent[1])
@@ -250,7 +260,9 @@ async def measure(
     if build.overhead:
         print(
             f"{build.name}: one-row p50 overhead {build.overhead[-1] * 1000:.2f} ms "
-            f"(model's share {build.model_share[-1] * 1000:.2f} ms)",
+            f"(model's share {build.model_share[-1] * 1000:.2f} ms); CPU a request: job service "
+            f"{build.service_cpu[-1] * 1000:.2f} ms, its children "
+            f"{build.child_cpu[-1] * 1000:.2f} ms",
             file=sys.stderr,
         )
 
@@ -267,8 +279,9 @@ def report(builds: list[Build], rounds: int) -> str:
         "| build | cold load / skops (median of pairs) | cold load | skops.io.load "
         "| CPU: the service's processes / skops' thread "
         "| skops.io.load in a fresh process: wall, CPU "
-        "| one-row p50 over in-process (1 client) | of which the model's own predict |",
-        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+        "| one-row p50 over in-process (1 client) | of which the model's own predict "
+        "| CPU a one-row request: job service, its children |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for b in builds:
         lines.append(
@@ -282,7 +295,9 @@ def report(builds: list[Build], rounds: int) -> str:
             f"| {statistics.median(b.fresh) * 1000:.0f} ms, "
             f"{statistics.median(b.fresh_cpu) * 1000:.0f} ms "
             f"| +{statistics.median(b.overhead) * 1000:.2f} ms (rounds {ms(b.overhead)}) "
-            f"| {statistics.median(b.model_share) * 1000:.2f} ms |"
+            f"| {statistics.median(b.model_share) * 1000:.2f} ms "
+            f"| {statistics.median(b.service_cpu) * 1000:.2f} ms, "
+            f"{statistics.median(b.child_cpu) * 1000:.2f} ms |"
         )
     if len(builds) == 2:
         this, base = builds
