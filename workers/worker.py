@@ -218,6 +218,24 @@ class Worker:
                 self._armed.discard(key)
             raise
 
+    async def _held_elsewhere(self, path: str) -> bool:
+        """Whether the lock at ``path`` is held (by another worker: the caller checked
+        ``_held``), watching it if so: at no cost while our watch on it is set (it fires when
+        the lock goes, so the lock is held until the wake-up it brings)."""
+        if path in self._armed:
+            return True
+        self._armed.add(path)
+        try:
+            held = await locks.watch_release(self.zk, path, lambda: self._lock_freed(path))
+        except BaseException:
+            self._armed.discard(path)
+            raise
+        if not held:
+            # Free: the caller claims it. The watch left on the absent node fires when a lock
+            # is taken there (ours too), which costs one more look at the job, no more.
+            self._armed.discard(path)
+        return held
+
     async def _watch_lock(self, path: str) -> bool:
         """Watch a lock someone else holds; False if it was freed before the watch was set."""
         if path not in self._armed:
@@ -496,6 +514,7 @@ class Worker:
             if attempt.claim is not None:
                 return attempt
             waiting = waiting and attempt.waiting
+        merge_lock = self.paths.merge_lock(job.id)
         if all(s.state == ShardState.done for s, _ in shards) and (
             f"{job.id}/merge" not in self.claims
         ):
@@ -503,8 +522,15 @@ class Worker:
                 full.add(False)
             elif (job.merge_not_before or 0) > now:
                 self.wake_at(f"{job.id}/merge", job.merge_not_before or now)
+            elif merge_lock not in self._held and await self._held_elsewhere(merge_lock):
+                # Another worker merges it (the one that finished its last shard, mostly): its
+                # release watch wakes us; no claim's multi to fail on the lock.
+                return Attempt(None, waiting, frozenset(full))
             else:
-                attempt = await self._claim_merge(job, [s for s, _ in shards])
+                # At the job record's version as the scan read it: a record that moved on since
+                # fails the claim's multi, and the job is looked at again.
+                read = None if job_stat is None else (job, job_stat)
+                attempt = await self._claim_merge(job, [s for s, _ in shards], read)
                 return Attempt(attempt.claim, waiting and attempt.waiting, frozenset(full))
         return Attempt(None, waiting, frozenset(full))
 
@@ -574,6 +600,12 @@ class Worker:
         claimable = shard.state == ShardState.pending or shard.state == ShardState.running
         if not claimable or (shard.not_before or 0) > time.time():
             return Attempt(None, waiting=False)
+        if shard.state == ShardState.running and await self._held_elsewhere(lock):
+            # Running, its lock held by its (live) owner: nothing to claim until the lock goes,
+            # and its release watch wakes us. Asked before a claim's multi, which would fail on
+            # the lock (a refused write in ZooKeeper's log, and two more reads to learn whose
+            # lock it is); asked again while the watch is set, it costs no request at all.
+            return Attempt(None, waiting=True)
         if shard.attempts >= job.spec.max_attempts:
             return await self._give_up_dead(job, shard, stat, lock)
         session = self.zk.session_id
@@ -694,13 +726,24 @@ class Worker:
         lock = self.paths.merge_lock(job.id)
         if lock in self._held:
             return Attempt(None, waiting=True)  # our own merge claim: its end wakes us
-        job, stat = read or await self.queue.read_job(job.id)
+        # Marked ours before the first await: a scan and a finished shard of this worker may
+        # both try the merge at once, and the one whose multi then fails on the version would
+        # release the other's lock (the lock node cannot tell two claims of one session apart).
+        self._held.add(lock)
+        try:
+            job, stat = read or await self.queue.read_job(job.id)
+        except BaseException:
+            self._held.discard(lock)
+            raise
         if job.state not in (JobState.queued, JobState.running, JobState.merging):
+            self._held.discard(lock)
             return Attempt(None, waiting=False)
         if (job.merge_not_before or 0) > time.time():
+            self._held.discard(lock)
             self.wake_at(f"{job.id}/merge", job.merge_not_before or 0)
             return Attempt(None, waiting=True)
         if job.merge_attempts >= job.spec.max_attempts:
+            self._held.discard(lock)
             return await self._give_up_merge(job.id, lock)
         merging = job.model_copy(
             update={
@@ -712,7 +755,6 @@ class Worker:
             }
         )
         session = self.zk.session_id
-        self._held.add(lock)
         try:
             written = await self._claim_write(
                 self.paths.job(job.id), merging, stat.version, lock, session
