@@ -39,6 +39,7 @@ from workers.claims import (
     StopReason,
     Unclaimable,
     dataset_source,
+    slot_kinds,
     takes_round_slot,
 )
 from workers.housekeeping import Housekeeper
@@ -73,7 +74,12 @@ from zootrain.zk_metrics import ZOOKEEPER_CONNECTED
 log = logging.getLogger("zootrain.worker")
 
 # A scan reads this many queued jobs concurrently at first, four times more each next batch.
-SCAN_FIRST_BATCH = 8
+# One: the first job a scan reads (blocked jobs are skipped unread, workers/scan_memo.py) is
+# almost always the one it claims in, and a scan that claims ends there, so whatever else its
+# batch read is thrown away and read again by the next scan. With 500 tiny jobs queued at once,
+# a first batch of 8 read about 250 records a job (every claim, end and wake-up of two workers
+# re-reading the 7 jobs behind the head).
+SCAN_FIRST_BATCH = 1
 SCAN_MAX_BATCH = 256
 # A change of this worker's record waits this long before it is written, so that the claims
 # and ends of tiny tasks (milliseconds apart) fold into one write: the record is for people
@@ -448,7 +454,7 @@ class Worker:
             await self._arm("queue-data", self._nudged, self.zk.exists)
         entries = self.memo.sorted_queue(names)
         self._drop_timers({e.job_id for e in entries})
-        todo = self.memo.start_scan(entries)
+        todo = self.memo.start_scan(entries, lambda rounds: self._room(rounds=rounds))
         # Read jobs (and their shards) a batch at a time, concurrently; try them in queue
         # order. The first batch is small: the job at the head is usually the one to claim.
         batch, start = SCAN_FIRST_BATCH, 0
@@ -481,6 +487,7 @@ class Worker:
             job, stat = await self.queue.read_job(job_id)
             if job.state.terminal:
                 return Unclaimable.FINAL
+            self.memo.learn(job.id, slot_kinds(job))
             return QueuedJob(job, await self.queue.read_shards(job.id, job.spec.tasks), stat)
         except NotFound:
             return Unclaimable.FINAL
