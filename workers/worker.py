@@ -931,7 +931,8 @@ class Worker:
         try:
             # Fencing: this write carries the version our claim wrote. If we lost the lock and
             # someone re-claimed the shard, the version moved on and ZooKeeper refuses it.
-            if not await self._settle(claim, done):
+            settled = await self._settle(claim, done)
+            if settled is None:
                 log.warning("shard %s was taken over; result discarded", claim.key)
                 return
         finally:
@@ -942,12 +943,13 @@ class Worker:
             result["train_seconds"]
         )
         # The worker finishing the last shard merges at once rather than waiting for a wake.
-        merge = await self._claim_merge_if_complete(claim.job, done)
+        merge = await self._claim_merge_if_complete(claim.job, done, settled)
         if merge is not None:
             self._start(merge)
 
-    async def _settle(self, claim: Claim, outcome: ShardRecord) -> bool:
-        """Write a shard's outcome with the version its claim wrote; False if fenced off.
+    async def _settle(self, claim: Claim, outcome: ShardRecord) -> ZnodeStat | None:
+        """Write a shard's outcome with the version its claim wrote: its new stat, or None if
+        fenced off.
 
         However long ZooKeeper is away, the outcome is written as soon as a session is back:
         ours, or a new one if ours expired meanwhile (its lock went with it, and another worker
@@ -968,8 +970,8 @@ class Worker:
                 releasing=claim,
             )
         except SessionExpiredError:
-            return False
-        return written is not None
+            return None
+        return written
 
     async def touch(self, artifact: str) -> bool:
         """Right before a record naming ``artifact`` is written: keep the collector off it
@@ -1064,9 +1066,18 @@ class Worker:
         worker_metrics.FENCED.labels(write=kind).inc()
         log.warning("%s write refused on its version: %s moved on since our claim", kind, path)
 
-    async def _claim_merge_if_complete(self, job: JobRecord, done: ShardRecord) -> Claim | None:
-        """The job's merge, if ``done`` (our shard's record, just written: not read back) was
-        the last of its shards."""
+    async def _claim_merge_if_complete(
+        self, job: JobRecord, done: ShardRecord, written: ZnodeStat
+    ) -> Claim | None:
+        """The job's merge, if ``done`` (our shard's record, just written at ``written``: not
+        read back) was the last of its shards.
+
+        Workers whose shards end at once may each read them all done. Only the one whose
+        outcome ZooKeeper applied last (the highest zxid: a done shard never changes again)
+        claims here; the others' claims would only fail on the merge lock. If it dies before
+        its claim, nothing is lost: a worker's claim ending wakes its scan, which claims the
+        merge if the lock is still free.
+        """
         if self._stopping.is_set():
             return None
         try:
@@ -1080,7 +1091,8 @@ class Worker:
                 ),
             )
             shards = sorted([done, *(s for s, _ in others)], key=lambda s: s.index)
-            if all(s.state == ShardState.done for s in shards):
+            last = all(stat.mzxid < written.mzxid for _, stat in others)
+            if last and all(s.state == ShardState.done for s in shards):
                 return (await self._claim_merge(job, shards, read)).claim
         except Exception:
             log.exception("checking %s for a merge failed", job.id)

@@ -252,3 +252,34 @@ def test_a_scan_leaves_a_running_shard_and_a_merge_to_their_lock_holders_until_t
             other.close()
 
     asyncio.run(scenario())
+
+
+def test_of_workers_reading_a_job_all_done_only_the_last_to_settle_claims_its_merge_at_once(
+    settings_env: dict[str, str], kazoo: KazooClient, zk_root: str
+) -> None:
+    """Two workers whose shards end together may each read both done: only the one whose
+    outcome ZooKeeper applied last claims the merge straight away (the other's claim could only
+    fail on the merge lock); the other's scan is left to claim it should that one not."""
+    settings = settings_from_env(settings_env, worker_id="settler")
+    spec = JobSpec.model_validate(iris_spec(model_name="together", shards=2))
+
+    async def scenario() -> None:
+        worker = Worker(settings)
+        await worker.zk.start(30)
+        try:
+            await worker.queue.ensure_layout()
+            job_id = (await JobQueue(worker.zk, worker.paths).submit(spec)).job.id
+            for index in range(2):
+                _set_shard(kazoo, zk_root, job_id, index, state="done", artifact="a", sha256="b")
+            job, _ = await worker.queue.read_job(job_id)
+            (first, first_stat), (second, second_stat) = await worker.queue.read_shards(job_id, 2)
+            assert first_stat.mzxid < second_stat.mzxid
+            assert await worker._claim_merge_if_complete(job, first, first_stat) is None
+            assert kazoo.exists(worker.paths.merge_lock(job_id)) is None
+            claim = await worker._claim_merge_if_complete(job, second, second_stat)
+            assert claim is not None and claim.index is None
+            assert kazoo.exists(worker.paths.merge_lock(job_id)) is not None
+        finally:
+            await worker.zk.stop()
+
+    asyncio.run(scenario())
