@@ -117,6 +117,7 @@ class Worker:
         self._registered = False
         self._timers: dict[str, asyncio.TimerHandle] = {}
         self._armed: set[str] = set()  # watches set and not yet fired
+        self._listing: list[str] | None = None  # the queue's children, as last listed
         # Queued jobs a scan found nothing to claim in, until a wake-up forgets them.
         self.memo = ScanMemo()
         # Locks this worker holds or is taking, for a claim: with several claims at once, two
@@ -447,7 +448,14 @@ class Worker:
             claim.task.cancel()
 
     async def _find_work(self) -> Claim | None:
-        names = await self._arm("queue-children", self._queue_changed, self.zk.get_children)
+        if "queue-children" in self._armed and self._listing is not None:
+            # The queue's child watch is set and has not fired: the queue holds what it held
+            # at the last listing. Most wake-ups are this worker's own (a child answered, a
+            # claim ended, a lock let go), and a listing of 500 queued jobs is 20 KB to read.
+            names = self._listing
+        else:
+            names = await self._arm("queue-children", self._queue_changed, self.zk.get_children)
+            self._listing = names
         if "queue-data" not in self._armed:
             # The housekeeper writes to the queue node to wake everyone for what no watch
             # covered. Read only to set the watch: while it is set, nothing is to be learnt.
