@@ -14,6 +14,7 @@ from app.pool import ChildPool
 from app.upload_check import TableChecker
 from zootrain.acl import warn_if_open
 from zootrain.artifacts import ArtifactStore
+from zootrain.group_commit import GroupCommit
 from zootrain.liveconfig import ConfigWatch, LiveSettings
 from zootrain.paths import Paths
 from zootrain.queue import JobQueue
@@ -82,7 +83,11 @@ class Services:
             settings=settings,
             zk=zk,
             paths=paths,
-            queue=JobQueue(zk, paths),
+            queue=JobQueue(
+                zk,
+                paths,
+                group=GroupCommit(zk, max_members=settings.submit_group_commit),
+            ),
             registry=Registry(zk, paths, _serving_cache(zk, settings)),
             store=ArtifactStore(settings.artifacts),
             gate=gate,

@@ -76,6 +76,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             children.cancel()
             await svc.pool.close()
             svc.tables.close()
+            await svc.queue.close()
             await svc.zk.stop()
 
     app = FastAPI(

@@ -22,6 +22,7 @@ from kazoo.exceptions import BadVersionError, NodeExistsError, NoNodeError
 
 from zootrain import locks, shard_plan
 from zootrain.errors import Conflict, InvalidRequest, NotFound, OutcomeUnknown, QueueFull
+from zootrain.group_commit import GroupCommit
 from zootrain.paths import IDEMPOTENCY_BUCKETS, Paths, parse_queue_entry, sorted_queue
 from zootrain.records import (
     IdempotencyRecord,
@@ -140,10 +141,18 @@ class QueueGauge:
 
 
 class JobQueue:
-    def __init__(self, zk: ZooKeeper, paths: Paths) -> None:
+    def __init__(self, zk: ZooKeeper, paths: Paths, *, group: GroupCommit | None = None) -> None:
         self.zk = zk
         self.paths = paths
         self.gauge = QueueGauge(zk, paths.queue)
+        # The job service's submits go through group commit (zootrain.group_commit); a
+        # worker's rare submits (a search's follow-up) need not.
+        self.group = group
+        self._commit = group.commit if group is not None else zk.commit
+
+    async def close(self) -> None:
+        if self.group is not None:
+            await self.group.close()
 
     async def ensure_layout(self) -> None:
         for path in self.paths.bases:
@@ -234,7 +243,7 @@ class JobQueue:
         # told apart from one that never happened: after a reconnect, the job node says which.
         for _ in range(3):
             try:
-                await self.zk.commit(tx)
+                await self._commit(tx)
                 self.gauge.added()
                 return Submitted(job, True, job_view_json(job_bytes, shard_bytes))
             except TransactionFailed as failed:

@@ -103,6 +103,11 @@ def request_deadline(seconds: float | None) -> Iterator[None]:
         _DEADLINE.reset(token)
 
 
+def current_deadline() -> float | None:
+    """The event-loop time by which the request being served must be answered, if any."""
+    return _DEADLINE.get()
+
+
 def _consume(future: asyncio.Future[Any]) -> None:
     # A call abandoned at its deadline completes later; nobody awaits it any more.
     if not future.cancelled():
@@ -116,6 +121,15 @@ class TransactionFailed(KazooException):  # type: ignore[misc]  # kazoo ships no
         super().__init__(f"transaction op {index} failed: {type(error).__name__}")
         self.index = index
         self.error = error
+
+
+def transaction_failure(results: list[Any]) -> TransactionFailed | None:
+    """The failure of a multi from its results: the first operation that failed on its own
+    (the ones before it read RolledBackError, the ones after RuntimeInconsistency)."""
+    for index, result in enumerate(results):
+        if isinstance(result, Exception) and not isinstance(result, RolledBackError):
+            return TransactionFailed(index, result)
+    return None
 
 
 class ZooKeeper:
@@ -343,10 +357,7 @@ class ZooKeeper:
         if limit is None:
             return await self._bridge(start())
         loop = self._require_loop()
-        while not self._live():
-            await self.wait_connected()  # bounded by the deadline
-            if not self._live():
-                await self._hear_of_drop(limit - loop.time())
+        await self.until_live()
         future = self._bridge(start())
         done, _ = await asyncio.wait({future}, timeout=max(0.0, limit - loop.time()))
         if future in done:
@@ -358,6 +369,25 @@ class ZooKeeper:
                 "still be applied when the connection comes back"
             )
         raise RequestDeadlineExceeded("ZooKeeper did not answer within the request's deadline")
+
+    async def until_live(self) -> None:
+        """Wait until a call sent now goes straight out on a live connection (however long it
+        takes, or until the request's deadline: RequestDeadlineExceeded)."""
+        limit = _DEADLINE.get()
+        while not self._live():
+            await self.wait_connected()  # bounded by the deadline
+            if not self._live():
+                remaining = math.inf if limit is None else limit - self._require_loop().time()
+                await self._hear_of_drop(remaining)
+
+    def live(self) -> bool:
+        """Whether a call sent now goes straight out (kazoo would otherwise queue it)."""
+        return self._live()
+
+    def send_commit(self, transaction: TransactionRequest) -> asyncio.Future[list[Any]]:
+        """Send a multi now, with no deadline of its own: the caller bounds its wait for the
+        answer (zootrain.group_commit). Its results still need ``transaction_failure``."""
+        return self._bridge(transaction.commit_async())
 
     async def get(self, path: str, watch: Watch | None = None) -> tuple[bytes, ZnodeStat]:
         result: tuple[bytes, ZnodeStat] = await self._call(
@@ -423,9 +453,9 @@ class ZooKeeper:
     async def commit(self, transaction: TransactionRequest) -> list[Any]:
         """Commit a multi: every operation applies, or none does (raises TransactionFailed)."""
         results: list[Any] = await self._call(transaction.commit_async, write=True)
-        for index, result in enumerate(results):
-            if isinstance(result, Exception) and not isinstance(result, RolledBackError):
-                raise TransactionFailed(index, result)
+        failure = transaction_failure(results)
+        if failure is not None:
+            raise failure
         return results
 
     async def retry(
