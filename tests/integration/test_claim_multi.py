@@ -17,6 +17,7 @@ from tests.integration.conftest import iris_spec, settings_from_env
 from workers.worker import Worker
 from zootrain.queue import JobQueue
 from zootrain.records import JobSpec, ShardState
+from zootrain.zk import ZooKeeper
 
 pytestmark = pytest.mark.integration
 
@@ -288,6 +289,37 @@ def test_of_workers_reading_a_job_all_done_only_the_last_to_settle_claims_its_me
             assert claim is not None and claim.index is None
             assert kazoo.exists(worker.paths.merge_lock(job_id)) is not None
         finally:
+            await worker.zk.stop()
+
+    asyncio.run(scenario())
+
+
+def test_a_scan_lists_the_queue_again_once_its_child_watch_fired(
+    settings_env: dict[str, str], kazoo: KazooClient, zk_root: str
+) -> None:
+    """Between wake-ups of its own a scan reuses the queue's last listing (its child watch is
+    set and has not fired: nothing came or went); a job submitted by another process fires the
+    watch, and the next scan lists the queue again and claims it."""
+    settings = settings_from_env(settings_env, worker_id="lister")
+    spec = JobSpec.model_validate(iris_spec(model_name="listed", shards=1))
+
+    async def scenario() -> None:
+        worker = Worker(settings)
+        submitter = ZooKeeper(settings.zk_hosts)
+        await worker.zk.start(30)
+        await submitter.start(30)
+        try:
+            await worker.queue.ensure_layout()
+            assert await worker._find_work() is None  # lists the empty queue, sets the watch
+            assert "queue-children" in worker._armed and worker._listing == []
+            assert await worker._find_work() is None  # the same listing, no request
+            worker._wake.clear()
+            job_id = (await JobQueue(submitter, worker.paths).submit(spec)).job.id
+            await asyncio.wait_for(worker._wake.wait(), 30)
+            claim = await worker._find_work()
+            assert claim is not None and claim.job.id == job_id
+        finally:
+            await submitter.stop()
             await worker.zk.stop()
 
     asyncio.run(scenario())
