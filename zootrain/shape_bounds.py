@@ -2,10 +2,12 @@
 
 scikit-learn checks these inside fit(), so a job that breaks one was accepted and then failed
 on every shard and every retry: a forest's ``max_features`` above the dataset's features, its
-``monotonic_cst`` of the wrong length, k-means asked for more clusters than a shard (or a
-search's cross-validation fold) has rows. The job service checks them before anything is
-written: for a built-in dataset from its known shape (zootrain.ml.validation, in the child that
-validates specs), for an uploaded one from its record (zootrain.uploads).
+``monotonic_cst`` of the wrong length or on a target of more than two classes (scikit-learn
+supports monotonic constraints for regression and binary classification only), k-means asked
+for more clusters than a shard (or a search's cross-validation fold) has rows. The job service
+checks them before anything is written: for a built-in dataset from its known shape
+(zootrain.ml.validation, in the child that validates specs), for an uploaded one from its
+record (zootrain.uploads).
 
 Pure: no scikit-learn (the job service imports it).
 """
@@ -33,15 +35,24 @@ def fit_rows(train_rows: int, shards: int, *, whole: bool, folds: int | None = N
     return train_rows if whole else train_rows // max(1, shards)
 
 
-def check_shape(algorithm: str, params: Mapping[str, Any], *, features: int, rows: int) -> None:
+def check_shape(
+    algorithm: str,
+    params: Mapping[str, Any],
+    *,
+    features: int,
+    rows: int,
+    classes: int | None = None,
+) -> None:
     """ParamError naming the first parameter that the data's shape makes unfittable.
 
     ``features``: the columns the estimator is fitted on; ``rows``: the fewest rows one fit
-    sees (``fit_rows``). ``params`` as the spec gives them: a missing one has its default.
+    sees (``fit_rows``); ``classes``: the target's distinct labels when a classifier is fitted
+    (None otherwise). ``params`` as the spec gives them: a missing one has its default.
     """
     alg = algorithm_info(algorithm)
     if alg.merge == "forest_union":
-        _check_forest(params, features)
+        # A regressor fitted on a classification dataset's labels fits numbers: no classes.
+        _check_forest(params, features, classes if alg.task == "classification" else None)
     elif alg.merge == "kmeans_centroids":
         n_clusters = params.get("n_clusters", DEFAULT_N_CLUSTERS)
         # bool is an int to Python, and never a valid n_clusters (the params check says so).
@@ -53,7 +64,7 @@ def check_shape(algorithm: str, params: Mapping[str, Any], *, features: int, row
             )
 
 
-def _check_forest(params: Mapping[str, Any], features: int) -> None:
+def _check_forest(params: Mapping[str, Any], features: int, classes: int | None) -> None:
     max_features = params.get("max_features")
     # A count; a fraction or "sqrt" adapts to any number of features.
     if type(max_features) is int and max_features > features:
@@ -67,4 +78,12 @@ def _check_forest(params: Mapping[str, Any], features: int) -> None:
             "monotonic_cst",
             f"monotonic_cst has {len(monotonic_cst)} values; the dataset has {features} "
             "features (one value per feature)",
+        )
+    constrained = isinstance(monotonic_cst, list) and any(v != 0 for v in monotonic_cst)
+    if constrained and classes is not None and classes > 2:
+        raise ParamError(
+            "monotonic_cst",
+            f"monotonic constraints are not supported for multiclass classification, and the "
+            f"dataset's target has {classes} classes (scikit-learn supports them for regression "
+            "and binary classification); leave monotonic_cst out or all 0",
         )

@@ -222,16 +222,17 @@ class BuiltinInfo:
     loader_name: str  # a function of sklearn.datasets (zootrain.ml.datasets calls it)
     task: Task
     shape: tuple[int, int]
+    classes: int | None  # distinct labels of a classification dataset
 
 
 # Shapes are hard-coded so that sizing a job (shard counts, limits) never touches disk.
 # tests/unit/test_ml_datasets.py checks them against the real loaders.
 BUILTINS: dict[str, BuiltinInfo] = {
-    "iris": BuiltinInfo("load_iris", "classification", (150, 4)),
-    "wine": BuiltinInfo("load_wine", "classification", (178, 13)),
-    "breast_cancer": BuiltinInfo("load_breast_cancer", "classification", (569, 30)),
-    "digits": BuiltinInfo("load_digits", "classification", (1797, 64)),
-    "diabetes": BuiltinInfo("load_diabetes", "regression", (442, 10)),
+    "iris": BuiltinInfo("load_iris", "classification", (150, 4), 3),
+    "wine": BuiltinInfo("load_wine", "classification", (178, 13), 3),
+    "breast_cancer": BuiltinInfo("load_breast_cancer", "classification", (569, 30), 2),
+    "digits": BuiltinInfo("load_digits", "classification", (1797, 64), 10),
+    "diabetes": BuiltinInfo("load_diabetes", "regression", (442, 10), None),
 }
 
 
@@ -397,6 +398,19 @@ def dataset_shape(spec: AnyDataset) -> tuple[int, int]:
             return BUILTINS[spec.name].shape
         case SyntheticDataset():
             return spec.n_samples, spec.n_features
+        case UploadedDataset():
+            raise needs_record(spec)
+        case _:
+            assert_never(spec)
+
+
+def dataset_classes(spec: AnyDataset) -> int | None:
+    """The distinct labels of a builtin or synthetic classification dataset (None: not one)."""
+    match spec:
+        case BuiltinDataset():
+            return BUILTINS[spec.name].classes
+        case SyntheticDataset():
+            return spec.n_classes if _SYNTHETIC_TASKS[spec.task] == "classification" else None
         case UploadedDataset():
             raise needs_record(spec)
         case _:

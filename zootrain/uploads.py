@@ -477,7 +477,9 @@ class DatasetCatalog:
                 f"shards: {spec.shards} exceeds the {train_rows} training rows of dataset "
                 f"{record.id}"
             )
-        _check_shape(spec, plan.n_features, train_rows, record.id)
+        label = next(c for c in record.columns if c.name == dataset.target)
+        classes = label.distinct if task == "classification" else None
+        _check_shape(spec, plan.n_features, train_rows, classes, record.id)
         source = DatasetSource(
             dataset_id=record.id,
             format=record.format,
@@ -492,7 +494,9 @@ class DatasetCatalog:
         return source, stat.version
 
 
-def _check_shape(spec: JobSpec, features: int, train_rows: int, dataset_id: str) -> None:
+def _check_shape(
+    spec: JobSpec, features: int, train_rows: int, classes: int | None, dataset_id: str
+) -> None:
     """What zootrain.ml.validation checks of a built-in dataset's shape, from the record: the
     parameters (a search's candidates) against the encoded features and a fit's rows."""
     search = spec.search if spec.kind == "search" else None
@@ -505,7 +509,7 @@ def _check_shape(spec: JobSpec, features: int, train_rows: int, dataset_id: str)
     candidates = spec.candidate_params() if search is not None else [spec.params]
     try:
         for params in candidates:
-            check_shape(spec.algorithm, params, features=features, rows=rows)
+            check_shape(spec.algorithm, params, features=features, rows=rows, classes=classes)
     except ParamError as exc:
         where = "search: candidate parameter" if search is not None else "params:"
         raise InvalidRequest(f"{where} {exc.param}: {exc} (dataset {dataset_id})") from None

@@ -113,6 +113,13 @@ BAD_BODIES: list[tuple[str, Any, int, tuple[str, ...]]] = [
     # iris has 4 features: scikit-learn refused these only in every shard's fit().
     ("max-features-5-of-4", _params(max_features=5), 422, ("max_features", "4 features")),
     ("monotonic-cst-2-of-4", _params(monotonic_cst=[1, 0]), 422, ("monotonic_cst", "4")),
+    # iris has 3 classes: scikit-learn has no monotonic constraints for multiclass targets.
+    (
+        "monotonic-cst-multiclass",
+        _params(monotonic_cst=[1, 0, 0, 0]),
+        422,
+        ("monotonic_cst", "multiclass", "3 classes"),
+    ),
     # iris keeps 120 training rows (test_size 0.2): 4 shards of 30. k-means needs a row per
     # cluster in every fit, which scikit-learn checked only in each shard's fit() (a search's:
     # in each fold's).

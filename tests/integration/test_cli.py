@@ -26,7 +26,7 @@ import pytest
 from testkit.auth import READ_TOKEN, SUBMIT_TOKEN, TOKENS
 from testkit.stack import ROOT, Stack, environment
 from testkit.zkserver import ZooKeeperCluster
-from tests.support.specs import iris_spec
+from tests.support.specs import POISON_ERROR, iris_spec, poison_spec
 from zootrain.client import (
     AsyncClient,
     Client,
@@ -43,15 +43,8 @@ pytestmark = pytest.mark.integration
 IRIS_ROWS = "sepal length,sepal width,petal length,petal width\n5.1,3.5,1.4,0.2\n6.7,3.0,5.2,2.3\n"
 
 
-# Passes submit's checks but sklearn's fit() refuses it: no monotonic constraints on a
-# multiclass set (iris).
-POISON = iris_spec(
-    "poison",
-    dataset={"kind": "builtin", "name": "iris"},
-    params={"n_estimators": 3, "monotonic_cst": [1, 0, 0, 0]},
-    shards=1,
-    max_attempts=1,
-)
+# Accepted, and fails on every attempt (past its time limit).
+POISON = poison_spec("poison", max_attempts=1)
 
 
 def start(stack: Stack, workers: int = 2) -> str:
@@ -301,12 +294,12 @@ def test_cli_failing_job_exits_non_zero(api_url: str, tmp_path: Path) -> None:
     spec_file.write_text(json.dumps(POISON))
     failed = zootrain(api_url, "submit", str(spec_file), "--wait")
     assert failed.returncode == 1, (failed.stdout, failed.stderr)
-    assert "failed" in failed.stdout and "Monotonicity" in failed.stdout
+    assert "failed" in failed.stdout and POISON_ERROR in failed.stdout
 
     as_json = zootrain(api_url, "submit", str(spec_file), "--wait", "--json")
     assert as_json.returncode == 1
     final = json.loads(as_json.stdout)
-    assert final["state"] == "failed" and "Monotonicity" in final["error"]
+    assert final["state"] == "failed" and POISON_ERROR in final["error"]
 
 
 # -- the Python client -------------------------------------------------------------------------

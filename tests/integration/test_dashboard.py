@@ -16,6 +16,7 @@ from playwright.sync_api import expect, sync_playwright
 
 from testkit.auth import ADMIN_TOKEN, SUBMIT_TOKEN, bearer
 from testkit.stack import ROOT, Stack, wait_for, wait_job
+from tests.support.specs import POISON_ERROR, poison_spec
 
 pytestmark = pytest.mark.integration
 
@@ -136,16 +137,9 @@ def test_submit_through_the_form_and_watch_shards_finish(stack: Stack, tmp_path:
 
 # -- the operations console: every page checked against the API's own answers ---------------
 
-# A shard that fails on every attempt (sklearn's fit refuses one constraint for 30 features):
-# its job fails after two attempts, both on the timeline, and shows in the recent failures.
-POISON = {
-    "model_name": "console-poison",
-    "algorithm": "random_forest_classifier",
-    "params": {"n_estimators": 3, "monotonic_cst": [1, 0, 0, 0]},
-    "dataset": {"kind": "builtin", "name": "iris"},
-    "shards": 1,
-    "max_attempts": 2,
-}
+# A shard that fails on every attempt (past its time limit): its job fails after two
+# attempts, both on the timeline, and shows in the recent failures.
+POISON = poison_spec("console-poison", max_attempts=2)
 # Still training when the overview is looked at (many seconds a shard); cancelled afterwards.
 SLOW = {
     "model_name": "console-slow",
@@ -235,7 +229,7 @@ def test_operations_console_shows_what_the_api_says(stack: Stack) -> None:
         failures = page.locator("#failures tbody tr[data-job]")
         expect(failures).to_have_count(len(summary["recent_failures"]))
         assert [f["job_id"] for f in summary["recent_failures"]] == [poison]
-        expect(failures.first).to_contain_text("Monotonicity")
+        expect(failures.first).to_contain_text(POISON_ERROR)
 
         config = client.get("/v1/config")
         if config.status_code == 404:  # this service has no live configuration
@@ -307,7 +301,7 @@ def test_operations_console_shows_what_the_api_says(stack: Stack) -> None:
         expect(page.locator("#job-state")).to_have_text("failed")
         expect(page.locator("#timeline g.bar.attempt.failed")).to_have_count(2)
         expect(page.locator("#timeline g.bar.attempt[data-attempt='2'] title")).to_contain_text(
-            "Monotonicity"
+            POISON_ERROR
         )
         expect(page.locator("#timeline line.publish")).to_have_count(0)
         page.screenshot(path=str(SCREENSHOTS / "console-job-failed.png"), full_page=True)

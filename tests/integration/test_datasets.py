@@ -236,6 +236,11 @@ def test_bad_jobs_on_uploaded_data_are_refused_naming_the_field(
             "monotonic_cst",
             "one value per feature",
         ),
+        (  # six encoded features (color one-hot), and species has 3 classes
+            job_spec({**ds, "features": good_features}, params={"monotonic_cst": [1] + [0] * 5}),
+            "monotonic_cst",
+            "3 classes",
+        ),
         (
             job_spec(
                 {**ds, "features": good_features}, algorithm="kmeans", params={"n_clusters": 25}

@@ -15,7 +15,7 @@ from kazoo.client import KazooClient
 from kazoo.protocol.states import ZnodeStat
 
 from testkit.stack import Stack, wait_job
-from tests.integration.conftest import iris_spec
+from tests.support.specs import poison_spec
 from zootrain.paths import Paths
 
 pytestmark = pytest.mark.integration
@@ -26,14 +26,8 @@ ATTEMPTS = 5
 # A write carries the worker's clock read just before it; ZooKeeper stamps it when it commits.
 SLACK = 0.7
 
-# Passes submit's checks but fit() refuses it: no monotonic constraints on a multiclass set.
-POISON = iris_spec(
-    model_name="backoff-poison",
-    dataset={"kind": "builtin", "name": "iris"},
-    params={"n_estimators": 3, "monotonic_cst": [1, 0, 0, 0]},
-    shards=1,
-    max_attempts=ATTEMPTS,
-)
+# Accepted, and fails on every attempt (past its time limit).
+POISON = poison_spec("backoff-poison", max_attempts=ATTEMPTS)
 
 
 class History:

@@ -11,6 +11,7 @@ from zootrain.ml.datasets import (
     BuiltinName,
     SyntheticDataset,
     Task,
+    dataset_classes,
     dataset_shape,
     dataset_task,
     load_dataset,
@@ -28,6 +29,8 @@ def test_each_builtin_loads_with_its_declared_shape_and_task(name: str) -> None:
     assert len(y) == len(X)
     task = dataset_task(spec)
     assert task == ("regression" if name == "diabetes" else "classification")
+    classes = len(np.unique(y)) if task == "classification" else None
+    assert dataset_classes(spec) == classes
 
 
 @pytest.mark.parametrize("task", get_args(Task))
@@ -48,6 +51,7 @@ def test_synthetic_classification_classes() -> None:
     spec = SyntheticDataset(kind="synthetic", task="classification", n_samples=300, n_classes=5)
     _, y = load_dataset(spec)
     assert np.unique(y).tolist() == [0, 1, 2, 3, 4]
+    assert dataset_classes(spec) == 5
     assert spec.informative == 10
 
 
@@ -70,6 +74,7 @@ def test_blobs_are_a_classification_dataset_labelled_by_blob() -> None:
     assert X.shape == (300, 3)
     assert X.dtype == np.float64
     assert np.unique(y).tolist() == [0, 1, 2, 3]
+    assert dataset_classes(spec) == 4
     X2, y2 = load_dataset(spec)
     assert np.array_equal(X, X2)
     assert np.array_equal(y, y2)

@@ -247,6 +247,17 @@ def test_forest_params_that_count_features_are_checked_against_the_dataset() -> 
         assert info.value.param == "monotonic_cst"
         fitting = {"max_features": 4, "monotonic_cst": [0] * 4}
         check_shape(algorithm, fitting, features=4, rows=1)  # a forest's rows: any
+        # Monotonic constraints: regression and binary classification only.
+        constrained = {"monotonic_cst": [1, 0, -1, 0]}
+        check_shape(algorithm, constrained, features=4, rows=100, classes=2)
+        check_shape(algorithm, {"monotonic_cst": [0] * 4}, features=4, rows=100, classes=3)
+        if ALGORITHMS[algorithm].task == "classification":
+            with pytest.raises(ParamError) as info:
+                check_shape(algorithm, constrained, features=4, rows=100, classes=3)
+            assert info.value.param == "monotonic_cst"
+            assert "3 classes" in str(info.value)
+        else:  # a regressor fits the labels as numbers
+            check_shape(algorithm, constrained, features=4, rows=100, classes=3)
         check_shape(algorithm, {"max_features": 0.5}, features=4, rows=100)  # a fraction: any
     check_shape("kmeans", {"n_clusters": 50}, features=4, rows=50)  # not a feature count
 

@@ -40,6 +40,7 @@ from zootrain.spec import SyntheticDataset as SyntheticDataset
 from zootrain.spec import SyntheticTask as SyntheticTask
 from zootrain.spec import Task as Task
 from zootrain.spec import UploadedDataset as UploadedDataset
+from zootrain.spec import dataset_classes as dataset_classes
 from zootrain.spec import dataset_shape as dataset_shape
 from zootrain.spec import dataset_task as dataset_task
 from zootrain.spec import parse_dataset as parse_dataset

@@ -29,6 +29,7 @@ from zootrain.spec import (
     check_features,
     check_partition,
     check_task,
+    dataset_classes,
     dataset_shape,
     dataset_task,
     oversized_search,
@@ -78,7 +79,7 @@ def _consistent(spec: JobSpec) -> JobSpec:
     rows, features = dataset_shape(spec.dataset)
     # The same rounding as split_dataset (train_test_split): the test set is ceil'd.
     train_rows = rows - math.ceil(rows * spec.test_size)
-    _check_shape_of(spec, features, train_rows)
+    _check_shape_of(spec, features, train_rows, dataset_classes(spec.dataset))
     if spec.kind == "search":
         return _with_candidates(spec)
     if spec.search is not None:
@@ -92,7 +93,7 @@ def _consistent(spec: JobSpec) -> JobSpec:
     return spec
 
 
-def _check_shape_of(spec: JobSpec, features: int, train_rows: int) -> None:
+def _check_shape_of(spec: JobSpec, features: int, train_rows: int, classes: int | None) -> None:
     """The job's parameters (or a search's candidates) against the dataset's feature count and
     the rows one fit sees (zootrain.shape_bounds). An uploaded dataset's shape is in its
     record, read by the submit route (zootrain.uploads): not here."""
@@ -101,11 +102,13 @@ def _check_shape_of(spec: JobSpec, features: int, train_rows: int) -> None:
             if oversized_search(spec) is None:
                 rows = fit_rows(train_rows, 1, whole=True, folds=spec.search.cv)
                 for candidate in spec.candidate_params():
-                    check_shape(spec.algorithm, candidate, features=features, rows=rows)
+                    check_shape(
+                        spec.algorithm, candidate, features=features, rows=rows, classes=classes
+                    )
         elif spec.shards <= train_rows:  # more shards than rows is refused below, by name
             whole = spec.partition == "replicate"
             rows = fit_rows(train_rows, spec.shards, whole=whole)
-            check_shape(spec.algorithm, spec.params, features=features, rows=rows)
+            check_shape(spec.algorithm, spec.params, features=features, rows=rows, classes=classes)
     except ParamError as exc:
         where = "search: candidate parameter" if spec.kind == "search" else "params:"
         raise ValueError(f"{where} {exc.param}: {exc}") from None
