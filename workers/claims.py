@@ -66,6 +66,14 @@ def takes_round_slot(job: JobRecord, index: int) -> bool:
     return job.spec.rounds and job.spec.role(index) == "shard"
 
 
+def slot_kinds(job: JobRecord) -> frozenset[bool]:
+    """The kinds of slot a job's tasks take (True: a round slot), its merge's (never one)
+    included: what a scan with no free slot of those kinds would read it for nothing."""
+    if not job.spec.rounds:
+        return frozenset({False})
+    return frozenset({False} | {takes_round_slot(job, i) for i in range(job.spec.tasks)})
+
+
 class Attempt(NamedTuple):
     """What trying to claim in a job gave: a claim, or none and whether a wake-up is sure to
     come when that may change (a watched lock's release, our own claim's end, a retry's

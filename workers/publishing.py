@@ -9,6 +9,7 @@ A failed merge is retried after a backoff while the job has attempts left, like 
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import logging
 import time
@@ -83,6 +84,10 @@ async def merge_and_publish(worker: Worker, claim: Claim) -> None:
         ],
     }
     started = time.perf_counter()
+    # The model's versions, listed while the child merges: the publishing multi numbers the
+    # new version from them without a round trip of its own (a number taken meanwhile fails
+    # on its node and is numbered again from a fresh listing: Registry.publish).
+    listing = asyncio.ensure_future(_versions(worker, job.spec.model_name))
     try:
         result = await processes.run_in_child(
             MERGE_JOB,
@@ -94,10 +99,14 @@ async def merge_and_publish(worker: Worker, claim: Claim) -> None:
             affinity=job.id,
         )
     except (processes.ChildFailed, processes.ChildDied) as exc:
+        listing.cancel()
         worker.answered(claim)
         worker_metrics.MERGES.labels(outcome="failed").inc()
         await merge_failed(worker, claim, str(exc))
         return
+    except BaseException:
+        listing.cancel()
+        raise
     worker.answered(claim)
     log.info("merged %s; publishing", job.id)
     version = version_record(job, shards, result)
@@ -105,7 +114,9 @@ async def merge_and_publish(worker: Worker, claim: Claim) -> None:
         # The job's record says which classes the merge lost, beside the version it names.
         claim.job = job = job.model_copy(update={"recall_drops": version.class_report.recall_drops})
     try:
-        published = await publish(worker, claim, version, promotion_rule(job, result))
+        published = await publish(
+            worker, claim, version, promotion_rule(job, result), await listing
+        )
     except (BadVersionError, NoNodeError, SessionExpiredError):
         log.warning("job %s changed while merging; nothing published", job.id)
         return
@@ -124,11 +135,21 @@ async def merge_and_publish(worker: Worker, claim: Claim) -> None:
     )
 
 
+async def _versions(worker: Worker, name: str) -> list[int] | None:
+    """The model's version numbers, or None if they could not be listed now (no model yet, a
+    connection drop): the publish lists them itself then."""
+    try:
+        return await worker.registry.versions(name)
+    except (NotFound, SessionExpiredError, *TRANSIENT_ERRORS):
+        return None
+
+
 async def publish(
     worker: Worker,
     claim: Claim,
     version: VersionRecord,
     decide: Callable[[ModelRecord], Promotion] | None = None,
+    known: list[int] | None = None,
 ) -> JobRecord:
     """The publishing multi, however long ZooKeeper is away.
 
@@ -148,6 +169,7 @@ async def publish(
         # From the session that took the merge lock, the multi releases it too (see
         # zootrain/locks.py:may_release_in); from a newer one, that lock is gone already.
         release = claim.lock if locks.may_release_in(worker.zk, claim.session) else None
+        listed, known = known, None  # a try after this one lists the versions afresh
         try:
             done = await worker.registry.publish(
                 worker.queue,
@@ -157,6 +179,7 @@ async def publish(
                 decide,
                 worker.memo.entry_name(job.id),
                 release=release,
+                known=listed,
             )
             # Released, or (the multi found no lock to delete) nothing to release.
             claim.released = release is not None

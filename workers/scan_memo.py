@@ -9,6 +9,12 @@ changed; and it keeps the queue's entry names parsed. (A worker whose training s
 still scans while its slot for jobs training in rounds is free: without the last reason, each
 such scan read every queued job again, every time the queue changed.)
 
+A job's kinds of slot (a shard of a job training in rounds takes a round slot, every other task
+a training slot) never change: once read, a job whose kinds of slot are all taken is skipped
+unread, blocked or not. A busy worker whose round slot is free scans whenever the queue changes,
+and a slot coming free unblocks every job that found it taken: without this, each of those
+scans read every queued job again (with 500 tiny jobs queued, hundreds of reads a job).
+
 A scan reads a batch of jobs concurrently, and a wake-up may forget a job while its read is in
 flight: the read then says nothing of the change. Every forgetting is therefore numbered, and a
 job is blocked only if nothing forgot it after the scan's ``mark`` taken before its read.
@@ -17,6 +23,7 @@ job is blocked only if nothing forgot it after the scan's ``mark`` taken before 
 from __future__ import annotations
 
 import operator
+from collections.abc import Callable
 
 from zootrain.paths import QueueEntry, parse_queue_entry
 
@@ -35,6 +42,8 @@ class ScanMemo:
         self._freed_at: dict[bool, int] = {False: 0, True: 0}
         self._entries: dict[str, QueueEntry] = {}  # queue entry names, parsed
         self._names: dict[str, str] = {}  # job id -> its queue entry's name, as last listed
+        # job id -> the kinds of slot its tasks take (True: a round slot), once read.
+        self._kinds: dict[str, frozenset[bool]] = {}
 
     def forget(self, job_id: str) -> None:
         """Something about ``job_id`` changed: the next scan reads it again."""
@@ -57,15 +66,29 @@ class ScanMemo:
         self._events += 1
         self._freed_at[rounds] = self._events
 
-    def start_scan(self, queued: list[QueueEntry]) -> list[str]:
+    def learn(self, job_id: str, kinds: frozenset[bool]) -> None:
+        """The kinds of slot ``job_id``'s tasks take (its merge too), as its spec says."""
+        self._kinds[job_id] = kinds
+
+    def start_scan(
+        self, queued: list[QueueEntry], room: Callable[[bool], bool] | None = None
+    ) -> list[str]:
         """The jobs of ``queued`` (in order) the scan must read: forgets jobs that left the
-        queue, and from here only wake-ups during this scan count."""
+        queue, and from here only wake-ups during this scan count. ``room(kind)``: whether a
+        slot of that kind is free; a job known to need only kinds without one is left out."""
         queued_ids = {e.job_id for e in queued}
         self._blocked &= queued_ids
         for jobs in self._full.values():
             jobs &= queued_ids
         self._touched.clear()
-        return [e.job_id for e in queued if e.job_id not in self._blocked]
+        if len(self._kinds) > 2 * len(queued_ids) + 1000:
+            self._kinds = {k: v for k, v in self._kinds.items() if k in queued_ids}
+        todo = [e.job_id for e in queued if e.job_id not in self._blocked]
+        if room is None:
+            return todo
+        free = {kind for kind in (False, True) if room(kind)}
+        kinds = self._kinds
+        return [j for j in todo if j not in kinds or not kinds[j].isdisjoint(free)]
 
     @property
     def mark(self) -> int:

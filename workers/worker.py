@@ -39,6 +39,7 @@ from workers.claims import (
     StopReason,
     Unclaimable,
     dataset_source,
+    slot_kinds,
     takes_round_slot,
 )
 from workers.housekeeping import Housekeeper
@@ -73,7 +74,12 @@ from zootrain.zk_metrics import ZOOKEEPER_CONNECTED
 log = logging.getLogger("zootrain.worker")
 
 # A scan reads this many queued jobs concurrently at first, four times more each next batch.
-SCAN_FIRST_BATCH = 8
+# One: the first job a scan reads (blocked jobs are skipped unread, workers/scan_memo.py) is
+# almost always the one it claims in, and a scan that claims ends there, so whatever else its
+# batch read is thrown away and read again by the next scan. With 500 tiny jobs queued at once,
+# a first batch of 8 read about 250 records a job (every claim, end and wake-up of two workers
+# re-reading the 7 jobs behind the head).
+SCAN_FIRST_BATCH = 1
 SCAN_MAX_BATCH = 256
 # A change of this worker's record waits this long before it is written, so that the claims
 # and ends of tiny tasks (milliseconds apart) fold into one write: the record is for people
@@ -111,6 +117,7 @@ class Worker:
         self._registered = False
         self._timers: dict[str, asyncio.TimerHandle] = {}
         self._armed: set[str] = set()  # watches set and not yet fired
+        self._listing: list[str] | None = None  # the queue's children, as last listed
         # Queued jobs a scan found nothing to claim in, until a wake-up forgets them.
         self.memo = ScanMemo()
         # Locks this worker holds or is taking, for a claim: with several claims at once, two
@@ -217,6 +224,24 @@ class Worker:
             if watch is not None:
                 self._armed.discard(key)
             raise
+
+    async def _held_elsewhere(self, path: str) -> bool:
+        """Whether the lock at ``path`` is held (by another worker: the caller checked
+        ``_held``), watching it if so: at no cost while our watch on it is set (it fires when
+        the lock goes, so the lock is held until the wake-up it brings)."""
+        if path in self._armed:
+            return True
+        self._armed.add(path)
+        try:
+            held = await locks.watch_release(self.zk, path, lambda: self._lock_freed(path))
+        except BaseException:
+            self._armed.discard(path)
+            raise
+        if not held:
+            # Free: the caller claims it. The watch left on the absent node fires when a lock
+            # is taken there (ours too), which costs one more look at the job, no more.
+            self._armed.discard(path)
+        return held
 
     async def _watch_lock(self, path: str) -> bool:
         """Watch a lock someone else holds; False if it was freed before the watch was set."""
@@ -423,14 +448,21 @@ class Worker:
             claim.task.cancel()
 
     async def _find_work(self) -> Claim | None:
-        names = await self._arm("queue-children", self._queue_changed, self.zk.get_children)
+        if "queue-children" in self._armed and self._listing is not None:
+            # The queue's child watch is set and has not fired: the queue holds what it held
+            # at the last listing. Most wake-ups are this worker's own (a child answered, a
+            # claim ended, a lock let go), and a listing of 500 queued jobs is 20 KB to read.
+            names = self._listing
+        else:
+            names = await self._arm("queue-children", self._queue_changed, self.zk.get_children)
+            self._listing = names
         if "queue-data" not in self._armed:
             # The housekeeper writes to the queue node to wake everyone for what no watch
             # covered. Read only to set the watch: while it is set, nothing is to be learnt.
             await self._arm("queue-data", self._nudged, self.zk.exists)
         entries = self.memo.sorted_queue(names)
         self._drop_timers({e.job_id for e in entries})
-        todo = self.memo.start_scan(entries)
+        todo = self.memo.start_scan(entries, lambda rounds: self._room(rounds=rounds))
         # Read jobs (and their shards) a batch at a time, concurrently; try them in queue
         # order. The first batch is small: the job at the head is usually the one to claim.
         batch, start = SCAN_FIRST_BATCH, 0
@@ -463,6 +495,7 @@ class Worker:
             job, stat = await self.queue.read_job(job_id)
             if job.state.terminal:
                 return Unclaimable.FINAL
+            self.memo.learn(job.id, slot_kinds(job))
             return QueuedJob(job, await self.queue.read_shards(job.id, job.spec.tasks), stat)
         except NotFound:
             return Unclaimable.FINAL
@@ -496,6 +529,7 @@ class Worker:
             if attempt.claim is not None:
                 return attempt
             waiting = waiting and attempt.waiting
+        merge_lock = self.paths.merge_lock(job.id)
         if all(s.state == ShardState.done for s, _ in shards) and (
             f"{job.id}/merge" not in self.claims
         ):
@@ -503,8 +537,15 @@ class Worker:
                 full.add(False)
             elif (job.merge_not_before or 0) > now:
                 self.wake_at(f"{job.id}/merge", job.merge_not_before or now)
+            elif merge_lock not in self._held and await self._held_elsewhere(merge_lock):
+                # Another worker merges it (the one that finished its last shard, mostly): its
+                # release watch wakes us; no claim's multi to fail on the lock.
+                return Attempt(None, waiting, frozenset(full))
             else:
-                attempt = await self._claim_merge(job, [s for s, _ in shards])
+                # At the job record's version as the scan read it: a record that moved on since
+                # fails the claim's multi, and the job is looked at again.
+                read = None if job_stat is None else (job, job_stat)
+                attempt = await self._claim_merge(job, [s for s, _ in shards], read)
                 return Attempt(attempt.claim, waiting and attempt.waiting, frozenset(full))
         return Attempt(None, waiting, frozenset(full))
 
@@ -574,6 +615,12 @@ class Worker:
         claimable = shard.state == ShardState.pending or shard.state == ShardState.running
         if not claimable or (shard.not_before or 0) > time.time():
             return Attempt(None, waiting=False)
+        if shard.state == ShardState.running and await self._held_elsewhere(lock):
+            # Running, its lock held by its (live) owner: nothing to claim until the lock goes,
+            # and its release watch wakes us. Asked before a claim's multi, which would fail on
+            # the lock (a refused write in ZooKeeper's log, and two more reads to learn whose
+            # lock it is); asked again while the watch is set, it costs no request at all.
+            return Attempt(None, waiting=True)
         if shard.attempts >= job.spec.max_attempts:
             return await self._give_up_dead(job, shard, stat, lock)
         session = self.zk.session_id
@@ -694,13 +741,24 @@ class Worker:
         lock = self.paths.merge_lock(job.id)
         if lock in self._held:
             return Attempt(None, waiting=True)  # our own merge claim: its end wakes us
-        job, stat = read or await self.queue.read_job(job.id)
+        # Marked ours before the first await: a scan and a finished shard of this worker may
+        # both try the merge at once, and the one whose multi then fails on the version would
+        # release the other's lock (the lock node cannot tell two claims of one session apart).
+        self._held.add(lock)
+        try:
+            job, stat = read or await self.queue.read_job(job.id)
+        except BaseException:
+            self._held.discard(lock)
+            raise
         if job.state not in (JobState.queued, JobState.running, JobState.merging):
+            self._held.discard(lock)
             return Attempt(None, waiting=False)
         if (job.merge_not_before or 0) > time.time():
+            self._held.discard(lock)
             self.wake_at(f"{job.id}/merge", job.merge_not_before or 0)
             return Attempt(None, waiting=True)
         if job.merge_attempts >= job.spec.max_attempts:
+            self._held.discard(lock)
             return await self._give_up_merge(job.id, lock)
         merging = job.model_copy(
             update={
@@ -712,7 +770,6 @@ class Worker:
             }
         )
         session = self.zk.session_id
-        self._held.add(lock)
         try:
             written = await self._claim_write(
                 self.paths.job(job.id), merging, stat.version, lock, session
@@ -882,7 +939,8 @@ class Worker:
         try:
             # Fencing: this write carries the version our claim wrote. If we lost the lock and
             # someone re-claimed the shard, the version moved on and ZooKeeper refuses it.
-            if not await self._settle(claim, done):
+            settled = await self._settle(claim, done)
+            if settled is None:
                 log.warning("shard %s was taken over; result discarded", claim.key)
                 return
         finally:
@@ -893,12 +951,13 @@ class Worker:
             result["train_seconds"]
         )
         # The worker finishing the last shard merges at once rather than waiting for a wake.
-        merge = await self._claim_merge_if_complete(claim.job, done)
+        merge = await self._claim_merge_if_complete(claim.job, done, settled)
         if merge is not None:
             self._start(merge)
 
-    async def _settle(self, claim: Claim, outcome: ShardRecord) -> bool:
-        """Write a shard's outcome with the version its claim wrote; False if fenced off.
+    async def _settle(self, claim: Claim, outcome: ShardRecord) -> ZnodeStat | None:
+        """Write a shard's outcome with the version its claim wrote: its new stat, or None if
+        fenced off.
 
         However long ZooKeeper is away, the outcome is written as soon as a session is back:
         ours, or a new one if ours expired meanwhile (its lock went with it, and another worker
@@ -919,8 +978,8 @@ class Worker:
                 releasing=claim,
             )
         except SessionExpiredError:
-            return False
-        return written is not None
+            return None
+        return written
 
     async def touch(self, artifact: str) -> bool:
         """Right before a record naming ``artifact`` is written: keep the collector off it
@@ -1015,9 +1074,18 @@ class Worker:
         worker_metrics.FENCED.labels(write=kind).inc()
         log.warning("%s write refused on its version: %s moved on since our claim", kind, path)
 
-    async def _claim_merge_if_complete(self, job: JobRecord, done: ShardRecord) -> Claim | None:
-        """The job's merge, if ``done`` (our shard's record, just written: not read back) was
-        the last of its shards."""
+    async def _claim_merge_if_complete(
+        self, job: JobRecord, done: ShardRecord, written: ZnodeStat
+    ) -> Claim | None:
+        """The job's merge, if ``done`` (our shard's record, just written at ``written``: not
+        read back) was the last of its shards.
+
+        Workers whose shards end at once may each read them all done. Only the one whose
+        outcome ZooKeeper applied last (the highest zxid: a done shard never changes again)
+        claims here; the others' claims would only fail on the merge lock. If it dies before
+        its claim, nothing is lost: a worker's claim ending wakes its scan, which claims the
+        merge if the lock is still free.
+        """
         if self._stopping.is_set():
             return None
         try:
@@ -1031,7 +1099,8 @@ class Worker:
                 ),
             )
             shards = sorted([done, *(s for s, _ in others)], key=lambda s: s.index)
-            if all(s.state == ShardState.done for s in shards):
+            last = all(stat.mzxid < written.mzxid for _, stat in others)
+            if last and all(s.state == ShardState.done for s in shards):
                 return (await self._claim_merge(job, shards, read)).claim
         except Exception:
             log.exception("checking %s for a merge failed", job.id)

@@ -269,6 +269,7 @@ class Registry:
         entry: str | None = None,
         *,
         release: str | None = None,
+        known: list[int] | None = None,
     ) -> JobRecord:
         """Create the version, set the job ``succeeded`` and drop its queue entry, atomically.
         ``entry``: the job's queue entry name, if known (JobQueue.finish_job). ``release``: the
@@ -282,11 +283,16 @@ class Registry:
 
         Raises BadVersionError if the job changed since ``stat`` (cancelled, or published by
         another merger): the version is then not created, so it is published at most once.
+
+        ``known``: the model's version numbers as listed a moment ago (the merger lists them
+        while its child merges): the first try numbers the version from them, and a number
+        taken since fails on its node (NodeExists) and is taken from a fresh listing.
         """
         name = job.spec.model_name
         while True:
             try:
-                numbers = await self.versions(name)
+                numbers = known if known is not None else await self.versions(name)
+                known = None
             except NotFound:
                 await self.zk.ensure_path(self.paths.model(name))  # the model's first version
                 continue

@@ -17,6 +17,7 @@ from tests.integration.conftest import iris_spec, settings_from_env
 from workers.worker import Worker
 from zootrain.queue import JobQueue
 from zootrain.records import JobSpec, ShardState
+from zootrain.zk import ZooKeeper
 
 pytestmark = pytest.mark.integration
 
@@ -142,6 +143,183 @@ def test_an_outcome_releases_its_lock_in_its_own_multi_only_from_the_claiming_se
                 worker._held.discard(lock)
                 await queue.cancel(job_id)
         finally:
+            await worker.zk.stop()
+
+    asyncio.run(scenario())
+
+
+def _set_shard(kazoo: KazooClient, root: str, job_id: str, index: int, **update: object) -> None:
+    path = f"{root}/jobs/{job_id}/shards/{index:04d}"
+    data, stat = kazoo.get(path)
+    kazoo.set(path, json.dumps({**json.loads(data), **update}).encode(), stat.version)
+
+
+def test_two_merge_claims_of_one_worker_at_once_leave_one_claim_and_its_lock(
+    settings_env: dict[str, str], kazoo: KazooClient, zk_root: str
+) -> None:
+    """The worker that finished a job's last shard claims its merge while its own scan, woken
+    by the same shard, tries too. One claim comes of it, and the other attempt must not
+    release the lock the first one took (the lock node cannot tell two claims of one session
+    apart): the merge lock stays held until the merge ends."""
+    settings = settings_from_env(settings_env, worker_id="merger")
+    spec = JobSpec.model_validate(iris_spec(model_name="twice", shards=2))
+
+    async def scenario() -> None:
+        worker = Worker(settings)
+        await worker.zk.start(30)
+        try:
+            await worker.queue.ensure_layout()
+            job_id = (await JobQueue(worker.zk, worker.paths).submit(spec)).job.id
+            for index in range(2):
+                _set_shard(kazoo, zk_root, job_id, index, state="done", artifact="a", sha256="b")
+            job, stat = await worker.queue.read_job(job_id)
+            shards = [s for s, _ in await worker.queue.read_shards(job_id, 2)]
+            # The scan's reads the record first: while it waits for it, the finished shard's
+            # (with the record already read) claims.
+            first, second = await asyncio.gather(
+                worker._claim_merge(job, shards), worker._claim_merge(job, shards, (job, stat))
+            )
+            claims = [a.claim for a in (first, second) if a.claim is not None]
+            assert len(claims) == 1, (first, second)
+            await asyncio.sleep(0)  # any release _let_go scheduled would start now
+            for task in list(worker._side_tasks):
+                await task
+            lock = worker.paths.merge_lock(job_id)
+            held = kazoo.exists(lock)
+            assert held is not None and held.ephemeralOwner == worker.zk.session_id
+            record = json.loads(kazoo.get(f"{zk_root}/jobs/{job_id}")[0])
+            assert record["state"] == "merging" and record["merge_attempts"] == 1, record
+        finally:
+            await worker.zk.stop()
+
+    asyncio.run(scenario())
+
+
+async def woken_by_release(worker: Worker, lock: str) -> None:
+    """Wait for the wake-up the release watch on ``lock`` brings (other wake-ups, of watches
+    on the worker's own locks, may come first)."""
+    while lock in worker._armed:
+        worker._wake.clear()
+        if lock not in worker._armed:
+            break
+        await asyncio.wait_for(worker._wake.wait(), 30)
+
+
+def test_a_scan_leaves_a_running_shard_and_a_merge_to_their_lock_holders_until_they_let_go(
+    settings_env: dict[str, str], kazoo: KazooClient, zk_root: str
+) -> None:
+    """A running shard whose lock another worker holds, and a finished job whose merge lock
+    another worker holds: the scan claims neither and writes nothing; when each lock goes (its
+    holder died), the scan is woken and claims the task."""
+    settings = settings_from_env(settings_env, worker_id="scanner")
+    spec = JobSpec.model_validate(iris_spec(model_name="held", shards=1, max_attempts=3))
+    other = KazooClient(hosts=settings_env["ZOOTRAIN_ZK_HOSTS"])
+    other.start(30)
+
+    async def scenario() -> None:
+        worker = Worker(settings)
+        await worker.zk.start(30)
+        try:
+            await worker.queue.ensure_layout()
+            job_id = (await JobQueue(worker.zk, worker.paths).submit(spec)).job.id
+            job_path = f"{zk_root}/jobs/{job_id}"
+            shard_lock = worker.paths.shard_lock(job_id, 0)
+            other.create(shard_lock, b"other", ephemeral=True)
+            _set_shard(kazoo, zk_root, job_id, 0, state="running", attempts=1, worker="other")
+            _, version = shard_record(kazoo, zk_root, job_id)
+            for _ in range(2):  # the second scan asks nothing: the lock's watch is set
+                assert await worker._find_work() is None
+            assert shard_record(kazoo, zk_root, job_id)[1] == version
+            other.delete(shard_lock)  # its holder died
+            await woken_by_release(worker, shard_lock)
+            claim = await worker._find_work()
+            assert claim is not None and claim.shard is not None
+            assert claim.shard.attempts == 2
+            # The shard is done; another worker holds the job's merge lock.
+            artifact, digest = worker.store.put(b"a model")
+            done = claim.shard.model_copy(
+                update={"state": ShardState.done, "artifact": artifact, "sha256": digest}
+            )
+            assert await worker._settle(claim, done)
+            worker.claims.clear()
+            worker._held.clear()
+            worker.memo.forget_all()
+            merge_lock = worker.paths.merge_lock(job_id)
+            other.create(merge_lock, b"other", ephemeral=True)
+            job_version = kazoo.exists(job_path).version
+            for _ in range(2):
+                assert await worker._find_work() is None
+            assert kazoo.exists(job_path).version == job_version
+            other.delete(merge_lock)
+            await woken_by_release(worker, merge_lock)
+            merge = await worker._find_work()
+            assert merge is not None and merge.index is None
+            assert json.loads(kazoo.get(job_path)[0])["state"] == "merging"
+        finally:
+            await worker.zk.stop()
+            other.stop()
+            other.close()
+
+    asyncio.run(scenario())
+
+
+def test_of_workers_reading_a_job_all_done_only_the_last_to_settle_claims_its_merge_at_once(
+    settings_env: dict[str, str], kazoo: KazooClient, zk_root: str
+) -> None:
+    """Two workers whose shards end together may each read both done: only the one whose
+    outcome ZooKeeper applied last claims the merge straight away (the other's claim could only
+    fail on the merge lock); the other's scan is left to claim it should that one not."""
+    settings = settings_from_env(settings_env, worker_id="settler")
+    spec = JobSpec.model_validate(iris_spec(model_name="together", shards=2))
+
+    async def scenario() -> None:
+        worker = Worker(settings)
+        await worker.zk.start(30)
+        try:
+            await worker.queue.ensure_layout()
+            job_id = (await JobQueue(worker.zk, worker.paths).submit(spec)).job.id
+            for index in range(2):
+                _set_shard(kazoo, zk_root, job_id, index, state="done", artifact="a", sha256="b")
+            job, _ = await worker.queue.read_job(job_id)
+            (first, first_stat), (second, second_stat) = await worker.queue.read_shards(job_id, 2)
+            assert first_stat.mzxid < second_stat.mzxid
+            assert await worker._claim_merge_if_complete(job, first, first_stat) is None
+            assert kazoo.exists(worker.paths.merge_lock(job_id)) is None
+            claim = await worker._claim_merge_if_complete(job, second, second_stat)
+            assert claim is not None and claim.index is None
+            assert kazoo.exists(worker.paths.merge_lock(job_id)) is not None
+        finally:
+            await worker.zk.stop()
+
+    asyncio.run(scenario())
+
+
+def test_a_scan_lists_the_queue_again_once_its_child_watch_fired(
+    settings_env: dict[str, str], kazoo: KazooClient, zk_root: str
+) -> None:
+    """Between wake-ups of its own a scan reuses the queue's last listing (its child watch is
+    set and has not fired: nothing came or went); a job submitted by another process fires the
+    watch, and the next scan lists the queue again and claims it."""
+    settings = settings_from_env(settings_env, worker_id="lister")
+    spec = JobSpec.model_validate(iris_spec(model_name="listed", shards=1))
+
+    async def scenario() -> None:
+        worker = Worker(settings)
+        submitter = ZooKeeper(settings.zk_hosts)
+        await worker.zk.start(30)
+        await submitter.start(30)
+        try:
+            await worker.queue.ensure_layout()
+            assert await worker._find_work() is None  # lists the empty queue, sets the watch
+            assert "queue-children" in worker._armed and worker._listing == []
+            assert await worker._find_work() is None  # the same listing, no request
+            worker._wake.clear()
+            job_id = (await JobQueue(submitter, worker.paths).submit(spec)).job.id
+            await asyncio.wait_for(worker._wake.wait(), 30)
+            claim = await worker._find_work()
+            assert claim is not None and claim.job.id == job_id
+        finally:
+            await submitter.stop()
             await worker.zk.stop()
 
     asyncio.run(scenario())

@@ -88,3 +88,19 @@ def test_the_memo_knows_each_listed_jobs_queue_entry() -> None:
     assert memo.entry_name("a" * 20) == A
     assert memo.entry_name("b" * 20) == B
     assert memo.entry_name("c" * 20) is None
+
+
+def test_a_job_whose_kinds_of_slot_are_all_taken_is_not_read() -> None:
+    """A busy worker whose round slot is free scans for jobs training in rounds: a job known
+    to take training slots only is left unread (blocked or not) until one comes free; a job
+    not read yet is read, whatever the slots."""
+    memo = ScanMemo()
+    queued = memo.sorted_queue([A, B, C])
+    a, b, c = "a" * 20, "b" * 20, "c" * 20
+    memo.learn(a, frozenset({False}))  # plain shards and a merge
+    memo.learn(b, frozenset({False, True}))  # shards in rounds, a merge
+    rounds_only = {False: False, True: True}
+    assert memo.start_scan(queued, rounds_only.__getitem__) == [b, c]  # c: never read
+    assert memo.start_scan(queued, lambda kind: not kind) == [b, a, c]
+    assert memo.start_scan(queued, lambda kind: False) == [c]
+    assert memo.start_scan(queued) == [b, a, c]
