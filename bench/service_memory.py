@@ -36,11 +36,12 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from tests.support.stack import descendants, wait_for, wait_job
-from tests.support.zkserver import ZooKeeperCluster, free_port
 
-from bench.harness import AUTH, auth_env, rss_bytes
+from bench.harness import AUTH, auth_env
+from bench.process_stats import rss_bytes
 from testkit.processes import end
+from testkit.stack import descendants, wait_for, wait_job
+from testkit.zkserver import ZooKeeperCluster, free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 GOAL_RSS = 120 * 1024 * 1024
