@@ -117,6 +117,38 @@ MUTANTS = [
             "test_a_job_record_that_does_not_parse_keeps_its_queue_entry",
         ),
     ),
+    Mutant(
+        name="group-commit-trusts-a-combined-failure",
+        what="a combined submit multi that fails refuses its failing member at once (the failure "
+        "may be another member's doing: two submits with one Idempotency-Key)",
+        path="zootrain/group_commit.py",
+        anchor="""        if len(batch) == 1:
+            _answer(batch[0], error=TransactionFailed(failure.index, failure.error))
+            return""",
+        replacement="""        start = 0
+        for member in batch:
+            end = start + len(member.operations)
+            if start <= failure.index < end:
+                _answer(member, error=TransactionFailed(failure.index - start, failure.error))
+            start = end
+        batch = [m for m in batch if not m.future.done()]
+        if not batch:
+            return""",
+        tests=("tests/integration/test_group_commit.py",),
+    ),
+    Mutant(
+        name="group-commit-unsent-is-sent",
+        what="a submit withdrawn at its deadline is still marked sent: a 503 that says nothing was "
+        "written becomes Outcome unknown, or a withdrawn submit is sent after its answer",
+        path="zootrain/group_commit.py",
+        anchor="""    def _abandon(self, member: _Member) -> None:
+        member.abandoned = True
+        if not member.sent:""",
+        replacement="""    def _abandon(self, member: _Member) -> None:
+        member.abandoned = True
+        if False:""",
+        tests=("tests/integration/test_group_commit.py",),
+    ),
 ]
 
 

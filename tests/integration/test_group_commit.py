@@ -138,6 +138,38 @@ def test_a_failing_member_is_refused_alone_and_the_others_apply(
     assert not {"b1", "e0"} & names  # a refused member wrote nothing
 
 
+def test_a_member_refused_for_an_earlier_members_write_hears_it_after_that_write(
+    zookeeper: ZooKeeperCluster, kazoo: KazooClient, zk_root: str
+) -> None:
+    # Two submits with one Idempotency-Key in one multi: the second's create of the key fails
+    # on the first's, which did not apply either (the multi is atomic). The second must not
+    # be told before the first has applied: told at once, its replay would read no key.
+    kazoo.ensure_path(zk_root)
+
+    async def body(zk: ZooKeeper) -> None:
+        group = GroupCommit(zk, max_in_flight=1)
+        heard: list[str] = []
+
+        async def create(tag: str) -> None:
+            tx = zk.transaction()
+            tx.create(f"{zk_root}/{tag}")
+            tx.create(f"{zk_root}/key")
+            try:
+                await group.commit(tx)
+                heard.append(f"{tag} applied")
+            except TransactionFailed as failed:
+                heard.append(f"{tag} refused")
+                assert failed.index == 1 and isinstance(failed.error, NodeExistsError)
+                assert await zk.exists(f"{zk_root}/key") is not None
+
+        await asyncio.gather(create("first"), create("second"))
+        assert heard == ["first applied", "second refused"]
+        assert group.resent == 2
+
+    scenario(zookeeper.hosts, body)
+    assert set(kazoo.get_children(zk_root)) == {"first", "key"}
+
+
 def test_a_combined_multi_stays_under_the_byte_cap(
     zookeeper: ZooKeeperCluster, kazoo: KazooClient, zk_root: str
 ) -> None:
