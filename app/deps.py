@@ -83,15 +83,18 @@ class Services:
             settings=settings,
             zk=zk,
             paths=paths,
-            queue=JobQueue(
-                zk,
-                paths,
-                group=GroupCommit(zk, max_members=settings.submit_group_commit),
-            ),
+            queue=JobQueue(zk, paths, group=_group_commit(zk, settings)),
             registry=Registry(zk, paths, _serving_cache(zk, settings)),
             store=ArtifactStore(settings.artifacts),
             gate=gate,
         )
+
+
+def _group_commit(zk: ZooKeeper, settings: Settings) -> GroupCommit | None:
+    # 1: each submit's multi is sent on its own, straight through the bridge, as many in
+    # flight as there are requests (no group's in-flight bound either).
+    size = settings.submit_group_commit
+    return GroupCommit(zk, max_members=size) if size > 1 else None
 
 
 def _serving_cache(zk: ZooKeeper, settings: Settings) -> WatchedRecords | None:

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from bench.figures import Figure, percentile
-from bench.harness import Context, api_client
+from bench.harness import Context
 from bench.http_load import submit_load
 from bench.process_stats import cpu_seconds, own_cpu_seconds
 from bench.profile import Profiler
@@ -93,19 +93,6 @@ async def measure_raw(ctx: Context, spec: dict[str, Any], duration: float, run: 
     return measured
 
 
-async def group_commit_counts(url: str) -> tuple[float, float]:
-    """The job service's multis sent for submits and the submits in them (one process's
-    counters: with several processes, whichever answers /metrics)."""
-    async with api_client(url, timeout=30) as client:
-        text = (await client.get("/metrics")).text
-    found = {"multis": 0.0, "members": 0.0}
-    for line in text.splitlines():
-        for what in found:
-            if line.startswith(f"zootrain_group_commit_{what}_total "):
-                found[what] = float(line.split()[1])
-    return found["multis"], found["members"]
-
-
 async def measure_service(
     ctx: Context, spec: dict[str, Any], duration: float, processes: int, run: int
 ) -> dict[int, Level]:
@@ -125,22 +112,17 @@ async def measure_service(
                 ctx.directory("profiles"),
             ).start()
         for clients in LEVELS:
-            multis, members = await group_commit_counts(stack.url)
             api_cpu = cpu_seconds(api.popen.pid, children=processes > 1)
             client_cpu = own_cpu_seconds()
             load = await submit_load(stack.url, spec, clients=clients, duration=duration)
             api_cpu = cpu_seconds(api.popen.pid, children=processes > 1) - api_cpu
             client_cpu = own_cpu_seconds() - client_cpu
-            after_multis, after_members = await group_commit_counts(stack.url)
             busy = load.elapsed + max(load.latencies, default=0.0)
             accepted = max(1, load.accepted)
             usage = (
                 f"service {api_cpu / busy:.2f} cores, {api_cpu / accepted * 1000:.1f} ms "
                 f"CPU/job; client {client_cpu / busy:.2f} cores"
             )
-            if processes == 1 and after_multis > multis:
-                batch = (after_members - members) / (after_multis - multis)
-                usage += f"; group commit: {batch:.1f} submits a multi"
             level = Level(
                 load.rate,
                 percentile(load.latencies, 50),

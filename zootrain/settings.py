@@ -67,11 +67,11 @@ class Settings(BaseSettings):
     )
     submit_burst: int = Field(50, ge=1, description="submits a token may make at once")
     submit_group_commit: int = Field(
-        64,
+        1,
         ge=1,
         le=1000,
         description="submits at most sent to ZooKeeper as one multi when they arrive together "
-        "(group commit; 1 sends each alone)",
+        "(group commit, off by default: see docs/performance.md); 1 sends each alone",
     )
     upload_rate: float = Field(
         1.0, ge=0, description="dataset uploads per second allowed per token (0: unlimited)"
