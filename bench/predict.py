@@ -33,6 +33,7 @@ import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -50,6 +51,7 @@ from bench.http_load import RawHTTP
 from bench.profile import Profiler
 from zootrain.artifacts import ArtifactStore
 from zootrain.ml import modelfile
+from zootrain.paths import Paths
 from zootrain.records import VersionRecord, utcnow
 
 FEATURES = 20
@@ -101,9 +103,10 @@ def forests(quick: bool) -> list[Model]:
     ]
 
 
-def plant(stack: BenchStack, model: Model) -> None:
-    """Publish ``model`` as version 1 of its name: its file in the store, its record in ZK."""
-    uri, sha256 = ArtifactStore(stack.settings["ZOOTRAIN_ARTIFACTS"]).put(model.data)
+def plant(settings: Mapping[str, str], model: Model) -> None:
+    """Publish ``model`` as version 1 of its name: its file in the store, its record in ZK
+    (``settings``: a stack's ZOOTRAIN_* environment)."""
+    uri, sha256 = ArtifactStore(settings["ZOOTRAIN_ARTIFACTS"]).put(model.data)
     record = VersionRecord(
         model=model.name,
         job_id="bench-predict",
@@ -121,11 +124,12 @@ def plant(stack: BenchStack, model: Model) -> None:
         test_rows=0,
         created_at=utcnow(),
     )
-    client = KazooClient(hosts=stack.settings["ZOOTRAIN_ZK_HOSTS"])
+    paths = Paths(settings["ZOOTRAIN_ZK_ROOT"])
+    client = KazooClient(hosts=settings["ZOOTRAIN_ZK_HOSTS"])
     client.start(30)
     try:
-        client.ensure_path(stack.paths.model(model.name))
-        client.create(stack.paths.version(model.name, 1), record.dump())
+        client.ensure_path(paths.model(model.name))
+        client.create(paths.version(model.name, 1), record.dump())
     finally:
         client.stop()
         client.close()
@@ -311,7 +315,7 @@ async def run(ctx: Context) -> list[Figure]:
     }
     with ctx.zookeeper("predict") as zk, ctx.stack("predict", zk) as stack:
         for m in models:
-            plant(stack, m)
+            plant(stack.settings, m)
         urls: dict[str, str] = {}
         pids: dict[str, int] = {}
         for config, extra in configs.items():

@@ -39,7 +39,6 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from kazoo.client import KazooClient
 
 from bench.harness import auth_env
 from bench.http_load import RawHTTP
@@ -50,6 +49,7 @@ from bench.predict import (
     forests,
     in_process,
     load,
+    plant,
     predict_spent,
     skops_fresh,
     skops_load,
@@ -58,9 +58,6 @@ from bench.predict import (
 from testkit.processes import end
 from testkit.stack import descendants, wait_for
 from testkit.zkserver import ZooKeeperCluster, free_port
-from zootrain.artifacts import ArtifactStore
-from zootrain.paths import Paths
-from zootrain.records import VersionRecord, utcnow
 
 FEATURES = 20
 ROOT = Path(__file__).resolve().parents[1]
@@ -133,37 +130,6 @@ class Build:
     skops: list[float] = field(default_factory=list)
     overhead: list[float] = field(default_factory=list)  # p50 - in-process p50, a round
     model_share: list[float] = field(default_factory=list)  # child's predict - in-process
-
-
-def plant(settings: dict[str, str], model: Model) -> None:
-    """Version 1 of ``model``: its file in the store, its record in ZooKeeper."""
-    uri, sha256 = ArtifactStore(settings["ZOOTRAIN_ARTIFACTS"]).put(model.data)
-    record = VersionRecord(
-        model=model.name,
-        job_id="bench-predict-ab",
-        algorithm="random_forest_classifier",
-        task="classification",
-        shards=1,
-        artifact=uri,
-        sha256=sha256,
-        size=len(model.data),
-        n_features=FEATURES,
-        classes=[0, 1],
-        metrics={},
-        shard_metrics=[],
-        train_rows=0,
-        test_rows=0,
-        created_at=utcnow(),
-    )
-    paths = Paths(settings["ZOOTRAIN_ZK_ROOT"])
-    client = KazooClient(hosts=settings["ZOOTRAIN_ZK_HOSTS"])
-    client.start(30)
-    try:
-        client.ensure_path(paths.model(model.name))
-        client.create(paths.version(model.name, 1), record.dump())
-    finally:
-        client.stop()
-        client.close()
 
 
 async def measure(
