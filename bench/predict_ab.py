@@ -38,8 +38,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import httpx
-
 from bench.harness import auth_env
 from bench.http_load import RawHTTP
 from bench.predict import (
@@ -55,41 +53,13 @@ from bench.predict import (
     skops_load,
     timed_prediction,
 )
+from bench.service_memory import start_api
 from testkit.processes import end
-from testkit.stack import descendants, wait_for
-from testkit.zkserver import ZooKeeperCluster, free_port
+from testkit.stack import descendants
+from testkit.zkserver import ZooKeeperCluster
 
 FEATURES = 20
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def start_api(source: Path, settings: dict[str, str], log: Path) -> tuple[Any, str]:
-    """``uvicorn app.main:app`` of the tree ``source`` (this interpreter, its PYTHONPATH the
-    tree), once /readyz answers 200."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("ZOOTRAIN_")}
-    env.update(settings, PYTHONPATH=str(source), PYTHONUNBUFFERED="1")
-    port = free_port()
-    argv = [sys.executable, "-m", "uvicorn", "app.main:app", "--host", "127.0.0.1"]
-    process = subprocess.Popen(
-        [*argv, "--port", str(port)],
-        cwd=source,
-        env=env,
-        stdout=log.open("ab"),
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-    url = f"http://127.0.0.1:{port}"
-
-    def ready() -> bool:
-        try:
-            return httpx.get(f"{url}/readyz", timeout=2).status_code == 200
-        except httpx.HTTPError:
-            return False
-
-    wait_for(lambda: ready() or process.poll() is not None, 120, "the job service")
-    if process.poll() is not None:
-        raise RuntimeError(f"the job service of {source} stopped: {log.read_text()[-2000:]}")
-    return process, url
 
 
 def cpu_seconds(pids: list[int]) -> float:

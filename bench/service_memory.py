@@ -105,6 +105,8 @@ def stop(process: subprocess.Popen[Any]) -> None:
 
 
 def start_api(source: Path, settings: dict[str, str], log: Path) -> tuple[Any, str]:
+    """``uvicorn app.main:app`` of the tree ``source`` (this interpreter, its PYTHONPATH the
+    tree), once /readyz answers 200."""
     port = free_port()
     argv = [sys.executable, "-m", "uvicorn", "app.main:app", "--host", "127.0.0.1"]
     process = start([*argv, "--port", str(port)], source, settings, log)
@@ -117,7 +119,8 @@ def start_api(source: Path, settings: dict[str, str], log: Path) -> tuple[Any, s
             return False
 
     wait_for(lambda: ready() or process.poll() is not None, 120, "the job service")
-    assert process.poll() is None, log.read_text()
+    if process.poll() is not None:
+        raise RuntimeError(f"the job service of {source} stopped: {log.read_text()[-2000:]}")
     return process, url
 
 
