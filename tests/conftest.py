@@ -10,6 +10,7 @@ from kazoo.client import KazooClient
 from testkit.auth import TOKENS
 from testkit.s3server import S3Server
 from testkit.stack import Stack
+from testkit.zkproxy import ZooKeeperProxy
 from testkit.zkserver import ZooKeeperCluster
 
 
@@ -68,6 +69,15 @@ def settings_env(
         "ZOOTRAIN_RETRY_BACKOFF": "0.2",
         "ZOOTRAIN_TOKENS": TOKENS,
     }
+
+
+@pytest.fixture
+def proxy(zookeeper: ZooKeeperCluster) -> Iterator[ZooKeeperProxy]:
+    """A proxy between the code under test and ZooKeeper (testkit/zkproxy.py) that cuts,
+    holds or drops chosen requests."""
+    running = ZooKeeperProxy(zookeeper.nodes[0].client_port).start()
+    yield running
+    running.close()
 
 
 @pytest.fixture

@@ -13,8 +13,6 @@ server; the session survives and reconnects at once). The drop is made exact by 
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import httpx
 import pytest
 from kazoo.client import KazooClient
@@ -22,7 +20,6 @@ from kazoo.client import KazooClient
 from testkit.auth import AUTH
 from testkit.stack import Stack, wait_for, wait_job
 from testkit.zkproxy import MULTI, SET_DATA, ZooKeeperProxy
-from testkit.zkserver import ZooKeeperCluster
 from tests.failover.helpers import (
     children,
     describe_locks,
@@ -32,13 +29,6 @@ from tests.failover.helpers import (
 )
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture
-def proxy(zookeeper: ZooKeeperCluster) -> Iterator[ZooKeeperProxy]:
-    running = ZooKeeperProxy(zookeeper.nodes[0].client_port).start()
-    yield running
-    running.close()
 
 
 def test_a_publish_cut_off_by_a_connection_drop_still_releases_the_merge_lock(

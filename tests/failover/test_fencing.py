@@ -26,7 +26,6 @@ import contextlib
 import os
 import re
 import signal
-from collections.abc import Iterator
 
 import httpx
 import pytest
@@ -35,7 +34,7 @@ from kazoo.client import KazooClient
 from testkit.auth import AUTH
 from testkit.stack import Process, Stack, descendants, wait_for, wait_job
 from testkit.zkproxy import MULTI, Rule, ZooKeeperProxy
-from testkit.zkserver import ZooKeeperCluster, free_port
+from testkit.zkserver import free_port
 from tests.failover.helpers import (
     children,
     claim_lines,
@@ -48,13 +47,6 @@ from tests.failover.helpers import (
 )
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture
-def proxy(zookeeper: ZooKeeperCluster) -> Iterator[ZooKeeperProxy]:
-    running = ZooKeeperProxy(zookeeper.nodes[0].client_port).start()
-    yield running
-    running.close()
 
 
 def metric(port: int, name: str, labels: str = "") -> float:

@@ -17,7 +17,6 @@ import asyncio
 import re
 import time
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -166,13 +165,6 @@ def test_reads_failing_through_a_quorum_outage_delete_no_queue_entry(
         assert worker.alive()
     finally:
         proxy.close()
-
-
-@pytest.fixture
-def proxy(zookeeper: ZooKeeperCluster) -> Iterator[ZooKeeperProxy]:
-    running = ZooKeeperProxy(zookeeper.nodes[0].client_port).start()
-    yield running
-    running.close()
 
 
 def test_a_lost_candidate_reply_and_a_cut_listing_leave_no_orphan_candidate(

@@ -23,7 +23,6 @@ from kazoo.client import KazooClient
 from testkit.auth import AUTH
 from testkit.stack import Stack, wait_for
 from testkit.zkproxy import MULTI, ZooKeeperProxy
-from testkit.zkserver import ZooKeeperCluster
 from tests.failover.helpers import children, idempotency_records, iris_spec
 
 pytestmark = pytest.mark.integration
@@ -31,13 +30,6 @@ pytestmark = pytest.mark.integration
 DEADLINE = 2.0  # ZOOTRAIN_ZK_REQUEST_TIMEOUT for these tests
 SLACK = 6.0
 HOLD_AT_MOST = 12.0  # code that waits for the held multi (no deadline) answers after this
-
-
-@pytest.fixture
-def proxy(zookeeper: ZooKeeperCluster) -> Iterator[ZooKeeperProxy]:
-    running = ZooKeeperProxy(zookeeper.nodes[0].client_port).start()
-    yield running
-    running.close()
 
 
 @pytest.fixture

@@ -4,7 +4,7 @@ multi: multis ready together go as one, yet each member is answered as if it had
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 
 import pytest
 from kazoo.client import KazooClient
@@ -38,13 +38,6 @@ def scenario(hosts: str, body: Callable[[ZooKeeper], Awaitable[None]]) -> None:
             await zk.stop()
 
     asyncio.run(asyncio.wait_for(main(), 120))
-
-
-@pytest.fixture
-def proxy(zookeeper: ZooKeeperCluster) -> Iterator[ZooKeeperProxy]:
-    running = ZooKeeperProxy(zookeeper.nodes[0].client_port).start()
-    yield running
-    running.close()
 
 
 def test_concurrent_submits_share_multis_and_each_job_is_whole(
