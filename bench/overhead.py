@@ -79,8 +79,9 @@ def breakdown(runs: list[JobRun]) -> Breakdown:
     )
 
 
-async def own_jobs(ctx: Context) -> tuple[list[JobRun], list[JobRun]]:
-    """Tiny and large jobs, for when dispatch and e2e did not run in this invocation."""
+async def own_jobs(ctx: Context, *, tiny: bool, large: bool) -> tuple[list[JobRun], list[JobRun]]:
+    """Tiny and large jobs, for those of the two that dispatch and e2e did not run in this
+    invocation."""
     tiny_count = 5 if ctx.quick else 20
     rows = 20_000 if ctx.quick else 50_000
     async with two_worker_stack(ctx, "overhead") as (stack, client, observer, recover):
@@ -91,17 +92,21 @@ async def own_jobs(ctx: Context) -> tuple[list[JobRun], list[JobRun]]:
                 1800,
             )
 
-        tiny = [await job(tiny_spec("bench-overhead")) for _ in range(tiny_count)]
-        large = [await job(job_spec(rows, 2))]
-    return tiny, large
+        tiny_runs = [await job(tiny_spec("bench-overhead")) for _ in range(tiny_count * tiny)]
+        large_runs = [await job(job_spec(rows, 2))] if large else []
+    return tiny_runs, large_runs
 
 
 async def run(ctx: Context) -> list[Figure]:
-    tiny: list[JobRun] | None = ctx.shared.get("tiny_jobs")
-    large: list[JobRun] | None = ctx.shared.get("large_jobs")
+    tiny: list[JobRun] = ctx.shared.get("tiny_jobs") or []
+    large: list[JobRun] = ctx.shared.get("large_jobs") or []
     if not tiny or not large:
-        ctx.log("overhead: dispatch/e2e did not run here: running a few jobs of each size")
-        tiny, large = await own_jobs(ctx)
+        ctx.log(
+            "overhead: running a few jobs of each size that dispatch and e2e did not run here "
+            "(their first ones pay the workers' cold children)"
+        )
+        own_tiny, own_large = await own_jobs(ctx, tiny=not tiny, large=not large)
+        tiny, large = tiny or own_tiny, large or own_large
     command = ctx.command("overhead")
     figures: list[Figure] = []
     for label, runs in (("tiny shards (iris)", tiny), ("large shards (forest)", large)):
