@@ -23,7 +23,7 @@ job is blocked only if nothing forgot it after the scan's ``mark`` taken before 
 from __future__ import annotations
 
 import operator
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 from zootrain.paths import QueueEntry, parse_queue_entry
 
@@ -44,6 +44,9 @@ class ScanMemo:
         self._names: dict[str, str] = {}  # job id -> its queue entry's name, as last listed
         # job id -> the kinds of slot its tasks take (True: a round slot), once read.
         self._kinds: dict[str, frozenset[bool]] = {}
+        self._sorted_from: list[str] | None = None  # the listing sorted_queue last sorted ...
+        self._sorted: list[QueueEntry] | None = None  # ... and its entries, in queue order
+        self._pruned_for: list[QueueEntry] | None = None  # the entries start_scan pruned by
 
     def forget(self, job_id: str) -> None:
         """Something about ``job_id`` changed: the next scan reads it again."""
@@ -72,23 +75,37 @@ class ScanMemo:
 
     def start_scan(
         self, queued: list[QueueEntry], room: Callable[[bool], bool] | None = None
-    ) -> list[str]:
-        """The jobs of ``queued`` (in order) the scan must read: forgets jobs that left the
-        queue, and from here only wake-ups during this scan count. ``room(kind)``: whether a
-        slot of that kind is free; a job known to need only kinds without one is left out."""
-        queued_ids = {e.job_id for e in queued}
+    ) -> Scan:
+        """The jobs of ``queued`` (in order) the scan must read, taken a batch at a time: a scan
+        mostly claims at the head of the queue, and reads no further. Forgets jobs that left the
+        queue, and from here only wake-ups during this scan count.
+
+        ``room(kind)``: whether a slot of that kind is free, asked before each batch: a job known
+        to need only kinds without one is left out, and with no free slot at all the scan is
+        over. A claim made during the scan (the merge a finished shard's task claims) may take
+        the last free slot; a scan that read on would read every queued job to claim nothing,
+        and the slot coming free wakes the worker for a new scan anyway."""
+        if queued is not self._pruned_for:
+            # A listing the last scan had already pruned by is the same queue: not walked again.
+            self._prune({e.job_id for e in queued})
+            self._pruned_for = queued
+        self._touched.clear()
+        return Scan(self, queued, room)
+
+    @property
+    def blocked(self) -> set[str]:
+        return self._blocked
+
+    @property
+    def kinds(self) -> dict[str, frozenset[bool]]:
+        return self._kinds
+
+    def _prune(self, queued_ids: set[str]) -> None:
         self._blocked &= queued_ids
         for jobs in self._full.values():
             jobs &= queued_ids
-        self._touched.clear()
         if len(self._kinds) > 2 * len(queued_ids) + 1000:
             self._kinds = {k: v for k, v in self._kinds.items() if k in queued_ids}
-        todo = [e.job_id for e in queued if e.job_id not in self._blocked]
-        if room is None:
-            return todo
-        free = {kind for kind in (False, True) if room(kind)}
-        kinds = self._kinds
-        return [j for j in todo if j not in kinds or not kinds[j].isdisjoint(free)]
 
     @property
     def mark(self) -> int:
@@ -114,7 +131,12 @@ class ScanMemo:
 
     def sorted_queue(self, names: list[str]) -> list[QueueEntry]:
         """zootrain.paths.sorted_queue, parsing only names not seen before: at 10,000 waiting
-        jobs, parsing and sorting them all (dataclass comparisons) took 30 ms per wake-up."""
+        jobs, parsing and sorting them all (dataclass comparisons) took 30 ms per wake-up. The
+        same listing (the very list: a worker reuses it while the queue's watch is unfired)
+        gives the same list back, unsorted again: with 500 tiny jobs queued, sorting on every
+        wake-up was a tenth of a worker's CPU."""
+        if names is self._sorted_from and self._sorted is not None:
+            return self._sorted
         known = self._entries
         entries = []
         for name in names:
@@ -130,4 +152,42 @@ class ScanMemo:
             self._entries = {e.name: e for e in entries}
             self._names = {e.job_id: e.name for e in entries}
         entries.sort(key=_QUEUE_ORDER)
+        self._sorted_from, self._sorted = names, entries
         return entries
+
+
+class Scan:
+    """One scan's walk through the queue (ScanMemo.start_scan)."""
+
+    def __init__(
+        self, memo: ScanMemo, queued: list[QueueEntry], room: Callable[[bool], bool] | None
+    ) -> None:
+        self._memo = memo
+        self._entries = iter(queued)
+        self._room = room
+
+    def take(self, count: int) -> list[str]:
+        """The next ``count`` jobs to read (fewer at the end of the queue; none once no slot is
+        free). Blocked jobs are skipped as the walk reaches them: one forgotten meanwhile is
+        read."""
+        room = self._room
+        free = [False, True] if room is None else [k for k in (False, True) if room(k)]
+        if not free:
+            return []
+        blocked, kinds = self._memo.blocked, self._memo.kinds
+        found: list[str] = []
+        for entry in self._entries:
+            job_id = entry.job_id
+            if job_id in blocked:
+                continue
+            known = kinds.get(job_id)
+            if known is not None and known.isdisjoint(free):
+                continue
+            found.append(job_id)
+            if len(found) == count:
+                break
+        return found
+
+    def __iter__(self) -> Iterator[str]:
+        while batch := self.take(64):
+            yield from batch

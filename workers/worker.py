@@ -417,6 +417,9 @@ class Worker:
         working = sum(1 for c in mine if not c.settling)
         return working < limit and len(mine) < 2 * limit
 
+    def _room_for(self, rounds: bool) -> bool:
+        return self._room(rounds=rounds)
+
     def answered(self, claim: Claim) -> None:
         """The claim's child has answered: from now on it only records the outcome, and its slot
         is free (``_room``)."""
@@ -461,14 +464,14 @@ class Worker:
             # covered. Read only to set the watch: while it is set, nothing is to be learnt.
             await self._arm("queue-data", self._nudged, self.zk.exists)
         entries = self.memo.sorted_queue(names)
-        self._drop_timers({e.job_id for e in entries})
-        todo = self.memo.start_scan(entries, lambda rounds: self._room(rounds=rounds))
+        if self._timers:
+            self._drop_timers({e.job_id for e in entries})
+        todo = self.memo.start_scan(entries, self._room_for)
         # Read jobs (and their shards) a batch at a time, concurrently; try them in queue
-        # order. The first batch is small: the job at the head is usually the one to claim.
-        batch, start = SCAN_FIRST_BATCH, 0
-        while start < len(todo):
-            chunk = todo[start : start + batch]
-            start += len(chunk)
+        # order. The first batch is small: the job at the head is usually the one to claim. A
+        # scan whose last free slot our other tasks took meanwhile ends (Scan.take).
+        batch = SCAN_FIRST_BATCH
+        while chunk := todo.take(batch):
             batch = min(batch * 4, SCAN_MAX_BATCH)
             mark = self.memo.mark
             reads = await asyncio.gather(*(self._read_job(job_id) for job_id in chunk))
