@@ -51,6 +51,9 @@ class Claim:
     claimed_at: datetime = field(default_factory=utcnow)  # what the worker record's "since" says
     # A merge claim: the job's shard records, all read `done` before it was claimed.
     shards: list[ShardRecord] | None = field(default=None, repr=False)
+    # A merge claim: its child, if started before the claim was written (publishing.py:
+    # start_merge_early); merge_and_publish takes its result instead of starting one.
+    early: asyncio.Future[dict[str, Any]] | None = field(default=None, repr=False)
 
     @property
     def in_rounds(self) -> bool:

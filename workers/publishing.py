@@ -47,28 +47,16 @@ log = logging.getLogger("zootrain.worker")
 MERGE_JOB = "workers.train_child:merge_job"
 
 
-async def merge_and_publish(worker: Worker, claim: Claim) -> None:
-    """Merge a job's shard models in a child process and publish the model version, fenced by
-    the job record's version that the merge claim wrote."""
-    job, stat = claim.job, claim.stat
-    assert stat is not None
-    # Read `done` by the claim (a done shard never changes): not read again.
-    shards = claim.shards or [
-        s
-        for s, _ in await worker.zk.retry(
-            lambda: worker.queue.read_shards(job.id, job.spec.tasks), session=claim.session
-        )
-    ]
-    if any(s.state != ShardState.done for s in shards):
-        return
-    # In the background: the training need not wait for ZooKeeper (an outage), and a job
-    # found finished already stops the child moments after it started.
-    worker.side_task(worker.watch_job(claim))
-    payload = {
+def merge_payload(
+    worker: Worker, job: JobRecord, shards: list[ShardRecord], holder: dict[str, Any] | None
+) -> dict[str, Any]:
+    """What the merging child is given: the spec, the shards' files and scores, and the alias
+    holder a gated publish competes with."""
+    return {
         "spec": job.spec.model_dump(mode="json"),
         "artifacts": worker.store.url,
         "dataset_source": dataset_source(job),
-        "holder": await alias_holder(worker, job),
+        "holder": holder,
         "shards": [
             {
                 "role": s.role,
@@ -83,21 +71,74 @@ async def merge_and_publish(worker: Worker, claim: Claim) -> None:
             for s in shards
         ],
     }
-    started = time.perf_counter()
-    # The model's versions, listed while the child merges: the publishing multi numbers the
-    # new version from them without a round trip of its own (a number taken meanwhile fails
-    # on its node and is numbered again from a fresh listing: Registry.publish).
-    listing = asyncio.ensure_future(_versions(worker, job.spec.model_name))
-    try:
-        result = await processes.run_in_child(
+
+
+def start_merge(
+    worker: Worker,
+    job: JobRecord,
+    shards: list[ShardRecord],
+    holder: dict[str, Any] | None = None,
+) -> asyncio.Future[dict[str, Any]]:
+    """The merging child, started: its result (or ChildFailed / ChildDied) when it answers.
+    Cancelling the future kills the child."""
+    return asyncio.ensure_future(
+        processes.run_in_child(
             MERGE_JOB,
-            payload,
+            merge_payload(worker, job, shards, holder),
             time_limit=worker.time_limit(job),
             memory_limit=worker.memory_limit,
             # The child that trained this worker's last shard of the job: it holds the job's
             # rows and that shard's model already.
             affinity=job.id,
         )
+    )
+
+
+def start_merge_early(
+    worker: Worker, job: JobRecord, shards: list[ShardRecord]
+) -> asyncio.Future[dict[str, Any]] | None:
+    """The merging child started before the merge claim's multi is answered, by the worker
+    that settled a job's last shard: the child's work overlaps the claim's round trip. Its
+    payload needs nothing the claim writes. A gated publish's child also needs the alias
+    holder, read first: such a job's child starts after its claim, as any other's would.
+    A claim that fails cancels the child (workers/worker.py); its file, if it wrote one, is
+    never named by a record, and the collector takes it (zootrain/store_gc.py)."""
+    rule = job.spec.publish
+    if rule is not None and rule.if_better:
+        return None
+    return start_merge(worker, job, shards)
+
+
+async def merge_and_publish(worker: Worker, claim: Claim) -> None:
+    """Merge a job's shard models in a child process and publish the model version, fenced by
+    the job record's version that the merge claim wrote."""
+    job, stat = claim.job, claim.stat
+    assert stat is not None
+    # Read `done` by the claim (a done shard never changes): not read again.
+    shards = claim.shards or [
+        s
+        for s, _ in await worker.zk.retry(
+            lambda: worker.queue.read_shards(job.id, job.spec.tasks), session=claim.session
+        )
+    ]
+    early, claim.early = claim.early, None
+    if any(s.state != ShardState.done for s in shards):
+        if early is not None:
+            early.cancel()
+        return
+    # In the background: the training need not wait for ZooKeeper (an outage), and a job
+    # found finished already stops the child moments after it started.
+    worker.side_task(worker.watch_job(claim))
+    started = time.perf_counter()
+    # The model's versions, listed while the child merges: the publishing multi numbers the
+    # new version from them without a round trip of its own (a number taken meanwhile fails
+    # on its node and is numbered again from a fresh listing: Registry.publish).
+    listing = asyncio.ensure_future(_versions(worker, job.spec.model_name))
+    try:
+        if early is None:
+            holder = await alias_holder(worker, job)
+            early = start_merge(worker, job, shards, holder)
+        result = await early
     except (processes.ChildFailed, processes.ChildDied) as exc:
         listing.cancel()
         worker.answered(claim)

@@ -21,7 +21,7 @@ import secrets
 import socket
 import time
 from collections.abc import Awaitable, Callable
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from kazoo.exceptions import (
     BadVersionError,
@@ -1103,11 +1103,29 @@ class Worker:
             )
             shards = sorted([done, *(s for s, _ in others)], key=lambda s: s.index)
             last = all(stat.mzxid < written.mzxid for _, stat in others)
-            if last and all(s.state == ShardState.done for s in shards):
-                return (await self._claim_merge(job, shards, read)).claim
+            if not (last and all(s.state == ShardState.done for s in shards)):
+                return None
         except Exception:
             log.exception("checking %s for a merge failed", job.id)
-        return None
+            return None
+        # The merging child starts now, while the claim's multi is on its way: for a small
+        # job, its work is as long as the round trip.
+        early = publishing.start_merge_early(self, read[0], shards)
+        try:
+            claim = (await self._claim_merge(job, shards, read)).claim
+        except BaseException as exc:
+            _discard(early)
+            if not isinstance(exc, Exception):
+                raise
+            log.exception("claiming the merge of %s failed", job.id)
+            return None
+        if claim is None:
+            if early is not None:
+                log.info("stopping the early merge of %s: its claim was refused", job.id)
+            _discard(early)
+        else:
+            claim.early = early
+        return claim
 
     async def _after_cancel(self, claim: Claim) -> None:
         """Leave the shard as the reason for cancelling it requires."""
@@ -1221,6 +1239,13 @@ class Worker:
         finally:
             if claim.reason != StopReason.LOST:
                 await asyncio.shield(self._unlock(claim))
+
+
+def _discard(child: asyncio.Future[Any] | None) -> None:
+    """Stop a merging child started for a claim that was not made (its outcome unread)."""
+    if child is not None:
+        child.cancel()
+        child.add_done_callback(lambda done: done.cancelled() or done.exception())
 
 
 def _lock_job(path: str) -> str:
