@@ -80,6 +80,9 @@ log = logging.getLogger("zootrain.worker")
 # a first batch of 8 read about 250 records a job (every claim, end and wake-up of two workers
 # re-reading the 7 jobs behind the head).
 SCAN_FIRST_BATCH = 1
+# Seconds a scan leaves a job's first merge to the worker that settled its last shard (it
+# claims at once; this is only how long a merge waits if that worker died before its claim).
+MERGE_HANDOFF = 1.0
 SCAN_MAX_BATCH = 256
 # A change of this worker's record waits this long before it is written, so that the claims
 # and ends of tiny tasks (milliseconds apart) fold into one write: the record is for people
@@ -116,6 +119,9 @@ class Worker:
         self._stopping = asyncio.Event()
         self._registered = False
         self._timers: dict[str, asyncio.TimerHandle] = {}
+        # Jobs whose merge a scan leaves to the worker that settled their last shard, until
+        # when (monotonic): _handed_off.
+        self._handoffs: dict[str, float] = {}
         self._armed: set[str] = set()  # watches set and not yet fired
         self._listing: list[str] | None = None  # the queue's children, as last listed
         # Queued jobs a scan found nothing to claim in, until a wake-up forgets them.
@@ -464,7 +470,7 @@ class Worker:
             # covered. Read only to set the watch: while it is set, nothing is to be learnt.
             await self._arm("queue-data", self._nudged, self.zk.exists)
         entries = self.memo.sorted_queue(names)
-        if self._timers:
+        if self._timers or self._handoffs:
             self._drop_timers({e.job_id for e in entries})
         todo = self.memo.start_scan(entries, self._room_for)
         # Read jobs (and their shards) a batch at a time, concurrently; try them in queue
@@ -489,9 +495,12 @@ class Worker:
         return None
 
     def _drop_timers(self, queued: set[str]) -> None:
-        """Cancel the retry timers of jobs that left the queue."""
+        """Cancel the retry timers (and forget the merge hand-offs) of jobs that left the
+        queue."""
         for key in [k for k in self._timers if k.partition("/")[0] not in queued]:
             self._timers.pop(key).cancel()
+        for job_id in [j for j in self._handoffs if j not in queued]:
+            del self._handoffs[job_id]
 
     async def _read_job(self, job_id: str) -> QueuedJob | Unclaimable:
         try:
@@ -544,6 +553,8 @@ class Worker:
                 # Another worker merges it (the one that finished its last shard, mostly): its
                 # release watch wakes us; no claim's multi to fail on the lock.
                 return Attempt(None, waiting, frozenset(full))
+            elif self._handed_off(job, shards):
+                return Attempt(None, waiting, frozenset(full))  # its timer wakes us
             else:
                 # At the job record's version as the scan read it: a record that moved on since
                 # fails the claim's multi, and the job is looked at again.
@@ -551,6 +562,29 @@ class Worker:
                 attempt = await self._claim_merge(job, [s for s, _ in shards], read)
                 return Attempt(attempt.claim, waiting and attempt.waiting, frozenset(full))
         return Attempt(None, waiting, frozenset(full))
+
+    def _handed_off(self, job: JobRecord, shards: list[tuple[ShardRecord, ZnodeStat]]) -> bool:
+        """Whether to leave a job's first merge, for now, to the worker that settled its last
+        shard (the highest zxid): that worker claims it at once, its merging child started
+        already (_claim_merge_if_complete). A scan, woken by its worker's own shard's end,
+        would race that claim, and a refused claim stops a child started for nothing. If that worker
+        died before its claim, we claim MERGE_HANDOFF seconds after we first saw the job
+        ready to merge (a timer wakes us; local time, so no clock is compared with another)."""
+        if job.merge_attempts > 0 or not shards:
+            return False  # a merge tried again: nobody settled a shard just now
+        last = max(shards, key=lambda read: read[1].mzxid)[0]
+        if last.worker == self.id:
+            # Ours: the task that settled it claims the merge next (its end wakes us, should it
+            # not). A scan woken meanwhile by our other work must not race it.
+            return f"{job.id}/{last.index}" in self.claims
+        if last.worker is None:
+            return False
+        now = time.monotonic()
+        deadline = self._handoffs.setdefault(job.id, now + MERGE_HANDOFF)
+        if now >= deadline:
+            return False
+        self.wake_at(f"{job.id}/merge", time.time() + deadline - now)
+        return True
 
     async def _take(self, lock: str) -> bool | None:
         """Take ``lock`` for a claim: True if taken, None if one of our own claims holds it
