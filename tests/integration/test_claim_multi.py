@@ -288,6 +288,52 @@ def test_of_workers_reading_a_job_all_done_only_the_last_to_settle_claims_its_me
             claim = await worker._claim_merge_if_complete(job, second, second_stat)
             assert claim is not None and claim.index is None
             assert kazoo.exists(worker.paths.merge_lock(job_id)) is not None
+            # Its merging child started with the claim; these shards have no files to merge.
+            assert claim.early is not None
+            claim.early.cancel()
+        finally:
+            await worker.zk.stop()
+
+    asyncio.run(scenario())
+
+
+def test_a_scan_leaves_a_first_merge_to_the_worker_that_settled_the_last_shard_for_a_while(
+    settings_env: dict[str, str], kazoo: KazooClient, zk_root: str
+) -> None:
+    """The worker that settled a job's last shard claims its merge at once; another worker's
+    scan, finding the job ready to merge, leaves it to that one (their claims would race, and a
+    refused one stops a merging child started for nothing). Should that worker have died
+    before its claim, the scan claims the merge MERGE_HANDOFF seconds later: a timer wakes it."""
+    settings = settings_from_env(settings_env, worker_id="bystander")
+    spec = JobSpec.model_validate(iris_spec(model_name="handed-off", shards=2))
+
+    async def scenario() -> None:
+        worker = Worker(settings)
+        await worker.zk.start(30)
+        try:
+            await worker.queue.ensure_layout()
+            job_id = (await JobQueue(worker.zk, worker.paths).submit(spec)).job.id
+            for index in range(2):  # the last one by a worker that then died
+                _set_shard(
+                    kazoo,
+                    zk_root,
+                    job_id,
+                    index,
+                    state="done",
+                    artifact="a",
+                    sha256="b",
+                    worker="settler",
+                )
+            worker._wake.clear()
+            assert await worker._find_work() is None
+            assert kazoo.exists(worker.paths.merge_lock(job_id)) is None
+            assert f"{job_id}/merge" in worker._timers
+            await asyncio.wait_for(worker._wake.wait(), 30)  # the hand-off timer
+            merge = await worker._find_work()
+            assert merge is not None and merge.index is None and merge.job.id == job_id
+            held = kazoo.exists(worker.paths.merge_lock(job_id))
+            assert held is not None and held.ephemeralOwner == worker.zk.session_id
+            assert merge.job.merge_attempts == 1
         finally:
             await worker.zk.stop()
 
