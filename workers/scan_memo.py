@@ -44,6 +44,7 @@ class ScanMemo:
         self._names: dict[str, str] = {}  # job id -> its queue entry's name, as last listed
         # job id -> the kinds of slot its tasks take (True: a round slot), once read.
         self._kinds: dict[str, frozenset[bool]] = {}
+        self._tasks: dict[str, int] = {}  # job id -> its number of tasks, once read
         self._sorted_from: list[str] | None = None  # the listing sorted_queue last sorted ...
         self._sorted: list[QueueEntry] | None = None  # ... and its entries, in queue order
         self._pruned_for: list[QueueEntry] | None = None  # the entries start_scan pruned by
@@ -69,9 +70,16 @@ class ScanMemo:
         self._events += 1
         self._freed_at[rounds] = self._events
 
-    def learn(self, job_id: str, kinds: frozenset[bool]) -> None:
-        """The kinds of slot ``job_id``'s tasks take (its merge too), as its spec says."""
+    def learn(self, job_id: str, kinds: frozenset[bool], tasks: int = 0) -> None:
+        """The kinds of slot ``job_id``'s tasks take (its merge too), and how many tasks it
+        has, as its spec says (neither ever changes)."""
         self._kinds[job_id] = kinds
+        if tasks:
+            self._tasks[job_id] = tasks
+
+    def tasks(self, job_id: str) -> int:
+        """How many tasks ``job_id`` has, if a scan read it (0 if not)."""
+        return self._tasks.get(job_id, 0)
 
     def start_scan(
         self, queued: list[QueueEntry], room: Callable[[bool], bool] | None = None
@@ -106,6 +114,7 @@ class ScanMemo:
             jobs &= queued_ids
         if len(self._kinds) > 2 * len(queued_ids) + 1000:
             self._kinds = {k: v for k, v in self._kinds.items() if k in queued_ids}
+            self._tasks = {k: v for k, v in self._tasks.items() if k in queued_ids}
 
     @property
     def mark(self) -> int:

@@ -124,6 +124,7 @@ class Worker:
         self._handoffs: dict[str, float] = {}
         self._armed: set[str] = set()  # watches set and not yet fired
         self._listing: list[str] | None = None  # the queue's children, as last listed
+        self._tasks_guess = 1  # tasks of the job a scan read last (_read_job)
         # Queued jobs a scan found nothing to claim in, until a wake-up forgets them.
         self.memo = ScanMemo()
         # Locks this worker holds or is taking, for a claim: with several claims at once, two
@@ -506,17 +507,43 @@ class Worker:
             del self._handoffs[job_id]
 
     async def _read_job(self, job_id: str) -> QueuedJob | Unclaimable:
+        """A queued job's record and its shards' records.
+
+        The shards are read with the record, in the same round trip, rather than after it: as
+        many as the job had when last read, or else as the last job read had (a queue's jobs
+        are mostly alike: a batch of one kind, a search's candidates). A guess short reads the
+        rest after; one long asks for a shard that is not there. The reads go out in order on
+        one session, so the shards are as new as the record, as when read after it.
+        """
+        guess = self.memo.tasks(job_id) or self._tasks_guess
         try:
-            job, stat = await self.queue.read_job(job_id)
+            job_read, *guessed = await asyncio.gather(
+                self.queue.read_job(job_id),
+                *(self._shard_if_any(job_id, index) for index in range(guess)),
+            )
+            job, stat = job_read
             if job.state.terminal:
                 return Unclaimable.FINAL
-            self.memo.learn(job.id, slot_kinds(job))
-            return QueuedJob(job, await self.queue.read_shards(job.id, job.spec.tasks), stat)
+            tasks = job.spec.tasks
+            self.memo.learn(job.id, slot_kinds(job), tasks)
+            self._tasks_guess = tasks
+            shards = guessed[:tasks]
+            if any(read is None for read in shards):
+                return Unclaimable.UNREADABLE  # a shard record missing: the job is going
+            rest = range(len(shards), tasks)
+            shards += await asyncio.gather(*(self.queue.read_shard(job.id, i) for i in rest))
+            return QueuedJob(job, [read for read in shards if read is not None], stat)
         except NotFound:
             return Unclaimable.FINAL
         except Exception:
             log.debug("could not read job %s", job_id, exc_info=True)
             return Unclaimable.UNREADABLE
+
+    async def _shard_if_any(self, job_id: str, index: int) -> tuple[ShardRecord, ZnodeStat] | None:
+        try:
+            return await self.queue.read_shard(job_id, index)
+        except NoNodeError:
+            return None
 
     async def _claim_in_job(self, queued: QueuedJob) -> Attempt:
         job, shards, job_stat = queued

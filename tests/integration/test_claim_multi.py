@@ -14,6 +14,7 @@ import pytest
 from kazoo.client import KazooClient
 
 from tests.integration.conftest import iris_spec, settings_from_env
+from workers.claims import Unclaimable
 from workers.worker import Worker
 from zootrain.queue import JobQueue
 from zootrain.records import JobSpec, ShardState
@@ -366,6 +367,34 @@ def test_a_scan_lists_the_queue_again_once_its_child_watch_fired(
             assert claim is not None and claim.job.id == job_id
         finally:
             await submitter.stop()
+            await worker.zk.stop()
+
+    asyncio.run(scenario())
+
+
+def test_a_scan_reads_a_jobs_shards_with_its_record_guessing_their_number(
+    settings_env: dict[str, str], kazoo: KazooClient, zk_root: str
+) -> None:
+    """A scan reads a job's shards in the same round trip as its record, as many as the job had
+    when last read or else as the last job read had: a guess short reads the rest after, one
+    long asks for shards that are not there. Either way the scan gets every shard, in order."""
+    settings = settings_from_env(settings_env, worker_id="guesser")
+
+    async def scenario() -> None:
+        worker = Worker(settings)
+        await worker.zk.start(30)
+        try:
+            await worker.queue.ensure_layout()
+            queue = JobQueue(worker.zk, worker.paths)
+            three = (await queue.submit(JobSpec.model_validate(iris_spec(shards=3)))).job.id
+            one = (await queue.submit(JobSpec.model_validate(iris_spec(shards=1)))).job.id
+            for job_id, tasks in ((three, 3), (one, 1), (three, 3), (one, 1)):
+                read = await worker._read_job(job_id)
+                assert not isinstance(read, Unclaimable), read
+                assert [s.index for s, _ in read.shards] == list(range(tasks))
+                assert worker.memo.tasks(job_id) == tasks
+            assert worker._tasks_guess == 1
+        finally:
             await worker.zk.stop()
 
     asyncio.run(scenario())
