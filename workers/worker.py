@@ -49,7 +49,7 @@ from zootrain.artifacts import ArtifactStore
 from zootrain.errors import NotFound
 from zootrain.liveconfig import ConfigWatch, LiveSettings
 from zootrain.paths import Paths
-from zootrain.queue import JobQueue, backoff_delay
+from zootrain.queue import JobQueue, Versioned, backoff_delay
 from zootrain.records import (
     JobRecord,
     JobState,
@@ -79,6 +79,8 @@ log = logging.getLogger("zootrain.worker")
 # batch read is thrown away and read again by the next scan. With 500 tiny jobs queued at once,
 # a first batch of 8 read about 250 records a job (every claim, end and wake-up of two workers
 # re-reading the 7 jobs behind the head).
+# The job's record and its other shards' (with their stats): what deciding a merge claim takes.
+MergeReads = tuple[Versioned, list[tuple[ShardRecord, ZnodeStat]]]
 SCAN_FIRST_BATCH = 1
 # Seconds a scan leaves a job's first merge to the worker that settled its last shard (it
 # claims at once; this is only how long a merge waits if that worker died before its claim).
@@ -1003,26 +1005,45 @@ class Worker:
                 "history": claim.shard.ended("done", utcnow()),
             }
         )
+        siblings: list[asyncio.Future[MergeReads]] = []
+
+        def read_siblings() -> None:
+            # Sent right behind the outcome's multi, so answered after it (and seeing it):
+            # whether this shard was the job's last to settle is known a round trip sooner.
+            if not self._stopping.is_set():
+                siblings.append(asyncio.ensure_future(self._merge_reads(claim.job, done.index)))
+
         try:
             # Fencing: this write carries the version our claim wrote. If we lost the lock and
             # someone re-claimed the shard, the version moved on and ZooKeeper refuses it.
-            settled = await self._settle(claim, done)
+            settled = await self._settle(claim, done, read_siblings)
             if settled is None:
                 log.warning("shard %s was taken over; result discarded", claim.key)
-                return
+        except BaseException:
+            settled = None
+            raise
         finally:
+            if settled is None:
+                for read in siblings:
+                    _discard(read)
             await asyncio.shield(self._unlock(claim))
+        if settled is None:
+            return
         log.info("done %s in %.2fs", claim.key, result["train_seconds"])
         worker_metrics.SHARDS.labels(algorithm=claim.job.spec.algorithm, outcome="done").inc()
         worker_metrics.TRAIN_SECONDS.labels(algorithm=claim.job.spec.algorithm).observe(
             result["train_seconds"]
         )
         # The worker finishing the last shard merges at once rather than waiting for a wake.
-        merge = await self._claim_merge_if_complete(claim.job, done, settled)
+        merge = await self._claim_merge_if_complete(
+            claim.job, done, settled, siblings[0] if siblings else None
+        )
         if merge is not None:
             self._start(merge)
 
-    async def _settle(self, claim: Claim, outcome: ShardRecord) -> ZnodeStat | None:
+    async def _settle(
+        self, claim: Claim, outcome: ShardRecord, sent: Callable[[], None] | None = None
+    ) -> ZnodeStat | None:
         """Write a shard's outcome with the version its claim wrote: its new stat, or None if
         fenced off.
 
@@ -1043,6 +1064,7 @@ class Worker:
                 before=None if artifact is None else functools.partial(self.touch, artifact),
                 outcome="shard",
                 releasing=claim,
+                sent=sent,
             )
         except SessionExpiredError:
             return None
@@ -1067,6 +1089,7 @@ class Worker:
         *,
         outcome: str | None = None,
         releasing: Claim | None = None,
+        sent: Callable[[], None] | None = None,
     ) -> ZnodeStat | None:
         """Set ``path`` to ``record`` if its version is still ``version``: its new stat, or
         None if it moved on (someone else's write came first), is gone, or ``before`` (run
@@ -1080,6 +1103,9 @@ class Worker:
         ``releasing``: the claim whose lock this write ends. A try sent from the session that
         took the lock releases it in the same multi (``claim.released`` then says so); a try
         from a newer session writes alone (that lock went with the old session).
+
+        ``sent``: called once the first try is on its way (ZooKeeper.commit): what the caller
+        asks ZooKeeper after that is answered after this write.
         """
         data = record.dump()
         tried = False
@@ -1087,7 +1113,8 @@ class Worker:
             if before is not None and not await before():
                 return None
             try:
-                return await self._set(path, data, version, releasing)
+                first, sent = sent, None  # a try after the first is answered after it too
+                return await self._set(path, data, version, releasing, first)
             except NoNodeError:
                 return None  # the job was deleted
             except BadVersionError:
@@ -1115,24 +1142,32 @@ class Worker:
                     raise SessionExpiredError("the session holding the lock is gone") from None
 
     async def _set(
-        self, path: str, data: bytes, version: int, releasing: Claim | None
+        self,
+        path: str,
+        data: bytes,
+        version: int,
+        releasing: Claim | None,
+        sent: Callable[[], None] | None = None,
     ) -> ZnodeStat:
         """Set ``path`` at ``version``, releasing ``releasing``'s lock in the same multi when
-        this session took it. Raises what the set alone would (BadVersion, NoNode)."""
-        if releasing is None or not locks.may_release_in(self.zk, releasing.session):
-            return await self.zk.set(path, data, version)
+        this session took it. Raises what the set alone would (BadVersion, NoNode). ``sent``:
+        called once the write is on its way (ZooKeeper.commit)."""
         tx = self.zk.transaction()
         tx.set_data(path, data, version)
-        locks.release_in(tx, releasing.lock)
+        if releasing is not None and locks.may_release_in(self.zk, releasing.session):
+            locks.release_in(tx, releasing.lock)
+        else:
+            releasing = None
         try:
-            results = await self.zk.commit(tx)
+            results = await self.zk.commit(tx, sent)
         except TransactionFailed as failed:
             if failed.index == 0:
                 raise failed.error from None
             # The lock is not there although its session lives (deleted by hand): the write
             # needs no release.
             return await self.zk.set(path, data, version)
-        releasing.released = True
+        if releasing is not None:
+            releasing.released = True
         stat: ZnodeStat = results[0]
         return stat
 
@@ -1141,30 +1176,39 @@ class Worker:
         worker_metrics.FENCED.labels(write=kind).inc()
         log.warning("%s write refused on its version: %s moved on since our claim", kind, path)
 
+    async def _merge_reads(self, job: JobRecord, index: int) -> MergeReads:
+        """The job's record and its other shards' records (one round trip): what deciding on
+        its merge claim takes."""
+        read, *others = await asyncio.gather(
+            self.queue.read_job(job.id),
+            *(self.queue.read_shard(job.id, i) for i in range(job.spec.tasks) if i != index),
+        )
+        return read, others
+
     async def _claim_merge_if_complete(
-        self, job: JobRecord, done: ShardRecord, written: ZnodeStat
+        self,
+        job: JobRecord,
+        done: ShardRecord,
+        written: ZnodeStat,
+        reads: asyncio.Future[MergeReads] | None = None,
     ) -> Claim | None:
         """The job's merge, if ``done`` (our shard's record, just written at ``written``: not
         read back) was the last of its shards.
 
         Workers whose shards end at once may each read them all done. Only the one whose
         outcome ZooKeeper applied last (the highest zxid: a done shard never changes again)
-        claims here; the others' claims would only fail on the merge lock. If it dies before
-        its claim, nothing is lost: a worker's claim ending wakes its scan, which claims the
-        merge if the lock is still free.
+        claims here; the others' claims would only fail on the merge lock, and their scans leave
+        the merge to it (_handed_off). If it dies before its claim, nothing is lost: their
+        scans claim it MERGE_HANDOFF seconds later if the lock is still free.
         """
         if self._stopping.is_set():
+            if reads is not None:
+                _discard(reads)
             return None
         try:
-            # The job's record with the others' (one round trip): the merge claim needs it.
-            read, *others = await asyncio.gather(
-                self.queue.read_job(job.id),
-                *(
-                    self.queue.read_shard(job.id, index)
-                    for index in range(job.spec.tasks)
-                    if index != done.index
-                ),
-            )
+            # The job's record with the others' (one round trip), sent right behind our
+            # outcome's write if the caller did (``reads``): the merge claim needs them.
+            read, others = await (reads or self._merge_reads(job, done.index))
             shards = sorted([done, *(s for s, _ in others)], key=lambda s: s.index)
             last = all(stat.mzxid < written.mzxid for _, stat in others)
             if not (last and all(s.state == ShardState.done for s in shards)):
@@ -1306,7 +1350,8 @@ class Worker:
 
 
 def _discard(child: asyncio.Future[Any] | None) -> None:
-    """Stop a merging child started for a claim that was not made (its outcome unread)."""
+    """Stop work started for nothing (a merging child for a claim not made, reads for a merge
+    not to be claimed), its outcome unread."""
     if child is not None:
         child.cancel()
         child.add_done_callback(lambda done: done.cancelled() or done.exception())

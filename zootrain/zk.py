@@ -344,7 +344,9 @@ class ZooKeeper:
 
     # -- operations ---------------------------------------------------------------------------
 
-    async def _call(self, start: Callable[[], Any], *, write: bool) -> Any:
+    async def _call(
+        self, start: Callable[[], Any], *, write: bool, sent: Callable[[], None] | None = None
+    ) -> Any:
         """Send one request (``start`` makes kazoo's async call) and await its answer.
 
         Inside a request's deadline (``request_deadline``), a call is not sent while the
@@ -355,10 +357,15 @@ class ZooKeeper:
         """
         limit = _DEADLINE.get()
         if limit is None:
-            return await self._bridge(start())
+            future = self._bridge(start())
+            if sent is not None:
+                sent()
+            return await future
         loop = self._require_loop()
         await self.until_live()
         future = self._bridge(start())
+        if sent is not None:
+            sent()
         done, _ = await asyncio.wait({future}, timeout=max(0.0, limit - loop.time()))
         if future in done:
             return future.result()
@@ -450,9 +457,15 @@ class ZooKeeper:
     def transaction(self) -> TransactionRequest:
         return self.client.transaction()
 
-    async def commit(self, transaction: TransactionRequest) -> list[Any]:
-        """Commit a multi: every operation applies, or none does (raises TransactionFailed)."""
-        results: list[Any] = await self._call(transaction.commit_async, write=True)
+    async def commit(
+        self, transaction: TransactionRequest, sent: Callable[[], None] | None = None
+    ) -> list[Any]:
+        """Commit a multi: every operation applies, or none does (raises TransactionFailed).
+
+        ``sent`` is called as soon as the multi is on its way: a request sent after that is
+        answered after it, and sees its writes (ZooKeeper answers one session's requests in
+        the order they were sent)."""
+        results: list[Any] = await self._call(transaction.commit_async, write=True, sent=sent)
         failure = transaction_failure(results)
         if failure is not None:
             raise failure

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from typing import Any
 
 import pytest
 from kazoo.client import KazooClient
@@ -394,6 +395,52 @@ def test_a_scan_reads_a_jobs_shards_with_its_record_guessing_their_number(
                 assert [s.index for s, _ in read.shards] == list(range(tasks))
                 assert worker.memo.tasks(job_id) == tasks
             assert worker._tasks_guess == 1
+        finally:
+            await worker.zk.stop()
+
+    asyncio.run(scenario())
+
+
+def test_reads_sent_right_behind_a_settle_are_answered_after_it_and_see_it(
+    settings_env: dict[str, str], kazoo: KazooClient, zk_root: str
+) -> None:
+    """The worker reads the job's other shards right behind its outcome's multi, not after its
+    answer (whether its shard was the last to settle is known a round trip sooner): ZooKeeper
+    answers one session's requests in order, so those reads see the outcome."""
+    settings = settings_from_env(settings_env, worker_id="pipeliner")
+    spec = JobSpec.model_validate(iris_spec(model_name="pipelined", shards=2))
+
+    async def scenario() -> None:
+        worker = Worker(settings)
+        await worker.zk.start(30)
+        try:
+            await worker.queue.ensure_layout()
+            job_id = (await JobQueue(worker.zk, worker.paths).submit(spec)).job.id
+            claim = await worker._find_work()
+            assert claim is not None and claim.shard is not None and claim.index is not None
+            done = claim.shard.model_copy(update={"state": ShardState.done})
+            path = worker.paths.shard(job_id, claim.index)
+            behind: list[Any] = []
+
+            def sent() -> None:
+                # Queued at once in kazoo (not in a task of its own, which would start later):
+                # the order is the one the callback was called in.
+                behind.append(worker.zk.client.get_async(path))
+
+            written = await worker.write_versioned(
+                path,
+                done,
+                claim.stat.version,
+                claim.session,
+                releasing=claim,
+                sent=sent,
+            )
+            assert written is not None and len(behind) == 1
+            data, stat = await asyncio.get_running_loop().run_in_executor(
+                None, lambda: behind[0].get(True, 30)
+            )
+            assert json.loads(data)["state"] == "done" and stat.version == written.version
+            assert claim.released
         finally:
             await worker.zk.stop()
 
