@@ -149,6 +149,36 @@ MUTANTS = [
         if False:""",
         tests=("tests/integration/test_group_commit.py",),
     ),
+    Mutant(
+        name="merge-never-handed-off",
+        what="a scan claims a job's first merge at once, racing the worker that settled its "
+        "last shard (whose refused claim stops the merging child it started)",
+        path="workers/worker.py",
+        anchor="""            elif self._handed_off(job, shards):""",
+        replacement="""            elif False:""",
+        tests=(
+            "tests/integration/test_claim_multi.py::"
+            "test_a_scan_leaves_a_first_merge_to_the_worker_that_settled_the_last_shard_for_a_while",
+        ),
+    ),
+    Mutant(
+        name="sent-before-the-write",
+        what="a commit's 'sent' callback runs before its multi is queued: the reads sent from "
+        "it (the job's other shards) may not see the shard's own outcome",
+        path="zootrain/zk.py",
+        anchor="""        if limit is None:
+            future = self._bridge(start())
+            if sent is not None:
+                sent()""",
+        replacement="""        if limit is None:
+            if sent is not None:
+                sent()
+            future = self._bridge(start())""",
+        tests=(
+            "tests/integration/test_claim_multi.py::"
+            "test_reads_sent_right_behind_a_settle_are_answered_after_it_and_see_it",
+        ),
+    ),
 ]
 
 
