@@ -62,19 +62,30 @@ class RoundTask:
 
     async def run(self) -> dict[str, Any]:
         started = time.perf_counter()
-        child = await processes.start_session(
-            SHARD_SESSION,
-            self.payload,
-            timeout=self.remaining(),
-            memory_limit=self.worker.memory_limit,
-        )
+        try:
+            child = await processes.start_session(
+                SHARD_SESSION,
+                self.payload,
+                timeout=self.remaining(),
+                memory_limit=self.worker.memory_limit,
+            )
+        except processes.TimeLimitExceeded:
+            raise self._over_time() from None
         try:
             return await self._rounds(child, started)
         finally:
             await child.close()
 
+    def _over_time(self) -> processes.TimeLimitExceeded:
+        # The child's wait was given what was left of the task's time: the error names the
+        # task's limit, as every other way of running out of it does, not that remainder.
+        return processes.TimeLimitExceeded(self.worker.time_limit(self.claim.job))
+
     async def _ask(self, child: processes.ChildSession, message: dict[str, Any]) -> dict[str, Any]:
-        reply = await child.request(message, self.remaining())
+        try:
+            reply = await child.request(message, self.remaining())
+        except processes.TimeLimitExceeded:
+            raise self._over_time() from None
         self.compute += float(reply.get("seconds", 0.0))
         return reply
 
