@@ -1104,8 +1104,9 @@ class Worker:
         took the lock releases it in the same multi (``claim.released`` then says so); a try
         from a newer session writes alone (that lock went with the old session).
 
-        ``sent``: called once the first try is on its way (ZooKeeper.commit): what the caller
-        asks ZooKeeper after that is answered after this write.
+        ``sent``: called once the first try is on its way, if it releases the lock in its
+        multi (ZooKeeper.commit): what the caller asks ZooKeeper after that is answered after
+        this write. A caller it was not called for asks after the write's answer.
         """
         data = record.dump()
         tried = False
@@ -1151,13 +1152,13 @@ class Worker:
     ) -> ZnodeStat:
         """Set ``path`` at ``version``, releasing ``releasing``'s lock in the same multi when
         this session took it. Raises what the set alone would (BadVersion, NoNode). ``sent``:
-        called once the write is on its way (ZooKeeper.commit)."""
+        called once that multi is on its way (ZooKeeper.commit); a write with no lock to
+        release goes alone, and never calls it."""
+        if releasing is None or not locks.may_release_in(self.zk, releasing.session):
+            return await self.zk.set(path, data, version)
         tx = self.zk.transaction()
         tx.set_data(path, data, version)
-        if releasing is not None and locks.may_release_in(self.zk, releasing.session):
-            locks.release_in(tx, releasing.lock)
-        else:
-            releasing = None
+        locks.release_in(tx, releasing.lock)
         try:
             results = await self.zk.commit(tx, sent)
         except TransactionFailed as failed:
@@ -1166,8 +1167,7 @@ class Worker:
             # The lock is not there although its session lives (deleted by hand): the write
             # needs no release.
             return await self.zk.set(path, data, version)
-        if releasing is not None:
-            releasing.released = True
+        releasing.released = True
         stat: ZnodeStat = results[0]
         return stat
 
