@@ -8,7 +8,9 @@ Worker's claim and settle code against a real ZooKeeper, without processes.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -19,9 +21,23 @@ from workers.claims import Unclaimable
 from workers.worker import Worker
 from zootrain.queue import JobQueue
 from zootrain.records import JobSpec, ShardState
+from zootrain.settings import Settings
 from zootrain.zk import ZooKeeper
 
 pytestmark = pytest.mark.integration
+
+
+@contextlib.asynccontextmanager
+async def started_worker(settings: Settings) -> AsyncIterator[Worker]:
+    """A Worker connected to ZooKeeper, its layout made, without its claim loop: the tests
+    drive its claim and settle code themselves."""
+    worker = Worker(settings)
+    await worker.zk.start(30)
+    try:
+        await worker.queue.ensure_layout()
+        yield worker
+    finally:
+        await worker.zk.stop()
 
 
 def shard_record(kazoo: KazooClient, root: str, job_id: str) -> tuple[dict[str, object], int]:
@@ -80,10 +96,7 @@ def test_a_claim_on_a_record_that_moved_on_takes_no_lock(
     spec = JobSpec.model_validate(iris_spec(model_name="raced", shards=1))
 
     async def scenario() -> None:
-        worker = Worker(settings)
-        await worker.zk.start(30)
-        try:
-            await worker.queue.ensure_layout()
+        async with started_worker(settings) as worker:
             job_id = (await JobQueue(worker.zk, worker.paths).submit(spec)).job.id
             job, _ = await worker.queue.read_job(job_id)
             [(shard, stat)] = await worker.queue.read_shards(job_id, 1)
@@ -96,8 +109,6 @@ def test_a_claim_on_a_record_that_moved_on_takes_no_lock(
             record, version = shard_record(kazoo, zk_root, job_id)
             assert version == stat.version + 1
             assert record["error"] == "written by someone else" and record["attempts"] == 0
-        finally:
-            await worker.zk.stop()
 
     asyncio.run(scenario())
 
@@ -112,10 +123,7 @@ def test_an_outcome_releases_its_lock_in_its_own_multi_only_from_the_claiming_se
     spec = JobSpec.model_validate(iris_spec(model_name="settled", shards=1, max_attempts=3))
 
     async def scenario() -> None:
-        worker = Worker(settings)
-        await worker.zk.start(30)
-        try:
-            await worker.queue.ensure_layout()
+        async with started_worker(settings) as worker:
             queue = JobQueue(worker.zk, worker.paths)
             for expired in (False, True):
                 job_id = (await queue.submit(spec)).job.id
@@ -144,8 +152,6 @@ def test_an_outcome_releases_its_lock_in_its_own_multi_only_from_the_claiming_se
                     assert kazoo.exists(lock) is None
                 worker._held.discard(lock)
                 await queue.cancel(job_id)
-        finally:
-            await worker.zk.stop()
 
     asyncio.run(scenario())
 
@@ -167,10 +173,7 @@ def test_two_merge_claims_of_one_worker_at_once_leave_one_claim_and_its_lock(
     spec = JobSpec.model_validate(iris_spec(model_name="twice", shards=2))
 
     async def scenario() -> None:
-        worker = Worker(settings)
-        await worker.zk.start(30)
-        try:
-            await worker.queue.ensure_layout()
+        async with started_worker(settings) as worker:
             job_id = (await JobQueue(worker.zk, worker.paths).submit(spec)).job.id
             for index in range(2):
                 _set_shard(kazoo, zk_root, job_id, index, state="done", artifact="a", sha256="b")
@@ -191,8 +194,6 @@ def test_two_merge_claims_of_one_worker_at_once_leave_one_claim_and_its_lock(
             assert held is not None and held.ephemeralOwner == worker.zk.session_id
             record = json.loads(kazoo.get(f"{zk_root}/jobs/{job_id}")[0])
             assert record["state"] == "merging" and record["merge_attempts"] == 1, record
-        finally:
-            await worker.zk.stop()
 
     asyncio.run(scenario())
 
@@ -275,10 +276,7 @@ def test_of_workers_reading_a_job_all_done_only_the_last_to_settle_claims_its_me
     spec = JobSpec.model_validate(iris_spec(model_name="together", shards=2))
 
     async def scenario() -> None:
-        worker = Worker(settings)
-        await worker.zk.start(30)
-        try:
-            await worker.queue.ensure_layout()
+        async with started_worker(settings) as worker:
             job_id = (await JobQueue(worker.zk, worker.paths).submit(spec)).job.id
             for index in range(2):
                 _set_shard(kazoo, zk_root, job_id, index, state="done", artifact="a", sha256="b")
@@ -293,8 +291,6 @@ def test_of_workers_reading_a_job_all_done_only_the_last_to_settle_claims_its_me
             # Its merging child started with the claim; these shards have no files to merge.
             assert claim.early is not None
             claim.early.cancel()
-        finally:
-            await worker.zk.stop()
 
     asyncio.run(scenario())
 
@@ -310,10 +306,7 @@ def test_a_scan_leaves_a_first_merge_to_the_worker_that_settled_the_last_shard_f
     spec = JobSpec.model_validate(iris_spec(model_name="handed-off", shards=2))
 
     async def scenario() -> None:
-        worker = Worker(settings)
-        await worker.zk.start(30)
-        try:
-            await worker.queue.ensure_layout()
+        async with started_worker(settings) as worker:
             job_id = (await JobQueue(worker.zk, worker.paths).submit(spec)).job.id
             for index in range(2):  # the last one by a worker that then died
                 _set_shard(
@@ -336,8 +329,6 @@ def test_a_scan_leaves_a_first_merge_to_the_worker_that_settled_the_last_shard_f
             held = kazoo.exists(worker.paths.merge_lock(job_id))
             assert held is not None and held.ephemeralOwner == worker.zk.session_id
             assert merge.job.merge_attempts == 1
-        finally:
-            await worker.zk.stop()
 
     asyncio.run(scenario())
 
@@ -382,10 +373,7 @@ def test_a_scan_reads_a_jobs_shards_with_its_record_guessing_their_number(
     settings = settings_from_env(settings_env, worker_id="guesser")
 
     async def scenario() -> None:
-        worker = Worker(settings)
-        await worker.zk.start(30)
-        try:
-            await worker.queue.ensure_layout()
+        async with started_worker(settings) as worker:
             queue = JobQueue(worker.zk, worker.paths)
             three = (await queue.submit(JobSpec.model_validate(iris_spec(shards=3)))).job.id
             one = (await queue.submit(JobSpec.model_validate(iris_spec(shards=1)))).job.id
@@ -395,8 +383,6 @@ def test_a_scan_reads_a_jobs_shards_with_its_record_guessing_their_number(
                 assert [s.index for s, _ in read.shards] == list(range(tasks))
                 assert worker.memo.tasks(job_id) == tasks
             assert worker._tasks_guess == 1
-        finally:
-            await worker.zk.stop()
 
     asyncio.run(scenario())
 
@@ -411,10 +397,7 @@ def test_reads_sent_right_behind_a_settle_are_answered_after_it_and_see_it(
     spec = JobSpec.model_validate(iris_spec(model_name="pipelined", shards=2))
 
     async def scenario() -> None:
-        worker = Worker(settings)
-        await worker.zk.start(30)
-        try:
-            await worker.queue.ensure_layout()
+        async with started_worker(settings) as worker:
             job_id = (await JobQueue(worker.zk, worker.paths).submit(spec)).job.id
             claim = await worker._find_work()
             assert claim is not None and claim.shard is not None and claim.index is not None
@@ -441,7 +424,5 @@ def test_reads_sent_right_behind_a_settle_are_answered_after_it_and_see_it(
             )
             assert json.loads(data)["state"] == "done" and stat.version == written.version
             assert claim.released
-        finally:
-            await worker.zk.stop()
 
     asyncio.run(scenario())
