@@ -144,9 +144,22 @@ async def tiny_batch(
         )
         return record
 
+    async def all_finished() -> list[dict[str, Any]]:
+        # The last job submitted first, then the rest one by one: by the time it ends nearly
+        # every other job has, and each is read once. A watch on every job from the start
+        # made this process read each record at each of its changes (queued, running,
+        # merging, succeeded) while the batch ran, on the same two cores and the same
+        # ZooKeeper as the workers: 3 ms of CPU a task that Dask's and Ray's batches, which
+        # only wait on their futures, do not pay. The wall time comes from the records'
+        # finished_at, not from when this process saw them.
+        found: dict[str, dict[str, Any]] = {}
+        for job_id in reversed(ids):
+            found[job_id] = await finished(job_id)
+        return [found[job_id] for job_id in ids]
+
     started = time.time()
     await asyncio.gather(*(submit() for _ in range(jobs)))
-    records = await asyncio.wait_for(asyncio.gather(*(finished(i) for i in ids)), 3600)
+    records = await asyncio.wait_for(all_finished(), 3600)
     last = max(timestamp(r.get("finished_at")) or time.time() for r in records)
     bad = [r["id"] for r in records if r["state"] != "succeeded"]
     if bad:
