@@ -8,6 +8,9 @@ this invocation, a few of each are run here. Per shard, on the worker that train
   `started_at`: notification, queue scan, lock, record writes;
 - in-child overhead: ``finished_at - started_at - train_seconds``: process start, dataset load
   and split, held-out evaluation, model serialisation and the artifact write;
+- shards a worker claimed together (a small job's: workers/shard_groups.py; the same
+  ``started_at``) share one claim and one child: their claim and in-child time (less all of
+  their training) is spread over them, as a job's merge is over its shards;
 - merge and publish, per job: last shard's `finished_at` to the job's `finished_at` (merge
   lock, artifact reads, merge, evaluation, artifact write, the publishing multi), divided
   over its shards.
@@ -37,6 +40,7 @@ class Breakdown:
     in_child: float
     merge: float  # per shard
     train: float
+    job: float  # a job's created_at to its finished_at
 
     @property
     def coordination(self) -> float:
@@ -48,6 +52,7 @@ def breakdown(runs: list[JobRun]) -> Breakdown:
     in_child: list[float] = []
     merges: list[float] = []
     trains: list[float] = []
+    walls: list[float] = []
     jobs = [r for r in runs if r.state == "succeeded"]
     for run in jobs:
         created = timestamp(run.job["created_at"]) or 0.0
@@ -58,16 +63,19 @@ def breakdown(runs: list[JobRun]) -> Breakdown:
         last = 0.0
         for shards in by_worker.values():
             previous = created
-            for shard in sorted(shards, key=lambda s: timestamp(s["started_at"]) or 0.0):
-                started = timestamp(shard["started_at"]) or 0.0
-                done = timestamp(shard["finished_at"]) or 0.0
-                train = float(shard.get("train_seconds") or 0.0)
-                claims.append(started - previous)
-                in_child.append(done - started - train)
-                trains.append(train)
+            for together in _claimed_together(shards):
+                # Shards claimed together (workers/shard_groups.py) share one claim and one
+                # child: its time is spread over them, as a job's merge is over its shards.
+                started = timestamp(together[0]["started_at"]) or 0.0
+                done = max(timestamp(s["finished_at"]) or 0.0 for s in together)
+                train = [float(s.get("train_seconds") or 0.0) for s in together]
+                claims.extend([(started - previous) / len(together)] * len(together))
+                in_child.extend([(done - started - sum(train)) / len(together)] * len(together))
+                trains.extend(train)
                 previous = done
                 last = max(last, done)
         merges.extend([(finished - last) / len(run.shards)] * len(run.shards))
+        walls.append(finished - created)
     mean = statistics.fmean
     return Breakdown(
         jobs=len(jobs),
@@ -76,7 +84,17 @@ def breakdown(runs: list[JobRun]) -> Breakdown:
         in_child=mean(in_child) if in_child else float("nan"),
         merge=mean(merges) if merges else float("nan"),
         train=mean(trains) if trains else float("nan"),
+        job=mean(walls) if walls else float("nan"),
     )
+
+
+def _claimed_together(shards: list[dict[str, Any]]) -> list[list[dict[str, Any]]]:
+    """One worker's shards of a job in the order it claimed them, those it claimed in one
+    multi (the same started_at) together."""
+    found: dict[str, list[dict[str, Any]]] = {}
+    for shard in sorted(shards, key=lambda s: timestamp(s["started_at"]) or 0.0):
+        found.setdefault(str(shard["started_at"]), []).append(shard)
+    return list(found.values())
 
 
 async def own_jobs(ctx: Context, *, tiny: bool, large: bool) -> tuple[list[JobRun], list[JobRun]]:
@@ -118,6 +136,7 @@ async def run(ctx: Context) -> list[Figure]:
             ("  of which claim", b.claim, ""),
             ("  of which in-child (start, data, eval, artifact)", b.in_child, ""),
             ("  of which merge + publish (per shard)", b.merge, ""),
+            ("a job, created_at to finished_at", b.job, "one after another"),
         ]
         for name, value, row_note in rows:
             # Issue 17's goal: what every task of a small job or a cheap search pays.

@@ -7,10 +7,13 @@ import asyncio
 import enum
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from zootrain.records import JobRecord, ShardRecord, utcnow
 from zootrain.zk import ZnodeStat
+
+if TYPE_CHECKING:
+    from workers.shard_groups import ShardGroup
 
 Shards = list[tuple[ShardRecord, ZnodeStat]]
 
@@ -54,6 +57,9 @@ class Claim:
     # A merge claim: its child, if started before the claim was written (publishing.py:
     # start_merge_early); merge_and_publish takes its result instead of starting one.
     early: asyncio.Future[dict[str, Any]] | None = field(default=None, repr=False)
+    # A shard claimed with others of its small job, trained by one child with them
+    # (workers/shard_groups.py).
+    group: ShardGroup | None = field(default=None, repr=False)
 
     @property
     def in_rounds(self) -> bool:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import time
 from concurrent.futures import ThreadPoolExecutor
+from traceback import format_exc
 from typing import Any
 
 import numpy as np
@@ -223,6 +224,19 @@ def train_shard(payload: dict[str, Any]) -> dict[str, Any]:
         "train_seconds": seconds,
         "bytes_read": store.bytes_read,
     }
+
+
+def train_shards(payload: dict[str, Any]) -> dict[str, Any]:
+    """Several shards of one small job, one after another (workers/shard_groups.py): each
+    one's result as train_shard gives it, or its failure alone. Every model stays in this
+    child's memory (_WARM.models), so the job's merge, run here next, reads none of them back."""
+    results: dict[int, dict[str, Any]] = {}
+    for index in payload["indices"]:
+        try:
+            results[index] = train_shard({**payload, "index": index})
+        except Exception as exc:
+            results[index] = {"failed": f"{type(exc).__name__}: {exc}", "trace": format_exc()}
+    return {"results": results}
 
 
 def _cross_validate(spec: JobSpec, index: int, split: Split) -> dict[str, Any]:

@@ -20,7 +20,8 @@ import os
 import secrets
 import socket
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
+from datetime import datetime
 from typing import Any, TypeVar
 
 from kazoo.exceptions import (
@@ -31,11 +32,12 @@ from kazoo.exceptions import (
 )
 from prometheus_client import start_http_server
 
-from workers import processes, publishing, round_task, worker_metrics
+from workers import processes, publishing, round_task, shard_groups, worker_metrics
 from workers.claims import (
     Attempt,
     Claim,
     QueuedJob,
+    Shards,
     StopReason,
     Unclaimable,
     dataset_source,
@@ -94,6 +96,7 @@ RECORD_DELAY = 0.05
 # What the training child runs, by name: importing workers.train_child here would bring
 # scikit-learn into this process; the forkserver has it imported already.
 TRAIN_SHARD = "workers.train_child:train_shard"
+TRAIN_SHARDS = "workers.train_child:train_shards"
 
 T = TypeVar("T")
 
@@ -423,8 +426,8 @@ class Worker:
         """
         mine = [c for c in self.claims.values() if c.in_rounds == rounds]
         limit = self.settings.worker_round_shards if rounds else self.settings.worker_concurrency
-        working = sum(1 for c in mine if not c.settling)
-        return working < limit and len(mine) < 2 * limit
+        working = _slots(c for c in mine if not c.settling)
+        return working < limit and _slots(mine) < 2 * limit
 
     def _room_for(self, rounds: bool) -> bool:
         return self._room(rounds=rounds)
@@ -437,6 +440,10 @@ class Worker:
         self.wake()
 
     def _start(self, claim: Claim) -> None:
+        for member in claim.group.members if claim.group is not None else [claim]:
+            self._start_one(member)
+
+    def _start_one(self, claim: Claim) -> None:
         self.claims[claim.key] = claim
         worker_metrics.BUSY.set(len(self.claims))
         work = self._train(claim) if claim.index is not None else self._merge(claim)
@@ -455,9 +462,11 @@ class Worker:
         self.wake()
 
     def _cancel(self, claim: Claim, reason: StopReason) -> None:
-        if claim.task is not None and not claim.task.done() and not claim.settling:
-            claim.reason = claim.reason or reason
-            claim.task.cancel()
+        # A group's lead watches the job for every member: its cancel is theirs.
+        for member in claim.group.members if claim.group is not None else [claim]:
+            if member.task is not None and not member.task.done() and not member.settling:
+                member.reason = member.reason or reason
+                member.task.cancel()
 
     async def _find_work(self) -> Claim | None:
         if "queue-children" in self._armed and self._listing is not None:
@@ -552,6 +561,11 @@ class Worker:
         now = time.time()
         waiting = True
         full: set[bool] = set()  # kinds of slot found all taken
+        grouped = shard_groups.groupable(job, self.settings.worker_group_work)
+        if grouped and self._room(rounds=False):
+            attempt = await self._claim_group(job, shards, job_stat, now)
+            if attempt is not None:
+                return attempt
         # From a shard picked at random: idle workers woken by the same new job would all try
         # its first shard, and all but one claim would fail on its version (a write refused
         # by ZooKeeper, a round trip, then the next shard).
@@ -693,16 +707,7 @@ class Worker:
         if shard.attempts >= job.spec.max_attempts:
             return await self._give_up_dead(job, shard, stat, lock)
         session = self.zk.session_id
-        running = shard.model_copy(
-            update={
-                "state": ShardState.running,
-                "attempts": shard.attempts + 1,
-                "worker": self.id,
-                "started_at": utcnow(),
-                "error": None,
-                "history": shard.claimed(self.id, utcnow()),
-            }
-        )
+        running = self._running(shard, utcnow())
         self._held.add(lock)
         try:
             written = await self._claim_write(
@@ -727,6 +732,80 @@ class Worker:
             known = None if job_stat is None else (job, job_stat)
             self.side_task(self._mark_running(job.id, session, known))
         return Attempt(claim, waiting=False)
+
+    async def _claim_group(
+        self, job: JobRecord, shards: Shards, job_stat: ZnodeStat | None, now: float
+    ) -> Attempt | None:
+        """A small job's pending shards claimed together (workers/shard_groups.py): one multi
+        takes every one's lock and writes every one's record at the version the scan read, as
+        a claim of one shard does for one. None when there are not two to take, or the multi
+        failed: the shards are then tried one by one, as for any job (a record that moved on
+        fails there too, and the job is looked at again)."""
+        picked = shard_groups.pick(
+            shards,
+            now,
+            job.spec.max_attempts,
+            lambda index: (
+                f"{job.id}/{index}" in self.claims
+                or self.paths.shard_lock(job.id, index) in self._held
+            ),
+        )
+        if len(picked) < 2:
+            return None
+        session = self.zk.session_id
+        # One started_at for all: they are claimed at one moment, by one multi.
+        at = utcnow()
+        running = [self._running(shard, at) for shard, _ in picked]
+        lock_paths = [self.paths.shard_lock(job.id, shard.index) for shard, _ in picked]
+        self._held.update(lock_paths)
+        tx = self.zk.transaction()
+        for (shard, stat), record, lock in zip(picked, running, lock_paths, strict=True):
+            tx.set_data(self.paths.shard(job.id, shard.index), record.dump(), stat.version)
+            locks.take_in(tx, lock, self.id)
+        try:
+            results = await self.zk.commit(tx)
+        except TransactionFailed:
+            # Nothing of it applied: no lock of it to release.
+            self._held.difference_update(lock_paths)
+            return None
+        except BaseException:
+            for lock in lock_paths:
+                await self._let_go(lock)  # released if it turns out ours
+            raise
+        members = [
+            Claim(job=job, lock=lock, index=record.index, shard=record, stat=stat, session=session)
+            for record, lock, stat in zip(running, lock_paths, results[0::2], strict=True)
+        ]
+        group = shard_groups.ShardGroup(members)
+        for member in members:
+            member.group = group
+        for member in members:
+            assert member.shard is not None
+            log.info(
+                "claim %s attempt %d (a group of %d)",
+                member.key,
+                member.shard.attempts,
+                len(members),
+            )
+        waited = (utcnow() - job.created_at).total_seconds()
+        worker_metrics.CLAIM_LATENCY.observe(max(0.0, waited))
+        if job.state == JobState.queued:
+            known = None if job_stat is None else (job, job_stat)
+            self.side_task(self._mark_running(job.id, session, known))
+        return Attempt(group.lead, waiting=False)
+
+    def _running(self, shard: ShardRecord, at: datetime) -> ShardRecord:
+        """``shard``'s record as this worker's claim at ``at`` writes it."""
+        return shard.model_copy(
+            update={
+                "state": ShardState.running,
+                "attempts": shard.attempts + 1,
+                "worker": self.id,
+                "started_at": at,
+                "error": None,
+                "history": shard.claimed(self.id, at),
+            }
+        )
 
     async def _claim_write(
         self,
@@ -950,15 +1029,39 @@ class Worker:
             # A running shard whose lock is free is claimable again: nothing is stuck.
             log.exception("shard %s: coordination failed", claim.key)
             await self._unlock(claim)
+        finally:
+            if claim.group is not None:
+                claim.group.leave(claim)  # the last member to stop stops the shared child
 
     def time_limit(self, job: JobRecord) -> float:
         return float(job.spec.time_limit or self.settings.task_time_limit)
 
+    async def _group_result(self, claim: Claim, payload: dict[str, Any]) -> dict[str, Any]:
+        """``claim``'s result from the child its group shares (started by the first member to
+        ask), which trains the group's shards one after another: each with its own time."""
+        group = claim.group
+        assert group is not None
+        seconds = self.time_limit(claim.job)
+        group.start(
+            lambda: asyncio.ensure_future(
+                processes.run_in_child(
+                    TRAIN_SHARDS,
+                    {**payload, "indices": group.indices},
+                    time_limit=seconds * len(group.members),
+                    memory_limit=self.memory_limit,
+                    affinity=claim.job.id,
+                )
+            )
+        )
+        return await group.result(claim, seconds)
+
     async def _train_shard(self, claim: Claim) -> None:
         assert claim.index is not None and claim.shard is not None and claim.stat is not None
         # In the background: the training need not wait for ZooKeeper (an outage), and a job
-        # found finished already stops the child moments after it started.
-        self.side_task(self.watch_job(claim))
+        # found finished already stops the child moments after it started. A group's lead
+        # watches for every member (_cancel stops them all).
+        if claim.group is None or claim.group.lead is claim:
+            self.side_task(self.watch_job(claim))
         payload = {
             "spec": claim.job.spec.model_dump(mode="json"),
             "index": claim.index,
@@ -968,6 +1071,8 @@ class Worker:
         try:
             if claim.job.spec.rounds and claim.job.spec.role(claim.index) == "shard":
                 result = await round_task.run(self, claim, payload)
+            elif claim.group is not None:
+                result = await self._group_result(claim, payload)
             else:
                 result = await processes.run_in_child(
                     TRAIN_SHARD,
@@ -1013,16 +1118,23 @@ class Worker:
             if not self._stopping.is_set():
                 siblings.append(asyncio.ensure_future(self._merge_reads(claim.job, done.index)))
 
+        # Of a group, only the member whose outcome goes last asks about the merge (after its
+        # answer: which member that is, is known only then).
+        last_of_group = True
         try:
             # Fencing: this write carries the version our claim wrote. If we lost the lock and
             # someone re-claimed the shard, the version moved on and ZooKeeper refuses it.
-            settled = await self._settle(claim, done, read_siblings)
+            settled = await self._settle(
+                claim, done, read_siblings if claim.group is None else None
+            )
             if settled is None:
                 log.warning("shard %s was taken over; result discarded", claim.key)
         except BaseException:
             settled = None
             raise
         finally:
+            if claim.group is not None:
+                last_of_group = claim.group.settled()
             if settled is None:
                 for read in siblings:
                     _discard(read)
@@ -1034,6 +1146,8 @@ class Worker:
         worker_metrics.TRAIN_SECONDS.labels(algorithm=claim.job.spec.algorithm).observe(
             result["train_seconds"]
         )
+        if not last_of_group:
+            return
         # The worker finishing the last shard merges at once rather than waiting for a wake.
         merge = await self._claim_merge_if_complete(
             claim.job, done, settled, siblings[0] if siblings else None
@@ -1347,6 +1461,11 @@ class Worker:
         finally:
             if claim.reason != StopReason.LOST:
                 await asyncio.shield(self._unlock(claim))
+
+
+def _slots(claims: Iterable[Claim]) -> int:
+    """The slots ``claims`` take: a group of shards trained by one child takes one."""
+    return len({id(c.group) if c.group is not None else id(c) for c in claims})
 
 
 def _discard(child: asyncio.Future[Any] | None) -> None:

@@ -178,6 +178,15 @@ class Settings(BaseSettings):
         "worker_concurrency (their children wait between short rounds; a job's shards must "
         "all be held at once somewhere)",
     )
+    worker_group_work: int = Field(
+        10_000,
+        ge=0,
+        description="a job whose shards each hold at most this many dataset cells (rows x "
+        "features) times trees (builtin and synthetic datasets) has its pending shards claimed "
+        "together by one worker and trained one after another by one child: such shards train "
+        "in milliseconds, and their claims, children and settles would cost more than the "
+        "training (0: every shard claimed alone; see docs/design.md, Small jobs)",
+    )
     worker_child_threads: int = Field(
         1,
         ge=0,
