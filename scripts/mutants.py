@@ -179,6 +179,31 @@ MUTANTS = [
             "test_reads_sent_right_behind_a_settle_are_answered_after_it_and_see_it",
         ),
     ),
+    Mutant(
+        name="group-child-stopped-by-one-member",
+        what="a group's shared child is killed as soon as one member stops waiting on it",
+        path="workers/shard_groups.py",
+        anchor="if not self.waiting and self.child is not None and not self.child.done():",
+        replacement="if self.child is not None and not self.child.done():",
+        tests=(
+            "tests/unit/test_shard_groups.py::"
+            "test_the_child_is_stopped_only_when_every_member_has_stopped_waiting",
+        ),
+    ),
+    Mutant(
+        name="group-claims-running-shards",
+        what="a group claim also takes running shards (whose owner may live), skipping the "
+        "look at their locks a claim of one makes first",
+        path="workers/shard_groups.py",
+        anchor="""        if shard.state == ShardState.pending
+        and (shard.not_before or 0) <= now""",
+        replacement="""        if shard.state in (ShardState.pending, ShardState.running)
+        and (shard.not_before or 0) <= now""",
+        tests=(
+            "tests/unit/test_shard_groups.py::"
+            "test_a_group_claim_takes_the_pending_due_shards_with_attempts_left",
+        ),
+    ),
 ]
 
 
