@@ -739,8 +739,9 @@ class Worker:
         """A small job's pending shards claimed together (workers/shard_groups.py): one multi
         takes every one's lock and writes every one's record at the version the scan read, as
         a claim of one shard does for one. None when there are not two to take, or the multi
-        failed: the shards are then tried one by one, as for any job (a record that moved on
-        fails there too, and the job is looked at again)."""
+        failed on a lock: the shards are then tried one by one, as for any job (a held lock is
+        looked at there). A record that moved on since the scan means another claim came
+        first: no claim, and the job is read again, as for one shard."""
         picked = shard_groups.pick(
             shards,
             now,
@@ -764,10 +765,14 @@ class Worker:
             locks.take_in(tx, lock, self.id)
         try:
             results = await self.zk.commit(tx)
-        except TransactionFailed:
+        except TransactionFailed as failed:
             # Nothing of it applied: no lock of it to release.
             self._held.difference_update(lock_paths)
-            return None
+            if isinstance(failed.error, NodeExistsError):
+                return None  # a lock held: one by one, each held lock is looked at
+            # A record moved on (another worker's claim, most often its group's, came first):
+            # as for one shard, nothing to claim from what the scan read; it is read again.
+            return Attempt(None, waiting=False)
         except BaseException:
             for lock in lock_paths:
                 await self._let_go(lock)  # released if it turns out ours
@@ -779,6 +784,7 @@ class Worker:
         group = shard_groups.ShardGroup(members)
         for member in members:
             member.group = group
+        waited = max(0.0, (utcnow() - job.created_at).total_seconds())
         for member in members:
             assert member.shard is not None
             log.info(
@@ -787,8 +793,8 @@ class Worker:
                 member.shard.attempts,
                 len(members),
             )
-        waited = (utcnow() - job.created_at).total_seconds()
-        worker_metrics.CLAIM_LATENCY.observe(max(0.0, waited))
+            if member.shard.attempts == 1:
+                worker_metrics.CLAIM_LATENCY.observe(waited)
         if job.state == JobState.queued:
             known = None if job_stat is None else (job, job_stat)
             self.side_task(self._mark_running(job.id, session, known))

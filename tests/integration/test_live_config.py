@@ -296,7 +296,13 @@ def test_shrink_and_pause_let_running_shards_finish_and_claim_nothing_until_resu
     one and the cluster is paused while they run. Both finish on their first attempt; a job
     submitted meanwhile is accepted and waits; once resumed it runs, one shard at a time."""
     url = start_api(stack, kazoo)
-    worker = stack.start_worker(ZOOTRAIN_WORKER_ID="shrinking", ZOOTRAIN_WORKER_CONCURRENCY="2")
+    # Every shard claimed alone (no small job's group, which takes one slot for its shards and
+    # writes them one claim): the records' times then show what the slots did.
+    worker = stack.start_worker(
+        ZOOTRAIN_WORKER_ID="shrinking",
+        ZOOTRAIN_WORKER_CONCURRENCY="2",
+        ZOOTRAIN_WORKER_GROUP_WORK="0",
+    )
     with httpx.Client(headers=AUTH, base_url=url, timeout=30) as client:
         both = submit(client, iris_spec("two-at-once", shards=2, **SLOW))["id"]
         wait_for(
