@@ -91,8 +91,9 @@ SCAN_MAX_BATCH = 256
 # A change of this worker's record waits this long before it is written, so that the claims
 # and ends of tiny tasks (milliseconds apart) fold into one write: the record is for people
 # (`zootrain workers`, the dashboard) and nothing waits on it, and each write is a ZooKeeper
-# transaction (a log fsync) that the tasks' own writes would otherwise queue behind.
-RECORD_DELAY = 0.05
+# transaction (a log fsync) that the tasks' own writes would otherwise queue behind. At 50 ms a
+# worker busy with small jobs still wrote it about once a job (docs/performance.md, Small jobs).
+RECORD_DELAY = 0.25
 # What the training child runs, by name: importing workers.train_child here would bring
 # scikit-learn into this process; the forkserver has it imported already.
 TRAIN_SHARD = "workers.train_child:train_shard"
@@ -763,6 +764,16 @@ class Worker:
         for (shard, stat), record, lock in zip(picked, running, lock_paths, strict=True):
             tx.set_data(self.paths.shard(job.id, shard.index), record.dump(), stat.version)
             locks.take_in(tx, lock, self.id)
+        # A queued job is marked running by the same multi (at the version the scan read, as
+        # _mark_running would write it), not by a write of its own after: the group claims
+        # every pending shard, so no other claim of the job's is left to race for the mark.
+        marks = job.state == JobState.queued and job_stat is not None
+        if marks:
+            assert job_stat is not None
+            marked = job.model_copy(update={"state": JobState.running, "updated_at": at})
+            if job.started_at is None:
+                marked = marked.model_copy(update={"started_at": at})
+            tx.set_data(self.paths.job(job.id), marked.dump(), job_stat.version)
         try:
             results = await self.zk.commit(tx)
         except TransactionFailed as failed:
@@ -779,7 +790,9 @@ class Worker:
             raise
         members = [
             Claim(job=job, lock=lock, index=record.index, shard=record, stat=stat, session=session)
-            for record, lock, stat in zip(running, lock_paths, results[0::2], strict=True)
+            for record, lock, stat in zip(
+                running, lock_paths, results[0 : 2 * len(picked) : 2], strict=True
+            )
         ]
         group = shard_groups.ShardGroup(members)
         for member in members:
@@ -795,9 +808,8 @@ class Worker:
             )
             if member.shard.attempts == 1:
                 worker_metrics.CLAIM_LATENCY.observe(waited)
-        if job.state == JobState.queued:
-            known = None if job_stat is None else (job, job_stat)
-            self.side_task(self._mark_running(job.id, session, known))
+        if job.state == JobState.queued and not marks:
+            self.side_task(self._mark_running(job.id, session, None))
         return Attempt(group.lead, waiting=False)
 
     def _running(self, shard: ShardRecord, at: datetime) -> ShardRecord:

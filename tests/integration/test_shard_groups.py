@@ -64,6 +64,8 @@ def test_a_small_jobs_shards_are_claimed_together_and_merged_by_the_same_worker(
             assert {(s["worker"], s["started_at"], s["attempts"]) for s in shards} == {
                 (owner, shards[0]["started_at"], 1)
             }, shards
+            # The claim's multi marked the job running too, at the same moment.
+            assert view["started_at"] == shards[0]["started_at"], view
             (merge,) = view["merges"]
             assert merge["worker"] == owner, view["merges"]
             other = workers[({"alpha", "beta"} - {owner}).pop()]
