@@ -463,8 +463,11 @@ class Worker:
         self.wake()
 
     def _cancel(self, claim: Claim, reason: StopReason) -> None:
-        # A group's lead watches the job for every member: its cancel is theirs.
+        # A group's lead watches the job for every member: its cancel is theirs. (A member
+        # already being cancelled, by its own call of a loop over every claim, is not again.)
         for member in claim.group.members if claim.group is not None else [claim]:
+            if member is not claim and member.task is not None and member.task.cancelling():
+                continue
             if member.task is not None and not member.task.done() and not member.settling:
                 member.reason = member.reason or reason
                 member.task.cancel()
