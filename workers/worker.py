@@ -785,8 +785,13 @@ class Worker:
             if isinstance(failed.error, NodeExistsError):
                 return None  # a lock held: one by one, each held lock is looked at
             # A record moved on (another worker's claim, most often its group's, came first):
-            # as for one shard, nothing to claim from what the scan read; it is read again.
-            return Attempt(None, waiting=False)
+            # nothing to claim from what the scan read. The locks that claim took are watched,
+            # as a held lock is: their release (the owner's outcomes, or its death) calls us
+            # back to the job. Without the watches nothing would, and a dead owner's shards
+            # would wait here for an unrelated wake-up. A lock not there (the record moved on
+            # for another reason: a cancel) wakes a scan at once (_watch_lock).
+            held = await asyncio.gather(*(self._watch_lock(lock) for lock in lock_paths))
+            return Attempt(None, waiting=all(held))
         except BaseException:
             for lock in lock_paths:
                 await self._let_go(lock)  # released if it turns out ours

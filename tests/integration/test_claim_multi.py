@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import time
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -17,6 +18,7 @@ import pytest
 from kazoo.client import KazooClient
 
 from tests.integration.conftest import iris_spec, settings_from_env
+from workers import shard_groups
 from workers.claims import Unclaimable
 from workers.worker import Worker
 from zootrain.queue import JobQueue
@@ -426,3 +428,47 @@ def test_reads_sent_right_behind_a_settle_are_answered_after_it_and_see_it(
             assert claim.released
 
     asyncio.run(scenario())
+
+
+def test_a_group_claim_refused_on_a_record_looks_again_and_follows_the_owners_locks(
+    settings_env: dict[str, str], kazoo: KazooClient, zk_root: str
+) -> None:
+    """The scan read a small job's shards pending, and another worker's group claim came
+    first (its locks taken, its records `running`): the group's multi fails whole, takes no
+    lock, and watches the locks that claim took, so when the other worker dies (its
+    session's locks go) the shards are taken over. Without the watches nothing would wake
+    this worker for the job."""
+    settings = settings_from_env(settings_env, worker_id="second")
+    spec = JobSpec.model_validate(iris_spec(model_name="grouped-race", shards=2))
+    other = KazooClient(hosts=settings_env["ZOOTRAIN_ZK_HOSTS"])
+    other.start(30)
+
+    async def scenario() -> None:
+        async with started_worker(settings) as worker:
+            job_id = (await JobQueue(worker.zk, worker.paths).submit(spec)).job.id
+            job, job_stat = await worker.queue.read_job(job_id)
+            assert shard_groups.groupable(job, settings.worker_group_work)
+            shards = await worker.queue.read_shards(job_id, 2)
+            for shard, _ in shards:  # the first worker's group claim, as it writes it
+                other.create(worker.paths.shard_lock(job_id, shard.index), b"first", ephemeral=True)
+                _set_shard(kazoo, zk_root, job_id, shard.index, state="running", attempts=1)
+            worker._wake.clear()
+            attempt = await worker._claim_group(job, shards, job_stat, time.time())
+            assert attempt is not None and attempt.claim is None and attempt.waiting
+            assert worker._held == set()
+            for shard, _ in shards:
+                lock = kazoo.get(worker.paths.shard_lock(job_id, shard.index))[0]
+                assert lock == b"first"
+            assert not worker._wake.is_set()
+            other.stop()  # the first worker dies: its session closes, its locks go
+            await asyncio.wait_for(worker._wake.wait(), 30)
+            claim = await worker._find_work()
+            assert claim is not None and claim.shard is not None and claim.job.id == job_id
+            assert claim.shard.attempts == 2  # a takeover: the lost attempt, then ours
+            await worker._unlock(claim)
+
+    try:
+        asyncio.run(scenario())
+    finally:
+        other.stop()
+        other.close()
