@@ -16,7 +16,8 @@ Then everything is checked straight against ZooKeeper with a fresh client:
 - each succeeded job published exactly one model version (the one its record names), a
   cancelled job none, and no version exists without its succeeded job; versions are dense;
 - no two live workers trained the same shard at the same time (claim intervals from the worker
-  logs; a SIGKILLed worker's intervals end at its kill, a SIGSTOPped one's at its stop), and no
+  logs; a SIGKILLed worker's intervals end at its kill, a SIGSTOPped one's at its stop, and a
+  claim answered after its resume, by the session the pause expired, is not a live one), and no
   shard's result was written twice;
 - no job-service request took longer than its ZooKeeper deadline + 1 s during the outage;
 - after the last collection, the artifact store holds no file that no record names, and every
@@ -48,7 +49,7 @@ import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -385,27 +386,46 @@ class Interval:
     start: float
     end: float
     how: str  # the line (or event) that ended it
+    # Logged after a SIGCONT, before the worker's next "session LOST": the answer to a claim
+    # sent before its SIGSTOP, by the session the pause expired (claim_intervals).
+    stale: bool = False
 
 
 def _stamp(text: str) -> float:
     return datetime.strptime(text, "%Y-%m-%d %H:%M:%S,%f").timestamp()
 
 
-def claim_intervals(process: Process, killed_at: float | None, ended_at: float) -> list[Interval]:
+def claim_intervals(
+    process: Process, killed_at: float | None, ended_at: float, resumed: Sequence[float] = ()
+) -> list[Interval]:
     """A worker's shard claims, each from its "claim" line to the first later line about the
-    same shard (done, stopped, failed, discarded) or, failing one, the worker's death."""
+    same shard (done, stopped, failed, discarded) or, failing one, the worker's death.
+
+    A claim's multi sent just before a SIGSTOP is answered (and logged) only after the SIGCONT
+    (``resumed``), by which time the pause has expired its session and another worker may
+    train the shard. Until the worker's next "session LOST" line, such a claim is the expired
+    session's: the worker stops it on that loss, and nothing it computes can be written (the
+    record's version fences it). It is marked ``stale``, as a paused worker's claims end at
+    its stop (cut_at_pauses)."""
     open_claims: dict[tuple[str, int], Interval] = {}
     found: list[Interval] = []
+    resumes = sorted(resumed)
+    old_session = False
     for raw in process.output().splitlines():
         line = _LINE.match(raw)
         if line is None:
             continue
         when, message = _stamp(line[1]), line[2]
+        while resumes and when >= resumes[0]:
+            resumes.pop(0)
+            old_session = True
+        if message.endswith("session LOST"):
+            old_session = False
         claim = _CLAIM.match(message)
         if claim is not None:
             key = (claim[1], int(claim[2]))
             open_claims[key] = Interval(
-                process.name, key[0], key[1], int(claim[3]), when, float("inf"), ""
+                process.name, key[0], key[1], int(claim[3]), when, float("inf"), "", old_session
             )
             continue
         for job, index in _KEY.findall(message):
@@ -444,7 +464,8 @@ def overlaps(intervals: list[Interval]) -> list[str]:
     by_shard: dict[tuple[str, int], list[Interval]] = {}
 
     for interval in intervals:
-        by_shard.setdefault((interval.job, interval.index), []).append(interval)
+        if not interval.stale:
+            by_shard.setdefault((interval.job, interval.index), []).append(interval)
     found = []
     for (job, index), group in by_shard.items():
         group.sort(key=lambda i: i.start)
@@ -454,7 +475,7 @@ def overlaps(intervals: list[Interval]) -> list[str]:
                     found.append(
                         f"shard {job}/{index} trained by {first.worker} (attempt {first.attempt}, "
                         f"until {first.how!r}) and {second.worker} (attempt {second.attempt}) "
-                        f"for {first.end - second.start:.3f}s at once"
+                        f"for {min(first.end, second.end) - second.start:.3f}s at once"
                     )
     return found
 
@@ -594,6 +615,7 @@ def run(
     stack = Stack(directory, env)
     killed: dict[str, float] = {}  # worker process name -> wall-clock kill time
     paused: dict[str, list[float]] = {}  # worker process name -> wall-clock stop times
+    resumed: dict[str, list[float]] = {}  # ... and resume times
     ended: dict[str, float] = {}
     outages: list[tuple[float, float]] = []  # monotonic (start, end) of quorum outages
     reader: Reader | None = None
@@ -685,6 +707,7 @@ def run(
                 victim = stopped[0]
                 with contextlib.suppress(ProcessLookupError):
                     os.killpg(victim.popen.pid, signal.SIGCONT)
+                resumed.setdefault(victim.name, []).append(time.time())
                 starter.stopped.discard(victim.name)
                 stopped = None
                 say(f"{now - t0:5.1f}s {victim.name} resumed")
@@ -732,6 +755,7 @@ def run(
         if stopped is not None:  # the deadline passed mid-pause
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(stopped[0].popen.pid, signal.SIGCONT)
+            resumed.setdefault(stopped[0].name, []).append(time.time())
         prober.stopping.set()
         submitter.join(30)
         prober.join(30)
@@ -754,7 +778,7 @@ def run(
                 if code != 0:
                     report.violations.append(f"{process.name} exited with {code} on SIGTERM")
         api.stop(20)
-        _check(report, reader, plan, submitter, stack, killed, paused, ended)
+        _check(report, reader, plan, submitter, stack, killed, paused, resumed, ended)
     finally:
         if reader is not None:
             reader.close()
@@ -905,6 +929,7 @@ def _check(
     stack: Stack,
     killed: dict[str, float],
     paused: dict[str, list[float]],
+    resumed: dict[str, list[float]],
     ended: dict[str, float],
 ) -> None:
     bad = report.violations
@@ -1012,7 +1037,10 @@ def _check(
     for process in stack.processes:
         if process.name.startswith("worker"):
             intervals += claim_intervals(
-                process, killed.get(process.name), ended.get(process.name, now)
+                process,
+                killed.get(process.name),
+                ended.get(process.name, now),
+                resumed.get(process.name, []),
             )
     cut_at_pauses(intervals, paused)
     report.shard_claims = len(intervals)
