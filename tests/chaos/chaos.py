@@ -705,9 +705,10 @@ def run(
                 say(f"{now - t0:5.1f}s {victim.name} SIGSTOPped for {PAUSE:.0f}s")
             if stopped is not None and now >= stopped[1]:
                 victim = stopped[0]
+                # Stamped before the SIGCONT: every line the worker logs after it comes later.
+                resumed.setdefault(victim.name, []).append(time.time())
                 with contextlib.suppress(ProcessLookupError):
                     os.killpg(victim.popen.pid, signal.SIGCONT)
-                resumed.setdefault(victim.name, []).append(time.time())
                 starter.stopped.discard(victim.name)
                 stopped = None
                 say(f"{now - t0:5.1f}s {victim.name} resumed")
@@ -753,9 +754,9 @@ def run(
             time.sleep(0.25)
 
         if stopped is not None:  # the deadline passed mid-pause
+            resumed.setdefault(stopped[0].name, []).append(time.time())
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(stopped[0].popen.pid, signal.SIGCONT)
-            resumed.setdefault(stopped[0].name, []).append(time.time())
         prober.stopping.set()
         submitter.join(30)
         prober.join(30)
