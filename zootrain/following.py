@@ -12,6 +12,8 @@ import logging
 from dataclasses import dataclass, field
 from typing import ClassVar
 
+from kazoo.exceptions import SessionExpiredError
+
 from zootrain.zk import TRANSIENT_ERRORS, KazooState, WatchedEvent, ZooKeeper
 
 log = logging.getLogger("zootrain.following")
@@ -56,7 +58,8 @@ class NodeFollower:
     async def _reread(self) -> None:
         try:
             await self._read()
-        except TRANSIENT_ERRORS:
+        except (*TRANSIENT_ERRORS, SessionExpiredError):
+            # An expired session's watch went with it; the new session's CONNECTED reads again.
             log.warning("lost the watch on %s; it is read again on reconnect", self.following)
 
     async def _read(self) -> None:

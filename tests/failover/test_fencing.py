@@ -32,7 +32,7 @@ import pytest
 from kazoo.client import KazooClient
 
 from testkit.auth import AUTH
-from testkit.stack import Process, Stack, descendants, wait_for, wait_job
+from testkit.stack import Process, Stack, cpu_seconds, descendants, wait_for, wait_job
 from testkit.zkproxy import MULTI, Rule, ZooKeeperProxy
 from testkit.zkserver import free_port
 from tests.failover.helpers import (
@@ -67,10 +67,18 @@ def cont(*pids: int) -> None:
 
 
 def training_or_held(worker: Process, idle: set[int], held: Rule) -> None:
-    """Wait for the worker's training child, or (if it answered before this test looked) for
-    the outcome's write that the proxy holds."""
+    """Wait for the worker's training child to be training, or (if it answered before this
+    test looked) for the outcome's write that the proxy holds.
+
+    A child that merely exists may not have its task yet: the worker sends it after the fork,
+    and a child whose worker is frozen before it sends would wait for it forever. A child that
+    has used CPU time past its start-up's few milliseconds has read its task."""
+
+    def training() -> bool:
+        return any(cpu_seconds(pid) >= 0.5 for pid in descendants(worker.popen.pid) - idle)
+
     wait_for(
-        lambda: bool(descendants(worker.popen.pid) - idle) or held.matched.is_set(),
+        lambda: training() or held.matched.is_set(),
         60,
         "the training child, or the outcome it leads to",
         interval=0.02,
