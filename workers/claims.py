@@ -113,6 +113,9 @@ class Unclaimable(enum.Enum):
     # Could not be read now (a connection drop, a record that does not parse): the next scan
     # reads it again.
     UNREADABLE = enum.auto()
+    # Its tasks take only the kind of slot this worker has none of free (read without its
+    # shards): a slot of that kind coming free reads it again.
+    FULL = enum.auto()
 
 
 def dataset_source(job: JobRecord) -> dict[str, Any] | None:

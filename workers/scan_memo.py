@@ -45,6 +45,7 @@ class ScanMemo:
         # job id -> the kinds of slot its tasks take (True: a round slot), once read.
         self._kinds: dict[str, frozenset[bool]] = {}
         self._tasks: dict[str, int] = {}  # job id -> its number of tasks, once read
+        self._small: set[str] = set()  # jobs whose shards are claimed together, once read
         self._sorted_from: list[str] | None = None  # the listing sorted_queue last sorted ...
         self._sorted: list[QueueEntry] | None = None  # ... and its entries, in queue order
         self._pruned_for: list[QueueEntry] | None = None  # the entries start_scan pruned by
@@ -70,12 +71,21 @@ class ScanMemo:
         self._events += 1
         self._freed_at[rounds] = self._events
 
-    def learn(self, job_id: str, kinds: frozenset[bool], tasks: int = 0) -> None:
-        """The kinds of slot ``job_id``'s tasks take (its merge too), and how many tasks it
-        has, as its spec says (neither ever changes)."""
+    def learn(
+        self, job_id: str, kinds: frozenset[bool], tasks: int = 0, small: bool = False
+    ) -> None:
+        """The kinds of slot ``job_id``'s tasks take (its merge too), how many tasks it has,
+        and whether its shards are claimed together (workers/shard_groups.py), as its spec
+        says (none of them ever changes)."""
         self._kinds[job_id] = kinds
         if tasks:
             self._tasks[job_id] = tasks
+        if small:
+            self._small.add(job_id)
+
+    def small(self, job_id: str) -> bool:
+        """Whether a scan read ``job_id`` and found its shards claimed together."""
+        return job_id in self._small
 
     def tasks(self, job_id: str) -> int:
         """How many tasks ``job_id`` has, if a scan read it (0 if not)."""
@@ -115,6 +125,7 @@ class ScanMemo:
         if len(self._kinds) > 2 * len(queued_ids) + 1000:
             self._kinds = {k: v for k, v in self._kinds.items() if k in queued_ids}
             self._tasks = {k: v for k, v in self._tasks.items() if k in queued_ids}
+            self._small &= queued_ids
 
     @property
     def mark(self) -> int:

@@ -88,6 +88,12 @@ class ShardGroup:
         self.unsettled = len(self.members)
 
     @property
+    def whole_job(self) -> bool:
+        """Whether the group holds every task of its job: its last member to settle claims the
+        merge next (as the worker that settled a job's last shard does)."""
+        return len(self.members) == self.lead.job.spec.tasks
+
+    @property
     def lead(self) -> Claim:
         """The member that watches the job for all (a cancel stops every member)."""
         return self.members[0]

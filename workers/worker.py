@@ -129,6 +129,7 @@ class Worker:
         # when (monotonic): _handed_off.
         self._handoffs: dict[str, float] = {}
         self._armed: set[str] = set()  # watches set and not yet fired
+        self._locks = self.paths.locks + "/"  # the prefix of every lock's path
         self._listing: list[str] | None = None  # the queue's children, as last listed
         self._tasks_guess = 1  # tasks of the job a scan read last (_read_job)
         # Queued jobs a scan found nothing to claim in, until a wake-up forgets them.
@@ -212,7 +213,18 @@ class Worker:
 
     def _lock_freed(self, path: str) -> None:
         self._armed.discard(path)
-        self.memo.forget(_lock_job(path))
+        job_id = _lock_job(path)
+        if self.memo.small(job_id) and any(
+            _lock_job(other) == job_id for other in self._armed if other.startswith(self._locks)
+        ):
+            # A small job's shards are held together (one group, trained one after another):
+            # a lock freed while we still watch another of the job's is a shard settled beside
+            # others still training, mostly, and a read of the job would find nothing to claim.
+            # The last one's release reads it (a dead owner's locks all go at once). A shard
+            # given back meanwhile waits for the rest, tiny shards by definition, or for its
+            # owner's own retry.
+            return
+        self.memo.forget(job_id)
         self.wake()
 
     async def _arm(
@@ -423,11 +435,12 @@ class Worker:
         A claim whose child has answered (settling: writing its outcome, releasing its lock,
         claiming the job's merge) holds no slot: its round trips to ZooKeeper overlap the next
         claim's and the next child's work instead of idling the slot. Up to as many again may
-        be settling at once, so that a slow ZooKeeper cannot pile them up.
+        be settling at once, so that a slow ZooKeeper cannot pile them up. (A group holding its
+        whole job keeps its slot for the merge its last member claims: ``_merges_next``.)
         """
         mine = [c for c in self.claims.values() if c.in_rounds == rounds]
         limit = self.settings.worker_round_shards if rounds else self.settings.worker_concurrency
-        working = _slots(c for c in mine if not c.settling)
+        working = _slots(c for c in mine if not c.settling or _merges_next(c))
         return working < limit and _slots(mine) < 2 * limit
 
     def _room_for(self, rounds: bool) -> bool:
@@ -456,7 +469,16 @@ class Worker:
         if self.claims.get(claim.key) is claim:
             self.claims.pop(claim.key)
         self._held.discard(claim.lock)
-        self.memo.forget(claim.job.id)
+        if not (
+            shard_groups.groupable(claim.job, self.settings.worker_group_work)
+            and any(other.job.id == claim.job.id for other in self.claims.values())
+        ):
+            # A claim ending may leave work in its job (a shard given back, the merge). While
+            # another claim of ours in a small job goes on (its group's next member; the merge
+            # the last one claimed), the job is read when that one ends, milliseconds later:
+            # read now, it would show our own claims and nothing else to claim. (A large job's
+            # other claim may train for hours: a shard given back is read for at once.)
+            self.memo.forget(claim.job.id)
         self.memo.room_freed(claim.in_rounds)
         worker_metrics.BUSY.set(len(self.claims))
         asyncio.get_running_loop().create_task(self._update_record())
@@ -499,15 +521,27 @@ class Worker:
         while chunk := todo.take(batch):
             batch = min(batch * 2, SCAN_MAX_BATCH)
             mark = self.memo.mark
-            reads = await asyncio.gather(*(self._read_job(job_id) for job_id in chunk))
+            # With the training slot taken (a scan for the slot of jobs in rounds), a job is
+            # read alone first: most are not trained in rounds, and the shards read with such
+            # a job would be read again, when the slot comes free, before its claim.
+            training = self._room(rounds=False)
+            reads = await asyncio.gather(*(self._read_job(job_id, training) for job_id in chunk))
             for job_id, read in zip(chunk, reads, strict=True):
                 if read is Unclaimable.UNREADABLE:
                     continue  # try again next time
                 if read is Unclaimable.FINAL:
                     attempt = Attempt(None, waiting=True)  # its queue entry is going
+                elif read is Unclaimable.FULL:
+                    attempt = Attempt(None, waiting=True, full=frozenset({False}))
                 else:
                     attempt = await self._claim_in_job(read)
                 if attempt.claim is not None:
+                    group = attempt.claim.group
+                    if group is not None and group.whole_job:
+                        # Every task of the job is ours now, then its merge: nothing for a scan
+                        # to claim there until the last of our claims on it ends (its end
+                        # forgets the job).
+                        self.memo.block(job_id, mark)
                     return attempt.claim
                 if attempt.waiting:
                     self.memo.block(job_id, mark, attempt.full)
@@ -521,8 +555,10 @@ class Worker:
         for job_id in [j for j in self._handoffs if j not in queued]:
             del self._handoffs[job_id]
 
-    async def _read_job(self, job_id: str) -> QueuedJob | Unclaimable:
-        """A queued job's record and its shards' records.
+    async def _read_job(self, job_id: str, training: bool = True) -> QueuedJob | Unclaimable:
+        """A queued job's record and its shards' records; ``training``: whether a training
+        slot is free (if not, and the job's tasks take only training slots, the job is
+        Unclaimable.FULL, its shards not read).
 
         The shards are read with the record, in the same round trip, rather than after it: as
         many as the job had when last read, or else as the last job read had (a queue's jobs
@@ -530,7 +566,7 @@ class Worker:
         rest after; one long asks for a shard that is not there. The reads go out in order on
         one session, so the shards are as new as the record, as when read after it.
         """
-        guess = self.memo.tasks(job_id) or self._tasks_guess
+        guess = (self.memo.tasks(job_id) or self._tasks_guess) if training else 0
         try:
             job_read, *guessed = await asyncio.gather(
                 self.queue.read_job(job_id),
@@ -540,7 +576,11 @@ class Worker:
             if job.state.terminal:
                 return Unclaimable.FINAL
             tasks = job.spec.tasks
-            self.memo.learn(job.id, slot_kinds(job), tasks)
+            small = shard_groups.groupable(job, self.settings.worker_group_work)
+            kinds = slot_kinds(job)
+            self.memo.learn(job.id, kinds, tasks, small)
+            if not training and kinds == {False}:
+                return Unclaimable.FULL
             self._tasks_guess = tasks
             shards = guessed[:tasks]
             if any(read is None for read in shards):
@@ -1487,6 +1527,14 @@ class Worker:
         finally:
             if claim.reason != StopReason.LOST:
                 await asyncio.shield(self._unlock(claim))
+
+
+def _merges_next(claim: Claim) -> bool:
+    """Whether ``claim``'s slot passes to its job's merge: a group that holds every task of its
+    job keeps its slot while its members settle, as the last one claims the merge. A scan
+    started in between would read the queue's head only for the merge claim to take the slot
+    (with 500 tiny jobs queued, a wasted read of a job for every job)."""
+    return claim.group is not None and claim.group.whole_job
 
 
 def _slots(claims: Iterable[Claim]) -> int:

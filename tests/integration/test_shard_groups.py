@@ -5,6 +5,8 @@ shard by shard as for any claim."""
 
 from __future__ import annotations
 
+import itertools
+
 import httpx
 import pytest
 from kazoo.client import KazooClient
@@ -155,3 +157,27 @@ def test_cancelling_a_grouped_job_stops_every_shard_and_the_child(
         # The slot is free again: the next small job is trained.
         later = submit(client, iris_spec(model_name="after-group-cancel"))
         assert wait_job(client, later["id"])["state"] == "succeeded"
+
+
+def test_a_group_holding_its_whole_job_passes_its_slot_to_the_merge(
+    stack: Stack, kazoo: KazooClient, zk_root: str
+) -> None:
+    """A worker of one slot, two small jobs queued: the first job's group keeps the slot while
+    its members settle, and the last one's merge claim takes it, before any scan claims the
+    second job (a scan in between would read the second job only for the merge to take the
+    slot)."""
+    api_url = start_api(stack, kazoo)
+    with httpx.Client(headers=AUTH, base_url=api_url, timeout=30) as client:
+        ids = [submit(client, iris_spec(model_name=f"passed-{i}"))["id"] for i in range(4)]
+        worker = stack.start_worker("worker", ZOOTRAIN_WORKER_CONCURRENCY="1")
+        for job_id in ids:
+            assert wait_job(client, job_id)["state"] == "succeeded"
+    lines = worker.output().splitlines()
+
+    def first(pattern: str) -> int:
+        return next(i for i, line in enumerate(lines) if pattern in line)
+
+    order = sorted(ids, key=lambda job_id: first(f"claim {job_id}/0 attempt 1 (a group of 2)"))
+    for job_id, following in itertools.pairwise(order):
+        assert first(f"claim {job_id}/merge attempt 1") < first(f"claim {following}/0 "), lines
+    assert children(kazoo, f"{zk_root}/locks") == []

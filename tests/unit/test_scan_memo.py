@@ -144,3 +144,14 @@ def test_the_same_listing_is_sorted_once() -> None:
     again = memo.sorted_queue([C, A])
     assert again is not first
     assert again == sorted_queue([C, A])
+
+
+def test_the_memo_knows_which_jobs_are_small_until_they_leave_the_queue() -> None:
+    memo = ScanMemo()
+    memo.learn("a" * 20, frozenset({False}), 2, small=True)
+    memo.learn("c" * 20, frozenset({False}), 2)
+    assert memo.small("a" * 20) and not memo.small("c" * 20) and not memo.small("b" * 20)
+    for i in range(2000):  # enough jobs come and go for the memo to prune what left
+        memo.learn(f"{i:020d}", frozenset({False}), 1)
+    memo.start_scan(memo.sorted_queue([C]))
+    assert not memo.small("a" * 20)

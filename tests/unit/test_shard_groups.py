@@ -11,7 +11,7 @@ import pytest
 
 from workers import processes, shard_groups, train_child
 from workers.claims import Claim
-from workers.worker import _slots
+from workers.worker import _merges_next, _slots
 from zootrain.records import JobRecord, ShardRecord, ShardState, new_job_id, utcnow
 from zootrain.spec import JobSpec
 from zootrain.zk import ZnodeStat
@@ -167,3 +167,22 @@ def test_one_shards_failure_in_the_child_is_its_own(monkeypatch: pytest.MonkeyPa
     assert results[0] == {"index": 0} and results[2] == {"index": 2}
     assert results[1]["failed"] == "ValueError: shard 1 is broken"
     assert "shard 1 is broken" in results[1]["trace"]
+
+
+def test_a_group_holding_its_whole_job_keeps_its_slot_while_it_settles() -> None:
+    """Its last member claims the job's merge, which takes the slot next: a scan in between
+    would only read the queue for the merge to take the slot."""
+    whole = group_of(2)
+    assert whole.whole_job
+    for member in whole.members:
+        member.settling = True
+    assert all(_merges_next(m) for m in whole.members)
+    # A group of some of its job's shards (the rest were claimed elsewhere): the merge may be
+    # another worker's, and a settling member's slot is free as any claim's.
+    part = shard_groups.ShardGroup(
+        [Claim(job=job(shards=3), lock=f"l{i}", index=i) for i in range(2)]
+    )
+    for member in part.members:
+        member.group = part
+    assert not part.whole_job and not any(_merges_next(m) for m in part.members)
+    assert not _merges_next(Claim(job=job(), lock="x", index=0))
