@@ -75,15 +75,20 @@ from zootrain.zk_metrics import ZOOKEEPER_CONNECTED
 
 log = logging.getLogger("zootrain.worker")
 
-# A scan reads this many queued jobs concurrently at first, four times more each next batch.
+# The job's record and its other shards' (with their stats): what deciding a merge claim takes.
+MergeReads = tuple[Versioned, list[tuple[ShardRecord, ZnodeStat]]]
+# A scan reads this many queued jobs concurrently at first, twice as many each next batch.
 # One: the first job a scan reads (blocked jobs are skipped unread, workers/scan_memo.py) is
 # almost always the one it claims in, and a scan that claims ends there, so whatever else its
 # batch read is thrown away and read again by the next scan. With 500 tiny jobs queued at once,
 # a first batch of 8 read about 250 records a job (every claim, end and wake-up of two workers
 # re-reading the 7 jobs behind the head).
-# The job's record and its other shards' (with their stats): what deciding a merge claim takes.
-MergeReads = tuple[Versioned, list[tuple[ShardRecord, ZnodeStat]]]
 SCAN_FIRST_BATCH = 1
+# ... and that many batches of the first size before they grow. Two: with many small jobs
+# queued, two workers both take from the head, and a worker's first read is often of the job
+# the other has just claimed; the job behind it is then the one to claim, and a batch of two
+# there read a third job for nothing (a read of a job for every three jobs, 500 queued at once).
+SCAN_FIRST_BATCHES = 2
 # Seconds a scan leaves a job's first merge to the worker that settled its last shard (it
 # claims at once; this is only how long a merge waits if that worker died before its claim).
 MERGE_HANDOFF = 1.0
@@ -517,9 +522,11 @@ class Worker:
         # wasted (with 500 tiny jobs queued, growing four-fold read three jobs a claim for
         # nothing). A scan whose last free slot our other tasks took meanwhile ends
         # (Scan.take).
-        batch = SCAN_FIRST_BATCH
+        batch, first = SCAN_FIRST_BATCH, SCAN_FIRST_BATCHES
         while chunk := todo.take(batch):
-            batch = min(batch * 2, SCAN_MAX_BATCH)
+            first -= 1
+            if first <= 0:
+                batch = min(batch * 2, SCAN_MAX_BATCH)
             mark = self.memo.mark
             # With the training slot taken (a scan for the slot of jobs in rounds), a job is
             # read alone first: most are not trained in rounds, and the shards read with such
