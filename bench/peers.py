@@ -15,9 +15,10 @@ What a user choosing a way to train scikit-learn models on several processes wou
   training; the peers: 1,000 no-op tasks mapped and gathered, wall x 2 slots / 1,000.
 
 Each peer lives in its own process (bench/peer_child.py), started once and warm for every timed
-call, as zootrain's workers are warm (and idle while the others run: measured idle on
-2026-12-01, Dask's scheduler and workers took 7 % of a core and Ray's processes 4 %, which
-falls on zootrain's rounds as zootrain's idle stack falls on theirs). Runs are interleaved
+call, as zootrain's workers are warm, and idle while the others run (measured idle on
+2026-12-01, Dask's scheduler and workers took 7 % of a core and Ray's processes 4 %), except
+during zootrain's batch of tiny tasks: the peers are stopped for it and started and warmed
+again after it, untimed (idle, they cost that batch 4 ms a task and more). Runs are interleaved
 (round 1 of every system, then round 2, ...) so that a change in the machine's load falls on all
 of them; each figure is the median of ``--peers-runs`` (3) runs. The peers are the ``peers``
 extra (``pip install -e '.[peers]'``); a peer that is not installed is reported as missing, not
@@ -222,11 +223,15 @@ async def run(ctx: Context) -> list[Figure]:
                 await zootrain_job(tiny_spec("bench-peers-warm"))
             await tiny_batch(client, observer, stack.paths, min(tasks, 100) // 2)
             await zootrain_job(search_spec(search_rows // 4, 2))
-            for name, peer in peers.items():
+
+            async def warm(name: str, peer: PeerProcess) -> None:
                 await peer.call(what="forest", rows=rows, trees=2)
                 await peer.call(what="search", rows=search_rows // 4, trees=2)
                 if name != "sklearn":
                     await peer.call(what="tiny", tasks=min(tasks, 100))
+
+            for name, peer in peers.items():
+                await warm(name, peer)
             for round_ in range(runs):
                 job = await zootrain_job(forest_spec(rows, per_shard))
                 forest["zootrain"].append(job.finished - job.posted)
@@ -238,8 +243,19 @@ async def run(ctx: Context) -> list[Figure]:
                     search[name].append(
                         await peer.call(what="search", rows=search_rows, trees=search_trees)
                     )
+                # zootrain's tiny batch runs with the peers stopped, then they are started and
+                # warmed again, untimed. The batch keeps both cores busy, and idle after their
+                # first fits, Dask's and Ray's processes took a share of every tiny task's slot
+                # (a probe of the same batch with and without them: 38.4 against 34.2 ms; here,
+                # after their forests and searches, more: docs/performance.md).
+                # Their own batches run beside zootrain's idle stack (a ZooKeeper server and
+                # two workers waiting on watches).
+                await asyncio.gather(*(peer.stop() for peer in peers.values()))
                 batch = await tiny_batch(client, observer, stack.paths, tasks // 2)
                 tiny["zootrain"].append(batch)
+                for name, peer in peers.items():
+                    await peer.start()
+                    await warm(name, peer)
                 for name in present:
                     wall = await peers[name].call(what="tiny", tasks=tasks)
                     tiny[name].append(Tiny(wall=wall, tasks=tasks))
