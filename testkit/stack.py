@@ -152,16 +152,6 @@ def wait_job(client: httpx.Client, job_id: str, timeout: float = 120.0) -> dict[
     return last
 
 
-def cpu_seconds(pid: int) -> float:
-    """CPU time ``pid`` has used (user and system), from /proc; 0 if it is gone."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return 0.0
-    fields = stat.rsplit(")", 1)[1].split()  # fields[0] is the state, the stat's third field
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 def descendants(pid: int) -> set[int]:
     """Live (non-zombie) descendants of ``pid``, from /proc."""
     parents: dict[int, int] = {}

@@ -612,7 +612,7 @@ class Worker:
         now = time.time()
         waiting = True
         full: set[bool] = set()  # kinds of slot found all taken
-        grouped = shard_groups.groupable(job, self.settings.worker_group_work)
+        grouped = self.memo.small(job.id)  # as the scan's read of the job learnt it
         if grouped and self._room(rounds=False):
             attempt = await self._claim_group(job, shards, job_stat, now)
             if attempt is not None:

@@ -31,8 +31,9 @@ import httpx
 import pytest
 from kazoo.client import KazooClient
 
+from bench.process_stats import cpu_seconds
 from testkit.auth import AUTH
-from testkit.stack import Process, Stack, cpu_seconds, descendants, wait_for, wait_job
+from testkit.stack import Process, Stack, descendants, wait_for, wait_job
 from testkit.zkproxy import MULTI, Rule, ZooKeeperProxy
 from testkit.zkserver import free_port
 from tests.failover.helpers import (
