@@ -475,6 +475,17 @@ _CLASSIFIER_LOSSES: dict[str, Any] = {
 }
 
 
+def _classifier_loss(name: str, margins: np.ndarray, epsilon: float) -> np.ndarray:
+    """The loss of each row and binary problem at margin y * score (y = +1/-1).
+
+    SGDClassifier also takes the four regression losses: they treat the sign as a number to
+    fit, and with y = +1/-1 the residual |y - score| is |1 - margin|."""
+    if name in _CLASSIFIER_LOSSES:
+        loss: np.ndarray = _CLASSIFIER_LOSSES[name](margins)
+        return loss
+    return _regression_loss(name, 1.0 - margins, epsilon)
+
+
 def _regression_loss(name: str, residual: np.ndarray, epsilon: float) -> np.ndarray:
     r = np.abs(residual)
     loss: np.ndarray
@@ -561,7 +572,7 @@ def sgd_local(
     # the same loss functions scikit-learn's SGD minimises).
     if classes is not None:
         margins = _sgd_signs(y, classes) * scores
-        loss = np.sum(_CLASSIFIER_LOSSES[p["loss"]](margins), axis=0)
+        loss = np.sum(_classifier_loss(p["loss"], margins, float(p["epsilon"])), axis=0)
     else:
         residual = y - scores[:, 0]
         loss = np.array([np.sum(_regression_loss(p["loss"], residual, float(p["epsilon"])))])
