@@ -17,13 +17,14 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from functools import partial
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from kazoo.exceptions import NoNodeError
 
 from workers import processes
+from zootrain.errors import ArtifactError
 from zootrain.records import ROUND_HISTORY, JobRecord, RoundPoint, RoundProgress, utcnow
 from zootrain.rounds import INLINE_LIMIT, Blob, RoundRecord, Rounds, RoundState
 
@@ -34,6 +35,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("zootrain.worker")
 
 SHARD_SESSION = "workers.round_child:shard_session"
+T = TypeVar("T")
 
 
 class RoundTask:
@@ -98,7 +100,8 @@ class RoundTask:
                 if self.index == 0:
                     reply = await self._ask(child, {"op": "start"})
                     first = RoundRecord(round=0, blob=await self._put(reply["state"]))
-                    if await self._zk(partial(self.rounds.open_first, first)):
+                    open_first = partial(self.rounds.open_first, first)
+                    if await self._zk(self._naming([(first.blob, reply["state"])], open_first)):
                         log.info("rounds of %s: round 0 open", self.job_id)
                     continue
                 await self._wait(changed)  # shard 0 opens round 0
@@ -113,7 +116,7 @@ class RoundTask:
                 reply = await self._ask(child, {"op": "local", "state": state, "round": number})
                 blob = await self._put(reply["result"])
                 post = partial(self.rounds.post, number, self.index, stat.version, blob)
-                if not await self._zk(post):
+                if not await self._zk(self._naming([(blob, reply["result"])], post)):
                     continue  # the round was combined without us (our earlier attempt's result)
             results = await self._zk(partial(self.rounds.complete, number))
             if results is None:
@@ -162,14 +165,17 @@ class RoundTask:
         updated = job.model_copy(
             update={"rounds": _progress(job, following), "updated_at": utcnow()}
         )
-        advanced = await self._zk(
-            lambda: self.rounds.advance(
-                record.round,
-                version,
-                following,
-                (self.worker.paths.job(self.job_id), updated.dump(), job_stat.version),
-            )
+        advance = partial(
+            self.rounds.advance,
+            record.round,
+            version,
+            following,
+            (self.worker.paths.job(self.job_id), updated.dump(), job_stat.version),
         )
+        named = [(following.blob, reply["state"])]
+        if following.model is not None:
+            named.append((following.model, None))
+        advanced = await self._zk(self._naming(named, advance))
         if advanced:
             log.info(
                 "rounds of %s: round %d combined (objective %.6g, change %.3g)%s",
@@ -211,6 +217,30 @@ class RoundTask:
             None, lambda: self.worker.store.put(data, kind="rounds", suffix="npz")
         )
         return Blob(artifact=artifact, sha256=sha256)
+
+    def _naming(
+        self, named: list[tuple[Blob, bytes | None]], write: Callable[[], Awaitable[T]]
+    ) -> Callable[[], Awaitable[T]]:
+        """``write``, a record naming these blobs, each attempt of it preceded by ``_keep``."""
+
+        async def attempt() -> T:
+            await self._keep(named)
+            return await write()
+
+        return attempt
+
+    async def _keep(self, named: list[tuple[Blob, bytes | None]]) -> None:
+        """Right before a record naming these blobs is written: keep the collector off their
+        files however long ago they were put (an outage between), as a shard's model is kept
+        (zootrain/store_gc.py). A file it took meanwhile is put again from its bytes (same
+        bytes, same key); a file whose bytes we no longer hold (the final model, written by
+        the child) fails the attempt, and the shard is trained again."""
+        for blob, data in named:
+            if blob.artifact is None or await self.worker.touch(blob.artifact):
+                continue
+            if data is None:
+                raise ArtifactError(f"artifact {blob.artifact} was collected before its record")
+            await self._put(data)
 
     async def _get(self, blob: Blob) -> bytes:
         inline = blob.data()

@@ -9,12 +9,13 @@ I/O; docs/artifact-stores.md says why and what it measured), so the code above t
 not know which one it talks to.
 
 ZooKeeper keeps an artifact's key and sha256; the bytes live here. Keys are
-``(models|datasets)/<sha256>.<ext>``: the name is the content's digest, so two workers writing
-the same bytes write the same object harmlessly. Every write is atomic as readers see it (a
-directory store writes a staging file and renames it; S3 makes an object visible only when its
-single PUT or multipart upload completes), and every read checks the bytes against the sha256
-the caller got from ZooKeeper. Transient errors (5xx, dropped connections, timeouts) are retried
-by obstore with exponential backoff.
+``(models|datasets|rounds)/<sha256>.<ext>``: the name is the content's digest, so two workers
+writing the same bytes write the same object harmlessly (``rounds``: a round's parameters or a
+shard's result too large to keep inline in ZooKeeper, zootrain/rounds.py). Every write is
+atomic as readers see it (a directory store writes a staging file and renames it; S3 makes an
+object visible only when its single PUT or multipart upload completes), and every read checks
+the bytes against the sha256 the caller got from ZooKeeper. Transient errors (5xx, dropped
+connections, timeouts) are retried by obstore with exponential backoff.
 """
 
 from __future__ import annotations
@@ -42,15 +43,15 @@ from zootrain.errors import ArtifactError
 if TYPE_CHECKING:
     from obstore.store import ClientConfig, RetryConfig
 
-_KEY = re.compile(r"^(models|datasets)/[0-9a-f]{64}\.[a-z]{1,10}$")
+_KEY = re.compile(r"^(models|datasets|rounds)/[0-9a-f]{64}\.[a-z]{1,10}$")
 # obstore's directory store writes "<key>#<n>" and renames it into place; it hides such files
 # from its own listings, and they are listed here so that garbage collection can remove the
 # ones a killed writer left behind. (S3 has no such files: an unfinished multipart upload is
 # not an object; a bucket lifecycle rule, AbortIncompleteMultipartUpload, clears its parts.)
 _STAGING = re.compile(
-    r"^(models|datasets)/([0-9a-f]{64}\.[a-z]{1,10}#\d+|\.tmp-[A-Za-z0-9_.-]{1,200})$"
+    r"^(models|datasets|rounds)/([0-9a-f]{64}\.[a-z]{1,10}#\d+|\.tmp-[A-Za-z0-9_.-]{1,200})$"
 )
-KINDS = ("models", "datasets")
+KINDS = ("models", "datasets", "rounds")
 CHUNK = 8 * 1024 * 1024
 """Multipart part size for uploads and the read size of streamed downloads."""
 RANGE_GAP = 64 * 1024
@@ -339,7 +340,7 @@ class ArtifactStore:
     # -- listing and deleting (garbage collection, deletes) ---------------------------------------
 
     def list(self, kind: str | None = None) -> Iterator[StoredObject]:
-        """Every artifact (of ``kind``, models or datasets) with its size and modified time.
+        """Every artifact (of ``kind``, one of KINDS) with its size and modified time.
         Anything else under the prefix (a staging file, a foreign object) is left out."""
         for batch in obstore.list(self._store, prefix=kind, chunk_size=1000):
             for meta in batch:

@@ -7,10 +7,11 @@ collects them every ``ZOOTRAIN_ARTIFACT_GC_INTERVAL``.
 
 **Mark** (``referenced``): every artifact URI in the records that can still need a file:
 version records not deleted, dataset records (and the Parquet files their manifests name),
-and unfinished jobs (their dataset source and their shards' models, which the merge will
-read). URIs are taken from the records' raw bytes,
-not from a parse: a record this code cannot parse (a newer writer, a corrupt node) still
-protects every file it names. A read that fails ends the collection before anything is deleted.
+and unfinished jobs (their dataset source, their shards' models, which the merge will read,
+and, training in rounds, the parameters and results their round nodes name). URIs are taken
+from the records' raw bytes, not from a parse: a record this code cannot parse (a newer
+writer, a corrupt node) still protects every file it names. A read that fails ends the
+collection before anything is deleted.
 
 **Sweep** (``collect``): the store is listed *before* the mark, and an unmarked object goes only
 if its last write is older than the grace period (``ZOOTRAIN_ARTIFACT_GC_GRACE``; temporary
@@ -42,12 +43,13 @@ from zootrain.artifacts import ArtifactStore, StoredObject
 from zootrain.errors import ArtifactError
 from zootrain.paths import Paths, sorted_queue
 from zootrain.records import JobRecord, VersionRecord
+from zootrain.rounds import rounds_path
 from zootrain.zk import ZooKeeper
 
 log = logging.getLogger("zootrain.gc")
 
 TEMPORARY_MAX_AGE = 3600.0  # seconds: a temporary file older than this belongs to nobody alive
-_URI = re.compile(rb"(?:models|datasets)/[0-9a-f]{64}\.[a-z]{1,10}")
+_URI = re.compile(rb"(?:models|datasets|rounds)/[0-9a-f]{64}\.[a-z]{1,10}")
 _READ_BATCH = 64
 
 
@@ -147,6 +149,23 @@ class Marker:
             base = self.paths.shards(job_id)
             for _, shard in await self._read_all([f"{base}/{n}" for n in shards]):
                 marked |= uris(shard)
+            marked |= await self._rounds(job_id)
+        return marked
+
+    async def _rounds(self, job_id: str) -> set[str]:
+        """A job training in rounds: its round record (the current parameters, the final
+        model) and the results entered in its open round, any of which may be in the store.
+        A round combined between the reads took its results' files out of use; the record
+        read first, or the next one (written after a touch), names what is still needed."""
+        record = rounds_path(self.paths, job_id)
+        data = await self._data(record)
+        if data is None:
+            return set()
+        marked = uris(data)
+        for name in await self._children(record):
+            entered = await self._children(f"{record}/{name}")
+            for _, result in await self._read_all([f"{record}/{name}/{n}" for n in entered]):
+                marked |= uris(result)
         return marked
 
 

@@ -13,7 +13,7 @@ from pathlib import Path
 from kazoo.client import KazooClient
 
 TERMINAL = ("succeeded", "failed", "cancelled")
-KINDS = ("models", "datasets")
+KINDS = ("models", "datasets", "rounds")
 
 
 def _children(kazoo: KazooClient, path: str) -> list[str]:
@@ -64,6 +64,23 @@ def _named_by_records(kazoo: KazooClient, root: str) -> set[str]:
             record = _json(kazoo, f"{root}/jobs/{job_id}/shards/{shard}")
             if record is not None and record.get("artifact"):
                 found.add(str(record["artifact"]))
+        found |= _named_by_rounds(kazoo, f"{root}/jobs/{job_id}/rounds")
+    return found
+
+
+def _named_by_rounds(kazoo: KazooClient, rounds: str) -> set[str]:
+    """A job training in rounds: the parameters and final model its round record names, and
+    the results entered in its open round (blobs kept in the store rather than inline)."""
+    records = [_json(kazoo, rounds)] if kazoo.exists(rounds) else []
+    for number in _children(kazoo, rounds):
+        for index in _children(kazoo, f"{rounds}/{number}"):
+            records.append(_json(kazoo, f"{rounds}/{number}/{index}"))
+    found: set[str] = set()
+    for record in records:
+        for field in ("blob", "model"):
+            blob = (record or {}).get(field)
+            if isinstance(blob, dict) and blob.get("artifact"):
+                found.add(str(blob["artifact"]))
     return found
 
 
