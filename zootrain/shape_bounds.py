@@ -4,8 +4,10 @@ scikit-learn checks these inside fit(), so a job that breaks one was accepted an
 on every shard and every retry: a forest's ``max_features`` above the dataset's features, its
 ``monotonic_cst`` of the wrong length or on a target of more than two classes (scikit-learn
 supports monotonic constraints for regression and binary classification only), k-means asked
-for more clusters than a shard (or a search's cross-validation fold) has rows. The job service
-checks them before anything is written: for a built-in dataset from its known shape
+for more clusters than a shard (or a search's cross-validation fold) has rows, naive Bayes
+given a list of priors that is not one per class, SGD's early-stopping split leaving a side
+without a row (or a class). The job service checks them before anything
+is written: for a built-in dataset from its known shape
 (zootrain.ml.validation, in the child that validates specs), for an uploaded one from its
 record (zootrain.uploads).
 
@@ -53,6 +55,10 @@ def check_shape(
     if alg.merge == "forest_union":
         # A regressor fitted on a classification dataset's labels fits numbers: no classes.
         _check_forest(params, features, classes if alg.task == "classification" else None)
+    elif alg.merge in _PRIOR_PARAM and classes is not None:
+        _check_priors(_PRIOR_PARAM[alg.merge], params, classes)
+    elif algorithm in ("sgd_classifier", "sgd_regressor"):
+        _check_validation_split(params, rows, classes if alg.task == "classification" else None)
     elif alg.merge == "kmeans_centroids":
         n_clusters = params.get("n_clusters", DEFAULT_N_CLUSTERS)
         # bool is an int to Python, and never a valid n_clusters (the params check says so).
@@ -62,6 +68,47 @@ def check_shape(
                 f"n_clusters={n_clusters} exceeds the {rows} rows one fit of this job sees "
                 "(k-means needs a row per cluster); ask for fewer clusters or fewer shards",
             )
+
+
+DEFAULT_VALIDATION_FRACTION = 0.1
+"""SGD's own default (zootrain.ml.algorithms checks at import that scikit-learn agrees)."""
+
+
+def _check_validation_split(params: Mapping[str, Any], rows: int, classes: int | None) -> None:
+    """SGD's ``early_stopping`` holds out ``validation_fraction`` of each fit's rows, split as
+    scikit-learn's ShuffleSplit splits (the held-out count rounded up), stratified for a
+    classifier, which then needs every class on both sides."""
+    if params.get("early_stopping") is not True:
+        return
+    fraction = params.get("validation_fraction", DEFAULT_VALIDATION_FRACTION)
+    if type(fraction) not in (int, float) or not 0 < fraction < 1:
+        return  # the params check names it
+    held_out = math.ceil(fraction * rows)
+    kept = rows - held_out
+    least = classes if classes is not None else 1
+    if min(kept, held_out) < least:
+        need = f"at least {classes} (one per class)" if classes is not None else "a row"
+        raise ParamError(
+            "validation_fraction",
+            f"validation_fraction={fraction:g} of the {rows} rows one fit of this job sees "
+            f"keeps {kept} to train on and holds out {held_out} for early stopping; each "
+            f"needs {need}: choose a fraction nearer 0.5, fewer shards, or no early_stopping",
+        )
+
+
+_PRIOR_PARAM = {"gaussian_nb": "priors", "multinomial_nb": "class_prior"}
+"""The naive Bayes parameter holding one prior per class, by merge."""
+
+
+def _check_priors(param: str, params: Mapping[str, Any], classes: int) -> None:
+    priors = params.get(param)
+    # scikit-learn checks the length inside fit(): every shard of such a job would fail alike.
+    if isinstance(priors, list) and len(priors) != classes:
+        raise ParamError(
+            param,
+            f"{param} has {len(priors)} values; the dataset's target has {classes} classes "
+            "(one prior per class, in the order of the sorted class labels)",
+        )
 
 
 def _check_forest(params: Mapping[str, Any], features: int, classes: int | None) -> None:

@@ -120,6 +120,31 @@ BAD_BODIES: list[tuple[str, Any, int, tuple[str, ...]]] = [
         422,
         ("monotonic_cst", "multiclass", "3 classes"),
     ),
+    # One prior per class, which scikit-learn checked only in every shard's fit() (CI's fuzz
+    # found class_prior [] accepted, then failing in each shard).
+    (
+        "class-prior-empty",
+        _with(algorithm="multinomial_nb", params={"class_prior": []}),
+        422,
+        ("class_prior", "0 values", "3 classes"),
+    ),
+    (
+        "priors-2-of-3",
+        _with(algorithm="gaussian_nb", params={"priors": [0.5, 0.5]}),
+        422,
+        ("priors", "2 values", "3 classes"),
+    ),
+    # SGD's early stopping holds a fraction of each fit's rows out, stratified: CI's fuzz found
+    # validation_fraction 0.9999999999999999 accepted, then failing in every shard.
+    (
+        "early-stopping-leaves-nothing-to-train",
+        _with(
+            algorithm="sgd_classifier",
+            params={"early_stopping": True, "validation_fraction": 0.9999999999999999},
+        ),
+        422,
+        ("validation_fraction", "keeps 0 to train on"),
+    ),
     # iris keeps 120 training rows (test_size 0.2): 4 shards of 30. k-means needs a row per
     # cluster in every fit, which scikit-learn checked only in each shard's fit() (a search's:
     # in each fold's).

@@ -7,7 +7,7 @@ from typing import Any
 import numpy as np
 import pytest
 from sklearn.ensemble import RandomForestClassifier
-from sklearn.linear_model import LogisticRegression, SGDClassifier
+from sklearn.linear_model import LogisticRegression, SGDClassifier, SGDRegressor
 
 from zootrain.ml.algorithms import (
     ALGORITHMS,
@@ -271,6 +271,57 @@ def test_kmeans_clusters_are_checked_against_the_rows_one_fit_sees() -> None:
     with pytest.raises(ParamError):
         check_shape("kmeans", {}, features=4, rows=7)
     check_shape("kmeans", {}, features=4, rows=8)
+
+
+@pytest.mark.parametrize(
+    ("algorithm", "param"), [("gaussian_nb", "priors"), ("multinomial_nb", "class_prior")]
+)
+def test_naive_bayes_priors_are_one_per_class(algorithm: str, param: str) -> None:
+    for priors in ([], [0.5, 0.5], [0.25] * 4):
+        with pytest.raises(ParamError) as info:
+            check_shape(algorithm, {param: priors}, features=4, rows=100, classes=3)
+        assert info.value.param == param
+        assert f"{len(priors)} values" in str(info.value)
+        assert "3 classes" in str(info.value)
+    check_shape(algorithm, {param: [0.2, 0.3, 0.5]}, features=4, rows=100, classes=3)
+    check_shape(algorithm, {}, features=4, rows=100, classes=3)
+    # The class count unknown (no classifier fitted): nothing to check it against.
+    check_shape(algorithm, {param: [0.5, 0.5]}, features=4, rows=100)
+
+
+@pytest.mark.parametrize("rows", [6, 9, 30, 31])
+@pytest.mark.parametrize("fraction", [0.01, 0.1, 0.3, 0.5, 0.9, 0.99, 0.9999999999999999])
+@pytest.mark.parametrize("classes", [None, 2, 3])
+def test_sgd_early_stopping_split_is_refused_exactly_when_scikit_learn_refuses_it(
+    rows: int, fraction: float, classes: int | None
+) -> None:
+    """CI's fuzz found validation_fraction 0.9999999999999999 accepted, then failing in every
+    shard: scikit-learn's own split (ShuffleSplit, stratified for a classifier) is the judge."""
+    params = {"early_stopping": True, "validation_fraction": fraction, "max_iter": 5}
+    x = np.random.default_rng(0).normal(size=(rows, 2))
+    if classes is None:
+        algorithm, estimator = "sgd_regressor", SGDRegressor(**params, tol=None)
+        y = x[:, 0]
+    else:
+        algorithm, estimator = "sgd_classifier", SGDClassifier(**params, tol=None)
+        y = np.arange(rows) % classes  # every class at least twice
+    try:
+        estimator.fit(x, y)
+    except ValueError:
+        fits = False
+    else:
+        fits = True
+    try:
+        check_shape(algorithm, params, features=2, rows=rows, classes=classes)
+    except ParamError as exc:
+        assert exc.param == "validation_fraction"
+        assert f"{rows} rows" in str(exc)
+        accepted = False
+    else:
+        accepted = True
+    assert accepted == fits
+    # Without early stopping nothing is held out: any fraction fits.
+    check_shape(algorithm, {"validation_fraction": fraction}, features=2, rows=rows)
 
 
 def test_the_rows_one_fit_sees() -> None:

@@ -33,7 +33,7 @@ from sklearn.linear_model._logistic import _check_solver
 from sklearn.naive_bayes import GaussianNB, MultinomialNB
 from sklearn.utils._param_validation import InvalidParameterError
 
-from zootrain.shape_bounds import DEFAULT_N_CLUSTERS
+from zootrain.shape_bounds import DEFAULT_N_CLUSTERS, DEFAULT_VALIDATION_FRACTION
 from zootrain.spec import ALGORITHM_TABLE, AlgorithmInfo, AlgorithmTask, MergeKind, Task
 from zootrain.spec import ParamError as ParamError  # raised by validate_params
 
@@ -384,6 +384,12 @@ if _plain_table() != ALGORITHM_TABLE or tuple(ALGORITHMS) != tuple(ALGORITHM_TAB
 # So must zootrain.shape_bounds' default cluster count (a spec that leaves n_clusters out).
 if KMeans().n_clusters != DEFAULT_N_CLUSTERS:
     raise RuntimeError(f"zootrain.shape_bounds.DEFAULT_N_CLUSTERS is not {KMeans().n_clusters}")
+# And its default early-stopping fraction, for SGD (both estimators share it).
+for _sgd in (SGDClassifier, SGDRegressor):
+    if _sgd().validation_fraction != DEFAULT_VALIDATION_FRACTION:
+        raise RuntimeError(
+            f"zootrain.shape_bounds.DEFAULT_VALIDATION_FRACTION is not {_sgd().validation_fraction}"
+        )
 
 
 def get_algorithm(name: str) -> Algorithm:
