@@ -53,12 +53,17 @@ def test_delete_keeps_what_was_modified_after_the_limit(tmp_path: Path) -> None:
 def test_delete_refuses_keys_outside_the_store(tmp_path: Path) -> None:
     with pytest.raises(ArtifactError):
         ArtifactStore(tmp_path).delete("models/../../etc/passwd")
+    with pytest.raises(ArtifactError):
+        ArtifactStore(tmp_path).delete("rounds/../../etc/passwd")
 
 
 def test_uris_are_found_in_any_record_bytes() -> None:
-    a, b = "a" * 64, "b" * 64
-    data = f'{{"artifact": "models/{a}.skops", "x": ["datasets/{b}.csv"]}} models/zz'.encode()
-    assert uris(data) == {f"models/{a}.skops", f"datasets/{b}.csv"}
+    a, b, c = "a" * 64, "b" * 64, "c" * 64
+    data = (
+        f'{{"artifact": "models/{a}.skops", "x": ["datasets/{b}.csv"], "p": "rounds/{c}.npz"}}'
+        " models/zz jobs/" + c + ".npz"
+    ).encode()
+    assert uris(data) == {f"models/{a}.skops", f"datasets/{b}.csv", f"rounds/{c}.npz"}
     assert uris(b"{not json at all: models/" + a.encode() + b".skops") == {f"models/{a}.skops"}
 
 
