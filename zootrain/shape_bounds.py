@@ -5,11 +5,11 @@ on every shard and every retry: a forest's ``max_features`` above the dataset's 
 ``monotonic_cst`` of the wrong length or on a target of more than two classes (scikit-learn
 supports monotonic constraints for regression and binary classification only), k-means asked
 for more clusters than a shard (or a search's cross-validation fold) has rows, naive Bayes
-given a list of priors that is not one per class, SGD's early-stopping split leaving a side
-without a row (or a class). The job service checks them before anything
-is written: for a built-in dataset from its known shape
-(zootrain.ml.validation, in the child that validates specs), for an uploaded one from its
-record (zootrain.uploads).
+given priors that are not one per class (or smoothing values not one per feature), SGD's
+early-stopping split leaving a side without a row (or a class), liblinear on more than two
+classes. The job service checks them before anything is written: for a built-in dataset from
+its known shape (zootrain.ml.validation, in the child that validates specs), for an uploaded
+one from its record (zootrain.uploads).
 
 Pure: no scikit-learn (the job service imports it).
 """
@@ -55,8 +55,26 @@ def check_shape(
     if alg.merge == "forest_union":
         # A regressor fitted on a classification dataset's labels fits numbers: no classes.
         _check_forest(params, features, classes if alg.task == "classification" else None)
-    elif alg.merge in _PRIOR_PARAM and classes is not None:
-        _check_priors(_PRIOR_PARAM[alg.merge], params, classes)
+    elif alg.merge in _PRIOR_PARAM:
+        if classes is not None:
+            _check_priors(_PRIOR_PARAM[alg.merge], params, classes)
+        alpha = params.get("alpha")
+        # MultinomialNB's alpha as a list smooths each feature by its own value.
+        if alg.merge == "multinomial_nb" and isinstance(alpha, list) and len(alpha) != features:
+            raise ParamError(
+                "alpha",
+                f"alpha has {len(alpha)} values; the dataset has {features} features (a list "
+                "gives one smoothing value per feature; a number smooths them all alike)",
+            )
+    elif algorithm == "logistic_regression":
+        # scikit-learn >= 1.8 fits liblinear's binary problems only (one-vs-rest was removed).
+        if params.get("solver") == "liblinear" and classes is not None and classes > 2:
+            raise ParamError(
+                "solver",
+                f"solver 'liblinear' fits binary targets only, and the dataset's target has "
+                f"{classes} classes; choose another solver (lbfgs, the default, newton-cg, "
+                "newton-cholesky, sag or saga)",
+            )
     elif algorithm in ("sgd_classifier", "sgd_regressor"):
         _check_validation_split(params, rows, classes if alg.task == "classification" else None)
     elif alg.merge == "kmeans_centroids":

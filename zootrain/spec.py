@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal, Self, assert_never, get_args
 
@@ -94,11 +95,32 @@ ROUNDS_CAPABLE: tuple[str, ...] = ROUNDS_ALGORITHMS
 """Algorithms that can train in rounds (``merge: "rounds"``)."""
 
 
+def logistic_penalty(params: Mapping[str, Any]) -> str | None:
+    """The penalty a LogisticRegression with ``params`` applies: ``penalty`` when set, else (its
+    default, "deprecated" since scikit-learn 1.8) what ``l1_ratio`` makes it."""
+    penalty = params.get("penalty", "deprecated")
+    if penalty != "deprecated":
+        return str(penalty) if penalty is not None else None
+    l1_ratio = params.get("l1_ratio")
+    return "l2" if not l1_ratio else "l1" if l1_ratio == 1 else "elasticnet"
+
+
 def one_shot_only(algorithm: str, params: dict[str, Any]) -> str | None:
     """The parameter that keeps ``algorithm`` from training in rounds, if one does: SGD's
     ``average`` (its averaged weights are not what the next epoch starts from),
     ``early_stopping`` and ``class_weight: "balanced"`` (scikit-learn's ``partial_fit``, which
-    runs a round's epoch, refuses both). Such a spec averages once by default."""
+    runs a round's epoch, refuses both); a logistic regression's L1 or elastic-net penalty
+    (not smooth: L-BFGS cannot minimise it), its ``class_weight`` (the rounds' loss weighs
+    every row alike) and the ``liblinear`` solver (whose objective penalises the intercept).
+    Such a spec averages once by default."""
+    if algorithm == "logistic_regression":
+        if logistic_penalty(params) in ("l1", "elasticnet"):
+            return "penalty" if params.get("penalty", "deprecated") != "deprecated" else "l1_ratio"
+        if params.get("class_weight") is not None:
+            return "class_weight"
+        if params.get("solver") == "liblinear":
+            return "solver"
+        return None
     if algorithm not in ("sgd_classifier", "sgd_regressor"):
         return None
     if params.get("average") not in (None, False, 0):
@@ -722,7 +744,9 @@ class JobSpec(BaseModel):
             f"({', '.join(ROUNDS_CAPABLE)}): rounds (the shards compute in lockstep rounds "
             "synchronised by ZooKeeper: L-BFGS, Lloyd or SGD parameter mixing; the default, "
             "except for SGD whose params set average, early_stopping or class_weight "
-            "'balanced', which rounds cannot honour) or average (one round: shard models "
+            "'balanced', and logistic regression whose params set an l1 or elasticnet "
+            "penalty (or l1_ratio), class_weight or solver 'liblinear', which rounds cannot "
+            "honour) or average (one round: shard models "
             "fitted apart and averaged, approximate). Other algorithms merge as their family "
             "does and refuse rounds."
         ),

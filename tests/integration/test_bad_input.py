@@ -129,6 +129,18 @@ BAD_BODIES: list[tuple[str, Any, int, tuple[str, ...]]] = [
         ("class_prior", "0 values", "3 classes"),
     ),
     (
+        "multinomial-alpha-3-of-4",
+        _with(algorithm="multinomial_nb", params={"alpha": [1.0, 1.0, 1.0]}),
+        422,
+        ("alpha", "3 values", "4 features"),
+    ),
+    (
+        "liblinear-multiclass",
+        _with(algorithm="logistic_regression", merge="average", params={"solver": "liblinear"}),
+        422,
+        ("solver", "liblinear", "3 classes"),
+    ),
+    (
         "priors-2-of-3",
         _with(algorithm="gaussian_nb", params={"priors": [0.5, 0.5]}),
         422,

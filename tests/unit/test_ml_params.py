@@ -289,6 +289,30 @@ def test_naive_bayes_priors_are_one_per_class(algorithm: str, param: str) -> Non
     check_shape(algorithm, {param: [0.5, 0.5]}, features=4, rows=100)
 
 
+def test_multinomial_nb_alpha_as_a_list_is_one_per_feature() -> None:
+    for alpha in ([], [1.0], [1.0] * 5):
+        with pytest.raises(ParamError) as info:
+            check_shape("multinomial_nb", {"alpha": alpha}, features=4, rows=100, classes=3)
+        assert info.value.param == "alpha"
+        assert f"{len(alpha)} values" in str(info.value)
+        assert "4 features" in str(info.value)
+    check_shape("multinomial_nb", {"alpha": [1.0] * 4}, features=4, rows=100, classes=3)
+    check_shape("multinomial_nb", {"alpha": 0.5}, features=4, rows=100, classes=3)
+
+
+def test_liblinear_is_refused_on_more_than_two_classes() -> None:
+    liblinear = {"solver": "liblinear"}
+    with pytest.raises(ParamError) as info:
+        check_shape("logistic_regression", liblinear, features=4, rows=100, classes=3)
+    assert info.value.param == "solver"
+    assert "3 classes" in str(info.value)
+    with pytest.raises(ValueError, match="liblinear"):  # scikit-learn's own refusal, in fit()
+        X, y = np.random.default_rng(0).normal(size=(30, 2)), np.arange(30) % 3
+        LogisticRegression(solver="liblinear").fit(X, y)
+    check_shape("logistic_regression", liblinear, features=4, rows=100, classes=2)
+    check_shape("logistic_regression", {"solver": "saga"}, features=4, rows=100, classes=3)
+
+
 @pytest.mark.parametrize("rows", [6, 9, 30, 31])
 @pytest.mark.parametrize("fraction", [0.01, 0.1, 0.3, 0.5, 0.9, 0.99, 0.9999999999999999])
 @pytest.mark.parametrize("classes", [None, 2, 3])

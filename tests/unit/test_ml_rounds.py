@@ -8,7 +8,13 @@ from typing import Any
 import numpy as np
 import pytest
 from sklearn.cluster import KMeans
-from sklearn.datasets import load_breast_cancer, load_iris, load_wine, make_blobs
+from sklearn.datasets import (
+    load_breast_cancer,
+    load_iris,
+    load_wine,
+    make_blobs,
+    make_classification,
+)
 from sklearn.linear_model import LogisticRegression, SGDClassifier
 from sklearn.linear_model._linear_loss import LinearModelLoss
 from sklearn.preprocessing import StandardScaler
@@ -18,6 +24,14 @@ from zootrain.ml import round_steps as rounds
 
 def _shards(n: int, parts: int, seed: int = 0) -> list[np.ndarray]:
     return np.array_split(np.random.default_rng(seed).permutation(n), parts)
+
+
+def _noisy(return_X_y: bool) -> tuple[np.ndarray, np.ndarray]:
+    """Three classes whose labels are a third noise: an unpenalised fit has a finite optimum."""
+    X, y = make_classification(
+        n_samples=600, n_features=6, n_informative=4, n_classes=3, flip_y=0.3, random_state=0
+    )
+    return X, y
 
 
 def _run(
@@ -64,6 +78,8 @@ def test_gradient_sum_equals_full_data_gradient(loader: Any) -> None:
         (load_iris, {"max_iter": 500}),
         (load_breast_cancer, {"C": 0.5, "max_iter": 500}),
         (load_wine, {"C": 2.0, "tol": 1e-6, "max_iter": 1000}),
+        # No penalty (C ignored, as scikit-learn ignores it), on rows no plane separates.
+        (_noisy, {"penalty": None, "C": 0.01, "max_iter": 500}),
     ],
 )
 def test_lbfgs_rounds_reach_scikit_learns_optimum(loader: Any, params: dict[str, Any]) -> None:
@@ -87,6 +103,10 @@ def test_lbfgs_rounds_reach_scikit_learns_optimum(loader: Any, params: dict[str,
         (load_breast_cancer, True, {"C": 0.5, "max_iter": 500}),
         # Unscaled: ill-conditioned, it runs to max_iter (about 110 rounds).
         (load_wine, False, {"max_iter": 100}),
+        # 1/C overflows: every evaluation is NaN and L-BFGS-B asks for NaN points until it
+        # gives up, with scikit-learn's all-zero model (this failed every shard, the replay
+        # taking NaN for a point it did not ask for).
+        (load_iris, True, {"C": 5e-324}),
     ],
 )
 def test_live_lbfgs_is_bit_identical_to_the_replay(
@@ -235,6 +255,22 @@ def test_spec_chooses_rounds_per_family() -> None:
     assert not spec(algorithm="sgd_classifier", params={"early_stopping": True}).rounds
     assert not spec(algorithm="sgd_regressor", params={"average": 10}).rounds
     assert not spec(algorithm="sgd_classifier", params={"class_weight": "balanced"}).rounds
+    # A logistic regression's penalty other than L2 or none, its class weights and liblinear's
+    # objective (the intercept penalised) are not what the rounds' L-BFGS minimises: these
+    # trained in rounds, an L2-penalised unweighted model, until CI's fuzz pointed there.
+    for params in (
+        {"l1_ratio": 1.0, "solver": "saga"},
+        {"l1_ratio": 0.5, "solver": "saga"},
+        {"penalty": "l1", "solver": "saga"},
+        {"penalty": "elasticnet", "l1_ratio": 0.5, "solver": "saga"},
+        {"class_weight": "balanced"},
+        {"solver": "liblinear"},
+    ):
+        assert not spec(algorithm="logistic_regression", params=params).rounds, params
+        with pytest.raises(ValueError, match="merge 'rounds' cannot honour"):
+            spec(algorithm="logistic_regression", merge="rounds", params=params)
+    for params in ({"penalty": None}, {"penalty": "l2"}, {"l1_ratio": 0.0}, {"solver": "saga"}):
+        assert spec(algorithm="logistic_regression", params=params).rounds, params
     assert not spec(algorithm="random_forest_classifier").rounds
     for bad in (
         {"algorithm": "ridge", "merge": "rounds"},

@@ -34,7 +34,14 @@ from sklearn.naive_bayes import GaussianNB, MultinomialNB
 from sklearn.utils._param_validation import InvalidParameterError
 
 from zootrain.shape_bounds import DEFAULT_N_CLUSTERS, DEFAULT_VALIDATION_FRACTION
-from zootrain.spec import ALGORITHM_TABLE, AlgorithmInfo, AlgorithmTask, MergeKind, Task
+from zootrain.spec import (
+    ALGORITHM_TABLE,
+    AlgorithmInfo,
+    AlgorithmTask,
+    MergeKind,
+    Task,
+    logistic_penalty,
+)
 from zootrain.spec import ParamError as ParamError  # raised by validate_params
 
 # Pure checks against the algorithm table, where this module's users have always found them.
@@ -209,13 +216,8 @@ def _check_sgd(estimator: type[BaseEstimator]) -> ParamCheck:
 
 def _check_logistic_solver(params: Mapping[str, Any]) -> None:
     """Solver / penalty / dual compatibility, which LogisticRegression checks in fit()."""
-    penalty = params.get("penalty")
-    if penalty == "deprecated":
-        # scikit-learn >= 1.8 derives the penalty from l1_ratio (C=inf is not JSON).
-        l1_ratio = params.get("l1_ratio")
-        penalty = "l2" if not l1_ratio else "l1" if l1_ratio == 1 else "elasticnet"
     try:
-        _check_solver(params.get("solver"), penalty, params.get("dual"))
+        _check_solver(params.get("solver"), logistic_penalty(params), params.get("dual"))
     except ValueError as exc:
         raise ParamError("solver", str(exc)) from None
 

@@ -42,6 +42,7 @@ from sklearn.utils import check_random_state
 
 from zootrain.ml.algorithms import build_estimator, get_algorithm
 from zootrain.ml.training import shard_seed
+from zootrain.spec import logistic_penalty
 
 State = dict[str, Any]
 """Numpy arrays and JSON scalars (under "meta"): what pack() stores."""
@@ -269,8 +270,9 @@ def logistic_combine(
     fit_intercept = bool(p["fit_intercept"])
     mask = _penalty_mask(meta["n_classes"], meta["n_features"], fit_intercept)
     # scikit-learn's scaling (sklearn.linear_model._logistic): the mean loss over all rows plus
-    # 1 / (2 C n) times the squared weights, the intercept unpenalised.
-    l2 = 1.0 / (float(p["C"]) * rows)
+    # 1 / (2 C n) times the squared weights, the intercept unpenalised; penalty None ignores C.
+    # (An L1 or elastic-net penalty never trains in rounds: zootrain.spec.one_shot_only.)
+    l2 = 0.0 if logistic_penalty(p) is None else 1.0 / (float(p["C"]) * rows)
     loss = float(sum(float(r["loss"]) for r in results)) / rows + 0.5 * l2 * float(
         np.dot(mask * x, x)
     )
@@ -320,7 +322,9 @@ def _caught_up(live: LiveLBFGS, state: State) -> bool:
         return False  # it combined a round whose multi lost, or another job's: not this record
     while live.fed < len(losses) and live.pending is not None:
         live.feed(float(losses[live.fed]), grads[live.fed])
-    return live.pending is not None and np.array_equal(live.pending, state["x"])
+    # equal_nan: a C so small that 1/C overflows makes the first evaluation NaN, and L-BFGS-B
+    # then asks for NaN points until it gives up (scikit-learn's own fit does the same).
+    return live.pending is not None and np.array_equal(live.pending, state["x"], equal_nan=True)
 
 
 def _replay(
@@ -355,7 +359,7 @@ def _replay(
 def _check_replay(asked: list[np.ndarray], x: np.ndarray) -> None:
     # The point the replay asks for last must be the one the shards just evaluated: if it is
     # not, the optimizer is not deterministic here (another scipy), and the record is unusable.
-    if not asked or not np.array_equal(asked[-1], x):
+    if not asked or not np.array_equal(asked[-1], x, equal_nan=True):
         raise RuntimeError("the L-BFGS replay diverged from the recorded evaluations")
 
 
