@@ -80,6 +80,19 @@ def test_classifier_merge_is_the_row_weighted_average(
     assert accuracy >= 0.9
 
 
+def test_liblinear_without_an_intercept_merges() -> None:
+    """liblinear with fit_intercept=False leaves intercept_ the scalar 0.0: every shard failed
+    on it (TypeError), found by trying parameter pairs at the schema's values."""
+    split = _split("breast_cancer", "classification")
+    params = {"solver": "liblinear", "fit_intercept": False}
+    models, rows = _shards("logistic_regression", params, split, shards=3)
+    merged = merge_models("logistic_regression", models, rows)
+    coef = np.average([m.coef_ for m in models], axis=0, weights=rows)
+    assert np.allclose(merged.coef_, coef, rtol=0, atol=1e-12)
+    assert np.array_equal(merged.intercept_, [0.0])
+    assert np.mean(merged.predict(split.X_test) == split.y_test) >= 0.9
+
+
 def test_regressor_merge_is_the_row_weighted_average(diabetes: Split) -> None:
     models, rows = _shards("sgd_regressor", {}, diabetes, shards=4, strategy="range")
     merged = merge_models("sgd_regressor", models, rows)

@@ -116,7 +116,8 @@ def _align_classes(model: Any, X: np.ndarray, classes: np.ndarray, binary_scale:
     """Re-express coef_ / intercept_ in the job's class layout (module docstring)."""
     shard_classes = np.asarray(model.classes_)
     coef = np.asarray(model.coef_, dtype=np.float64)
-    intercept = np.asarray(model.intercept_, dtype=np.float64)
+    # liblinear without an intercept leaves intercept_ the scalar 0.0, not one per coef row.
+    intercept = np.broadcast_to(np.asarray(model.intercept_, dtype=np.float64), len(coef)).copy()
     if len(shard_classes) != len(classes):
         # Only reachable with K >= 3: K = 2 shards have both classes or a single one.
         if len(shard_classes) == 2:
