@@ -99,6 +99,8 @@ def test_new_algorithms_validate_params(
         ("logistic_regression", {"l1_ratio": 1}, "solver", "lbfgs supports only"),
         ("logistic_regression", {"l1_ratio": 0.5, "solver": "sag"}, "solver", "elasticnet"),
         ("logistic_regression", {"dual": True}, "solver", "dual"),
+        # scikit-learn refused it only in fit(), every shard ("eps <= 0").
+        ("logistic_regression", {"solver": "liblinear", "tol": 0}, "tol", "tol > 0"),
         ("logistic_regression", {"n_jobs": 2}, "n_jobs", "zootrain sets it"),
         ("linear_regression", {"positive": True}, "positive", "not supported"),
         ("ridge", {"positive": True}, "positive", "normal equations"),

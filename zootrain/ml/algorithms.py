@@ -220,6 +220,9 @@ def _check_logistic_solver(params: Mapping[str, Any]) -> None:
         _check_solver(params.get("solver"), logistic_penalty(params), params.get("dual"))
     except ValueError as exc:
         raise ParamError("solver", str(exc)) from None
+    # liblinear stops at tol and refuses 0 ("eps <= 0") only inside fit(), in every shard.
+    if params.get("solver") == "liblinear" and params.get("tol") == 0:
+        raise ParamError("tol", "solver 'liblinear' needs tol > 0")
 
 
 def _named_in(message: str, params: Mapping[str, Any]) -> str:
