@@ -267,11 +267,19 @@ class Worker:
         except BaseException:
             self._armed.discard(path)
             raise
-        if not held:
+        if held is None:
             # Free: the caller claims it. The watch left on the absent node fires when a lock
             # is taken there (ours too), which costs one more look at the job, no more.
             self._armed.discard(path)
-        return held
+            return False
+        if held.ephemeralOwner == self.zk.session_id and path not in self._held:
+            # Ours, yet no claim of ours holds it: a claim whose multi applied after its reply
+            # was lost, and whose release missed it. Nobody else can ever free it while our
+            # session lives: let it go (its deletion fires the watch, and the job is looked
+            # at again).
+            log.warning("releasing %s: held by this worker's session for no claim", path)
+            await self._let_go(path)
+        return True
 
     async def _watch_lock(self, path: str) -> bool:
         """Watch a lock someone else holds; False if it was freed before the watch was set."""

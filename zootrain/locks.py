@@ -17,7 +17,7 @@ from collections.abc import Callable
 
 from kazoo.exceptions import NodeExistsError, NoNodeError, SessionExpiredError
 
-from zootrain.zk import TRANSIENT_ERRORS, TransactionRequest, WatchedEvent, ZooKeeper
+from zootrain.zk import TRANSIENT_ERRORS, TransactionRequest, WatchedEvent, ZnodeStat, ZooKeeper
 
 
 async def try_acquire(zk: ZooKeeper, path: str, owner: str) -> bool:
@@ -67,8 +67,25 @@ def release_in(tx: TransactionRequest, path: str) -> None:
 
 
 async def held_by_us(zk: ZooKeeper, path: str) -> bool:
-    stat = await zk.retry(lambda: zk.exists(path))
+    stat = await _seen(zk, path, None)
     return stat is not None and stat.ephemeralOwner == zk.session_id
+
+
+async def _seen(zk: ZooKeeper, path: str, session: int | None) -> ZnodeStat | None:
+    """The lock's stat, as the leader has it when the node is absent here. After a reply lost
+    to a connection drop, the session may have moved to a server that has not yet applied the
+    write that took the lock: the session's last-seen zxid, which keeps it off servers behind
+    it, never covered a reply it did not get. Read there alone, our own lock would look free,
+    and stay held by our session with nobody to release it (a failover test found a job's
+    shards held so for good). A node present here is authoritative: no one replaces our lock
+    while our session lives. Curator's protected mode syncs before such a look for the same
+    reason."""
+    stat: ZnodeStat | None = await zk.retry(lambda: zk.exists(path), session=session)
+    if stat is not None:
+        return stat
+    await zk.retry(lambda: zk.sync(path), session=session)
+    found: ZnodeStat | None = await zk.retry(lambda: zk.exists(path), session=session)
+    return found
 
 
 async def release(zk: ZooKeeper, path: str) -> None:
@@ -81,7 +98,7 @@ async def release(zk: ZooKeeper, path: str) -> None:
     session = zk.session_id
     while True:
         try:
-            stat = await zk.retry(lambda: zk.exists(path), session=session)
+            stat = await _seen(zk, path, session)
             if stat is None or stat.ephemeralOwner != session:
                 return
             await zk.delete(path, stat.version)
@@ -95,11 +112,12 @@ async def release(zk: ZooKeeper, path: str) -> None:
                 return
 
 
-async def watch_release(zk: ZooKeeper, path: str, on_free: Callable[[], None]) -> bool:
-    """Call ``on_free()`` once the lock at ``path`` is deleted. False if it is already free."""
+async def watch_release(zk: ZooKeeper, path: str, on_free: Callable[[], None]) -> ZnodeStat | None:
+    """Call ``on_free()`` once the lock at ``path`` is deleted. The lock's stat (its owner:
+    ``ephemeralOwner``), or None if it is already free."""
 
     def fire(event: WatchedEvent) -> None:
         on_free()
 
-    stat = await zk.exists(path, watch=fire)
-    return stat is not None
+    stat: ZnodeStat | None = await zk.exists(path, watch=fire)
+    return stat

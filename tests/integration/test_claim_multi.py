@@ -115,6 +115,42 @@ def test_a_claim_on_a_record_that_moved_on_takes_no_lock(
     asyncio.run(scenario())
 
 
+def test_a_lock_our_session_holds_for_no_claim_is_let_go_and_its_shard_claimed(
+    settings_env: dict[str, str], kazoo: KazooClient, zk_root: str
+) -> None:
+    """A claim's multi applied after its reply was lost to a connection drop, and the release
+    that followed looked on a server that had not applied it yet (the failover test's ensemble
+    lost a follower then): the shard is `running`, its lock held by the worker's own live
+    session, and no claim of the worker's holds it. Nobody else can free that lock while the
+    session lives, so the worker lets it go and claims the shard again (one more attempt)."""
+    settings = settings_from_env(settings_env, worker_id="orphaned")
+    spec = JobSpec.model_validate(iris_spec(model_name="orphan", shards=1))
+
+    async def scenario() -> None:
+        async with started_worker(settings) as worker:
+            job_id = (await JobQueue(worker.zk, worker.paths).submit(spec)).job.id
+            job, _ = await worker.queue.read_job(job_id)
+            [(shard, stat)] = await worker.queue.read_shards(job_id, 1)
+            lock = worker.paths.shard_lock(job_id, 0)
+            # What the lost claim left: its record written and its lock, by our session.
+            lost = worker._running(shard, shard.started_at or job.created_at)
+            tx = worker.zk.transaction()
+            tx.set_data(worker.paths.shard(job_id, 0), lost.dump(), stat.version)
+            tx.create(lock, worker.id.encode(), ephemeral=True)
+            await worker.zk.commit(tx)
+            worker._wake.clear()
+            assert await worker._find_work() is None  # held: let go, and looked at again
+            await asyncio.wait_for(worker._wake.wait(), 30)
+            claim = await worker._find_work()
+            assert claim is not None and claim.shard is not None
+            assert claim.shard.attempts == 2
+            lock_stat = kazoo.exists(lock)
+            assert lock_stat is not None and lock_stat.ephemeralOwner == worker.zk.session_id
+            assert lock in worker._held
+
+    asyncio.run(scenario())
+
+
 def test_an_outcome_releases_its_lock_in_its_own_multi_only_from_the_claiming_session(
     settings_env: dict[str, str], kazoo: KazooClient, zk_root: str
 ) -> None:
