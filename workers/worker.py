@@ -834,6 +834,12 @@ class Worker:
             tx.set_data(self.paths.job(job.id), marked.dump(), job_stat.version)
         try:
             results = await self.zk.commit(tx)
+            stats: list[ZnodeStat] = results[0 : 2 * len(picked) : 2]
+        except TRANSIENT_ERRORS:
+            lost = await self._lost_group_claim(job.id, picked, running, lock_paths, session)
+            if lost is None:
+                return None  # not applied, or moved on since: one by one, as the scan read
+            stats = lost
         except TransactionFailed as failed:
             # Nothing of it applied: no lock of it to release.
             self._held.difference_update(lock_paths)
@@ -853,9 +859,7 @@ class Worker:
             raise
         members = [
             Claim(job=job, lock=lock, index=record.index, shard=record, stat=stat, session=session)
-            for record, lock, stat in zip(
-                running, lock_paths, results[0 : 2 * len(picked) : 2], strict=True
-            )
+            for record, lock, stat in zip(running, lock_paths, stats, strict=True)
         ]
         group = shard_groups.ShardGroup(members)
         for member in members:
@@ -874,6 +878,52 @@ class Worker:
         if job.state == JobState.queued and not marks:
             self.side_task(self._mark_running(job.id, session, None))
         return Attempt(group.lead, waiting=False)
+
+    async def _lost_group_claim(
+        self,
+        job_id: str,
+        picked: Shards,
+        running: list[ShardRecord],
+        lock_paths: list[str],
+        session: int | None,
+    ) -> list[ZnodeStat] | None:
+        """A group claim's multi whose reply a connection drop took: applied whole or not at
+        all, as a single claim's (_claim_write). Once the session is back, our first lock says
+        which (looked for on the leader's state: locks.held_by_us). Applied, each record is one
+        version on and exactly our write, and the claim stands, its attempts counted once (let
+        go, the shards would be `running` with no lock, and a job of one attempt would fail
+        them as a dead worker's). None when it was not applied, or something moved a record
+        since (a cancel: the locks are let go); the scan's shards are then tried one by one."""
+        try:
+            if not await self.zk.wait_session(session):
+                raise SessionExpiredError("the session that made the claim is gone")
+            if not await locks.held_by_us(self.zk, lock_paths[0]):
+                self._held.difference_update(lock_paths)
+                return None
+            stats = []
+            for (shard, stat), record in zip(picked, running, strict=True):
+                path = self.paths.shard(job_id, shard.index)
+                try:
+                    data, now = await self.zk.retry(
+                        functools.partial(self.zk.get, path), session=session
+                    )
+                except NoNodeError:
+                    break  # the job was deleted since
+                if now.version != stat.version + 1 or data != record.dump():
+                    break  # applied, then moved on (a cancel)
+                stats.append(now)
+            else:
+                return stats
+        except SessionExpiredError:
+            self._held.difference_update(lock_paths)  # the locks went with the session
+            raise
+        except BaseException:
+            for lock in lock_paths:
+                await self._let_go(lock)  # released if it turns out ours
+            raise
+        for lock in lock_paths:
+            await self._let_go(lock)
+        return None
 
     def _running(self, shard: ShardRecord, at: datetime) -> ShardRecord:
         """``shard``'s record as this worker's claim at ``at`` writes it."""

@@ -124,3 +124,30 @@ def test_with_one_attempt_a_connection_drop_in_claim_settle_or_publish_does_not_
     wait_for(lambda: proxy.connections > len(FAULTS), 30, "the worker to reconnect")
     assert worker.alive()
     assert "session LOST" not in worker.output()
+
+
+def test_a_group_claim_whose_reply_is_lost_stands_with_one_attempt(
+    stack: Stack, proxy: ZooKeeperProxy, kazoo: KazooClient, zk_root: str
+) -> None:
+    """A small job's shards are claimed together by one multi (workers/shard_groups.py). Its
+    reply lost, the multi applied: the claim stands, as a single shard's does, and a job of
+    one attempt still succeeds on it (the group's locks were let go instead, and the shards,
+    `running` with one attempt each and no lock, were given up as a dead worker's)."""
+    stack.start_api()
+    wait_layout(kazoo, zk_root)
+    worker = stack.start_worker("worker", ZOOTRAIN_ZK_HOSTS=proxy.address)
+    with httpx.Client(headers=AUTH, base_url=str(stack.api_url), timeout=30) as client:
+        for action in ("drop_reply", "cut"):
+            proxy.add_rule(MULTI, f"{zk_root}/jobs/", b'"state":"running","attempts":1', action)
+            spec = iris_spec(f"group-{action}", shards=2, max_attempts=1)
+            response = client.post("/v1/jobs", json=spec)
+            assert response.status_code == 202, response.text
+            job_id = response.json()["id"]
+            view = wait_job(client, job_id, timeout=60)
+            assert proxy.faults and proxy.faults[-1][0] == action, proxy.faults
+            assert proxy.faults[-1][2].startswith(f"{zk_root}/jobs/{job_id}"), proxy.faults
+            assert view["state"] == "succeeded", (action, view)
+            assert [s["attempts"] for s in view["shards"]] == [1, 1], (action, view["shards"])
+    assert "(a group of 2)" in worker.output()
+    assert worker.alive()
+    wait_for(lambda: children(kazoo, f"{zk_root}/locks") == [], 8, "the locks to go")
