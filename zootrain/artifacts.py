@@ -43,15 +43,16 @@ from zootrain.errors import ArtifactError
 if TYPE_CHECKING:
     from obstore.store import ClientConfig, RetryConfig
 
-_KEY = re.compile(r"^(models|datasets|rounds)/[0-9a-f]{64}\.[a-z]{1,10}$")
+KINDS = ("models", "datasets", "rounds")
+NAME = r"[0-9a-f]{64}\.[a-z]{1,10}"
+"""An artifact's name under its kind: the content's sha256 and an extension."""
+_KINDS = "|".join(KINDS)
+_KEY = re.compile(rf"^({_KINDS})/{NAME}$")
 # obstore's directory store writes "<key>#<n>" and renames it into place; it hides such files
 # from its own listings, and they are listed here so that garbage collection can remove the
 # ones a killed writer left behind. (S3 has no such files: an unfinished multipart upload is
 # not an object; a bucket lifecycle rule, AbortIncompleteMultipartUpload, clears its parts.)
-_STAGING = re.compile(
-    r"^(models|datasets|rounds)/([0-9a-f]{64}\.[a-z]{1,10}#\d+|\.tmp-[A-Za-z0-9_.-]{1,200})$"
-)
-KINDS = ("models", "datasets", "rounds")
+_STAGING = re.compile(rf"^({_KINDS})/({NAME}#\d+|\.tmp-[A-Za-z0-9_.-]{{1,200}})$")
 CHUNK = 8 * 1024 * 1024
 """Multipart part size for uploads and the read size of streamed downloads."""
 RANGE_GAP = 64 * 1024

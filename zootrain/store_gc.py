@@ -39,7 +39,7 @@ from dataclasses import dataclass
 
 from kazoo.exceptions import NoNodeError
 
-from zootrain.artifacts import ArtifactStore, StoredObject
+from zootrain.artifacts import KINDS, NAME, ArtifactStore, StoredObject
 from zootrain.errors import ArtifactError
 from zootrain.paths import Paths, sorted_queue
 from zootrain.records import JobRecord, VersionRecord
@@ -49,7 +49,7 @@ from zootrain.zk import ZooKeeper
 log = logging.getLogger("zootrain.gc")
 
 TEMPORARY_MAX_AGE = 3600.0  # seconds: a temporary file older than this belongs to nobody alive
-_URI = re.compile(rb"(?:models|datasets|rounds)/[0-9a-f]{64}\.[a-z]{1,10}")
+_URI = re.compile(f"(?:{'|'.join(KINDS)})/{NAME}".encode())
 _READ_BATCH = 64
 
 
