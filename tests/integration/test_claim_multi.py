@@ -22,9 +22,9 @@ from workers import shard_groups
 from workers.claims import Unclaimable
 from workers.worker import Worker
 from zootrain.queue import JobQueue
-from zootrain.records import JobSpec, ShardState
+from zootrain.records import JobRecord, JobSpec, ShardRecord, ShardState
 from zootrain.settings import Settings
-from zootrain.zk import ZooKeeper
+from zootrain.zk import ZnodeStat, ZooKeeper
 
 pytestmark = pytest.mark.integration
 
@@ -40,6 +40,16 @@ async def started_worker(settings: Settings) -> AsyncIterator[Worker]:
         yield worker
     finally:
         await worker.zk.stop()
+
+
+async def one_shard_job(
+    worker: Worker, spec: JobSpec
+) -> tuple[str, JobRecord, ShardRecord, ZnodeStat]:
+    """``spec`` (one shard) submitted, and its job and shard as a scan reads them."""
+    job_id = (await JobQueue(worker.zk, worker.paths).submit(spec)).job.id
+    job, _ = await worker.queue.read_job(job_id)
+    [(shard, stat)] = await worker.queue.read_shards(job_id, 1)
+    return job_id, job, shard, stat
 
 
 def shard_record(kazoo: KazooClient, root: str, job_id: str) -> tuple[dict[str, object], int]:
@@ -99,9 +109,7 @@ def test_a_claim_on_a_record_that_moved_on_takes_no_lock(
 
     async def scenario() -> None:
         async with started_worker(settings) as worker:
-            job_id = (await JobQueue(worker.zk, worker.paths).submit(spec)).job.id
-            job, _ = await worker.queue.read_job(job_id)
-            [(shard, stat)] = await worker.queue.read_shards(job_id, 1)
+            job_id, job, shard, stat = await one_shard_job(worker, spec)
             path = worker.paths.shard(job_id, 0)
             moved = shard.model_copy(update={"error": "written by someone else"})
             kazoo.set(path, moved.dump(), stat.version)
@@ -128,9 +136,7 @@ def test_a_lock_our_session_holds_for_no_claim_is_let_go_and_its_shard_claimed(
 
     async def scenario() -> None:
         async with started_worker(settings) as worker:
-            job_id = (await JobQueue(worker.zk, worker.paths).submit(spec)).job.id
-            job, _ = await worker.queue.read_job(job_id)
-            [(shard, stat)] = await worker.queue.read_shards(job_id, 1)
+            job_id, job, shard, stat = await one_shard_job(worker, spec)
             lock = worker.paths.shard_lock(job_id, 0)
             # What the lost claim left: its record written and its lock, by our session.
             lost = worker._running(shard, shard.started_at or job.created_at)

@@ -43,6 +43,14 @@ def _one_machine_rows(spec: dict[str, Any]) -> Any:
     return _all_rows(rows, _plan(job, rows, task))
 
 
+def _wait_succeeded(client: httpx.Client, job_id: str, timeout: float) -> dict[str, Any]:
+    """The job's view once it ended, which must be a success (else its and its shards'
+    errors)."""
+    view = wait_job(client, job_id, timeout=timeout)
+    assert view["state"] == "succeeded", (view["error"], [s["error"] for s in view["shards"]])
+    return view
+
+
 def _round_record(kazoo: KazooClient, root: str, job_id: str) -> dict[str, Any]:
     data, _ = kazoo.get(f"{root}/jobs/{job_id}/rounds")
     record: dict[str, Any] = json.loads(data)
@@ -89,8 +97,7 @@ def test_four_shard_logistic_regression_equals_one_machine(
     stack.start_worker("worker", ZOOTRAIN_WORKER_ID="beta")
     with httpx.Client(headers=AUTH, base_url=api_url, timeout=30) as client:
         job_id = submit(client, LOGISTIC)["id"]
-        view = wait_job(client, job_id, timeout=400)
-        assert view["state"] == "succeeded", (view["error"], [s["error"] for s in view["shards"]])
+        view = _wait_succeeded(client, job_id, timeout=400)
         progress = view["rounds"]
         assert progress["round"] >= 2 and progress["history"], progress
         objectives = [p["objective"] for p in progress["history"]]
@@ -144,8 +151,7 @@ def test_worker_killed_in_round_three_rejoins_and_result_equals_one_machine(
         workers[victim_id].kill()  # the worker and its training children, mid-round
         survivor = workers[({"alpha", "beta"} - {victim_id}).pop()]
 
-        view = wait_job(client, job_id, timeout=600)
-        assert view["state"] == "succeeded", (view["error"], [s["error"] for s in view["shards"]])
+        view = _wait_succeeded(client, job_id, timeout=600)
         assert view["rounds"]["round"] > killed_in["round"]
         retaken = [s for s in view["shards"] if s["attempts"] == 2]
         assert retaken, view["shards"]  # the victim's shards were claimed again...
@@ -177,8 +183,7 @@ def test_kmeans_in_rounds_equals_lloyd_on_all_rows(
     stack.start_worker("worker", ZOOTRAIN_WORKER_ID="alpha")
     with httpx.Client(headers=AUTH, base_url=api_url, timeout=30) as client:
         job_id = submit(client, KMEANS)["id"]
-        view = wait_job(client, job_id, timeout=400)
-        assert view["state"] == "succeeded", (view["error"], [s["error"] for s in view["shards"]])
+        _wait_succeeded(client, job_id, timeout=400)
     model = _final_model(stack, kazoo, zk_root, job_id)
     split = _one_machine_rows(KMEANS)
     record = _round_record(kazoo, zk_root, job_id)
@@ -235,8 +240,7 @@ def test_rounds_too_large_for_a_znode_go_through_the_store_and_the_collector_spa
     stack.start_worker("worker", ZOOTRAIN_WORKER_ID="beta")
     with httpx.Client(headers=AUTH, base_url=api_url, timeout=30) as client:
         job_id = submit(client, KMEANS_WIDE)["id"]
-        view = wait_job(client, job_id, timeout=400)
-        assert view["state"] == "succeeded", (view["error"], [s["error"] for s in view["shards"]])
+        view = _wait_succeeded(client, job_id, timeout=400)
         assert view["rounds"]["round"] >= 2, view["rounds"]
     record = _round_record(kazoo, zk_root, job_id)
     assert str(record["blob"]["artifact"]).startswith("rounds/"), record["blob"]
