@@ -903,14 +903,9 @@ class Worker:
             stats = []
             for (shard, stat), record in zip(picked, running, strict=True):
                 path = self.paths.shard(job_id, shard.index)
-                try:
-                    data, now = await self.zk.retry(
-                        functools.partial(self.zk.get, path), session=session
-                    )
-                except NoNodeError:
-                    break  # the job was deleted since
-                if now.version != stat.version + 1 or data != record.dump():
-                    break  # applied, then moved on (a cancel)
+                now = await self._our_write(path, record.dump(), stat.version, session)
+                if now is None:
+                    break  # applied, then moved on (a cancel) or deleted since
                 stats.append(now)
             else:
                 return stats
@@ -977,13 +972,22 @@ class Worker:
                     raise SessionExpiredError("the session is gone") from None
                 if not await locks.held_by_us(self.zk, lock):
                     continue  # not applied: try again
-                try:
-                    current, stat = await self.zk.retry(lambda: self.zk.get(path), session=session)
-                except NoNodeError:
-                    return False  # the job was deleted since
-                if stat.version == version + 1 and current == data:
-                    return stat
-                return False  # applied, then moved on (a cancel): let the lock go
+                # Applied; then moved on (a cancel) or deleted since: let the lock go.
+                return await self._our_write(path, data, version, session) or False
+
+    async def _our_write(
+        self, path: str, data: bytes, version: int, session: int | None
+    ) -> ZnodeStat | None:
+        """The stat of the record at ``path`` if it is exactly our write ``data`` made at
+        ``version`` (one version on): a write whose lost reply it was applied for. None when
+        the record moved on since (a cancel) or is gone (the job deleted)."""
+        try:
+            current, stat = await self.zk.retry(
+                functools.partial(self.zk.get, path), session=session
+            )
+        except NoNodeError:
+            return None
+        return stat if stat.version == version + 1 and current == data else None
 
     async def _give_up_dead(
         self, job: JobRecord, shard: ShardRecord, stat: ZnodeStat, lock: str
