@@ -20,7 +20,13 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def environment(settings: dict[str, str]) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("ZOOTRAIN_")}
+    # COLUMNS and LINES are the runner's terminal (pytest-xdist's workers set 80 by 24), not
+    # the child's: its output is a pipe, and the CLI sizes piped output itself.
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith("ZOOTRAIN_") and k not in ("COLUMNS", "LINES")
+    }
     env.update(settings)
     env["PYTHONPATH"] = str(ROOT)
     env["PYTHONUNBUFFERED"] = "1"
