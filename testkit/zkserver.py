@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import random
 import shutil
 import signal
 import socket
@@ -21,6 +23,26 @@ def free_port() -> int:
         sock.bind(("127.0.0.1", 0))
         port: int = sock.getsockname()[1]
         return port
+
+
+def free_port_run(count: int) -> int:
+    """The first of ``count`` consecutive free ports, for a process that binds a base port plus
+    n (up.sh's worker metrics). They are drawn below the kernel's ephemeral range: a port next to
+    one ``free_port`` returned is in that range, and any outgoing connection of another test
+    process may take it before the server binds it."""
+    low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    draw = random.Random()
+    for _ in range(100):
+        first = draw.randrange(10_000, low - count)
+        with contextlib.ExitStack() as held:
+            try:
+                for port in range(first, first + count):
+                    sock = held.enter_context(socket.socket())
+                    sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        return first
+    raise RuntimeError(f"no {count} consecutive free ports below {low}")
 
 
 def four_letter(port: int, word: str, timeout: float = 1.0) -> str:

@@ -20,7 +20,7 @@ from kazoo.exceptions import NoAuthError, NoNodeError
 
 from testkit.auth import AUTH, bearer
 from testkit.stack import ROOT, Stack, environment, wait_for, wait_job
-from testkit.zkserver import ZooKeeperCluster, free_port
+from testkit.zkserver import ZooKeeperCluster, free_port, free_port_run
 from tests.integration.conftest import iris_spec, start_api
 
 pytestmark = pytest.mark.integration
@@ -182,7 +182,8 @@ def test_make_up_closes_zookeeper_by_default(tmp_path: Path) -> None:
         "ZOOTRAIN_VAR": str(var),
         "ZOOTRAIN_ZK_PORT": str(free_port()),
         "ZOOTRAIN_API_PORT": str(free_port()),
-        "ZOOTRAIN_WORKER_METRICS_BASE": str(free_port()),
+        # up.sh binds this base plus 1 and plus 2 for its workers' metrics.
+        "ZOOTRAIN_WORKER_METRICS_BASE": str(free_port_run(3)),
         "VENV": sys.prefix,
         "WEB_CONCURRENCY": "1",
     }
