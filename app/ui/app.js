@@ -51,8 +51,11 @@ function renderAuth() {
 }
 
 // A 401 (or signing out): the prompt instead of half-loaded views; a refused token is forgotten.
-function askForToken(detail, reason) {
-  const refused = !reason && Boolean(storedToken());
+// `sent` is the token the refused request carried: a 401 for a request sent before the user
+// signed in arrives after the new token is stored, and must not forget a token never tried.
+function askForToken(detail, reason, sent = storedToken()) {
+  if (!reason && sent !== storedToken()) return new AuthRequired(detail || "an API token is needed");
+  const refused = !reason && Boolean(sent);
   if (refused) storeToken(null);
   closeJobStream();
   stopOverviewRefresh();  // no refresh asking again every 5 s while the prompt is up
@@ -67,12 +70,13 @@ function askForToken(detail, reason) {
 }
 
 async function api(path, options = {}) {
+  const sent = storedToken();
   const response = await fetch(path, {
     ...options,
     headers: withToken({ "Content-Type": "application/json", ...(options.headers || {}) }),
   });
   const body = response.headers.get("content-type")?.includes("json") ? await response.json() : null;
-  if (response.status === 401) throw askForToken(body?.detail);
+  if (response.status === 401) throw askForToken(body?.detail, undefined, sent);
   if (!response.ok) {
     const error = new Error(body?.detail || `${response.status} ${response.statusText}`);
     error.status = response.status;
@@ -106,13 +110,14 @@ function eventStream(path, handlers, onError) {
   let progressed = false;  // an event arrived since the last (re)connect
 
   async function readOnce() {
+    const sent = storedToken();
     const headers = withToken({ Accept: "text/event-stream" });
     if (lastEventId) headers["Last-Event-ID"] = lastEventId;
     const response = await fetch(path, { headers, cache: "no-store", signal: controller.signal });
     if (!response.ok) {
       const body = response.headers.get("content-type")?.includes("json")
         ? await response.json().catch(() => null) : null;
-      if (response.status === 401) throw askForToken(body?.detail);
+      if (response.status === 401) throw askForToken(body?.detail, undefined, sent);
       const error = new Error(body?.detail || `${response.status} ${response.statusText}`);
       error.retry = [502, 503, 504].includes(response.status);
       throw error;

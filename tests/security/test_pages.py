@@ -67,12 +67,14 @@ def test_the_dashboard_runs_under_its_policy_and_refuses_a_crafted_id(
     requests: list[str] = []
     page.on("request", lambda request: requests.append(request.url))
     page.goto(f"{api_url}/ui/#jobs")
-    page.fill("#token-input", SUBMIT_TOKEN)
-    page.press("#token-input", "Enter")
-    expect(page.locator("#view-jobs")).to_be_visible()  # the scripts and styles ran
-
-    # The jobs page's own requests (its list, then the paused banner's /v1/config) end first.
-    page.wait_for_load_state("networkidle")
+    expect(page.locator("#auth-prompt")).to_be_visible()  # the scripts and styles ran
+    # The jobs page's own requests end first: its list, then the paused banner's /v1/config,
+    # the last a route asks for. (A "networkidle" wait does not do this: that load state was
+    # reached before the token was entered, and waiting for it again returns at once.)
+    with page.expect_response(lambda response: "/v1/config" in response.url):
+        page.fill("#token-input", SUBMIT_TOKEN)
+        page.press("#token-input", "Enter")
+    expect(page.locator("#view-jobs")).to_be_visible()
     # A link made to send the token elsewhere: the path would resolve to /v1/workers.
     requests.clear()
     page.goto(f"{api_url}/ui/#job/..%2F..%2Fworkers")
@@ -80,6 +82,38 @@ def test_the_dashboard_runs_under_its_policy_and_refuses_a_crafted_id(
     expect(page.locator("#view-job")).to_be_hidden()
     assert not [url for url in requests if "/v1/" in url], requests
     assert violations == [], violations
+
+
+def test_a_late_refusal_of_a_tokenless_request_keeps_the_token_just_entered(
+    api_url: str, browser: Browser
+) -> None:
+    """The page's first request goes out before the user has a token in; its 401 may come back
+    after the token is entered. That refusal is of no token, not of the new one: the new one is
+    kept and the views stay shown."""
+    page = browser.new_page()
+    held: list[Route] = []
+
+    def hold_tokenless(route: Route) -> None:
+        if "authorization" in route.request.headers:
+            route.continue_()
+        else:
+            held.append(route)
+
+    page.route("**/v1/jobs*", hold_tokenless)
+    with page.expect_request("**/v1/jobs*"):
+        page.goto(f"{api_url}/ui/#jobs")
+    with page.expect_response(lambda response: "/v1/config" in response.url):
+        page.fill("#token-input", SUBMIT_TOKEN)
+        page.press("#token-input", "Enter")
+    expect(page.locator("#view-jobs")).to_be_visible()
+    assert len(held) == 1, [route.request.url for route in held]
+
+    with page.expect_response(lambda response: response.status == 401):
+        held[0].continue_()
+    expect(page.locator("#signed-in")).to_be_visible()
+    expect(page.locator("#view-jobs")).to_be_visible()
+    expect(page.locator("#auth-prompt")).to_be_hidden()
+    assert page.evaluate("() => Object.values(localStorage)") == [SUBMIT_TOKEN]
 
 
 def test_docs_render_with_the_network_off(api_url: str, browser: Browser) -> None:
