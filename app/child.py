@@ -29,6 +29,7 @@ from app.pool import Reply, read_frame, write_frame
 from zootrain import forkserver
 from zootrain.artifacts import ArtifactStore
 from zootrain.errors import DomainError, InvalidRequest
+from zootrain.ml import forest_walk
 from zootrain.ml.cost import Cost, job_cost
 from zootrain.ml.validation import validate_submission
 from zootrain.spec import JobSpec
@@ -51,7 +52,7 @@ class _Spent:
     def predict(self, model: Any, X: Any) -> Any:
         started = time.perf_counter()
         try:
-            return model.predict(X)
+            return forest_walk.predict(model, X)
         finally:
             elapsed = time.perf_counter() - started
             with self._lock:

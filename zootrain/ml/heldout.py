@@ -30,6 +30,8 @@ from typing import Any
 import numpy as np
 from sklearn.ensemble._forest import BaseForest
 
+from zootrain.ml import forest_walk
+
 ATTRIBUTE = "zootrain_heldout_"
 
 
@@ -45,8 +47,8 @@ def forest_outputs(model: Any, X: np.ndarray, task: str) -> np.ndarray | None:
     if not isinstance(model, BaseForest) or getattr(model, "n_outputs_", 1) != 1:
         return None
     if task == "classification":
-        return np.asarray(model.predict_proba(X), dtype=np.float64)
-    return np.asarray(model.predict(X), dtype=np.float64)
+        return np.asarray(forest_walk.predict_proba(model, X), dtype=np.float64)
+    return np.asarray(forest_walk.predict(model, X), dtype=np.float64)
 
 
 def keep(model: Any, key: str, outputs: np.ndarray) -> None:

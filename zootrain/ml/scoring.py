@@ -18,7 +18,7 @@ from sklearn.metrics import (
     root_mean_squared_error,
 )
 
-from zootrain.ml import label_metrics
+from zootrain.ml import forest_walk, label_metrics
 from zootrain.ml.datasets import Task
 
 FORESTS = (RandomForestClassifier, ExtraTreesClassifier)
@@ -50,7 +50,7 @@ def evaluate(
         elif task == "classification":
             scores = _classification(model, X, y, classes)
         else:
-            pred = model.predict(X)
+            pred = forest_walk.predict(model, X)
             scores = {"r2": r2_score(y, pred), "rmse": root_mean_squared_error(y, pred)}
     return {name: float(v) for name, v in scores.items() if math.isfinite(float(v))}
 
@@ -66,7 +66,9 @@ def _clustering(model: Any, X: np.ndarray, labels: np.ndarray | None) -> dict[st
 def _classification(
     model: Any, X: np.ndarray, y: np.ndarray, classes: np.ndarray | None
 ) -> dict[str, Any]:
-    proba = np.asarray(model.predict_proba(X)) if hasattr(model, "predict_proba") else None
+    proba = (
+        np.asarray(forest_walk.predict_proba(model, X)) if hasattr(model, "predict_proba") else None
+    )
     if proba is not None and proba.ndim == 2 and isinstance(model, FORESTS):
         # A forest's predict *is* the argmax of its predict_proba (scikit-learn's definition):
         # one pass over the trees instead of two, the larger part of evaluating a big forest.
@@ -151,7 +153,7 @@ def _proba_over(
 def predictions(model: Any, X: np.ndarray) -> np.ndarray:
     """The model's predicted labels (a forest's from one pass over its trees, as ``evaluate``)."""
     if isinstance(model, FORESTS):
-        return labels_of(np.asarray(model.predict_proba(X)), model.classes_)
+        return labels_of(np.asarray(forest_walk.predict_proba(model, X)), model.classes_)
     return np.asarray(model.predict(X))
 
 
