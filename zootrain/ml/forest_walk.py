@@ -26,7 +26,12 @@ from sklearn.utils.validation import check_is_fitted
 def walks(model: Any) -> bool:
     """Whether ``model`` is a forest whose own predict would call its trees one by one in order
     (one job: ``n_jobs`` None or 1)."""
-    return isinstance(model, ForestClassifier | ForestRegressor) and model.n_jobs in (None, 1)
+    return (
+        isinstance(model, ForestClassifier | ForestRegressor)
+        and model.n_jobs in (None, 1)
+        # Private: the forest's own checks of X. A release without it keeps its own predict.
+        and hasattr(model, "_validate_X_predict")
+    )
 
 
 def predict(model: Any, X: Any) -> np.ndarray:
