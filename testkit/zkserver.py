@@ -19,21 +19,21 @@ ZOOKEEPER_JAR = Path(os.environ.get("ZOOKEEPER_JAR", "/usr/share/java/zookeeper.
 
 
 def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
+    """A free loopback port for a server a test starts, drawn below the kernel's ephemeral
+    range: a port ``bind(0)`` hands out is in that range, and between our closing it and the
+    server binding it, an outgoing connection of any process (a ZooKeeper client, an HTTP
+    client of the other xdist process) may take it."""
+    return free_port_run(1)
 
 
 def free_port_run(count: int) -> int:
-    """The first of ``count`` consecutive free ports, for a process that binds a base port plus
-    n (up.sh's worker metrics). They are drawn below the kernel's ephemeral range: a port next to
-    one ``free_port`` returned is in that range, and any outgoing connection of another test
-    process may take it before the server binds it."""
+    """The first of ``count`` consecutive free ports, below the ephemeral range (``free_port``
+    says why), for a process that binds a base port plus n (up.sh's worker metrics)."""
     low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
-    draw = random.Random()
     for _ in range(100):
-        first = draw.randrange(10_000, low - count)
+        first = _DRAW.randrange(10_000, low - count)
+        if any(port in _GIVEN for port in range(first, first + count)):
+            continue  # handed out by this process already, its server perhaps not bound yet
         with contextlib.ExitStack() as held:
             try:
                 for port in range(first, first + count):
@@ -41,8 +41,13 @@ def free_port_run(count: int) -> int:
                     sock.bind(("127.0.0.1", port))
             except OSError:
                 continue
+        _GIVEN.update(range(first, first + count))
         return first
     raise RuntimeError(f"no {count} consecutive free ports below {low}")
+
+
+_DRAW = random.Random()  # seeded from the OS: two xdist processes draw different ports
+_GIVEN: set[int] = set()
 
 
 def four_letter(port: int, word: str, timeout: float = 1.0) -> str:
