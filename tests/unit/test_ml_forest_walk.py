@@ -18,7 +18,7 @@ from sklearn.ensemble import (
 from sklearn.linear_model import LogisticRegression
 
 from zootrain.ml import forest_walk, modelfile
-from zootrain.ml.forest import merge_union
+from zootrain.ml.forest import fit_forest, merge_union
 
 ROWS = [1, 7, 500]  # one row (a served prediction), a few, a held-out set
 
@@ -47,8 +47,15 @@ def _classifiers() -> list[tuple[str, Any, np.ndarray]]:
         )
         for seed in range(3)
     ]
+    # A shard that never saw class 3: its trees re-expressed over the job's four classes.
+    lacking = []
+    for seed, rows in enumerate((y != 3, np.ones(len(y), dtype=bool))):
+        shard = RandomForestClassifier(n_estimators=4, random_state=seed, n_jobs=1)
+        fit_forest(shard, X[rows], y[rows], np.arange(4))
+        lacking.append(shard)
     return [
         ("random forest", RandomForestClassifier(n_estimators=30, random_state=0).fit(X, y), X),
+        ("a shard lacking a class", merge_union(lacking, [450, 600]), X),
         ("extra trees", ExtraTreesClassifier(n_estimators=30, random_state=0).fit(X, y), X),
         ("string labels", RandomForestClassifier(n_estimators=10, random_state=1).fit(X, words), X),
         (
