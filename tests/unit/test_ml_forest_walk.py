@@ -8,6 +8,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from sklearn.base import is_classifier
 from sklearn.datasets import make_classification, make_regression
 from sklearn.ensemble import (
     ExtraTreesClassifier,
@@ -85,24 +86,19 @@ def _regressors() -> list[tuple[str, Any, np.ndarray]]:
     ]
 
 
-@pytest.mark.parametrize("name, model, X", [pytest.param(*c, id=c[0]) for c in _classifiers()])
+@pytest.mark.parametrize(
+    "name, model, X",
+    [pytest.param(*c, id=f"classifier, {c[0]}") for c in _classifiers()]
+    + [pytest.param(*c, id=f"regressor, {c[0]}") for c in _regressors()],
+)
 @pytest.mark.parametrize("rows", ROWS)
-def test_a_classifier_forest_predicts_scikit_learns_bits(
+def test_a_forest_predicts_scikit_learns_bits(
     name: str, model: Any, X: np.ndarray, rows: int
 ) -> None:
     assert forest_walk.walks(model), name
     part = X[-rows:]
-    _same(forest_walk.predict_proba(model, part), model.predict_proba(part))
-    _same(forest_walk.predict(model, part), model.predict(part))
-
-
-@pytest.mark.parametrize("name, model, X", [pytest.param(*c, id=c[0]) for c in _regressors()])
-@pytest.mark.parametrize("rows", ROWS)
-def test_a_regressor_forest_predicts_scikit_learns_bits(
-    name: str, model: Any, X: np.ndarray, rows: int
-) -> None:
-    assert forest_walk.walks(model), name
-    part = X[-rows:]
+    if is_classifier(model):
+        _same(forest_walk.predict_proba(model, part), model.predict_proba(part))
     _same(forest_walk.predict(model, part), model.predict(part))
 
 

@@ -60,25 +60,30 @@ def predict_proba(model: Any, X: Any) -> Any:
 
 
 def _proba(model: Any, X: Any) -> list[np.ndarray]:
-    check_is_fitted(model)
-    X = model._validate_X_predict(X)  # the forest's own checks, once; its trees skip theirs
-    totals = [np.zeros((X.shape[0], j), dtype=np.float64) for j in np.atleast_1d(model.n_classes_)]
-    for tree in model.estimators_:
-        _add(totals, tree.predict_proba(X, check_input=False))
-    for total in totals:
-        total /= len(model.estimators_)
-    return totals
+    return _tree_mean(model, X, "predict_proba")
 
 
 def _regression(model: Any, X: Any) -> np.ndarray:
+    return _tree_mean(model, X, "predict")[0]
+
+
+def _tree_mean(model: Any, X: Any, method: str) -> list[np.ndarray]:
+    """The mean of the trees' ``method`` (``predict_proba``: one array an output, as wide as
+    its classes; ``predict``: one array of the regressor's outputs)."""
     check_is_fitted(model)
-    X = model._validate_X_predict(X)
-    shape = (X.shape[0], model.n_outputs_) if model.n_outputs_ > 1 else (X.shape[0],)
-    total = np.zeros(shape, dtype=np.float64)
+    X = model._validate_X_predict(X)  # the forest's own checks, once; its trees skip theirs
+    rows: int = X.shape[0]
+    shapes: list[tuple[int, ...]]
+    if method == "predict_proba":
+        shapes = [(rows, j) for j in np.atleast_1d(model.n_classes_)]
+    else:
+        shapes = [(rows, model.n_outputs_) if model.n_outputs_ > 1 else (rows,)]
+    totals = [np.zeros(shape, dtype=np.float64) for shape in shapes]
     for tree in model.estimators_:
-        _add([total], tree.predict(X, check_input=False))
-    total /= len(model.estimators_)
-    return total
+        _add(totals, getattr(tree, method)(X, check_input=False))
+    for total in totals:
+        total /= len(model.estimators_)
+    return totals
 
 
 def _add(totals: list[np.ndarray], prediction: Any) -> None:
