@@ -99,19 +99,20 @@ def test_a_check_past_its_memory_budget_is_stopped_with_a_422(tmp_path: Path) ->
 
 
 async def _gone(pid: int, within: float = 30.0) -> bool:
-    """Whether the process ``pid`` ends (or is a zombie) within ``within`` seconds."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + within
-    while _alive(pid):
-        if loop.time() > deadline:
-            return False
-        await asyncio.sleep(0.05)
-    return True
-
-
-def _alive(pid: int) -> bool:
+    """Whether the process ``pid`` ends (or is a zombie) within ``within`` seconds: its pidfd
+    turns readable when it exits, so this waits on the event, not on a sampling loop."""
     try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except OSError:
+        fd = os.pidfd_open(pid)
+    except ProcessLookupError:
+        return True  # gone and reaped already
+    loop = asyncio.get_running_loop()
+    exited = asyncio.Event()
+    loop.add_reader(fd, exited.set)
+    try:
+        await asyncio.wait_for(exited.wait(), within)
+        return True
+    except TimeoutError:
         return False
-    return state != "Z"
+    finally:
+        loop.remove_reader(fd)
+        os.close(fd)
